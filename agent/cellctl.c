@@ -1,0 +1,172 @@
+/* cellctl - the command-line interface to cellsd for the employee, the on-device
+ * admin and the auditor. */
+#include "cellctl.h"
+#include "cleanup.h"
+#include "ctl_io.h"
+#include "util.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+static int cmd_ping(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv)
+{
+	Cells__Ctl__V1__CtlRequest req = CELLS__CTL__V1__CTL_REQUEST__INIT;
+	Cells__Ctl__V1__Empty e = CELLS__CTL__V1__EMPTY__INIT;
+	if (argc)
+		return cellctl_usage(cmd);
+	req.req_case = CELLS__CTL__V1__CTL_REQUEST__REQ_PING;
+	req.ping = &e;
+	return cellctl_simple(cc, cmd->words, &req);
+}
+
+static int cmd_status(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv)
+{
+	Cells__Ctl__V1__CtlRequest req = CELLS__CTL__V1__CTL_REQUEST__INIT;
+	Cells__Ctl__V1__Empty e = CELLS__CTL__V1__EMPTY__INIT;
+	if (argc)
+		return cellctl_usage(cmd);
+	req.req_case = CELLS__CTL__V1__CTL_REQUEST__REQ_STATUS;
+	req.status = &e;
+	return cellctl_simple(cc, cmd->words, &req);
+}
+
+static int cmd_device_id(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv)
+{
+	Cells__Ctl__V1__CtlRequest req = CELLS__CTL__V1__CTL_REQUEST__INIT;
+	Cells__Ctl__V1__Empty e = CELLS__CTL__V1__EMPTY__INIT;
+	if (argc)
+		return cellctl_usage(cmd);
+	req.req_case = CELLS__CTL__V1__CTL_REQUEST__REQ_DEVICE_ID;
+	req.device_id = &e;
+	json_object *res = NULL;
+	int code;
+	if (cellctl_call(cc, cmd->words, &req, NULL, 0, &res, &code))
+		return 1;
+	if (cc->json)
+		cellctl_print(cc, res, NULL, NULL);
+	else
+		printf("%s\n", json_object_get_string(json_object_object_get(res, "device_id")));
+	json_object_put(res);
+	return 0;
+}
+
+/* The command table: every cellctl command, in the order --help lists them. */
+static const struct cellctl_cmd commands[] = {
+    {"ping", "", "check that cellsd answers", cmd_ping},
+    {"status", "", "show the agent's status", cmd_status},
+    {"device id", "", "print this device's id (what a policy's `device` names)", cmd_device_id},
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "Usage: cellctl [--run-dir DIR] [--json] COMMAND [ARGS]\n"
+		   "Control the Cells agent (cellsd).\n\n"
+		   "Options:\n"
+		   "  --run-dir DIR   where cellsd's control socket is (default /run/cells)\n"
+		   "  --json          machine-readable output\n"
+		   "  -h, --help      show this help (also: cellctl COMMAND --help)\n\n"
+		   "Commands:\n");
+	for (size_t i = 0; i < CELLS_ARRAY_SIZE(commands); i++)
+		fprintf(f, "  %-16s %-34s %s\n", commands[i].words, commands[i].args,
+			commands[i].summary);
+}
+
+int cellctl_usage(const struct cellctl_cmd *cmd)
+{
+	fprintf(stderr, "cellctl: %s: usage: cellctl %s %s\n", cmd->words, cmd->words, cmd->args);
+	return 2;
+}
+
+/* How many of argv's leading words match `words`; 0 when they do not all match. */
+static int match_words(const char *words, int argc, char **argv)
+{
+	char buf[64];
+	snprintf(buf, sizeof buf, "%s", words);
+	int n = 0;
+	char *save = NULL;
+	for (char *w = strtok_r(buf, " ", &save); w; w = strtok_r(NULL, " ", &save), n++)
+		if (n >= argc || strcmp(argv[n], w) != 0)
+			return 0;
+	return n;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"run-dir", required_argument, NULL, 'r'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {0},
+	};
+	struct cellctl cc = {.run_dir = getenv("CELLS_RUN_DIR")};
+	if (!cc.run_dir)
+		cc.run_dir = "/run/cells";
+	int c;
+	/* "+": stop at the first command word; options after it belong to the command */
+	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'r':
+			cc.run_dir = optarg;
+			break;
+		case 'j':
+			cc.json = true;
+			break;
+		case 'V':
+			printf("cellctl %s\n", CELLS_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc == 0) {
+		usage(stderr);
+		return 2;
+	}
+	const struct cellctl_cmd *best = NULL;
+	int best_n = 0;
+	for (size_t i = 0; i < CELLS_ARRAY_SIZE(commands); i++) {
+		int n = match_words(commands[i].words, argc, argv);
+		if (n > best_n) {
+			best = &commands[i];
+			best_n = n;
+		}
+	}
+	if (!best) {
+		fprintf(stderr, "cellctl: unknown command '%s' (see cellctl --help)\n", argv[0]);
+		return 2;
+	}
+	for (int i = best_n; i < argc; i++) {
+		if (!strcmp(argv[i], "--"))
+			break;
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			printf("Usage: cellctl %s %s\n%s\n", best->words, best->args,
+			       best->summary);
+			return 0;
+		}
+		if (!strcmp(argv[i], "--json"))
+			cc.json = true;
+	}
+	/* strip a --json given after the command */
+	int n = 0;
+	bool after_dd = false;
+	for (int i = best_n; i < argc; i++) {
+		if (!strcmp(argv[i], "--"))
+			after_dd = true;
+		if (!after_dd && !strcmp(argv[i], "--json"))
+			continue;
+		argv[best_n + n++] = argv[i];
+	}
+	return best->run(&cc, best, n, argv + best_n);
+}

@@ -1,0 +1,194 @@
+/* cellsd - the Cells agent: the only process that changes the system. */
+#include "audit.h"
+#include "cellsd.h"
+#include "cleanup.h"
+#include "ctl_server.h"
+#include "device_key.h"
+#include "kcheck.h"
+#include "log.h"
+#include "statedb.h"
+#include "util.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+static void usage(FILE *f)
+{
+	fprintf(f, "Usage: cellsd [OPTIONS]\n"
+		   "Run the Cells agent in the foreground: virtual phones, policy enforcement,\n"
+		   "device multiplexing, telephony, wipe and the audit log.\n\n"
+		   "Options:\n"
+		   "  --state-dir DIR      all persistent state (default /var/lib/cells)\n"
+		   "  --run-dir DIR        control socket and runtime files (default /run/cells)\n"
+		   "  --control-group GRP  also allow members of GRP on the control socket\n"
+		   "  --log-level LEVEL    error|warn|info|debug (default info)\n"
+		   "  --syslog             also log to syslog\n"
+		   "  --check-kernel       report the kernel features Cells needs and exit\n"
+		   "  --json               with --check-kernel: machine-readable report\n"
+		   "  --version            print the version and exit\n"
+		   "  -h, --help           show this help and exit\n");
+}
+
+int cellsd_audit(struct cellsd *d, const char *vp, const char *actor, const char *event,
+		 const char *outcome, struct json_object *details, cells_err_t *err)
+{
+	cells_err_t local;
+	if (!err)
+		err = &local;
+	if (!d->audit ||
+	    audit_append(d->audit, vp, actor, event, outcome, details, NULL, err) < 0) {
+		if (!(d->state & CELLSD_ST_AUDIT_CLOSED))
+			log_error("audit log cannot be written (%s): failing closed",
+				  d->audit ? err->msg : "not open");
+		d->state = CELLSD_ST_AUDIT_CLOSED;
+		return -1;
+	}
+	return 0;
+}
+
+static void on_signal(struct loop *l, int fd, uint32_t events, void *data)
+{
+	struct signalfd_siginfo si;
+	while (read(fd, &si, sizeof si) == sizeof si) {
+		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+			log_info("signal %u: shutting down", si.ssi_signo);
+			loop_quit(l);
+		}
+	}
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"state-dir", required_argument, NULL, 's'},
+	    {"run-dir", required_argument, NULL, 'r'},
+	    {"control-group", required_argument, NULL, 'g'},
+	    {"log-level", required_argument, NULL, 'l'},
+	    {"syslog", no_argument, NULL, 'S'},
+	    {"check-kernel", no_argument, NULL, 'K'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"version", no_argument, NULL, 'V'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
+	};
+	struct cellsd d = {.ctl_fd = -1, .state = CELLSD_ST_READY};
+	const char *state_dir = "/var/lib/cells", *run_dir = "/run/cells", *group = NULL;
+	int level = LOG_INFO, c;
+	bool use_syslog = false, check_kernel = false, json = false;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			state_dir = optarg;
+			break;
+		case 'r':
+			run_dir = optarg;
+			break;
+		case 'g':
+			group = optarg;
+			break;
+		case 'l':
+			level = cells_log_level_parse(optarg);
+			if (level < 0) {
+				fprintf(stderr, "cellsd: unknown log level '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'S':
+			use_syslog = true;
+			break;
+		case 'K':
+			check_kernel = true;
+			break;
+		case 'j':
+			json = true;
+			break;
+		case 'V':
+			printf("cellsd %s\n", CELLS_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "cellsd: unexpected argument '%s' (see --help)\n", argv[optind]);
+		return 2;
+	}
+	if (check_kernel)
+		return kcheck_report(stdout, json) ? 1 : 0;
+	cells_log_init("cellsd", level, use_syslog);
+	cells_err_t err = {0};
+	if (!realpath(state_dir, d.state_dir) &&
+	    (cells_mkdir_p(state_dir, 0700, &err) < 0 || !realpath(state_dir, d.state_dir))) {
+		fprintf(stderr, "cellsd: state dir %s: %s\n", state_dir,
+			err.msg[0] ? err.msg : strerror(errno));
+		return 1;
+	}
+	if (!realpath(run_dir, d.run_dir) &&
+	    (cells_mkdir_p(run_dir, 0755, &err) < 0 || !realpath(run_dir, d.run_dir))) {
+		fprintf(stderr, "cellsd: run dir %s: %s\n", run_dir,
+			err.msg[0] ? err.msg : strerror(errno));
+		return 1;
+	}
+	if (group) {
+		struct group *g = getgrnam(group);
+		if (!g) {
+			fprintf(stderr, "cellsd: unknown group '%s'\n", group);
+			return 1;
+		}
+		d.ctl_gid = g->gr_gid;
+		d.ctl_gid_set = true;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	cleanup_close int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+
+	char path[PATH_MAX + 32];
+	char id[DEVICE_ID_LEN + 1];
+	int rc = 1;
+	d.loop = loop_new(&err);
+	if (!d.loop)
+		goto out;
+	snprintf(path, sizeof path, "%s/state.db", d.state_dir);
+	if (statedb_open(path, &d.db, &err) < 0)
+		goto out;
+	snprintf(path, sizeof path, "%s/audit.db", d.state_dir);
+	if (audit_open(path, &d.audit, &err) < 0)
+		goto out;
+	if (device_key_load(d.state_dir, NULL, id, &err) < 0)
+		goto out;
+	if (loop_add_fd(d.loop, sfd, EPOLLIN, on_signal, &d, &err) < 0)
+		goto out;
+	if (ctl_server_start(&d, &err) < 0)
+		goto out;
+	cellsd_audit(&d, "", "cellsd", "agent.started", "ok", NULL, NULL);
+	log_info("cellsd %s ready: device %s, state %s, control %s/control.sock", CELLS_VERSION, id,
+		 d.state_dir, d.run_dir);
+	loop_run(d.loop);
+	cellsd_audit(&d, "", "cellsd", "agent.stopped", "ok", NULL, NULL);
+	rc = 0;
+out:
+	if (rc)
+		fprintf(stderr, "cellsd: %s\n", err.msg);
+	ctl_server_stop(&d);
+	audit_close(d.audit);
+	if (d.db)
+		sqlite3_close_v2(d.db);
+	loop_free(d.loop);
+	return rc;
+}

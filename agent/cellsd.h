@@ -1,0 +1,42 @@
+/* cellsd.h - the agent daemon's shared state. cellsd is the only process that changes
+ * the system; every module hangs off struct cellsd and runs on its one event loop. */
+#ifndef CELLS_CELLSD_H
+#define CELLS_CELLSD_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include <sqlite3.h>
+
+#include "err.h"
+#include "loop.h"
+
+/* Daemon states a control request may be permitted in (bitmask). */
+enum {
+	CELLSD_ST_READY = 1u << 0,	  /* normal operation */
+	CELLSD_ST_AUDIT_CLOSED = 1u << 1, /* audit log cannot be written: fail closed */
+};
+#define CELLSD_ST_ANY (CELLSD_ST_READY | CELLSD_ST_AUDIT_CLOSED)
+
+struct audit;
+
+struct cellsd {
+	char state_dir[PATH_MAX];
+	char run_dir[PATH_MAX];
+	struct loop *loop;
+	sqlite3 *db;	     /* state DB (owned) */
+	struct audit *audit; /* audit log (owned) */
+	int ctl_fd;	     /* listening control socket */
+	gid_t ctl_gid;	     /* group also allowed on the control socket */
+	bool ctl_gid_set;
+	unsigned state; /* CELLSD_ST_* */
+};
+
+/* Append an audit record for this daemon (see audit.h); details may be NULL.
+ * A failure switches the daemon to CELLSD_ST_AUDIT_CLOSED and returns -1. */
+struct json_object;
+int cellsd_audit(struct cellsd *d, const char *vp, const char *actor, const char *event,
+		 const char *outcome, struct json_object *details, cells_err_t *err);
+
+#endif

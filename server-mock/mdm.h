@@ -1,0 +1,35 @@
+/* mdm.h - cells-mdm, the reference MDM server: shared state and subcommands.
+ * Each subcommand lives in mdm_AREA.c and has a row in the table in mdm_main.c. */
+#ifndef CELLS_MDM_H
+#define CELLS_MDM_H
+
+#include <limits.h>
+#include <stdbool.h>
+
+#include <openssl/evp.h>
+
+#include "err.h"
+
+struct mdm {
+	char state_dir[PATH_MAX];
+	bool json;
+};
+
+struct mdm_cmd {
+	const char *words;
+	const char *args;
+	const char *summary;
+	int (*run)(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+};
+
+int mdm_usage(const struct mdm_cmd *cmd);
+/* Paths of the server's key material under the state dir. */
+void mdm_path(const struct mdm *m, const char *name, char out[PATH_MAX]);
+/* Load a private key file of the state dir ("root.key", "signing.key"). */
+EVP_PKEY *mdm_load_key(const struct mdm *m, const char *name, cells_err_t *err);
+
+/* mdm_keys.c */
+int mdm_cmd_init(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_export_root(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+
+#endif

@@ -1,0 +1,139 @@
+/* cells-mdm - the reference Cells MDM: enrollment CA, policy signing, command queue,
+ * device registry, audit collection, and the outside-world simulators. */
+#include "mdm.h"
+#include "cleanup.h"
+#include "log.h"
+#include "pol_sig.h"
+#include "util.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct mdm_cmd commands[] = {
+    {"init", "", "create the root key, a delegated signing key and the database", mdm_cmd_init},
+    {"export-root", "", "print the root public key (PEM)", mdm_cmd_export_root},
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "Usage: cells-mdm [--state-dir DIR] [--json] COMMAND [ARGS]\n"
+		   "The Cells reference MDM server and admin tool.\n\n"
+		   "Options:\n"
+		   "  --state-dir DIR   server state (default /var/lib/cells-mdm)\n"
+		   "  --json            machine-readable output\n"
+		   "  -h, --help        show this help (also: cells-mdm COMMAND --help)\n\n"
+		   "Commands:\n");
+	for (size_t i = 0; i < CELLS_ARRAY_SIZE(commands); i++)
+		fprintf(f, "  %-16s %-30s %s\n", commands[i].words, commands[i].args,
+			commands[i].summary);
+}
+
+int mdm_usage(const struct mdm_cmd *cmd)
+{
+	fprintf(stderr, "cells-mdm: %s: usage: cells-mdm %s %s\n", cmd->words, cmd->words,
+		cmd->args);
+	return 2;
+}
+
+void mdm_path(const struct mdm *m, const char *name, char out[PATH_MAX])
+{
+	snprintf(out, PATH_MAX, "%s/%s", m->state_dir, name);
+}
+
+EVP_PKEY *mdm_load_key(const struct mdm *m, const char *name, cells_err_t *err)
+{
+	char p[PATH_MAX];
+	mdm_path(m, name, p);
+	cleanup_free uint8_t *pem = NULL;
+	size_t n;
+	if (cells_read_file(p, 16384, &pem, &n, err) < 0) {
+		if (err && err->code == ENOENT)
+			cells_err_set(err, ENOENT, "%s is missing (run 'cells-mdm init' first)", p);
+		return NULL;
+	}
+	return pol_key_from_pem(pem, n, true, err);
+}
+
+static int match_words(const char *words, int argc, char **argv)
+{
+	char buf[64];
+	snprintf(buf, sizeof buf, "%s", words);
+	int n = 0;
+	char *save = NULL;
+	for (char *w = strtok_r(buf, " ", &save); w; w = strtok_r(NULL, " ", &save), n++)
+		if (n >= argc || strcmp(argv[n], w) != 0)
+			return 0;
+	return n;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"state-dir", required_argument, NULL, 's'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {0},
+	};
+	struct mdm m = {0};
+	const char *sd = getenv("CELLS_MDM_STATE_DIR");
+	snprintf(m.state_dir, sizeof m.state_dir, "%s", sd ? sd : "/var/lib/cells-mdm");
+	int c;
+	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			snprintf(m.state_dir, sizeof m.state_dir, "%s", optarg);
+			break;
+		case 'j':
+			m.json = true;
+			break;
+		case 'V':
+			printf("cells-mdm %s\n", CELLS_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc == 0) {
+		usage(stderr);
+		return 2;
+	}
+	cells_log_init("cells-mdm", LOG_INFO, false);
+	const struct mdm_cmd *best = NULL;
+	int best_n = 0;
+	for (size_t i = 0; i < CELLS_ARRAY_SIZE(commands); i++) {
+		int n = match_words(commands[i].words, argc, argv);
+		if (n > best_n) {
+			best = &commands[i];
+			best_n = n;
+		}
+	}
+	if (!best) {
+		fprintf(stderr, "cells-mdm: unknown command '%s' (see cells-mdm --help)\n",
+			argv[0]);
+		return 2;
+	}
+	int n = 0;
+	for (int i = best_n; i < argc; i++) {
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			printf("Usage: cells-mdm %s %s\n%s\n", best->words, best->args,
+			       best->summary);
+			return 0;
+		}
+		if (!strcmp(argv[i], "--json")) {
+			m.json = true;
+			continue;
+		}
+		argv[best_n + n++] = argv[i];
+	}
+	return best->run(&m, best, n, argv + best_n);
+}

@@ -1,0 +1,71 @@
+# lib.sh - helpers for the shell-driven integration and end-to-end tests.
+# Each test sources this, gets a private temporary directory ($T) and the built
+# programs on $PATH, and reports "N passed, N failed" at the end.
+set -u
+: "${CELLS_BUILD:?run through ctest (CELLS_BUILD unset)}"
+: "${CELLS_SRC:?run through ctest (CELLS_SRC unset)}"
+export PATH="$CELLS_BUILD/agent:$CELLS_BUILD/server-mock:$PATH"
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
+T=$(mktemp -d /tmp/cells-t.XXXXXX)
+export CELLS_STATE="$T/state" CELLS_RUN_DIR="$T/run"
+PASS=0
+FAIL=0
+PIDS=()
+
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+	[ -n "${KEEP_T:-}" ] || rm -rf "$T"
+}
+trap cleanup EXIT
+
+# skip REASON: exit 77 (ctest: skipped) - a failure when CI=true.
+skip() {
+	if [ "${CI:-}" = "true" ]; then
+		echo "FAIL: would skip under CI: $*"
+		exit 1
+	fi
+	echo "SKIP: $*"
+	exit 77
+}
+need_root() { [ "$(id -u)" = 0 ] || skip "needs root"; }
+
+ok() { PASS=$((PASS + 1)); echo "ok - $*"; }
+not_ok() { FAIL=$((FAIL + 1)); echo "not ok - $*"; }
+# check DESC CMD...: passes when CMD succeeds
+check() { local d=$1; shift; if "$@" >"$T/last.out" 2>&1; then ok "$d"; else not_ok "$d"; sed 's/^/    /' "$T/last.out"; fi; }
+# check_fails DESC PATTERN CMD...: passes when CMD fails and its stderr/stdout matches PATTERN
+check_fails() {
+	local d=$1 pat=$2; shift 2
+	if "$@" >"$T/last.out" 2>&1; then not_ok "$d (succeeded)"; sed 's/^/    /' "$T/last.out"; return; fi
+	if grep -qE -- "$pat" "$T/last.out"; then ok "$d"; else not_ok "$d (output lacks /$pat/)"; sed 's/^/    /' "$T/last.out"; fi
+}
+# check_eq DESC EXPECTED ACTUAL
+check_eq() { if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1 (expected '$2', got '$3')"; fi; }
+
+# start_cellsd [ARGS...]: start the agent on $CELLS_STATE/$CELLS_RUN_DIR, wait for it.
+start_cellsd() {
+	mkdir -p "$CELLS_STATE" "$CELLS_RUN_DIR"
+	cellsd --state-dir "$CELLS_STATE" --run-dir "$CELLS_RUN_DIR" "$@" >>"$T/cellsd.log" 2>&1 &
+	CELLSD_PID=$!
+	PIDS+=("$CELLSD_PID")
+	for _ in $(seq 1 100); do
+		cellctl ping >/dev/null 2>&1 && return 0
+		kill -0 "$CELLSD_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	echo "cellsd did not start:"; cat "$T/cellsd.log"
+	return 1
+}
+stop_cellsd() {
+	kill "$CELLSD_PID" 2>/dev/null
+	wait "$CELLSD_PID" 2>/dev/null
+	local rc=$?
+	return $rc
+}
+
+finish() {
+	echo "$PASS passed, $FAIL failed"
+	[ "$FAIL" -eq 0 ]
+	exit $?
+}
