@@ -8,6 +8,7 @@
 #include "log.h"
 #include "statedb.h"
 #include "util.h"
+#include "vpm.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -174,6 +175,8 @@ int main(int argc, char **argv)
 		goto out;
 	if (loop_add_fd(d.loop, sfd, EPOLLIN, on_signal, &d, &err) < 0)
 		goto out;
+	if (vpm_init(&d, &err) < 0)
+		goto out;
 	if (ctl_server_start(&d, &err) < 0)
 		goto out;
 	cellsd_audit(&d, "", "cellsd", "agent.started", "ok", NULL, NULL);
@@ -186,6 +189,7 @@ out:
 	if (rc)
 		fprintf(stderr, "cellsd: %s\n", err.msg);
 	ctl_server_stop(&d);
+	vpm_shutdown(&d);
 	audit_close(d.audit);
 	if (d.db)
 		sqlite3_close_v2(d.db);

@@ -26,6 +26,14 @@ static const struct ctl_route {
     {R(PING), "ping", CELLSD_ST_ANY, h_ping},
     {R(STATUS), "status", CELLSD_ST_ANY, h_status},
     {R(DEVICE_ID), "device id", CELLSD_ST_ANY, h_device_id},
+    {R(VP_CREATE), "vp create", CELLSD_ST_READY, h_vp_create},
+    {R(VP_LIST), "vp list", CELLSD_ST_ANY, h_vp_list},
+    {R(VP_STATUS), "vp status", CELLSD_ST_ANY, h_vp_status},
+    {R(VP_START), "vp start", CELLSD_ST_READY, h_vp_start},
+    {R(VP_STOP), "vp stop", CELLSD_ST_READY, h_vp_stop},
+    {R(VP_DESTROY), "vp destroy", CELLSD_ST_READY, h_vp_destroy},
+    {R(VP_EXEC), "vp exec", CELLSD_ST_READY, h_vp_exec},
+    {R(VP_RUN), "vp run", CELLSD_ST_READY, h_vp_run},
 };
 
 struct ctl_conn {
