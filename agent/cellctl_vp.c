@@ -53,7 +53,8 @@ static int parse_create(const struct cellctl_cmd *cmd, int argc, char **argv,
 		else if (!strcmp(a, "--memory") && has) {
 			unsigned long long v;
 			if (parse_u64(argv[++i], &v) < 0) {
-				fprintf(stderr, "cellctl: %s: --memory wants a byte count\n", cmd->words);
+				fprintf(stderr, "cellctl: %s: --memory wants a byte count\n",
+					cmd->words);
 				return 2;
 			}
 			vc->memory_bytes = v;

@@ -61,7 +61,8 @@ static int def_from(const Cells__Ctl__V1__VpCreate *m, char **init, size_t ninit
 	if (!m || cells_valid_name(m->name, err) < 0)
 		return m ? -1 : cells_err_set(err, EINVAL, "missing VP definition");
 	if (!m->image || !*m->image)
-		return cells_err_set(err, EINVAL, "an image (root filesystem directory) is required");
+		return cells_err_set(err, EINVAL,
+				     "an image (root filesystem directory) is required");
 	if (strlen(m->image) >= sizeof def->image || strlen(m->hostname) >= sizeof def->hostname)
 		return cells_err_set(err, ENAMETOOLONG, "image path or hostname too long");
 	if (ninit > VP_MAX_ARGV)
@@ -314,7 +315,8 @@ int h_vp_run(struct ctl_call *c, cells_err_t *err)
 	bool created = false;
 	if (!vpm_exists(c->d, name)) {
 		struct vpm_def def;
-		if (def_from(m->create, NULL, 0, &def, err) < 0 || vpm_create(c->d, &def, err) < 0 ||
+		if (def_from(m->create, NULL, 0, &def, err) < 0 ||
+		    vpm_create(c->d, &def, err) < 0 ||
 		    (!m->keep && vpm_mark_transient(c->d, name, err) < 0)) {
 			vpm_def_free(&def);
 			if (vpm_exists(c->d, name)) {

@@ -36,7 +36,7 @@ static const char *const vp_schema[] = {
     " net TEXT NOT NULL,"
     " memory INTEGER NOT NULL,"
     " pids INTEGER NOT NULL,"
-    " init TEXT NOT NULL,"	   /* JSON array, "[]" for the default */
+    " init TEXT NOT NULL," /* JSON array, "[]" for the default */
     " hostname TEXT NOT NULL,"
     " slot INTEGER NOT NULL UNIQUE," /* veth number, SELinux category */
     " transient INTEGER NOT NULL DEFAULT 0,"
@@ -78,8 +78,8 @@ struct vpm {
 };
 
 static char *const default_env[] = {
-    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root",
-    "TERM=linux", "container=cells", NULL};
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TERM=linux",
+    "container=cells", NULL};
 
 static struct vp_rt *rt_find(struct vpm *m, const char *name)
 {
@@ -113,9 +113,9 @@ static int db_set_state(struct cellsd *d, const char *vp, const char *state, pid
 			unsigned long long start, int block, cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(d->db,
-			    "UPDATE vp SET state=?, init_pid=?, init_start=?, net_block=? WHERE name=?",
-			    &st, err) < 0)
+	if (statedb_prepare(
+		d->db, "UPDATE vp SET state=?, init_pid=?, init_start=?, net_block=? WHERE name=?",
+		&st, err) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, pid);
@@ -384,8 +384,8 @@ static void on_init_exit(struct loop *l, int fd, uint32_t events, void *data)
 static int path_ok(const char *p, cells_err_t *err)
 {
 	if (strpbrk(p, ",:\\\n"))
-		return cells_err_set(err, EINVAL, "path '%s' holds one of , : \\ (not usable by overlayfs)",
-				     p);
+		return cells_err_set(err, EINVAL,
+				     "path '%s' holds one of , : \\ (not usable by overlayfs)", p);
 	return 0;
 }
 
@@ -442,7 +442,8 @@ int vpm_start(struct cellsd *d, const char *vp, char *const *init, const int std
 	mounted = true;
 	if (kcg_init(&rt->cg, cgn, err) < 0)
 		goto fail;
-	struct kcg_limits lim = {.memory = row.def.memory, .pids = row.def.pids ? row.def.pids : 1024};
+	struct kcg_limits lim = {.memory = row.def.memory,
+				 .pids = row.def.pids ? row.def.pids : 1024};
 	if (kcg_create(&rt->cg, &lim, err) < 0)
 		goto fail;
 	se = ksec_selinux_context((unsigned)row.slot, selinux, sizeof selinux, err);
@@ -464,7 +465,9 @@ int vpm_start(struct cellsd *d, const char *vp, char *const *init, const int std
 		  .cap_last = m->cap_last,
 		  .selinux_exec = se > 0 ? selinux : NULL,
 		  .stdio = {stdio ? stdio[0] : -1, stdio ? stdio[1] : -1, stdio ? stdio[2] : -1},
-		  .argv = init ? init : row.def.init ? row.def.init : def_init,
+		  .argv = init		 ? init
+			  : row.def.init ? row.def.init
+					 : def_init,
 		  .envp = default_env,
 		  .cwd = "/",
 		  .fallback = init || row.def.init ? NULL : "/bin/sh"},
@@ -494,8 +497,8 @@ int vpm_start(struct cellsd *d, const char *vp, char *const *init, const int std
 	if (rc < 0)
 		goto fail;
 	rt->start_time = ksp_start_time(rt->pid);
-	if (db_set_state(d, vp, "running", rt->pid, rt->start_time, rt->nat ? (int)rt->addr.block : -1,
-			 err) < 0)
+	if (db_set_state(d, vp, "running", rt->pid, rt->start_time,
+			 rt->nat ? (int)rt->addr.block : -1, err) < 0)
 		goto fail;
 	if (loop_add_fd(d->loop, rt->pidfd, EPOLLIN, on_init_exit, d, err) < 0)
 		goto fail;
@@ -545,11 +548,13 @@ int vpm_stop(struct cellsd *d, const char *vp, cells_err_t *err)
 {
 	struct vp_rt *rt = rt_find(d->vpm, vp);
 	if (!rt)
-		return vpm_exists(d, vp) ? cells_err_set(err, EALREADY, "VP '%s' is not running", vp)
-					 : cells_err_set(err, ENOENT, "no VP named '%s'", vp);
+		return vpm_exists(d, vp)
+			   ? cells_err_set(err, EALREADY, "VP '%s' is not running", vp)
+			   : cells_err_set(err, ENOENT, "no VP named '%s'", vp);
 	syscall(SYS_pidfd_send_signal, rt->pidfd, SIGTERM, NULL, 0);
 	if (!wait_pidfd(rt->pidfd, VPM_STOP_GRACE_MS)) {
-		log_warn("VP %s: init ignored SIGTERM for %d ms: killing it", vp, VPM_STOP_GRACE_MS);
+		log_warn("VP %s: init ignored SIGTERM for %d ms: killing it", vp,
+			 VPM_STOP_GRACE_MS);
 		syscall(SYS_pidfd_send_signal, rt->pidfd, SIGKILL, NULL, 0);
 		wait_pidfd(rt->pidfd, 5000);
 	}
@@ -581,7 +586,8 @@ int vpm_create(struct cellsd *d, const struct vpm_def *def, cells_err_t *err)
 	if (cells_valid_name(def->name, err) < 0)
 		return -1;
 	if (def->image[0] != '/')
-		return cells_err_set(err, EINVAL, "image '%s' must be an absolute path", def->image);
+		return cells_err_set(err, EINVAL, "image '%s' must be an absolute path",
+				     def->image);
 	struct stat st;
 	if (stat(def->image, &st) < 0)
 		return cells_err_sys(err, errno, "image %s", def->image);
@@ -593,11 +599,13 @@ int vpm_create(struct cellsd *d, const struct vpm_def *def, cells_err_t *err)
 	if (path_ok(real, err) < 0 || path_ok(d->state_dir, err) < 0)
 		return -1;
 	if (strcmp(def->net, "nat") && strcmp(def->net, "none"))
-		return cells_err_set(err, EINVAL, "net must be 'nat' or 'none', not '%s'", def->net);
+		return cells_err_set(err, EINVAL, "net must be 'nat' or 'none', not '%s'",
+				     def->net);
 	for (const char *h = def->hostname; *h; h++)
-		if (!((*h >= 'a' && *h <= 'z') || (*h >= 'A' && *h <= 'Z') || (*h >= '0' && *h <= '9') ||
-		      *h == '-' || *h == '.'))
-			return cells_err_set(err, EINVAL, "hostname '%s' is not valid", def->hostname);
+		if (!((*h >= 'a' && *h <= 'z') || (*h >= 'A' && *h <= 'Z') ||
+		      (*h >= '0' && *h <= '9') || *h == '-' || *h == '.'))
+			return cells_err_set(err, EINVAL, "hostname '%s' is not valid",
+					     def->hostname);
 	if (def->memory && def->memory < (4u << 20))
 		return cells_err_set(err, EINVAL, "memory limit below 4 MiB");
 	json_object *init = json_object_new_array();
@@ -608,7 +616,8 @@ int vpm_create(struct cellsd *d, const struct vpm_def *def, cells_err_t *err)
 		}
 		json_object_array_add(init, json_object_new_string(*p));
 	}
-	cleanup_free char *init_js = strdup(json_object_to_json_string_ext(init, JSON_C_TO_STRING_PLAIN));
+	cleanup_free char *init_js =
+	    strdup(json_object_to_json_string_ext(init, JSON_C_TO_STRING_PLAIN));
 	json_object_put(init);
 	if (!init_js)
 		return cells_err_set(err, ENOMEM, "out of memory");
@@ -621,13 +630,14 @@ int vpm_create(struct cellsd *d, const struct vpm_def *def, cells_err_t *err)
 		return cells_err_set(err, EEXIST, "a VP named '%s' already exists", def->name);
 	}
 	cleanup_stmt sqlite3_stmt *ins = NULL;
-	if (statedb_prepare(d->db,
-			    "INSERT INTO vp(name,image,net,memory,pids,init,hostname,slot,transient,"
-			    "created_us) VALUES(?,?,?,?,?,?,?,"
-			    "(SELECT COALESCE(MIN(s.slot+1),1) FROM (SELECT 0 AS slot UNION ALL "
-			    "SELECT slot FROM vp) s WHERE NOT EXISTS (SELECT 1 FROM vp v WHERE "
-			    "v.slot=s.slot+1)),?,?)",
-			    &ins, err) < 0)
+	if (statedb_prepare(
+		d->db,
+		"INSERT INTO vp(name,image,net,memory,pids,init,hostname,slot,transient,"
+		"created_us) VALUES(?,?,?,?,?,?,?,"
+		"(SELECT COALESCE(MIN(s.slot+1),1) FROM (SELECT 0 AS slot UNION ALL "
+		"SELECT slot FROM vp) s WHERE NOT EXISTS (SELECT 1 FROM vp v WHERE "
+		"v.slot=s.slot+1)),?,?)",
+		&ins, err) < 0)
 		return -1;
 	sqlite3_bind_text(ins, 1, def->name, -1, SQLITE_STATIC);
 	sqlite3_bind_text(ins, 2, real, -1, SQLITE_STATIC);
@@ -750,6 +760,8 @@ json_object *vpm_describe(struct cellsd *d, const char *vp, cells_err_t *err)
 	}
 	json_object *o = json_object_new_object();
 	json_object_object_add(o, "vps", arr);
+	/* the per-agent id in the names of cgroups (cells-ID-VP), veths, nft table */
+	json_object_object_add(o, "instance", json_object_new_string(d->vpm->id));
 	return o;
 }
 
@@ -870,7 +882,8 @@ static int recover(struct cellsd *d, cells_err_t *err)
 			if (!strcmp(r->state, "running")) {
 				log_info("VP %s: its init is gone; cleaned up", r->def.name);
 				db_set_state(d, r->def.name, "stopped", 0, 0, -1, &e);
-				cellsd_audit(d, r->def.name, "cellsd", "vp.stopped", "ok", NULL, NULL);
+				cellsd_audit(d, r->def.name, "cellsd", "vp.stopped", "ok", NULL,
+					     NULL);
 			}
 			if (r->transient && vpm_destroy(d, r->def.name, &e) < 0)
 				log_warn("VP %s: %s", r->def.name, e.msg);

@@ -53,7 +53,7 @@ int vpm_add_listener(struct cellsd *d, const struct vpm_listener *l);
 struct vpm_def {
 	char name[33];
 	char image[PATH_MAX];
-	char net[8];	  /* "nat" | "none" */
+	char net[8]; /* "nat" | "none" */
 	char hostname[65];
 	unsigned long long memory; /* bytes, 0: none */
 	unsigned pids;		   /* 0: default */

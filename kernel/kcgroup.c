@@ -130,13 +130,13 @@ int kcg_init(struct kcg *cg, const char *name, cells_err_t *err)
 }
 
 static const struct kcg_dev default_devs[] = {
-    {'c', 1, 3, true},	 /* null */
-    {'c', 1, 5, true},	 /* zero */
-    {'c', 1, 7, true},	 /* full */
-    {'c', 1, 8, true},	 /* random */
-    {'c', 1, 9, true},	 /* urandom */
-    {'c', 5, 0, true},	 /* tty */
-    {'c', 5, 2, true},	 /* ptmx */
+    {'c', 1, 3, true},	   /* null */
+    {'c', 1, 5, true},	   /* zero */
+    {'c', 1, 7, true},	   /* full */
+    {'c', 1, 8, true},	   /* random */
+    {'c', 1, 9, true},	   /* urandom */
+    {'c', 5, 0, true},	   /* tty */
+    {'c', 5, 2, true},	   /* ptmx */
     {'c', 136, ~0u, true}, /* pts */
 };
 
@@ -183,11 +183,13 @@ int kcg_bpf_build(const struct kcg_dev *rules, size_t n, void *out, size_t max)
 		EMIT(INSN(BPF_JMP | BPF_JNE | BPF_K, 2, 0, (short)(len - 1), type));
 		len--;
 		if (r->major != ~0u) {
-			EMIT(INSN(BPF_JMP | BPF_JNE | BPF_K, 4, 0, (short)(len - 1), (int)r->major));
+			EMIT(
+			    INSN(BPF_JMP | BPF_JNE | BPF_K, 4, 0, (short)(len - 1), (int)r->major));
 			len--;
 		}
 		if (r->minor != ~0u) {
-			EMIT(INSN(BPF_JMP | BPF_JNE | BPF_K, 5, 0, (short)(len - 1), (int)r->minor));
+			EMIT(
+			    INSN(BPF_JMP | BPF_JNE | BPF_K, 5, 0, (short)(len - 1), (int)r->minor));
 			len--;
 		}
 		EMIT(INSN(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, r->allow ? 1 : 0));
@@ -282,7 +284,8 @@ int kcg_create(struct kcg *cg, const struct kcg_limits *lim, cells_err_t *err)
 		snprintf(parent, sizeof parent, "%s", cg->v2);
 		*strrchr(parent, '/') = 0;
 		cells_err_t e2;
-		if (cg->v2_memory && write_str(parent, "cgroup.subtree_control", "+memory", &e2) < 0)
+		if (cg->v2_memory &&
+		    write_str(parent, "cgroup.subtree_control", "+memory", &e2) < 0)
 			cg->v2_memory = false;
 		if (cg->v2_pids && write_str(parent, "cgroup.subtree_control", "+pids", &e2) < 0)
 			cg->v2_pids = false;

@@ -17,7 +17,7 @@
 #define KCG_MAX_DEVS 64
 
 struct kcg_dev {
-	char type; /* 'c' or 'b' */
+	char type;	       /* 'c' or 'b' */
 	unsigned major, minor; /* ~0u: any */
 	bool allow;
 };
@@ -25,9 +25,9 @@ struct kcg_dev {
 struct kcg {
 	char name[64];
 	size_t nv1;
-	char v1[KCG_MAX_V1][PATH_MAX]; /* cgroup directories, one per v1 hierarchy */
-	bool v1_devices;	       /* one of them is the devices controller */
-	char v2[PATH_MAX];	       /* "" when the host has no v2 hierarchy */
+	char v1[KCG_MAX_V1][PATH_MAX];	 /* cgroup directories, one per v1 hierarchy */
+	bool v1_devices;		 /* one of them is the devices controller */
+	char v2[PATH_MAX];		 /* "" when the host has no v2 hierarchy */
 	bool v2_memory, v2_pids, v2_cpu; /* controllers usable in v2 */
 	int v2_fd;			 /* O_PATH|O_DIRECTORY of v2 dir (CLONE_INTO_CGROUP), -1 */
 	struct kcg_dev devs[KCG_MAX_DEVS]; /* rules of the BPF program, in order */

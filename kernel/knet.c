@@ -36,7 +36,8 @@ int knet_alloc_block(unsigned hint, struct knet_addr *a, cells_err_t *err)
 		bool used = false;
 		for (struct ifaddrs *p = ifa; p && !used; p = p->ifa_next)
 			if (p->ifa_addr && p->ifa_addr->sa_family == AF_INET) {
-				uint32_t v = ntohl(((struct sockaddr_in *)p->ifa_addr)->sin_addr.s_addr);
+				uint32_t v =
+				    ntohl(((struct sockaddr_in *)p->ifa_addr)->sin_addr.s_addr);
 				used = (v & ~3u) == net;
 			}
 		if (!used) {

@@ -12,9 +12,9 @@
 #include "err.h"
 
 struct knet_addr {
-	unsigned block;	   /* /30 number in 10.213.0.0/16 (0..16383) */
-	char host[16];	   /* 10.213.x.y (host end) */
-	char vp[16];	   /* 10.213.x.y+1 (VP end) */
+	unsigned block; /* /30 number in 10.213.0.0/16 (0..16383) */
+	char host[16];	/* 10.213.x.y (host end) */
+	char vp[16];	/* 10.213.x.y+1 (VP end) */
 };
 
 void knet_block_addr(unsigned block, struct knet_addr *a);

@@ -15,18 +15,52 @@
 #include <unistd.h>
 
 static const char *const denied[] = {
-    "mount",	       "umount",	  "umount2",	     "pivot_root",
-    "unshare",	       "setns",		  "keyctl",	     "add_key",
-    "request_key",     "bpf",		  "kexec_load",	     "kexec_file_load",
-    "init_module",     "finit_module",	  "delete_module",   "create_module",
-    "open_by_handle_at", "name_to_handle_at", "perf_event_open", "reboot",
-    "swapon",	       "swapoff",	  "move_mount",	     "open_tree",
-    "fsopen",	       "fsconfig",	  "fsmount",	     "fspick",
-    "mount_setattr",   "acct",		  "quotactl",	     "lookup_dcookie",
-    "userfaultfd",     "iopl",		  "ioperm",	     "syslog",
-    "settimeofday",    "clock_settime",	  "clock_adjtime",   "adjtimex",
-    "vhangup", "nfsservctl", "uselib",
-    "process_vm_writev", "fanotify_init", "pidfd_getfd",
+    "mount",
+    "umount",
+    "umount2",
+    "pivot_root",
+    "unshare",
+    "setns",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "bpf",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "create_module",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "perf_event_open",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "move_mount",
+    "open_tree",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "mount_setattr",
+    "acct",
+    "quotactl",
+    "lookup_dcookie",
+    "userfaultfd",
+    "iopl",
+    "ioperm",
+    "syslog",
+    "settimeofday",
+    "clock_settime",
+    "clock_adjtime",
+    "adjtimex",
+    "vhangup",
+    "nfsservctl",
+    "uselib",
+    "process_vm_writev",
+    "fanotify_init",
+    "pidfd_getfd",
 };
 
 int ksec_filter_build(struct sock_fprog *prog, cells_err_t *err)
@@ -104,9 +138,9 @@ void ksec_filter_free(struct sock_fprog *prog)
 uint64_t ksec_caps_keep(void)
 {
 	static const char *const keep[] = {
-	    "cap_chown",	"cap_dac_override", "cap_fsetid", "cap_fowner",
-	    "cap_setgid",	"cap_setuid",	    "cap_setpcap", "cap_net_bind_service",
-	    "cap_net_raw",	"cap_sys_chroot",   "cap_kill",	  "cap_audit_write",
+	    "cap_chown",   "cap_dac_override", "cap_fsetid",  "cap_fowner",
+	    "cap_setgid",  "cap_setuid",       "cap_setpcap", "cap_net_bind_service",
+	    "cap_net_raw", "cap_sys_chroot",   "cap_kill",    "cap_audit_write",
 	    "cap_setfcap",
 	};
 	uint64_t m = 0;
@@ -116,7 +150,7 @@ uint64_t ksec_caps_keep(void)
 			m |= 1ull << v;
 	}
 	/* never any of these, whatever the list above says */
-	const cap_value_t never[] = {CAP_SYS_ADMIN, CAP_MKNOD,	CAP_SYS_MODULE, CAP_SYS_RAWIO,
+	const cap_value_t never[] = {CAP_SYS_ADMIN,  CAP_MKNOD,	   CAP_SYS_MODULE, CAP_SYS_RAWIO,
 				     CAP_SYS_PTRACE, CAP_SYS_TIME, CAP_SYS_BOOT,   CAP_NET_ADMIN};
 	for (size_t i = 0; i < CELLS_ARRAY_SIZE(never); i++)
 		m &= ~(1ull << never[i]);

@@ -33,8 +33,8 @@
 #endif
 
 struct ksp_clone_args {
-	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls,
-	    set_tid, set_tid_size, cgroup;
+	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
+	    set_tid_size, cgroup;
 };
 
 /* The message a failing child sends on the error pipe. */
@@ -72,7 +72,7 @@ static void child_fail(int errfd, const char *step, const char *arg, int code)
 #define CHECK(expr, step, arg)                                                                     \
 	do {                                                                                       \
 		if ((expr) < 0)                                                                    \
-			child_fail(errfd, step, arg, errno);                                      \
+			child_fail(errfd, step, arg, errno);                                       \
 	} while (0)
 
 static void child_mkdir(const char *p)
@@ -93,8 +93,8 @@ static void child_ro_bind(int errfd, const char *p)
 			return;
 		child_fail(errfd, "bind", p, errno);
 	}
-	CHECK(mount(NULL, p, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-		    NULL),
+	CHECK(mount(NULL, p, NULL,
+		    MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL),
 	      "remount ro", p);
 }
 
@@ -188,7 +188,7 @@ static void child_execvp(char *const argv[], char *const envp[])
 			return;
 		}
 	static const char *const dirs[] = {"/usr/local/sbin", "/usr/local/bin", "/usr/sbin",
-					   "/usr/bin", "/sbin", "/bin"};
+					   "/usr/bin",	      "/sbin",		"/bin"};
 	int saved = ENOENT;
 	for (size_t i = 0; i < CELLS_ARRAY_SIZE(dirs); i++) {
 		char buf[4096];
@@ -259,7 +259,8 @@ static void child_confine_exec(int errfd, const struct ksp_confine *c, bool repo
 	(void)prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
 	CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs", NULL);
 	if (c->seccomp)
-		CHECK(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, c->seccomp, 0, 0), "seccomp", NULL);
+		CHECK(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, c->seccomp, 0, 0), "seccomp",
+		      NULL);
 	child_execvp(c->argv, c->envp);
 	if (errno == ENOENT && c->fallback) {
 		char *const fb[] = {(char *)c->fallback, NULL};
@@ -267,7 +268,8 @@ static void child_confine_exec(int errfd, const struct ksp_confine *c, bool repo
 	}
 	int e = errno;
 	if (report_to_stderr) {
-		static const char nf[] = "cells: command not found\n", ne[] = "cells: cannot execute command\n";
+		static const char nf[] = "cells: command not found\n",
+				  ne[] = "cells: cannot execute command\n";
 		if (e == ENOENT)
 			(void)!write(2, nf, sizeof nf - 1);
 		else

@@ -23,14 +23,14 @@ struct ksp_confine {
 	int stdio[3];			  /* borrowed fds; -1: /dev/null inside the VP */
 	char *const *argv;		  /* argv[0] is a path or looked up in PATH */
 	char *const *envp;
-	const char *cwd; /* inside the VP, absolute */
+	const char *cwd;      /* inside the VP, absolute */
 	const char *fallback; /* exec this (e.g. "/bin/sh") if argv[0] is missing */
 };
 
 struct ksp_init {
-	const char *root;      /* host directory the overlay is mounted on (exists) */
+	const char *root;	  /* host directory the overlay is mounted on (exists) */
 	const char *overlay_opts; /* "lowerdir=..,upperdir=..,workdir=.." */
-	const char *devcells;  /* host dir bind-mounted at /dev/cells, NULL: none */
+	const char *devcells;	  /* host dir bind-mounted at /dev/cells, NULL: none */
 	const char *hostname;
 	int cgroup_fd; /* v2 cgroup dir for CLONE_INTO_CGROUP, -1: none */
 	struct ksp_confine c;
