@@ -288,11 +288,11 @@ static void on_run_exit(struct cellsd *d, const char *vp, int status, void *data
 		status = 255;
 	w->c->exit_code = status;
 	json_object_object_add(w->c->result, "exit_code", json_object_new_int(status));
-	if (w->destroy && vpm_destroy(d, vp, &err) < 0) {
-		log_warn("vp run %s: %s", vp, err.msg);
-		rc = -1;
-	}
+	/* the VP has stopped and released its cgroups, mounts and veth: answer, then remove
+	 * the transient definition and its writable layer (before the next request) */
 	ctl_call_finish(w->c, rc, &err);
+	if (w->destroy && vpm_destroy(d, vp, &err) < 0)
+		log_warn("vp run %s: %s", vp, err.msg);
 	free(w);
 }
 

@@ -64,6 +64,7 @@ struct vp_rt {
 	char veth[IFNAMSIZ];
 	struct knet_addr addr;
 	struct vp_waiter *waiters;
+	bool transient;
 };
 
 struct vpm {
@@ -323,6 +324,7 @@ static void vp_stopped(struct cellsd *d, struct vp_rt *rt, int status)
 {
 	struct vpm *m = d->vpm;
 	cells_err_t err = {0};
+	int64_t t0 = cells_mono_ns();
 	if (rt->pidfd >= 0) {
 		loop_del_fd(d->loop, rt->pidfd);
 		close(rt->pidfd);
@@ -333,19 +335,22 @@ static void vp_stopped(struct cellsd *d, struct vp_rt *rt, int status)
 		if (m->listeners[i].on_stop)
 			m->listeners[i].on_stop(d, rt->name, m->listeners[i].data);
 	release_host(d, rt->name, &rt->cg, rt->nat ? rt->veth : NULL, &err);
+	log_debug("VP %s stop: released at %.2f ms", rt->name, (cells_mono_ns() - t0) / 1e6);
 	if (rt->nat && !any_nat(m, rt)) {
 		char t[32];
 		nat_table(m, t, sizeof t);
 		if (knet_nat_del(t, &err) < 0)
 			log_warn("VP %s: %s", rt->name, err.msg);
 	}
-	if (db_set_state(d, rt->name, "stopped", 0, 0, -1, &err) < 0)
+	/* a transient VP's row goes away right after (and is removed on restart) */
+	if (!rt->transient && db_set_state(d, rt->name, "stopped", 0, 0, -1, &err) < 0)
 		log_warn("VP %s: %s", rt->name, err.msg);
 	json_object *det = json_object_new_object();
 	json_object_object_add(det, "status", json_object_new_int(status));
 	cellsd_audit(d, rt->name, "cellsd", "vp.stopped", "ok", det, NULL);
 	json_object_put(det);
-	log_info("VP %s stopped (status %d)", rt->name, status);
+	log_info("VP %s stopped (status %d) in %.2f ms", rt->name, status,
+		 (cells_mono_ns() - t0) / 1e6);
 	struct vp_waiter *w = rt->waiters;
 	rt->waiters = NULL;
 	char name[33];
@@ -418,6 +423,7 @@ int vpm_start(struct cellsd *d, const char *vp, char *const *init, const int std
 	rt->pidfd = -1;
 	rt->cg.v2_fd = -1;
 	rt->nat = !strcmp(row.def.net, "nat");
+	rt->transient = row.transient;
 	veth_name(m, row.slot, rt->veth, sizeof rt->veth);
 	char upper[PATH_MAX], work[PATH_MAX], root[PATH_MAX], devcells[PATH_MAX];
 	char opts[3 * PATH_MAX + 64], cgn[64];
@@ -429,6 +435,8 @@ int vpm_start(struct cellsd *d, const char *vp, char *const *init, const int std
 		 work);
 	cg_name(m, vp, cgn, sizeof cgn);
 	int rc = -1, go = -1, efd = -1;
+	int64_t t0 = cells_mono_ns();
+#define T(what) log_debug("VP %s start: %s at %.2f ms", vp, what, (cells_mono_ns() - t0) / 1e6)
 	bool mounted = false;
 	char selinux[256];
 	int se = 0;
@@ -440,12 +448,14 @@ int vpm_start(struct cellsd *d, const char *vp, char *const *init, const int std
 		goto fail;
 	}
 	mounted = true;
+	T("devcells");
 	if (kcg_init(&rt->cg, cgn, err) < 0)
 		goto fail;
 	struct kcg_limits lim = {.memory = row.def.memory,
 				 .pids = row.def.pids ? row.def.pids : 1024};
 	if (kcg_create(&rt->cg, &lim, err) < 0)
 		goto fail;
+	T("cgroups");
 	se = ksec_selinux_context((unsigned)row.slot, selinux, sizeof selinux, err);
 	if (se < 0)
 		goto fail;
@@ -474,8 +484,10 @@ int vpm_start(struct cellsd *d, const char *vp, char *const *init, const int std
 	};
 	if (ksp_spawn_init(&s, &rt->pid, &rt->pidfd, &go, &efd, err) < 0)
 		goto fail;
+	T("clone3");
 	if (kcg_attach(&rt->cg, rt->pid, rt->cg.v2_fd < 0, err) < 0)
 		goto fail;
+	T("attach");
 	if (rt->nat) {
 		char t[32], prefix[16];
 		nat_table(m, t, sizeof t);
@@ -496,6 +508,7 @@ int vpm_start(struct cellsd *d, const char *vp, char *const *init, const int std
 	go = efd = -1;
 	if (rc < 0)
 		goto fail;
+	T("exec");
 	rt->start_time = ksp_start_time(rt->pid);
 	if (db_set_state(d, vp, "running", rt->pid, rt->start_time,
 			 rt->nat ? (int)rt->addr.block : -1, err) < 0)
@@ -505,6 +518,8 @@ int vpm_start(struct cellsd *d, const char *vp, char *const *init, const int std
 	rt->next = m->running;
 	m->running = rt;
 	row_free(&row);
+	T("recorded");
+#undef T
 	log_info("VP %s started: init pid %d", vp, (int)rt->pid);
 	return 0;
 fail:
@@ -646,7 +661,7 @@ int vpm_create(struct cellsd *d, const struct vpm_def *def, cells_err_t *err)
 	sqlite3_bind_int64(ins, 5, def->pids);
 	sqlite3_bind_text(ins, 6, init_js, -1, SQLITE_STATIC);
 	sqlite3_bind_text(ins, 7, def->hostname[0] ? def->hostname : def->name, -1, SQLITE_STATIC);
-	sqlite3_bind_int(ins, 8, 0);
+	sqlite3_bind_int(ins, 8, def->transient ? 1 : 0);
 	sqlite3_bind_int64(ins, 9, cells_now_us());
 	if (sqlite3_step(ins) != SQLITE_DONE)
 		return statedb_err(d->db, "insert vp", err);

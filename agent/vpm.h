@@ -58,6 +58,7 @@ struct vpm_def {
 	unsigned long long memory; /* bytes, 0: none */
 	unsigned pids;		   /* 0: default */
 	char **init;		   /* NULL-terminated, owned; NULL: default */
+	bool transient;		   /* made by `vp run`: removed if found after a crash */
 };
 void vpm_def_free(struct vpm_def *def);
 int vpm_create(struct cellsd *d, const struct vpm_def *def, cells_err_t *err);
