@@ -62,8 +62,8 @@ static Cells__V1__Signed *delegate(EVP_PKEY *by, EVP_PKEY *k, uint32_t roles, in
 	size_t n = cells__v1__key_delegation__pack(&d, buf);
 	Cells__V1__Signed *s = calloc(1, sizeof *s);
 	cells__v1__signed__init(s);
-	assert_int_equal(pol_sign(s, CELLS__V1__SIGNED_KIND__SIGNED_KEY_DELEGATION, buf, n, by, NULL),
-			 0);
+	assert_int_equal(
+	    pol_sign(s, CELLS__V1__SIGNED_KIND__SIGNED_KEY_DELEGATION, buf, n, by, NULL), 0);
 	return s;
 }
 
@@ -196,8 +196,7 @@ static void test_expired_delegation(void **state)
 	Cells__V1__Signed *s = signed_policy(3, DEV, 0, sign_key);
 	cells_err_t err = {0};
 	int64_t now = time(NULL);
-	expect(verify_with(s, 1, now - 7200, now - 3600, NULL, &err), &err, EKEYEXPIRED,
-	       "expired");
+	expect(verify_with(s, 1, now - 7200, now - 3600, NULL, &err), &err, EKEYEXPIRED, "expired");
 	expect(verify_with(s, 1, now + 3600, now + 7200, NULL, &err), &err, EKEYEXPIRED,
 	       "not valid before");
 	signed_free(s);
@@ -477,9 +476,9 @@ static void test_command_verify(void **state)
 	Cells__V1__Command *out = NULL;
 	expect(pol_command_verify(&s, &dpol, 1, DEV, now, &out, &err), &err, EKEYREJECTED,
 	       "not delegated for the command role");
-	expect(pol_command_verify(&s, &dcmd, 1, "fedcba9876543210fedcba9876543210", now, &out,
-				  &err),
-	       &err, ENODEV, "for device");
+	expect(
+	    pol_command_verify(&s, &dcmd, 1, "fedcba9876543210fedcba9876543210", now, &out, &err),
+	    &err, ENODEV, "for device");
 	expect(pol_command_verify(&s, &dcmd, 1, DEV, now + 601, &out, &err), &err, ETIME,
 	       "expired");
 	assert_int_equal(pol_command_verify(&s, &dcmd, 1, DEV, now, &out, &err), 0);
@@ -488,8 +487,7 @@ static void test_command_verify(void **state)
 	/* a policy signature is never a command signature (domain separation) */
 	s.kind = CELLS__V1__SIGNED_KIND__SIGNED_POLICY;
 	struct pol_delegation both = verified_delegation(sign_key, 3, now - 10, now + 3600);
-	expect(pol_command_verify(&s, &both, 1, DEV, now, &out, &err), &err, EBADMSG,
-	       "expected a");
+	expect(pol_command_verify(&s, &both, 1, DEV, now, &out, &err), &err, EBADMSG, "expected a");
 	pol_signed_clear(&s);
 }
 
@@ -549,9 +547,9 @@ static void test_throttle_schedule(void **state)
 {
 	static const struct {
 		uint32_t failures, delay;
-	} s[] = {{0, 0},	{1, 0},	     {4, 0},	  {5, 30},	{6, 0},
-		 {9, 0},	{10, 30},    {29, 30},	  {30, 30},	{39, 30},
-		 {40, 60},	{50, 120},   {139, 15360 * 2}, {140, 86400}, {100000, 86400}};
+	} s[] = {{0, 0},   {1, 0},    {4, 0},		{5, 30},      {6, 0},
+		 {9, 0},   {10, 30},  {29, 30},		{30, 30},     {39, 30},
+		 {40, 60}, {50, 120}, {139, 15360 * 2}, {140, 86400}, {100000, 86400}};
 	for (size_t i = 0; i < sizeof s / sizeof s[0]; i++)
 		if (pol_throttle_delay_s(s[i].failures) != s[i].delay)
 			fail_msg("failures %u: delay %u, want %u", s[i].failures,
@@ -572,9 +570,8 @@ static void test_ed25519_edges(void **state)
 	uint8_t sig[64];
 	memcpy(sig, s.signatures[0]->signature.data, 64);
 	assert_int_equal(pol_verify_raw(pub, s.kind, msg, sizeof msg, sig, NULL), 0);
-	static const uint8_t L[32] = {0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58,
-				      0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
-				      [31] = 0x10};
+	static const uint8_t L[32] = {0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58,	    0xd6,
+				      0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, [31] = 0x10};
 	unsigned carry = 0;
 	for (int i = 0; i < 32; i++) {
 		unsigned v = sig[32 + i] + L[i] + carry;
