@@ -47,4 +47,7 @@ int pol_verify_raw(const uint8_t pub[POL_PUBKEY_LEN], Cells__V1__SignedKind kind
 		   const uint8_t *payload, size_t len, const uint8_t sig[POL_SIG_LEN],
 		   cells_err_t *err);
 
+/* Free the per-thread cache of verification contexts (also done at exit). */
+void pol_verify_cache_clear(void);
+
 #endif
