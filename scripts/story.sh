@@ -31,5 +31,18 @@ cellctl status
 step "3. The device's identity"
 echo "device id: $(cellctl device id)"
 
+step "4. The enterprise signs its policy for this device; the phone pins the MDM root and applies it"
+cells-mdm policy example --device "$(cellctl device id)" --version 2 >"$W/policy.json"
+cells-mdm policy sign "$W/policy.json" -o "$W/policy.bin"
+cells-mdm export-root >"$W/root.pub"
+cellctl trust pin "$W/root.pub"
+cellctl policy apply "$W/policy.bin"
+cellctl policy show
+step "5. An older policy (version 1) is refused: no rollback"
+cells-mdm policy example --device "$(cellctl device id)" --version 1 >"$W/old.json"
+cells-mdm policy sign "$W/old.json" -o "$W/old.bin"
+if cellctl policy apply "$W/old.bin"; then echo "rollback was accepted!"; exit 1; fi
+echo "policy in force: version $(cellctl --json policy show | python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])')"
+
 step "Done: the story so far ran end to end"
 echo "STORY OK"
