@@ -1,6 +1,7 @@
 /* cellctl - the command-line interface to cellsd for the employee, the on-device
  * admin and the auditor. */
 #include "cellctl.h"
+#include "cellctl_audit.h"
 #include "cleanup.h"
 #include "ctl_io.h"
 #include "util.h"
@@ -60,6 +61,13 @@ static const struct cellctl_cmd commands[] = {
     {"ping", "", "check that cellsd answers", cmd_ping},
     {"status", "", "show the agent's status", cmd_status},
     {"device id", "", "print this device's id (what a policy's `device` names)", cmd_device_id},
+    {"audit query",
+     "[--since T] [--until T] [--vp V] [--type T] [--outcome O] [--grep S] [--limit N] [--csv]",
+     "show audit records (newest N, default 100): table, --json or --csv", cmd_audit_query},
+    {"audit verify", "", "check the hash chain and signed checkpoints (exit 1 on a break)",
+     cmd_audit_verify},
+    {"audit export", "FILE", "write a signed export bundle (cells-mdm audit verify FILE)",
+     cmd_audit_export},
 };
 
 static void usage(FILE *f)

@@ -26,6 +26,9 @@ static const struct ctl_route {
     {R(PING), "ping", CELLSD_ST_ANY, h_ping},
     {R(STATUS), "status", CELLSD_ST_ANY, h_status},
     {R(DEVICE_ID), "device id", CELLSD_ST_ANY, h_device_id},
+    {R(AUDIT_QUERY), "audit query", CELLSD_ST_ANY, h_audit_query},
+    {R(AUDIT_VERIFY), "audit verify", CELLSD_ST_ANY, h_audit_verify},
+    {R(AUDIT_EXPORT), "audit export", CELLSD_ST_READY, h_audit_export},
 };
 
 struct ctl_conn {

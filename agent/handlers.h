@@ -10,4 +10,9 @@ int h_ping(struct ctl_call *c, cells_err_t *err);
 int h_status(struct ctl_call *c, cells_err_t *err);
 int h_device_id(struct ctl_call *c, cells_err_t *err);
 
+/* handlers_audit.c */
+int h_audit_query(struct ctl_call *c, cells_err_t *err);
+int h_audit_verify(struct ctl_call *c, cells_err_t *err);
+int h_audit_export(struct ctl_call *c, cells_err_t *err);
+
 #endif
