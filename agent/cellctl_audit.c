@@ -29,7 +29,7 @@ static void csv_field(const char *s, bool last)
 	putchar(last ? '\n' : ',');
 }
 
-static const char *const query_cols[] = {"seq",	"time",	   "vp",      "actor",
+static const char *const query_cols[] = {"seq",	  "time",    "vp",	"actor",
 					 "event", "outcome", "details", NULL};
 
 static void print_csv(json_object *arr)
@@ -50,8 +50,7 @@ static void print_csv(json_object *arr)
 	}
 }
 
-int cmd_audit_query(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,
-			   char **argv)
+int cmd_audit_query(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv)
 {
 	Cells__Ctl__V1__CtlRequest req = CELLS__CTL__V1__CTL_REQUEST__INIT;
 	Cells__Ctl__V1__AuditQuery q = CELLS__CTL__V1__AUDIT_QUERY__INIT;
@@ -118,8 +117,7 @@ int cmd_audit_query(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,
 	return 0;
 }
 
-int cmd_audit_verify(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,
-			    char **argv)
+int cmd_audit_verify(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv)
 {
 	Cells__Ctl__V1__CtlRequest req = CELLS__CTL__V1__CTL_REQUEST__INIT;
 	Cells__Ctl__V1__Empty e = CELLS__CTL__V1__EMPTY__INIT;
@@ -149,8 +147,7 @@ int cmd_audit_verify(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc
 	return ok ? 0 : 1;
 }
 
-int cmd_audit_export(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,
-			    char **argv)
+int cmd_audit_export(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv)
 {
 	if (argc != 1)
 		return cellctl_usage(cmd);

@@ -134,8 +134,8 @@ int audit_cp_open(const Cells__V1__Signed *s, const uint8_t pub[32], struct audi
 			g = s->signatures[i];
 	if (!g)
 		return cells_err_set(err, EBADMSG, "checkpoint is not signed by the device key");
-	if (pol_verify_raw(pub, s->kind, s->payload.data, s->payload.len, g->signature.data,
-			   err) < 0)
+	if (pol_verify_raw(pub, s->kind, s->payload.data, s->payload.len, g->signature.data, err) <
+	    0)
 		return cells_err_prefix(err, "checkpoint");
 	Cells__V1__AuditCheckpoint *c =
 	    cells__v1__audit_checkpoint__unpack(NULL, s->payload.len, s->payload.data);
@@ -166,9 +166,10 @@ void audit_verifier_init(struct audit_verifier *v)
 	memset(v, 0, sizeof *v);
 }
 
-static int chain_break(struct audit_verifier *v, uint64_t seq, cells_err_t *err, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int chain_break(struct audit_verifier *v, uint64_t seq, cells_err_t *err, const char *fmt, ...)
+static int chain_break(struct audit_verifier *v, uint64_t seq, cells_err_t *err, const char *fmt,
+		       ...) __attribute__((format(printf, 4, 5)));
+static int chain_break(struct audit_verifier *v, uint64_t seq, cells_err_t *err, const char *fmt,
+		       ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -191,9 +192,10 @@ int audit_verifier_record(struct audit_verifier *v, const struct audit_rec *r, c
 		if (v->have_anchor) {
 			if (r->seq != v->anchor_seq + 1)
 				return chain_break(v, v->anchor_seq + 1, err,
-					   "record %" PRIu64 " is missing: the log starts at %" PRIu64
-					   " after the checkpoint at %" PRIu64,
-					   v->anchor_seq + 1, r->seq, v->anchor_seq);
+						   "record %" PRIu64
+						   " is missing: the log starts at %" PRIu64
+						   " after the checkpoint at %" PRIu64,
+						   v->anchor_seq + 1, r->seq, v->anchor_seq);
 			prev = v->anchor_hash;
 		} else if (r->seq == 1) {
 			prev = zero_hash;
@@ -201,35 +203,39 @@ int audit_verifier_record(struct audit_verifier *v, const struct audit_rec *r, c
 			prev = r->prev_hash;
 		} else {
 			return chain_break(v, r->seq, err,
-				   "record %" PRIu64 ": the log starts here but no signed checkpoint "
-				   "covers the records before it (records 1..%" PRIu64
-				   " deleted or pruned without a checkpoint)",
-				   r->seq, r->seq - 1);
+					   "record %" PRIu64
+					   ": the log starts here but no signed checkpoint "
+					   "covers the records before it (records 1..%" PRIu64
+					   " deleted or pruned without a checkpoint)",
+					   r->seq, r->seq - 1);
 		}
 	} else {
 		if (r->seq <= v->last_seq)
 			return chain_break(v, r->seq, err,
-				   "record %" PRIu64 ": out of order after record %" PRIu64
-				   " (reordered or duplicated)",
-				   r->seq, v->last_seq);
+					   "record %" PRIu64 ": out of order after record %" PRIu64
+					   " (reordered or duplicated)",
+					   r->seq, v->last_seq);
 		if (r->seq != v->last_seq + 1)
 			return chain_break(v, v->last_seq + 1, err,
-				   "record %" PRIu64 " is missing (the log jumps from %" PRIu64
-				   " to %" PRIu64 ")",
-				   v->last_seq + 1, v->last_seq, r->seq);
+					   "record %" PRIu64
+					   " is missing (the log jumps from %" PRIu64 " to %" PRIu64
+					   ")",
+					   v->last_seq + 1, v->last_seq, r->seq);
 		prev = v->head;
 	}
 	if (memcmp(r->prev_hash, prev, AUDIT_HASH_LEN))
 		return chain_break(v, r->seq, err,
-			   "record %" PRIu64 ": does not link to the record before it (its prev_hash"
-			   " differs: inserted, reordered, or a predecessor was changed)",
-			   r->seq);
+				   "record %" PRIu64
+				   ": does not link to the record before it (its prev_hash"
+				   " differs: inserted, reordered, or a predecessor was changed)",
+				   r->seq);
 	uint8_t h[AUDIT_HASH_LEN];
 	if (audit_rec_hash(r, prev, h, &e2) < 0)
 		return chain_break(v, r->seq, err, "%s", e2.msg);
 	if (memcmp(h, r->hash, AUDIT_HASH_LEN))
-		return chain_break(v, r->seq, err,
-			   "record %" PRIu64 ": its contents do not match its hash (edited)", r->seq);
+		return chain_break(
+		    v, r->seq, err,
+		    "record %" PRIu64 ": its contents do not match its hash (edited)", r->seq);
 	if (!v->started)
 		v->first_seq = r->seq;
 	v->started = true;
@@ -239,8 +245,7 @@ int audit_verifier_record(struct audit_verifier *v, const struct audit_rec *r, c
 	return 0;
 }
 
-int audit_verifier_checkpoint(struct audit_verifier *v, const struct audit_cp *cp,
-			      cells_err_t *err)
+int audit_verifier_checkpoint(struct audit_verifier *v, const struct audit_cp *cp, cells_err_t *err)
 {
 	if (v->broken)
 		return cells_err_set(err, EBADMSG, "%s", v->reason);
@@ -258,25 +263,26 @@ int audit_verifier_checkpoint(struct audit_verifier *v, const struct audit_cp *c
 	if (cp->seq == v->last_seq) {
 		if (memcmp(cp->head_hash, v->head, AUDIT_HASH_LEN))
 			return chain_break(v, cp->seq, err,
-				   "record %" PRIu64 ": differs from the signed checkpoint at %" PRIu64
-				   " (the log was rewritten)",
-				   cp->seq, cp->seq);
+					   "record %" PRIu64
+					   ": differs from the signed checkpoint at %" PRIu64
+					   " (the log was rewritten)",
+					   cp->seq, cp->seq);
 		return 0;
 	}
 	if (cp->seq < v->first_seq) {
 		if (v->have_anchor && cp->seq == v->anchor_seq &&
 		    memcmp(cp->head_hash, v->anchor_hash, AUDIT_HASH_LEN))
 			return chain_break(v, cp->seq + 1, err,
-				   "record %" PRIu64 ": two signed checkpoints at %" PRIu64
-				   " disagree",
-				   cp->seq + 1, cp->seq);
+					   "record %" PRIu64 ": two signed checkpoints at %" PRIu64
+					   " disagree",
+					   cp->seq + 1, cp->seq);
 		return 0;
 	}
 	if (cp->seq < v->last_seq)
 		return chain_break(v, cp->seq, err,
-			   "checkpoint at %" PRIu64 " arrived after record %" PRIu64
-			   " (checkpoints must be fed in order)",
-			   cp->seq, v->last_seq);
+				   "checkpoint at %" PRIu64 " arrived after record %" PRIu64
+				   " (checkpoints must be fed in order)",
+				   cp->seq, v->last_seq);
 	return 0; /* beyond: checked by finish */
 }
 
@@ -287,9 +293,9 @@ int audit_verifier_finish(struct audit_verifier *v, cells_err_t *err)
 	uint64_t last = v->started ? v->last_seq : v->have_anchor ? v->anchor_seq : 0;
 	if (v->max_cp_seq > last)
 		return chain_break(v, last + 1, err,
-			   "record %" PRIu64 " is missing: the log ends at %" PRIu64
-			   " but a signed checkpoint covers up to %" PRIu64 " (truncated)",
-			   last + 1, last, v->max_cp_seq);
+				   "record %" PRIu64 " is missing: the log ends at %" PRIu64
+				   " but a signed checkpoint covers up to %" PRIu64 " (truncated)",
+				   last + 1, last, v->max_cp_seq);
 	return 0;
 }
 
@@ -326,8 +332,9 @@ int audit_rec_from_pb(const Cells__V1__AuditRecord *p, struct audit_rec *r, cell
 int audit_batch_check(const Cells__V1__AuditBatch *b, cells_err_t *err)
 {
 	if (b->n_records > CELLS_MAX_AUDIT_BATCH_RECORDS)
-		return cells_err_set(err, EMSGSIZE, "audit batch of %zu records is over the limit "
-						    "of %d",
+		return cells_err_set(err, EMSGSIZE,
+				     "audit batch of %zu records is over the limit "
+				     "of %d",
 				     b->n_records, CELLS_MAX_AUDIT_BATCH_RECORDS);
 	if (strlen(b->device_id) > CELLS_MAX_ID_LEN)
 		return cells_err_set(err, EBADMSG, "audit batch device id is too long");
@@ -350,8 +357,9 @@ int audit_batch_check(const Cells__V1__AuditBatch *b, cells_err_t *err)
 int audit_batch_decode(const uint8_t *p, size_t n, Cells__V1__AuditBatch **out, cells_err_t *err)
 {
 	if (n > CELLS_MAX_ENVELOPE)
-		return cells_err_set(err, EMSGSIZE, "audit batch of %zu bytes is over the limit "
-						    "of %d",
+		return cells_err_set(err, EMSGSIZE,
+				     "audit batch of %zu bytes is over the limit "
+				     "of %d",
 				     n, CELLS_MAX_ENVELOPE);
 	Cells__V1__AuditBatch *b0 = cells__v1__audit_batch__unpack(NULL, n, p);
 	if (!b0)
@@ -374,7 +382,8 @@ int audit_verifier_batch(struct audit_verifier *v, const Cells__V1__AuditBatch *
 	for (size_t i = 0; i < b->n_records; i++) {
 		struct audit_rec r;
 		if (audit_rec_from_pb(b->records[i], &r, err) < 0)
-			return chain_break(v, b->records[i]->seq, err, "%s", err ? err->msg : "bad record");
+			return chain_break(v, b->records[i]->seq, err, "%s",
+					   err ? err->msg : "bad record");
 		if (audit_verifier_record(v, &r, err) < 0)
 			return -1;
 	}
@@ -397,8 +406,8 @@ int audit_bundle_header(const uint8_t *p, size_t n, uint8_t pub[32], cells_err_t
 	return 0;
 }
 
-int audit_bundle_verify_mem(const uint8_t *p, size_t n, struct audit_verifier *v,
-			    uint8_t pub[32], cells_err_t *err)
+int audit_bundle_verify_mem(const uint8_t *p, size_t n, struct audit_verifier *v, uint8_t pub[32],
+			    cells_err_t *err)
 {
 	audit_verifier_init(v);
 	if (audit_bundle_header(p, n, pub, err) < 0)
@@ -407,12 +416,13 @@ int audit_bundle_verify_mem(const uint8_t *p, size_t n, struct audit_verifier *v
 	while (o < n) {
 		if (n - o < 4)
 			return cells_err_set(err, EBADMSG, "audit export: truncated frame header");
-		size_t len = (size_t)p[o] << 24 | (size_t)p[o + 1] << 16 | (size_t)p[o + 2] << 8 |
-			     p[o + 3];
+		size_t len =
+		    (size_t)p[o] << 24 | (size_t)p[o + 1] << 16 | (size_t)p[o + 2] << 8 | p[o + 3];
 		o += 4;
 		if (len > CELLS_MAX_ENVELOPE)
-			return cells_err_set(err, EMSGSIZE, "audit export: frame of %zu bytes is "
-							    "over the limit",
+			return cells_err_set(err, EMSGSIZE,
+					     "audit export: frame of %zu bytes is "
+					     "over the limit",
 					     len);
 		if (len > n - o)
 			return cells_err_set(err, EBADMSG, "audit export: truncated frame");

@@ -27,8 +27,8 @@
 #include "wire.h"
 
 #define AUDIT_HASH_LEN 32
-#define AUDIT_FIELD_MAX 255	    /* vp, actor, event, outcome: bytes */
-#define AUDIT_DETAILS_MAX 16384	    /* details JSON text: bytes */
+#define AUDIT_FIELD_MAX 255	/* vp, actor, event, outcome: bytes */
+#define AUDIT_DETAILS_MAX 16384 /* details JSON text: bytes */
 #define AUDIT_CANONICAL_MAX (8 + 8 + 4 * (2 + AUDIT_FIELD_MAX) + AUDIT_HASH_LEN)
 #define AUDIT_RECORD_DOMAIN "cells.v1.audit-record"
 #define AUDIT_BUNDLE_MAGIC "CELLS-AUDIT-EXPORT-1\n" /* 21 bytes */
@@ -126,8 +126,8 @@ int audit_verifier_batch(struct audit_verifier *v, const Cells__V1__AuditBatch *
 int audit_bundle_header(const uint8_t *p, size_t n, uint8_t pub[32], cells_err_t *err);
 /* Verify a whole bundle held in memory (the fuzz target and small bundles). On success
  * fills *v; on a break v->bad_seq names the record. */
-int audit_bundle_verify_mem(const uint8_t *p, size_t n, struct audit_verifier *v,
-			    uint8_t pub[32], cells_err_t *err);
+int audit_bundle_verify_mem(const uint8_t *p, size_t n, struct audit_verifier *v, uint8_t pub[32],
+			    cells_err_t *err);
 
 CELLS_DEFINE_PB_CLEANUP(Cells__V1__AuditBatch, cells__v1__audit_batch__free_unpacked)
 #define cleanup_audit_batch __attribute__((cleanup(cells_cells__v1__audit_batch__free_unpackedp)))

@@ -32,4 +32,9 @@ EVP_PKEY *mdm_load_key(const struct mdm *m, const char *name, cells_err_t *err);
 int mdm_cmd_init(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 int mdm_cmd_export_root(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 
+/* mdm_audit.c */
+int mdm_cmd_audit_verify(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_audit_import(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_audit_query(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+
 #endif

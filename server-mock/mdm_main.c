@@ -15,6 +15,14 @@
 static const struct mdm_cmd commands[] = {
     {"init", "", "create the root key, a delegated signing key and the database", mdm_cmd_init},
     {"export-root", "", "print the root public key (PEM)", mdm_cmd_export_root},
+    {"audit",
+     "DEVICE [--since T] [--until T] [--vp V] [--type T] [--outcome O] [--grep S] [--limit N] "
+     "[--csv]",
+     "show a device's uploaded audit records", mdm_cmd_audit_query},
+    {"audit verify", "FILE|DEVICE", "verify an export bundle offline, or a device's uploads",
+     mdm_cmd_audit_verify},
+    {"audit import", "FILE", "store an export bundle as uploads of its device (continuity checked)",
+     mdm_cmd_audit_import},
 };
 
 static void usage(FILE *f)
