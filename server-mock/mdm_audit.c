@@ -232,11 +232,12 @@ static int store_locked(struct mdm_audit_store *s, const char *dev, const uint8_
 			if (k < 0)
 				return -1;
 			if (k == 1 && memcmp(h, cp.head_hash, AUDIT_HASH_LEN))
-				return cells_err_set(err, EBADMSG,
-						     "record %" PRIu64 ": the new signed checkpoint "
-						     "differs from the %s uploaded before (the device "
-						     "log was rewritten)",
-						     cp.seq, cps ? "checkpoint" : "record");
+				return cells_err_set(
+				    err, EBADMSG,
+				    "record %" PRIu64 ": the new signed checkpoint "
+				    "differs from the %s uploaded before (the device "
+				    "log was rewritten)",
+				    cp.seq, cps ? "checkpoint" : "record");
 		}
 		/* a checkpoint signed later never covers less, unless the log was truncated */
 		cleanup_stmt sqlite3_stmt *q = NULL;
@@ -297,7 +298,8 @@ static int store_locked(struct mdm_audit_store *s, const char *dev, const uint8_
 			return cells_err_sys(err, ENOMEM, "audit store");
 		cells__v1__signed__pack(b->checkpoint, blob);
 		if (prep(db,
-			 "INSERT OR IGNORE INTO mdm_audit_checkpoint(device_id,seq,head_hash,time_us,"
+			 "INSERT OR IGNORE INTO "
+			 "mdm_audit_checkpoint(device_id,seq,head_hash,time_us,"
 			 "signed,received_us) VALUES(?,?,?,?,?,?)",
 			 &c, err) < 0)
 			return -1;
@@ -409,9 +411,8 @@ int mdm_audit_verify_device(struct mdm_audit_store *s, const char *device_id, bo
 	int ret = -1;
 	db_exec(db, "BEGIN", NULL);
 	cleanup_stmt sqlite3_stmt *q = NULL;
-	if (prep(db,
-		 "SELECT " SREC_COLS " FROM mdm_audit_record WHERE device_id=? ORDER BY seq", &q,
-		 err) < 0)
+	if (prep(db, "SELECT " SREC_COLS " FROM mdm_audit_record WHERE device_id=? ORDER BY seq",
+		 &q, err) < 0)
 		goto out;
 	sqlite3_bind_text(q, 1, device_id, -1, SQLITE_STATIC);
 	int rc;
@@ -421,7 +422,8 @@ int mdm_audit_verify_device(struct mdm_audit_store *s, const char *device_id, bo
 		if (v.started && r.seq > v.last_seq + 1) {
 			/* records not uploaded (e.g. upload NONE for a while): a new segment */
 			json_object *g = json_object_new_object();
-			json_object_object_add(g, "from", json_object_new_int64((int64_t)v.last_seq + 1));
+			json_object_object_add(g, "from",
+					       json_object_new_int64((int64_t)v.last_seq + 1));
 			json_object_object_add(g, "to", json_object_new_int64((int64_t)r.seq - 1));
 			json_object_array_add(gaps, g);
 			audit_verifier_init(&v);
@@ -460,16 +462,17 @@ int mdm_audit_verify_device(struct mdm_audit_store *s, const char *device_id, bo
 			if (cells_signed_decode(sqlite3_column_blob(c, 1),
 						(size_t)sqlite3_column_bytes(c, 1), &sg, &e2) < 0 ||
 			    audit_cp_open(sg, pub, &cp, &e2) < 0 || cp.seq != seq) {
-				snprintf(problem, sizeof problem, "checkpoint at %" PRIu64 ": %s", seq,
-					 e2.msg);
+				snprintf(problem, sizeof problem, "checkpoint at %" PRIu64 ": %s",
+					 seq, e2.msg);
 				bad_seq = seq;
 				continue;
 			}
 			if (cp.seq < max_seq) {
-				snprintf(problem, sizeof problem,
-					 "record %" PRIu64 " is missing: the device log was truncated "
-					 "(checkpoint at %" PRIu64 " signed after one at %" PRIu64 ")",
-					 cp.seq + 1, cp.seq, max_seq);
+				snprintf(
+				    problem, sizeof problem,
+				    "record %" PRIu64 " is missing: the device log was truncated "
+				    "(checkpoint at %" PRIu64 " signed after one at %" PRIu64 ")",
+				    cp.seq + 1, cp.seq, max_seq);
 				bad_seq = cp.seq + 1;
 			}
 			if (cp.seq > max_seq)
@@ -495,11 +498,13 @@ int mdm_audit_verify_device(struct mdm_audit_store *s, const char *device_id, bo
 		sqlite3_bind_text(a, 1, device_id, -1, SQLITE_STATIC);
 		while (sqlite3_step(a) == SQLITE_ROW) {
 			json_object *o = json_object_new_object();
-			json_object_object_add(o, "seq", json_object_new_int64(sqlite3_column_int64(a, 0)));
+			json_object_object_add(o, "seq",
+					       json_object_new_int64(sqlite3_column_int64(a, 0)));
 			json_object_object_add(o, "time_us",
 					       json_object_new_int64(sqlite3_column_int64(a, 1)));
 			json_object_object_add(
-			    o, "reason", json_object_new_string((const char *)sqlite3_column_text(a, 2)));
+			    o, "reason",
+			    json_object_new_string((const char *)sqlite3_column_text(a, 2)));
 			json_object_array_add(alerts, o);
 		}
 	}
@@ -553,7 +558,8 @@ static int read_bundle(const char *path, uint8_t pub[32], bundle_fn fn, void *ct
 	uint8_t hdr[AUDIT_BUNDLE_HEADER_LEN];
 	if (fread(hdr, 1, sizeof hdr, f) != sizeof hdr ||
 	    audit_bundle_header(hdr, sizeof hdr, pub, err) < 0)
-		return cells_err_set(err, EBADMSG, "%s: not a Cells audit export (bad header)", path);
+		return cells_err_set(err, EBADMSG, "%s: not a Cells audit export (bad header)",
+				     path);
 	cleanup_free uint8_t *buf = NULL;
 	for (uint64_t frame = 1;; frame++) {
 		uint8_t l[4];
@@ -614,14 +620,16 @@ static int cmd_verify_file(struct mdm *m, const char *path)
 		json_object_object_add(o, "checkpoints",
 				       json_object_new_int64((int64_t)v.checkpoints));
 		if (v.broken) {
-			json_object_object_add(o, "bad_seq", json_object_new_int64((int64_t)v.bad_seq));
+			json_object_object_add(o, "bad_seq",
+					       json_object_new_int64((int64_t)v.bad_seq));
 			json_object_object_add(o, "reason", json_object_new_string(v.reason));
 		}
 		printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY));
 		json_object_put(o);
 	} else if (!v.broken) {
 		printf("audit export verifies: device %s, %" PRIu64 " records (seq %" PRIu64
-		       "..%" PRIu64 "), %" PRIu64 " signed checkpoints, signed head at %" PRIu64 "\n",
+		       "..%" PRIu64 "), %" PRIu64 " signed checkpoints, signed head at %" PRIu64
+		       "\n",
 		       id, v.records, v.first_seq, v.last_seq, v.checkpoints, v.max_cp_seq);
 	}
 	if (v.broken) {
@@ -714,8 +722,8 @@ int mdm_cmd_audit_import(struct mdm *m, const struct mdm_cmd *cmd, int argc, cha
 	}
 	mdm_audit_store_close(ic.s);
 	audit_device_id(pub, id);
-	printf("imported %" PRIu64 " new records of device %s (%" PRIu64 " batches)\n", ic.stored, id,
-	       ic.batches);
+	printf("imported %" PRIu64 " new records of device %s (%" PRIu64 " batches)\n", ic.stored,
+	       id, ic.batches);
 	return 0;
 }
 
@@ -792,7 +800,8 @@ int mdm_cmd_audit_query(struct mdm *m, const struct mdm_cmd *cmd, int argc, char
 	while (sqlite3_step(q) == SQLITE_ROW) {
 		json_object *o = json_object_new_object();
 		json_object_object_add(o, "seq", json_object_new_int64(sqlite3_column_int64(q, 0)));
-		json_object_object_add(o, "time_us", json_object_new_int64(sqlite3_column_int64(q, 1)));
+		json_object_object_add(o, "time_us",
+				       json_object_new_int64(sqlite3_column_int64(q, 1)));
 		static const char *const names[] = {"vp", "actor", "event", "outcome", "details"};
 		for (int c = 0; c < 5; c++)
 			json_object_object_add(
@@ -805,8 +814,8 @@ int mdm_cmd_audit_query(struct mdm *m, const struct mdm_cmd *cmd, int argc, char
 	}
 	sqlite3_finalize(q);
 	mdm_audit_store_close(s);
-	static const char *const cols[] = {"seq", "time_us", "vp", "actor", "event", "outcome",
-					   "details"};
+	static const char *const cols[] = {"seq",   "time_us", "vp",	 "actor",
+					   "event", "outcome", "details"};
 	if (m->json) {
 		json_object *o = json_object_new_object();
 		json_object_object_add(o, "records", arr);
@@ -817,8 +826,9 @@ int mdm_cmd_audit_query(struct mdm *m, const struct mdm_cmd *cmd, int argc, char
 	for (size_t i = 0; i < json_object_array_length(arr) + 1; i++) {
 		json_object *o = i ? json_object_array_get_idx(arr, i - 1) : NULL;
 		for (size_t c = 0; c < CELLS_ARRAY_SIZE(cols); c++) {
-			const char *v = o ? json_object_get_string(json_object_object_get(o, cols[c]))
-					  : cols[c];
+			const char *v =
+			    o ? json_object_get_string(json_object_object_get(o, cols[c]))
+			      : cols[c];
 			if (csv) {
 				bool qt = strpbrk(v, ",\"\n") != NULL;
 				if (qt) {

@@ -29,10 +29,10 @@ int mdm_audit_store_attach(sqlite3 *db, struct mdm_audit_store **out, cells_err_
 void mdm_audit_store_close(struct mdm_audit_store *s);
 
 struct mdm_audit_store_result {
-	uint64_t stored;	 /* new records stored */
+	uint64_t stored;	      /* new records stored */
 	uint64_t first_seq, last_seq; /* of the batch's records (0 when none) */
-	uint64_t checkpoint_seq; /* of its checkpoint (0 when none) */
-	bool alert;		 /* a continuity break was recorded */
+	uint64_t checkpoint_seq;      /* of its checkpoint (0 when none) */
+	bool alert;		      /* a continuity break was recorded */
 };
 /* Verify and store one batch from device_id whose raw Ed25519 public key is pub (from
  * its enrollment). All or nothing. Returns 0 when stored (a re-upload of what is held
