@@ -100,7 +100,8 @@ int main(int argc, char **argv)
 		}
 		json_object_put(d);
 		/* a second try must fail too (fail closed, nothing silently accepted) */
-		if (rc == 0 && audit_append(a, "work", "test", "test.after", "ok", NULL, NULL, &err) == 0) {
+		if (rc == 0 &&
+		    audit_append(a, "work", "test", "test.after", "ok", NULL, NULL, &err) == 0) {
 			printf("accepted after the refusal\n");
 			rc = 1;
 		}
@@ -123,8 +124,9 @@ int main(int argc, char **argv)
 			rc = 1;
 		}
 	} else if (!strcmp(argv[1], "upload") && argc >= 7) {
-		int mode = !strcmp(argv[5], "full") ? CELLS__V1__AUDIT_UPLOAD__AUDIT_UPLOAD_FULL
-						    : CELLS__V1__AUDIT_UPLOAD__AUDIT_UPLOAD_METADATA;
+		int mode = !strcmp(argv[5], "full")
+			       ? CELLS__V1__AUDIT_UPLOAD__AUDIT_UPLOAD_FULL
+			       : CELLS__V1__AUDIT_UPLOAD__AUDIT_UPLOAD_METADATA;
 		Cells__V1__AuditBatch *b = NULL;
 		if (audit_upload_batch(a, strtoull(argv[3], NULL, 10), strtoul(argv[4], NULL, 10),
 				       metadata_mode, &mode, &b, &err) < 0) {
