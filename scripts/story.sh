@@ -31,5 +31,11 @@ cellctl status
 step "3. The device's identity"
 echo "device id: $(cellctl device id)"
 
+step "4. The auditor queries, verifies and exports the audit log; the MDM verifies the export"
+cellctl audit query --limit 5
+cellctl audit verify
+cellctl audit export "$W/audit.bundle"
+cells-mdm audit verify "$W/audit.bundle"
+
 step "Done: the story so far ran end to end"
 echo "STORY OK"

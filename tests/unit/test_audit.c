@@ -162,7 +162,8 @@ static void append_n(struct audit *a, const char *vp, int n)
 		json_object_object_add(d, "number", json_object_new_string("+15551234567"));
 		json_object_object_add(d, "count", json_object_new_int(i));
 		json_object_object_add(d, "class", json_object_new_string("camera"));
-		assert_int_equal(audit_append(a, vp, "uid:0", "call.placed", "ok", d, NULL, &err), 0);
+		assert_int_equal(audit_append(a, vp, "uid:0", "call.placed", "ok", d, NULL, &err),
+				 0);
 		json_object_put(d);
 	}
 }
@@ -197,9 +198,9 @@ static void test_append_verify_private(void **state)
 	struct audit_filter q2 = {.vp = "work", .grep = "5551234567", .type = "call", .limit = 2};
 	assert_int_equal(audit_query(f->a, &q2, arr, &err), 0);
 	assert_int_equal(json_object_array_length(arr), 2);
-	assert_int_equal(json_object_get_int(json_object_object_get(
-			     json_object_array_get_idx(arr, 1), "seq")),
-			 5);
+	assert_int_equal(
+	    json_object_get_int(json_object_object_get(json_object_array_get_idx(arr, 1), "seq")),
+	    5);
 	json_object_put(arr);
 
 	/* batched append is one transaction of consecutive records */
@@ -271,8 +272,8 @@ static void test_near_full_fails_closed(void **state)
 	struct audit_filter q = {.type = "audit"};
 	assert_int_equal(audit_query(f->a, &q, arr, &err), 0);
 	assert_int_equal(json_object_array_length(arr), 1); /* exactly one near-full record */
-	assert_string_equal(json_object_get_string(json_object_object_get(
-				json_object_array_get_idx(arr, 0), "event")),
+	assert_string_equal(json_object_get_string(
+				json_object_object_get(json_object_array_get_idx(arr, 0), "event")),
 			    "audit.near_full");
 	json_object_put(arr);
 	audit_set_near_full(f->a, 0);
@@ -350,8 +351,9 @@ static void test_upload_and_server_continuity(void **state)
 	sqlite3 *db;
 	snprintf(p, sizeof p, "%s/audit.db", f->dir);
 	assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, "DELETE FROM audit WHERE seq>=7; DELETE FROM "
-					  "audit_checkpoint",
+	assert_int_equal(sqlite3_exec(db,
+				      "DELETE FROM audit WHERE seq>=7; DELETE FROM "
+				      "audit_checkpoint",
 				      NULL, NULL, NULL),
 			 SQLITE_OK);
 	sqlite3_close(db);
