@@ -268,6 +268,9 @@ out:
 	return rc;
 }
 
+static int store_cp(struct audit *a, uint64_t seq, const uint8_t head[AUDIT_HASH_LEN],
+		    uint64_t pruned_below, cells_err_t *err);
+
 static int append_locked(struct audit *a, const struct audit_entry *e, size_t n, uint64_t *last,
 			 cells_err_t *err)
 {
@@ -280,6 +283,13 @@ static int append_locked(struct audit *a, const struct audit_entry *e, size_t n,
 	for (size_t i = 0; i < n; i++)
 		if (insert_one(a, &head, hash, &e[i], err) < 0)
 			goto fail;
+	/* the periodic checkpoint rides in the same transaction (no extra fsync); failing
+	 * to sign is logged, never a reason to lose the records */
+	if (a->key && head >= a->last_cp_seq + AUDIT_CP_INTERVAL) {
+		cells_err_t e2;
+		if (store_cp(a, head, hash, 0, &e2) < 0)
+			log_warn("audit checkpoint: %s", e2.msg);
+	}
 	if (statedb_commit(a->db, err) < 0)
 		return cells_err_prefix(err, "audit append");
 	if (last)
@@ -288,16 +298,6 @@ static int append_locked(struct audit *a, const struct audit_entry *e, size_t n,
 fail:
 	statedb_rollback(a->db);
 	return -1;
-}
-
-/* Checkpoint when AUDIT_CP_INTERVAL records were added since the last one. */
-static void maybe_checkpoint(struct audit *a, uint64_t head)
-{
-	if (!a->key || head < a->last_cp_seq + AUDIT_CP_INTERVAL)
-		return;
-	cells_err_t e;
-	if (audit_checkpoint_now(a, NULL, &e) < 0)
-		log_warn("audit checkpoint: %s", e.msg);
 }
 
 int audit_append_batch(struct audit *a, const struct audit_entry *e, size_t n, uint64_t *last_seq,
@@ -339,7 +339,6 @@ int audit_append_batch(struct audit *a, const struct audit_entry *e, size_t n, u
 		return -1;
 	if (last_seq)
 		*last_seq = head;
-	maybe_checkpoint(a, head);
 	return 0;
 }
 

@@ -50,7 +50,7 @@ static double run_plain(sqlite3 *db, sqlite3_stmt *ins, uint64_t *seq, int n, in
 			die(&e);
 		for (int k = 0; k < per; k++) {
 			sqlite3_reset(ins);
-			sqlite3_bind_int64(ins, 1, (sqlite3_int64)++*seq);
+			sqlite3_bind_int64(ins, 1, (sqlite3_int64)++ * seq);
 			sqlite3_bind_int64(ins, 2, cells_now_us());
 			sqlite3_bind_text(ins, 3, "work", -1, SQLITE_STATIC);
 			sqlite3_bind_text(ins, 4, "uid:0", -1, SQLITE_STATIC);
