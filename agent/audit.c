@@ -21,6 +21,7 @@
 #include <time.h>
 
 #define MAX_PRIVATE_VPS 8
+#define AUDIT_QUERY_MAX_BYTES (12u << 20) /* under the 16 MiB control response */
 
 struct audit {
 	sqlite3 *db;
@@ -528,10 +529,8 @@ int audit_query(struct audit *a, const struct audit_filter *f, json_object *arr,
 		    " OR instr(vp,:grep))");
 	ADD(" ORDER BY seq DESC LIMIT :limit");
 #undef ADD
-	char wrapped[1200];
-	snprintf(wrapped, sizeof wrapped, "SELECT * FROM (%s) ORDER BY seq", sql);
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(a->db, wrapped, &st, err) < 0)
+	if (statedb_prepare(a->db, sql, &st, err) < 0)
 		return cells_err_prefix(err, "audit query");
 	sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":since"), f->since_us);
 	sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":until"), f->until_us);
@@ -546,10 +545,19 @@ int audit_query(struct audit *a, const struct audit_filter *f, json_object *arr,
 	if (lim > 100000)
 		lim = 100000;
 	sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":limit"), lim);
-	int rc;
+	/* newest first, within the response budget; then handed out oldest first */
+	json_object *rows = json_object_new_array();
+	size_t bytes = 0;
+	int rc, truncated = 0;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct audit_rec r;
 		row_rec(st, &r);
+		bytes += 256 + strlen(r.details) * 2 + strlen(r.actor) + strlen(r.vp);
+		if (bytes > AUDIT_QUERY_MAX_BYTES) {
+			truncated = 1;
+			rc = SQLITE_DONE;
+			break;
+		}
 		json_object *o2 = json_object_new_object();
 		char ts[40];
 		fmt_time(r.time_us, ts);
@@ -562,11 +570,15 @@ int audit_query(struct audit *a, const struct audit_filter *f, json_object *arr,
 		json_object_object_add(o2, "outcome", json_object_new_string(r.outcome));
 		json_object *d = json_tokener_parse(r.details);
 		json_object_object_add(o2, "details", d ? d : json_object_new_string(r.details));
-		json_object_array_add(arr, o2);
+		json_object_array_add(rows, o2);
 	}
+	size_t n = json_object_array_length(rows);
+	for (size_t i = n; i > 0; i--)
+		json_object_array_add(arr, json_object_get(json_object_array_get_idx(rows, i - 1)));
+	json_object_put(rows);
 	if (rc != SQLITE_DONE)
 		return statedb_err(a->db, "audit query", err);
-	return 0;
+	return truncated;
 }
 
 /* Stored checkpoints in seq order, verified with the signer's key. */

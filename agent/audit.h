@@ -70,7 +70,8 @@ int audit_checkpoint_now(struct audit *a, uint64_t *seq, cells_err_t *err);
 int audit_head(struct audit *a, uint64_t *seq, uint8_t hash[AUDIT_HASH_LEN], cells_err_t *err);
 
 /* Query: records matching every given filter, the newest `limit` (default 100,
- * at most 100000) in sequence order, appended to arr as JSON objects. */
+ * at most 100000) in sequence order, appended to arr as JSON objects. Returns 0, or 1
+ * when fewer were returned to keep the result under 12 MiB (the oldest are left out). */
 struct audit_filter {
 	int64_t since_us, until_us;		/* 0: unbounded */
 	const char *vp, *type, *outcome, *grep; /* NULL/"": any; type matches "T" and "T.*" */

@@ -25,7 +25,10 @@ int h_audit_query(struct ctl_call *c, cells_err_t *err)
 	json_object_object_add(c->result, "records", arr);
 	if (!c->d->audit)
 		return cells_err_set(err, EIO, "audit log is not open");
-	return audit_query(c->d->audit, &f, arr, err);
+	int r = audit_query(c->d->audit, &f, arr, err);
+	if (r == 1)
+		json_object_object_add(c->result, "truncated", json_object_new_boolean(1));
+	return r < 0 ? -1 : 0;
 }
 
 /* Safe: read-only (one read transaction); permitted even when the log is closed so
