@@ -60,6 +60,9 @@ static const struct cellctl_cmd commands[] = {
     {"ping", "", "check that cellsd answers", cmd_ping},
     {"status", "", "show the agent's status", cmd_status},
     {"device id", "", "print this device's id (what a policy's `device` names)", cmd_device_id},
+    {"enroll", "wss://HOST:PORT TOKEN --ca CA.pem", "enroll this device with an MDM",
+     cellctl_cmd_enroll},
+    {"mgmt status", "", "show the management channel's state", cellctl_cmd_mgmt_status},
 };
 
 static void usage(FILE *f)

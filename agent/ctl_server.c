@@ -26,6 +26,8 @@ static const struct ctl_route {
     {R(PING), "ping", CELLSD_ST_ANY, h_ping},
     {R(STATUS), "status", CELLSD_ST_ANY, h_status},
     {R(DEVICE_ID), "device id", CELLSD_ST_ANY, h_device_id},
+    {R(ENROLL), "enroll", CELLSD_ST_READY, h_enroll},
+    {R(MGMT_STATUS), "mgmt status", CELLSD_ST_ANY, h_mgmt_status},
 };
 
 struct ctl_conn {

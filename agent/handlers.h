@@ -10,4 +10,8 @@ int h_ping(struct ctl_call *c, cells_err_t *err);
 int h_status(struct ctl_call *c, cells_err_t *err);
 int h_device_id(struct ctl_call *c, cells_err_t *err);
 
+/* handlers_mgmt.c */
+int h_enroll(struct ctl_call *c, cells_err_t *err);
+int h_mgmt_status(struct ctl_call *c, cells_err_t *err);
+
 #endif

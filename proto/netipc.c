@@ -120,8 +120,9 @@ int netipc_decode(const uint8_t *p, size_t n, enum netipc_dir dir, struct netipc
 			 out->config->ca_pem.len > NETIPC_MAX_PEM ||
 			 out->config->cert_pem.len > NETIPC_MAX_PEM || !out->config->ca_pem.len ||
 			 !out->config->cert_pem.len)
-			rc = err && err->msg[0] ? -1
-						: cells_err_set(err, EBADMSG, "ipc: config: bad pem");
+			rc = err && err->msg[0]
+				 ? -1
+				 : cells_err_set(err, EBADMSG, "ipc: config: bad pem");
 		break;
 	case NETIPC_ENROLL:
 		out->enroll = cells__net__v1__net_enroll__unpack(NULL, len, b);
@@ -206,8 +207,7 @@ static int send_dgram(int fd, const uint8_t *b, size_t n, cells_err_t *err)
 	return 0;
 }
 
-int netipc_send(int fd, enum netipc_type type, const uint8_t *payload, size_t len,
-		cells_err_t *err)
+int netipc_send(int fd, enum netipc_type type, const uint8_t *payload, size_t len, cells_err_t *err)
 {
 	cleanup_free uint8_t *b = NULL;
 	size_t n;

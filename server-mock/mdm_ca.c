@@ -158,27 +158,29 @@ int mdm_ca_init(struct mdm *m, cells_err_t *err)
 	cleanup_pkey EVP_PKEY *skey = cakey ? ec_key(err) : NULL;
 	if (!skey)
 		return -1;
-	cleanup_x509 X509 *ca = make_cert(cakey, "Cells MDM CA", NULL, NULL, CA_LIFETIME_DAYS,
-					  NULL, err);
+	cleanup_x509 X509 *ca =
+	    make_cert(cakey, "Cells MDM CA", NULL, NULL, CA_LIFETIME_DAYS, NULL, err);
 	if (!ca || add_ext(ca, ca, NID_basic_constraints, "critical,CA:TRUE,pathlen:0", err) < 0 ||
 	    add_ext(ca, ca, NID_key_usage, "critical,keyCertSign,cRLSign", err) < 0 ||
 	    sign_cert(ca, cakey, err) < 0)
 		return cells_err_prefix(err, "CA certificate");
 	/* an extra DNS name for the server certificate: $CELLS_MDM_SERVER_NAME */
 	const char *name = getenv("CELLS_MDM_SERVER_NAME");
-	if (!name || !*name || strlen(name) > 200 || strspn(name, "abcdefghijklmnopqrstuvwxyz"
-								"0123456789.-") != strlen(name))
+	if (!name || !*name || strlen(name) > 200 ||
+	    strspn(name, "abcdefghijklmnopqrstuvwxyz"
+			 "0123456789.-") != strlen(name))
 		name = "";
 	char san[1024];
 	snprintf(san, sizeof san, "DNS:localhost,IP:127.0.0.1%s%s", name[0] ? ",DNS:" : "", name);
-	cleanup_x509 X509 *srv = make_cert(skey, name[0] ? name : "localhost",
-					   ca, cakey, SERVER_LIFETIME_DAYS, NULL, err);
+	cleanup_x509 X509 *srv = make_cert(skey, name[0] ? name : "localhost", ca, cakey,
+					   SERVER_LIFETIME_DAYS, NULL, err);
 	if (!srv || add_ext(srv, ca, NID_basic_constraints, "critical,CA:FALSE", err) < 0 ||
 	    add_ext(srv, ca, NID_key_usage, "critical,digitalSignature", err) < 0 ||
 	    add_ext(srv, ca, NID_ext_key_usage, "serverAuth", err) < 0 ||
 	    add_ext(srv, ca, NID_subject_alt_name, san, err) < 0 || sign_cert(srv, cakey, err) < 0)
 		return cells_err_prefix(err, "server certificate");
-	if (write_pem_key(m, "ca.key", cakey, err) < 0 || write_pem_cert(m, "ca.pem", ca, err) < 0 ||
+	if (write_pem_key(m, "ca.key", cakey, err) < 0 ||
+	    write_pem_cert(m, "ca.pem", ca, err) < 0 ||
 	    write_pem_key(m, "server.key", skey, err) < 0 ||
 	    write_pem_cert(m, "server.pem", srv, err) < 0)
 		return -1;
@@ -215,7 +217,8 @@ int mdm_ca_issue(const struct mdm *m, const uint8_t *csr_der, size_t n, char dev
 	    make_cert(pub, device_id, ca, cakey, DEVICE_LIFETIME_DAYS, serial_hex, err);
 	if (!c || add_ext(c, ca, NID_basic_constraints, "critical,CA:FALSE", err) < 0 ||
 	    add_ext(c, ca, NID_key_usage, "critical,digitalSignature", err) < 0 ||
-	    add_ext(c, ca, NID_ext_key_usage, "clientAuth", err) < 0 || sign_cert(c, cakey, err) < 0)
+	    add_ext(c, ca, NID_ext_key_usage, "clientAuth", err) < 0 ||
+	    sign_cert(c, cakey, err) < 0)
 		return cells_err_prefix(err, "device certificate");
 	unsigned char *d1 = NULL, *d2 = NULL;
 	int l1 = i2d_X509(c, &d1);

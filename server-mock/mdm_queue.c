@@ -144,8 +144,8 @@ static int pol_json_to_policy(const char *text, size_t n, uint8_t **payload, siz
 	p.version = v ? (uint64_t)json_object_get_int64(v) : 0;
 	v = json_object_object_get(j, "expires_at");
 	p.expires_at = v ? json_object_get_int64(v) : 0;
-	size_t nv = vps && json_object_is_type(vps, json_type_array) ? json_object_array_length(vps)
-								      : 0;
+	size_t nv =
+	    vps && json_object_is_type(vps, json_type_array) ? json_object_array_length(vps) : 0;
 	Cells__V1__VpRule rules[16], *rp[16];
 	if (!p.version || nv > 16) {
 		json_object_put(j);
@@ -186,7 +186,8 @@ static int policy_for(const uint8_t *payload, size_t n, const char *device, EVP_
 	int r = -1;
 	if (b) {
 		cells__v1__policy__pack(p, b);
-		r = sign_blob(key, CELLS__V1__SIGNED_KIND__SIGNED_POLICY, b, len, out, out_len, err);
+		r = sign_blob(key, CELLS__V1__SIGNED_KIND__SIGNED_POLICY, b, len, out, out_len,
+			      err);
 	} else {
 		cells_err_sys(err, ENOMEM, "policy");
 	}
@@ -264,8 +265,8 @@ int mdm_cmd_policy_push(struct mdm *m, const struct mdm_cmd *cmd, int argc, char
 				rc = 1;
 				break;
 			}
-			Cells__V1__Policy *pp = cells__v1__policy__unpack(NULL, pre->payload.len,
-									  pre->payload.data);
+			Cells__V1__Policy *pp =
+			    cells__v1__policy__unpack(NULL, pre->payload.len, pre->payload.data);
 			ver = pp ? pp->version : 0;
 			if (pp)
 				cells__v1__policy__free_unpacked(pp, NULL);
@@ -391,7 +392,8 @@ static int queue_command(struct mdm *m, const char *words, Cells__V1__Command *c
 		return 1;
 	int k = mdm_store_device_known(s, c->device_id, &err);
 	if (k <= 0) {
-		fprintf(stderr, "cells-mdm: %s: %s\n", words, k < 0 ? err.msg : "no such enrolled device");
+		fprintf(stderr, "cells-mdm: %s: %s\n", words,
+			k < 0 ? err.msg : "no such enrolled device");
 		mdm_store_close(s);
 		return 1;
 	}

@@ -32,7 +32,7 @@
 #define WINDOW 16 /* queue entries in flight per device */
 #define HASH_SIZE 16384
 #define TLS12_CIPHERS                                                                              \
-	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-"       \
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-"      \
 	"SHA256:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-CHACHA20-POLY1305:ECDHE-RSA-AES128-GCM-"     \
 	"SHA256"
 
@@ -276,7 +276,8 @@ static void handle_device(struct sess *ss, const Cells__V1__Envelope *env)
 		const Cells__V1__DeviceHello *h =
 		    env->body_case == CELLS__V1__ENVELOPE__BODY_HELLO ? env->hello : env->status;
 		if (strcmp(h->device_id, ss->device)) {
-			send_error(ss, env->message_id, 8, "device id does not match the certificate");
+			send_error(ss, env->message_id, 8,
+				   "device id does not match the certificate");
 			return;
 		}
 		if (mdm_store_device_seen(S.st, ss->device, true, now_s(), h->policy_version,
@@ -392,8 +393,8 @@ static int on_rx(struct sess *ss, struct lws *wsi, const void *in, size_t len)
 		return -1;
 	}
 	if (ss->rx_len + len > CELLS_MAX_ENVELOPE) {
-		log_warn("%s: message over %d bytes: closing", ss->device[0] ? ss->device : "enroll",
-			 CELLS_MAX_ENVELOPE);
+		log_warn("%s: message over %d bytes: closing",
+			 ss->device[0] ? ss->device : "enroll", CELLS_MAX_ENVELOPE);
 		return -1;
 	}
 	uint8_t *nb = realloc(ss->rx, ss->rx_len + len + 1);
@@ -626,8 +627,9 @@ int mdm_cmd_serve(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **arg
 	info.fd_limit_per_thread = (unsigned)(rl.rlim_cur > 100 ? rl.rlim_cur : 1024);
 	S.ctx = lws_create_context(&info);
 	if (!S.ctx) {
-		fprintf(stderr, "cells-mdm: serve: cannot listen on %s:%d (TLS or socket setup "
-				"failed)\n",
+		fprintf(stderr,
+			"cells-mdm: serve: cannot listen on %s:%d (TLS or socket setup "
+			"failed)\n",
 			host, port);
 		mdm_store_close(S.st);
 		return 1;

@@ -37,7 +37,10 @@ static const char *const schema =
 static int sql_err(struct mdm_store *s, const char *what, cells_err_t *err)
 {
 	int code = sqlite3_errcode(s->db);
-	return cells_err_set(err, code == SQLITE_FULL ? ENOSPC : code == SQLITE_BUSY ? EBUSY : EIO,
+	return cells_err_set(err,
+			     code == SQLITE_FULL   ? ENOSPC
+			     : code == SQLITE_BUSY ? EBUSY
+						   : EIO,
 			     "%s: %s", what, sqlite3_errmsg(s->db));
 }
 
@@ -134,8 +137,7 @@ int mdm_store_token_consume(struct mdm_store *s, const char *token, int64_t now,
 	token_hash(token, h);
 	cleanup_stmt sqlite3_stmt *st = NULL;
 	/* one statement: a token is used at most once even with several front ends */
-	if (prep(s, "UPDATE tokens SET used=1 WHERE hash=? AND used=0 AND expires>?", &st, err) <
-	    0)
+	if (prep(s, "UPDATE tokens SET used=1 WHERE hash=? AND used=0 AND expires>?", &st, err) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, h, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(st, 2, now);
@@ -240,7 +242,8 @@ int mdm_store_devices_json(struct mdm_store *s, json_object **out, cells_err_t *
 		json_object *o = json_object_new_object();
 		int c = sqlite3_column_int(st, 6);
 		json_object_object_add(
-		    o, "device_id", json_object_new_string((const char *)sqlite3_column_text(st, 0)));
+		    o, "device_id",
+		    json_object_new_string((const char *)sqlite3_column_text(st, 0)));
 		json_object_object_add(o, "enrolled_at",
 				       json_object_new_int64(sqlite3_column_int64(st, 1)));
 		json_object_object_add(o, "last_seen",
@@ -332,8 +335,8 @@ void mdm_qentry_clear(struct mdm_qentry *e)
 
 const char *mdm_qstate_name(int state)
 {
-	static const char *const names[] = {"queued",	"delivered", "acknowledged",
-					    "failed",	"expired",   "cancelled"};
+	static const char *const names[] = {"queued", "delivered", "acknowledged",
+					    "failed", "expired",   "cancelled"};
 	return state >= 0 && state < (int)CELLS_ARRAY_SIZE(names) ? names[state] : "unknown";
 }
 
@@ -404,8 +407,8 @@ int mdm_store_queue_add(struct mdm_store *s, struct mdm_qentry *e, bool replace,
 	return 0;
 }
 
-int mdm_store_queue_next(struct mdm_store *s, const char *device, int64_t now,
-			 struct mdm_qentry *e, cells_err_t *err)
+int mdm_store_queue_next(struct mdm_store *s, const char *device, int64_t now, struct mdm_qentry *e,
+			 cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *x = NULL;
 	if (prep(s,
@@ -440,8 +443,8 @@ int mdm_store_queue_next(struct mdm_store *s, const char *device, int64_t now,
 	return 1;
 }
 
-int mdm_store_queue_set_state(struct mdm_store *s, const char *id, const char *device,
-			      int state, const char *reason, int64_t now, cells_err_t *err)
+int mdm_store_queue_set_state(struct mdm_store *s, const char *id, const char *device, int state,
+			      const char *reason, int64_t now, cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
 	const char *sql =
@@ -525,7 +528,8 @@ int mdm_store_queue_json(struct mdm_store *s, const char *device, json_object **
 		json_object_object_add(o, "device_id", json_object_new_string(e.device));
 		json_object_object_add(o, "what", json_object_new_string(e.what));
 		json_object_object_add(o, "priority", json_object_new_int(e.priority));
-		json_object_object_add(o, "state", json_object_new_string(mdm_qstate_name(e.state)));
+		json_object_object_add(o, "state",
+				       json_object_new_string(mdm_qstate_name(e.state)));
 		json_object_object_add(o, "created", json_object_new_int64(e.created));
 		json_object_object_add(o, "expires", json_object_new_int64(e.expires));
 		json_object_object_add(o, "delivered_at",
