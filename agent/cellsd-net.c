@@ -162,6 +162,11 @@ static void schedule_retry(void)
 		return;
 	char conceal;
 	uint32_t ms = lws_retry_get_delay_ms(N.ctx, &retry, &N.retry_count, &conceal);
+	/* $CELLS_NET_RETRY_MAX_MS caps the backoff (a test option; cellsd passes its
+	 * environment through) */
+	const char *cap = getenv("CELLS_NET_RETRY_MAX_MS");
+	if (cap && atoi(cap) > 0 && ms > (uint32_t)atoi(cap))
+		ms = (uint32_t)atoi(cap);
 	log_info("reconnecting in %u ms", ms);
 	lws_sul_schedule(N.ctx, 0, &N.sul, do_connect, (lws_usec_t)ms * 1000);
 }

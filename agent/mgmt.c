@@ -67,6 +67,8 @@ struct mgmt {
 	size_t enroll_ca_len;
 	char enroll_url[300];
 	uint64_t enroll_timer;
+	uint8_t *enroll_msg; /* a NetEnroll waiting for a fresh network process */
+	size_t enroll_msg_len;
 	uint8_t *rxbuf;
 	uint64_t sent, received;
 };
@@ -234,8 +236,8 @@ static void net_gone(struct mgmt *g, const char *why)
 		waitpid(g->pid, &status, 0);
 		g->pid = 0;
 	}
-	g->state = MGMT_ST_IDLE;
-	if (g->enroll_call) {
+	g->state = MGMT_ST_IDLE | (g->enroll_call && g->enroll_msg ? MGMT_ST_ENROLLING : 0);
+	if (g->enroll_call && !g->enroll_msg) {
 		cells_err_t e;
 		cells_err_set(&e, ECONNABORTED, "the network process exited during enrollment");
 		if (g->enroll_timer)
@@ -335,8 +337,8 @@ static int result_to_outbox(struct mgmt *g, const char *corr, const char *comman
 static int inbox_record(struct mgmt *g, const char *msg_id, const char *rid, cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(g->d->db, "INSERT OR REPLACE INTO mgmt_inbox VALUES(?,?,?)", &st,
-			    err) < 0)
+	if (statedb_prepare(g->d->db, "INSERT OR REPLACE INTO mgmt_inbox VALUES(?,?,?)", &st, err) <
+	    0)
 		return -1;
 	sqlite3_bind_text(st, 1, msg_id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 2, rid, -1, SQLITE_TRANSIENT);
@@ -385,9 +387,8 @@ static void finish_inbound(struct mgmt *g, const char *msg_id, const char *comma
 		goto fail_rb;
 	if (done_command) {
 		cleanup_stmt sqlite3_stmt *st = NULL;
-		if (statedb_prepare(g->d->db,
-				    "INSERT OR IGNORE INTO mgmt_commands VALUES(?,?,?,?)", &st,
-				    &err) < 0)
+		if (statedb_prepare(g->d->db, "INSERT OR IGNORE INTO mgmt_commands VALUES(?,?,?,?)",
+				    &st, &err) < 0)
 			goto fail_rb;
 		sqlite3_bind_text(st, 1, done_command, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_int(st, 2, status);
@@ -432,7 +433,10 @@ static void handle_policy(struct mgmt *g, const Cells__V1__Envelope *env)
 	finish_inbound(g, env->message_id, cid,
 		       r >= 0 ? CELLS__V1__RESULT_STATUS__RESULT_DONE
 			      : CELLS__V1__RESULT_STATUS__RESULT_REJECTED,
-		       r > 0 ? "already installed" : r < 0 ? err.msg : "", NULL);
+		       r > 0   ? "already installed"
+		       : r < 0 ? err.msg
+			       : "",
+		       NULL);
 }
 
 static void handle_command(struct mgmt *g, const Cells__V1__Envelope *env)
@@ -465,10 +469,9 @@ static void handle_command(struct mgmt *g, const Cells__V1__Envelope *env)
 	const struct mgmt_command_handler *h = mgmt_command_find(c->action_case);
 	json_object *det = json_object_new_object();
 	json_object_object_add(det, "command_id", json_object_new_string(c->command_id));
-	json_object_object_add(det, "action",
-			       json_object_new_string(h ? h->name : "unsupported"));
-	int a = cellsd_audit(g->d, "", "mdm", "mgmt.command.started", h ? "ok" : "failed", det,
-			     &err);
+	json_object_object_add(det, "action", json_object_new_string(h ? h->name : "unsupported"));
+	int a =
+	    cellsd_audit(g->d, "", "mdm", "mgmt.command.started", h ? "ok" : "failed", det, &err);
 	json_object_put(det);
 	if (a < 0) /* fail closed: not run, not recorded, the server sends it again */
 		return;
@@ -577,8 +580,14 @@ static int on_enroll_result(struct mgmt *g, struct netipc_msg *m)
 	else
 		rc = enroll_complete(g, m->enroll_result->envelope.data,
 				     m->enroll_result->envelope.len, c->result, &err);
-	if (rc < 0)
+	if (rc < 0) {
 		audit_net(g, "mgmt.enroll", "failed", err.msg);
+		if (g->enrolled) {
+			/* back to the existing identity's session */
+			g->reconfigure = true;
+			kill_net(g, "re-enrollment failed");
+		}
+	}
 	ctl_call_finish(c, rc, &err);
 	return 0;
 }
@@ -675,7 +684,8 @@ static void spawn_net(struct mgmt *g)
 	cleanup_free char *pem = NULL;
 	if (keyfd < 0 || pol_key_to_pem(key, true, &pem, &err) < 0 ||
 	    cells_write_all(keyfd, pem, strlen(pem)) < 0 ||
-	    fcntl(keyfd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK) < 0) {
+	    fcntl(keyfd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK) <
+		0) {
 		log_error("mgmt: key fd: %s", err.msg[0] ? err.msg : strerror(errno));
 		if (pem)
 			OPENSSL_cleanse(pem, strlen(pem));
@@ -722,12 +732,20 @@ static void spawn_net(struct mgmt *g)
 	g->pidfd = pidfd;
 	g->ipc_fd = sv[0];
 	g->started_ms = mono_ms();
-	g->state = MGMT_ST_IDLE;
+	g->state = MGMT_ST_IDLE | (g->enroll_call ? MGMT_ST_ENROLLING : 0);
 	if (loop_add_fd(g->d->loop, g->pidfd, EPOLLIN, on_pidfd, g, &err) < 0 ||
 	    loop_add_fd(g->d->loop, g->ipc_fd, EPOLLIN, on_ipc, g, &err) < 0)
 		log_error("mgmt: %s", err.msg);
 	log_info("mgmt: network process %d started (%s)", (int)pid, prog);
-	send_config(g);
+	if (g->enroll_msg) {
+		/* re-enrollment: this process enrolls first, the next one gets the config */
+		if (send(g->ipc_fd, g->enroll_msg, g->enroll_msg_len, MSG_NOSIGNAL) < 0)
+			log_warn("mgmt: enroll: %s", strerror(errno));
+		free(g->enroll_msg);
+		g->enroll_msg = NULL;
+	} else {
+		send_config(g);
+	}
 }
 
 static int load_enrollment(struct mgmt *g, cells_err_t *err)
@@ -785,6 +803,7 @@ void mgmt_stop(struct cellsd *d)
 	free(g->ca_pem);
 	free(g->cert_pem);
 	free(g->enroll_ca);
+	free(g->enroll_msg);
 	free(g->rxbuf);
 	free(g);
 	d->mgmt = NULL;
@@ -897,8 +916,18 @@ int mgmt_enroll_start(struct cellsd *d, struct ctl_call *c, const char *url, con
 	memcpy(g->enroll_ca, ca_pem, ca_len);
 	g->enroll_ca_len = ca_len;
 	snprintf(g->enroll_url, sizeof g->enroll_url, "%s", url);
-	if (netipc_send_pb(g->ipc_fd, NETIPC_ENROLL, &ne.base, err) < 0)
+	if (g->enrolled) {
+		/* the running process holds a session: start a fresh one for the enrollment */
+		free(g->enroll_msg);
+		g->enroll_msg = NULL;
+		if (netipc_encode_pb(NETIPC_ENROLL, &ne.base, &g->enroll_msg, &g->enroll_msg_len,
+				     err) < 0)
+			return -1;
+		g->reconfigure = true;
+		kill_net(g, "re-enrollment");
+	} else if (netipc_send_pb(g->ipc_fd, NETIPC_ENROLL, &ne.base, err) < 0) {
 		return -1;
+	}
 	g->enroll_call = c;
 	g->state |= MGMT_ST_ENROLLING;
 	g->enroll_timer = loop_add_timer(d->loop, ENROLL_TIMEOUT_MS, on_enroll_timeout, g);

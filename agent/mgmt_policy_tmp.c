@@ -88,12 +88,12 @@ static int verify_by_role(struct cellsd *d, const Cells__V1__Signed *s, Cells__V
 		bool root_ok = false;
 		for (size_t k = 0; k < root->n_root_keys && !root_ok; k++)
 			for (size_t j = 0; j < ds->n_signatures && !root_ok; j++)
-				root_ok = root->root_keys[k].len == POL_PUBKEY_LEN &&
-					  ds->signatures[j]->signature.len == POL_SIG_LEN &&
-					  pol_verify_raw(root->root_keys[k].data, ds->kind,
-							 ds->payload.data, ds->payload.len,
-							 ds->signatures[j]->signature.data,
-							 NULL) == 0;
+				root_ok =
+				    root->root_keys[k].len == POL_PUBKEY_LEN &&
+				    ds->signatures[j]->signature.len == POL_SIG_LEN &&
+				    pol_verify_raw(root->root_keys[k].data, ds->kind,
+						   ds->payload.data, ds->payload.len,
+						   ds->signatures[j]->signature.data, NULL) == 0;
 		if (!root_ok || ds->kind != CELLS__V1__SIGNED_KIND__SIGNED_KEY_DELEGATION)
 			continue;
 		Cells__V1__KeyDelegation *kd =

@@ -21,11 +21,10 @@ static const char *const allowed[] = {
     "readlink", "getdents64", "statx", "uname",
     /* memory, time, randomness, threads' basics */
     "mmap", "munmap", "mprotect", "mremap", "madvise", "brk", "clock_gettime", "gettimeofday",
-    "time", "clock_nanosleep", "nanosleep", "getrandom", "futex", "sched_yield", "getpid",
-    "gettid", "getuid", "geteuid", "getgid", "getegid", "prlimit64", "getrlimit", "sysinfo",
-    "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sigaltstack", "restart_syscall",
-    "exit", "exit_group", "tgkill", "set_robust_list", "rseq", "sched_getaffinity",
-    "prctl"};
+    "time", "clock_nanosleep", "nanosleep", "getrandom", "futex", "sched_yield", "getpid", "gettid",
+    "getuid", "geteuid", "getgid", "getegid", "prlimit64", "getrlimit", "sysinfo", "rt_sigaction",
+    "rt_sigprocmask", "rt_sigreturn", "sigaltstack", "restart_syscall", "exit", "exit_group",
+    "tgkill", "set_robust_list", "rseq", "sched_getaffinity", "prctl"};
 
 int net_sandbox_apply(cells_err_t *err)
 {

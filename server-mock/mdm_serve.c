@@ -434,6 +434,22 @@ static int cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 		/* len is OpenSSL's preverify_ok: never overrule a failed chain check. A
 		 * missing certificate is allowed here (enrollment); /v1 refuses it later. */
 		return len ? 0 : 1;
+	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
+		/* before the upgrade is answered: /v1 needs a verified client certificate of
+		 * an enrolled device, /v1/enroll needs none, other paths are refused */
+		char dev[33];
+		if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0)
+			return -1;
+		if (!strcmp(uri, "/v1/enroll"))
+			return 0;
+		if (strcmp(uri, "/v1") != 0 || peer_device(wsi, dev, &err) < 0 ||
+		    mdm_store_device_known(S.st, dev, &err) != 1) {
+			log_warn("refused a websocket upgrade on %s: %s", uri,
+				 err.msg[0] ? err.msg : "unknown path or device");
+			return -1;
+		}
+		return 0;
+	}
 	case LWS_CALLBACK_ESTABLISHED:
 		memset(ss, 0, sizeof *ss);
 		ss->wsi = wsi;
