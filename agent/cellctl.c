@@ -92,6 +92,9 @@ static const struct cellctl_cmd commands[] = {
      cmd_audit_verify},
     {"audit export", "FILE", "write a signed export bundle (cells-mdm audit verify FILE)",
      cmd_audit_export},
+    {"enroll", "wss://HOST:PORT TOKEN --ca CA.pem", "enroll this device with an MDM",
+     cellctl_cmd_enroll},
+    {"mgmt status", "", "show the management channel's state", cellctl_cmd_mgmt_status},
 };
 
 static void usage(FILE *f)

@@ -43,6 +43,8 @@ static const struct ctl_route {
     {R(AUDIT_QUERY), "audit query", CELLSD_ST_ANY, h_audit_query},
     {R(AUDIT_VERIFY), "audit verify", CELLSD_ST_ANY, h_audit_verify},
     {R(AUDIT_EXPORT), "audit export", CELLSD_ST_READY, h_audit_export},
+    {R(ENROLL), "enroll", CELLSD_ST_READY, h_enroll},
+    {R(MGMT_STATUS), "mgmt status", CELLSD_ST_ANY, h_mgmt_status},
 };
 
 struct ctl_conn {
