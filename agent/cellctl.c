@@ -1,6 +1,7 @@
 /* cellctl - the command-line interface to cellsd for the employee, the on-device
  * admin and the auditor. */
 #include "cellctl.h"
+#include "cellctl_display.h"
 #include "cleanup.h"
 #include "ctl_io.h"
 #include "util.h"
@@ -60,6 +61,13 @@ static const struct cellctl_cmd commands[] = {
     {"ping", "", "check that cellsd answers", cmd_ping},
     {"status", "", "show the agent's status", cmd_status},
     {"device id", "", "print this device's id (what a policy's `device` names)", cmd_device_id},
+    {"switch", "NAME", "bring VP NAME to the foreground (screen and input)", cellctl_cmd_switch},
+    {"screenshot", "FILE.png", "save what is on the screen as a PNG", cellctl_cmd_screenshot},
+    {"input key", "CODE [--up]", "inject a key press (release) into the foreground VP",
+     cellctl_cmd_input_key},
+    {"input touch", "X Y", "inject a tap at X,Y into the foreground VP", cellctl_cmd_input_touch},
+    {"display status", "", "show the screen, the foreground VP and each VP's display",
+     cellctl_cmd_display_status},
 };
 
 static void usage(FILE *f)

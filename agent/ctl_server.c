@@ -26,6 +26,10 @@ static const struct ctl_route {
     {R(PING), "ping", CELLSD_ST_ANY, h_ping},
     {R(STATUS), "status", CELLSD_ST_ANY, h_status},
     {R(DEVICE_ID), "device id", CELLSD_ST_ANY, h_device_id},
+    {R(SWITCH_TO), "switch", CELLSD_ST_READY, h_switch_to},
+    {R(INPUT), "input", CELLSD_ST_READY, h_input},
+    {R(SCREENSHOT), "screenshot", CELLSD_ST_READY, h_screenshot},
+    {R(DISPLAY_STATUS), "display status", CELLSD_ST_ANY, h_display_status},
 };
 
 struct ctl_conn {

@@ -10,4 +10,10 @@ int h_ping(struct ctl_call *c, cells_err_t *err);
 int h_status(struct ctl_call *c, cells_err_t *err);
 int h_device_id(struct ctl_call *c, cells_err_t *err);
 
+/* handlers_display.c */
+int h_switch_to(struct ctl_call *c, cells_err_t *err);
+int h_input(struct ctl_call *c, cells_err_t *err);
+int h_screenshot(struct ctl_call *c, cells_err_t *err);
+int h_display_status(struct ctl_call *c, cells_err_t *err);
+
 #endif
