@@ -36,8 +36,7 @@ static int parse_int(const char *s, long lo, long hi, long *out)
 	return 0;
 }
 
-int cellctl_cmd_input_key(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,
-			  char **argv)
+int cellctl_cmd_input_key(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv)
 {
 	long code;
 	bool up = false;
@@ -51,7 +50,8 @@ int cellctl_cmd_input_key(struct cellctl *cc, const struct cellctl_cmd *cmd, int
 			return cellctl_usage(cmd);
 	}
 	if (!code_s || parse_int(code_s, 1, KEY_CODE_MAX, &code) < 0) {
-		fprintf(stderr, "cellctl: %s: CODE must be a key code 1..%d (linux/input-event-codes.h)\n",
+		fprintf(stderr,
+			"cellctl: %s: CODE must be a key code 1..%d (linux/input-event-codes.h)\n",
 			cmd->words, KEY_CODE_MAX);
 		return 2;
 	}
@@ -82,8 +82,7 @@ int cellctl_cmd_input_touch(struct cellctl *cc, const struct cellctl_cmd *cmd, i
 	return cellctl_simple(cc, cmd->words, &req);
 }
 
-int cellctl_cmd_screenshot(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,
-			   char **argv)
+int cellctl_cmd_screenshot(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv)
 {
 	if (argc != 1)
 		return cellctl_usage(cmd);
@@ -134,8 +133,7 @@ int cellctl_cmd_display_status(struct cellctl *cc, const struct cellctl_cmd *cmd
 	int code;
 	if (cellctl_call(cc, cmd->words, &req, NULL, 0, &res, &code))
 		return 1;
-	static const char *const cols[] = {"vp", "state", "input_delivered", "input_dropped",
-					   NULL};
+	static const char *const cols[] = {"vp", "state", "input_delivered", "input_dropped", NULL};
 	cellctl_print(cc, res, "vps", cols);
 	json_object_put(res);
 	return 0;

@@ -5,8 +5,7 @@
 #include "cellctl.h"
 
 int cellctl_cmd_switch(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv);
-int cellctl_cmd_input_key(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,
-			  char **argv);
+int cellctl_cmd_input_key(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv);
 int cellctl_cmd_input_touch(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,
 			    char **argv);
 int cellctl_cmd_screenshot(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,

@@ -54,8 +54,9 @@ static void put_text(int fd, const char *s)
 
 static void notify(struct disp_vp *v, const char *state, uint64_t gen)
 {
-	put_text(v->state_fd, !v->allowed ? "denied\n" : state);
 	char line[64];
+	snprintf(line, sizeof line, "%s\n", !v->allowed ? "denied" : state);
+	put_text(v->state_fd, line);
 	int n = snprintf(line, sizeof line, "%s %llu\n", state, (unsigned long long)gen);
 	/* non-blocking: a VP that never reads its events loses them, never blocks us */
 	if (v->events_fd >= 0 && write(v->events_fd, line, (size_t)n) < 0 && errno != EAGAIN)
@@ -101,8 +102,7 @@ static void on_refresh(struct loop *l, void *data)
 	ds->refresh_timer = loop_add_timer(l, ds->screen->refresh_ms, on_refresh, ds);
 }
 
-static int pick(const char *spec, const char *const *names, size_t n, size_t *idx,
-		const char **arg)
+static int pick(const char *spec, const char *const *names, size_t n, size_t *idx, const char **arg)
 {
 	for (size_t i = 0; i < n; i++) {
 		size_t len = strlen(names[i]);
@@ -133,8 +133,8 @@ int disp_init(struct cellsd *d, const char *screen, const char *input, cells_err
 		names[i] = screens[i]->name;
 	if (pick(screen, names, CELLS_ARRAY_SIZE(screens), &i, &arg) < 0) {
 		free(ds);
-		return cells_err_set(err, EINVAL, "display '%s': want shm[:WxH] or fbdev[:/dev/fbN]",
-				     screen);
+		return cells_err_set(err, EINVAL,
+				     "display '%s': want shm[:WxH] or fbdev[:/dev/fbN]", screen);
 	}
 	ds->screen = screens[i];
 	if (ds->screen->open(d, arg, &ds->g, &ds->screen_st, err) < 0) {
@@ -148,8 +148,8 @@ int disp_init(struct cellsd *d, const char *screen, const char *input, cells_err
 			inames[i] = inputs[i]->name;
 		if (pick(input, inames, CELLS_ARRAY_SIZE(inputs), &i, &arg) < 0) {
 			disp_shutdown(d);
-			return cells_err_set(err, EINVAL, "input '%s': want none or evdev:/dev/input/eventN",
-					     input);
+			return cells_err_set(
+			    err, EINVAL, "input '%s': want none or evdev:/dev/input/eventN", input);
 		}
 		ds->input = inputs[i];
 		if (ds->input->open(d, arg, &ds->input_st, err) < 0) {
@@ -202,8 +202,7 @@ void disp_shutdown(struct cellsd *d)
 
 /* Create (O_EXCL, never following a name the VP planted) a file or FIFO in the VP's
  * devcells directory and open it. */
-static int make_node(int dir, const char *name, bool fifo, mode_t mode, int flags,
-		     cells_err_t *err)
+static int make_node(int dir, const char *name, bool fifo, mode_t mode, int flags, cells_err_t *err)
 {
 	if (unlinkat(dir, name, 0) < 0 && errno != ENOENT)
 		return cells_err_sys(err, errno, "remove stale %s", name);

@@ -25,7 +25,7 @@ struct fbdev {
 	uint8_t *mem;
 	size_t mem_len;
 	struct fb_var_screeninfo var;
-	uint32_t line;	/* bytes per framebuffer line */
+	uint32_t line; /* bytes per framebuffer line */
 	bool can_pan;
 	unsigned front; /* visible page (0/1) */
 	struct disp_geom g;
@@ -61,7 +61,8 @@ static int fbdev_open(struct cellsd *d, const char *arg, struct disp_geom *g, vo
 	}
 	if (f->var.bits_per_pixel != 32 || f->var.red.offset != 16 || f->var.green.offset != 8 ||
 	    f->var.blue.offset != 0) {
-		cells_err_set(err, ENOTSUP, "%s: %u bpp, not XRGB8888", path, f->var.bits_per_pixel);
+		cells_err_set(err, ENOTSUP, "%s: %u bpp, not XRGB8888", path,
+			      f->var.bits_per_pixel);
 		goto fail;
 	}
 	f->line = fix.line_length;
@@ -99,9 +100,8 @@ static void show(struct fbdev *f)
 	uint8_t *dst = page(f, target);
 	for (uint32_t y = 0; y < f->g.height; y++) {
 		uint8_t *row = dst + (size_t)y * f->line;
-		ssize_t r = f->cur.fd >= 0 ? pread(f->cur.fd, row, f->g.stride,
-						   (off_t)y * f->g.stride)
-					   : 0;
+		ssize_t r =
+		    f->cur.fd >= 0 ? pread(f->cur.fd, row, f->g.stride, (off_t)y * f->g.stride) : 0;
 		if (r < (ssize_t)f->g.stride)
 			memset(row + (r > 0 ? r : 0), 0, f->g.stride - (size_t)(r > 0 ? r : 0));
 	}

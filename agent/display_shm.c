@@ -118,10 +118,11 @@ static int parse_size(const char *arg, struct disp_geom *g, cells_err_t *err)
 {
 	unsigned w = 1080, h = 2400;
 	char extra;
-	if (arg && *arg && (sscanf(arg, "%ux%u%c", &w, &h, &extra) != 2 || !w || !h ||
-			    w > DISP_MAX_DIM || h > DISP_MAX_DIM))
-		return cells_err_set(err, EINVAL, "display size '%s': want WxH, at most %ux%u",
-				     arg, DISP_MAX_DIM, DISP_MAX_DIM);
+	if (arg && *arg &&
+	    (sscanf(arg, "%ux%u%c", &w, &h, &extra) != 2 || !w || !h || w > DISP_MAX_DIM ||
+	     h > DISP_MAX_DIM))
+		return cells_err_set(err, EINVAL, "display size '%s': want WxH, at most %ux%u", arg,
+				     DISP_MAX_DIM, DISP_MAX_DIM);
 	g->width = w;
 	g->height = h;
 	g->stride = w * 4;

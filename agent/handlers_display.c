@@ -42,8 +42,9 @@ int h_input(struct ctl_call *c, cells_err_t *err)
 	gettimeofday(&tv, NULL);
 	if (in->touch) {
 		if (in->x < 0 || in->y < 0 || in->x >= w || in->y >= h)
-			return cells_err_set(err, EINVAL, "input: touch %d,%d is off the %dx%d screen",
-					     in->x, in->y, w, h);
+			return cells_err_set(err, EINVAL,
+					     "input: touch %d,%d is off the %dx%d screen", in->x,
+					     in->y, w, h);
 		ev[n++] = (struct input_event){.type = EV_ABS, .code = ABS_X, .value = in->x};
 		ev[n++] = (struct input_event){.type = EV_ABS, .code = ABS_Y, .value = in->y};
 		ev[n++] = (struct input_event){.type = EV_KEY, .code = BTN_TOUCH, .value = 1};

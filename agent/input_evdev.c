@@ -79,7 +79,8 @@ static void evdev_close(void *st)
 static int evdev_open(struct cellsd *d, const char *arg, void **out, cells_err_t *err)
 {
 	if (!arg || !*arg)
-		return cells_err_set(err, EINVAL, "evdev: name the device (evdev:/dev/input/eventN)");
+		return cells_err_set(err, EINVAL,
+				     "evdev: name the device (evdev:/dev/input/eventN)");
 	struct evdev *e = calloc(1, sizeof *e);
 	if (!e)
 		return cells_err_sys(err, ENOMEM, "evdev");
