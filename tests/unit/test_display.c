@@ -154,10 +154,10 @@ static int count_audit(struct fx *f, const char *event, const char *outcome)
 	sqlite3 *db;
 	sqlite3_stmt *st;
 	assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(db,
-					    "select count(*) from audit where event=? and outcome=?",
-					    -1, &st, NULL),
-			 SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_prepare_v2(db, "select count(*) from audit where event=? and outcome=?", -1,
+			       &st, NULL),
+	    SQLITE_OK);
 	sqlite3_bind_text(st, 1, event, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, outcome, -1, SQLITE_STATIC);
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
