@@ -54,12 +54,15 @@ int main(int argc, char **argv)
 		else if (argv[i][0] != '-' && !colour)
 			colour = argv[i];
 		else {
-			fprintf(stderr, "usage: cells-draw [--dev DIR] [--frames N] (COLOUR | --file PATH)\n");
+			fprintf(
+			    stderr,
+			    "usage: cells-draw [--dev DIR] [--frames N] (COLOUR | --file PATH)\n");
 			return 2;
 		}
 	}
 	if (!colour && !file) {
-		fprintf(stderr, "usage: cells-draw [--dev DIR] [--frames N] (COLOUR | --file PATH)\n");
+		fprintf(stderr,
+			"usage: cells-draw [--dev DIR] [--frames N] (COLOUR | --file PATH)\n");
 		return 2;
 	}
 	char p[4096];

@@ -26,7 +26,8 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--timeout") && i + 1 < argc)
 			timeout = strtol(argv[++i], NULL, 10);
 		else {
-			fprintf(stderr, "usage: cells-input-read [--dev DIR] [--count N] [--timeout S]\n");
+			fprintf(stderr,
+				"usage: cells-input-read [--dev DIR] [--count N] [--timeout S]\n");
 			return 2;
 		}
 	}
