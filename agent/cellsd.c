@@ -8,6 +8,8 @@
 #include "fg.h"
 #include "kcheck.h"
 #include "log.h"
+#include "password.h"
+#include "policy_engine.h"
 #include "statedb.h"
 #include "util.h"
 
@@ -187,9 +189,13 @@ int main(int argc, char **argv)
 		goto out;
 	if (device_key_load(d.state_dir, NULL, id, &err) < 0)
 		goto out;
+	if (policy_engine_init(&d, &err) < 0 || password_init(&d, &err) < 0)
+		goto out;
 	if (loop_add_fd(d.loop, sfd, EPOLLIN, on_signal, &d, &err) < 0)
 		goto out;
 	if (fg_init(&d, &err) < 0 || disp_init(&d, display, input, &err) < 0)
+		goto out;
+	if (policy_engine_start(&d, &err) < 0) /* after every enforcer registered */
 		goto out;
 	if (ctl_server_start(&d, &err) < 0)
 		goto out;
@@ -203,6 +209,7 @@ out:
 	if (rc)
 		fprintf(stderr, "cellsd: %s\n", err.msg);
 	ctl_server_stop(&d);
+	policy_engine_free(&d);
 	disp_shutdown(&d);
 	fg_shutdown(&d);
 	audit_close(d.audit);

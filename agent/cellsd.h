@@ -20,6 +20,7 @@ enum {
 #define CELLSD_ST_ANY (CELLSD_ST_READY | CELLSD_ST_AUDIT_CLOSED)
 
 struct audit;
+struct policy_engine;
 struct fg;
 struct disp;
 
@@ -32,9 +33,10 @@ struct cellsd {
 	int ctl_fd;	     /* listening control socket */
 	gid_t ctl_gid;	     /* group also allowed on the control socket */
 	bool ctl_gid_set;
-	unsigned state;	   /* CELLSD_ST_* */
-	struct fg *fg;	   /* foreground VP (fg.h) */
-	struct disp *disp; /* display and input mux (display.h) */
+	unsigned state;		  /* CELLSD_ST_* */
+	struct policy_engine *pe; /* policy engine (owned, policy_engine.h) */
+	struct fg *fg;		  /* foreground VP (fg.h) */
+	struct disp *disp;	  /* display and input mux (display.h) */
 };
 
 /* Append an audit record for this daemon (see audit.h); details may be NULL.

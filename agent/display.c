@@ -2,8 +2,10 @@
  * (see display.h). */
 #include "cleanup.h"
 #include "display_int.h"
+#include "enforce.h"
 #include "fg.h"
 #include "log.h"
+#include "policy_engine.h"
 #include "util.h"
 
 #include <errno.h>
@@ -95,6 +97,43 @@ static void on_foreground(struct cellsd *d, const char *old_vp, const char *new_
 		notify(n, "foreground", gen);
 }
 
+/* May a VP with this rule use a device class? No policy naming the VP: yes; a rule
+ * that does not name the class: no (the policy's "classes not named get NO_ACCESS"). */
+static bool class_allowed(const Cells__V1__VpRule *r, const char *cls)
+{
+	if (!r)
+		return true;
+	for (size_t i = 0; i < r->n_devices; i++)
+		if (r->devices[i]->device_class && !strcmp(r->devices[i]->device_class, cls))
+			return r->devices[i]->mode == CELLS__V1__ACCESS_MODE__ACCESS_SHARED ||
+			       r->devices[i]->mode == CELLS__V1__ACCESS_MODE__ACCESS_EXCLUSIVE;
+	return false;
+}
+
+static const Cells__V1__VpRule *rule_in(const Cells__V1__Policy *p, const char *vp)
+{
+	for (size_t i = 0; p && i < p->n_vps; i++)
+		if (p->vps[i]->vp && !strcmp(p->vps[i]->vp, vp))
+			return p->vps[i];
+	return NULL;
+}
+
+/* The enforcer of the display and input classes: grant or revoke each running VP's
+ * framebuffer and input live. */
+static int disp_enforce(struct cellsd *d, const Cells__V1__Policy *nw, const Cells__V1__Policy *old,
+			cells_err_t *err)
+{
+	struct disp *ds = d->disp;
+	for (size_t i = 0; ds && i < ds->nvps; i++) {
+		struct disp_vp *v = ds->vps[i];
+		const Cells__V1__VpRule *r = rule_in(nw, v->name);
+		if (disp_set_allowed(d, v->name, class_allowed(r, "display"), err) < 0)
+			return -1;
+		v->input_allowed = class_allowed(r, "input");
+	}
+	return 0;
+}
+
 static void on_refresh(struct loop *l, void *data)
 {
 	struct disp *ds = data;
@@ -157,6 +196,11 @@ int disp_init(struct cellsd *d, const char *screen, const char *input, cells_err
 			disp_shutdown(d);
 			return cells_err_prefix(err, "input %s", input);
 		}
+	}
+	static const struct enforcer enf = {"display", disp_enforce};
+	if (d->pe && enforce_register(d, &enf, err) < 0) {
+		disp_shutdown(d);
+		return -1;
 	}
 	if (fg_add_listener(d, on_foreground, ds) < 0) {
 		disp_shutdown(d);
@@ -278,18 +322,20 @@ int disp_vp_up(struct cellsd *d, const char *vp, const char *devcells_dir, cells
 		return cells_err_sys(err, ENOMEM, "display");
 	snprintf(v->name, sizeof v->name, "%s", vp);
 	v->buf.fd = v->state_fd = v->events_fd = v->input_fd = -1;
-	v->allowed = true;
+	const Cells__V1__VpRule *rule = policy_vp_rule(d, vp);
+	v->allowed = class_allowed(rule, "display");
+	v->input_allowed = class_allowed(rule, "input");
 	v->dir_fd = open(devcells_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (v->dir_fd < 0) {
 		cells_err_sys(err, errno, "%s", devcells_dir);
 		goto fail;
 	}
-	if (buf_create(ds, v, err) < 0)
+	if (v->allowed && buf_create(ds, v, err) < 0)
 		goto fail;
 	v->state_fd = make_node(v->dir_fd, "fb0.state", false, 0444, O_RDWR, err);
 	if (v->state_fd < 0)
 		goto fail;
-	put_text(v->state_fd, "background\n");
+	put_text(v->state_fd, v->allowed ? "background\n" : "denied\n");
 	v->events_fd = make_node(v->dir_fd, "events", true, 0440, 0, err);
 	if (v->events_fd < 0)
 		goto fail;
@@ -411,6 +457,7 @@ json_object *disp_describe(struct cellsd *d)
 				       json_object_new_string(!v->allowed ? "denied"
 							      : front	  ? "foreground"
 									  : "background"));
+		json_object_object_add(r, "input", json_object_new_boolean(v->input_allowed));
 		json_object_object_add(r, "input_delivered",
 				       json_object_new_int64((int64_t)v->in_delivered));
 		json_object_object_add(r, "input_dropped",

@@ -45,7 +45,9 @@ void disp_shutdown(struct cellsd *d);
 /* A VP starts / stops: create (remove) its display and input devices in devcells_dir. */
 int disp_vp_up(struct cellsd *d, const char *vp, const char *devcells_dir, cells_err_t *err);
 void disp_vp_down(struct cellsd *d, const char *vp);
-/* Grant or deny a VP the display (policy). Denying removes fb0 and truncates the buffer,
+/* Grant or deny a VP the display. The policy does this through the "display" enforcer
+ * (device classes display and input: no-access denies, shared/exclusive grant; a VP
+ * that no policy names gets both). Denying removes fb0 and truncates the buffer,
  * so a mapping the VP already holds faults instead of drawing; the screen shows black
  * while such a VP is in front. */
 int disp_set_allowed(struct cellsd *d, const char *vp, bool allowed, cells_err_t *err);

@@ -51,8 +51,9 @@ extern const struct disp_input_ops disp_input_evdev;
 
 struct disp_vp {
 	char name[33];
-	int dir_fd; /* the devcells directory */
-	bool allowed;
+	int dir_fd;	     /* the devcells directory */
+	bool allowed;	     /* the display (policy) */
+	bool input_allowed;  /* input (policy) */
 	struct disp_buf buf; /* buf.fd -1 when denied */
 	int state_fd;	     /* fb0.state */
 	int events_fd;	     /* events FIFO, O_RDWR|O_NONBLOCK */

@@ -2,6 +2,7 @@
 #include "fg.h"
 #include "cleanup.h"
 #include "log.h"
+#include "policy_engine.h"
 #include "util.h"
 
 #include <errno.h>
@@ -29,11 +30,24 @@ struct fg {
 	void *permit_data;
 };
 
+/* The policy's foreground rule. A VP no policy names may be brought in front both
+ * ways; a rule without a `foreground` part allows neither (proto3 defaults: false). */
+static bool policy_permit(struct cellsd *d, const char *vp, bool self, void *data)
+{
+	const Cells__V1__VpRule *r = policy_vp_rule(d, vp);
+	if (!r)
+		return true;
+	if (!r->foreground)
+		return false;
+	return self ? r->foreground->incoming_call_switches : r->foreground->may_be_foreground;
+}
+
 int fg_init(struct cellsd *d, cells_err_t *err)
 {
 	d->fg = calloc(1, sizeof *d->fg);
 	if (!d->fg)
 		return cells_err_sys(err, ENOMEM, "foreground");
+	d->fg->permit = policy_permit;
 	return 0;
 }
 
@@ -63,7 +77,7 @@ int fg_add_listener(struct cellsd *d, fg_listener_fn cb, void *data)
 
 void fg_set_permit(struct cellsd *d, fg_permit_fn fn, void *data)
 {
-	d->fg->permit = fn;
+	d->fg->permit = fn ? fn : policy_permit;
 	d->fg->permit_data = data;
 }
 

@@ -9,9 +9,9 @@
  * Who may take the foreground: a switch whose actor is the employee ("uid:N", from
  * `cellctl switch`) needs the VP's policy rule `foreground.may_be_foreground`; any other
  * actor is an internal request on the VP's behalf (telephony: "telephony", an app in the
- * VP: "vp:NAME") and needs `foreground.incoming_call_switches`. A VP that no policy
- * names may do both (until the policy engine is wired in, fg_set_permit installs the
- * rule). Every switch and every refusal is audited; a switch whose audit record cannot
+ * VP: "vp:NAME") and needs `foreground.incoming_call_switches` (policy_vp_rule(); a
+ * VP that no policy names may do both, a rule without a foreground part neither).
+ * Every switch and every refusal is audited; a switch whose audit record cannot
  * be written is not carried out (fail closed).
  *
  * All functions run on cellsd's loop thread. Strings are borrowed. */
@@ -46,7 +46,7 @@ int fg_add_listener(struct cellsd *d, fg_listener_fn cb, void *data);
 /* Incremented on every change of the FVP: events stamped with an older generation
  * belong to a previous FVP and are dropped. */
 uint64_t fg_generation(struct cellsd *d);
-/* Replace the rule deciding who may take the foreground (NULL: everyone may). */
+/* Replace the rule deciding who may take the foreground (NULL: the policy's rule). */
 void fg_set_permit(struct cellsd *d, fg_permit_fn fn, void *data);
 
 /* VP lifecycle (called from the VP runtime's listener). */

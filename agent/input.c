@@ -41,7 +41,7 @@ int disp_input(struct cellsd *d, const struct input_event *ev, size_t n, uint64_
 		return 0;
 	}
 	struct disp_vp *v = disp_vp_find(ds, fg_current(d));
-	if (!v || v->input_fd < 0)
+	if (!v || v->input_fd < 0 || !v->input_allowed)
 		return 0;
 	ssize_t w = write(v->input_fd, ev, n * sizeof *ev);
 	if (w < 0 && errno == EAGAIN) {
