@@ -1,6 +1,7 @@
 /* fg.c - the foreground VP and its switch (see fg.h). */
 #include "fg.h"
 #include "cleanup.h"
+#include "enforce.h"
 #include "log.h"
 #include "policy_engine.h"
 #include "util.h"
@@ -28,6 +29,7 @@ struct fg {
 	size_t nl;
 	fg_permit_fn permit;
 	void *permit_data;
+	uint64_t recheck_timer;
 };
 
 /* The policy's foreground rule. A VP no policy names may be brought in front both
@@ -42,17 +44,57 @@ static bool policy_permit(struct cellsd *d, const char *vp, bool self, void *dat
 	return self ? r->foreground->incoming_call_switches : r->foreground->may_be_foreground;
 }
 
+static bool may_be_front(struct fg *f, struct cellsd *d, const char *vp);
+static void set_current(struct cellsd *d, const char *vp);
+static int audit_switch(struct cellsd *d, const char *vp, const char *actor, const char *outcome,
+			const char *reason, cells_err_t *err);
+
+/* After a policy change is in force: an FVP that may no longer be in front gives way to
+ * the longest-running VP that may (or to a black screen). */
+static void recheck(struct loop *l, void *data)
+{
+	struct cellsd *d = data;
+	struct fg *f = d->fg;
+	f->recheck_timer = 0;
+	if (!f->cur[0] || may_be_front(f, d, f->cur))
+		return;
+	const char *next = NULL;
+	for (size_t k = 0; k < f->nup && !next; k++)
+		if (may_be_front(f, d, f->up[k]))
+			next = f->up[k];
+	if (audit_switch(d, next, "cellsd", "ok", "policy no longer lets the VP be in front",
+			 NULL) < 0)
+		next = NULL; /* cannot record a hand-over: go black rather than keep it */
+	set_current(d, next);
+}
+
+/* The "foreground" enforcer: re-check once the new policy is the effective one. */
+static int fg_enforce(struct cellsd *d, const Cells__V1__Policy *nw, const Cells__V1__Policy *old,
+		      cells_err_t *err)
+{
+	if (d->fg && !d->fg->recheck_timer)
+		d->fg->recheck_timer = loop_add_timer(d->loop, 0, recheck, d);
+	return 0;
+}
+
 int fg_init(struct cellsd *d, cells_err_t *err)
 {
 	d->fg = calloc(1, sizeof *d->fg);
 	if (!d->fg)
 		return cells_err_sys(err, ENOMEM, "foreground");
 	d->fg->permit = policy_permit;
+	static const struct enforcer enf = {"foreground", fg_enforce};
+	if (d->pe && enforce_register(d, &enf, err) < 0) {
+		fg_shutdown(d);
+		return -1;
+	}
 	return 0;
 }
 
 void fg_shutdown(struct cellsd *d)
 {
+	if (d->fg && d->fg->recheck_timer)
+		loop_cancel_timer(d->loop, d->fg->recheck_timer);
 	free(d->fg);
 	d->fg = NULL;
 }
