@@ -206,6 +206,7 @@ int disp_init(struct cellsd *d, const char *screen, const char *input, cells_err
 		disp_shutdown(d);
 		return cells_err_set(err, ENOSPC, "display: cannot follow the foreground");
 	}
+	disp_follow_vps(d);
 	if (ds->screen->refresh)
 		ds->refresh_timer = loop_add_timer(d->loop, ds->screen->refresh_ms, on_refresh, ds);
 	log_info("display: %s %ux%u XRGB8888, input %s", ds->screen->name, ds->g.width,

@@ -78,6 +78,9 @@ struct disp {
 
 struct disp_vp *disp_vp_find(struct disp *ds, const char *vp);
 
+/* display_vp.c: follow the VP runtime's lifecycle (see there). */
+void disp_follow_vps(struct cellsd *d);
+
 /* display_png.c: XRGB8888 pixels to a PNG on fd. */
 int disp_png_write(int fd, const uint8_t *px, uint32_t w, uint32_t h, uint32_t stride,
 		   cells_err_t *err);
