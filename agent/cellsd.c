@@ -12,6 +12,7 @@
 #include "policy_engine.h"
 #include "statedb.h"
 #include "util.h"
+#include "vpm.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -193,6 +194,8 @@ int main(int argc, char **argv)
 		goto out;
 	if (loop_add_fd(d.loop, sfd, EPOLLIN, on_signal, &d, &err) < 0)
 		goto out;
+	if (vpm_init(&d, &err) < 0)
+		goto out;
 	if (fg_init(&d, &err) < 0 || disp_init(&d, display, input, &err) < 0)
 		goto out;
 	if (policy_engine_start(&d, &err) < 0) /* after every enforcer registered */
@@ -209,6 +212,7 @@ out:
 	if (rc)
 		fprintf(stderr, "cellsd: %s\n", err.msg);
 	ctl_server_stop(&d);
+	vpm_shutdown(&d);
 	policy_engine_free(&d);
 	disp_shutdown(&d);
 	fg_shutdown(&d);

@@ -21,6 +21,7 @@ enum {
 
 struct audit;
 struct policy_engine;
+struct vpm;
 struct fg;
 struct disp;
 
@@ -35,6 +36,7 @@ struct cellsd {
 	bool ctl_gid_set;
 	unsigned state;		  /* CELLSD_ST_* */
 	struct policy_engine *pe; /* policy engine (owned, policy_engine.h) */
+	struct vpm *vpm;	  /* VP manager (vpm.h) */
 	struct fg *fg;		  /* foreground VP (fg.h) */
 	struct disp *disp;	  /* display and input mux (display.h) */
 };

@@ -1,9 +1,7 @@
 /* display_vp.c - the display and the foreground follow the VP runtime: a VP that starts
  * gets its display and input devices and joins the running set of fg.h; a VP that
  * stops leaves it (the foreground moves on first, then its devices go).
- *
- * Built against the VP runtime's contract (agent/vpm.h) when it is present in the tree;
- * without it (a tree without the VP runtime) there is nothing to follow. */
+ */
 #include "display_int.h"
 #include "fg.h"
 #include "log.h"
@@ -11,7 +9,6 @@
 #include <limits.h>
 #include <string.h>
 
-#if __has_include("vpm.h")
 #include "vpm.h"
 
 static void on_start(struct cellsd *d, const char *vp, void *data)
@@ -66,8 +63,3 @@ void disp_follow_vps(struct cellsd *d)
 	else /* the VP runtime is set up after us: once the loop runs */
 		loop_add_timer(d->loop, 0, follow_later, d);
 }
-#else
-void disp_follow_vps(struct cellsd *d)
-{
-}
-#endif
