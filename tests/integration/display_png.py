@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
-"""display_png.py FILE.png - decode a PNG (8-bit RGB/RGBA, no interlace) with the
-standard library only and print "WIDTH HEIGHT" and then each distinct colour as
-RRGGBB with its pixel count, most frequent first. Used by the display shell tests."""
+"""display_png.py FILE.png [ROWS] - decode a PNG (8-bit RGB/RGBA, no interlace) with
+the standard library only and print "WIDTH HEIGHT" and then each distinct colour as
+RRGGBB with its pixel count, most frequent first; with ROWS only the first ROWS rows
+are decoded (fast on large screens). Used by the display shell tests."""
 import struct
 import sys
 import zlib
 
 
-def decode(path):
+def decode(path, limit=None):
     data = open(path, "rb").read()
     if data[:8] != b"\x89PNG\r\n\x1a\n":
         raise SystemExit("not a PNG")
@@ -29,8 +30,13 @@ def decode(path):
     if depth != 8 or ctype not in (2, 6) or interlace:
         raise SystemExit("unsupported PNG")
     bpp = 3 if ctype == 2 else 4
-    raw = zlib.decompress(idat)
     stride = w * bpp
+    full_h = h
+    if limit is not None and limit < h:
+        h = limit
+        raw = zlib.decompressobj().decompress(idat, h * (stride + 1))
+    else:
+        raw = zlib.decompress(idat)
     prev = bytearray(stride)
     rows = []
     for y in range(h):
@@ -53,11 +59,12 @@ def decode(path):
                 line[i] = (line[i] + pr) & 255
         rows.append(bytes(line))
         prev = line
-    return w, h, bpp, rows
+    return w, full_h, bpp, rows
 
 
 def main():
-    w, h, bpp, rows = decode(sys.argv[1])
+    limit = int(sys.argv[2]) if len(sys.argv) > 2 else None
+    w, h, bpp, rows = decode(sys.argv[1], limit)
     counts = {}
     for r in rows:
         for x in range(0, len(r), bpp):
