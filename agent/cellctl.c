@@ -3,6 +3,7 @@
 #include "cellctl.h"
 #include "cellctl_vp.h"
 #include "cellctl_audit.h"
+#include "cellctl_display.h"
 #include "cleanup.h"
 #include "ctl_io.h"
 #include "util.h"
@@ -95,6 +96,13 @@ static const struct cellctl_cmd commands[] = {
     {"enroll", "wss://HOST:PORT TOKEN --ca CA.pem", "enroll this device with an MDM",
      cellctl_cmd_enroll},
     {"mgmt status", "", "show the management channel's state", cellctl_cmd_mgmt_status},
+    {"switch", "NAME", "bring VP NAME to the foreground (screen and input)", cellctl_cmd_switch},
+    {"screenshot", "FILE.png", "save what is on the screen as a PNG", cellctl_cmd_screenshot},
+    {"input key", "CODE [--up]", "inject a key press (release) into the foreground VP",
+     cellctl_cmd_input_key},
+    {"input touch", "X Y", "inject a tap at X,Y into the foreground VP", cellctl_cmd_input_touch},
+    {"display status", "", "show the screen, the foreground VP and each VP's display",
+     cellctl_cmd_display_status},
 };
 
 static void usage(FILE *f)

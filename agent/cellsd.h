@@ -23,6 +23,8 @@ struct audit;
 struct policy_engine;
 struct vpm;
 struct mgmt;
+struct fg;
+struct disp;
 
 struct cellsd {
 	char state_dir[PATH_MAX];
@@ -37,6 +39,8 @@ struct cellsd {
 	struct policy_engine *pe; /* policy engine (owned, policy_engine.h) */
 	struct vpm *vpm;	  /* VP manager (vpm.h) */
 	struct mgmt *mgmt;	  /* management channel (owned, mgmt.h) */
+	struct fg *fg;		  /* foreground VP (fg.h) */
+	struct disp *disp;	  /* display and input mux (display.h) */
 };
 
 /* Append an audit record for this daemon (see audit.h); details may be NULL.

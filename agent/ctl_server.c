@@ -45,6 +45,10 @@ static const struct ctl_route {
     {R(AUDIT_EXPORT), "audit export", CELLSD_ST_READY, h_audit_export},
     {R(ENROLL), "enroll", CELLSD_ST_READY, h_enroll},
     {R(MGMT_STATUS), "mgmt status", CELLSD_ST_ANY, h_mgmt_status},
+    {R(SWITCH_TO), "switch", CELLSD_ST_READY, h_switch_to},
+    {R(INPUT), "input", CELLSD_ST_READY, h_input},
+    {R(SCREENSHOT), "screenshot", CELLSD_ST_READY, h_screenshot},
+    {R(DISPLAY_STATUS), "display status", CELLSD_ST_ANY, h_display_status},
 };
 
 struct ctl_conn {

@@ -33,5 +33,10 @@ int h_audit_export(struct ctl_call *c, cells_err_t *err);
 /* handlers_mgmt.c */
 int h_enroll(struct ctl_call *c, cells_err_t *err);
 int h_mgmt_status(struct ctl_call *c, cells_err_t *err);
+/* handlers_display.c */
+int h_switch_to(struct ctl_call *c, cells_err_t *err);
+int h_input(struct ctl_call *c, cells_err_t *err);
+int h_screenshot(struct ctl_call *c, cells_err_t *err);
+int h_display_status(struct ctl_call *c, cells_err_t *err);
 
 #endif

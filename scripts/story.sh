@@ -49,6 +49,30 @@ cellctl audit query --limit 5
 cellctl audit verify
 cellctl audit export "$W/audit.bundle"
 cells-mdm audit verify "$W/audit.bundle"
+step "D. Two virtual phones share one screen: only the foreground VP is seen"
+# (the VPs work and personal are created here unless an earlier step made them)
+if ! cellctl vp status work >/dev/null 2>&1 || ! cellctl vp status personal >/dev/null 2>&1; then
+	bash "$SRC/scripts/mkimage.sh" "$W/img" >/dev/null
+fi
+for vp in work personal; do
+	cellctl vp status $vp >/dev/null 2>&1 || cellctl vp create $vp --image "$W/img" >/dev/null
+	[ "$(cellctl --json vp status $vp | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')" = running ] ||
+		cellctl vp start $vp >/dev/null
+	# a test app that paints the VP's own framebuffer, frame after frame
+	cellctl vp exec $vp -- sh -c 'cat >/tmp/cells-draw && chmod +x /tmp/cells-draw' <"$B/tests/tools/cells-draw"
+done
+cellctl vp exec work -- sh -c '/tmp/cells-draw 1f4e9a >/dev/null 2>&1 &'     # work: blue
+cellctl vp exec personal -- sh -c '/tmp/cells-draw f0a030 >/dev/null 2>&1 &' # personal: orange
+fvp() { cellctl --json display status | python3 -c 'import json,sys; print(json.load(sys.stdin)["foreground"])'; }
+top() { cellctl screenshot "$1" >/dev/null && python3 "$SRC/tests/integration/display_png.py" "$1" 4 | tail -n +2 | cut -d' ' -f1 | paste -sd, -; }
+cellctl switch work >/dev/null
+for _ in $(seq 50); do [ "$(top "$W/work.png")" = 1f4e9a ] && break; sleep 0.1; done
+echo "foreground: $(fvp); screen shows colour $(top "$W/work.png")"
+cellctl switch personal
+echo "foreground: $(fvp); screen shows colour $(top "$W/personal.png")"
+cellctl switch work >/dev/null
+echo "foreground: $(fvp); screen shows colour $(top "$W/back.png")"
+cellctl display status
 
 step "Done: the story so far ran end to end"
 echo "STORY OK"

@@ -19,5 +19,8 @@ check "audit query shows the agent's start" grep -q "agent.started" "$T/story.ou
 check "audit log verifies on the device" grep -qE "audit log verifies: [0-9]+ records" "$T/story.out"
 check "audit export is written" grep -qE "exported [0-9]+ records to" "$T/story.out"
 check "the MDM verifies the export offline" grep -qE "audit export verifies: device [0-9a-f]{32}" "$T/story.out"
+check "display: work in front shows work's colour" grep -q "foreground: work; screen shows colour 1f4e9a" "$T/story.out"
+check "display: after the switch only personal's colour" grep -q "foreground: personal; screen shows colour f0a030" "$T/story.out"
+check_eq "display: switching back shows work again" 2 "$(grep -c "foreground: work; screen shows colour 1f4e9a" "$T/story.out")"
 [ "$FAIL" -eq 0 ] || cat "$T/story.out"
 finish
