@@ -60,6 +60,7 @@ static const struct cellctl_cmd commands[] = {
     {"ping", "", "check that cellsd answers", cmd_ping},
     {"status", "", "show the agent's status", cmd_status},
     {"device id", "", "print this device's id (what a policy's `device` names)", cmd_device_id},
+    {"tel status", "", "telephony: the modem, each VP's number and call", cellctl_cmd_tel_status},
 };
 
 static void usage(FILE *f)

@@ -7,6 +7,7 @@
 #include "kcheck.h"
 #include "log.h"
 #include "statedb.h"
+#include "tel.h"
 #include "util.h"
 
 #include <errno.h>
@@ -31,6 +32,7 @@ static void usage(FILE *f)
 		   "  --control-group GRP  also allow members of GRP on the control socket\n"
 		   "  --log-level LEVEL    error|warn|info|debug (default info)\n"
 		   "  --syslog             also log to syslog\n"
+		   "  --modem PATH         the real modem's serial tty (AT commands; telephony)\n"
 		   "  --check-kernel       report the kernel features Cells needs and exit\n"
 		   "  --json               with --check-kernel: machine-readable report\n"
 		   "  --version            print the version and exit\n"
@@ -73,6 +75,7 @@ int main(int argc, char **argv)
 	    {"control-group", required_argument, NULL, 'g'},
 	    {"log-level", required_argument, NULL, 'l'},
 	    {"syslog", no_argument, NULL, 'S'},
+	    {"modem", required_argument, NULL, 'M'},
 	    {"check-kernel", no_argument, NULL, 'K'},
 	    {"json", no_argument, NULL, 'j'},
 	    {"version", no_argument, NULL, 'V'},
@@ -80,7 +83,8 @@ int main(int argc, char **argv)
 	    {0},
 	};
 	struct cellsd d = {.ctl_fd = -1, .state = CELLSD_ST_READY};
-	const char *state_dir = "/var/lib/cells", *run_dir = "/run/cells", *group = NULL;
+	const char *state_dir = "/var/lib/cells", *run_dir = "/run/cells", *group = NULL,
+		   *modem = NULL;
 	int level = LOG_INFO, c;
 	bool use_syslog = false, check_kernel = false, json = false;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -103,6 +107,9 @@ int main(int argc, char **argv)
 			break;
 		case 'S':
 			use_syslog = true;
+			break;
+		case 'M':
+			modem = optarg;
 			break;
 		case 'K':
 			check_kernel = true;
@@ -176,6 +183,8 @@ int main(int argc, char **argv)
 		goto out;
 	if (ctl_server_start(&d, &err) < 0)
 		goto out;
+	if (tel_start(&d, modem, &err) < 0)
+		goto out;
 	cellsd_audit(&d, "", "cellsd", "agent.started", "ok", NULL, NULL);
 	log_info("cellsd %s ready: device %s, state %s, control %s/control.sock", CELLS_VERSION, id,
 		 d.state_dir, d.run_dir);
@@ -186,6 +195,7 @@ out:
 	if (rc)
 		fprintf(stderr, "cellsd: %s\n", err.msg);
 	ctl_server_stop(&d);
+	tel_stop(&d);
 	audit_close(d.audit);
 	if (d.db)
 		sqlite3_close_v2(d.db);
