@@ -13,8 +13,7 @@ void at_lineacc_reset(struct at_lineacc *a)
 	a->too_long = a->binary = false;
 }
 
-void at_lineacc_feed(struct at_lineacc *a, const uint8_t *p, size_t n, at_line_cb cb,
-		     void *data)
+void at_lineacc_feed(struct at_lineacc *a, const uint8_t *p, size_t n, at_line_cb cb, void *data)
 {
 	for (size_t i = 0; i < n; i++) {
 		uint8_t c = p[i];
@@ -139,11 +138,11 @@ int at_parse_cmd(const char *line, size_t len, struct at_cmd *out)
 const char *at_cmd_name(enum at_cmd_kind k)
 {
 	static const char *const names[] = {
-	    [AT_C_INVALID] = "invalid", [AT_C_AT] = "AT",	   [AT_C_ECHO] = "ATE",
-	    [AT_C_CPIN_Q] = "AT+CPIN?", [AT_C_CIMI] = "AT+CIMI",   [AT_C_CCID] = "AT+CCID",
-	    [AT_C_CREG_Q] = "AT+CREG?", [AT_C_COPS_Q] = "AT+COPS?", [AT_C_CSQ] = "AT+CSQ",
+	    [AT_C_INVALID] = "invalid",	  [AT_C_AT] = "AT",	      [AT_C_ECHO] = "ATE",
+	    [AT_C_CPIN_Q] = "AT+CPIN?",	  [AT_C_CIMI] = "AT+CIMI",    [AT_C_CCID] = "AT+CCID",
+	    [AT_C_CREG_Q] = "AT+CREG?",	  [AT_C_COPS_Q] = "AT+COPS?", [AT_C_CSQ] = "AT+CSQ",
 	    [AT_C_CLIP_SET] = "AT+CLIP=", [AT_C_CLIP_Q] = "AT+CLIP?", [AT_C_DIAL] = "ATD",
-	    [AT_C_ANSWER] = "ATA",	[AT_C_HANGUP] = "ATH",	   [AT_C_VTS] = "AT+VTS",
+	    [AT_C_ANSWER] = "ATA",	  [AT_C_HANGUP] = "ATH",      [AT_C_VTS] = "AT+VTS",
 	    [AT_C_CLCC] = "AT+CLCC",
 	};
 	return (size_t)k < sizeof names / sizeof names[0] ? names[k] : "invalid";

@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define AT_LINE_MAX 256	  /* longest line accepted (V.250 asks for at least 40) */
+#define AT_LINE_MAX 256	 /* longest line accepted (V.250 asks for at least 40) */
 #define AT_NUMBER_MAX 32 /* longest phone number / DTMF string */
 
 enum at_line_status { AT_LINE_OK = 0, AT_LINE_TOO_LONG, AT_LINE_BINARY };
@@ -29,8 +29,7 @@ struct at_lineacc {
 
 /* cb gets each non-empty line (NUL-terminated copy, borrowed for the call). */
 typedef void (*at_line_cb)(void *data, enum at_line_status st, const char *line, size_t len);
-void at_lineacc_feed(struct at_lineacc *a, const uint8_t *p, size_t n, at_line_cb cb,
-		     void *data);
+void at_lineacc_feed(struct at_lineacc *a, const uint8_t *p, size_t n, at_line_cb cb, void *data);
 void at_lineacc_reset(struct at_lineacc *a);
 
 enum at_cmd_kind {
@@ -71,16 +70,16 @@ bool at_valid_number(const char *s);
 bool at_valid_dtmf(char c);
 
 enum at_resp_kind {
-	AT_R_INFO = 0,	/* information text of the pending command */
-	AT_R_OK,	/* final: OK */
-	AT_R_ERROR,	/* final: ERROR, +CME ERROR: n, +CMS ERROR: n */
-	AT_R_NO_CARRIER, /* final for ATD/ATA, unsolicited otherwise */
-	AT_R_BUSY,	/* final */
-	AT_R_NO_ANSWER, /* final */
+	AT_R_INFO = 0,	  /* information text of the pending command */
+	AT_R_OK,	  /* final: OK */
+	AT_R_ERROR,	  /* final: ERROR, +CME ERROR: n, +CMS ERROR: n */
+	AT_R_NO_CARRIER,  /* final for ATD/ATA, unsolicited otherwise */
+	AT_R_BUSY,	  /* final */
+	AT_R_NO_ANSWER,	  /* final */
 	AT_R_NO_DIALTONE, /* final */
-	AT_R_CONNECT,	/* final (data; never for voice) */
-	AT_R_RING,	/* unsolicited */
-	AT_R_CLIP,	/* unsolicited +CLIP: */
+	AT_R_CONNECT,	  /* final (data; never for voice) */
+	AT_R_RING,	  /* unsolicited */
+	AT_R_CLIP,	  /* unsolicited +CLIP: */
 };
 enum at_resp_kind at_classify(const char *line, size_t len);
 bool at_resp_is_final(enum at_resp_kind k);

@@ -3,8 +3,7 @@
 
 #include <stdio.h>
 
-int cellctl_cmd_tel_status(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,
-			   char **argv)
+int cellctl_cmd_tel_status(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv)
 {
 	Cells__Ctl__V1__CtlRequest req = CELLS__CTL__V1__CTL_REQUEST__INIT;
 	Cells__Ctl__V1__Empty e = CELLS__CTL__V1__EMPTY__INIT;
@@ -29,7 +28,8 @@ int cellctl_cmd_tel_status(struct cellctl *cc, const struct cellctl_cmd *cmd, in
 		       json_object_get_string(json_object_object_get(res, "foreground")));
 		static const char *const cols[] = {"vp", "number", "digit", "call", "pty", NULL};
 		json_object *only = json_object_new_object();
-		json_object_object_add(only, "vps", json_object_get(json_object_object_get(res, "vps")));
+		json_object_object_add(only, "vps",
+				       json_object_get(json_object_object_get(res, "vps")));
 		cellctl_print(cc, only, "vps", cols);
 		json_object_put(only);
 	}

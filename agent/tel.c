@@ -19,8 +19,8 @@
 #include <termios.h>
 #include <unistd.h>
 
-#define TEL_RETRY_MS 200	 /* reopen the real modem this often while it is absent */
-#define TEL_CMD_TIMEOUT_MS 5000	 /* a modem command without a final result fails */
+#define TEL_RETRY_MS 200	/* reopen the real modem this often while it is absent */
+#define TEL_CMD_TIMEOUT_MS 5000 /* a modem command without a final result fails */
 #define TEL_DIAL_TIMEOUT_MS 30000
 #define TEL_BAD_AUDIT_EVERY_NS (10LL * 1000000000) /* rate of "tel.at.rejected" records */
 
@@ -399,7 +399,8 @@ static void incoming_clip(struct tel *t, const char *line, size_t len)
 		return;
 	}
 	const char *fg = tel_fg_current(t);
-	if ((!fg || strcmp(fg, v->name)) && tel_policy_allows(t, v->name, TEL_ASK_CALL_SWITCHES_FG)) {
+	if ((!fg || strcmp(fg, v->name)) &&
+	    tel_policy_allows(t, v->name, TEL_ASK_CALL_SWITCHES_FG)) {
 		cells_err_t err;
 		if (tel_fg_switch(t, v->name, &err) < 0)
 			log_warn("tel: bring %s to the foreground: %s", v->name, err.msg);
@@ -510,7 +511,8 @@ static void modem_connect(struct tel *t)
 	enqueue(t, NULL, TP_INIT, "AT+CLIP=1", TEL_CMD_TIMEOUT_MS);
 	for (int i = 0; i < SIM_N; i++)
 		if (!t->sim_rec[i]) {
-			struct tel_req *r = enqueue(t, NULL, TP_SIM, sim_cmds[i], TEL_CMD_TIMEOUT_MS);
+			struct tel_req *r =
+			    enqueue(t, NULL, TP_SIM, sim_cmds[i], TEL_CMD_TIMEOUT_MS);
 			if (r)
 				r->sim = i;
 		}
@@ -656,7 +658,9 @@ static void on_vp_line(void *data, enum at_line_status st, const char *line, siz
 	case AT_C_CCID:
 		r = enqueue(t, v, TP_SIM, at_cmd_name(c.kind), TEL_CMD_TIMEOUT_MS);
 		if (r)
-			r->sim = c.kind == AT_C_CPIN_Q ? SIM_CPIN : c.kind == AT_C_CIMI ? SIM_CIMI : SIM_CCID;
+			r->sim = c.kind == AT_C_CPIN_Q ? SIM_CPIN
+				 : c.kind == AT_C_CIMI ? SIM_CIMI
+						       : SIM_CCID;
 		pump(t);
 		return;
 	case AT_C_CREG_Q:
@@ -1008,7 +1012,8 @@ int tel_cmd_revoke(struct cellsd *d, const Cells__V1__Command *cmd, cells_err_t 
 		goto fail;
 	}
 	json_object *det = json_object_new_object();
-	json_object_object_add(det, "had_number", json_object_new_boolean(sqlite3_changes(d->db) > 0));
+	json_object_object_add(det, "had_number",
+			       json_object_new_boolean(sqlite3_changes(d->db) > 0));
 	if (audit_cmd(d, vp, ev, "ok", cmd, det, err) < 0)
 		goto fail;
 	if (statedb_commit(d->db, err) < 0)

@@ -87,9 +87,9 @@ static int gw_lookup(const char *dir, const char *number, int digit, char *num_o
 
 int sim_gateway_assign(const char *dir, const char *number, unsigned digit, cells_err_t *err)
 {
-	if (digit > 9 || !number[0] || strlen(number) > 32 || strspn(number + (number[0] == '+'),
-								      "0123456789") !=
-									   strlen(number) - (number[0] == '+'))
+	if (digit > 9 || !number[0] || strlen(number) > 32 ||
+	    strspn(number + (number[0] == '+'), "0123456789") !=
+		strlen(number) - (number[0] == '+'))
 		return cells_err_set(err, EINVAL, "gateway assign: bad number or digit");
 	if (cells_mkdir_p(dir, 0700, err) < 0)
 		return -1;
@@ -271,7 +271,8 @@ static void ctl_request(struct sim_modem *m, char *req, char *rep, size_t n)
 	if (!w) {
 		snprintf(rep, n, "error empty request");
 	} else if (!strcmp(w, "call")) {
-		char *num = strtok_r(NULL, " \r\n", &save), *caller = strtok_r(NULL, " \r\n", &save);
+		char *num = strtok_r(NULL, " \r\n", &save),
+		     *caller = strtok_r(NULL, " \r\n", &save);
 		int d = num ? gw_lookup(m->dir, num, -1, NULL, 0) : -1;
 		if (!num || !caller || strlen(caller) > 30)
 			snprintf(rep, n, "error usage: call NUMBER CALLER");
@@ -286,14 +287,16 @@ static void ctl_request(struct sim_modem *m, char *req, char *rep, size_t n)
 			m->to_gateway = false;
 			snprintf(m->caller, sizeof m->caller, "%s%d", caller, d);
 			char b[96];
-			snprintf(b, sizeof b, "\r\nRING\r\n\r\n+CLIP: \"%s\",145,,,,0\r\n", m->caller);
+			snprintf(b, sizeof b, "\r\nRING\r\n\r\n+CLIP: \"%s\",145,,,,0\r\n",
+				 m->caller);
 			out(m, b);
 			snprintf(rep, n, "ok ringing caller-id %s", m->caller);
 		}
 	} else if (!strcmp(w, "ring")) {
 		if (m->call == SC_RINGING) {
 			char b[96];
-			snprintf(b, sizeof b, "\r\nRING\r\n\r\n+CLIP: \"%s\",145,,,,0\r\n", m->caller);
+			snprintf(b, sizeof b, "\r\nRING\r\n\r\n+CLIP: \"%s\",145,,,,0\r\n",
+				 m->caller);
 			out(m, b);
 			snprintf(rep, n, "ok");
 		} else
@@ -313,9 +316,10 @@ static void ctl_request(struct sim_modem *m, char *req, char *rep, size_t n)
 		else
 			snprintf(rep, n, "ok");
 	} else if (!strcmp(w, "state")) {
-		snprintf(rep, n, "ok %s", m->call == SC_IDLE	? "idle"
-					  : m->call == SC_RINGING ? "ringing"
-								  : "active");
+		snprintf(rep, n, "ok %s",
+			 m->call == SC_IDLE	 ? "idle"
+			 : m->call == SC_RINGING ? "ringing"
+						 : "active");
 	} else
 		snprintf(rep, n, "error unknown request");
 }
@@ -422,8 +426,9 @@ int sim_modem_ctl(const char *dir, const char *request, char *reply, size_t n, c
 		return -1;
 	cleanup_close int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof sa) < 0)
-		return cells_err_sys(err, errno, "modem simulator at %s (is `cells-mdm modem-sim` "
-						 "running?)",
+		return cells_err_sys(err, errno,
+				     "modem simulator at %s (is `cells-mdm modem-sim` "
+				     "running?)",
 				     sa.sun_path);
 	if (cells_write_all(s, request, strlen(request)) < 0)
 		return cells_err_sys(err, errno, "send to the modem simulator");
@@ -437,6 +442,8 @@ int sim_modem_ctl(const char *dir, const char *request, char *reply, size_t n, c
 	reply[got] = '\0';
 	reply[strcspn(reply, "\n")] = '\0';
 	if (strncmp(reply, "ok", 2))
-		return cells_err_set(err, EIO, "%s", reply[0] ? reply + (strncmp(reply, "error ", 6) ? 0 : 6) : "no reply");
+		return cells_err_set(err, EIO, "%s",
+				     reply[0] ? reply + (strncmp(reply, "error ", 6) ? 0 : 6)
+					      : "no reply");
 	return 0;
 }

@@ -18,9 +18,9 @@
 #include "err.h"
 
 struct sim_modem_opts {
-	const char *pty_link; /* path to link at the pty slave (what cellsd --modem opens) */
-	const char *dir;      /* SIM_DIR: control socket, logs, gateway table */
-	const char *gateway;  /* the gateway's access number */
+	const char *pty_link;	  /* path to link at the pty slave (what cellsd --modem opens) */
+	const char *dir;	  /* SIM_DIR: control socket, logs, gateway table */
+	const char *gateway;	  /* the gateway's access number */
 	const char *imsi, *iccid; /* NULL: defaults */
 };
 
@@ -32,8 +32,7 @@ int sim_modem_start(const struct sim_modem_opts *o, struct sim_modem **out, cell
 void sim_modem_stop(struct sim_modem *m);
 
 /* Send one control line to the simulator in dir and read its reply (for the CLI). */
-int sim_modem_ctl(const char *dir, const char *request, char *reply, size_t n,
-		  cells_err_t *err);
+int sim_modem_ctl(const char *dir, const char *request, char *reply, size_t n, cells_err_t *err);
 /* Add or replace a gateway number (digit 0..9) in dir/gateway.tsv. */
 int sim_gateway_assign(const char *dir, const char *number, unsigned digit, cells_err_t *err);
 
