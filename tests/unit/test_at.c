@@ -110,10 +110,25 @@ static void test_commands(void **state)
 	assert_int_equal(c.number[0], '#');
 
 	/* refused */
-	const char *bad[] = {"",	     "A",	     "AX",	     "AT+FOO",	     "ATD12345",
-			     "ATD;",	     "ATD+;",	     "ATDabc;",	     "ATD+1 555;",   "AT+CLIP=2",
-			     "AT+CLIP=1;+CSQ", "AT+VTS=",    "AT+VTS=55",    "AT+VTS=x",     "AT E0",
-			     "ATE2",	     "AT+CSQ?",	     "AT+CPIN",	     "ATD+123456789012345678901234567890123;"};
+	const char *bad[] = {"",
+			     "A",
+			     "AX",
+			     "AT+FOO",
+			     "ATD12345",
+			     "ATD;",
+			     "ATD+;",
+			     "ATDabc;",
+			     "ATD+1 555;",
+			     "AT+CLIP=2",
+			     "AT+CLIP=1;+CSQ",
+			     "AT+VTS=",
+			     "AT+VTS=55",
+			     "AT+VTS=x",
+			     "AT E0",
+			     "ATE2",
+			     "AT+CSQ?",
+			     "AT+CPIN",
+			     "ATD+123456789012345678901234567890123;"};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		assert_int_equal(P(bad[i]), -1);
 		assert_int_equal(c.kind, AT_C_INVALID);
