@@ -27,7 +27,8 @@
 int cellsd_audit(struct cellsd *d, const char *vp, const char *actor, const char *event,
 		 const char *outcome, struct json_object *details, cells_err_t *err)
 {
-	if (!d->audit || audit_append(d->audit, vp, actor, event, outcome, details, NULL, err) < 0) {
+	if (!d->audit ||
+	    audit_append(d->audit, vp, actor, event, outcome, details, NULL, err) < 0) {
 		cells_err_set(err, EIO, "audit log cannot be written");
 		d->state = CELLSD_ST_AUDIT_CLOSED;
 		return -1;
