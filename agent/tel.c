@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
@@ -720,22 +721,23 @@ static void on_vp_io(struct loop *l, int fd, uint32_t events, void *data)
 
 /* ---- VP endpoints --------------------------------------------------------------------- */
 
-/* Publish the VP side of the pty. INTEGRATION SHIM (vpm, helper vp): until vpm.h is in
- * main the slave is linked at RUN_DIR/tel/NAME.pty on the host. A device node made with
- * mknod does NOT work for a pty slave (the kernel opens pts slaves only through their
- * devpts dentry: EIO otherwise), so with vpm the pty is allocated in the VP's own devpts
- * instance and /dev/cells/modem is a symlink to it (docs/TELEPHONY.md). */
-static int vp_publish(struct tel *t, struct tel_vp *v, cells_err_t *err)
+/* Where a VP's virtual modem is allocated and published. INTEGRATION SHIM (vpm, helper
+ * vp): until vpm.h is in main, the pty comes from the host's /dev/ptmx and its slave is
+ * linked at RUN_DIR/tel/NAME.pty. A device node made with mknod does NOT work for a pty
+ * slave (the kernel opens pts slaves only through their devpts dentry: EIO otherwise),
+ * so with vpm the pty is allocated in the VP's own devpts instance
+ * (/proc/INIT_PID/root/dev/pts/ptmx, once the VP has mounted it) and the link is
+ * DEVCELLS/modem -> /dev/pts/N, i.e. /dev/cells/modem inside the VP. */
+static int vp_where(struct tel *t, const char *name, char ptmx[PATH_MAX], char link[PATH_MAX],
+		    cells_err_t *err)
 {
 	char dir[PATH_MAX];
+	snprintf(ptmx, PATH_MAX, "/dev/ptmx");
 	snprintf(dir, sizeof dir, "%s/tel", t->d->run_dir);
 	if (cells_mkdir_p(dir, 0700, err) < 0)
 		return -1;
-	if (snprintf(v->link, sizeof v->link, "%s/%s.pty", dir, v->name) >= (int)sizeof v->link)
+	if (snprintf(link, PATH_MAX, "%s/%s.pty", dir, name) >= PATH_MAX)
 		return cells_err_set(err, ENAMETOOLONG, "run dir path too long");
-	unlink(v->link);
-	if (symlink(v->slave, v->link) < 0)
-		return cells_err_sys(err, errno, "link %s", v->link);
 	return 0;
 }
 
@@ -766,22 +768,34 @@ static int vp_open(struct tel *t, const char *name, struct tel_vp **out, cells_e
 	v->master = v->slave_keep = -1;
 	v->echo = true; /* V.250 default; a RIL sends ATE0 first */
 	snprintf(v->name, sizeof v->name, "%s", name);
-	v->master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
-	if (v->master < 0 || grantpt(v->master) < 0 || unlockpt(v->master) < 0 ||
-	    ptsname_r(v->master, v->slave, sizeof v->slave) != 0) {
-		cells_err_sys(err, errno, "allocate a pty for %s", name);
+	char ptmx[PATH_MAX], link[PATH_MAX];
+	unsigned n = 0, unlock = 0;
+	if (vp_where(t, name, ptmx, link, err) < 0)
+		goto fail;
+	v->master = open(ptmx, O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+	if (v->master < 0 || ioctl(v->master, TIOCSPTLCK, &unlock) < 0 ||
+	    ioctl(v->master, TIOCGPTN, &n) < 0) {
+		cells_err_sys(err, errno, "allocate a pty for %s from %s", name, ptmx);
 		goto fail;
 	}
-	v->slave_keep = open(v->slave, O_RDWR | O_NOCTTY | O_CLOEXEC);
+	snprintf(v->slave, sizeof v->slave, "/dev/pts/%u", n); /* as the VP sees it */
+	/* the peer through the master: right devpts instance, no path lookup */
+	v->slave_keep = ioctl(v->master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
 	struct termios tio;
 	if (v->slave_keep < 0 || tcgetattr(v->slave_keep, &tio) < 0) {
-		cells_err_sys(err, errno, "open %s", v->slave);
+		cells_err_sys(err, errno, "open the slave of %s", v->slave);
 		goto fail;
 	}
 	cfmakeraw(&tio); /* no echo by the line discipline: we would read our own output */
 	tcsetattr(v->slave_keep, TCSANOW, &tio);
-	if (vp_publish(t, v, err) < 0 ||
-	    loop_add_fd(t->d->loop, v->master, EPOLLIN, on_vp_io, v, err) < 0)
+	snprintf(v->link, sizeof v->link, "%s", link);
+	unlink(v->link);
+	if (symlink(v->slave, v->link) < 0) {
+		cells_err_sys(err, errno, "link %s", v->link);
+		v->link[0] = '\0';
+		goto fail;
+	}
+	if (loop_add_fd(t->d->loop, v->master, EPOLLIN, on_vp_io, v, err) < 0)
 		goto fail;
 	v->next = t->vps;
 	t->vps = v;
