@@ -23,6 +23,7 @@
 #define TEL_RETRY_MS 200	/* reopen the real modem this often while it is absent */
 #define TEL_CMD_TIMEOUT_MS 5000 /* a modem command without a final result fails */
 #define TEL_DIAL_TIMEOUT_MS 30000
+#define TEL_VP_QUEUE_MAX 8 /* modem commands one VP may have waiting (fairness, memory) */
 #define TEL_BAD_AUDIT_EVERY_NS (10LL * 1000000000) /* rate of "tel.at.rejected" records */
 
 enum tel_call { CALL_IDLE = 0, CALL_RINGING, CALL_DIALING, CALL_ACTIVE };
@@ -209,6 +210,14 @@ static void dequeue_vp(struct tel *t, struct tel_vp *v, int p)
 		t->q_tail = r;
 		pp = &r->next;
 	}
+}
+
+static unsigned queued_for(struct tel *t, struct tel_vp *v)
+{
+	unsigned n = 0;
+	for (struct tel_req *r = t->q_head; r; r = r->next)
+		n += r->vp == v;
+	return n;
 }
 
 static void call_reset(struct tel *t)
@@ -637,6 +646,8 @@ static void on_vp_line(void *data, enum at_line_status st, const char *line, siz
 	struct at_cmd c;
 	if (at_parse_cmd(line, len, &c) < 0)
 		return vp_bad_input(t, v, "unknown or malformed command");
+	if (c.kind != AT_C_DIAL && queued_for(t, v) >= TEL_VP_QUEUE_MAX)
+		return vp_line(v, "ERROR"); /* a VP cannot hog the real modem's queue */
 	char b[AT_NUMBER_MAX + 48];
 	struct tel_req *r;
 	switch (c.kind) {

@@ -125,6 +125,13 @@ work.lines(0.5)
 r = work.cmd("AT")
 check("4 KiB of random bytes: still answers", r == ["OK"], r)
 
+work.send("AT+CSQ\r" * 200)
+got = work.lines(5, lambda l: False)
+r = pers.cmd("AT+CSQ")
+check("a VP flooding the modem queue: the other VP still served", r == ["+CSQ: 24,99", "OK"], r)
+check("the flood is bounded (some ERROR), all answered",
+      got.count("ERROR") > 0 and got.count("OK") + got.count("ERROR") == 200, (got.count("OK"), got.count("ERROR")))
+
 # --- the real modem vanishes and returns
 sim(simdir, "vanish")
 check("proxy notices the modem is gone", wait(lambda: not status()["modem"]["connected"]))
