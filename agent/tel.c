@@ -50,6 +50,8 @@ struct tel_vp {
 	char peer[AT_NUMBER_MAX + 1];
 	unsigned bad_lines;
 	int64_t bad_audit_ns;
+	uint64_t attach_timer; /* waiting for the VP's devpts */
+	unsigned attach_tries;
 };
 
 enum tel_purpose { TP_INIT, TP_SIM, TP_FORWARD, TP_DIAL, TP_DTMF, TP_ANSWER, TP_HANGUP };
@@ -732,30 +734,16 @@ static void on_vp_io(struct loop *l, int fd, uint32_t events, void *data)
 
 /* ---- VP endpoints --------------------------------------------------------------------- */
 
-/* Where a VP's virtual modem is allocated and published. INTEGRATION SHIM (vpm, helper
- * vp): until vpm.h is in main, the pty comes from the host's /dev/ptmx and its slave is
- * linked at RUN_DIR/tel/NAME.pty. A device node made with mknod does NOT work for a pty
- * slave (the kernel opens pts slaves only through their devpts dentry: EIO otherwise),
- * so with vpm the pty is allocated in the VP's own devpts instance
- * (/proc/INIT_PID/root/dev/pts/ptmx, once the VP has mounted it) and the link is
- * DEVCELLS/modem -> /dev/pts/N, i.e. /dev/cells/modem inside the VP. */
-static int vp_where(struct tel *t, const char *name, char ptmx[PATH_MAX], char link[PATH_MAX],
-		    cells_err_t *err)
+/* Close a VP's virtual modem (the VP keeps its number). */
+static void ep_close(struct tel *t, struct tel_vp *v)
 {
-	char dir[PATH_MAX];
-	snprintf(ptmx, PATH_MAX, "/dev/ptmx");
-	snprintf(dir, sizeof dir, "%s/tel", t->d->run_dir);
-	if (cells_mkdir_p(dir, 0700, err) < 0)
-		return -1;
-	if (snprintf(link, PATH_MAX, "%s/%s.pty", dir, name) >= PATH_MAX)
-		return cells_err_set(err, ENAMETOOLONG, "run dir path too long");
-	return 0;
-}
-
-static void vp_close(struct tel *t, struct tel_vp *v)
-{
-	if (t->call_vp == v)
+	if (v->attach_timer)
+		loop_cancel_timer(t->d->loop, v->attach_timer);
+	v->attach_timer = 0;
+	if (t->call_vp == v) {
+		enqueue(t, NULL, TP_HANGUP, "AT+CHUP", TEL_CMD_TIMEOUT_MS);
 		call_reset(t);
+	}
 	dequeue_vp(t, v, -1);
 	if (t->cur && t->cur->vp == v)
 		t->cur->vp = NULL;
@@ -765,31 +753,28 @@ static void vp_close(struct tel *t, struct tel_vp *v)
 	}
 	if (v->slave_keep >= 0)
 		close(v->slave_keep);
+	v->master = v->slave_keep = -1;
 	if (v->link[0])
 		unlink(v->link);
-	free(v);
+	v->link[0] = v->slave[0] = '\0';
+	at_lineacc_reset(&v->acc);
+	v->echo = true; /* V.250 default; a RIL sends ATE0 first */
+	v->clip = false;
 }
 
-static int vp_open(struct tel *t, const char *name, struct tel_vp **out, cells_err_t *err)
+/* Open a VP's virtual modem: a pty from ptmx, its slave linked at link (a symlink to
+ * /dev/pts/N as the reader sees it). */
+static int ep_open(struct tel *t, struct tel_vp *v, const char *ptmx, const char *link,
+		   cells_err_t *err)
 {
-	struct tel_vp *v = calloc(1, sizeof *v);
-	if (!v)
-		return cells_err_sys(err, ENOMEM, "tel vp");
-	v->t = t;
-	v->master = v->slave_keep = -1;
-	v->echo = true; /* V.250 default; a RIL sends ATE0 first */
-	snprintf(v->name, sizeof v->name, "%s", name);
-	char ptmx[PATH_MAX], link[PATH_MAX];
 	unsigned n = 0, unlock = 0;
-	if (vp_where(t, name, ptmx, link, err) < 0)
-		goto fail;
 	v->master = open(ptmx, O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
 	if (v->master < 0 || ioctl(v->master, TIOCSPTLCK, &unlock) < 0 ||
 	    ioctl(v->master, TIOCGPTN, &n) < 0) {
-		cells_err_sys(err, errno, "allocate a pty for %s from %s", name, ptmx);
+		cells_err_sys(err, errno, "allocate a pty for %s from %s", v->name, ptmx);
 		goto fail;
 	}
-	snprintf(v->slave, sizeof v->slave, "/dev/pts/%u", n); /* as the VP sees it */
+	snprintf(v->slave, sizeof v->slave, "/dev/pts/%u", n);
 	/* the peer through the master: right devpts instance, no path lookup */
 	v->slave_keep = ioctl(v->master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
 	struct termios tio;
@@ -808,19 +793,39 @@ static int vp_open(struct tel *t, const char *name, struct tel_vp **out, cells_e
 	}
 	if (loop_add_fd(t->d->loop, v->master, EPOLLIN, on_vp_io, v, err) < 0)
 		goto fail;
-	v->next = t->vps;
-	t->vps = v;
-	*out = v;
 	return 0;
 fail:
-	if (v->master >= 0)
-		close(v->master);
-	if (v->slave_keep >= 0)
-		close(v->slave_keep);
-	if (v->link[0])
-		unlink(v->link);
-	free(v);
+	ep_close(t, v);
 	return -1;
+}
+
+/* Give the VP its virtual modem. INTEGRATION SHIM (vpm, helper vp): until vpm.h is in
+ * main, every VP with a number gets a pty from the host's /dev/ptmx, its slave linked
+ * at RUN_DIR/tel/NAME.pty. A device node made with mknod does NOT work for a pty slave
+ * (the kernel opens pts slaves only through their devpts dentry: EIO otherwise), so with
+ * vpm a running VP's pty is allocated in its own devpts instance
+ * (/proc/INIT_PID/root/dev/pts/ptmx, once its init has mounted it) and linked at
+ * DEVCELLS/modem -> /dev/pts/N, i.e. /dev/cells/modem inside the VP. */
+static int vp_attach(struct tel *t, struct tel_vp *v, cells_err_t *err)
+{
+	char dir[PATH_MAX], link[PATH_MAX];
+	snprintf(dir, sizeof dir, "%s/tel", t->d->run_dir);
+	if (cells_mkdir_p(dir, 0700, err) < 0)
+		return -1;
+	if (snprintf(link, sizeof link, "%s/%s.pty", dir, v->name) >= (int)sizeof link)
+		return cells_err_set(err, ENAMETOOLONG, "run dir path too long");
+	return ep_open(t, v, "/dev/ptmx", link, err);
+}
+
+static void vp_free(struct tel *t, struct tel_vp *v)
+{
+	ep_close(t, v);
+	for (struct tel_vp **pp = &t->vps; *pp; pp = &(*pp)->next)
+		if (*pp == v) {
+			*pp = v->next;
+			break;
+		}
+	free(v);
 }
 
 /* Apply an assignment live (number NULL: revoke). */
@@ -830,22 +835,28 @@ static int tel_apply(struct tel *t, const char *vp, const char *number, int digi
 	struct tel_vp *v = vp_by_name(t, vp);
 	if (!number) {
 		if (v) {
-			if (t->call_vp == v) {
+			if (t->call_vp == v)
 				vp_line(v, "NO CARRIER");
-				enqueue(t, NULL, TP_HANGUP, "AT+CHUP", TEL_CMD_TIMEOUT_MS);
-			}
-			for (struct tel_vp **pp = &t->vps; *pp; pp = &(*pp)->next)
-				if (*pp == v) {
-					*pp = v->next;
-					break;
-				}
-			vp_close(t, v);
+			vp_free(t, v);
 			pump(t);
 		}
 		return 0;
 	}
-	if (!v && vp_open(t, vp, &v, err) < 0)
-		return -1;
+	if (!v) {
+		v = calloc(1, sizeof *v);
+		if (!v)
+			return cells_err_sys(err, ENOMEM, "tel vp");
+		v->t = t;
+		v->master = v->slave_keep = -1;
+		v->echo = true;
+		snprintf(v->name, sizeof v->name, "%s", vp);
+		v->next = t->vps;
+		t->vps = v;
+		if (vp_attach(t, v, err) < 0) {
+			vp_free(t, v);
+			return -1;
+		}
+	}
 	snprintf(v->number, sizeof v->number, "%s", number);
 	snprintf(v->gateway, sizeof v->gateway, "%s", gateway);
 	v->digit = digit;
@@ -903,11 +914,8 @@ void tel_stop(struct cellsd *d)
 		loop_del_fd(d->loop, t->mfd);
 		close(t->mfd);
 	}
-	while (t->vps) {
-		struct tel_vp *v = t->vps;
-		t->vps = v->next;
-		vp_close(t, v);
-	}
+	while (t->vps)
+		vp_free(t, t->vps);
 	free(t->cur);
 	while (t->q_head) {
 		struct tel_req *r = t->q_head;
