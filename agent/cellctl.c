@@ -61,6 +61,16 @@ static const struct cellctl_cmd commands[] = {
     {"status", "", "show the agent's status", cmd_status},
     {"device id", "", "print this device's id (what a policy's `device` names)", cmd_device_id},
     {"tel status", "", "telephony: the modem, each VP's number and call", cellctl_cmd_tel_status},
+    {"trust pin", "ROOT.pub", "pin the MDM's root key (refused once one is pinned)",
+     cellctl_cmd_trust_pin},
+    {"policy apply", "POLICY.bin", "verify and install a signed policy", cellctl_cmd_policy_apply},
+    {"policy verify", "POLICY.bin", "check a signed policy only: verdict and reason",
+     cellctl_cmd_policy_verify},
+    {"policy show", "", "show the policy in force and the trust state", cellctl_cmd_policy_show},
+    {"vp password", "NAME --new-password-file NEW [--password-file OLD]",
+     "set or change a VP's configuration password", cellctl_cmd_vp_password},
+    {"vp config", "NAME KEY=VALUE... [--password-file F]",
+     "tighten a VP's configuration (net=none|nat, device.CLASS=MODE)", cellctl_cmd_vp_config},
 };
 
 static void usage(FILE *f)

@@ -6,6 +6,8 @@
 #include "device_key.h"
 #include "kcheck.h"
 #include "log.h"
+#include "password.h"
+#include "policy_engine.h"
 #include "statedb.h"
 #include "tel.h"
 #include "util.h"
@@ -179,7 +181,11 @@ int main(int argc, char **argv)
 		goto out;
 	if (device_key_load(d.state_dir, NULL, id, &err) < 0)
 		goto out;
+	if (policy_engine_init(&d, &err) < 0 || password_init(&d, &err) < 0)
+		goto out;
 	if (loop_add_fd(d.loop, sfd, EPOLLIN, on_signal, &d, &err) < 0)
+		goto out;
+	if (policy_engine_start(&d, &err) < 0) /* after every enforcer registered */
 		goto out;
 	if (ctl_server_start(&d, &err) < 0)
 		goto out;
@@ -196,6 +202,7 @@ out:
 		fprintf(stderr, "cellsd: %s\n", err.msg);
 	ctl_server_stop(&d);
 	tel_stop(&d);
+	policy_engine_free(&d);
 	audit_close(d.audit);
 	if (d.db)
 		sqlite3_close_v2(d.db);

@@ -21,6 +21,7 @@ enum {
 
 struct audit;
 struct tel;
+struct policy_engine;
 
 struct cellsd {
 	char state_dir[PATH_MAX];
@@ -31,8 +32,9 @@ struct cellsd {
 	int ctl_fd;	     /* listening control socket */
 	gid_t ctl_gid;	     /* group also allowed on the control socket */
 	bool ctl_gid_set;
-	unsigned state;	 /* CELLSD_ST_* */
-	struct tel *tel; /* telephony proxy (owned, tel.h) */
+	unsigned state;		  /* CELLSD_ST_* */
+	struct policy_engine *pe; /* policy engine (owned, policy_engine.h) */
+	struct tel *tel;	  /* telephony proxy (owned, tel.h) */
 };
 
 /* Append an audit record for this daemon (see audit.h); details may be NULL.

@@ -27,6 +27,12 @@ static const struct ctl_route {
     {R(STATUS), "status", CELLSD_ST_ANY, h_status},
     {R(DEVICE_ID), "device id", CELLSD_ST_ANY, h_device_id},
     {R(TEL_STATUS), "tel status", CELLSD_ST_ANY, h_tel_status},
+    {R(TRUST_PIN), "trust pin", CELLSD_ST_READY, h_trust_pin},
+    {R(POLICY_APPLY), "policy apply", CELLSD_ST_READY, h_policy_apply},
+    {R(POLICY_SHOW), "policy show", CELLSD_ST_ANY, h_policy_show},
+    {R(POLICY_VERIFY), "policy verify", CELLSD_ST_ANY, h_policy_verify},
+    {R(VP_PASSWORD), "vp password", CELLSD_ST_READY, h_vp_password},
+    {R(VP_CONFIG), "vp config", CELLSD_ST_READY, h_vp_config},
 };
 
 struct ctl_conn {

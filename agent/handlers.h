@@ -12,5 +12,12 @@ int h_device_id(struct ctl_call *c, cells_err_t *err);
 
 /* handlers_tel.c */
 int h_tel_status(struct ctl_call *c, cells_err_t *err);
+/* handlers_policy.c */
+int h_trust_pin(struct ctl_call *c, cells_err_t *err);
+int h_policy_apply(struct ctl_call *c, cells_err_t *err);
+int h_policy_show(struct ctl_call *c, cells_err_t *err);
+int h_policy_verify(struct ctl_call *c, cells_err_t *err);
+int h_vp_password(struct ctl_call *c, cells_err_t *err);
+int h_vp_config(struct ctl_call *c, cells_err_t *err);
 
 #endif

@@ -6,6 +6,7 @@
 #include "cleanup.h"
 #include "cleanup_sqlite.h"
 #include "log.h"
+#include "policy_engine.h"
 #include "statedb.h"
 #include "util.h"
 
@@ -86,14 +87,9 @@ struct tel {
 };
 
 /* ==== INTEGRATION SHIM ==================================================================
- * Foreground (agent/fg.h, helper display) and policy (agent/policy_engine.h, helper policy)
- * are not in main yet. These three functions are the only place tel.c asks them; when
- * they land, replace the bodies with
+ * Foreground (agent/fg.h, helper display) is not in main yet. These two functions are the
+ * only place tel.c asks it; when it lands, replace the bodies with
  *   fg_current(t->d);  fg_switch(t->d, vp, "tel", err);
- *   r = policy_vp_rule(t->d, vp): !r -> allowed (unmanaged VP);
- *     TEL_ASK_INCOMING -> r->calls && r->calls->allow_incoming,
- *     TEL_ASK_OUTGOING -> r->calls && r->calls->allow_outgoing,
- *     TEL_ASK_CALL_SWITCHES_FG -> r->foreground && r->foreground->incoming_call_switches.
  * Until then the proxy keeps its own notion of the foreground VP: the VP an incoming
  * call last brought to the front. */
 enum tel_ask { TEL_ASK_INCOMING, TEL_ASK_OUTGOING, TEL_ASK_CALL_SWITCHES_FG };
@@ -115,12 +111,25 @@ static int tel_fg_switch(struct tel *t, const char *vp, cells_err_t *err)
 	return 0;
 }
 
+/* ==== END INTEGRATION SHIM ============================================================ */
+
+/* What the VP's policy says; a VP no policy names is unmanaged: everything allowed. */
 static bool tel_policy_allows(struct tel *t, const char *vp, enum tel_ask what)
 {
-	(void)t, (void)vp, (void)what;
-	return true;
+	const Cells__V1__VpRule *r = policy_vp_rule(t->d, vp);
+	if (!r)
+		return true;
+	switch (what) {
+	case TEL_ASK_INCOMING:
+		return r->calls && r->calls->allow_incoming;
+	case TEL_ASK_OUTGOING:
+		return r->calls && r->calls->allow_outgoing;
+	case TEL_ASK_CALL_SWITCHES_FG:
+		return r->foreground && r->foreground->may_be_foreground &&
+		       r->foreground->incoming_call_switches;
+	}
+	return false;
 }
-/* ==== END INTEGRATION SHIM ============================================================ */
 
 static const char *const tel_migrations[] = {
     "CREATE TABLE tel_numbers("

@@ -37,5 +37,13 @@ int mdm_cmd_modem_sim(struct mdm *m, const struct mdm_cmd *cmd, int argc, char *
 int mdm_cmd_call(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 int mdm_cmd_modem_ctl(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 int mdm_cmd_gateway_assign(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+/* mdm_policy.c */
+#include <stddef.h>
+#include <stdint.h>
+/* Sign a serialized Policy with signing.key into a PolicyBundle with delegation.bin. */
+int mdm_policy_bundle(const struct mdm *m, const uint8_t *payload, size_t n, uint8_t **out,
+		      size_t *len, cells_err_t *err);
+int mdm_cmd_policy_sign(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_policy_example(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 
 #endif

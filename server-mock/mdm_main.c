@@ -22,6 +22,10 @@ static const struct mdm_cmd commands[] = {
      mdm_cmd_modem_ctl},
     {"gateway assign", "NUMBER DIGIT", "serve NUMBER at the gateway with caller-ID digit DIGIT",
      mdm_cmd_gateway_assign},
+    {"policy sign", "POLICY.json -o POLICY.bin", "sign a policy (JSON) for offline delivery",
+     mdm_cmd_policy_sign},
+    {"policy example", "[--device ID] [--version N]", "print a complete example policy (JSON)",
+     mdm_cmd_policy_example},
 };
 
 static void usage(FILE *f)
