@@ -1,6 +1,7 @@
 /* cellctl - the command-line interface to cellsd for the employee, the on-device
  * admin and the auditor. */
 #include "cellctl.h"
+#include "cellctl_vp.h"
 #include "cleanup.h"
 #include "ctl_io.h"
 #include "util.h"
@@ -71,6 +72,19 @@ static const struct cellctl_cmd commands[] = {
      "set or change a VP's configuration password", cellctl_cmd_vp_password},
     {"vp config", "NAME KEY=VALUE... [--password-file F]",
      "tighten a VP's configuration (net=none|nat, device.CLASS=MODE)", cellctl_cmd_vp_config},
+    {"vp create",
+     "NAME --image ROOTFS [--net nat|none] [--memory BYTES] [--pids N] [--hostname H] [--init "
+     "CMD...]",
+     "define a virtual phone", cellctl_vp_create},
+    {"vp list", "", "list the virtual phones", cellctl_vp_list},
+    {"vp status", "NAME", "show one virtual phone", cellctl_vp_status},
+    {"vp start", "NAME", "start a virtual phone", cellctl_vp_start},
+    {"vp stop", "NAME", "stop a virtual phone", cellctl_vp_stop},
+    {"vp destroy", "NAME", "remove a virtual phone and its data", cellctl_vp_destroy},
+    {"vp exec", "NAME -- CMD...", "run CMD inside a running VP (stdio and status pass through)",
+     cellctl_vp_exec},
+    {"vp run", "NAME [--image ROOTFS] [--net nat|none] [--keep] -- CMD...",
+     "run CMD as a VP's init, wait, tear it down", cellctl_vp_run},
 };
 
 static void usage(FILE *f)

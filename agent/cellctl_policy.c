@@ -31,8 +31,7 @@ static int blob_call(struct cellctl *cc, const struct cellctl_cmd *cmd, const ch
 	return cellctl_call(cc, cmd->words, &req, NULL, 0, res, code);
 }
 
-int cellctl_cmd_trust_pin(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,
-			  char **argv)
+int cellctl_cmd_trust_pin(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv)
 {
 	if (argc != 1)
 		return cellctl_usage(cmd);
@@ -50,8 +49,7 @@ int cellctl_cmd_policy_apply(struct cellctl *cc, const struct cellctl_cmd *cmd, 
 	if (argc != 1)
 		return cellctl_usage(cmd);
 	json_object *res = NULL;
-	if (blob_call(cc, cmd, argv[0], CELLS__CTL__V1__CTL_REQUEST__REQ_POLICY_APPLY, &res,
-		      NULL))
+	if (blob_call(cc, cmd, argv[0], CELLS__CTL__V1__CTL_REQUEST__REQ_POLICY_APPLY, &res, NULL))
 		return 1;
 	if (cc->json)
 		cellctl_print(cc, res, NULL, NULL);
@@ -187,8 +185,7 @@ int cellctl_cmd_vp_password(struct cellctl *cc, const struct cellctl_cmd *cmd, i
 	return r;
 }
 
-int cellctl_cmd_vp_config(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,
-			  char **argv)
+int cellctl_cmd_vp_config(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv)
 {
 	const char *pwf = take_opt(&argc, argv, "--password-file");
 	if (argc < 2)

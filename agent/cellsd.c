@@ -11,6 +11,7 @@
 #include "statedb.h"
 #include "tel.h"
 #include "util.h"
+#include "vpm.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -185,6 +186,8 @@ int main(int argc, char **argv)
 		goto out;
 	if (loop_add_fd(d.loop, sfd, EPOLLIN, on_signal, &d, &err) < 0)
 		goto out;
+	if (vpm_init(&d, &err) < 0)
+		goto out;
 	if (policy_engine_start(&d, &err) < 0) /* after every enforcer registered */
 		goto out;
 	if (ctl_server_start(&d, &err) < 0)
@@ -202,6 +205,7 @@ out:
 		fprintf(stderr, "cellsd: %s\n", err.msg);
 	ctl_server_stop(&d);
 	tel_stop(&d);
+	vpm_shutdown(&d);
 	policy_engine_free(&d);
 	audit_close(d.audit);
 	if (d.db)

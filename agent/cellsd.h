@@ -22,6 +22,7 @@ enum {
 struct audit;
 struct tel;
 struct policy_engine;
+struct vpm;
 
 struct cellsd {
 	char state_dir[PATH_MAX];
@@ -35,6 +36,7 @@ struct cellsd {
 	unsigned state;		  /* CELLSD_ST_* */
 	struct policy_engine *pe; /* policy engine (owned, policy_engine.h) */
 	struct tel *tel;	  /* telephony proxy (owned, tel.h) */
+	struct vpm *vpm;	  /* VP manager (vpm.h) */
 };
 
 /* Append an audit record for this daemon (see audit.h); details may be NULL.

@@ -97,8 +97,7 @@ int h_vp_config(struct ctl_call *c, cells_err_t *err)
 		return -1;
 	if (p->n_settings > 64)
 		return cells_err_set(err, EINVAL, "too many settings");
-	if (password_authorize(c->d, p->name, p->password.data, p->password.len, c->actor, err) <
-	    0)
+	if (password_authorize(c->d, p->name, p->password.data, p->password.len, c->actor, err) < 0)
 		return -1;
 	if (policy_set_local(c->d, p->name, p->settings, p->n_settings, c->actor, err) < 0)
 		return -1;

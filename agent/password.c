@@ -28,8 +28,8 @@ struct pw_row {
 
 int password_init(struct cellsd *d, cells_err_t *err)
 {
-	if (statedb_migrate(d->db, "password", password_schema,
-			    CELLS_ARRAY_SIZE(password_schema), err) < 0)
+	if (statedb_migrate(d->db, "password", password_schema, CELLS_ARRAY_SIZE(password_schema),
+			    err) < 0)
 		return cells_err_prefix(err, "passwords");
 	return 0;
 }
@@ -116,8 +116,8 @@ static void audit_pw(struct cellsd *d, const char *vp, const char *actor, const 
 }
 
 /* The throttled check of pw against r (r->set). 0 match, -1 refused. */
-static int check(struct cellsd *d, const char *vp, struct pw_row *r, const uint8_t *pw,
-		 size_t len, const char *actor, cells_err_t *err)
+static int check(struct cellsd *d, const char *vp, struct pw_row *r, const uint8_t *pw, size_t len,
+		 const char *actor, cells_err_t *err)
 {
 	const Cells__V1__VpRule *rule = policy_vp_bounds(d, vp);
 	int64_t now = time(NULL);
@@ -136,9 +136,8 @@ static int check(struct cellsd *d, const char *vp, struct pw_row *r, const uint8
 		return -1;
 	}
 	/* count the attempt durably before checking it */
-	if (exec_vp(d,
-		    "UPDATE vp_password SET failures=failures+1, last_failure=?2 WHERE vp=?1", vp,
-		    now, err) < 0)
+	if (exec_vp(d, "UPDATE vp_password SET failures=failures+1, last_failure=?2 WHERE vp=?1",
+		    vp, now, err) < 0)
 		return cells_err_prefix(err, "password check refused");
 	uint32_t failures = r->failures + 1;
 	int ok = pol_pw_check(&r->h, pw, len, err);
@@ -185,10 +184,11 @@ int password_authorize(struct cellsd *d, const char *vp, const uint8_t *pw, size
 		return -1;
 	if (!r.set) {
 		if (rule->password && rule->password->required)
-			return cells_err_set(err, EPERM,
-					     "VP %s needs a configuration password first (cellctl vp "
-					     "password %s)",
-					     vp, vp);
+			return cells_err_set(
+			    err, EPERM,
+			    "VP %s needs a configuration password first (cellctl vp "
+			    "password %s)",
+			    vp, vp);
 		return 0;
 	}
 	return check(d, vp, &r, pw, len, actor, err);
@@ -212,8 +212,8 @@ int password_set(struct cellsd *d, const char *vp, const uint8_t *new_pw, size_t
 	struct pw_row r;
 	if (load_row(d, vp, &r, err) < 0)
 		return -1;
-	if (!r.exists && exec_vp(d, "INSERT INTO vp_password(vp, failures) VALUES(?1, ?2)", vp, 0,
-				 err) < 0)
+	if (!r.exists &&
+	    exec_vp(d, "INSERT INTO vp_password(vp, failures) VALUES(?1, ?2)", vp, 0, err) < 0)
 		return -1;
 	if (r.set && check(d, vp, &r, old_pw, old_len, actor, err) < 0)
 		return cells_err_prefix(err, "password unchanged");

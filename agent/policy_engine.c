@@ -68,8 +68,8 @@ int enforce_register(struct cellsd *d, const struct enforcer *e, cells_err_t *er
 {
 	struct policy_engine *pe = d->pe;
 	if (!pe)
-		return cells_err_set(err, EINVAL, "enforcer %s: the policy engine is not initialised",
-				     e->name);
+		return cells_err_set(err, EINVAL,
+				     "enforcer %s: the policy engine is not initialised", e->name);
 	if (pe->nenf >= ENFORCE_MAX)
 		return cells_err_set(err, ENOSPC, "enforcer %s: too many enforcers", e->name);
 	pe->enf[pe->nenf++] = *e;
@@ -77,8 +77,8 @@ int enforce_register(struct cellsd *d, const struct enforcer *e, cells_err_t *er
 }
 
 /* ---- test enforcers (CELLS_TEST_ENFORCE_LOG) ---- */
-static int test_log_apply(struct cellsd *d, const Cells__V1__Policy *nw, const Cells__V1__Policy *old,
-			  cells_err_t *err)
+static int test_log_apply(struct cellsd *d, const Cells__V1__Policy *nw,
+			  const Cells__V1__Policy *old, cells_err_t *err)
 {
 	const char *path = getenv("CELLS_TEST_ENFORCE_LOG");
 	if (!path)
@@ -195,7 +195,8 @@ static int load_delegations(struct cellsd *d, cells_err_t *err)
 	struct policy_engine *pe = d->pe;
 	cleanup_stmt sqlite3_stmt *q = NULL;
 	pe->ndels = 0;
-	if (statedb_prepare(d->db, "SELECT signed FROM policy_delegation ORDER BY kid", &q, err) < 0)
+	if (statedb_prepare(d->db, "SELECT signed FROM policy_delegation ORDER BY kid", &q, err) <
+	    0)
 		return -1;
 	while (sqlite3_step(q) == SQLITE_ROW && pe->ndels < POL_MAX_DELEGATIONS) {
 		const uint8_t *b = sqlite3_column_blob(q, 0);
@@ -274,10 +275,11 @@ int policy_engine_start(struct cellsd *d, cells_err_t *err)
 {
 	struct policy_engine *pe = d->pe;
 	cleanup_stmt sqlite3_stmt *q = NULL;
-	if (statedb_prepare(d->db,
-			    "SELECT version, hash, payload, prev_payload, applied FROM policy_state "
-			    "WHERE id=1",
-			    &q, err) < 0)
+	if (statedb_prepare(
+		d->db,
+		"SELECT version, hash, payload, prev_payload, applied FROM policy_state "
+		"WHERE id=1",
+		&q, err) < 0)
 		return -1;
 	if (sqlite3_step(q) != SQLITE_ROW)
 		return 0;
@@ -286,8 +288,8 @@ int policy_engine_start(struct cellsd *d, cells_err_t *err)
 	if (sqlite3_column_bytes(q, 1) == 32)
 		memcpy(pe->acc_hash, sqlite3_column_blob(q, 1), 32);
 	pe->acc_applied = sqlite3_column_int(q, 4) != 0;
-	Cells__V1__Policy *p = policy_copy(sqlite3_column_blob(q, 2),
-					   (size_t)sqlite3_column_bytes(q, 2));
+	Cells__V1__Policy *p =
+	    policy_copy(sqlite3_column_blob(q, 2), (size_t)sqlite3_column_bytes(q, 2));
 	if (!p)
 		return cells_err_set(err, EBADMSG, "stored policy does not decode");
 	cells_err_t e1 = {0};
@@ -305,8 +307,8 @@ int policy_engine_start(struct cellsd *d, cells_err_t *err)
 	log_error("policy version %llu cannot be applied: %s", (unsigned long long)pe->acc_version,
 		  e1.msg);
 	if (sqlite3_column_type(q, 3) == SQLITE_BLOB) {
-		Cells__V1__Policy *prev = policy_copy(sqlite3_column_blob(q, 3),
-						      (size_t)sqlite3_column_bytes(q, 3));
+		Cells__V1__Policy *prev =
+		    policy_copy(sqlite3_column_blob(q, 3), (size_t)sqlite3_column_bytes(q, 3));
 		cells_err_t e2;
 		if (prev && make_in_force(d, &prev, &e2) < 0)
 			log_error("previous policy cannot be applied either: %s", e2.msg);
@@ -464,7 +466,8 @@ static int persist(struct cellsd *d, struct verified *v, const uint8_t *blob, si
 		cleanup_stmt sqlite3_stmt *st = NULL;
 		if (pol_root_encode(&v->root, &rb, &rn, err) < 0 ||
 		    statedb_exec(d->db, "DELETE FROM policy_delegation", err) < 0 ||
-		    statedb_prepare(d->db, "UPDATE policy_root SET root=? WHERE id=1", &st, err) < 0)
+		    statedb_prepare(d->db, "UPDATE policy_root SET root=? WHERE id=1", &st, err) <
+			0)
 			goto out;
 		sqlite3_bind_blob(st, 1, rb, (int)rn, SQLITE_STATIC);
 		if (sqlite3_step(st) != SQLITE_DONE) {
@@ -503,11 +506,12 @@ static int persist(struct cellsd *d, struct verified *v, const uint8_t *blob, si
 		SHA256(s->payload.data, s->payload.len, h);
 		if (pe->policy && pack_policy(pe->policy, &prev, &pn, err) < 0)
 			goto out;
-		if (statedb_prepare(d->db,
-				    "INSERT OR REPLACE INTO policy_state(id, version, hash, payload,"
-				    " prev_payload, applied, accepted_at, source)"
-				    " VALUES(1, ?, ?, ?, ?, 0, ?, ?)",
-				    &st, err) < 0)
+		if (statedb_prepare(
+			d->db,
+			"INSERT OR REPLACE INTO policy_state(id, version, hash, payload,"
+			" prev_payload, applied, accepted_at, source)"
+			" VALUES(1, ?, ?, ?, ?, 0, ?, ?)",
+			&st, err) < 0)
 			goto out;
 		sqlite3_bind_int64(st, 1, (sqlite3_int64)v->pol->version);
 		sqlite3_bind_blob(st, 2, h, 32, SQLITE_TRANSIENT);
@@ -569,8 +573,8 @@ int policy_install(struct cellsd *d, const uint8_t *signed_blob, size_t n, const
 	uint64_t ver = v.pol->version;
 	if (v.same && pe->acc_applied && !pe->apply_failed) {
 		verified_free(&v);
-		log_info("policy version %llu from %s is already in force",
-			 (unsigned long long)ver, source);
+		log_info("policy version %llu from %s is already in force", (unsigned long long)ver,
+			 source);
 		return 0;
 	}
 	json_object *det = json_object_new_object();
@@ -605,8 +609,9 @@ int policy_install(struct cellsd *d, const uint8_t *signed_blob, size_t n, const
 		json_object_object_add(det, "reason", json_object_new_string(err->msg));
 		cellsd_audit(d, "", source, "policy.applied", "failed", det, NULL);
 		json_object_put(det);
-		return cells_err_prefix(err, "policy version %llu accepted but not applied (the "
-					     "previous policy stays in force)",
+		return cells_err_prefix(err,
+					"policy version %llu accepted but not applied (the "
+					"previous policy stays in force)",
 					(unsigned long long)ver);
 	}
 	pe->apply_failed = false;
@@ -733,9 +738,9 @@ int policy_set_local(struct cellsd *d, const char *vp, char *const *settings, si
 	for (size_t i = 0; i < n; i++) {
 		cleanup_stmt sqlite3_stmt *st = NULL;
 		parse_setting(bounds, settings[i], key, sizeof key, &val, NULL);
-		if (statedb_prepare(d->db,
-				    "INSERT OR REPLACE INTO vp_config(vp, key, value) VALUES(?,?,?)",
-				    &st, err) < 0) {
+		if (statedb_prepare(
+			d->db, "INSERT OR REPLACE INTO vp_config(vp, key, value) VALUES(?,?,?)",
+			&st, err) < 0) {
 			statedb_rollback(d->db);
 			return -1;
 		}
@@ -802,7 +807,8 @@ json_object *policy_describe(struct cellsd *d)
 			kid_hex(pe->root.keys[i], kid);
 			json_object_array_add(keys, json_object_new_string(kid));
 		}
-		json_object_object_add(r, "version", json_object_new_int64((int64_t)pe->root.version));
+		json_object_object_add(r, "version",
+				       json_object_new_int64((int64_t)pe->root.version));
 		json_object_object_add(r, "threshold", json_object_new_int64(pe->root.threshold));
 		json_object_object_add(r, "key_ids", keys);
 		json_object_object_add(o, "trust_root", r);

@@ -150,17 +150,10 @@ static int parse_name(const char *s, const char *const *names, int n, const char
 static int parse_vp(struct arena *a, json_object *o, const char *path, Cells__V1__VpRule *r,
 		    cells_err_t *err)
 {
-	static const char *const keys[] = {"name",
-					   "devices",
-					   "net",
-					   "foreground",
-					   "calls",
-					   "password",
-					   "audit_upload",
-					   "encrypted",
-					   "lock_on_expiry",
-					   "wifi_status_allowed",
-					   NULL};
+	static const char *const keys[] = {
+	    "name",	"devices",	"net",	     "foreground",     "calls",
+	    "password", "audit_upload", "encrypted", "lock_on_expiry", "wifi_status_allowed",
+	    NULL};
 	if (!json_object_is_type(o, json_type_object))
 		return cells_err_set(err, EINVAL, "%s: not an object", path);
 	if (only_keys(o, path, keys, err) < 0)
@@ -185,15 +178,15 @@ static int parse_vp(struct arena *a, json_object *o, const char *path, Cells__V1
 				break;
 			Cells__V1__AccessMode m;
 			if (!pol_device_class_valid(cls))
-				return cells_err_set(err, EINVAL,
-						     "%s.devices.%s: unknown device class", path,
-						     cls);
+				return cells_err_set(
+				    err, EINVAL, "%s.devices.%s: unknown device class", path, cls);
 			if (!json_object_is_type(mode, json_type_string) ||
 			    pol_access_parse(json_object_get_string(mode), &m) < 0)
-				return cells_err_set(err, EINVAL,
-						     "%s.devices.%s: mode must be no-access, shared "
-						     "or exclusive",
-						     path, cls);
+				return cells_err_set(
+				    err, EINVAL,
+				    "%s.devices.%s: mode must be no-access, shared "
+				    "or exclusive",
+				    path, cls);
 			Cells__V1__DeviceRule *d = arena_alloc(a, sizeof *d);
 			if (!d)
 				break;
@@ -373,12 +366,12 @@ static int parse_policy(struct arena *a, json_object *o, Cells__V1__Policy *p, c
 	return 0;
 }
 
-int pol_json_to_policy(const char *text, size_t n, uint8_t **payload, size_t *len,
-		       cells_err_t *err)
+int pol_json_to_policy(const char *text, size_t n, uint8_t **payload, size_t *len, cells_err_t *err)
 {
 	if (n > POL_MAX_JSON)
-		return cells_err_set(err, EMSGSIZE, "policy JSON of %zu bytes is over the limit of %d",
-				     n, POL_MAX_JSON);
+		return cells_err_set(err, EMSGSIZE,
+				     "policy JSON of %zu bytes is over the limit of %d", n,
+				     POL_MAX_JSON);
 	json_tokener *tok = json_tokener_new_ex(32);
 	if (!tok)
 		return cells_err_sys(err, ENOMEM, "policy JSON");
@@ -389,7 +382,8 @@ int pol_json_to_policy(const char *text, size_t n, uint8_t **payload, size_t *le
 	if (o && off < n) {
 		/* trailing bytes: only white space allowed */
 		for (size_t i = off; i < n; i++)
-			if (text[i] != ' ' && text[i] != '\n' && text[i] != '\t' && text[i] != '\r') {
+			if (text[i] != ' ' && text[i] != '\n' && text[i] != '\t' &&
+			    text[i] != '\r') {
 				json_object_put(o);
 				o = NULL;
 				je = json_tokener_error_parse_unexpected;
@@ -436,7 +430,8 @@ json_object *pol_policy_to_json(const Cells__V1__Policy *p)
 	if (!o)
 		return NULL;
 	json_object_object_add(o, "version", json_object_new_int64((int64_t)p->version));
-	json_object_object_add(o, "device", json_object_new_string(p->device_id ? p->device_id : ""));
+	json_object_object_add(o, "device",
+			       json_object_new_string(p->device_id ? p->device_id : ""));
 	json_object_object_add(o, "issued_at", json_object_new_int64(p->issued_at));
 	json_object_object_add(o, "expires_at", json_object_new_int64(p->expires_at));
 	json_object_object_add(
@@ -452,9 +447,9 @@ json_object *pol_policy_to_json(const Cells__V1__Policy *p)
 		json_object_object_add(v, "name", json_object_new_string(r->vp ? r->vp : ""));
 		json_object *d = json_object_new_object();
 		for (size_t k = 0; k < r->n_devices; k++)
-			json_object_object_add(d, r->devices[k]->device_class,
-					       json_object_new_string(
-						   pol_access_name(r->devices[k]->mode)));
+			json_object_object_add(
+			    d, r->devices[k]->device_class,
+			    json_object_new_string(pol_access_name(r->devices[k]->mode)));
 		json_object_object_add(v, "devices", d);
 		json_object_object_add(v, "net", json_object_new_string(pol_net_name(r->net)));
 		json_object *f = json_object_new_object();
@@ -465,13 +460,16 @@ json_object *pol_policy_to_json(const Cells__V1__Policy *p)
 		    jbool(r->foreground && r->foreground->incoming_call_switches));
 		json_object_object_add(v, "foreground", f);
 		json_object *c = json_object_new_object();
-		json_object_object_add(c, "allow_incoming", jbool(r->calls && r->calls->allow_incoming));
-		json_object_object_add(c, "allow_outgoing", jbool(r->calls && r->calls->allow_outgoing));
+		json_object_object_add(c, "allow_incoming",
+				       jbool(r->calls && r->calls->allow_incoming));
+		json_object_object_add(c, "allow_outgoing",
+				       jbool(r->calls && r->calls->allow_outgoing));
 		json_object_object_add(v, "calls", c);
 		json_object *pw = json_object_new_object();
 		json_object_object_add(pw, "required", jbool(r->password && r->password->required));
-		json_object_object_add(pw, "min_length",
-				       json_object_new_int64(r->password ? r->password->min_length : 0));
+		json_object_object_add(
+		    pw, "min_length",
+		    json_object_new_int64(r->password ? r->password->min_length : 0));
 		json_object_object_add(
 		    pw, "max_failed_attempts",
 		    json_object_new_int64(r->password ? r->password->max_failed_attempts : 0));

@@ -9,8 +9,8 @@
 #include <string.h>
 
 const char *const pol_device_classes[] = {
-    "display", "input",	  "audio",   "camera", "gps",	  "gpu-render", "modem",
-    "wifi",    "bluetooth", "sensors", "vibrator", "power", "usb",	 NULL,
+    "display", "input",	    "audio",   "camera",   "gps",   "gpu-render", "modem",
+    "wifi",    "bluetooth", "sensors", "vibrator", "power", "usb",	  NULL,
 };
 
 bool pol_device_class_valid(const char *name)
@@ -70,7 +70,8 @@ Cells__V1__AccessMode pol_rule_device_mode(const Cells__V1__VpRule *r, const cha
 {
 	for (size_t i = 0; r && i < r->n_devices; i++)
 		if (r->devices[i]->device_class && !strcmp(r->devices[i]->device_class, cls))
-			return r->devices[i]->mode == CELLS__V1__ACCESS_MODE__ACCESS_MODE_UNSPECIFIED
+			return r->devices[i]->mode ==
+				       CELLS__V1__ACCESS_MODE__ACCESS_MODE_UNSPECIFIED
 				   ? CELLS__V1__ACCESS_MODE__ACCESS_NO_ACCESS
 				   : r->devices[i]->mode;
 	return CELLS__V1__ACCESS_MODE__ACCESS_NO_ACCESS;
@@ -91,8 +92,8 @@ int pol_bundle_decode(const uint8_t *p, size_t n, struct pol_bundle *out, cells_
 {
 	memset(out, 0, sizeof *out);
 	if (n > POL_MAX_BUNDLE)
-		return cells_err_set(err, EMSGSIZE, "policy of %zu bytes is over the limit of %d", n,
-				     POL_MAX_BUNDLE);
+		return cells_err_set(err, EMSGSIZE, "policy of %zu bytes is over the limit of %d",
+				     n, POL_MAX_BUNDLE);
 	if (n == 0)
 		return cells_err_set(err, EBADMSG, "policy is empty");
 	Cells__V1__PolicyBundle *pb = cells__v1__policy_bundle__unpack(NULL, n, p);
@@ -130,8 +131,8 @@ int pol_bundle_decode(const uint8_t *p, size_t n, struct pol_bundle *out, cells_
 		cells__v1__policy_bundle__free_unpacked(pb, NULL);
 	Cells__V1__Signed *s = NULL;
 	if (n > CELLS_MAX_SIGNED_BLOB)
-		return cells_err_set(err, EMSGSIZE, "policy of %zu bytes is over the limit of %d", n,
-				     CELLS_MAX_SIGNED_BLOB);
+		return cells_err_set(err, EMSGSIZE, "policy of %zu bytes is over the limit of %d",
+				     n, CELLS_MAX_SIGNED_BLOB);
 	if (cells_signed_decode(p, n, &s, err) < 0)
 		return cells_err_prefix(err, "policy (neither a PolicyBundle nor a Signed policy)");
 	if (s->kind != CELLS__V1__SIGNED_KIND__SIGNED_POLICY) {
@@ -164,7 +165,8 @@ int pol_policy_validate(const Cells__V1__Policy *p, cells_err_t *err)
 		if (*c >= 'A' && *c <= 'F')
 			return cells_err_set(err, EINVAL, "policy device id must be lowercase hex");
 	if (p->expires_at < 0 || (p->expires_at && p->expires_at <= p->issued_at))
-		return cells_err_set(err, EINVAL, "policy expires (%lld) before it is issued (%lld)",
+		return cells_err_set(err, EINVAL,
+				     "policy expires (%lld) before it is issued (%lld)",
 				     (long long)p->expires_at, (long long)p->issued_at);
 	if (check_enum(p->on_expiry, 2, "on_expiry", NULL, err) < 0)
 		return -1;
@@ -198,8 +200,9 @@ int pol_policy_validate(const Cells__V1__Policy *p, cells_err_t *err)
 		for (size_t d = 0; d < r->n_devices; d++) {
 			const char *cls = r->devices[d]->device_class;
 			if (!cls || !pol_device_class_valid(cls))
-				return cells_err_set(err, EINVAL, "VP %s: unknown device class '%s'",
-						     r->vp, cls ? cls : "");
+				return cells_err_set(err, EINVAL,
+						     "VP %s: unknown device class '%s'", r->vp,
+						     cls ? cls : "");
 			if (check_enum(r->devices[d]->mode, 3, " device mode", r->vp, err) < 0)
 				return -1;
 			for (size_t e = 0; e < d; e++)
@@ -218,8 +221,8 @@ int pol_policy_validate(const Cells__V1__Policy *p, cells_err_t *err)
 				continue;
 			if (owner)
 				return cells_err_set(err, EINVAL,
-						     "VPs %s and %s are both exclusive on %s", owner,
-						     p->vps[i]->vp, pol_device_classes[c]);
+						     "VPs %s and %s are both exclusive on %s",
+						     owner, p->vps[i]->vp, pol_device_classes[c]);
 			owner = p->vps[i]->vp;
 		}
 	}
@@ -229,8 +232,8 @@ int pol_policy_validate(const Cells__V1__Policy *p, cells_err_t *err)
 int pol_policy_decode(const uint8_t *p, size_t n, Cells__V1__Policy **out, cells_err_t *err)
 {
 	if (n > CELLS_MAX_POLICY)
-		return cells_err_set(err, EMSGSIZE, "policy of %zu bytes is over the limit of %d", n,
-				     CELLS_MAX_POLICY);
+		return cells_err_set(err, EMSGSIZE, "policy of %zu bytes is over the limit of %d",
+				     n, CELLS_MAX_POLICY);
 	cleanup_policy_pb Cells__V1__Policy *pol = cells__v1__policy__unpack(NULL, n, p);
 	if (!pol)
 		return cells_err_set(err, EBADMSG, "policy is not a valid protobuf message");
@@ -263,10 +266,11 @@ int pol_policy_verify(const Cells__V1__Signed *s, const struct pol_delegation *d
 					     (unsigned long long)inst->version);
 		if (pol->version == inst->version) {
 			if (memcmp(h, inst->hash, 32))
-				return cells_err_set(err, ESTALE,
-						     "policy version %llu is already installed with "
-						     "different contents",
-						     (unsigned long long)pol->version);
+				return cells_err_set(
+				    err, ESTALE,
+				    "policy version %llu is already installed with "
+				    "different contents",
+				    (unsigned long long)pol->version);
 			same = 1;
 		}
 	}

@@ -24,8 +24,9 @@ void pol_root_from_key(const uint8_t pub[POL_PUBKEY_LEN], struct pol_root *out)
 int pol_root_decode(const uint8_t *p, size_t n, struct pol_root *out, cells_err_t *err)
 {
 	if (n > CELLS_MAX_TRUST_ROOT)
-		return cells_err_set(err, EMSGSIZE, "trust root of %zu bytes is over the limit of %d",
-				     n, CELLS_MAX_TRUST_ROOT);
+		return cells_err_set(err, EMSGSIZE,
+				     "trust root of %zu bytes is over the limit of %d", n,
+				     CELLS_MAX_TRUST_ROOT);
 	cleanup_trust_root_pb Cells__V1__TrustRoot *t = cells__v1__trust_root__unpack(NULL, n, p);
 	if (!t)
 		return cells_err_set(err, EBADMSG, "trust root is not a valid protobuf message");
@@ -145,10 +146,9 @@ int pol_root_rotate(const struct pol_root *cur, const Cells__V1__Signed *s, stru
 	if (pol_root_check_threshold(&nr, s, err) < 0)
 		return cells_err_prefix(err, "root rotation: by the new root");
 	if (nr.version <= cur->version)
-		return cells_err_set(err, ESTALE,
-				     "root rotation to version %llu is not newer than %llu",
-				     (unsigned long long)nr.version,
-				     (unsigned long long)cur->version);
+		return cells_err_set(
+		    err, ESTALE, "root rotation to version %llu is not newer than %llu",
+		    (unsigned long long)nr.version, (unsigned long long)cur->version);
 	*out = nr;
 	return 0;
 }
@@ -163,7 +163,8 @@ int pol_delegation_verify(const struct pol_root *root, const Cells__V1__Signed *
 	cleanup_delegation_pb Cells__V1__KeyDelegation *d =
 	    cells__v1__key_delegation__unpack(NULL, s->payload.len, s->payload.data);
 	if (!d)
-		return cells_err_set(err, EBADMSG, "key delegation is not a valid protobuf message");
+		return cells_err_set(err, EBADMSG,
+				     "key delegation is not a valid protobuf message");
 	if (d->public_key.len != POL_PUBKEY_LEN)
 		return cells_err_set(err, EBADMSG, "key delegation: public key is not 32 bytes");
 	if (d->expires_at <= 0)
@@ -184,7 +185,7 @@ int pol_delegation_verify(const struct pol_root *root, const Cells__V1__Signed *
 
 static const char *role_name(Cells__V1__KeyRole r)
 {
-	return r == CELLS__V1__KEY_ROLE__KEY_ROLE_POLICY	? "policy"
+	return r == CELLS__V1__KEY_ROLE__KEY_ROLE_POLICY    ? "policy"
 	       : r == CELLS__V1__KEY_ROLE__KEY_ROLE_COMMAND ? "command"
 							    : "unknown";
 }
@@ -208,8 +209,8 @@ int pol_signed_by_role(const struct pol_delegation *dels, size_t ndels, const Ce
 		if (!d) {
 			if (rank < 1) {
 				rank = 1;
-				cells_err_set(&best, EKEYREJECTED, "%s is signed by an unknown key %s",
-					      what, ks);
+				cells_err_set(&best, EKEYREJECTED,
+					      "%s is signed by an unknown key %s", what, ks);
 			}
 			continue;
 		}
@@ -240,8 +241,8 @@ int pol_signed_by_role(const struct pol_delegation *dels, size_t ndels, const Ce
 				   g->signature.data, NULL) == 0)
 			return 0;
 		rank = 3;
-		cells_err_set(&best, EKEYREJECTED, "%s signature by key %s does not verify (forged?)",
-			      what, ks);
+		cells_err_set(&best, EKEYREJECTED,
+			      "%s signature by key %s does not verify (forged?)", what, ks);
 	}
 	if (err)
 		*err = best;

@@ -86,8 +86,9 @@ int mdm_cmd_policy_sign(struct mdm *m, const struct mdm_cmd *cmd, int argc, char
 	}
 	cleanup_policy_pb Cells__V1__Policy *pol = cells__v1__policy__unpack(NULL, pn, payload);
 	if (m->json)
-		printf("{\"output\":\"%s\",\"version\":%llu,\"device\":\"%s\",\"bytes\":%zu}\n", out,
-		       pol ? (unsigned long long)pol->version : 0ULL, pol ? pol->device_id : "", bn);
+		printf("{\"output\":\"%s\",\"version\":%llu,\"device\":\"%s\",\"bytes\":%zu}\n",
+		       out, pol ? (unsigned long long)pol->version : 0ULL,
+		       pol ? pol->device_id : "", bn);
 	else
 		printf("signed policy version %llu for device %s -> %s (%zu bytes)\n",
 		       pol ? (unsigned long long)pol->version : 0ULL, pol ? pol->device_id : "",
