@@ -9,6 +9,7 @@
 #include "policy_engine.h"
 #include "statedb.h"
 #include "util.h"
+#include "vpm.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +19,7 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -808,15 +810,65 @@ fail:
 	return -1;
 }
 
-/* Give the VP its virtual modem. INTEGRATION SHIM (vpm, helper vp): until vpm.h is in
- * main, every VP with a number gets a pty from the host's /dev/ptmx, its slave linked
- * at RUN_DIR/tel/NAME.pty. A device node made with mknod does NOT work for a pty slave
- * (the kernel opens pts slaves only through their devpts dentry: EIO otherwise), so with
- * vpm a running VP's pty is allocated in its own devpts instance
- * (/proc/INIT_PID/root/dev/pts/ptmx, once its init has mounted it) and linked at
+#define TEL_ATTACH_EVERY_MS 20
+#define TEL_ATTACH_TRIES 250 /* 5 s for a starting VP to mount its devpts */
+
+/* A running VP: once its init has mounted its own devpts (a different device than ours
+ * at /proc/PID/root/dev/pts), allocate the pty there and link DEVCELLS/modem to it. */
+static void on_attach(struct loop *l, void *data)
+{
+	struct tel_vp *v = data;
+	struct tel *t = v->t;
+	v->attach_timer = 0;
+	pid_t pid = vpm_init_pid(t->d, v->name);
+	if (pid <= 0)
+		return; /* stopped meanwhile */
+	char pts[64], ptmx[80], dcdir[PATH_MAX], link[PATH_MAX + 8];
+	struct stat ours, theirs;
+	snprintf(pts, sizeof pts, "/proc/%d/root/dev/pts", (int)pid);
+	if (stat("/dev/pts", &ours) < 0 || stat(pts, &theirs) < 0 || ours.st_dev == theirs.st_dev) {
+		if (++v->attach_tries < TEL_ATTACH_TRIES)
+			v->attach_timer = loop_add_timer(l, TEL_ATTACH_EVERY_MS, on_attach, v);
+		else
+			log_warn("tel: VP %s has no devpts of its own: no virtual modem", v->name);
+		return;
+	}
+	cells_err_t err;
+	snprintf(ptmx, sizeof ptmx, "%s/ptmx", pts);
+	if (!vpm_devcells_dir(t->d, v->name, dcdir)) {
+		log_warn("tel: VP %s: no devcells dir", v->name);
+		return;
+	}
+	snprintf(link, sizeof link, "%s/modem", dcdir);
+	if (ep_open(t, v, ptmx, link, &err) < 0) {
+		log_warn("tel: VP %s: virtual modem: %s", v->name, err.msg);
+		return;
+	}
+	struct stat st;
+	if (fstat(v->slave_keep, &st) < 0 ||
+	    vpm_dev_set(t->d, v->name, 'c', major(st.st_rdev), minor(st.st_rdev), true, &err) < 0) {
+		log_warn("tel: VP %s: allow its modem in the device cgroup: %s", v->name, err.msg);
+		ep_close(t, v);
+		return;
+	}
+	log_info("tel: VP %s: virtual modem /dev/cells/modem -> %s", v->name, v->slave);
+}
+
+/* Give the VP its virtual modem: a VP the VP manager knows gets it in its own devpts
+ * while it runs (vpm listeners); any other name (host-level tests, tools) gets a pty from
+ * the host's /dev/ptmx linked at RUN_DIR/tel/NAME.pty. A device node made with mknod
+ * does NOT work for a pty slave (the kernel opens pts slaves only through their devpts
+ * dentry: EIO otherwise), hence the VP's own devpts and a symlink
  * DEVCELLS/modem -> /dev/pts/N, i.e. /dev/cells/modem inside the VP. */
 static int vp_attach(struct tel *t, struct tel_vp *v, cells_err_t *err)
 {
+	if (t->d->vpm && vpm_exists(t->d, v->name)) {
+		if (vpm_running(t->d, v->name) && !v->attach_timer && v->master < 0) {
+			v->attach_tries = 0;
+			on_attach(t->d->loop, v);
+		}
+		return 0;
+	}
 	char dir[PATH_MAX], link[PATH_MAX];
 	snprintf(dir, sizeof dir, "%s/tel", t->d->run_dir);
 	if (cells_mkdir_p(dir, 0700, err) < 0)
@@ -824,6 +876,25 @@ static int vp_attach(struct tel *t, struct tel_vp *v, cells_err_t *err)
 	if (snprintf(link, sizeof link, "%s/%s.pty", dir, v->name) >= (int)sizeof link)
 		return cells_err_set(err, ENAMETOOLONG, "run dir path too long");
 	return ep_open(t, v, "/dev/ptmx", link, err);
+}
+
+static void on_vp_start(struct cellsd *d, const char *vp, void *data)
+{
+	struct tel_vp *v = d->tel ? vp_by_name(d->tel, vp) : NULL;
+	if (!v)
+		return;
+	ep_close(d->tel, v); /* a host-level endpoint of the same name, if any */
+	v->attach_tries = 0;
+	v->attach_timer = loop_add_timer(d->loop, TEL_ATTACH_EVERY_MS, on_attach, v);
+}
+
+static void on_vp_stop(struct cellsd *d, const char *vp, void *data)
+{
+	struct tel_vp *v = d->tel ? vp_by_name(d->tel, vp) : NULL;
+	if (!v)
+		return;
+	ep_close(d->tel, v);
+	pump(d->tel);
 }
 
 static void vp_free(struct tel *t, struct tel_vp *v)
@@ -899,6 +970,16 @@ int tel_start(struct cellsd *d, const char *modem_path, cells_err_t *err)
 	if (rc != SQLITE_DONE) {
 		statedb_err(d->db, "tel numbers", err);
 		goto fail;
+	}
+	/* listeners look d->tel up when called: tel_stop() may run before vpm_shutdown() */
+	static const struct vpm_listener lis = {on_vp_start, on_vp_stop, NULL};
+	static bool registered;
+	if (d->vpm && !registered) {
+		if (vpm_add_listener(d, &lis) < 0) {
+			cells_err_set(err, ENOSPC, "register VP listener");
+			goto fail;
+		}
+		registered = true;
 	}
 	if (modem_path) {
 		snprintf(t->modem_path, sizeof t->modem_path, "%s", modem_path);
