@@ -586,8 +586,10 @@ static void refuse_dial(struct tel *t, struct tel_vp *v, const char *number, con
 static void vp_dial(struct tel *t, struct tel_vp *v, const char *number)
 {
 	const char *fg = tel_fg_current(t);
-	if (!v->number[0] || !v->gateway[0])
+	if (!v->number[0])
 		return refuse_dial(t, v, number, "no number assigned to this VP");
+	if (!v->gateway[0])
+		return refuse_dial(t, v, number, "no gateway access number assigned to this VP");
 	if (!fg || strcmp(fg, v->name))
 		return refuse_dial(t, v, number, "only the foreground VP may dial");
 	if (!tel_policy_allows(t, v->name, TEL_ASK_OUTGOING))
@@ -1061,7 +1063,8 @@ int tel_cmd_assign(struct cellsd *d, const Cells__V1__Command *cmd, cells_err_t 
 		return refuse_cmd(d, vp, ev, cmd, err, EINVAL, "number is not an E.164 number");
 	if (a->digit > 9)
 		return refuse_cmd(d, vp, ev, cmd, err, EINVAL, "digit is not 0..9");
-	if (!e164(a->gateway))
+	const char *gw = a->gateway ? a->gateway : ""; /* empty: no outgoing calls */
+	if (gw[0] && !e164(gw))
 		return refuse_cmd(d, vp, ev, cmd, err, EINVAL,
 				  "gateway access number is not an E.164 number");
 	cleanup_stmt sqlite3_stmt *q = NULL;
@@ -1090,7 +1093,7 @@ int tel_cmd_assign(struct cellsd *d, const Cells__V1__Command *cmd, cells_err_t 
 	sqlite3_bind_text(u, 1, vp, -1, SQLITE_STATIC);
 	sqlite3_bind_text(u, 2, a->number, -1, SQLITE_STATIC);
 	sqlite3_bind_int(u, 3, (int)a->digit);
-	sqlite3_bind_text(u, 4, a->gateway, -1, SQLITE_STATIC);
+	sqlite3_bind_text(u, 4, gw, -1, SQLITE_STATIC);
 	sqlite3_bind_text(u, 5, cmd->command_id ? cmd->command_id : "", -1, SQLITE_STATIC);
 	sqlite3_bind_int64(u, 6, cells_now_us());
 	if (sqlite3_step(u) != SQLITE_DONE) {
@@ -1100,12 +1103,12 @@ int tel_cmd_assign(struct cellsd *d, const Cells__V1__Command *cmd, cells_err_t 
 	json_object *det = json_object_new_object();
 	json_object_object_add(det, "number", json_object_new_string(a->number));
 	json_object_object_add(det, "digit", json_object_new_int((int)a->digit));
-	json_object_object_add(det, "gateway", json_object_new_string(a->gateway));
+	json_object_object_add(det, "gateway", json_object_new_string(gw));
 	if (audit_cmd(d, vp, ev, "ok", cmd, det, err) < 0)
 		goto fail; /* fail closed: an unaudited assignment is not made */
 	if (statedb_commit(d->db, err) < 0)
 		return cells_err_prefix(err, "%s", ev);
-	if (d->tel && tel_apply(d->tel, vp, a->number, (int)a->digit, a->gateway, err) < 0)
+	if (d->tel && tel_apply(d->tel, vp, a->number, (int)a->digit, gw, err) < 0)
 		return cells_err_prefix(err, "%s: stored, but not applied live", ev);
 	log_info("tel: %s answers to %s (digit %u)", vp, a->number, a->digit);
 	return 0;
@@ -1148,6 +1151,20 @@ int tel_cmd_revoke(struct cellsd *d, const Cells__V1__Command *cmd, cells_err_t 
 fail:
 	statedb_rollback(d->db);
 	return cells_err_prefix(err, "%s", ev);
+}
+
+int tel_cmd_assign_result(struct cellsd *d, const Cells__V1__Command *cmd,
+			  Cells__V1__CommandResult *res, cells_err_t *err)
+{
+	(void)res;
+	return tel_cmd_assign(d, cmd, err);
+}
+
+int tel_cmd_revoke_result(struct cellsd *d, const Cells__V1__Command *cmd,
+			  Cells__V1__CommandResult *res, cells_err_t *err)
+{
+	(void)res;
+	return tel_cmd_revoke(d, cmd, err);
 }
 
 /* ---- status ------------------------------------------------------------------------ */

@@ -35,6 +35,12 @@ void tel_stop(struct cellsd *d);
  * the caller. They validate, store, audit (fail closed) and apply live. */
 int tel_cmd_assign(struct cellsd *d, const Cells__V1__Command *cmd, cells_err_t *err);
 int tel_cmd_revoke(struct cellsd *d, const Cells__V1__Command *cmd, cells_err_t *err);
+/* The same with the mgmt_command_fn signature (agent/mgmt_commands.h): no receipt. An
+ * empty gateway is accepted: the VP receives calls but cannot place any. */
+int tel_cmd_assign_result(struct cellsd *d, const Cells__V1__Command *cmd,
+			  Cells__V1__CommandResult *res, cells_err_t *err);
+int tel_cmd_revoke_result(struct cellsd *d, const Cells__V1__Command *cmd,
+			  Cells__V1__CommandResult *res, cells_err_t *err);
 
 /* Fill obj with the proxy's status (modem, SIM, foreground, VPs, calls). */
 int tel_status_json(struct cellsd *d, json_object *obj, cells_err_t *err);

@@ -191,7 +191,7 @@ static void test_assign_live(void **state)
 	assert_int_equal(assign(d, "personal", "+1555x", 2, "+15550000", &err), -1);
 	assert_int_equal(assign(d, "personal", "15550102", 2, "+15550000", &err), -1);
 	assert_int_equal(assign(d, "personal", "+15550102", 10, "+15550000", &err), -1);
-	assert_int_equal(assign(d, "personal", "+15550102", 2, "", &err), -1);
+	assert_int_equal(assign(d, "personal", "+15550102", 2, "+1x", &err), -1);
 	assert_int_equal(assign(d, "../x", "+15550102", 2, "+15550000", &err), -1);
 	assert_int_equal(err.code, EINVAL);
 	assert_int_equal(q1(d, "SELECT count(*) FROM tel_numbers"), 1);
@@ -213,8 +213,9 @@ static void test_assign_live(void **state)
 	assert_int_equal(access(link, F_OK), -1);
 	assert_int_equal(q1(d, "SELECT count(*) FROM tel_numbers"), 0);
 	assert_int_equal(audit_count(f, "tel.number.revoke", "ok"), 1);
-	/* now the digit is free for another VP */
-	assert_int_equal(assign(d, "personal", "+15550102", 1, "+15550000", &err), 0);
+	/* now the digit is free for another VP; without a gateway (incoming calls only) */
+	assert_int_equal(assign(d, "personal", "+15550102", 1, "", &err), 0);
+	assert_int_equal(q1(d, "SELECT count(*) FROM tel_numbers WHERE gateway=''"), 1);
 }
 
 static void test_fail_closed(void **state)
