@@ -15,9 +15,10 @@ check_fails "a call to an unknown number is refused" "serves no number" cells-md
 mkdir -p "$CELLS_STATE"
 check "assign work its number" tel_assign "$CELLS_STATE" assign work +15550101 1 +15550000
 check "assign personal its number" tel_assign "$CELLS_STATE" assign personal +15550102 2 +15550000
+for i in 3 4 5 6 7 8; do tel_assign "$CELLS_STATE" assign "extra$i" "+1555010$i" "$i" +15550000 >/dev/null; done
 check_fails "a digit cannot serve two VPs" "already assigned" tel_assign "$CELLS_STATE" assign other +15550103 1 +15550000
 check_fails "a bad number is refused" "E.164" tel_assign "$CELLS_STATE" assign other 12ab 3 +15550000
-check "assignment and refusals are audited" bash -c "[ \$(sqlite3 '$CELLS_STATE/audit.db' \"select count(*) from audit where event='tel.number.assign'\") = 4 ]"
+check "assignment and refusals are audited" bash -c "[ \$(sqlite3 '$CELLS_STATE/audit.db' \"select count(*) from audit where event='tel.number.assign'\") = 10 ]"
 
 start_cellsd --modem "$T/modem" || exit 1
 check "cellctl tel status" cellctl tel status

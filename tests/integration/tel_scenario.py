@@ -50,7 +50,10 @@ check("AT+CCID replayed", r[-1] == "OK" and r[0].startswith("+CCID:"), r)
 for v in (work, pers):
     v.cmd("AT+CIMI")
     v.cmd("AT+CPIN?")
-check("real modem saw AT+CIMI once", modem_log_count("AT+CIMI") == 1, modem_log_count("AT+CIMI"))
+extras = [Vp(run + "/tel/extra%d.pty" % i) for i in range(3, 9)]
+answers = [v.cmd("AT+CIMI") for v in extras]
+check("six more VPs read the IMSI (echo on: ATE1 default)", all(a == ["AT+CIMI"] + rw for a in answers), answers)
+check("real modem saw AT+CIMI once (8 VPs)", modem_log_count("AT+CIMI") == 1, modem_log_count("AT+CIMI"))
 check("real modem saw AT+CPIN? once", modem_log_count("AT+CPIN?") == 1, modem_log_count("AT+CPIN?"))
 check("real modem saw AT+CCID once", modem_log_count("AT+CCID") == 1, modem_log_count("AT+CCID"))
 r = pers.cmd("AT+CSQ")
