@@ -26,6 +26,7 @@ static const struct ctl_route {
     {R(PING), "ping", CELLSD_ST_ANY, h_ping},
     {R(STATUS), "status", CELLSD_ST_ANY, h_status},
     {R(DEVICE_ID), "device id", CELLSD_ST_ANY, h_device_id},
+    {R(TEL_STATUS), "tel status", CELLSD_ST_ANY, h_tel_status},
     {R(TRUST_PIN), "trust pin", CELLSD_ST_READY, h_trust_pin},
     {R(POLICY_APPLY), "policy apply", CELLSD_ST_READY, h_policy_apply},
     {R(POLICY_SHOW), "policy show", CELLSD_ST_ANY, h_policy_show},

@@ -10,6 +10,8 @@ int h_ping(struct ctl_call *c, cells_err_t *err);
 int h_status(struct ctl_call *c, cells_err_t *err);
 int h_device_id(struct ctl_call *c, cells_err_t *err);
 
+/* handlers_tel.c */
+int h_tel_status(struct ctl_call *c, cells_err_t *err);
 /* handlers_policy.c */
 int h_trust_pin(struct ctl_call *c, cells_err_t *err);
 int h_policy_apply(struct ctl_call *c, cells_err_t *err);

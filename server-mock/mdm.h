@@ -33,6 +33,11 @@ EVP_PKEY *mdm_load_key(const struct mdm *m, const char *name, cells_err_t *err);
 int mdm_cmd_init(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 int mdm_cmd_export_root(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 
+/* sim_cli.c (telephony simulators, sim_modem.h) */
+int mdm_cmd_modem_sim(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_call(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_modem_ctl(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_gateway_assign(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 /* mdm_policy.c */
 #include <stddef.h>
 #include <stdint.h>

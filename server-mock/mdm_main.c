@@ -15,6 +15,13 @@
 static const struct mdm_cmd commands[] = {
     {"init", "", "create the root key, a delegated signing key and the database", mdm_cmd_init},
     {"export-root", "", "print the root public key (PEM)", mdm_cmd_export_root},
+    {"modem-sim", "--pty PATH [--gateway NUMBER] [--imsi IMSI]",
+     "run the carrier modem + VoIP gateway simulator on a pty linked at PATH", mdm_cmd_modem_sim},
+    {"call", "NUMBER [--from CALLER]", "ring NUMBER through the gateway simulator", mdm_cmd_call},
+    {"modem-ctl", "hangup|ring|vanish|return|state", "drive the modem simulator",
+     mdm_cmd_modem_ctl},
+    {"gateway assign", "NUMBER DIGIT", "serve NUMBER at the gateway with caller-ID digit DIGIT",
+     mdm_cmd_gateway_assign},
     {"policy sign", "POLICY.json -o POLICY.bin", "sign a policy (JSON) for offline delivery",
      mdm_cmd_policy_sign},
     {"policy example", "[--device ID] [--version N]", "print a complete example policy (JSON)",
