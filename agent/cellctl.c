@@ -55,11 +55,20 @@ static int cmd_device_id(struct cellctl *cc, const struct cellctl_cmd *cmd, int 
 	return 0;
 }
 
+int cellctl_vp_wipe(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv);
+int cellctl_wipe_status(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv);
+int cellctl_wipe_prepare(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv);
+
 /* The command table: every cellctl command, in the order --help lists them. */
 static const struct cellctl_cmd commands[] = {
     {"ping", "", "check that cellsd answers", cmd_ping},
     {"status", "", "show the agent's status", cmd_status},
     {"device id", "", "print this device's id (what a policy's `device` names)", cmd_device_id},
+    {"vp wipe", "NAME [--password-file F] [--recreate]",
+     "crypto-erase a VP's data (signed receipt)", cellctl_vp_wipe},
+    {"wipe status", "[NAME]", "show wipes, their steps and receipts", cellctl_wipe_status},
+    {"wipe prepare", "NAME", "create/unlock a VP's (encrypted) storage; print its dir",
+     cellctl_wipe_prepare},
 };
 
 static void usage(FILE *f)

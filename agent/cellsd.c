@@ -8,6 +8,7 @@
 #include "log.h"
 #include "statedb.h"
 #include "util.h"
+#include "wipe.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -172,6 +173,8 @@ int main(int argc, char **argv)
 		goto out;
 	if (device_key_load(d.state_dir, NULL, id, &err) < 0)
 		goto out;
+	if (wipe_init(&d, &err) < 0)
+		goto out;
 	if (loop_add_fd(d.loop, sfd, EPOLLIN, on_signal, &d, &err) < 0)
 		goto out;
 	if (ctl_server_start(&d, &err) < 0)
@@ -186,6 +189,7 @@ out:
 	if (rc)
 		fprintf(stderr, "cellsd: %s\n", err.msg);
 	ctl_server_stop(&d);
+	wipe_fini(&d);
 	audit_close(d.audit);
 	if (d.db)
 		sqlite3_close_v2(d.db);

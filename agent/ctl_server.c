@@ -26,6 +26,9 @@ static const struct ctl_route {
     {R(PING), "ping", CELLSD_ST_ANY, h_ping},
     {R(STATUS), "status", CELLSD_ST_ANY, h_status},
     {R(DEVICE_ID), "device id", CELLSD_ST_ANY, h_device_id},
+    {R(VP_WIPE), "vp wipe", CELLSD_ST_READY, h_vp_wipe},
+    {R(WIPE_STATUS), "wipe status", CELLSD_ST_ANY, h_wipe_status},
+    {R(WIPE_PREPARE), "wipe prepare", CELLSD_ST_READY, h_wipe_prepare},
 };
 
 struct ctl_conn {

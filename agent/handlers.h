@@ -10,4 +10,9 @@ int h_ping(struct ctl_call *c, cells_err_t *err);
 int h_status(struct ctl_call *c, cells_err_t *err);
 int h_device_id(struct ctl_call *c, cells_err_t *err);
 
+/* handlers_wipe.c */
+int h_vp_wipe(struct ctl_call *c, cells_err_t *err);
+int h_wipe_status(struct ctl_call *c, cells_err_t *err);
+int h_wipe_prepare(struct ctl_call *c, cells_err_t *err);
+
 #endif
