@@ -9,10 +9,8 @@
 #include <openssl/crypto.h>
 
 int cellctl_vp_wipe(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv);
-int cellctl_wipe_status(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,
-			char **argv);
-int cellctl_wipe_prepare(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,
-			 char **argv);
+int cellctl_wipe_status(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv);
+int cellctl_wipe_prepare(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv);
 
 int cellctl_vp_wipe(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv)
 {
@@ -75,16 +73,16 @@ int cellctl_wipe_status(struct cellctl *cc, const struct cellctl_cmd *cmd, int a
 	int code;
 	if (cellctl_call(cc, cmd->words, &req, NULL, 0, &res, &code))
 		return 1;
-	static const char *const cols[] = {"id",	 "vp", "command_id", "state", "step",
-					   "key_status", "kernel_key_status", "receipt_acked",
-					   NULL};
+	static const char *const cols[] = {
+	    "id",   "vp",	  "command_id",	       "state",
+	    "step", "key_status", "kernel_key_status", "receipt_acked",
+	    NULL};
 	cellctl_print(cc, res, "ops", cc->json ? NULL : cols);
 	json_object_put(res);
 	return 0;
 }
 
-int cellctl_wipe_prepare(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,
-			 char **argv)
+int cellctl_wipe_prepare(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv)
 {
 	if (argc != 1)
 		return cellctl_usage(cmd);

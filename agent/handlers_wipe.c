@@ -40,7 +40,8 @@ int h_vp_wipe(struct ctl_call *c, cells_err_t *err)
 		int rc = cellsd_audit(c->d, w->name, c->actor, "wipe.refused", "refused", j, &e2);
 		json_object_put(j);
 		if (rc < 0)
-			return cells_err_set(err, EIO, "vp wipe: audit log unavailable (fail closed)");
+			return cells_err_set(err, EIO,
+					     "vp wipe: audit log unavailable (fail closed)");
 		return -1;
 	}
 	char id[64];

@@ -44,8 +44,7 @@ enum {
 };
 
 static const char *const step_names[STEP_COUNT] = {
-    "intent",	   "stop", "remove-key", "destroy-wrapped-key",
-    "delete-data", "recreate", "receipt",
+    "intent", "stop", "remove-key", "destroy-wrapped-key", "delete-data", "recreate", "receipt",
 };
 
 static const char *const migrations[] = {
@@ -92,8 +91,8 @@ static int config_get(struct cellsd *d, const char *key, char *out, size_t cap)
 static int config_set(struct cellsd *d, const char *key, const char *value, cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(d->db, "INSERT OR REPLACE INTO wipe_config(key,value) VALUES(?,?)",
-			    &st, err) < 0)
+	if (statedb_prepare(d->db, "INSERT OR REPLACE INTO wipe_config(key,value) VALUES(?,?)", &st,
+			    err) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
@@ -165,7 +164,8 @@ static int area_open(struct cellsd *d, char root[PATH_MAX], cells_err_t *err)
 			image_path(d, p);
 			if (access(p, F_OK) < 0) {
 				const char *mb = getenv("CELLS_WIPE_IMAGE_MB");
-				uint64_t size = (mb && atoll(mb) > 0 ? (uint64_t)atoll(mb) : 4096) << 20;
+				uint64_t size = (mb && atoll(mb) > 0 ? (uint64_t)atoll(mb) : 4096)
+						<< 20;
 				char dir[PATH_MAX];
 				snprintf(dir, sizeof dir, "%s/wipe", d->state_dir);
 				if (cells_mkdir_p(dir, 0700, err) < 0 ||
@@ -215,8 +215,8 @@ int wipe_set_encrypted(struct cellsd *d, const char *vp, bool encrypted, cells_e
 	if (cells_valid_name(vp, err) < 0)
 		return -1;
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(d->db, "INSERT OR REPLACE INTO wipe_vps(vp,encrypted) VALUES(?,?)",
-			    &st, err) < 0)
+	if (statedb_prepare(d->db, "INSERT OR REPLACE INTO wipe_vps(vp,encrypted) VALUES(?,?)", &st,
+			    err) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, vp, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 2, encrypted);
@@ -266,7 +266,8 @@ static int unlock_key(struct cellsd *d, int afd, const char *vp, uint8_t id[FSCR
 		if (fscrypt_add_key(afd, key.p, key.len, got, err) < 0)
 			return -1;
 		if (memcmp(got, id, sizeof got))
-			return cells_err_set(err, EBADMSG, "key of %s has the wrong identifier", vp);
+			return cells_err_set(err, EBADMSG, "key of %s has the wrong identifier",
+					     vp);
 		return 0;
 	}
 	if (wipe_key_generate(&key, FSCRYPT_KEY_LEN, err) < 0 ||
@@ -483,8 +484,7 @@ static int do_stop(struct cellsd *d, struct op *o, const char *dir, cells_err_t 
 	return 0;
 }
 
-static int do_remove_key(struct cellsd *d, struct op *o, int afd, const char *dir,
-			 cells_err_t *err)
+static int do_remove_key(struct cellsd *d, struct op *o, int afd, const char *dir, cells_err_t *err)
 {
 	if (!o->encrypted || !o->has_key_id) {
 		o->key_status = CELLS__V1__KEY_STATUS__KEY_NOT_ENCRYPTED;
@@ -500,9 +500,8 @@ static int do_remove_key(struct cellsd *d, struct op *o, int afd, const char *di
 		if (s == FSCRYPT_KEY_ABSENT_STATE)
 			break;
 		if (tries >= 20)
-			return cells_err_set(err, EBUSY,
-					     "key of %s still in use after removal (files busy)",
-					     o->vp);
+			return cells_err_set(
+			    err, EBUSY, "key of %s still in use after removal (files busy)", o->vp);
 		/* something reopened the data: kill again, let the kernel evict, retry */
 		kill_users(dir);
 		syncfs(afd);
@@ -531,8 +530,8 @@ static int do_destroy_wrapped(struct cellsd *d, struct op *o, cells_err_t *err)
 	return 0;
 }
 
-static int do_delete_data(struct cellsd *d, struct op *o, int afd, const char *dir,
-			  char *note, size_t ncap, cells_err_t *err)
+static int do_delete_data(struct cellsd *d, struct op *o, int afd, const char *dir, char *note,
+			  size_t ncap, cells_err_t *err)
 {
 	if (cells_rm_rf(dir, err) < 0)
 		return -1;
@@ -575,8 +574,8 @@ static int do_receipt(struct cellsd *d, struct op *o, cells_err_t *err)
 	Cells__V1__WipeReceipt r = CELLS__V1__WIPE_RECEIPT__INIT;
 	char *steps[STEP_COUNT];
 	for (int i = 0; i < STEP_COUNT; i++)
-		steps[i] = (char *)(i == STEP_RECREATE && !o->recreate ? "leave-absent"
-								       : step_names[i]);
+		steps[i] =
+		    (char *)(i == STEP_RECREATE && !o->recreate ? "leave-absent" : step_names[i]);
 	r.device_id = id;
 	r.vp = o->vp;
 	r.command_id = o->command_id;
@@ -803,8 +802,8 @@ int wipe_start(struct cellsd *d, const char *vp, const char *reason_or_command_i
 	       cells_err_t *err)
 {
 	char id[CELLS_MAX_ID_LEN + 32], actor[64];
-	const char *r = reason_or_command_id && *reason_or_command_id ? reason_or_command_id
-								      : "local";
+	const char *r =
+	    reason_or_command_id && *reason_or_command_id ? reason_or_command_id : "local";
 	if (strchr(r, ':'))
 		snprintf(id, sizeof id, "%s", r);
 	else
@@ -816,10 +815,10 @@ int wipe_start(struct cellsd *d, const char *vp, const char *reason_or_command_i
 int wipe_cmd(struct cellsd *d, const Cells__V1__Command *cmd, cells_err_t *err)
 {
 	const char *cid = cmd && cmd->command_id ? cmd->command_id : "";
-	const char *vp = cmd && cmd->action_case == CELLS__V1__COMMAND__ACTION_WIPE && cmd->wipe &&
-				 cmd->wipe->vp
-			     ? cmd->wipe->vp
-			     : "";
+	const char *vp =
+	    cmd && cmd->action_case == CELLS__V1__COMMAND__ACTION_WIPE && cmd->wipe && cmd->wipe->vp
+		? cmd->wipe->vp
+		: "";
 	char dev[DEVICE_ID_LEN + 1];
 	const char *why = NULL;
 	cells_err_t e2;
@@ -852,10 +851,11 @@ int wipe_cmd(struct cellsd *d, const Cells__V1__Command *cmd, cells_err_t *err)
 int wipe_receipt_acked(struct cellsd *d, const char *command_id, cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(d->db,
-			    "UPDATE wipe_receipts SET acked_us=? WHERE command_id=? AND acked_us IS "
-			    "NULL",
-			    &st, err) < 0)
+	if (statedb_prepare(
+		d->db,
+		"UPDATE wipe_receipts SET acked_us=? WHERE command_id=? AND acked_us IS "
+		"NULL",
+		&st, err) < 0)
 		return -1;
 	sqlite3_bind_int64(st, 1, cells_now_us());
 	sqlite3_bind_text(st, 2, command_id, -1, SQLITE_STATIC);
@@ -875,6 +875,21 @@ static json_object *hex_json(const void *p, int n)
 	json_object *j = json_object_new_string(h);
 	free(h);
 	return j;
+}
+
+static const char *key_state_name(int afd, const uint8_t *id)
+{
+	cells_err_t e2;
+	switch (fscrypt_key_status(afd, id, &e2)) {
+	case FSCRYPT_KEY_ABSENT_STATE:
+		return "absent";
+	case FSCRYPT_KEY_PRESENT_STATE:
+		return "present";
+	case FSCRYPT_KEY_INCOMPLETE_STATE:
+		return "incomplete";
+	default:
+		return "error";
+	}
 }
 
 int wipe_status_json(struct cellsd *d, const char *vp, json_object *out, cells_err_t *err)
@@ -900,18 +915,23 @@ int wipe_status_json(struct cellsd *d, const char *vp, json_object *out, cells_e
 			continue;
 		json_object *k = json_object_new_object();
 		json_object_object_add(k, "vp", json_object_new_string(v));
-		json_object_object_add(k, "key_id", hex_json(sqlite3_column_blob(ks, 1),
-							     sqlite3_column_bytes(ks, 1)));
+		json_object_object_add(
+		    k, "key_id", hex_json(sqlite3_column_blob(ks, 1), sqlite3_column_bytes(ks, 1)));
+		if (afd >= 0 && sqlite3_column_bytes(ks, 1) == FSCRYPT_IDENTIFIER_LEN)
+			json_object_object_add(k, "kernel_key_status",
+					       json_object_new_string(key_state_name(
+						   afd, sqlite3_column_blob(ks, 1))));
 		json_object_array_add(vps, k);
 	}
 	json_object *ops = json_object_new_array();
 	json_object_object_add(out, "ops", ops);
 	cleanup_stmt sqlite3_stmt *os = NULL;
-	if (statedb_prepare(d->db,
-			    "SELECT o.id,o.command_id,o.vp,o.state,o.step,o.key_status,"
-			    "o.key_destroyed,o.recreate,o.error,o.key_id,r.signed,r.acked_us "
-			    "FROM wipe_ops o LEFT JOIN wipe_receipts r ON r.op_id=o.id ORDER BY o.id",
-			    &os, err) < 0)
+	if (statedb_prepare(
+		d->db,
+		"SELECT o.id,o.command_id,o.vp,o.state,o.step,o.key_status,"
+		"o.key_destroyed,o.recreate,o.error,o.key_id,r.signed,r.acked_us "
+		"FROM wipe_ops o LEFT JOIN wipe_receipts r ON r.op_id=o.id ORDER BY o.id",
+		&os, err) < 0)
 		return -1;
 	while (sqlite3_step(os) == SQLITE_ROW) {
 		const char *v = (const char *)sqlite3_column_text(os, 2);
@@ -919,31 +939,27 @@ int wipe_status_json(struct cellsd *d, const char *vp, json_object *out, cells_e
 			continue;
 		json_object *o = json_object_new_object();
 		json_object_object_add(o, "id", json_object_new_int64(sqlite3_column_int64(os, 0)));
-		json_object_object_add(o, "command_id",
-				       json_object_new_string((const char *)sqlite3_column_text(os, 1)));
+		json_object_object_add(
+		    o, "command_id",
+		    json_object_new_string((const char *)sqlite3_column_text(os, 1)));
 		json_object_object_add(o, "vp", json_object_new_string(v));
-		json_object_object_add(o, "state",
-				       json_object_new_string((const char *)sqlite3_column_text(os, 3)));
+		json_object_object_add(
+		    o, "state", json_object_new_string((const char *)sqlite3_column_text(os, 3)));
 		int step = sqlite3_column_int(os, 4);
-		json_object_object_add(o, "step",
-				       json_object_new_string(step < STEP_COUNT ? step_names[step]
-										: "complete"));
+		json_object_object_add(
+		    o, "step",
+		    json_object_new_string(step < STEP_COUNT ? step_names[step] : "complete"));
 		static const char *const ks_names[] = {"unknown", "absent", "present",
 						       "not-encrypted"};
 		int kst = sqlite3_column_int(os, 5);
-		json_object_object_add(o, "key_status",
-				       json_object_new_string(kst >= 0 && kst < 4 ? ks_names[kst]
-										  : "unknown"));
+		json_object_object_add(
+		    o, "key_status",
+		    json_object_new_string(kst >= 0 && kst < 4 ? ks_names[kst] : "unknown"));
 		/* what the kernel says now about the wiped key */
 		if (afd >= 0 && sqlite3_column_bytes(os, 9) == FSCRYPT_IDENTIFIER_LEN) {
-			cells_err_t e2;
-			int s = fscrypt_key_status(afd, sqlite3_column_blob(os, 9), &e2);
-			json_object_object_add(
-			    o, "kernel_key_status",
-			    json_object_new_string(s == FSCRYPT_KEY_ABSENT_STATE	  ? "absent"
-						   : s == FSCRYPT_KEY_PRESENT_STATE	  ? "present"
-						   : s == FSCRYPT_KEY_INCOMPLETE_STATE ? "incomplete"
-										  : "error"));
+			json_object_object_add(o, "kernel_key_status",
+					       json_object_new_string(key_state_name(
+						   afd, sqlite3_column_blob(os, 9))));
 		}
 		json_object_object_add(o, "wrapped_key_destroyed",
 				       json_object_new_boolean(sqlite3_column_int(os, 6)));
@@ -957,14 +973,15 @@ int wipe_status_json(struct cellsd *d, const char *vp, json_object *out, cells_e
 			const uint8_t *b = sqlite3_column_blob(os, 10);
 			int n = sqlite3_column_bytes(os, 10);
 			json_object_object_add(o, "receipt", hex_json(b, n));
-			json_object_object_add(o, "receipt_acked",
-					       json_object_new_boolean(sqlite3_column_type(os, 11) !=
-								       SQLITE_NULL));
+			json_object_object_add(
+			    o, "receipt_acked",
+			    json_object_new_boolean(sqlite3_column_type(os, 11) != SQLITE_NULL));
 			cleanup_signed Cells__V1__Signed *s = NULL;
 			cells_err_t e2;
 			if (cells_signed_decode(b, (size_t)n, &s, &e2) == 0 && s->n_signatures) {
-				json_object_object_add(o, "receipt_payload",
-						       hex_json(s->payload.data, (int)s->payload.len));
+				json_object_object_add(
+				    o, "receipt_payload",
+				    hex_json(s->payload.data, (int)s->payload.len));
 				json_object_object_add(
 				    o, "receipt_signature",
 				    hex_json(s->signatures[0]->signature.data,
@@ -990,7 +1007,8 @@ int wipe_init(struct cellsd *d, cells_err_t *err)
 	/* finish every wipe a crash interrupted */
 	for (int guard = 0; guard < 64; guard++) {
 		struct op o;
-		int found = op_load(d, "state='running' AND ?='x' ORDER BY id LIMIT 1", "x", &o, err);
+		int found =
+		    op_load(d, "state='running' AND ?='x' ORDER BY id LIMIT 1", "x", &o, err);
 		if (found < 0)
 			return cells_err_prefix(err, "wipe resume");
 		if (found == 0)
@@ -999,7 +1017,8 @@ int wipe_init(struct cellsd *d, cells_err_t *err)
 			 o.step < STEP_COUNT ? step_names[o.step] : "end");
 		cells_err_t e2 = {0};
 		if (audit_step(d, o.vp, "cellsd", o.id, o.command_id, "wipe.resumed",
-			       o.step < STEP_COUNT ? step_names[o.step] : NULL, "ok", NULL, err) < 0)
+			       o.step < STEP_COUNT ? step_names[o.step] : NULL, "ok", NULL,
+			       err) < 0)
 			return cells_err_prefix(err, "wipe resume");
 		if (op_run(d, &o, &e2) < 0) {
 			log_error("%s (will retry at the next start or request)", e2.msg);

@@ -145,8 +145,8 @@ int wipe_key_wrap(const struct wipe_secret *kek, const char *vp, const struct wi
 	return 0;
 }
 
-int wipe_key_unwrap(const struct wipe_secret *kek, const char *vp, const uint8_t *blob,
-		    size_t len, struct wipe_secret *key, cells_err_t *err)
+int wipe_key_unwrap(const struct wipe_secret *kek, const char *vp, const uint8_t *blob, size_t len,
+		    struct wipe_secret *key, cells_err_t *err)
 {
 	if (kek->len != WIPE_KEK_LEN)
 		return cells_err_set(err, EINVAL, "unwrap: bad kek");

@@ -37,7 +37,7 @@ int wipe_key_generate(struct wipe_secret *key, size_t len, cells_err_t *err);
 int wipe_key_wrap(const struct wipe_secret *kek, const char *vp, const struct wipe_secret *key,
 		  uint8_t out[WIPE_WRAPPED_LEN], cells_err_t *err);
 /* Unwrap into a new locked secret; fails on any tampering or the wrong vp. */
-int wipe_key_unwrap(const struct wipe_secret *kek, const char *vp, const uint8_t *blob,
-		    size_t len, struct wipe_secret *key, cells_err_t *err);
+int wipe_key_unwrap(const struct wipe_secret *kek, const char *vp, const uint8_t *blob, size_t len,
+		    struct wipe_secret *key, cells_err_t *err);
 
 #endif

@@ -78,7 +78,8 @@ int fscrypt_remove_key(int fd, const uint8_t identifier[FSCRYPT_IDENTIFIER_LEN],
 		return cells_err_sys(err, errno, "FS_IOC_REMOVE_ENCRYPTION_KEY_ALL_USERS");
 	}
 	if (busy_out)
-		*busy_out = (arg.removal_status_flags & FSCRYPT_KEY_REMOVAL_STATUS_FLAG_FILES_BUSY) != 0;
+		*busy_out =
+		    (arg.removal_status_flags & FSCRYPT_KEY_REMOVAL_STATUS_FLAG_FILES_BUSY) != 0;
 	return 0;
 }
 

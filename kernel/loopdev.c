@@ -46,8 +46,8 @@ int loopdev_make_ext4_image(const char *path, uint64_t size_bytes, cells_err_t *
 			return cells_err_sys(err, errno, "size %s", path);
 	}
 	/* -E nodiscard: the image is sparse already; lazy init keeps mkfs fast */
-	char *const argv[] = {"mkfs.ext4", "-q",	"-F",	 "-O", "encrypt", "-E",
-			      "nodiscard", "-L",	"cells-vp", (char *)path, NULL};
+	char *const argv[] = {"mkfs.ext4", "-q", "-F",	     "-O",	   "encrypt", "-E",
+			      "nodiscard", "-L", "cells-vp", (char *)path, NULL};
 	if (run_quiet(argv, err) < 0) {
 		unlink(path);
 		return cells_err_prefix(err, "mkfs %s", path);
