@@ -16,14 +16,14 @@ cellctl --json wipe status work >"$T/s0.json"
 check_eq "work key is present in the kernel" present "$(json_get "$T/s0.json" 'j["keys"][0]["kernel_key_status"]')"
 
 CANARY="CANARY-$(od -An -tx8 -N8 /dev/urandom | tr -d ' ')"
-python3 -c "import sys; open(sys.argv[1],'w').write((sys.argv[2]+'\n')*20000)" "$W/canary.txt" "$CANARY"
+"$PY" -c "import sys; open(sys.argv[1],'w').write((sys.argv[2]+'\n')*20000)" "$W/canary.txt" "$CANARY"
 mkdir -p "$W/upper/data" && echo "$CANARY" >"$W/upper/data/$CANARY"
 echo "personal-keep-$CANARY" >"$P/keep.txt"
 # positive control: plaintext written to the image's unencrypted root is found by grep
 echo "PLAINCONTROL-$$-$RANDOM-CONTROL" >"$T/marker"; cat "$T/marker" >"$CELLS_RUN_DIR/wipe/mnt/control.txt"
 sync
-check "grep finds plaintext in the raw image (control)" grep -qaFf "$T/marker" "$(wipe_image)"
-check_not "canary is not in the image before the wipe" grep -qaF "$CANARY" "$(wipe_image)"
+check "grep finds plaintext in the raw image (control)" env LC_ALL=C grep -qazFf "$T/marker" "$(wipe_image)"
+check_not "canary is not in the image before the wipe" env LC_ALL=C grep -qazF "$CANARY" "$(wipe_image)"
 
 WRAPPED=$(sqlite3 "$CELLS_STATE/state.db" "select hex(wrapped) from wipe_keys where vp='work'")
 check_eq "wrapped key is stored (93 bytes)" 186 "${#WRAPPED}"
@@ -56,7 +56,7 @@ check_eq "no key rows left" 0 "$(sqlite3 "$CELLS_STATE/state.db" "select count(*
 check_not "wrapped key bytes gone from state.db and its WAL" db_files_have_hex "$WRAPPED"
 check "work data directory is gone" bash -c "[ ! -e '$W' ]"
 sync
-check_not "canary is not in the raw image after the wipe" grep -qaF "$CANARY" "$(wipe_image)"
+check_not "canary is not in the raw image after the wipe" env LC_ALL=C grep -qazF "$CANARY" "$(wipe_image)"
 check "receipt verifies with the device public key" verify_receipt "$T/s1.json"
 check "a tampered receipt does not verify" tamper_receipt_fails "$T/s1.json"
 check_eq "one receipt stored" 1 "$(sqlite3 "$CELLS_STATE/state.db" "select count(*) from wipe_receipts")"

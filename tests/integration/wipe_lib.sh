@@ -5,6 +5,8 @@ need_root
 command -v mkfs.ext4 >/dev/null || skip "mkfs.ext4 missing (e2fsprogs)"
 export CELLS_WIPE_STORAGE=image CELLS_WIPE_IMAGE_MB=${CELLS_WIPE_IMAGE_MB:-256}
 WIPE_MOUNTS=()
+# the system python (a version-manager shim costs a second per call)
+PY=$( [ -x /usr/bin/python3 ] && echo /usr/bin/python3 || command -v python3)
 
 # Unmount every encrypted area a test mounted before lib.sh removes $T.
 wipe_cleanup() {
@@ -26,11 +28,11 @@ wipe_use_instance() {
 wipe_image() { echo "$CELLS_STATE/wipe/vpdata.img"; }
 
 # json_get FILE PYEXPR: evaluate a Python expression over the JSON document `j`.
-json_get() { python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print($2)" "$1"; }
+json_get() { "$PY" -c "import json,sys; j=json.load(open(sys.argv[1])); print($2)" "$1"; }
 
 # file_has_hex FILE HEX: does FILE contain these bytes?
 file_has_hex() {
-	python3 -c "import sys; sys.exit(0 if bytes.fromhex(sys.argv[2]) in open(sys.argv[1],'rb').read() else 1)" "$1" "$2"
+	"$PY" -c "import sys; sys.exit(0 if bytes.fromhex(sys.argv[2]) in open(sys.argv[1],'rb').read() else 1)" "$1" "$2"
 }
 
 # db_files_have_hex HEX: the bytes are in the state DB or its WAL
@@ -48,7 +50,7 @@ verify_receipt() {
 	local js=$1 i=${2:-0} d="$T/rcpt.$$"
 	mkdir -p "$d"
 	openssl pkey -in "$CELLS_STATE/device.key" -pubout -out "$d/pub.pem" 2>/dev/null || return 1
-	python3 - "$js" "$i" "$d" <<'PY' || return 1
+	"$PY" - "$js" "$i" "$d" <<'PY' || return 1
 import json, sys
 j = json.load(open(sys.argv[1])); op = j["ops"][int(sys.argv[2])]; d = sys.argv[3]
 open(d + "/msg", "wb").write(b"cells.v1.wipe-receipt\0" + bytes.fromhex(op["receipt_payload"]))
@@ -61,7 +63,7 @@ PY
 tamper_receipt_fails() {
 	local d="$T/rcpt.$$"
 	verify_receipt "$1" || return 1
-	python3 - "$d/msg" <<'PY'
+	"$PY" - "$d/msg" <<'PY'
 import sys
 p = sys.argv[1]; b = bytearray(open(p, "rb").read()); b[-1] ^= 1; open(p, "wb").write(b)
 PY
