@@ -76,7 +76,8 @@ static long long q(const char *sql)
 {
 	sqlite3_stmt *st = NULL;
 	long long v = -1;
-	if (sqlite3_prepare_v2(D.db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+	if (sqlite3_prepare_v2(D.db, sql, -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
 		v = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	return v;
@@ -91,7 +92,8 @@ static long long audit_count(const char *event)
 	sqlite3_stmt *st = NULL;
 	long long v = -1;
 	if (sqlite3_open_v2(p, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-	    sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+	    sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
 		v = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	sqlite3_close_v2(db);
@@ -203,8 +205,8 @@ static void test_wipe_commands(void **state)
 
 	/* the receipt verifies with the device public key and says what happened */
 	sqlite3_stmt *st = NULL;
-	assert_int_equal(sqlite3_prepare_v2(D.db, "SELECT signed FROM wipe_receipts", -1, &st, NULL),
-			 SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_prepare_v2(D.db, "SELECT signed FROM wipe_receipts", -1, &st, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
 	Cells__V1__Signed *s = NULL;
 	assert_int_equal(cells_signed_decode(sqlite3_column_blob(st, 0),
