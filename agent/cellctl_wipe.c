@@ -50,11 +50,19 @@ int cellctl_vp_wipe(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,
 	if (cc->json) {
 		cellctl_print(cc, res, NULL, NULL);
 	} else {
-		printf("wiped %s (%s)\n", name,
-		       json_object_get_string(json_object_object_get(res, "command_id")));
-		static const char *const cols[] = {"command_id", "state", "key_status",
-						   "wrapped_key_destroyed", NULL};
-		cellctl_print(cc, json_object_object_get(res, "ops") ? res : res, "ops", cols);
+		const char *id = json_object_get_string(json_object_object_get(res, "command_id"));
+		json_object *ops = json_object_object_get(res, "ops"), *op = NULL;
+		for (size_t i = 0; ops && i < json_object_array_length(ops); i++) {
+			json_object *o = json_object_array_get_idx(ops, i);
+			if (!strcmp(json_object_get_string(json_object_object_get(o, "command_id")),
+				    id ? id : ""))
+				op = o;
+		}
+		json_object *ks = op ? json_object_object_get(op, "key_status") : NULL;
+		json_object *rc2 = op ? json_object_object_get(op, "receipt") : NULL;
+		printf("wiped %s (%s): key %s, %s\n", name, id ? id : "?",
+		       ks ? json_object_get_string(ks) : "?",
+		       rc2 ? "signed receipt stored" : "no receipt yet");
 	}
 	json_object_put(res);
 	return 0;

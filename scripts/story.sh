@@ -13,6 +13,7 @@ PIDS=()
 finish() {
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
+	umount "$W/run/wipe/mnt" 2>/dev/null || true # the work VP's encrypted area (wipe)
 	[ -n "${CELLS_DEMO_KEEP:-}" ] || rm -rf "$W"
 }
 trap finish EXIT
@@ -30,6 +31,19 @@ cellctl status
 
 step "3. The device's identity"
 echo "device id: $(cellctl device id)"
+
+step "W. The work VP keeps its data under its own key; the employee leaves: wipe it"
+WORK=$(cellctl wipe prepare work)
+PERSONAL=$(cellctl wipe prepare personal)
+echo "quarterly numbers" >"$WORK/report.txt"
+echo "holiday photos" >"$PERSONAL/photos.txt"
+echo "work data in $WORK (fscrypt), personal data in $PERSONAL"
+echo "employee-password" >"$W/wipe.pw"
+cellctl vp wipe work --password-file "$W/wipe.pw"
+cellctl wipe status work
+[ ! -e "$WORK/report.txt" ] && echo "work data: gone"
+[ -f "$PERSONAL/photos.txt" ] && echo "personal data: intact"
+cellctl --json wipe status work | grep -q '"kernel_key_status":"absent"' && echo "work key: absent (signed receipt stored)"
 
 step "Done: the story so far ran end to end"
 echo "STORY OK"
