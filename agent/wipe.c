@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -372,9 +373,9 @@ static bool pid_uses(int pid, const char *prefix)
 	return false;
 }
 
-/* SIGKILL every process with a cwd, root, executable, open file or mapping under dir;
- * wait (bounded) until they are gone. Returns how many were killed. */
-static int kill_users(const char *dir)
+/* SIGKILL every process with a cwd, root, executable, open file or mapping under one of
+ * dirs; wait (bounded) until they are gone. Returns how many were killed. */
+static int kill_users(const char *const *dirs, int ndirs)
 {
 	int killed = 0, me = getpid();
 	for (int round = 0; round < 5; round++) {
@@ -383,11 +384,16 @@ static int kill_users(const char *dir)
 		struct dirent *e;
 		while (pd && (e = readdir(pd))) {
 			int pid = atoi(e->d_name);
-			if (pid <= 1 || pid == me || !pid_uses(pid, dir))
+			if (pid <= 1 || pid == me)
 				continue;
-			if (kill(pid, SIGKILL) == 0) {
-				found++;
-				log_info("wipe: killed pid %d using %s", pid, dir);
+			for (int i = 0; i < ndirs; i++) {
+				if (!pid_uses(pid, dirs[i]))
+					continue;
+				if (kill(pid, SIGKILL) == 0) {
+					found++;
+					log_info("wipe: killed pid %d using %s", pid, dirs[i]);
+				}
+				break;
 			}
 		}
 		killed += found;
@@ -473,12 +479,57 @@ static void vp_dir(struct cellsd *d, const struct op *o, const char *root, char 
 		snprintf(out, PATH_MAX, "%s/vpdata/%s", d->state_dir, o->vp);
 }
 
+#define WIPE_MAX_MOUNTS 16
+
+/* The mounts at or under dir and the overlays whose upper/work/lower dir is under it (a
+ * VP root the runtime left behind), in cellsd's mount namespace. */
+static int mounts_using(const char *dir, char mps[WIPE_MAX_MOUNTS][PATH_MAX])
+{
+	cleanup_file FILE *f = fopen("/proc/self/mountinfo", "re");
+	char line[8192];
+	int n = 0;
+	size_t l = strlen(dir);
+	while (f && n < WIPE_MAX_MOUNTS && fgets(line, sizeof line, f)) {
+		char *save = NULL, *tok = strtok_r(line, " ", &save), *mp = NULL;
+		for (int i = 0; tok && i < 4; i++)
+			tok = strtok_r(NULL, " ", &save);
+		mp = tok;
+		if (!mp)
+			continue;
+		bool hit = !strncmp(mp, dir, l) && (mp[l] == 0 || mp[l] == '/');
+		const char *rest = save ? save : "";
+		for (const char *k = rest; !hit && (k = strstr(k, "dir=")); k += 4)
+			hit = !strncmp(k + 4, dir, l) &&
+			      (k[4 + l] == '/' || k[4 + l] == ',' || k[4 + l] == ':' ||
+			       k[4 + l] == '\n' || k[4 + l] == 0);
+		if (hit)
+			snprintf(mps[n++], PATH_MAX, "%s", mp);
+	}
+	return n;
+}
+
+/* Kill every process using dir (directly or through a mount of it), then lazily
+ * unmount those mounts. Returns the number of processes killed. */
+static int evict_users(const char *dir)
+{
+	static char mps[WIPE_MAX_MOUNTS][PATH_MAX];
+	const char *dirs[WIPE_MAX_MOUNTS + 1] = {dir};
+	int n = mounts_using(dir, mps);
+	for (int i = 0; i < n; i++)
+		dirs[i + 1] = mps[i];
+	int killed = kill_users(dirs, n + 1);
+	for (int i = n - 1; i >= 0; i--)
+		if (umount2(mps[i], MNT_DETACH) == 0)
+			log_info("wipe: unmounted %s (it used %s)", mps[i], dir);
+	return killed;
+}
+
 static int do_stop(struct cellsd *d, struct op *o, const char *dir, cells_err_t *err)
 {
 	if (d->wipe && d->wipe->hooks.stop &&
 	    d->wipe->hooks.stop(d, o->vp, d->wipe->hooks.data, err) < 0)
 		return cells_err_prefix(err, "stop %s", o->vp);
-	int n = kill_users(dir);
+	int n = evict_users(dir);
 	if (n)
 		log_info("wipe %s: killed %d process(es)", o->vp, n);
 	return 0;
@@ -503,7 +554,7 @@ static int do_remove_key(struct cellsd *d, struct op *o, int afd, const char *di
 			return cells_err_set(
 			    err, EBUSY, "key of %s still in use after removal (files busy)", o->vp);
 		/* something reopened the data: kill again, let the kernel evict, retry */
-		kill_users(dir);
+		evict_users(dir);
 		syncfs(afd);
 		struct timespec ts = {0, 100 * 1000 * 1000};
 		nanosleep(&ts, NULL);
@@ -787,12 +838,13 @@ static int start(struct cellsd *d, const char *vp, const char *command_id, const
 			return 0;
 		return op_run(d, &o, err);
 	}
-	/* an interrupted wipe of the same VP is finished instead of starting another */
+	/* an interrupted wipe of the same VP is finished first; this command then gets its
+	 * own op and receipt */
 	found = op_load(d, "vp=? AND state='running'", vp, &o, err);
 	if (found < 0)
 		return -1;
-	if (found == 1)
-		return op_run(d, &o, err);
+	if (found == 1 && op_run(d, &o, err) < 0)
+		return -1;
 	if (op_create(d, vp, command_id, actor, recreate, &o, err) < 0)
 		return -1;
 	return op_run(d, &o, err);

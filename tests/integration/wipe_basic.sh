@@ -33,7 +33,13 @@ check "KEK file is private" bash -c "[ \$(stat -c %a '$CELLS_STATE/wipe.kek') = 
 # a process of the "work VP" using its data, and one of the personal VP
 (cd "$W/upper" && exec sleep 300) & WORKPID=$!
 (cd "$P" && exec sleep 300) & PERSPID=$!
-PIDS+=("$WORKPID" "$PERSPID")
+# a VP root left mounted: an overlay whose upper layer is in the work storage, in use
+mkdir -p "$T/lower" "$T/merged" "$W/ovl-upper" "$W/ovl-work" && echo base >"$T/lower/base"
+mount -t overlay overlay -o "lowerdir=$T/lower,upperdir=$W/ovl-upper,workdir=$W/ovl-work" "$T/merged"
+WIPE_MOUNTS=("$T/merged" "${WIPE_MOUNTS[@]}")
+echo "$CANARY" >"$T/merged/vpfile"
+(cd "$T/merged" && exec sleep 300) & OVLPID=$!
+PIDS+=("$WORKPID" "$PERSPID" "$OVLPID")
 sleep 0.2
 
 printf '\n' >"$T/empty.pw"
@@ -45,6 +51,9 @@ echo secret >"$T/pw"
 check "cellctl vp wipe work" cellctl vp wipe work --password-file "$T/pw"
 wait "$WORKPID"; rc=$?
 check_eq "the process using the work data was killed" 137 "$rc"
+wait "$OVLPID"; rc=$?
+check_eq "the process in the overlay over the work data was killed" 137 "$rc"
+check_not "the overlay over the work data was unmounted" mountpoint -q "$T/merged"
 check "the personal VP's process still runs" kill -0 "$PERSPID"
 check_eq "the personal VP's data is intact" "personal-keep-$CANARY" "$(cat "$P/keep.txt")"
 
