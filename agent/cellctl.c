@@ -1,6 +1,7 @@
 /* cellctl - the command-line interface to cellsd for the employee, the on-device
  * admin and the auditor. */
 #include "cellctl.h"
+#include "cellctl_vp.h"
 #include "cleanup.h"
 #include "ctl_io.h"
 #include "util.h"
@@ -64,6 +65,29 @@ static const struct cellctl_cmd commands[] = {
     {"ping", "", "check that cellsd answers", cmd_ping},
     {"status", "", "show the agent's status", cmd_status},
     {"device id", "", "print this device's id (what a policy's `device` names)", cmd_device_id},
+    {"trust pin", "ROOT.pub", "pin the MDM's root key (refused once one is pinned)",
+     cellctl_cmd_trust_pin},
+    {"policy apply", "POLICY.bin", "verify and install a signed policy", cellctl_cmd_policy_apply},
+    {"policy verify", "POLICY.bin", "check a signed policy only: verdict and reason",
+     cellctl_cmd_policy_verify},
+    {"policy show", "", "show the policy in force and the trust state", cellctl_cmd_policy_show},
+    {"vp password", "NAME --new-password-file NEW [--password-file OLD]",
+     "set or change a VP's configuration password", cellctl_cmd_vp_password},
+    {"vp config", "NAME KEY=VALUE... [--password-file F]",
+     "tighten a VP's configuration (net=none|nat, device.CLASS=MODE)", cellctl_cmd_vp_config},
+    {"vp create",
+     "NAME --image ROOTFS [--net nat|none] [--memory BYTES] [--pids N] [--hostname H] [--init "
+     "CMD...]",
+     "define a virtual phone", cellctl_vp_create},
+    {"vp list", "", "list the virtual phones", cellctl_vp_list},
+    {"vp status", "NAME", "show one virtual phone", cellctl_vp_status},
+    {"vp start", "NAME", "start a virtual phone", cellctl_vp_start},
+    {"vp stop", "NAME", "stop a virtual phone", cellctl_vp_stop},
+    {"vp destroy", "NAME", "remove a virtual phone and its data", cellctl_vp_destroy},
+    {"vp exec", "NAME -- CMD...", "run CMD inside a running VP (stdio and status pass through)",
+     cellctl_vp_exec},
+    {"vp run", "NAME [--image ROOTFS] [--net nat|none] [--keep] -- CMD...",
+     "run CMD as a VP's init, wait, tear it down", cellctl_vp_run},
     {"vp wipe", "NAME [--password-file F] [--recreate]",
      "crypto-erase a VP's data (signed receipt)", cellctl_vp_wipe},
     {"wipe status", "[NAME]", "show wipes, their steps and receipts", cellctl_wipe_status},

@@ -6,9 +6,12 @@
 #include "device_key.h"
 #include "kcheck.h"
 #include "log.h"
+#include "password.h"
+#include "policy_engine.h"
 #include "statedb.h"
 #include "util.h"
 #include "wipe.h"
+#include "vpm.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -173,9 +176,15 @@ int main(int argc, char **argv)
 		goto out;
 	if (device_key_load(d.state_dir, NULL, id, &err) < 0)
 		goto out;
-	if (wipe_init(&d, &err) < 0)
+	if (policy_engine_init(&d, &err) < 0 || password_init(&d, &err) < 0)
 		goto out;
 	if (loop_add_fd(d.loop, sfd, EPOLLIN, on_signal, &d, &err) < 0)
+		goto out;
+	if (vpm_init(&d, &err) < 0)
+		goto out;
+	if (wipe_init(&d, &err) < 0) /* after vpm: finishes interrupted wipes */
+		goto out;
+	if (policy_engine_start(&d, &err) < 0) /* after every enforcer registered */
 		goto out;
 	if (ctl_server_start(&d, &err) < 0)
 		goto out;
@@ -189,6 +198,8 @@ out:
 	if (rc)
 		fprintf(stderr, "cellsd: %s\n", err.msg);
 	ctl_server_stop(&d);
+	vpm_shutdown(&d);
+	policy_engine_free(&d);
 	wipe_fini(&d);
 	audit_close(d.audit);
 	if (d.db)

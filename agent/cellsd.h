@@ -20,6 +20,8 @@ enum {
 #define CELLSD_ST_ANY (CELLSD_ST_READY | CELLSD_ST_AUDIT_CLOSED)
 
 struct audit;
+struct policy_engine;
+struct vpm;
 struct wipe;
 
 struct cellsd {
@@ -31,8 +33,10 @@ struct cellsd {
 	int ctl_fd;	     /* listening control socket */
 	gid_t ctl_gid;	     /* group also allowed on the control socket */
 	bool ctl_gid_set;
-	unsigned state;	   /* CELLSD_ST_* */
-	struct wipe *wipe; /* wipe and encrypted VP storage (agent/wipe.h, owned) */
+	unsigned state;		  /* CELLSD_ST_* */
+	struct policy_engine *pe; /* policy engine (owned, policy_engine.h) */
+	struct vpm *vpm;	  /* VP manager (vpm.h) */
+	struct wipe *wipe;	  /* wipe and encrypted VP storage (wipe.h, owned) */
 };
 
 /* Append an audit record for this daemon (see audit.h); details may be NULL.

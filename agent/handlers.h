@@ -10,6 +10,22 @@ int h_ping(struct ctl_call *c, cells_err_t *err);
 int h_status(struct ctl_call *c, cells_err_t *err);
 int h_device_id(struct ctl_call *c, cells_err_t *err);
 
+/* handlers_policy.c */
+int h_trust_pin(struct ctl_call *c, cells_err_t *err);
+int h_policy_apply(struct ctl_call *c, cells_err_t *err);
+int h_policy_show(struct ctl_call *c, cells_err_t *err);
+int h_policy_verify(struct ctl_call *c, cells_err_t *err);
+int h_vp_password(struct ctl_call *c, cells_err_t *err);
+int h_vp_config(struct ctl_call *c, cells_err_t *err);
+/* handlers_vp.c */
+int h_vp_create(struct ctl_call *c, cells_err_t *err);
+int h_vp_list(struct ctl_call *c, cells_err_t *err);
+int h_vp_status(struct ctl_call *c, cells_err_t *err);
+int h_vp_start(struct ctl_call *c, cells_err_t *err);
+int h_vp_stop(struct ctl_call *c, cells_err_t *err);
+int h_vp_destroy(struct ctl_call *c, cells_err_t *err);
+int h_vp_exec(struct ctl_call *c, cells_err_t *err);
+int h_vp_run(struct ctl_call *c, cells_err_t *err);
 /* handlers_wipe.c */
 int h_vp_wipe(struct ctl_call *c, cells_err_t *err);
 int h_wipe_status(struct ctl_call *c, cells_err_t *err);

@@ -1,6 +1,7 @@
 /* handlers_wipe.c - control requests of the wipe module: vp wipe, wipe status, wipe
  * prepare. */
 #include "handlers.h"
+#include "password.h"
 #include "util.h"
 #include "wipe.h"
 
@@ -8,20 +9,15 @@
 #include <stdio.h>
 #include <string.h>
 
-/* The local password check for `cellctl vp wipe`. The VP configuration password belongs
- * to the policy helper's agent/password.h; until it is merged this accepts any non-empty
- * password and says so in the audit record (KNOWN GAP: see SECURITY.md). Replace the
- * body with the password module's verify call, which also counts failures. */
+/* The local password check for `cellctl vp wipe`: the VP's configuration password
+ * (agent/password.h: Argon2id, persistent throttling, failures counted and audited). */
 static int wipe_password_check(struct ctl_call *c, const char *vp, const uint8_t *pw, size_t n,
 			       const char **how, cells_err_t *err)
 {
-	(void)c;
-	(void)vp;
-	(void)pw;
-	*how = "non-empty (password module not merged)";
+	*how = "vp password";
 	if (n == 0)
 		return cells_err_set(err, EACCES, "wipe %s: the VP password is required", vp);
-	return 0;
+	return password_authorize(c->d, vp, pw, n, c->actor, err);
 }
 
 /* Safe: destroys only the named VP's data, only with the VP's password (local

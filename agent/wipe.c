@@ -8,8 +8,10 @@
 #include "log.h"
 #include "loopdev.h"
 #include "pol_sig.h"
+#include "policy_engine.h"
 #include "statedb.h"
 #include "util.h"
+#include "vpm.h"
 #include "wipe_key.h"
 
 #include <dirent.h>
@@ -189,14 +191,24 @@ static int area_open(struct cellsd *d, char root[PATH_MAX], cells_err_t *err)
 	return fd;
 }
 
+static int key_row(struct cellsd *d, const char *vp, uint8_t wrapped[WIPE_WRAPPED_LEN],
+		   uint8_t id[FSCRYPT_IDENTIFIER_LEN], cells_err_t *err);
+
+/* Sticky once storage exists: a VP with a stored key stays encrypted whatever a later
+ * policy says. Else: wipe_vps (vp create --encrypted), the policy's rule, the default. */
 bool wipe_vp_encrypted(struct cellsd *d, const char *vp)
 {
+	if (key_row(d, vp, NULL, NULL, NULL) == 1)
+		return true;
 	cleanup_stmt sqlite3_stmt *st = NULL;
 	if (statedb_prepare(d->db, "SELECT encrypted FROM wipe_vps WHERE vp=?", &st, NULL) == 0) {
 		sqlite3_bind_text(st, 1, vp, -1, SQLITE_STATIC);
 		if (sqlite3_step(st) == SQLITE_ROW)
 			return sqlite3_column_int(st, 0) != 0;
 	}
+	const Cells__V1__VpRule *rule = d->pe ? policy_vp_rule(d, vp) : NULL;
+	if (rule)
+		return rule->encrypted;
 	const char *list = getenv("CELLS_WIPE_ENCRYPTED_VPS");
 	if (!list)
 		list = "work";
@@ -526,9 +538,14 @@ static int evict_users(const char *dir)
 
 static int do_stop(struct cellsd *d, struct op *o, const char *dir, cells_err_t *err)
 {
-	if (d->wipe && d->wipe->hooks.stop &&
-	    d->wipe->hooks.stop(d, o->vp, d->wipe->hooks.data, err) < 0)
-		return cells_err_prefix(err, "stop %s", o->vp);
+	if (d->wipe && d->wipe->hooks.stop) {
+		if (d->wipe->hooks.stop(d, o->vp, d->wipe->hooks.data, err) < 0)
+			return cells_err_prefix(err, "stop %s", o->vp);
+	} else if (d->vpm && vpm_running(d, o->vp)) {
+		/* the VP runtime kills the VP's cgroup and unmounts its root */
+		if (vpm_stop(d, o->vp, err) < 0)
+			return cells_err_prefix(err, "stop %s", o->vp);
+	}
 	int n = evict_users(dir);
 	if (n)
 		log_info("wipe %s: killed %d process(es)", o->vp, n);
@@ -603,8 +620,15 @@ static int do_recreate(struct cellsd *d, struct op *o, cells_err_t *err)
 {
 	struct wipe_vp_hooks *h = d->wipe ? &d->wipe->hooks : NULL;
 	if (!o->recreate) {
-		if (h && h->remove && h->remove(d, o->vp, h->data, err) < 0)
-			return cells_err_prefix(err, "remove %s", o->vp);
+		if (h && h->remove) {
+			if (h->remove(d, o->vp, h->data, err) < 0)
+				return cells_err_prefix(err, "remove %s", o->vp);
+		} else if (d->vpm && vpm_exists(d, o->vp)) {
+			if (vpm_running(d, o->vp) && vpm_stop(d, o->vp, err) < 0)
+				return cells_err_prefix(err, "remove %s", o->vp);
+			if (vpm_destroy(d, o->vp, err) < 0)
+				return cells_err_prefix(err, "remove %s", o->vp);
+		}
 		return 0;
 	}
 	char dir[PATH_MAX];

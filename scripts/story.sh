@@ -39,6 +39,12 @@ echo "quarterly numbers" >"$WORK/report.txt"
 echo "holiday photos" >"$PERSONAL/photos.txt"
 echo "work data in $WORK (fscrypt), personal data in $PERSONAL"
 echo "employee-password" >"$W/wipe.pw"
+# (the policy steps may have done this already: then these are no-ops)
+cells-mdm export-root >"$W/root.pem" && cellctl trust pin "$W/root.pem" >/dev/null 2>&1 || true
+cells-mdm policy example --device "$(cellctl device id)" >"$W/wipe-policy.json"
+cells-mdm policy sign "$W/wipe-policy.json" -o "$W/wipe-policy.bin" >/dev/null
+cellctl policy apply "$W/wipe-policy.bin" >/dev/null 2>&1 || true
+cellctl vp password work --new-password-file "$W/wipe.pw" >/dev/null 2>&1 || true
 cellctl vp wipe work --password-file "$W/wipe.pw"
 cellctl wipe status work
 [ ! -e "$WORK/report.txt" ] && echo "work data: gone"

@@ -32,4 +32,13 @@ EVP_PKEY *mdm_load_key(const struct mdm *m, const char *name, cells_err_t *err);
 int mdm_cmd_init(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 int mdm_cmd_export_root(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 
+/* mdm_policy.c */
+#include <stddef.h>
+#include <stdint.h>
+/* Sign a serialized Policy with signing.key into a PolicyBundle with delegation.bin. */
+int mdm_policy_bundle(const struct mdm *m, const uint8_t *payload, size_t n, uint8_t **out,
+		      size_t *len, cells_err_t *err);
+int mdm_cmd_policy_sign(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_policy_example(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+
 #endif

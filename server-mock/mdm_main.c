@@ -15,6 +15,10 @@
 static const struct mdm_cmd commands[] = {
     {"init", "", "create the root key, a delegated signing key and the database", mdm_cmd_init},
     {"export-root", "", "print the root public key (PEM)", mdm_cmd_export_root},
+    {"policy sign", "POLICY.json -o POLICY.bin", "sign a policy (JSON) for offline delivery",
+     mdm_cmd_policy_sign},
+    {"policy example", "[--device ID] [--version N]", "print a complete example policy (JSON)",
+     mdm_cmd_policy_example},
 };
 
 static void usage(FILE *f)

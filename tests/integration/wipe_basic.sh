@@ -7,6 +7,7 @@
 
 wipe_use_instance a
 start_cellsd || exit 1
+check "signed policy applied, work password set" wipe_policy
 W=$(cellctl wipe prepare work)
 P=$(cellctl wipe prepare personal)
 check "work storage is in the encrypted image" bash -c "[[ '$W' == '$CELLS_RUN_DIR/wipe/mnt/vp/work' ]]"
@@ -43,11 +44,12 @@ PIDS+=("$WORKPID" "$PERSPID" "$OVLPID")
 sleep 0.2
 
 printf '\n' >"$T/empty.pw"
+echo "wrong-password" >"$T/bad.pw"
 check_fails "wipe without the password is refused" "password" cellctl vp wipe work --password-file "$T/empty.pw"
-check_eq "refusal is audited" 1 "$(audit_count "event='wipe.refused'")"
+check_fails "wipe with a wrong password is refused" "wrong password" cellctl vp wipe work --password-file "$T/bad.pw"
+check_eq "refusals are audited" 2 "$(audit_count "event='wipe.refused'")"
 check "work data survives a refused wipe" test -f "$W/canary.txt"
 
-echo secret >"$T/pw"
 check "cellctl vp wipe work" cellctl vp wipe work --password-file "$T/pw"
 wait "$WORKPID"; rc=$?
 check_eq "the process using the work data was killed" 137 "$rc"
@@ -82,6 +84,11 @@ check "recreated work dir exists and is empty" bash -c "[ -d '$W2' ] && [ -z \"\
 cellctl --json wipe status work >"$T/s3.json"
 check_eq "recreated VP has its key present" present "$(json_get "$T/s3.json" 'j["keys"][0]["kernel_key_status"]')"
 check "second receipt verifies" verify_receipt "$T/s3.json" 1
-check "personal process survived both wipes" kill -0 "$PERSPID"
+# the policy's failed-password limit wipes the VP (and recreates it empty)
+echo still-here >"$W2/x.txt"
+for _ in 1 2 3; do cellctl vp wipe work --password-file "$T/bad.pw" >/dev/null 2>&1; done
+check_eq "password limit triggered a wipe" 1 "$(sqlite3 "$CELLS_STATE/state.db" "select count(*) from wipe_ops where command_id like 'password-limit:%' and state='done'")"
+check "password-limit wipe removed the data" bash -c "[ ! -e '$W2/x.txt' ]"
+check "personal process survived every wipe" kill -0 "$PERSPID"
 check "clean shutdown" stop_cellsd
 finish

@@ -5,10 +5,10 @@
 . "$CELLS_SRC/tests/lib.sh"
 . "$CELLS_SRC/tests/integration/wipe_lib.sh"
 
-echo pw >"$T/pw"
 for N in 0 1 2 3 4 5 6; do
 	wipe_use_instance "n$N"
 	CELLS_TEST_CRASH_AT="wipe-step-$N" start_cellsd || exit 1
+	wipe_policy || { not_ok "step $N: policy"; continue; }
 	W=$(cellctl wipe prepare work)
 	CANARY="CANARY-$N-$(od -An -tx8 -N8 /dev/urandom | tr -d ' ')"
 	echo "$CANARY" >"$W/canary.txt"

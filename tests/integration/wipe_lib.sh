@@ -74,3 +74,18 @@ audit_count() { sqlite3 "$CELLS_STATE/audit.db" "select count(*) from audit wher
 
 # check_not DESC CMD...: passes when CMD fails (for predicates, no output expected)
 check_not() { local d=$1; shift; if "$@" >"$T/last.out" 2>&1; then not_ok "$d (succeeded)"; sed 's/^/    /' "$T/last.out"; else ok "$d"; fi; }
+
+# wipe_policy: pin a fresh MDM root, apply its example policy (work: encrypted, password
+# required, limit 3 failed attempts then wipe) and set the work VP password ($T/pw).
+wipe_policy() {
+	local m="$CELLS_STATE/../mdm"
+	cells-mdm --state-dir "$m" init >/dev/null || return 1
+	cells-mdm --state-dir "$m" export-root >"$m.root.pem" || return 1
+	cellctl trust pin "$m.root.pem" >/dev/null || return 1
+	cells-mdm --state-dir "$m" policy example --device "$(cellctl device id)" |
+		sed 's/"max_failed_attempts": 10/"max_failed_attempts": 3/' >"$m.json"
+	cells-mdm --state-dir "$m" policy sign "$m.json" -o "$m.bin" >/dev/null || return 1
+	cellctl policy apply "$m.bin" >/dev/null || return 1
+	echo "work-password-1" >"$T/pw"
+	cellctl vp password work --new-password-file "$T/pw" >/dev/null
+}
