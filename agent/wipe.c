@@ -580,6 +580,25 @@ static int do_remove_key(struct cellsd *d, struct op *o, int afd, const char *di
 	return 0;
 }
 
+/* Copy the WAL into the database and truncate it to zero bytes; a reader holding an old
+ * snapshot makes the checkpoint partial ("busy"): retry (bounded), then fail the step. */
+static int checkpoint_truncate(struct cellsd *d, cells_err_t *err)
+{
+	for (int tries = 0; tries < 50; tries++) {
+		cleanup_stmt sqlite3_stmt *st = NULL;
+		if (statedb_prepare(d->db, "PRAGMA wal_checkpoint(TRUNCATE)", &st, err) < 0)
+			return -1;
+		int rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW && sqlite3_column_int(st, 0) == 0)
+			return 0;
+		if (rc != SQLITE_ROW && rc != SQLITE_BUSY)
+			return statedb_err(d->db, "wal checkpoint", err);
+		struct timespec ts = {0, 20 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	return cells_err_set(err, EBUSY, "wal checkpoint: a reader keeps old WAL frames");
+}
+
 static int do_destroy_wrapped(struct cellsd *d, struct op *o, cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
@@ -590,9 +609,8 @@ static int do_destroy_wrapped(struct cellsd *d, struct op *o, cells_err_t *err)
 		return statedb_err(d->db, "delete wrapped key", err);
 	/* secure_delete zeroed the row in its page; now get the old page images out of the
 	 * WAL and rewrite the file so no free page or WAL frame keeps a copy */
-	if (statedb_exec(d->db, "PRAGMA wal_checkpoint(TRUNCATE)", err) < 0 ||
-	    statedb_exec(d->db, "VACUUM", err) < 0 ||
-	    statedb_exec(d->db, "PRAGMA wal_checkpoint(TRUNCATE)", err) < 0)
+	if (checkpoint_truncate(d, err) < 0 || statedb_exec(d->db, "VACUUM", err) < 0 ||
+	    checkpoint_truncate(d, err) < 0)
 		return cells_err_prefix(err, "scrub state DB");
 	o->key_destroyed = true;
 	return 0;
