@@ -58,6 +58,10 @@ static int cmd_device_id(struct cellctl *cc, const struct cellctl_cmd *cmd, int 
 	return 0;
 }
 
+int cellctl_vp_wipe(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv);
+int cellctl_wipe_status(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv);
+int cellctl_wipe_prepare(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv);
+
 /* The command table: every cellctl command, in the order --help lists them. */
 static const struct cellctl_cmd commands[] = {
     {"ping", "", "check that cellsd answers", cmd_ping},
@@ -104,6 +108,11 @@ static const struct cellctl_cmd commands[] = {
     {"input touch", "X Y", "inject a tap at X,Y into the foreground VP", cellctl_cmd_input_touch},
     {"display status", "", "show the screen, the foreground VP and each VP's display",
      cellctl_cmd_display_status},
+    {"vp wipe", "NAME [--password-file F] [--recreate]",
+     "crypto-erase a VP's data (signed receipt)", cellctl_vp_wipe},
+    {"wipe status", "[NAME]", "show wipes, their steps and receipts", cellctl_wipe_status},
+    {"wipe prepare", "NAME", "create/unlock a VP's (encrypted) storage; print its dir",
+     cellctl_wipe_prepare},
 };
 
 static void usage(FILE *f)

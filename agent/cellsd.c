@@ -14,6 +14,7 @@
 #include "statedb.h"
 #include "tel.h"
 #include "util.h"
+#include "wipe.h"
 #include "vpm.h"
 
 #include <errno.h>
@@ -213,6 +214,8 @@ int main(int argc, char **argv)
 		goto out;
 	if (fg_init(&d, &err) < 0 || disp_init(&d, display, input, &err) < 0)
 		goto out;
+	if (wipe_init(&d, &err) < 0) /* after vpm: finishes interrupted wipes */
+		goto out;
 	if (policy_engine_start(&d, &err) < 0) /* after every enforcer registered */
 		goto out;
 	if (ctl_server_start(&d, &err) < 0)
@@ -235,6 +238,7 @@ out:
 	tel_stop(&d);
 	vpm_shutdown(&d);
 	policy_engine_free(&d);
+	wipe_fini(&d);
 	disp_shutdown(&d);
 	fg_shutdown(&d);
 	audit_close(d.audit);

@@ -26,6 +26,7 @@ struct vpm;
 struct mgmt;
 struct fg;
 struct disp;
+struct wipe;
 
 struct cellsd {
 	char state_dir[PATH_MAX];
@@ -43,6 +44,7 @@ struct cellsd {
 	struct mgmt *mgmt;	  /* management channel (owned, mgmt.h) */
 	struct fg *fg;		  /* foreground VP (fg.h) */
 	struct disp *disp;	  /* display and input mux (display.h) */
+	struct wipe *wipe;	  /* wipe and encrypted VP storage (wipe.h, owned) */
 };
 
 /* Append an audit record for this daemon (see audit.h); details may be NULL.

@@ -50,6 +50,9 @@ static const struct ctl_route {
     {R(INPUT), "input", CELLSD_ST_READY, h_input},
     {R(SCREENSHOT), "screenshot", CELLSD_ST_READY, h_screenshot},
     {R(DISPLAY_STATUS), "display status", CELLSD_ST_ANY, h_display_status},
+    {R(VP_WIPE), "vp wipe", CELLSD_ST_READY, h_vp_wipe},
+    {R(WIPE_STATUS), "wipe status", CELLSD_ST_ANY, h_wipe_status},
+    {R(WIPE_PREPARE), "wipe prepare", CELLSD_ST_READY, h_wipe_prepare},
 };
 
 struct ctl_conn {

@@ -40,5 +40,9 @@ int h_switch_to(struct ctl_call *c, cells_err_t *err);
 int h_input(struct ctl_call *c, cells_err_t *err);
 int h_screenshot(struct ctl_call *c, cells_err_t *err);
 int h_display_status(struct ctl_call *c, cells_err_t *err);
+/* handlers_wipe.c */
+int h_vp_wipe(struct ctl_call *c, cells_err_t *err);
+int h_wipe_status(struct ctl_call *c, cells_err_t *err);
+int h_wipe_prepare(struct ctl_call *c, cells_err_t *err);
 
 #endif

@@ -7,6 +7,7 @@
 #include "pol_throttle.h"
 #include "policy_engine.h"
 #include "statedb.h"
+#include "wipe.h"
 
 #include <errno.h>
 #include <openssl/crypto.h>
@@ -101,7 +102,10 @@ int password_state(struct cellsd *d, const char *vp, bool *set, uint32_t *failur
 void password_limit_reached(struct cellsd *d, const char *vp, bool wipe)
 {
 	log_warn("VP %s: limit of failed password attempts reached: configuration locked%s", vp,
-		 wipe ? " (wipe requested by the policy; wired by the wipe module)" : "");
+		 wipe ? ": wiping it, as the policy says" : "");
+	cells_err_t e;
+	if (wipe && wipe_start(d, vp, "password-limit", true, &e) < 0)
+		log_error("VP %s: password-limit wipe: %s (finished at the next start)", vp, e.msg);
 }
 
 static void audit_pw(struct cellsd *d, const char *vp, const char *actor, const char *event,

@@ -13,6 +13,7 @@ PIDS=()
 finish() {
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
+	umount "$W/run/wipe/mnt" 2>/dev/null || true # the work VP's encrypted area (wipe)
 	[ -n "${CELLS_DEMO_KEEP:-}" ] || rm -rf "$W"
 }
 trap finish EXIT
@@ -49,7 +50,7 @@ cellctl audit query --limit 5
 cellctl audit verify
 cellctl audit export "$W/audit.bundle"
 cells-mdm audit verify "$W/audit.bundle"
-step "D. Two virtual phones share one screen: only the foreground VP is seen"
+step "Two virtual phones share one screen: only the foreground VP is seen"
 # (the VPs work and personal are created here unless an earlier step made them)
 if ! cellctl vp status work >/dev/null 2>&1 || ! cellctl vp status personal >/dev/null 2>&1; then
 	bash "$SRC/scripts/mkimage.sh" "$W/img" >/dev/null
@@ -73,6 +74,24 @@ echo "foreground: $(fvp); screen shows colour $(top "$W/personal.png")"
 cellctl switch work >/dev/null
 echo "foreground: $(fvp); screen shows colour $(top "$W/back.png")"
 cellctl display status
+step "The work VP keeps its data under its own key; the employee leaves: wipe it"
+WORK=$(cellctl wipe prepare work)
+PERSONAL=$(cellctl wipe prepare personal)
+echo "quarterly numbers" >"$WORK/report.txt"
+echo "holiday photos" >"$PERSONAL/photos.txt"
+echo "work data in $WORK (fscrypt), personal data in $PERSONAL"
+echo "employee-password" >"$W/wipe.pw"
+# (the policy steps may have done this already: then these are no-ops)
+cells-mdm export-root >"$W/root.pem" && cellctl trust pin "$W/root.pem" >/dev/null 2>&1 || true
+cells-mdm policy example --device "$(cellctl device id)" >"$W/wipe-policy.json"
+cells-mdm policy sign "$W/wipe-policy.json" -o "$W/wipe-policy.bin" >/dev/null
+cellctl policy apply "$W/wipe-policy.bin" >/dev/null 2>&1 || true
+cellctl vp password work --new-password-file "$W/wipe.pw" >/dev/null 2>&1 || true
+cellctl vp wipe work --password-file "$W/wipe.pw"
+cellctl wipe status work
+[ ! -e "$WORK/report.txt" ] && echo "work data: gone"
+[ -f "$PERSONAL/photos.txt" ] && echo "personal data: intact"
+cellctl --json wipe status work | grep -q '"kernel_key_status":"absent"' && echo "work key: absent (signed receipt stored)"
 
 step "Done: the story so far ran end to end"
 echo "STORY OK"
