@@ -55,9 +55,9 @@ int devmode_validate(const struct devprofile *prof, const Cells__V1__Policy *pol
 			enum devmode_kind m = rule_mode(dr->mode);
 			const struct devprofile_class *c = &prof->classes[ci];
 			if (!(c->modes & DEVMODE_BIT(m)))
-				return cells_err_set(err, EINVAL,
-						     "VP %s: device class %s does not support mode %s",
-						     r->vp, c->name, devmode_name(m));
+				return cells_err_set(
+				    err, EINVAL, "VP %s: device class %s does not support mode %s",
+				    r->vp, c->name, devmode_name(m));
 			if (m == DEVMODE_EXCLUSIVE) {
 				if (holder[ci] && strcmp(holder[ci], r->vp) != 0)
 					return cells_err_set(
@@ -132,8 +132,8 @@ static int set_class(struct devmode *dm, const struct devmode_vp *v, size_t ci, 
 		/* allow: cgroup first, then the node; deny: the node first, then the cgroup,
 		 * so that a half-done step never leaves an openable node behind. */
 		if (allow) {
-			rc = dm->ops.dev_set ? dm->ops.dev_set(dm->ops.ctx, v->name, n->type, n->major,
-							       n->minor, true, err)
+			rc = dm->ops.dev_set ? dm->ops.dev_set(dm->ops.ctx, v->name, n->type,
+							       n->major, n->minor, true, err)
 					     : 0;
 			if (rc == 0 && n->path[0] && dm->ops.node_set)
 				rc = dm->ops.node_set(dm->ops.ctx, v->name, n, true, err);
@@ -141,8 +141,8 @@ static int set_class(struct devmode *dm, const struct devmode_vp *v, size_t ci, 
 			if (n->path[0] && dm->ops.node_set)
 				rc = dm->ops.node_set(dm->ops.ctx, v->name, n, false, err);
 			if (rc == 0 && dm->ops.dev_set)
-				rc = dm->ops.dev_set(dm->ops.ctx, v->name, n->type, n->major, n->minor,
-						     false, err);
+				rc = dm->ops.dev_set(dm->ops.ctx, v->name, n->type, n->major,
+						     n->minor, false, err);
 		}
 		if (rc < 0)
 			break;
@@ -160,7 +160,8 @@ static int set_class(struct devmode *dm, const struct devmode_vp *v, size_t ci, 
 		if (n->path[0] && dm->ops.node_set)
 			dm->ops.node_set(dm->ops.ctx, v->name, n, !allow, &e2);
 		if (dm->ops.dev_set)
-			dm->ops.dev_set(dm->ops.ctx, v->name, n->type, n->major, n->minor, !allow, &e2);
+			dm->ops.dev_set(dm->ops.ctx, v->name, n->type, n->major, n->minor, !allow,
+					&e2);
 	}
 	return -1;
 }
@@ -251,8 +252,8 @@ int devmode_set_policy(struct devmode *dm, const Cells__V1__Policy *pol, cells_e
 			for (size_t u = 0; u < dm->nunknown; u++)
 				seen |= !strcmp(dm->unknown[u], r->devices[k]->device_class);
 			if (!seen && dm->nunknown < CELLS_ARRAY_SIZE(dm->unknown))
-				snprintf(dm->unknown[dm->nunknown++], sizeof dm->unknown[0], "%.32s",
-					 r->devices[k]->device_class);
+				snprintf(dm->unknown[dm->nunknown++], sizeof dm->unknown[0],
+					 "%.32s", r->devices[k]->device_class);
 		}
 	}
 	dm->policy_version = pol ? pol->version : 0;
@@ -336,7 +337,8 @@ json_object *devmode_describe(const struct devmode *dm)
 			json_object_array_add(nodes, devprofile_node_json(&c->nodes[j]));
 		for (int m = DEVMODE_NONE; m <= DEVMODE_EXCLUSIVE; m++)
 			if (c->modes & DEVMODE_BIT(m))
-				json_object_array_add(modes, json_object_new_string(devmode_name(m)));
+				json_object_array_add(modes,
+						      json_object_new_string(devmode_name(m)));
 		const char *holder = NULL;
 		for (size_t i = 0; i < dm->nvps; i++) {
 			const struct devmode_vp *v = &dm->vps[i];
@@ -356,7 +358,8 @@ json_object *devmode_describe(const struct devmode *dm)
 				       json_object_new_boolean(c->foreground_bound));
 		json_object_object_add(co, "vps", vps);
 		json_object_object_add(co, "access", acc);
-		json_object_object_add(co, "holder", holder ? json_object_new_string(holder) : NULL);
+		json_object_object_add(co, "holder",
+				       holder ? json_object_new_string(holder) : NULL);
 		json_object_array_add(classes, co);
 	}
 	json_object_object_add(o, "classes", classes);

@@ -42,8 +42,8 @@
 struct devmode_ops {
 	int (*dev_set)(void *ctx, const char *vp, char type, unsigned major, unsigned minor,
 		       bool allow, cells_err_t *err);
-	int (*node_set)(void *ctx, const char *vp, const struct devprofile_node *n,
-			bool present, cells_err_t *err);
+	int (*node_set)(void *ctx, const char *vp, const struct devprofile_node *n, bool present,
+			cells_err_t *err);
 	/* details borrowed; may be NULL */
 	void (*audit)(void *ctx, const char *vp, const char *event, const char *outcome,
 		      json_object *details);

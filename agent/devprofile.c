@@ -34,7 +34,8 @@ int devmode_parse(const char *s, enum devmode_kind *out)
 static bool valid_class_name(const char *s)
 {
 	size_t n = strlen(s);
-	if (n == 0 || n > DEVPROFILE_NAME_MAX || !(islower((unsigned char)s[0]) || isdigit((unsigned char)s[0])))
+	if (n == 0 || n > DEVPROFILE_NAME_MAX ||
+	    !(islower((unsigned char)s[0]) || isdigit((unsigned char)s[0])))
 		return false;
 	for (size_t i = 0; i < n; i++)
 		if (!(islower((unsigned char)s[i]) || isdigit((unsigned char)s[i]) || s[i] == '-'))
@@ -53,11 +54,12 @@ static bool valid_dev_path(const char *s)
 	while (*c) {
 		const char *e = strchr(c, '/');
 		size_t len = e ? (size_t)(e - c) : strlen(c);
-		if (len == 0 || (len == 1 && c[0] == '.') || (len == 2 && c[0] == '.' && c[1] == '.'))
+		if (len == 0 || (len == 1 && c[0] == '.') ||
+		    (len == 2 && c[0] == '.' && c[1] == '.'))
 			return false;
 		for (size_t i = 0; i < len; i++)
-			if (!(isalnum((unsigned char)c[i]) || c[i] == '.' || c[i] == '_' || c[i] == '-' ||
-			      c[i] == ':'))
+			if (!(isalnum((unsigned char)c[i]) || c[i] == '.' || c[i] == '_' ||
+			      c[i] == '-' || c[i] == ':'))
 				return false;
 		c += len;
 		if (*c == '/')
@@ -118,8 +120,7 @@ static int get_string(json_object *o, const char *key, bool required, char *out,
 	return 0;
 }
 
-static int get_bool(json_object *o, const char *key, bool *out, const char *where,
-		    cells_err_t *err)
+static int get_bool(json_object *o, const char *key, bool *out, const char *where, cells_err_t *err)
 {
 	json_object *v;
 	*out = false;
@@ -194,7 +195,8 @@ static int parse_node(json_object *o, struct devprofile_node *n, const char *whe
 	json_object *p;
 	if (json_object_object_get_ex(o, "perm", &p)) {
 		if (!json_object_is_type(p, json_type_string))
-			return cells_err_set(err, EINVAL, "%s: perm must be an octal string", where);
+			return cells_err_set(err, EINVAL, "%s: perm must be an octal string",
+					     where);
 		const char *s = json_object_get_string(p);
 		char *end;
 		unsigned long v = strtoul(s, &end, 8);
@@ -209,16 +211,16 @@ static int parse_node(json_object *o, struct devprofile_node *n, const char *whe
 
 static int parse_class(json_object *o, struct devprofile_class *c, size_t idx, cells_err_t *err)
 {
-	static const char *const keys[] = {"class",	      "description", "modes",
-					   "foreground_bound", "nodes",	      NULL};
+	static const char *const keys[] = {"class", "description", "modes", "foreground_bound",
+					   "nodes", NULL};
 	char where[64];
 	snprintf(where, sizeof where, "classes[%zu]", idx);
 	if (!json_object_is_type(o, json_type_object))
 		return cells_err_set(err, EINVAL, "%s: must be an object", where);
 	if (only_keys(o, keys, where, err) < 0 ||
 	    get_string(o, "class", true, c->name, sizeof c->name, where, err) < 0 ||
-	    get_string(o, "description", false, c->description, sizeof c->description, where,
-		       err) < 0 ||
+	    get_string(o, "description", false, c->description, sizeof c->description, where, err) <
+		0 ||
 	    get_bool(o, "foreground_bound", &c->foreground_bound, where, err) < 0)
 		return -1;
 	if (!valid_class_name(c->name))
@@ -238,9 +240,9 @@ static int parse_class(json_object *o, struct devprofile_class *c, size_t idx, c
 		enum devmode_kind k;
 		if (!json_object_is_type(m, json_type_string) ||
 		    devmode_parse(json_object_get_string(m), &k) < 0)
-			return cells_err_set(err, EINVAL,
-					     "%s: a mode is \"no-access\", \"shared\" or \"exclusive\"",
-					     where);
+			return cells_err_set(
+			    err, EINVAL, "%s: a mode is \"no-access\", \"shared\" or \"exclusive\"",
+			    where);
 		if ((c->modes & DEVMODE_BIT(k)) && k != DEVMODE_NONE)
 			return cells_err_set(err, EINVAL, "%s: mode %s listed twice", where,
 					     devmode_name(k));
@@ -309,8 +311,8 @@ int devprofile_parse(const uint8_t *buf, size_t len, struct devprofile **out, ce
 	if (only_keys(root, keys, "profile", err) < 0 ||
 	    get_string(root, "format", true, fmt, sizeof fmt, "profile", err) < 0 ||
 	    get_string(root, "name", true, p->name, sizeof p->name, "profile", err) < 0 ||
-	    get_string(root, "description", false, p->description, sizeof p->description,
-		       "profile", err) < 0)
+	    get_string(root, "description", false, p->description, sizeof p->description, "profile",
+		       err) < 0)
 		goto out;
 	if (strcmp(fmt, DEVPROFILE_FORMAT) != 0) {
 		cells_err_set(err, EINVAL, "profile: format must be \"" DEVPROFILE_FORMAT "\"");
@@ -356,7 +358,8 @@ void devprofile_resolve(struct devprofile *p)
 			if (n->is_virtual || !n->path[0])
 				continue;
 			struct stat st;
-			if (stat(n->path, &st) < 0 || !(S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode))) {
+			if (stat(n->path, &st) < 0 ||
+			    !(S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode))) {
 				n->missing = !n->has_dev;
 				continue;
 			}

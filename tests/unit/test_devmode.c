@@ -316,9 +316,14 @@ static void test_modes_enforced(void **state)
 	fc->modes = DEVMODE_BIT(DEVMODE_NONE) | DEVMODE_BIT(DEVMODE_SHARED);
 	fc->foreground_bound = true;
 	fc->nnodes = 1;
-	fc->nodes[0] = (struct devprofile_node){.path = "/dev/full", .type = 'c', .major = 1,
-						.minor = 7, .perm = 0666, .has_dev = true};
-	struct devmode_ops ops = {.dev_set = op_dev_set, .node_set = op_node_set, .audit = op_audit};
+	fc->nodes[0] = (struct devprofile_node){.path = "/dev/full",
+						.type = 'c',
+						.major = 1,
+						.minor = 7,
+						.perm = 0666,
+						.has_dev = true};
+	struct devmode_ops ops = {
+	    .dev_set = op_dev_set, .node_set = op_node_set, .audit = op_audit};
 	struct devmode dm;
 	devmode_init(&dm, p, &ops);
 	fake_vp_start(&vps[0]);
@@ -333,7 +338,8 @@ static void test_modes_enforced(void **state)
 	assert_int_equal(fake_vp_open(&vps[0], "/dev/net/tun"), ENOENT);
 	assert_int_equal(fake_vp_open(&vps[1], "/dev/net/tun"), 0);
 	/* the kernel refuses it even when a node is there: the device cgroup */
-	assert_int_equal(devnode_set(vps[0].pid, "/dev/net/tun", 'c', 10, 200, 0666, true, &err), 0);
+	assert_int_equal(devnode_set(vps[0].pid, "/dev/net/tun", 'c', 10, 200, 0666, true, &err),
+			 0);
 	assert_int_equal(fake_vp_open(&vps[0], "/dev/net/tun"), EPERM);
 	assert_int_equal(devnode_set(vps[0].pid, "/dev/net/tun", 'c', 10, 200, 0, false, &err), 0);
 	assert_non_null(strstr(audit_log, "personal device.access ok {\"allowed\":[\"vpn\"]"));
@@ -346,8 +352,7 @@ static void test_modes_enforced(void **state)
 	assert_true(devmode_access(&dm, "work", "vpn"));
 
 	/* v3: exclusive fuse for work; personal's shared grant waits while work runs */
-	make_policy(&pb, 3,
-		    (struct rule[]){{"work", "fuse", EX}, {"personal", "fuse", SH}, {0}});
+	make_policy(&pb, 3, (struct rule[]){{"work", "fuse", EX}, {"personal", "fuse", SH}, {0}});
 	assert_int_equal(devmode_set_policy(&dm, &pb.pol, &err), 0);
 	assert_int_equal(fake_vp_open(&vps[0], "/dev/fuse"), 0);
 	assert_int_equal(fake_vp_open(&vps[1], "/dev/fuse"), ENOENT);
@@ -366,10 +371,10 @@ static void test_modes_enforced(void **state)
 	assert_int_equal(fake_vp_open(&vps[0], "/dev/fuse"), 0);
 
 	/* all or nothing: a failing kernel op leaves the previous state in force */
-	make_policy(&pb, 5, (struct rule[]){{"work", "vpn", SH},
-					    {"personal", "vpn", SH},
-					    {"personal", "fuse", SH},
-					    {0}});
+	make_policy(
+	    &pb, 5,
+	    (struct rule[]){
+		{"work", "vpn", SH}, {"personal", "vpn", SH}, {"personal", "fuse", SH}, {0}});
 	fail_after = 1;
 	assert_int_equal(devmode_set_policy(&dm, &pb.pol, &err), -1);
 	fail_after = -1;
