@@ -8,7 +8,9 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -63,6 +65,85 @@ static void child_run(int wfd, int mntfd, int rootfd, const char *path, mode_t m
 	if (mknod(path, mode, dev) < 0)
 		child_fail(wfd, errno, "mknod", path);
 	_exit(0);
+}
+
+static int enter_ns(pid_t pid, int *mntfd, int *rootfd, cells_err_t *err)
+{
+	char p[64];
+	snprintf(p, sizeof p, "/proc/%d/ns/mnt", (int)pid);
+	*mntfd = open(p, O_RDONLY | O_CLOEXEC);
+	if (*mntfd < 0)
+		return cells_err_sys(err, errno, "open %s", p);
+	snprintf(p, sizeof p, "/proc/%d/root", (int)pid);
+	*rootfd = open(p, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (*rootfd < 0)
+		return cells_err_sys(err, errno, "open %s", p);
+	return 0;
+}
+
+/* Wait for the helper child; its error (if any) arrives on rfd. */
+static int child_wait(pid_t c, int rfd, cells_err_t *err)
+{
+	struct child_result r = {0};
+	ssize_t n;
+	do
+		n = read(rfd, &r, sizeof r);
+	while (n < 0 && errno == EINTR);
+	int st;
+	while (waitpid(c, &st, 0) < 0 && errno == EINTR)
+		;
+	if (n == (ssize_t)sizeof r) {
+		r.msg[sizeof r.msg - 1] = 0;
+		return cells_err_sys(err, r.code, "%s", r.msg);
+	}
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		return cells_err_set(err, EIO, "device node helper failed (status %d)", st);
+	return 0;
+}
+
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#endif
+
+int devnode_bind_in_ns(pid_t pid, const char *src, const char *path, cells_err_t *err)
+{
+	if (path[0] != '/' || strlen(path) >= 200 || strstr(path, "/../"))
+		return cells_err_set(err, EINVAL, "bad target %s", path);
+	cleanup_close int mntfd = -1;
+	cleanup_close int rootfd = -1;
+	if (enter_ns(pid, &mntfd, &rootfd, err) < 0)
+		return -1;
+	cleanup_close int tree =
+	    (int)syscall(SYS_open_tree, AT_FDCWD, src, OPEN_TREE_CLONE | O_CLOEXEC);
+	if (tree < 0)
+		return cells_err_sys(err, errno, "open_tree %s", src);
+	int pfd[2];
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return cells_err_sys(err, errno, "pipe");
+	cleanup_close int rfd = pfd[0];
+	cleanup_close int wfd = pfd[1];
+	pid_t c = fork();
+	if (c < 0)
+		return cells_err_sys(err, errno, "fork");
+	if (c == 0) {
+		if (setns(mntfd, CLONE_NEWNS) < 0)
+			child_fail(wfd, errno, "setns mnt", "");
+		if (fchdir(rootfd) < 0 || chroot(".") < 0 || chdir("/") < 0)
+			child_fail(wfd, errno, "chroot to the VP's root", "");
+		umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW); /* a previous bind, if any */
+		int fd = open(path, O_RDONLY | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC, 0600);
+		if (fd < 0)
+			child_fail(wfd, errno, "create", path);
+		close(fd);
+		if (syscall(SYS_move_mount, tree, "", AT_FDCWD, path, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+			child_fail(wfd, errno, "move_mount onto", path);
+		_exit(0);
+	}
+	close(take_fd(&wfd));
+	return child_wait(c, rfd, err);
 }
 
 int devnode_set(pid_t pid, const char *path, char type, unsigned major, unsigned minor,

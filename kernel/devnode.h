@@ -15,4 +15,11 @@
 int devnode_set(pid_t pid, const char *path, char type, unsigned major, unsigned minor,
 		unsigned perm, bool present, cells_err_t *err);
 
+/* Bind-mount the host file src (e.g. a pty slave /dev/pts/N) onto path inside the mount
+ * namespace of pid, creating an empty regular file at path first when needed (its
+ * parent must exist). Used where a mknod'ed copy does not work: a devpts node opens only
+ * from a devpts mount (the kernel returns EIO otherwise). open_tree(OPEN_TREE_CLONE) +
+ * move_mount() from a forked child that entered the namespace. */
+int devnode_bind_in_ns(pid_t pid, const char *src, const char *path, cells_err_t *err);
+
 #endif

@@ -119,7 +119,7 @@ static void test_ksmd_policy(void **state)
 /* A stand-in VP: an init (pid 1 of a new pid namespace) whose child allocates memory in
  * steps when told to. The init reports how the child ended. */
 struct fake_vp {
-	pid_t init;	 /* host pid of the init */
+	pid_t init;	/* host pid of the init */
 	int go, report; /* pipes */
 };
 
