@@ -176,7 +176,8 @@ int power_request(struct power *p, const char *vp, const char *line, char *reply
 		} else if (lock && !held)
 			snprintf(v->locks[v->nlocks++], sizeof v->locks[0], "%s", arg);
 		else if (!lock) {
-			memmove(v->locks[i], v->locks[i + 1], (v->nlocks - i - 1) * sizeof v->locks[0]);
+			memmove(v->locks[i], v->locks[i + 1],
+				(v->nlocks - i - 1) * sizeof v->locks[0]);
 			v->nlocks--;
 		}
 	} else
@@ -323,9 +324,9 @@ void power_vp_close(struct power *p, const char *vp)
 json_object *power_describe(const struct power *p)
 {
 	json_object *o = json_object_new_object(), *vps = json_object_new_object();
-	json_object_object_add(o, "backend",
-			       json_object_new_string(p->be.kind == POWER_BACKEND_SYSFS ? "sysfs"
-										: "record"));
+	json_object_object_add(
+	    o, "backend",
+	    json_object_new_string(p->be.kind == POWER_BACKEND_SYSFS ? "sysfs" : "record"));
 	json_object_object_add(o, "backend_path", json_object_new_string(p->be.path));
 	for (size_t i = 0; i < POWER_MAX_VPS; i++) {
 		const struct power_vp *v = &p->vps[i];

@@ -34,7 +34,7 @@ enum power_backend_kind { POWER_BACKEND_SYSFS, POWER_BACKEND_RECORD };
 
 struct power_backend {
 	enum power_backend_kind kind;
-	char path[PATH_MAX]; /* sysfs: the /sys/power directory; record: the log file */
+	char path[PATH_MAX];	/* sysfs: the /sys/power directory; record: the log file */
 	char suspend_state[16]; /* written to state (default "mem") */
 };
 

@@ -180,7 +180,8 @@ static void test_power_pty_in_vp(void **state)
 	int st;
 	waitpid(c, &st, 0);
 	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-	assert_string_equal(buf, "refused: not the foreground VP\nrefused: not the foreground VP\n");
+	assert_string_equal(buf,
+			    "refused: not the foreground VP\nrefused: not the foreground VP\n");
 	power_vp_close(&p, "work");
 }
 
