@@ -1,6 +1,7 @@
 /* cellctl - the command-line interface to cellsd for the employee, the on-device
  * admin and the auditor. */
 #include "cellctl.h"
+#include "cellctl_devns.h"
 #include "cleanup.h"
 #include "ctl_io.h"
 #include "util.h"
@@ -60,6 +61,8 @@ static const struct cellctl_cmd commands[] = {
     {"ping", "", "check that cellsd answers", cmd_ping},
     {"status", "", "show the agent's status", cmd_status},
     {"device id", "", "print this device's id (what a policy's `device` names)", cmd_device_id},
+    {"device list", "", "device classes, their nodes and each VP's access mode",
+     cellctl_cmd_device_list},
 };
 
 static void usage(FILE *f)

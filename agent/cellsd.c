@@ -4,6 +4,7 @@
 #include "cleanup.h"
 #include "ctl_server.h"
 #include "device_key.h"
+#include "devns.h"
 #include "kcheck.h"
 #include "log.h"
 #include "statedb.h"
@@ -31,6 +32,12 @@ static void usage(FILE *f)
 		   "  --control-group GRP  also allow members of GRP on the control socket\n"
 		   "  --log-level LEVEL    error|warn|info|debug (default info)\n"
 		   "  --syslog             also log to syslog\n"
+		   "  --device-profile F   device profile (profiles/NAME.json; docs/DEVICES.md)\n"
+		   "  --power-backend K    auto|sysfs|record (default auto: record unless the\n"
+		   "                       kernel has wake locks)\n"
+		   "  --wpa-ctrl PATH      host wpa_supplicant control socket\n"
+		   "  --ksm on|off         KSM for VPs (default off); --ksm-threshold N pages/s\n"
+		   "  --bvp-oom-adj N      oom_score_adj of background VPs (default 500)\n"
 		   "  --check-kernel       report the kernel features Cells needs and exit\n"
 		   "  --json               with --check-kernel: machine-readable report\n"
 		   "  --version            print the version and exit\n"
@@ -77,13 +84,20 @@ int main(int argc, char **argv)
 	    {"json", no_argument, NULL, 'j'},
 	    {"version", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
+	    /* devns.h options */
+	    {"device-profile", required_argument, NULL, 'D'},
+	    {"power-backend", required_argument, NULL, 'D'},
+	    {"wpa-ctrl", required_argument, NULL, 'D'},
+	    {"ksm", required_argument, NULL, 'D'},
+	    {"ksm-threshold", required_argument, NULL, 'D'},
+	    {"bvp-oom-adj", required_argument, NULL, 'D'},
 	    {0},
 	};
 	struct cellsd d = {.ctl_fd = -1, .state = CELLSD_ST_READY};
 	const char *state_dir = "/var/lib/cells", *run_dir = "/run/cells", *group = NULL;
-	int level = LOG_INFO, c;
+	int level = LOG_INFO, c, oi = 0;
 	bool use_syslog = false, check_kernel = false, json = false;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "h", opts, &oi)) != -1) {
 		switch (c) {
 		case 's':
 			state_dir = optarg;
@@ -116,6 +130,14 @@ int main(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
+		case 'D': {
+			cells_err_t oe;
+			if (devns_option(opts[oi].name, optarg, &oe) < 0) {
+				fprintf(stderr, "cellsd: %s\n", oe.msg);
+				return 2;
+			}
+			break;
+		}
 		default:
 			usage(stderr);
 			return 2;
@@ -174,6 +196,8 @@ int main(int argc, char **argv)
 		goto out;
 	if (loop_add_fd(d.loop, sfd, EPOLLIN, on_signal, &d, &err) < 0)
 		goto out;
+	if (devns_init(&d, &err) < 0)
+		goto out;
 	if (ctl_server_start(&d, &err) < 0)
 		goto out;
 	cellsd_audit(&d, "", "cellsd", "agent.started", "ok", NULL, NULL);
@@ -186,6 +210,7 @@ out:
 	if (rc)
 		fprintf(stderr, "cellsd: %s\n", err.msg);
 	ctl_server_stop(&d);
+	devns_free(&d);
 	audit_close(d.audit);
 	if (d.db)
 		sqlite3_close_v2(d.db);

@@ -20,6 +20,7 @@ enum {
 #define CELLSD_ST_ANY (CELLSD_ST_READY | CELLSD_ST_AUDIT_CLOSED)
 
 struct audit;
+struct devns;
 
 struct cellsd {
 	char state_dir[PATH_MAX];
@@ -30,7 +31,8 @@ struct cellsd {
 	int ctl_fd;	     /* listening control socket */
 	gid_t ctl_gid;	     /* group also allowed on the control socket */
 	bool ctl_gid_set;
-	unsigned state; /* CELLSD_ST_* */
+	unsigned state;	     /* CELLSD_ST_* */
+	struct devns *devns; /* device modes, power, wifi, memory (devns.h) */
 };
 
 /* Append an audit record for this daemon (see audit.h); details may be NULL.

@@ -26,6 +26,7 @@ static const struct ctl_route {
     {R(PING), "ping", CELLSD_ST_ANY, h_ping},
     {R(STATUS), "status", CELLSD_ST_ANY, h_status},
     {R(DEVICE_ID), "device id", CELLSD_ST_ANY, h_device_id},
+    {R(DEVICE_LIST), "device list", CELLSD_ST_ANY, h_device_list},
 };
 
 struct ctl_conn {

@@ -10,4 +10,7 @@ int h_ping(struct ctl_call *c, cells_err_t *err);
 int h_status(struct ctl_call *c, cells_err_t *err);
 int h_device_id(struct ctl_call *c, cells_err_t *err);
 
+/* devns.c */
+int h_device_list(struct ctl_call *c, cells_err_t *err);
+
 #endif

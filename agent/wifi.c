@@ -19,9 +19,9 @@
 #define PENDING_TIMEOUT_MS 5000
 
 static const char *const status_cmds[] = {
-    "PING",	     "STATUS",	       "STATUS-VERBOSE", "SCAN_RESULTS", "LIST_NETWORKS",
-    "SIGNAL_POLL", "BSS",	       "INTERFACES",	 "GET_CAPABILITY", "IFNAME",
-    "MIB",	     "STATUS-DRIVER", "PKTCNT_POLL",
+    "PING",	   "STATUS",	    "STATUS-VERBOSE", "SCAN_RESULTS",	"LIST_NETWORKS",
+    "SIGNAL_POLL", "BSS",	    "INTERFACES",     "GET_CAPABILITY", "IFNAME",
+    "MIB",	   "STATUS-DRIVER", "PKTCNT_POLL",
 };
 static const char *const unsupported_cmds[] = {"ATTACH", "DETACH", "LEVEL"};
 
@@ -157,8 +157,7 @@ static int send_to_client(struct wifi_vp *v, const char *client, const void *b, 
 	}
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	snprintf(sa.sun_path, sizeof sa.sun_path, "/proc/self/fd/%d", fd);
-	return sendto(v->proxy, b, n, MSG_DONTWAIT, (struct sockaddr *)&sa, sizeof sa) < 0 ? -1
-											  : 0;
+	return sendto(v->proxy, b, n, MSG_DONTWAIT, (struct sockaddr *)&sa, sizeof sa) < 0 ? -1 : 0;
 }
 
 static void refusal(struct wifi *w, struct wifi_vp *v, const char *req, const char *reason)

@@ -108,7 +108,8 @@ static void fake_vp_child(struct fake_vp *v, int go, int out)
 		snprintf(req[2], sizeof req[2], "ATTACH");
 		for (int i = 0; i < 3; i++) {
 			char b[256];
-			if (sendto(s, req[i], strlen(req[i]), 0, (struct sockaddr *)&to, sizeof to) < 0)
+			if (sendto(s, req[i], strlen(req[i]), 0, (struct sockaddr *)&to,
+				   sizeof to) < 0)
 				_exit(6);
 			ssize_t n = recv(s, b, sizeof b - 1, 0);
 			b[n < 0 ? 0 : n] = 0;
@@ -134,7 +135,8 @@ static void pump_round(struct wifi *w, char c, char res[2][512])
 			assert_int_equal(wifi_vp_fds(w, vps[i].name, &px, &up), 0);
 			pf[3 * i] = (struct pollfd){.fd = px, .events = POLLIN};
 			pf[3 * i + 1] = (struct pollfd){.fd = up, .events = POLLIN};
-			pf[3 * i + 2] = (struct pollfd){.fd = done[i] ? -1 : vps[i].out, .events = POLLIN};
+			pf[3 * i + 2] =
+			    (struct pollfd){.fd = done[i] ? -1 : vps[i].out, .events = POLLIN};
 		}
 		if (poll(pf, 6, 50) <= 0)
 			continue;
@@ -173,7 +175,8 @@ static void test_proxy(void **state)
 	assert_int_equal(wifi_init(&w, host, run, &err), 0);
 	w.audit = rec_audit;
 	for (int i = 0; i < 2; i++) {
-		snprintf(vps[i].devcells, sizeof vps[i].devcells, "%s/devcells-%s", tmp, vps[i].name);
+		snprintf(vps[i].devcells, sizeof vps[i].devcells, "%s/devcells-%s", tmp,
+			 vps[i].name);
 		assert_int_equal(mkdir(vps[i].devcells, 0755), 0);
 		int g[2], o[2];
 		assert_int_equal(pipe2(g, O_CLOEXEC), 0);
@@ -196,9 +199,10 @@ static void test_proxy(void **state)
 	pump_round(&w, '1', res);
 	assert_string_equal(res[1], "PONG\nOK\nFAIL event monitoring is not supported through the "
 				    "Cells proxy\n");
-	assert_string_equal(res[0], "FAIL background VP may not query WiFi status (policy)\n"
-				    "FAIL background VP may not change WiFi configuration\n"
-				    "FAIL event monitoring is not supported through the Cells proxy\n");
+	assert_string_equal(res[0],
+			    "FAIL background VP may not query WiFi status (policy)\n"
+			    "FAIL background VP may not change WiFi configuration\n"
+			    "FAIL event monitoring is not supported through the Cells proxy\n");
 	assert_non_null(strstr(audit_log, "work wifi.refused {\"request\":\"PING\""));
 	/* round 2: the policy lets BVPs query status */
 	w.bvp_status_allowed = true;
