@@ -8,9 +8,8 @@
 static void print_text(json_object *res)
 {
 	json_object *v;
-	const char *fg = json_object_object_get_ex(res, "foreground", &v) && v
-			     ? json_object_get_string(v)
-			     : "-";
+	const char *fg =
+	    json_object_object_get_ex(res, "foreground", &v) && v ? json_object_get_string(v) : "-";
 	printf("profile: %s   policy version: %s   foreground: %s\n",
 	       json_object_get_string(json_object_object_get(res, "profile")),
 	       json_object_get_string(json_object_object_get(res, "policy_version")), fg);
@@ -23,10 +22,11 @@ static void print_text(json_object *res)
 		for (size_t j = 0; ns && j < json_object_array_length(ns); j++) {
 			json_object *n = json_object_array_get_idx(ns, j), *p, *d;
 			size_t l = strlen(nodes);
-			snprintf(nodes + l, sizeof nodes - l, "%s%s", l ? "," : "",
-				 json_object_object_get_ex(n, "path", &p) ? json_object_get_string(p)
-				 : json_object_object_get_ex(n, "dev", &d) ? json_object_get_string(d)
-									 : "?");
+			snprintf(
+			    nodes + l, sizeof nodes - l, "%s%s", l ? "," : "",
+			    json_object_object_get_ex(n, "path", &p)  ? json_object_get_string(p)
+			    : json_object_object_get_ex(n, "dev", &d) ? json_object_get_string(d)
+								      : "?");
 		}
 		json_object *ms = json_object_object_get(c, "modes");
 		for (size_t j = 0; ms && j < json_object_array_length(ms); j++) {
@@ -39,14 +39,15 @@ static void print_text(json_object *res)
 		{
 			bool open = false;
 			for (size_t j = 0; acc && j < json_object_array_length(acc); j++)
-				open |= !strcmp(json_object_get_string(json_object_array_get_idx(acc, j)),
-						vp);
+				open |= !strcmp(
+				    json_object_get_string(json_object_array_get_idx(acc, j)), vp);
 			size_t l = strlen(vps);
 			snprintf(vps + l, sizeof vps - l, "%s%s=%s%s", l ? " " : "", vp,
 				 json_object_get_string(mode), open ? "*" : "");
 		}
-		printf("%-12s %-34s %-28s %s%s\n", json_object_get_string(json_object_object_get(c, "class")),
-		       nodes, modes, vps[0] ? vps : "-",
+		printf("%-12s %-34s %-28s %s%s\n",
+		       json_object_get_string(json_object_object_get(c, "class")), nodes, modes,
+		       vps[0] ? vps : "-",
 		       json_object_get_boolean(json_object_object_get(c, "foreground_bound"))
 			   ? "  (follows the foreground)"
 			   : "");

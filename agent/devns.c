@@ -227,8 +227,8 @@ static void vp_ready(struct devns *ns, const char *vp)
 	if (pv && pv->master >= 0) {
 		struct stat st;
 		if (stat(pv->slave_path, &st) == 0 &&
-		    (vpm_dev_set(ns->d, vp, 'c', major(st.st_rdev), minor(st.st_rdev), true,
-				 &err) < 0 ||
+		    (vpm_dev_set(ns->d, vp, 'c', major(st.st_rdev), minor(st.st_rdev), true, &err) <
+			 0 ||
 		     devnode_bind_in_ns(pid, pv->slave_path, "/dev/cells/power", &err) < 0))
 			log_error("VP %s: /dev/cells/power: %s", vp, err.msg);
 	}

@@ -30,13 +30,26 @@ static void child_fail(int fd, int code, const char *what, const char *path)
 	_exit(1);
 }
 
+/* In the child, after chroot: refuse when the namespace's /dev is the host's /dev file
+ * system (a VP that has not pivoted to its own root yet): a node made there would
+ * appear on the host. */
+static void child_check_dev(int wfd, dev_t host_dev)
+{
+	struct stat st;
+	if (stat("/dev", &st) < 0)
+		child_fail(wfd, errno, "stat", "/dev");
+	if (st.st_dev == host_dev)
+		child_fail(wfd, EPERM, "refusing: the namespace's /dev is the host's", "/dev");
+}
+
 static void child_run(int wfd, int mntfd, int rootfd, const char *path, mode_t mode, dev_t dev,
-		      bool present)
+		      bool present, dev_t host_dev)
 {
 	if (setns(mntfd, CLONE_NEWNS) < 0)
 		child_fail(wfd, errno, "setns mnt", "");
 	if (fchdir(rootfd) < 0 || chroot(".") < 0 || chdir("/") < 0)
 		child_fail(wfd, errno, "chroot to the VP's root", "");
+	child_check_dev(wfd, host_dev);
 	umask(0);
 	if (!present) {
 		if (unlink(path) < 0 && errno != ENOENT)
@@ -116,6 +129,9 @@ int devnode_bind_in_ns(pid_t pid, const char *src, const char *path, cells_err_t
 	cleanup_close int rootfd = -1;
 	if (enter_ns(pid, &mntfd, &rootfd, err) < 0)
 		return -1;
+	struct stat host_dev;
+	if (stat("/dev", &host_dev) < 0)
+		return cells_err_sys(err, errno, "stat /dev");
 	cleanup_close int tree =
 	    (int)syscall(SYS_open_tree, AT_FDCWD, src, OPEN_TREE_CLONE | O_CLOEXEC);
 	if (tree < 0)
@@ -133,6 +149,7 @@ int devnode_bind_in_ns(pid_t pid, const char *src, const char *path, cells_err_t
 			child_fail(wfd, errno, "setns mnt", "");
 		if (fchdir(rootfd) < 0 || chroot(".") < 0 || chdir("/") < 0)
 			child_fail(wfd, errno, "chroot to the VP's root", "");
+		child_check_dev(wfd, host_dev.st_dev);
 		umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW); /* a previous bind, if any */
 		int fd = open(path, O_RDONLY | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC, 0600);
 		if (fd < 0)
@@ -167,11 +184,15 @@ int devnode_set(pid_t pid, const char *path, char type, unsigned major, unsigned
 	cleanup_close int rfd = pfd[0];
 	cleanup_close int wfd = pfd[1];
 	mode_t mode = (type == 'c' ? S_IFCHR : S_IFBLK) | (perm & 0666);
+	struct stat host_dev;
+	if (stat("/dev", &host_dev) < 0)
+		return cells_err_sys(err, errno, "stat /dev");
 	pid_t c = fork();
 	if (c < 0)
 		return cells_err_sys(err, errno, "fork");
 	if (c == 0)
-		child_run(wfd, mntfd, rootfd, path, mode, makedev(major, minor), present);
+		child_run(wfd, mntfd, rootfd, path, mode, makedev(major, minor), present,
+			  host_dev.st_dev);
 	close(take_fd(&wfd));
 	struct child_result r = {0};
 	ssize_t n;

@@ -412,6 +412,18 @@ static void test_modes_enforced(void **state)
 	free(p);
 }
 
+/* A process whose /dev is the host's (a VP before its pivot_root): no node is made. */
+static void test_devnode_refuses_host_dev(void **state)
+{
+	if (geteuid() != 0)
+		skip();
+	cells_err_t err;
+	assert_int_equal(
+	    devnode_set(getpid(), "/dev/cells-ut-must-not-exist", 'c', 1, 3, 0666, true, &err), -1);
+	assert_int_equal(err.code, EPERM);
+	assert_int_not_equal(access("/dev/cells-ut-must-not-exist", F_OK), 0);
+}
+
 static int teardown(void **state)
 {
 	fake_vp_stop(&vps[0]);
@@ -424,6 +436,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_shipped_profiles),
 	    cmocka_unit_test(test_parser_rejects),
+	    cmocka_unit_test(test_devnode_refuses_host_dev),
 	    cmocka_unit_test_teardown(test_modes_enforced, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
