@@ -4,6 +4,7 @@
 #include "cellctl_vp.h"
 #include "cellctl_audit.h"
 #include "cellctl_display.h"
+#include "cellctl_devns.h"
 #include "cleanup.h"
 #include "ctl_io.h"
 #include "util.h"
@@ -113,6 +114,8 @@ static const struct cellctl_cmd commands[] = {
     {"wipe status", "[NAME]", "show wipes, their steps and receipts", cellctl_wipe_status},
     {"wipe prepare", "NAME", "create/unlock a VP's (encrypted) storage; print its dir",
      cellctl_wipe_prepare},
+    {"device list", "", "device classes, their nodes and each VP's access mode",
+     cellctl_cmd_device_list},
 };
 
 static void usage(FILE *f)

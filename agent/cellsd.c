@@ -4,6 +4,7 @@
 #include "cleanup.h"
 #include "ctl_server.h"
 #include "device_key.h"
+#include "devns.h"
 #include "display.h"
 #include "fg.h"
 #include "kcheck.h"
@@ -28,6 +29,9 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+/* getopt code of the options devns_option() parses */
+#define OPT_DEVNS 1000
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -45,6 +49,12 @@ static void usage(FILE *f)
 		"  --input SPEC         device input: none (default) or evdev:/dev/input/eventN\n"
 		"  --modem PATH         the real modem's serial tty (AT commands; telephony)\n"
 		"  --net-helper PATH    run PATH instead of cellsd-net (test/debug option)\n"
+		"  --device-profile F   device profile (profiles/NAME.json; docs/DEVICES.md)\n"
+		"  --power-backend K    auto|sysfs|record (default auto: record unless the\n"
+		"                       kernel has wake locks)\n"
+		"  --wpa-ctrl PATH      host wpa_supplicant control socket\n"
+		"  --ksm on|off         KSM for VPs (default off); --ksm-threshold N pages/s\n"
+		"  --bvp-oom-adj N      oom_score_adj of background VPs (default 500)\n"
 		"  --check-kernel       report the kernel features Cells needs and exit\n"
 		"  --json               with --check-kernel: machine-readable report\n"
 		"  --version            print the version and exit\n"
@@ -95,15 +105,22 @@ int main(int argc, char **argv)
 	    {"json", no_argument, NULL, 'j'},
 	    {"version", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
+	    /* devns.h options */
+	    {"device-profile", required_argument, NULL, OPT_DEVNS},
+	    {"power-backend", required_argument, NULL, OPT_DEVNS},
+	    {"wpa-ctrl", required_argument, NULL, OPT_DEVNS},
+	    {"ksm", required_argument, NULL, OPT_DEVNS},
+	    {"ksm-threshold", required_argument, NULL, OPT_DEVNS},
+	    {"bvp-oom-adj", required_argument, NULL, OPT_DEVNS},
 	    {0},
 	};
 	struct cellsd d = {.ctl_fd = -1, .state = CELLSD_ST_READY};
 	const char *state_dir = "/var/lib/cells", *run_dir = "/run/cells", *group = NULL;
 	const char *display = NULL, *input = NULL;
 	const char *modem = NULL;
-	int level = LOG_INFO, c;
+	int level = LOG_INFO, c, oi = 0;
 	bool use_syslog = false, check_kernel = false, json = false;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "h", opts, &oi)) != -1) {
 		switch (c) {
 		case 's':
 			state_dir = optarg;
@@ -148,6 +165,14 @@ int main(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
+		case OPT_DEVNS: {
+			cells_err_t oe;
+			if (devns_option(opts[oi].name, optarg, &oe) < 0) {
+				fprintf(stderr, "cellsd: %s\n", oe.msg);
+				return 2;
+			}
+			break;
+		}
 		default:
 			usage(stderr);
 			return 2;
@@ -216,6 +241,8 @@ int main(int argc, char **argv)
 		goto out;
 	if (wipe_init(&d, &err) < 0) /* after vpm: finishes interrupted wipes */
 		goto out;
+	if (devns_init(&d, &err) < 0)
+		goto out;
 	if (policy_engine_start(&d, &err) < 0) /* after every enforcer registered */
 		goto out;
 	if (ctl_server_start(&d, &err) < 0)
@@ -236,6 +263,7 @@ out:
 	mgmt_stop(&d);
 	ctl_server_stop(&d);
 	tel_stop(&d);
+	devns_free(&d);
 	vpm_shutdown(&d);
 	policy_engine_free(&d);
 	wipe_fini(&d);

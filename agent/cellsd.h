@@ -27,6 +27,7 @@ struct mgmt;
 struct fg;
 struct disp;
 struct wipe;
+struct devns;
 
 struct cellsd {
 	char state_dir[PATH_MAX];
@@ -45,6 +46,7 @@ struct cellsd {
 	struct fg *fg;		  /* foreground VP (fg.h) */
 	struct disp *disp;	  /* display and input mux (display.h) */
 	struct wipe *wipe;	  /* wipe and encrypted VP storage (wipe.h, owned) */
+	struct devns *devns;	  /* device modes, power, wifi, memory (devns.h) */
 };
 
 /* Append an audit record for this daemon (see audit.h); details may be NULL.

@@ -53,6 +53,7 @@ static const struct ctl_route {
     {R(VP_WIPE), "vp wipe", CELLSD_ST_READY, h_vp_wipe},
     {R(WIPE_STATUS), "wipe status", CELLSD_ST_ANY, h_wipe_status},
     {R(WIPE_PREPARE), "wipe prepare", CELLSD_ST_READY, h_wipe_prepare},
+    {R(DEVICE_LIST), "device list", CELLSD_ST_ANY, h_device_list},
 };
 
 struct ctl_conn {

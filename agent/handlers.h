@@ -44,5 +44,7 @@ int h_display_status(struct ctl_call *c, cells_err_t *err);
 int h_vp_wipe(struct ctl_call *c, cells_err_t *err);
 int h_wipe_status(struct ctl_call *c, cells_err_t *err);
 int h_wipe_prepare(struct ctl_call *c, cells_err_t *err);
+/* devns.c */
+int h_device_list(struct ctl_call *c, cells_err_t *err);
 
 #endif
