@@ -11,10 +11,18 @@ mkdir -p "$W"
 export CELLS_RUN_DIR="$W/run" CELLS_MDM_STATE_DIR="$W/mdm"
 PIDS=()
 finish() {
+	local rc=$?
+	set +e
+	# VPs outlive a stopped cellsd by design (it finds them again): destroy them first
+	for vp in $(cellctl --json vp list 2>/dev/null |
+		python3 -c 'import json,sys; print(" ".join(v["name"] for v in json.load(sys.stdin).get("vps", [])))' 2>/dev/null); do
+		cellctl vp destroy "$vp" >/dev/null 2>&1
+	done
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 	umount "$W/run/wipe/mnt" 2>/dev/null || true # the work VP's encrypted area (wipe)
 	[ -n "${CELLS_DEMO_KEEP:-}" ] || rm -rf "$W"
+	exit $rc
 }
 trap finish EXIT
 STEP=0
