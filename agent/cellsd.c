@@ -263,8 +263,10 @@ out:
 	mgmt_stop(&d);
 	ctl_server_stop(&d);
 	tel_stop(&d);
-	devns_free(&d);
+	/* VPs stop first, while every module that hooks VP and foreground events is alive;
+	 * the modules are then freed in the reverse order of their init. */
 	vpm_shutdown(&d);
+	devns_free(&d);
 	policy_engine_free(&d);
 	wipe_fini(&d);
 	disp_shutdown(&d);
