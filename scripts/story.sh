@@ -31,5 +31,20 @@ cellctl status
 step "3. The device's identity"
 echo "device id: $(cellctl device id)"
 
+step "4. Two virtual phones, personal and work: isolated containers on one kernel"
+if [ "$(id -u)" = 0 ]; then
+	bash "$SRC/scripts/mkimage.sh" "$W/image"
+	cellctl vp create personal --image "$W/image" --net nat >/dev/null
+	cellctl vp create work --image "$W/image" --net nat >/dev/null
+	cellctl vp start personal >/dev/null
+	cellctl vp start work >/dev/null
+	cellctl vp list
+	for vp in personal work; do
+		echo "$vp says: $(cellctl vp exec "$vp" -- sh -c 'echo "hello from $(hostname), $(ps | grep -c .) lines of ps, $(ip -o -4 addr show eth0 | awk "{print \$4}")"')"
+	done
+else
+	echo "(skipped: creating VPs needs root)"
+fi
+
 step "Done: the story so far ran end to end"
 echo "STORY OK"

@@ -162,7 +162,7 @@ static void test_seccomp_filter(void **state)
 static void test_caps(void **state)
 {
 	uint64_t keep = ksec_caps_keep();
-	const int never[] = {CAP_SYS_ADMIN, CAP_MKNOD,	 CAP_SYS_MODULE, CAP_SYS_RAWIO,
+	const int never[] = {CAP_SYS_ADMIN,  CAP_MKNOD,	   CAP_SYS_MODULE, CAP_SYS_RAWIO,
 			     CAP_SYS_PTRACE, CAP_SYS_TIME, CAP_SYS_BOOT,   CAP_NET_ADMIN};
 	for (size_t i = 0; i < sizeof never / sizeof never[0]; i++)
 		assert_false(keep & (1ull << never[i]));
@@ -186,9 +186,12 @@ int main(void)
 	snprintf(node_dir, sizeof node_dir, "/tmp/cells-unit-nodes-%d", (int)getpid());
 	mkdir(node_dir, 0700);
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_bpf_build_limits), cmocka_unit_test(test_devices_v1),
-	    cmocka_unit_test(test_devices_v2_bpf),   cmocka_unit_test(test_seccomp_filter),
-	    cmocka_unit_test(test_caps),	     cmocka_unit_test(test_start_time),
+	    cmocka_unit_test(test_bpf_build_limits),
+	    cmocka_unit_test(test_devices_v1),
+	    cmocka_unit_test(test_devices_v2_bpf),
+	    cmocka_unit_test(test_seccomp_filter),
+	    cmocka_unit_test(test_caps),
+	    cmocka_unit_test(test_start_time),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	rmdir(node_dir);
