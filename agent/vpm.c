@@ -65,6 +65,7 @@ struct vp_rt {
 	struct knet_addr addr;
 	struct vp_waiter *waiters;
 	bool transient;
+	uint64_t kill_timer; /* SIGKILL after the stop grace period, 0: none */
 };
 
 struct vpm {
@@ -325,6 +326,10 @@ static void vp_stopped(struct cellsd *d, struct vp_rt *rt, int status)
 	struct vpm *m = d->vpm;
 	cells_err_t err = {0};
 	int64_t t0 = cells_mono_ns();
+	if (rt->kill_timer) {
+		loop_cancel_timer(d->loop, rt->kill_timer);
+		rt->kill_timer = 0;
+	}
 	if (rt->pidfd >= 0) {
 		loop_del_fd(d->loop, rt->pidfd);
 		close(rt->pidfd);
@@ -574,6 +579,32 @@ int vpm_stop(struct cellsd *d, const char *vp, cells_err_t *err)
 		wait_pidfd(rt->pidfd, 5000);
 	}
 	vp_stopped(d, rt, reap_status(rt->pidfd));
+	return 0;
+}
+
+static void on_kill_timer(struct loop *l, void *data)
+{
+	struct vp_rt *rt = data;
+	rt->kill_timer = 0;
+	log_warn("VP %s: init ignored SIGTERM for %d ms: killing it", rt->name, VPM_STOP_GRACE_MS);
+	syscall(SYS_pidfd_send_signal, rt->pidfd, SIGKILL, NULL, 0);
+}
+
+int vpm_stop_async(struct cellsd *d, const char *vp,
+		   void (*cb)(struct cellsd *d, const char *vp, int status, void *data), void *data,
+		   cells_err_t *err)
+{
+	struct vp_rt *rt = rt_find(d->vpm, vp);
+	if (!rt)
+		return vpm_exists(d, vp)
+			   ? cells_err_set(err, EALREADY, "VP '%s' is not running", vp)
+			   : cells_err_set(err, ENOENT, "no VP named '%s'", vp);
+	if (vpm_on_exit(d, vp, cb, data, err) < 0)
+		return -1;
+	if (!rt->kill_timer) {
+		syscall(SYS_pidfd_send_signal, rt->pidfd, SIGTERM, NULL, 0);
+		rt->kill_timer = loop_add_timer(d->loop, VPM_STOP_GRACE_MS, on_kill_timer, rt);
+	}
 	return 0;
 }
 

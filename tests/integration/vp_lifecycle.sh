@@ -31,6 +31,17 @@ check_eq "VP is marked stopped when its init dies" stopped "$(vp_field dies stat
 check "and its cgroups are gone" bash -c "! find /sys/fs/cgroup -maxdepth 6 -type d -name 'cells-$ID-dies' | grep -q ."
 ctl vp destroy dies >/dev/null; ctl vp stop a >/dev/null; ctl vp destroy a >/dev/null
 
+# an init that ignores SIGTERM is killed after the grace period; the agent keeps serving
+ctl vp create stubborn --image "$IMG" --init /bin/sleep 1000 >/dev/null && ctl vp start stubborn >/dev/null
+cellctl vp stop stubborn >"$T/stop.out" 2>&1 &
+STOPPER=$!
+sleep 0.5
+t0=$(date +%s%N); cellctl ping >/dev/null; t1=$(date +%s%N)
+check "agent answers while a stop waits for its grace period" test $(( (t1 - t0) / 1000000 )) -lt 2000
+check "stop of a SIGTERM-ignoring init succeeds" wait "$STOPPER"
+check_eq "and the VP is stopped" stopped "$(vp_field stubborn state)"
+ctl vp destroy stubborn >/dev/null
+
 # N cycles; every 10th with a veth (nat). cellctl's own leak check at exit is off in
 # the loop only (it dominates the time in the ASan build; cellsd keeps its own).
 start=$(date +%s.%N)
