@@ -963,6 +963,11 @@ int vpm_init(struct cellsd *d, cells_err_t *err)
 		return cells_err_prefix(err, "VP seccomp filter");
 	}
 	d->vpm = m;
+	int dl = kcg_v2_delegate(err);
+	if (dl < 0)
+		return cells_err_prefix(err, "cgroup v2 delegation");
+	if (dl > 0)
+		log_info("cgroup v2: moved the agent into a leaf cgroup (%s)", KCG_AGENT_LEAF);
 	char p[PATH_MAX + 8];
 	snprintf(p, sizeof p, "%s/vp", d->run_dir);
 	if (cells_mkdir_p(p, 0700, err) < 0)
