@@ -66,6 +66,7 @@ struct vp_rt {
 	struct vp_waiter *waiters;
 	bool transient;
 	uint64_t kill_timer; /* SIGKILL after the stop grace period, 0: none */
+	unsigned slot;	     /* veth number, SELinux category */
 };
 
 struct vpm {
@@ -429,6 +430,7 @@ int vpm_start(struct cellsd *d, const char *vp, char *const *init, const int std
 	rt->cg.v2_fd = -1;
 	rt->nat = !strcmp(row.def.net, "nat");
 	rt->transient = row.transient;
+	rt->slot = (unsigned)row.slot;
 	veth_name(m, row.slot, rt->veth, sizeof rt->veth);
 	char upper[PATH_MAX], work[PATH_MAX], root[PATH_MAX], devcells[PATH_MAX];
 	char opts[3 * PATH_MAX + 64], cgn[64];
@@ -826,7 +828,7 @@ int vpm_exec(struct cellsd *d, const char *vp, char *const argv[], char *const e
 	if (cwd && cwd[0] != '/')
 		return cells_err_set(err, EINVAL, "working directory '%s' must be absolute", cwd);
 	char selinux[256];
-	int se = ksec_selinux_context((unsigned)0, selinux, sizeof selinux, err);
+	int se = ksec_selinux_context(rt->slot, selinux, sizeof selinux, err);
 	if (se < 0)
 		return -1;
 	int procs[KCG_MAX_V1 + 1];
@@ -834,7 +836,7 @@ int vpm_exec(struct cellsd *d, const char *vp, char *const argv[], char *const e
 	struct ksp_confine c = {.seccomp = &m->seccomp,
 				.caps_keep = m->caps,
 				.cap_last = m->cap_last,
-				.selinux_exec = NULL,
+				.selinux_exec = se > 0 ? selinux : NULL,
 				.stdio = {stdio[0], stdio[1], stdio[2]},
 				.argv = argv,
 				.envp = envp ? envp : default_env,
@@ -890,6 +892,8 @@ static int adopt(struct cellsd *d, const struct vp_row *r)
 	rt->pidfd = fd;
 	rt->start_time = r->init_start;
 	rt->nat = !strcmp(r->def.net, "nat");
+	rt->transient = r->transient;
+	rt->slot = (unsigned)r->slot;
 	veth_name(m, r->slot, rt->veth, sizeof rt->veth);
 	if (r->net_block >= 0)
 		knet_block_addr((unsigned)r->net_block, &rt->addr);
@@ -906,9 +910,12 @@ static int recover(struct cellsd *d, cells_err_t *err)
 	cleanup_stmt sqlite3_stmt *st = NULL;
 	if (statedb_prepare(d->db, "SELECT " ROW_COLS " FROM vp", &st, err) < 0)
 		return -1;
-	struct vp_row rows[256];
+	const size_t max = 1024;
+	cleanup_free struct vp_row *rows = calloc(max, sizeof *rows);
 	size_t n = 0;
-	while (n < CELLS_ARRAY_SIZE(rows) && sqlite3_step(st) == SQLITE_ROW)
+	if (!rows)
+		return cells_err_set(err, ENOMEM, "out of memory");
+	while (n < max && sqlite3_step(st) == SQLITE_ROW)
 		row_from_stmt(st, &rows[n++]);
 	sqlite3_finalize(st);
 	st = NULL;
