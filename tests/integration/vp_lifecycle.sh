@@ -71,6 +71,7 @@ kill -9 "$CELLSD_PID"; wait "$CELLSD_PID" 2>/dev/null
 check "VP survives cellsd being killed" kill -0 "$ipid"
 start_cellsd || exit 1
 check_eq "restarted cellsd finds the VP running" running "$(vp_field keep state)"
+check "status counts it" bash -c "cellctl status | grep -qx 'vps_running: 1'"
 check_eq "with the same init" "$ipid" "$(vp_field keep pid)"
 check_eq "exec works in the found VP" ok "$(cellctl vp exec keep -- echo ok)"
 # cellsd killed and the VP's init gone meanwhile: cleaned up on restart
