@@ -1,0 +1,134 @@
+#include "loopdev.h"
+#include "cleanup.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <linux/loop.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static int run_quiet(char *const argv[], cells_err_t *err)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	pid_t pid;
+	int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	if (rc != 0)
+		return cells_err_sys(err, rc, "run %s", argv[0]);
+	int st;
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return cells_err_sys(err, errno, "wait %s", argv[0]);
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		return cells_err_set(err, EIO, "%s failed (status %d)", argv[0], st);
+	return 0;
+}
+
+int loopdev_make_ext4_image(const char *path, uint64_t size_bytes, cells_err_t *err)
+{
+	{
+		cleanup_close int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0)
+			return cells_err_sys(err, errno, "create %s", path);
+		if (ftruncate(fd, (off_t)size_bytes) < 0)
+			return cells_err_sys(err, errno, "size %s", path);
+	}
+	/* -E nodiscard: the image is sparse already; lazy init keeps mkfs fast */
+	char *const argv[] = {"mkfs.ext4", "-q", "-F",	     "-O",	   "encrypt", "-E",
+			      "nodiscard", "-L", "cells-vp", (char *)path, NULL};
+	if (run_quiet(argv, err) < 0) {
+		unlink(path);
+		return cells_err_prefix(err, "mkfs %s", path);
+	}
+	return 0;
+}
+
+/* Returns the open loop device fd (owned): autoclear would detach on its last close
+ * before a mount holds the device. */
+static int attach(const char *image, char dev[64], cells_err_t *err)
+{
+	cleanup_close int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+	if (ctl < 0)
+		return cells_err_sys(err, errno, "open /dev/loop-control");
+	cleanup_close int bfd = open(image, O_RDWR | O_CLOEXEC);
+	if (bfd < 0)
+		return cells_err_sys(err, errno, "open %s", image);
+	/* another process may take the free device between GET_FREE and CONFIGURE */
+	for (int tries = 0; tries < 20; tries++) {
+		int n = ioctl(ctl, LOOP_CTL_GET_FREE);
+		if (n < 0)
+			return cells_err_sys(err, errno, "LOOP_CTL_GET_FREE");
+		snprintf(dev, 64, "/dev/loop%d", n);
+		cleanup_close int lfd = open(dev, O_RDWR | O_CLOEXEC);
+		if (lfd < 0) {
+			if (errno == ENOENT || errno == ENXIO)
+				continue;
+			return cells_err_sys(err, errno, "open %s", dev);
+		}
+		struct loop_config cfg;
+		memset(&cfg, 0, sizeof cfg);
+		cfg.fd = (unsigned)bfd;
+		cfg.info.lo_flags = LO_FLAGS_AUTOCLEAR;
+		snprintf((char *)cfg.info.lo_file_name, sizeof cfg.info.lo_file_name, "%s", image);
+		if (ioctl(lfd, LOOP_CONFIGURE, &cfg) == 0)
+			return take_fd(&lfd);
+		if (errno != EBUSY)
+			return cells_err_sys(err, errno, "LOOP_CONFIGURE %s", dev);
+	}
+	return cells_err_set(err, EBUSY, "no free loop device");
+}
+
+int loopdev_mount_image(const char *image, const char *mountpoint, cells_err_t *err)
+{
+	char dev[64];
+	cleanup_close int lfd = attach(image, dev, err);
+	if (lfd < 0)
+		return -1;
+	if (mount(dev, mountpoint, "ext4", MS_NOSUID | MS_NODEV | MS_NOEXEC, "") < 0) {
+		int e = errno;
+		ioctl(lfd, LOOP_CLR_FD, 0);
+		return cells_err_sys(err, e, "mount %s (%s) on %s", image, dev, mountpoint);
+	}
+	return 0; /* closing lfd now leaves the mount as the device's only user */
+}
+
+bool loopdev_is_mountpoint(const char *path)
+{
+	cleanup_file FILE *f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return false;
+	char line[4096];
+	while (fgets(line, sizeof line, f)) {
+		/* id parent major:minor root mountpoint ... */
+		char *save = NULL, *tok = strtok_r(line, " ", &save);
+		for (int i = 0; tok && i < 4; i++)
+			tok = strtok_r(NULL, " ", &save);
+		if (tok && strcmp(tok, path) == 0)
+			return true;
+	}
+	return false;
+}
+
+int loopdev_fstrim(int fd, uint64_t *trimmed, cells_err_t *err)
+{
+	struct fstrim_range r;
+	memset(&r, 0, sizeof r);
+	r.len = UINT64_MAX;
+	if (ioctl(fd, FITRIM, &r) < 0)
+		return cells_err_sys(err, errno, "FITRIM");
+	if (trimmed)
+		*trimmed = r.len;
+	return 0;
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Wipe with real VPs (vpm): the running work VP is stopped and (no --recreate) removed;
+# the personal VP keeps running with the same init process and loses nothing.
+. "$CELLS_SRC/tests/lib.sh"
+. "$CELLS_SRC/tests/integration/vp_lib.sh"
+. "$CELLS_SRC/tests/integration/wipe_lib.sh"
+
+wipe_use_instance v
+start_cellsd || exit 1
+check "signed policy applied, work password set" wipe_policy
+check "create work VP" cellctl vp create work --image "$IMG" --init /bin/sh -c 'sleep 100000'
+check "create personal VP" cellctl vp create personal --image "$IMG" --init /bin/sh -c 'sleep 100000'
+check "start work" cellctl vp start work
+check "start personal" cellctl vp start personal
+check "personal writes data" cellctl vp exec personal -- sh -c 'echo keep-me >/keep.txt'
+PPID0=$(vp_field personal pid)
+check "personal init has a pid" bash -c "[ '$PPID0' -gt 0 ]"
+check "work VP runs" bash -c "[ \"\$(cellctl --json vp status work | grep -o '\"state\":\"running\"')\" ]"
+sleep 1
+
+check "wipe the work VP" cellctl vp wipe work --password-file "$T/pw"
+check_not "the work VP is gone (left absent)" cellctl vp status work
+check_eq "personal keeps running" running "$(vp_field personal state)"
+check_eq "personal init is the same process (uptime unaffected)" "$PPID0" "$(vp_field personal pid)"
+check_eq "personal data intact" keep-me "$(cellctl vp exec personal -- cat /keep.txt)"
+cellctl --json wipe status work >"$T/s.json"
+check_eq "wipe done" done "$(json_get "$T/s.json" 'j["ops"][0]["state"]')"
+check "receipt verifies" verify_receipt "$T/s.json"
+check "stop personal" cellctl vp stop personal
+check "clean shutdown" stop_cellsd
+finish
