@@ -2,6 +2,7 @@
 #include "cleanup_ssl.h"
 #include "device_key.h"
 #include "handlers.h"
+#include "vpm.h"
 
 /* Safe: read-only, reveals nothing but liveness and the version. */
 int h_ping(struct ctl_call *c, cells_err_t *err)
@@ -20,6 +21,8 @@ int h_status(struct ctl_call *c, cells_err_t *err)
 	json_object_object_add(c->result, "device_id", json_object_new_string(id));
 	json_object_object_add(c->result, "version", json_object_new_string(CELLS_VERSION));
 	json_object_object_add(c->result, "state_dir", json_object_new_string(c->d->state_dir));
+	json_object_object_add(c->result, "vps_running",
+			       json_object_new_int(c->d->vpm ? vpm_count_running(c->d) : 0));
 	json_object_object_add(
 	    c->result, "audit",
 	    json_object_new_string(c->d->state & CELLSD_ST_AUDIT_CLOSED ? "closed" : "ok"));

@@ -141,7 +141,16 @@ int h_vp_start(struct ctl_call *c, cells_err_t *err)
 	return c->result ? 0 : -1;
 }
 
-/* Safe: stopping only removes access; audited first (fail closed). */
+static void on_stopped(struct cellsd *d, const char *vp, int status, void *data)
+{
+	struct ctl_call *c = data;
+	json_object_object_add(c->result, "name", json_object_new_string(vp));
+	json_object_object_add(c->result, "state", json_object_new_string("stopped"));
+	ctl_call_finish(c, 0, NULL);
+}
+
+/* Safe: stopping only removes access; audited first (fail closed). Asynchronous: the
+ * loop keeps serving while the init gets its grace period. */
 int h_vp_stop(struct ctl_call *c, cells_err_t *err)
 {
 	const char *name = c->req->vp_stop ? c->req->vp_stop->name : "";
@@ -156,10 +165,9 @@ int h_vp_stop(struct ctl_call *c, cells_err_t *err)
 	}
 	if (audit_ok(c, name, "vp.stop", NULL, err) < 0)
 		return -1;
-	if (vpm_stop(c->d, name, err) < 0)
+	if (vpm_stop_async(c->d, name, on_stopped, c, err) < 0)
 		return -1;
-	json_object_object_add(c->result, "name", json_object_new_string(name));
-	json_object_object_add(c->result, "state", json_object_new_string("stopped"));
+	c->pending = true;
 	return 0;
 }
 

@@ -65,6 +65,8 @@ struct vp_rt {
 	struct knet_addr addr;
 	struct vp_waiter *waiters;
 	bool transient;
+	uint64_t kill_timer; /* SIGKILL after the stop grace period, 0: none */
+	unsigned slot;	     /* veth number, SELinux category */
 };
 
 struct vpm {
@@ -325,6 +327,10 @@ static void vp_stopped(struct cellsd *d, struct vp_rt *rt, int status)
 	struct vpm *m = d->vpm;
 	cells_err_t err = {0};
 	int64_t t0 = cells_mono_ns();
+	if (rt->kill_timer) {
+		loop_cancel_timer(d->loop, rt->kill_timer);
+		rt->kill_timer = 0;
+	}
 	if (rt->pidfd >= 0) {
 		loop_del_fd(d->loop, rt->pidfd);
 		close(rt->pidfd);
@@ -424,6 +430,7 @@ int vpm_start(struct cellsd *d, const char *vp, char *const *init, const int std
 	rt->cg.v2_fd = -1;
 	rt->nat = !strcmp(row.def.net, "nat");
 	rt->transient = row.transient;
+	rt->slot = (unsigned)row.slot;
 	veth_name(m, row.slot, rt->veth, sizeof rt->veth);
 	char upper[PATH_MAX], work[PATH_MAX], root[PATH_MAX], devcells[PATH_MAX];
 	char opts[3 * PATH_MAX + 64], cgn[64];
@@ -574,6 +581,32 @@ int vpm_stop(struct cellsd *d, const char *vp, cells_err_t *err)
 		wait_pidfd(rt->pidfd, 5000);
 	}
 	vp_stopped(d, rt, reap_status(rt->pidfd));
+	return 0;
+}
+
+static void on_kill_timer(struct loop *l, void *data)
+{
+	struct vp_rt *rt = data;
+	rt->kill_timer = 0;
+	log_warn("VP %s: init ignored SIGTERM for %d ms: killing it", rt->name, VPM_STOP_GRACE_MS);
+	syscall(SYS_pidfd_send_signal, rt->pidfd, SIGKILL, NULL, 0);
+}
+
+int vpm_stop_async(struct cellsd *d, const char *vp,
+		   void (*cb)(struct cellsd *d, const char *vp, int status, void *data), void *data,
+		   cells_err_t *err)
+{
+	struct vp_rt *rt = rt_find(d->vpm, vp);
+	if (!rt)
+		return vpm_exists(d, vp)
+			   ? cells_err_set(err, EALREADY, "VP '%s' is not running", vp)
+			   : cells_err_set(err, ENOENT, "no VP named '%s'", vp);
+	if (vpm_on_exit(d, vp, cb, data, err) < 0)
+		return -1;
+	if (!rt->kill_timer) {
+		syscall(SYS_pidfd_send_signal, rt->pidfd, SIGTERM, NULL, 0);
+		rt->kill_timer = loop_add_timer(d->loop, VPM_STOP_GRACE_MS, on_kill_timer, rt);
+	}
 	return 0;
 }
 
@@ -795,7 +828,7 @@ int vpm_exec(struct cellsd *d, const char *vp, char *const argv[], char *const e
 	if (cwd && cwd[0] != '/')
 		return cells_err_set(err, EINVAL, "working directory '%s' must be absolute", cwd);
 	char selinux[256];
-	int se = ksec_selinux_context((unsigned)0, selinux, sizeof selinux, err);
+	int se = ksec_selinux_context(rt->slot, selinux, sizeof selinux, err);
 	if (se < 0)
 		return -1;
 	int procs[KCG_MAX_V1 + 1];
@@ -803,7 +836,7 @@ int vpm_exec(struct cellsd *d, const char *vp, char *const argv[], char *const e
 	struct ksp_confine c = {.seccomp = &m->seccomp,
 				.caps_keep = m->caps,
 				.cap_last = m->cap_last,
-				.selinux_exec = NULL,
+				.selinux_exec = se > 0 ? selinux : NULL,
 				.stdio = {stdio[0], stdio[1], stdio[2]},
 				.argv = argv,
 				.envp = envp ? envp : default_env,
@@ -859,6 +892,8 @@ static int adopt(struct cellsd *d, const struct vp_row *r)
 	rt->pidfd = fd;
 	rt->start_time = r->init_start;
 	rt->nat = !strcmp(r->def.net, "nat");
+	rt->transient = r->transient;
+	rt->slot = (unsigned)r->slot;
 	veth_name(m, r->slot, rt->veth, sizeof rt->veth);
 	if (r->net_block >= 0)
 		knet_block_addr((unsigned)r->net_block, &rt->addr);
@@ -875,9 +910,12 @@ static int recover(struct cellsd *d, cells_err_t *err)
 	cleanup_stmt sqlite3_stmt *st = NULL;
 	if (statedb_prepare(d->db, "SELECT " ROW_COLS " FROM vp", &st, err) < 0)
 		return -1;
-	struct vp_row rows[256];
+	const size_t max = 1024;
+	cleanup_free struct vp_row *rows = calloc(max, sizeof *rows);
 	size_t n = 0;
-	while (n < CELLS_ARRAY_SIZE(rows) && sqlite3_step(st) == SQLITE_ROW)
+	if (!rows)
+		return cells_err_set(err, ENOMEM, "out of memory");
+	while (n < max && sqlite3_step(st) == SQLITE_ROW)
 		row_from_stmt(st, &rows[n++]);
 	sqlite3_finalize(st);
 	st = NULL;
@@ -932,6 +970,11 @@ int vpm_init(struct cellsd *d, cells_err_t *err)
 		return cells_err_prefix(err, "VP seccomp filter");
 	}
 	d->vpm = m;
+	int dl = kcg_v2_delegate(err);
+	if (dl < 0)
+		return cells_err_prefix(err, "cgroup v2 delegation");
+	if (dl > 0)
+		log_info("cgroup v2: moved the agent into a leaf cgroup (%s)", KCG_AGENT_LEAF);
 	char p[PATH_MAX + 8];
 	snprintf(p, sizeof p, "%s/vp", d->run_dir);
 	if (cells_mkdir_p(p, 0700, err) < 0)

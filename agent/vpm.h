@@ -67,6 +67,11 @@ int vpm_create(struct cellsd *d, const struct vpm_def *def, cells_err_t *err);
 int vpm_start(struct cellsd *d, const char *vp, char *const *init, const int stdio[3],
 	      cells_err_t *err);
 int vpm_stop(struct cellsd *d, const char *vp, cells_err_t *err);
+/* Stop without blocking the loop: SIGTERM now, SIGKILL after a grace period; cb runs
+ * once the VP is torn down. */
+int vpm_stop_async(struct cellsd *d, const char *vp,
+		   void (*cb)(struct cellsd *d, const char *vp, int status, void *data), void *data,
+		   cells_err_t *err);
 int vpm_destroy(struct cellsd *d, const char *vp, cells_err_t *err);
 /* Status of one VP (NULL: all, as {"vps":[...]}) as a new JSON object. */
 json_object *vpm_describe(struct cellsd *d, const char *vp, cells_err_t *err);

@@ -117,6 +117,10 @@ int kcg_init(struct kcg *cg, const char *name, cells_err_t *err)
 		v2root = CG_ROOT "/unified";
 	char own2[PATH_MAX];
 	if (v2root && own_path("", own2, sizeof own2) == 0) {
+		/* after kcg_v2_delegate() cellsd sits in a leaf of its own cgroup */
+		char *slash = strrchr(own2, '/');
+		if (slash && !strcmp(slash + 1, KCG_AGENT_LEAF))
+			*slash = 0;
 		snprintf(cg->v2, sizeof cg->v2, "%s%s/%s", v2root, own2, name);
 		char parent[PATH_MAX + 32];
 		snprintf(parent, sizeof parent, "%s%s/cgroup.controllers", v2root, own2);
@@ -313,6 +317,27 @@ int kcg_create(struct kcg *cg, const struct kcg_limits *lim, cells_err_t *err)
 			return cells_err_sys(err, errno, "open %s", cg->v2);
 	}
 	return 0;
+}
+
+int kcg_v2_delegate(cells_err_t *err)
+{
+	char own[PATH_MAX], dir[PATH_MAX + 64], leaf[PATH_MAX + 64];
+	if (access(CG_ROOT "/cgroup.controllers", F_OK) < 0 || own_path("", own, sizeof own) < 0)
+		return 0; /* not a pure v2 host */
+	char *slash = strrchr(own, '/');
+	if (!own[0] || (slash && !strcmp(slash + 1, KCG_AGENT_LEAF)))
+		return 0; /* the root cgroup, or done before */
+	snprintf(dir, sizeof dir, CG_ROOT "%s", own);
+	snprintf(leaf, sizeof leaf, "%s/" KCG_AGENT_LEAF, dir);
+	if (mkdir(leaf, 0755) < 0 && errno != EEXIST)
+		return cells_err_sys(err, errno, "mkdir %s", leaf);
+	if (write_str(leaf, "cgroup.procs", "0", err) < 0)
+		return -1;
+	cells_err_t e2;
+	static const char *const ctrls[] = {"+memory", "+pids", "+cpu"};
+	for (size_t i = 0; i < CELLS_ARRAY_SIZE(ctrls); i++)
+		write_str(dir, "cgroup.subtree_control", ctrls[i], &e2); /* best effort */
+	return 1;
 }
 
 void kcg_adopt(struct kcg *cg)

@@ -40,6 +40,12 @@ struct kcg_limits {
 	unsigned cpu_weight;	   /* 1..10000 (v2 scale), 0: default 100 */
 };
 
+#define KCG_AGENT_LEAF "cells-agent"
+
+/* On a pure cgroup v2 host, move cellsd into the leaf KCG_AGENT_LEAF of its cgroup and
+ * enable the memory, pids and cpu controllers for the VP cgroups beside it (the "no
+ * internal processes" rule). 1 when moved, 0 when not needed (hybrid/v1, root). */
+int kcg_v2_delegate(cells_err_t *err);
 /* Compute the cgroup paths of `name` under cellsd's own cgroups (no changes). */
 int kcg_init(struct kcg *cg, const char *name, cells_err_t *err);
 /* Create the cgroups, apply limits and the default device rules (deny all but null,

@@ -1,7 +1,10 @@
 #include "kcheck.h"
 #include "cleanup.h"
 
+#include <errno.h>
+#include <linux/bpf.h>
 #include <stdio.h>
+#include <sys/syscall.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -53,6 +56,27 @@ int kcheck_run(struct kcheck_item *it, int max)
 		it[n].present = v1 || v2;
 		snprintf(it[n].detail, sizeof it[n].detail, "cgroups:%s%s", v1 ? " v1-devices" : "",
 			 v2 ? " v2" : "");
+		n++;
+	}
+	if (n < max) {
+		/* clone3 and pidfds: a NULL argument gives EFAULT when the call exists */
+		long r = syscall(SYS_clone3, NULL, 0);
+		it[n] = (struct kcheck_item){.name = "clone3", .required = true};
+		it[n].present = r < 0 && errno != ENOSYS;
+		snprintf(it[n].detail, sizeof it[n].detail, "clone3, CLONE_PIDFD, pidfd_open");
+		n++;
+	}
+	if (n < max) {
+		/* BPF_PROG_TYPE_CGROUP_DEVICE (the v2 device controller): an empty program is
+		 * refused with EINVAL when bpf() exists, ENOSYS otherwise */
+		union bpf_attr a;
+		memset(&a, 0, sizeof a);
+		a.prog_type = BPF_PROG_TYPE_CGROUP_DEVICE;
+		long r = syscall(SYS_bpf, BPF_PROG_LOAD, &a, sizeof a);
+		it[n] = (struct kcheck_item){.name = "bpf-dev", .required = false};
+		it[n].present = r < 0 && errno != ENOSYS;
+		snprintf(it[n].detail, sizeof it[n].detail,
+			 "bpf() for the cgroup v2 device program (needed on pure v2 hosts)");
 		n++;
 	}
 	if (n < max) {

@@ -58,6 +58,20 @@ cellctl audit query --limit 5
 cellctl audit verify
 cellctl audit export "$W/audit.bundle"
 cells-mdm audit verify "$W/audit.bundle"
+step "Two virtual phones, personal and work: isolated containers on one kernel"
+if [ "$(id -u)" = 0 ]; then
+	bash "$SRC/scripts/mkimage.sh" "$W/image"
+	cellctl vp create personal --image "$W/image" --net nat >/dev/null
+	cellctl vp create work --image "$W/image" --net nat >/dev/null
+	cellctl vp start personal >/dev/null
+	cellctl vp start work >/dev/null
+	cellctl vp list
+	for vp in personal work; do
+		echo "$vp says: $(cellctl vp exec "$vp" -- sh -c 'echo "hello from $(hostname), $(ps | grep -c .) lines of ps, $(ip -o -4 addr show eth0 | awk "{print \$4}")"')"
+	done
+else
+	echo "(skipped: creating VPs needs root)"
+fi
 step "Two virtual phones share one screen: only the foreground VP is seen"
 # (the VPs work and personal are created here unless an earlier step made them)
 if ! cellctl vp status work >/dev/null 2>&1 || ! cellctl vp status personal >/dev/null 2>&1; then
@@ -100,6 +114,5 @@ cellctl wipe status work
 [ ! -e "$WORK/report.txt" ] && echo "work data: gone"
 [ -f "$PERSONAL/photos.txt" ] && echo "personal data: intact"
 cellctl --json wipe status work | grep -q '"kernel_key_status":"absent"' && echo "work key: absent (signed receipt stored)"
-
 step "Done: the story so far ran end to end"
 echo "STORY OK"

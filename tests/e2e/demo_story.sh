@@ -22,5 +22,8 @@ check "the MDM verifies the export offline" grep -qE "audit export verifies: dev
 check "display: work in front shows work's colour" grep -q "foreground: work; screen shows colour 1f4e9a" "$T/story.out"
 check "display: after the switch only personal's colour" grep -q "foreground: personal; screen shows colour f0a030" "$T/story.out"
 check_eq "display: switching back shows work again" 2 "$(grep -c "foreground: work; screen shows colour 1f4e9a" "$T/story.out")"
+check "the personal VP runs and answers from inside" grep -qE "^personal says: hello from personal, .* 10\.213\." "$T/story.out"
+check "the work VP runs and answers from inside" grep -qE "^work says: hello from work, .* 10\.213\." "$T/story.out"
+check "both VPs are listed as running" bash -c "grep -E '^(personal|work) +running' '$T/story.out' | wc -l | grep -qx 2"
 [ "$FAIL" -eq 0 ] || cat "$T/story.out"
 finish

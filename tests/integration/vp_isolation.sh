@@ -82,7 +82,14 @@ check_eq "nat: personal reaches a server on the host end of its veth" "hello-hos
 check_eq "none: offline has only loopback" "lo" "$(cellctl vp exec offline -- ls /sys/class/net | tr -d '\n')"
 check_eq "none: offline cannot reach the host server" "" "$(vp_get offline "$PHOST" 7001)"
 
-check "stop all" bash -c "cellctl vp stop personal && cellctl vp stop work && cellctl vp stop offline"
+# limits: pids and memory of the VP's cgroup
+check "create and start a limited VP" bash -c "cellctl vp create lim --image '$IMG' --pids 16 --memory 64M >/dev/null && cellctl vp start lim >/dev/null"
+pm=$(find /sys/fs/cgroup -maxdepth 6 -type d -name "cells-$ID-lim" -path '*pids*' | head -1)
+mm=$(find /sys/fs/cgroup -maxdepth 6 -type d -name "cells-$ID-lim" -path '*memory*' | head -1)
+[ -n "$pm" ] && check_eq "pids.max of the VP cgroup" 16 "$(cat "$pm/pids.max")"
+[ -n "$mm" ] && check_eq "memory limit of the VP cgroup" $((64 << 20)) "$(cat "$mm/memory.limit_in_bytes")"
+check_fails "a fork bomb stops at the pids limit" "can't fork|Resource temporarily" cellctl vp exec lim -- sh -c 'for i in $(seq 40); do sleep 30 & done; wait'
+check "stop all" bash -c "cellctl vp stop personal && cellctl vp stop work && cellctl vp stop offline && cellctl vp stop lim"
 kill "$HOSTSLEEP" 2>/dev/null
 check_eq "nothing left on the host" "" "$(vp_leftovers "$ID")"
 check "clean shutdown" stop_cellsd
