@@ -190,6 +190,8 @@ int main(int argc, char **argv)
 		goto out;
 	if (device_key_load(d.state_dir, NULL, id, &err) < 0)
 		goto out;
+	if (audit_attach(d.audit, d.loop, d.state_dir, &err) < 0)
+		goto out;
 	if (policy_engine_init(&d, &err) < 0 || password_init(&d, &err) < 0)
 		goto out;
 	if (loop_add_fd(d.loop, sfd, EPOLLIN, on_signal, &d, &err) < 0)

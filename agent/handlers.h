@@ -26,6 +26,10 @@ int h_vp_stop(struct ctl_call *c, cells_err_t *err);
 int h_vp_destroy(struct ctl_call *c, cells_err_t *err);
 int h_vp_exec(struct ctl_call *c, cells_err_t *err);
 int h_vp_run(struct ctl_call *c, cells_err_t *err);
+/* handlers_audit.c */
+int h_audit_query(struct ctl_call *c, cells_err_t *err);
+int h_audit_verify(struct ctl_call *c, cells_err_t *err);
+int h_audit_export(struct ctl_call *c, cells_err_t *err);
 /* handlers_display.c */
 int h_switch_to(struct ctl_call *c, cells_err_t *err);
 int h_input(struct ctl_call *c, cells_err_t *err);

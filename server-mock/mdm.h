@@ -40,5 +40,9 @@ int mdm_policy_bundle(const struct mdm *m, const uint8_t *payload, size_t n, uin
 		      size_t *len, cells_err_t *err);
 int mdm_cmd_policy_sign(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 int mdm_cmd_policy_example(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+/* mdm_audit.c */
+int mdm_cmd_audit_verify(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_audit_import(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_audit_query(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 
 #endif

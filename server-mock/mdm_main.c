@@ -19,6 +19,14 @@ static const struct mdm_cmd commands[] = {
      mdm_cmd_policy_sign},
     {"policy example", "[--device ID] [--version N]", "print a complete example policy (JSON)",
      mdm_cmd_policy_example},
+    {"audit",
+     "DEVICE [--since T] [--until T] [--vp V] [--type T] [--outcome O] [--grep S] [--limit N] "
+     "[--csv]",
+     "show a device's uploaded audit records", mdm_cmd_audit_query},
+    {"audit verify", "FILE|DEVICE", "verify an export bundle offline, or a device's uploads",
+     mdm_cmd_audit_verify},
+    {"audit import", "FILE", "store an export bundle as uploads of its device (continuity checked)",
+     mdm_cmd_audit_import},
 };
 
 static void usage(FILE *f)
