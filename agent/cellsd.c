@@ -7,10 +7,12 @@
 #include "display.h"
 #include "fg.h"
 #include "kcheck.h"
+#include "mgmt.h"
 #include "log.h"
 #include "password.h"
 #include "policy_engine.h"
 #include "statedb.h"
+#include "tel.h"
 #include "util.h"
 #include "vpm.h"
 
@@ -40,6 +42,8 @@ static void usage(FILE *f)
 		"  --display SPEC       screen: shm[:WxH] (headless panel, default) or\n"
 		"                       fbdev[:/dev/fbN]\n"
 		"  --input SPEC         device input: none (default) or evdev:/dev/input/eventN\n"
+		"  --modem PATH         the real modem's serial tty (AT commands; telephony)\n"
+		"  --net-helper PATH    run PATH instead of cellsd-net (test/debug option)\n"
 		"  --check-kernel       report the kernel features Cells needs and exit\n"
 		"  --json               with --check-kernel: machine-readable report\n"
 		"  --version            print the version and exit\n"
@@ -84,7 +88,9 @@ int main(int argc, char **argv)
 	    {"syslog", no_argument, NULL, 'S'},
 	    {"display", required_argument, NULL, 'D'},
 	    {"input", required_argument, NULL, 'I'},
+	    {"modem", required_argument, NULL, 'M'},
 	    {"check-kernel", no_argument, NULL, 'K'},
+	    {"net-helper", required_argument, NULL, 'N'},
 	    {"json", no_argument, NULL, 'j'},
 	    {"version", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
@@ -93,6 +99,7 @@ int main(int argc, char **argv)
 	struct cellsd d = {.ctl_fd = -1, .state = CELLSD_ST_READY};
 	const char *state_dir = "/var/lib/cells", *run_dir = "/run/cells", *group = NULL;
 	const char *display = NULL, *input = NULL;
+	const char *modem = NULL;
 	int level = LOG_INFO, c;
 	bool use_syslog = false, check_kernel = false, json = false;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -116,11 +123,17 @@ int main(int argc, char **argv)
 		case 'S':
 			use_syslog = true;
 			break;
+		case 'N':
+			mgmt_set_net_helper(optarg);
+			break;
 		case 'D':
 			display = optarg;
 			break;
 		case 'I':
 			input = optarg;
+			break;
+		case 'M':
+			modem = optarg;
 			break;
 		case 'K':
 			check_kernel = true;
@@ -204,6 +217,10 @@ int main(int argc, char **argv)
 		goto out;
 	if (ctl_server_start(&d, &err) < 0)
 		goto out;
+	if (mgmt_init(&d, &err) < 0)
+		goto out;
+	if (tel_start(&d, modem, &err) < 0)
+		goto out;
 	cellsd_audit(&d, "", "cellsd", "agent.started", "ok", NULL, NULL);
 	log_info("cellsd %s ready: device %s, state %s, control %s/control.sock", CELLS_VERSION, id,
 		 d.state_dir, d.run_dir);
@@ -213,7 +230,9 @@ int main(int argc, char **argv)
 out:
 	if (rc)
 		fprintf(stderr, "cellsd: %s\n", err.msg);
+	mgmt_stop(&d);
 	ctl_server_stop(&d);
+	tel_stop(&d);
 	vpm_shutdown(&d);
 	policy_engine_free(&d);
 	disp_shutdown(&d);

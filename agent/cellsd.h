@@ -20,8 +20,10 @@ enum {
 #define CELLSD_ST_ANY (CELLSD_ST_READY | CELLSD_ST_AUDIT_CLOSED)
 
 struct audit;
+struct tel;
 struct policy_engine;
 struct vpm;
+struct mgmt;
 struct fg;
 struct disp;
 
@@ -36,7 +38,9 @@ struct cellsd {
 	bool ctl_gid_set;
 	unsigned state;		  /* CELLSD_ST_* */
 	struct policy_engine *pe; /* policy engine (owned, policy_engine.h) */
+	struct tel *tel;	  /* telephony proxy (owned, tel.h) */
 	struct vpm *vpm;	  /* VP manager (vpm.h) */
+	struct mgmt *mgmt;	  /* management channel (owned, mgmt.h) */
 	struct fg *fg;		  /* foreground VP (fg.h) */
 	struct disp *disp;	  /* display and input mux (display.h) */
 };

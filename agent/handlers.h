@@ -10,6 +10,8 @@ int h_ping(struct ctl_call *c, cells_err_t *err);
 int h_status(struct ctl_call *c, cells_err_t *err);
 int h_device_id(struct ctl_call *c, cells_err_t *err);
 
+/* handlers_tel.c */
+int h_tel_status(struct ctl_call *c, cells_err_t *err);
 /* handlers_policy.c */
 int h_trust_pin(struct ctl_call *c, cells_err_t *err);
 int h_policy_apply(struct ctl_call *c, cells_err_t *err);
@@ -30,6 +32,9 @@ int h_vp_run(struct ctl_call *c, cells_err_t *err);
 int h_audit_query(struct ctl_call *c, cells_err_t *err);
 int h_audit_verify(struct ctl_call *c, cells_err_t *err);
 int h_audit_export(struct ctl_call *c, cells_err_t *err);
+/* handlers_mgmt.c */
+int h_enroll(struct ctl_call *c, cells_err_t *err);
+int h_mgmt_status(struct ctl_call *c, cells_err_t *err);
 /* handlers_display.c */
 int h_switch_to(struct ctl_call *c, cells_err_t *err);
 int h_input(struct ctl_call *c, cells_err_t *err);

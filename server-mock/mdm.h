@@ -7,6 +7,7 @@
 #include <stdbool.h>
 
 #include <openssl/evp.h>
+#include <openssl/x509.h>
 
 #include "err.h"
 
@@ -32,6 +33,11 @@ EVP_PKEY *mdm_load_key(const struct mdm *m, const char *name, cells_err_t *err);
 int mdm_cmd_init(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 int mdm_cmd_export_root(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 
+/* sim_cli.c (telephony simulators, sim_modem.h) */
+int mdm_cmd_modem_sim(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_call(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_modem_ctl(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_gateway_assign(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 /* mdm_policy.c */
 #include <stddef.h>
 #include <stdint.h>
@@ -44,5 +50,25 @@ int mdm_cmd_policy_example(struct mdm *m, const struct mdm_cmd *cmd, int argc, c
 int mdm_cmd_audit_verify(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 int mdm_cmd_audit_import(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 int mdm_cmd_audit_query(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+/* mdm_ca.c: the TLS CA, server and device certificates, enrollment tokens. */
+int mdm_ca_init(struct mdm *m, cells_err_t *err); /* part of init: CA, server cert, DB */
+X509 *mdm_load_cert(const struct mdm *m, const char *name, cells_err_t *err);
+/* Verify an Ed25519 CSR and issue the device certificate (DER, owned); also the CA. */
+int mdm_ca_issue(const struct mdm *m, const uint8_t *csr_der, size_t n, char device_id[33],
+		 char serial_hex[33], uint8_t **cert_der, size_t *cert_len, uint8_t **ca_der,
+		 size_t *ca_len, cells_err_t *err);
+int mdm_cmd_ca_cert(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_enroll_token(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+
+/* mdm_queue.c: admin commands on the device registry and the command queue. */
+int mdm_cmd_devices(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_policy_push(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_command_list(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_command_cancel(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_wipe(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_voip_assign(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+
+/* mdm_serve.c: the websocket server. */
+int mdm_cmd_serve(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 
 #endif

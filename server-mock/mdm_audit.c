@@ -538,20 +538,12 @@ out:
 
 /* ---- commands ---------------------------------------------------------------- */
 
-/* (mdm_usage and mdm_path live in mdm_main.c, outside the library the tests link) */
-static int usage(const struct mdm_cmd *cmd)
-{
-	fprintf(stderr, "cells-mdm: %s: usage: cells-mdm %s %s\n", cmd->words, cmd->words,
-		cmd->args);
-	return 2;
-}
-
 static int open_store(const struct mdm *m, struct mdm_audit_store **s, cells_err_t *err)
 {
 	char p[PATH_MAX];
 	if (cells_mkdir_p(m->state_dir, 0700, err) < 0)
 		return -1;
-	snprintf(p, sizeof p, "%s/audit.db", m->state_dir);
+	mdm_path(m, "audit.db", p);
 	return mdm_audit_store_open(p, s, err);
 }
 
@@ -688,7 +680,7 @@ static int cmd_verify_device(struct mdm *m, const char *dev)
 int mdm_cmd_audit_verify(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv)
 {
 	if (argc != 1)
-		return usage(cmd);
+		return mdm_usage(cmd);
 	struct stat st;
 	if (stat(argv[0], &st) == 0 || !valid_device_id(argv[0]))
 		return cmd_verify_file(m, argv[0]);
@@ -718,7 +710,7 @@ static int import_fn(void *ctx, const uint8_t pub[32], const Cells__V1__AuditBat
 int mdm_cmd_audit_import(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv)
 {
 	if (argc != 1)
-		return usage(cmd);
+		return mdm_usage(cmd);
 	cells_err_t err = {0};
 	struct import_ctx ic = {0};
 	uint8_t pub[32];
@@ -738,7 +730,7 @@ int mdm_cmd_audit_import(struct mdm *m, const struct mdm_cmd *cmd, int argc, cha
 int mdm_cmd_audit_query(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv)
 {
 	if (argc < 1 || !valid_device_id(argv[0]))
-		return usage(cmd);
+		return mdm_usage(cmd);
 	const char *dev = argv[0], *vp = NULL, *type = NULL, *outcome = NULL, *grep = NULL;
 	int64_t since = 0, until = 0;
 	long limit = 100;
@@ -750,7 +742,7 @@ int mdm_cmd_audit_query(struct mdm *m, const struct mdm_cmd *cmd, int argc, char
 			continue;
 		}
 		if (i + 1 >= argc)
-			return usage(cmd);
+			return mdm_usage(cmd);
 		const char *v = argv[++i];
 		if (!strcmp(o, "--since") || !strcmp(o, "--until")) {
 			int64_t t;
@@ -774,7 +766,7 @@ int mdm_cmd_audit_query(struct mdm *m, const struct mdm_cmd *cmd, int argc, char
 				return 2;
 			}
 		} else
-			return usage(cmd);
+			return mdm_usage(cmd);
 	}
 	cells_err_t err = {0};
 	struct mdm_audit_store *s = NULL;
