@@ -269,11 +269,29 @@ static int make_node(int dir, const char *name, bool fifo, mode_t mode, int flag
 	return fd;
 }
 
-/* Create the VP's framebuffer and geometry file. */
-static int buf_create(struct disp *ds, struct disp_vp *v, cells_err_t *err)
+/* The fb0 a VP already has (cellsd restarted while the VP ran): reused when it is a
+ * plain file of the right size, so the VP's mapping stays on the screen. Looked at
+ * through O_PATH first: opening whatever node the VP planted there (a device) could
+ * have side effects. -1 when there is none to reuse. */
+static int buf_adopt(int dir, size_t size)
+{
+	cleanup_close int pfd = openat(dir, "fb0", O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+	if (pfd < 0 || fstat(pfd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 ||
+	    (size_t)st.st_size != size)
+		return -1;
+	char p[64];
+	snprintf(p, sizeof p, "/proc/self/fd/%d", pfd);
+	return open(p, O_RDWR | O_CLOEXEC);
+}
+
+/* Create (or, with adopt, take over) the VP's framebuffer and its geometry file. */
+static int buf_create(struct disp *ds, struct disp_vp *v, bool adopt, cells_err_t *err)
 {
 	size_t size = (size_t)ds->g.stride * ds->g.height;
-	cleanup_close int fd = make_node(v->dir_fd, "fb0", false, 0660, O_RDWR, err);
+	cleanup_close int fd = adopt ? buf_adopt(v->dir_fd, size) : -1;
+	if (fd < 0)
+		fd = make_node(v->dir_fd, "fb0", false, 0660, O_RDWR, err);
 	if (fd < 0)
 		return -1;
 	struct stat st;
@@ -331,7 +349,7 @@ int disp_vp_up(struct cellsd *d, const char *vp, const char *devcells_dir, cells
 		cells_err_sys(err, errno, "%s", devcells_dir);
 		goto fail;
 	}
-	if (v->allowed && buf_create(ds, v, err) < 0)
+	if (v->allowed && buf_create(ds, v, true, err) < 0)
 		goto fail;
 	v->state_fd = make_node(v->dir_fd, "fb0.state", false, 0444, O_RDWR, err);
 	if (v->state_fd < 0)
@@ -388,7 +406,7 @@ int disp_set_allowed(struct cellsd *d, const char *vp, bool allowed, cells_err_t
 			present_fvp(ds);
 		buf_revoke(v);
 	} else {
-		if (buf_create(ds, v, err) < 0) {
+		if (buf_create(ds, v, false, err) < 0) {
 			v->allowed = false;
 			return cells_err_prefix(err, "display for %s", vp);
 		}

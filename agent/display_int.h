@@ -59,6 +59,7 @@ struct disp_vp {
 	int events_fd;	     /* events FIFO, O_RDWR|O_NONBLOCK */
 	int input_fd;	     /* input FIFO, O_RDWR|O_NONBLOCK */
 	uint64_t in_delivered, in_dropped;
+	uint8_t keys_down[KEY_MAX / 8 + 1]; /* keys this VP was told are held */
 };
 
 struct disp {

@@ -91,6 +91,13 @@ check_fails "switching to b is refused" "policy" cellctl switch b
 check "the refusal is audited" bash -c "sqlite3 '$CELLS_STATE/audit.db' \"select count(*) from audit where event='fg.switch' and outcome='refused'\" | grep -qx '[1-9][0-9]*'"
 check_eq "a still draws on the screen" "0000ff $N" "$(screen)"
 
+# cellsd dies and comes back: the running VPs are adopted with the buffers they draw in
+kill -9 "$CELLSD_PID"; wait "$CELLSD_PID" 2>/dev/null
+start_cellsd --display shm:90x60 || exit 1
+check_eq "after an agent restart a is in front again" a "$(fvp)"
+check "and its running drawer is on the screen without reopening fb0" wait_screen "0000ff $N"
+check_eq "b is still denied the display" denied "$(cellctl vp exec b -- cat /dev/cells/fb0.state)"
+
 for v in a b; do cellctl vp stop $v >/dev/null 2>&1; cellctl vp destroy $v >/dev/null 2>&1; done
 check_eq "no VP runs: no FVP" "" "$(fvp)"
 check_eq "and the screen is black" "000000 $N" "$(screen)"

@@ -333,6 +333,39 @@ static void test_input_around_a_switch(void **state)
 	close(ib);
 }
 
+static int inject(struct fx *f, int code, int value)
+{
+	struct input_event ev[2] = {{.type = EV_KEY, .code = (uint16_t)code, .value = value},
+				    {.type = EV_SYN, .code = SYN_REPORT}};
+	cells_err_t err = {0};
+	return disp_input(&f->d, ev, 2, fg_generation(&f->d), &err);
+}
+
+/* A key pressed in one VP and released after a switch: the new FVP never sees a release
+ * without its press; the VP that held the key gets the release once it is back. */
+static void test_held_keys_across_a_switch(void **state)
+{
+	struct fx *f = *state;
+	cells_err_t err = {0};
+	int ia = open_input(f->a), ib = open_input(f->b);
+	struct input_event ev[8];
+	assert_int_equal(inject(f, KEY_LEFTSHIFT, 1), 2);
+	assert_int_equal(read(ia, ev, sizeof ev), 2 * sizeof ev[0]);
+	assert_int_equal(fg_switch(&f->d, "b", "uid:0", &err), 0);
+	assert_int_equal(inject(f, KEY_LEFTSHIFT, 2), 0); /* repeat: not b's key */
+	assert_int_equal(inject(f, KEY_LEFTSHIFT, 0), 0); /* release: not b's key */
+	assert_int_equal(read(ib, ev, sizeof ev), -1);
+	assert_int_equal(read(ia, ev, sizeof ev), -1);
+	assert_int_equal(fg_switch(&f->d, "a", "uid:0", &err), 0);
+	assert_int_equal(inject(f, KEY_LEFTSHIFT, 0), 2); /* a's own key comes up */
+	assert_int_equal(read(ia, ev, sizeof ev), 2 * sizeof ev[0]);
+	assert_int_equal(ev[0].code, KEY_LEFTSHIFT);
+	assert_int_equal(ev[0].value, 0);
+	assert_int_equal(inject(f, KEY_LEFTSHIFT, 0), 0); /* a second release: dropped */
+	close(ia);
+	close(ib);
+}
+
 static bool deny_b(struct cellsd *d, const char *vp, bool self, void *data)
 {
 	return strcmp(vp, "b") != 0;
@@ -462,6 +495,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_truncated_buffer_is_harmless, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_input_reaches_only_the_fvp, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_input_around_a_switch, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_held_keys_across_a_switch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_switch_rules, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_denied_vp_cannot_map, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_fvp_stops, setup, teardown),
