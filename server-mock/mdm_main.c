@@ -19,6 +19,8 @@ static const struct mdm_cmd commands[] = {
      mdm_cmd_policy_sign},
     {"policy example", "[--device ID] [--version N]", "print a complete example policy (JSON)",
      mdm_cmd_policy_example},
+    {"receipt verify", "RECEIPT.bin --device-key DEVICE.pub",
+     "verify a device's signed wipe receipt", mdm_cmd_receipt_verify},
 };
 
 static void usage(FILE *f)
