@@ -21,7 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/mount.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -495,9 +497,9 @@ static void vp_dir(struct cellsd *d, const struct op *o, const char *root, char 
 
 /* The mounts at or under dir and the overlays whose upper/work/lower dir is under it (a
  * VP root the runtime left behind), in cellsd's mount namespace. */
-static int mounts_using(const char *dir, char mps[WIPE_MAX_MOUNTS][PATH_MAX])
+static int mounts_using(const char *mountinfo, const char *dir, char mps[WIPE_MAX_MOUNTS][PATH_MAX])
 {
-	cleanup_file FILE *f = fopen("/proc/self/mountinfo", "re");
+	cleanup_file FILE *f = fopen(mountinfo, "re");
 	char line[8192];
 	int n = 0;
 	size_t l = strlen(dir);
@@ -520,19 +522,74 @@ static int mounts_using(const char *dir, char mps[WIPE_MAX_MOUNTS][PATH_MAX])
 	return n;
 }
 
+/* A mount namespace made while a mount over dir existed holds a copy of it, which pins
+ * the VP's files (the key stays "incompletely removed"). Detach such copies inside every
+ * other mount namespace (setns in a forked child). */
+static void detach_elsewhere(const char *dir)
+{
+	struct stat self;
+	if (stat("/proc/self/ns/mnt", &self) < 0)
+		return;
+	ino_t seen[256];
+	size_t nseen = 0;
+	cleanup_dir DIR *pd = opendir("/proc");
+	struct dirent *e;
+	while (pd && (e = readdir(pd))) {
+		int pid = atoi(e->d_name);
+		if (pid <= 0)
+			continue;
+		char p[64];
+		struct stat st;
+		snprintf(p, sizeof p, "/proc/%d/ns/mnt", pid);
+		if (stat(p, &st) < 0 || st.st_ino == self.st_ino)
+			continue;
+		bool dup = false;
+		for (size_t i = 0; i < nseen; i++)
+			dup = dup || seen[i] == st.st_ino;
+		if (dup || nseen >= CELLS_ARRAY_SIZE(seen))
+			continue;
+		seen[nseen++] = st.st_ino;
+		static char mps[WIPE_MAX_MOUNTS][PATH_MAX];
+		char mi[64];
+		snprintf(mi, sizeof mi, "/proc/%d/mountinfo", pid);
+		int n = mounts_using(mi, dir, mps);
+		if (n <= 0)
+			continue;
+		int nsfd = open(p, O_RDONLY | O_CLOEXEC);
+		if (nsfd < 0)
+			continue;
+		pid_t c = fork();
+		if (c == 0) {
+			if (setns(nsfd, CLONE_NEWNS) < 0)
+				_exit(1);
+			for (int i = n - 1; i >= 0; i--)
+				umount2(mps[i], MNT_DETACH);
+			_exit(0);
+		}
+		close(nsfd);
+		int status;
+		if (c > 0 && waitpid(c, &status, 0) == c && WIFEXITED(status) &&
+		    !WEXITSTATUS(status))
+			log_info(
+			    "wipe: detached %d mount(s) using %s in the mount namespace of pid %d",
+			    n, dir, pid);
+	}
+}
+
 /* Kill every process using dir (directly or through a mount of it), then lazily
  * unmount those mounts. Returns the number of processes killed. */
 static int evict_users(const char *dir)
 {
 	static char mps[WIPE_MAX_MOUNTS][PATH_MAX];
 	const char *dirs[WIPE_MAX_MOUNTS + 1] = {dir};
-	int n = mounts_using(dir, mps);
+	int n = mounts_using("/proc/self/mountinfo", dir, mps);
 	for (int i = 0; i < n; i++)
 		dirs[i + 1] = mps[i];
 	int killed = kill_users(dirs, n + 1);
 	for (int i = n - 1; i >= 0; i--)
 		if (umount2(mps[i], MNT_DETACH) == 0)
 			log_info("wipe: unmounted %s (it used %s)", mps[i], dir);
+	detach_elsewhere(dir);
 	return killed;
 }
 
@@ -567,7 +624,7 @@ static int do_remove_key(struct cellsd *d, struct op *o, int afd, const char *di
 			return -1;
 		if (s == FSCRYPT_KEY_ABSENT_STATE)
 			break;
-		if (tries >= 20)
+		if (tries >= 100) /* ~10 s: killed processes may take a while to exit */
 			return cells_err_set(
 			    err, EBUSY, "key of %s still in use after removal (files busy)", o->vp);
 		/* something reopened the data: kill again, let the kernel evict, retry */

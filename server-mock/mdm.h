@@ -71,4 +71,10 @@ int mdm_cmd_voip_assign(struct mdm *m, const struct mdm_cmd *cmd, int argc, char
 /* mdm_serve.c: the websocket server. */
 int mdm_cmd_serve(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 
+/* mdm_wipe.c: verify a device's signed WipeReceipt (*out owned, only on success). */
+#include "wire.h"
+int mdm_wipe_receipt_verify(const uint8_t *blob, size_t n, const uint8_t devpub[32],
+			    Cells__V1__WipeReceipt **out, cells_err_t *err);
+int mdm_cmd_receipt_verify(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+
 #endif

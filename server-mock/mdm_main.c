@@ -45,6 +45,8 @@ static const struct mdm_cmd commands[] = {
     {"wipe", "DEVICE VP", "queue a signed wipe of a VP (goes first)", mdm_cmd_wipe},
     {"voip assign", "DEVICE VP NUMBER DIGIT", "queue a signed VoIP number assignment",
      mdm_cmd_voip_assign},
+    {"receipt verify", "RECEIPT.bin --device-key DEVICE.pub",
+     "verify a device's signed wipe receipt", mdm_cmd_receipt_verify},
 };
 
 static void usage(FILE *f)

@@ -40,7 +40,9 @@ mount -t overlay overlay -o "lowerdir=$T/lower,upperdir=$W/ovl-upper,workdir=$W/
 WIPE_MOUNTS=("$T/merged" "${WIPE_MOUNTS[@]}")
 echo "$CANARY" >"$T/merged/vpfile"
 (cd "$T/merged" && exec sleep 300) & OVLPID=$!
-PIDS+=("$WORKPID" "$PERSPID" "$OVLPID")
+# an unrelated process in a mount namespace made now holds a copy of that overlay
+unshare -m --propagation private sleep 300 & NSPID=$!
+PIDS+=("$WORKPID" "$PERSPID" "$OVLPID" "$NSPID")
 sleep 0.2
 
 printf '\n' >"$T/empty.pw"
@@ -56,6 +58,8 @@ check_eq "the process using the work data was killed" 137 "$rc"
 wait "$OVLPID"; rc=$?
 check_eq "the process in the overlay over the work data was killed" 137 "$rc"
 check_not "the overlay over the work data was unmounted" mountpoint -q "$T/merged"
+check "the unrelated process keeps running" kill -0 "$NSPID"
+check_not "its copy of the overlay was detached" grep -qF "$T/merged" "/proc/$NSPID/mountinfo"
 check "the personal VP's process still runs" kill -0 "$PERSPID"
 check_eq "the personal VP's data is intact" "personal-keep-$CANARY" "$(cat "$P/keep.txt")"
 
@@ -70,6 +74,14 @@ sync
 check_not "canary is not in the raw image after the wipe" env LC_ALL=C grep -qazF "$CANARY" "$(wipe_image)"
 check "receipt verifies with the device public key" verify_receipt "$T/s1.json"
 check "a tampered receipt does not verify" tamper_receipt_fails "$T/s1.json"
+# the MDM's verifier (cells-mdm receipt verify) accepts it and refuses a tampered copy
+"$PY" -c "import json,sys; j=json.load(open(sys.argv[1])); open(sys.argv[2],'wb').write(bytes.fromhex(j['ops'][0]['receipt']))" "$T/s1.json" "$T/r.bin"
+openssl pkey -in "$CELLS_STATE/device.key" -pubout -out "$T/dev.pub" 2>/dev/null
+check "cells-mdm receipt verify accepts the receipt" cells-mdm receipt verify "$T/r.bin" --device-key "$T/dev.pub"
+cells-mdm receipt verify "$T/r.bin" --device-key "$T/dev.pub" >"$T/rv.out" 2>&1
+check "cells-mdm shows the key absent" grep -q "key_status: absent" "$T/rv.out"
+"$PY" -c "import sys; b=bytearray(open(sys.argv[1],'rb').read()); b[20]^=1; open(sys.argv[2],'wb').write(b)" "$T/r.bin" "$T/r.bad"
+check_fails "cells-mdm refuses a tampered receipt" "receipt" cells-mdm receipt verify "$T/r.bad" --device-key "$T/dev.pub"
 check_eq "one receipt stored" 1 "$(sqlite3 "$CELLS_STATE/state.db" "select count(*) from wipe_receipts")"
 check_eq "every step is audited" 7 "$(audit_count "event='wipe.step' and outcome='ok'")"
 check_eq "completion is audited" 1 "$(audit_count "event='wipe.done'")"
