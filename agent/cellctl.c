@@ -2,6 +2,7 @@
  * admin and the auditor. */
 #include "cellctl.h"
 #include "cellctl_vp.h"
+#include "cellctl_audit.h"
 #include "cleanup.h"
 #include "ctl_io.h"
 #include "util.h"
@@ -85,6 +86,16 @@ static const struct cellctl_cmd commands[] = {
      cellctl_vp_exec},
     {"vp run", "NAME [--image ROOTFS] [--net nat|none] [--keep] -- CMD...",
      "run CMD as a VP's init, wait, tear it down", cellctl_vp_run},
+    {"audit query",
+     "[--since T] [--until T] [--vp V] [--type T] [--outcome O] [--grep S] [--limit N] [--csv]",
+     "show audit records (newest N, default 100): table, --json or --csv", cmd_audit_query},
+    {"audit verify", "", "check the hash chain and signed checkpoints (exit 1 on a break)",
+     cmd_audit_verify},
+    {"audit export", "FILE", "write a signed export bundle (cells-mdm audit verify FILE)",
+     cmd_audit_export},
+    {"enroll", "wss://HOST:PORT TOKEN --ca CA.pem", "enroll this device with an MDM",
+     cellctl_cmd_enroll},
+    {"mgmt status", "", "show the management channel's state", cellctl_cmd_mgmt_status},
 };
 
 static void usage(FILE *f)

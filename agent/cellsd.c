@@ -5,6 +5,7 @@
 #include "ctl_server.h"
 #include "device_key.h"
 #include "kcheck.h"
+#include "mgmt.h"
 #include "log.h"
 #include "password.h"
 #include "policy_engine.h"
@@ -36,6 +37,7 @@ static void usage(FILE *f)
 		   "  --log-level LEVEL    error|warn|info|debug (default info)\n"
 		   "  --syslog             also log to syslog\n"
 		   "  --modem PATH         the real modem's serial tty (AT commands; telephony)\n"
+		   "  --net-helper PATH    run PATH instead of cellsd-net (test/debug option)\n"
 		   "  --check-kernel       report the kernel features Cells needs and exit\n"
 		   "  --json               with --check-kernel: machine-readable report\n"
 		   "  --version            print the version and exit\n"
@@ -80,6 +82,7 @@ int main(int argc, char **argv)
 	    {"syslog", no_argument, NULL, 'S'},
 	    {"modem", required_argument, NULL, 'M'},
 	    {"check-kernel", no_argument, NULL, 'K'},
+	    {"net-helper", required_argument, NULL, 'N'},
 	    {"json", no_argument, NULL, 'j'},
 	    {"version", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
@@ -113,6 +116,9 @@ int main(int argc, char **argv)
 			break;
 		case 'M':
 			modem = optarg;
+			break;
+		case 'N':
+			mgmt_set_net_helper(optarg);
 			break;
 		case 'K':
 			check_kernel = true;
@@ -182,6 +188,8 @@ int main(int argc, char **argv)
 		goto out;
 	if (device_key_load(d.state_dir, NULL, id, &err) < 0)
 		goto out;
+	if (audit_attach(d.audit, d.loop, d.state_dir, &err) < 0)
+		goto out;
 	if (policy_engine_init(&d, &err) < 0 || password_init(&d, &err) < 0)
 		goto out;
 	if (loop_add_fd(d.loop, sfd, EPOLLIN, on_signal, &d, &err) < 0)
@@ -194,6 +202,8 @@ int main(int argc, char **argv)
 		goto out;
 	if (tel_start(&d, modem, &err) < 0)
 		goto out;
+	if (mgmt_init(&d, &err) < 0)
+		goto out;
 	cellsd_audit(&d, "", "cellsd", "agent.started", "ok", NULL, NULL);
 	log_info("cellsd %s ready: device %s, state %s, control %s/control.sock", CELLS_VERSION, id,
 		 d.state_dir, d.run_dir);
@@ -203,6 +213,7 @@ int main(int argc, char **argv)
 out:
 	if (rc)
 		fprintf(stderr, "cellsd: %s\n", err.msg);
+	mgmt_stop(&d);
 	ctl_server_stop(&d);
 	tel_stop(&d);
 	vpm_shutdown(&d);

@@ -23,6 +23,7 @@ struct audit;
 struct tel;
 struct policy_engine;
 struct vpm;
+struct mgmt;
 
 struct cellsd {
 	char state_dir[PATH_MAX];
@@ -37,6 +38,7 @@ struct cellsd {
 	struct policy_engine *pe; /* policy engine (owned, policy_engine.h) */
 	struct tel *tel;	  /* telephony proxy (owned, tel.h) */
 	struct vpm *vpm;	  /* VP manager (vpm.h) */
+	struct mgmt *mgmt;	  /* management channel (owned, mgmt.h) */
 };
 
 /* Append an audit record for this daemon (see audit.h); details may be NULL.

@@ -41,6 +41,11 @@ static const struct ctl_route {
     {R(VP_DESTROY), "vp destroy", CELLSD_ST_READY, h_vp_destroy},
     {R(VP_EXEC), "vp exec", CELLSD_ST_READY, h_vp_exec},
     {R(VP_RUN), "vp run", CELLSD_ST_READY, h_vp_run},
+    {R(AUDIT_QUERY), "audit query", CELLSD_ST_ANY, h_audit_query},
+    {R(AUDIT_VERIFY), "audit verify", CELLSD_ST_ANY, h_audit_verify},
+    {R(AUDIT_EXPORT), "audit export", CELLSD_ST_READY, h_audit_export},
+    {R(ENROLL), "enroll", CELLSD_ST_READY, h_enroll},
+    {R(MGMT_STATUS), "mgmt status", CELLSD_ST_ANY, h_mgmt_status},
 };
 
 struct ctl_conn {

@@ -155,8 +155,10 @@ static int check_enum(int v, int max, const char *what, const char *vp, cells_er
 
 int pol_policy_validate(const Cells__V1__Policy *p, cells_err_t *err)
 {
-	if (p->version < 1)
-		return cells_err_set(err, EINVAL, "policy version must be at least 1");
+	if (p->version < 1 || p->version > INT64_MAX)
+		return cells_err_set(err, EINVAL, "policy version must be within 1..2^63-1");
+	if (p->issued_at < 0)
+		return cells_err_set(err, EINVAL, "policy issued_at is negative");
 	uint8_t idb[16];
 	if (!p->device_id || strlen(p->device_id) != 32 || cells_unhex(p->device_id, idb, 16) < 0)
 		return cells_err_set(err, EINVAL, "policy device id '%s' is not 32 hex characters",

@@ -40,6 +40,9 @@ int pol_root_decode(const uint8_t *p, size_t n, struct pol_root *out, cells_err_
 	for (size_t i = 0; i < t->n_root_keys; i++) {
 		if (t->root_keys[i].len != POL_PUBKEY_LEN)
 			return cells_err_set(err, EBADMSG, "trust root key %zu is not 32 bytes", i);
+		if (pol_key_has_small_order(t->root_keys[i].data))
+			return cells_err_set(err, EKEYREJECTED,
+					     "trust root key %zu is a small-order point", i);
 		for (size_t j = 0; j < i; j++)
 			if (!memcmp(out->keys[j], t->root_keys[i].data, POL_PUBKEY_LEN))
 				return cells_err_set(err, EBADMSG, "trust root lists a key twice");
@@ -84,10 +87,14 @@ int pol_root_parse_any(const uint8_t *p, size_t n, struct pol_root *out, cells_e
 		uint8_t pub[POL_PUBKEY_LEN];
 		if (!k || pol_key_raw_public(k, pub, err) < 0)
 			return -1;
+		if (pol_key_has_small_order(pub))
+			return cells_err_set(err, EKEYREJECTED, "root key is a small-order point");
 		pol_root_from_key(pub, out);
 		return 0;
 	}
 	if (n == POL_PUBKEY_LEN) {
+		if (pol_key_has_small_order(p))
+			return cells_err_set(err, EKEYREJECTED, "root key is a small-order point");
 		pol_root_from_key(p, out);
 		return 0;
 	}
@@ -167,6 +174,9 @@ int pol_delegation_verify(const struct pol_root *root, const Cells__V1__Signed *
 				     "key delegation is not a valid protobuf message");
 	if (d->public_key.len != POL_PUBKEY_LEN)
 		return cells_err_set(err, EBADMSG, "key delegation: public key is not 32 bytes");
+	if (pol_key_has_small_order(d->public_key.data))
+		return cells_err_set(err, EKEYREJECTED,
+				     "key delegation: public key is a small-order point");
 	if (d->expires_at <= 0)
 		return cells_err_set(err, EBADMSG, "key delegation has no expiry");
 	if (d->expires_at <= d->not_before)
