@@ -247,9 +247,9 @@ int main(int argc, char **argv)
 		goto out;
 	if (ctl_server_start(&d, &err) < 0)
 		goto out;
-	if (mgmt_init(&d, &err) < 0)
+	if (tel_start(&d, modem, &err) < 0) /* before mgmt: MDM commands reach telephony */
 		goto out;
-	if (tel_start(&d, modem, &err) < 0)
+	if (mgmt_init(&d, &err) < 0)
 		goto out;
 	cellsd_audit(&d, "", "cellsd", "agent.started", "ok", NULL, NULL);
 	log_info("cellsd %s ready: device %s, state %s, control %s/control.sock", CELLS_VERSION, id,

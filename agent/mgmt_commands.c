@@ -4,9 +4,12 @@
  * supported by this agent"). */
 #include "mgmt_commands.h"
 #include "cleanup.h"
+#include "tel.h"
 
 static const struct mgmt_command_handler handlers[] = {
     {CELLS__V1__COMMAND__ACTION__NOT_SET, "none", NULL},
+    {CELLS__V1__COMMAND__ACTION_ASSIGN_NUMBER, "assign number", tel_cmd_assign_result},
+    {CELLS__V1__COMMAND__ACTION_REVOKE_NUMBER, "revoke number", tel_cmd_revoke_result},
 };
 
 const struct mgmt_command_handler *mgmt_command_find(Cells__V1__Command__ActionCase action)
