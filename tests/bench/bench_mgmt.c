@@ -178,7 +178,8 @@ static int cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 			helloed++;
 		} else if (env->body_case == CELLS__V1__ENVELOPE__BODY_POLICY) {
 			d->got_ns = now_ns();
-			snprintf(d->pending_result, sizeof d->pending_result, "%s", env->message_id);
+			snprintf(d->pending_result, sizeof d->pending_result, "%s",
+				 env->message_id);
 			lws_callback_on_writable(wsi);
 		} else if (env->body_case == CELLS__V1__ENVELOPE__BODY_ACK) {
 			d->ack_ns = now_ns();
@@ -324,12 +325,16 @@ static int push(struct mdm_store *st, EVP_PKEY *key, size_t n, uint64_t version,
 		e.created = time(NULL);
 		snprintf(e.dedup, sizeof e.dedup, "policy:%llu", (unsigned long long)version);
 		snprintf(e.what, sizeof e.what, "policy v%llu", (unsigned long long)version);
-		D[i].push_ns = now_ns();
 		if (mdm_store_queue_add(st, &e, false, err) < 0)
 			return -1;
 		mdm_qentry_clear(&e);
 	}
-	return mdm_store_commit(st, err);
+	if (mdm_store_commit(st, err) < 0)
+		return -1;
+	int64_t t = now_ns(); /* visible to the server from now on */
+	for (size_t i = 0; i < n; i++)
+		D[i].push_ns = t;
+	return 0;
 }
 
 int main(int argc, char **argv)
