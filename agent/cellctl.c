@@ -1,6 +1,9 @@
 /* cellctl - the command-line interface to cellsd for the employee, the on-device
  * admin and the auditor. */
 #include "cellctl.h"
+#include "cellctl_vp.h"
+#include "cellctl_audit.h"
+#include "cellctl_display.h"
 #include "cleanup.h"
 #include "ctl_io.h"
 #include "util.h"
@@ -60,9 +63,47 @@ static const struct cellctl_cmd commands[] = {
     {"ping", "", "check that cellsd answers", cmd_ping},
     {"status", "", "show the agent's status", cmd_status},
     {"device id", "", "print this device's id (what a policy's `device` names)", cmd_device_id},
+    {"tel status", "", "telephony: the modem, each VP's number and call", cellctl_cmd_tel_status},
+    {"trust pin", "ROOT.pub", "pin the MDM's root key (refused once one is pinned)",
+     cellctl_cmd_trust_pin},
+    {"policy apply", "POLICY.bin", "verify and install a signed policy", cellctl_cmd_policy_apply},
+    {"policy verify", "POLICY.bin", "check a signed policy only: verdict and reason",
+     cellctl_cmd_policy_verify},
+    {"policy show", "", "show the policy in force and the trust state", cellctl_cmd_policy_show},
+    {"vp password", "NAME --new-password-file NEW [--password-file OLD]",
+     "set or change a VP's configuration password", cellctl_cmd_vp_password},
+    {"vp config", "NAME KEY=VALUE... [--password-file F]",
+     "tighten a VP's configuration (net=none|nat, device.CLASS=MODE)", cellctl_cmd_vp_config},
+    {"vp create",
+     "NAME --image ROOTFS [--net nat|none] [--memory BYTES] [--pids N] [--hostname H] [--init "
+     "CMD...]",
+     "define a virtual phone", cellctl_vp_create},
+    {"vp list", "", "list the virtual phones", cellctl_vp_list},
+    {"vp status", "NAME", "show one virtual phone", cellctl_vp_status},
+    {"vp start", "NAME", "start a virtual phone", cellctl_vp_start},
+    {"vp stop", "NAME", "stop a virtual phone", cellctl_vp_stop},
+    {"vp destroy", "NAME", "remove a virtual phone and its data", cellctl_vp_destroy},
+    {"vp exec", "NAME -- CMD...", "run CMD inside a running VP (stdio and status pass through)",
+     cellctl_vp_exec},
+    {"vp run", "NAME [--image ROOTFS] [--net nat|none] [--keep] -- CMD...",
+     "run CMD as a VP's init, wait, tear it down", cellctl_vp_run},
+    {"audit query",
+     "[--since T] [--until T] [--vp V] [--type T] [--outcome O] [--grep S] [--limit N] [--csv]",
+     "show audit records (newest N, default 100): table, --json or --csv", cmd_audit_query},
+    {"audit verify", "", "check the hash chain and signed checkpoints (exit 1 on a break)",
+     cmd_audit_verify},
+    {"audit export", "FILE", "write a signed export bundle (cells-mdm audit verify FILE)",
+     cmd_audit_export},
     {"enroll", "wss://HOST:PORT TOKEN --ca CA.pem", "enroll this device with an MDM",
      cellctl_cmd_enroll},
     {"mgmt status", "", "show the management channel's state", cellctl_cmd_mgmt_status},
+    {"switch", "NAME", "bring VP NAME to the foreground (screen and input)", cellctl_cmd_switch},
+    {"screenshot", "FILE.png", "save what is on the screen as a PNG", cellctl_cmd_screenshot},
+    {"input key", "CODE [--up]", "inject a key press (release) into the foreground VP",
+     cellctl_cmd_input_key},
+    {"input touch", "X Y", "inject a tap at X,Y into the foreground VP", cellctl_cmd_input_touch},
+    {"display status", "", "show the screen, the foreground VP and each VP's display",
+     cellctl_cmd_display_status},
 };
 
 static void usage(FILE *f)

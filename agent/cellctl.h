@@ -42,6 +42,20 @@ char *cellctl_read_password(const char *path, const char *prompt, size_t *len);
 /* Read a whole file of at most max bytes (message printed on failure). */
 int cellctl_read_file(const char *path, size_t max, uint8_t **out, size_t *len);
 
+/* cellctl_tel.c */
+int cellctl_cmd_tel_status(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,
+			   char **argv);
+/* cellctl_policy.c */
+int cellctl_cmd_trust_pin(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv);
+int cellctl_cmd_policy_apply(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,
+			     char **argv);
+int cellctl_cmd_policy_verify(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,
+			      char **argv);
+int cellctl_cmd_policy_show(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,
+			    char **argv);
+int cellctl_cmd_vp_password(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,
+			    char **argv);
+int cellctl_cmd_vp_config(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv);
 /* cellctl_mgmt.c */
 int cellctl_cmd_enroll(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv);
 int cellctl_cmd_mgmt_status(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,

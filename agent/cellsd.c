@@ -4,11 +4,17 @@
 #include "cleanup.h"
 #include "ctl_server.h"
 #include "device_key.h"
+#include "display.h"
+#include "fg.h"
 #include "kcheck.h"
 #include "mgmt.h"
 #include "log.h"
+#include "password.h"
+#include "policy_engine.h"
 #include "statedb.h"
+#include "tel.h"
 #include "util.h"
+#include "vpm.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -23,20 +29,25 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "Usage: cellsd [OPTIONS]\n"
-		   "Run the Cells agent in the foreground: virtual phones, policy enforcement,\n"
-		   "device multiplexing, telephony, wipe and the audit log.\n\n"
-		   "Options:\n"
-		   "  --state-dir DIR      all persistent state (default /var/lib/cells)\n"
-		   "  --run-dir DIR        control socket and runtime files (default /run/cells)\n"
-		   "  --control-group GRP  also allow members of GRP on the control socket\n"
-		   "  --log-level LEVEL    error|warn|info|debug (default info)\n"
-		   "  --syslog             also log to syslog\n"
-		   "  --net-helper PATH    run PATH instead of cellsd-net (test/debug option)\n"
-		   "  --check-kernel       report the kernel features Cells needs and exit\n"
-		   "  --json               with --check-kernel: machine-readable report\n"
-		   "  --version            print the version and exit\n"
-		   "  -h, --help           show this help and exit\n");
+	fprintf(f,
+		"Usage: cellsd [OPTIONS]\n"
+		"Run the Cells agent in the foreground: virtual phones, policy enforcement,\n"
+		"device multiplexing, telephony, wipe and the audit log.\n\n"
+		"Options:\n"
+		"  --state-dir DIR      all persistent state (default /var/lib/cells)\n"
+		"  --run-dir DIR        control socket and runtime files (default /run/cells)\n"
+		"  --control-group GRP  also allow members of GRP on the control socket\n"
+		"  --log-level LEVEL    error|warn|info|debug (default info)\n"
+		"  --syslog             also log to syslog\n"
+		"  --display SPEC       screen: shm[:WxH] (headless panel, default) or\n"
+		"                       fbdev[:/dev/fbN]\n"
+		"  --input SPEC         device input: none (default) or evdev:/dev/input/eventN\n"
+		"  --modem PATH         the real modem's serial tty (AT commands; telephony)\n"
+		"  --net-helper PATH    run PATH instead of cellsd-net (test/debug option)\n"
+		"  --check-kernel       report the kernel features Cells needs and exit\n"
+		"  --json               with --check-kernel: machine-readable report\n"
+		"  --version            print the version and exit\n"
+		"  -h, --help           show this help and exit\n");
 }
 
 int cellsd_audit(struct cellsd *d, const char *vp, const char *actor, const char *event,
@@ -75,6 +86,9 @@ int main(int argc, char **argv)
 	    {"control-group", required_argument, NULL, 'g'},
 	    {"log-level", required_argument, NULL, 'l'},
 	    {"syslog", no_argument, NULL, 'S'},
+	    {"display", required_argument, NULL, 'D'},
+	    {"input", required_argument, NULL, 'I'},
+	    {"modem", required_argument, NULL, 'M'},
 	    {"check-kernel", no_argument, NULL, 'K'},
 	    {"net-helper", required_argument, NULL, 'N'},
 	    {"json", no_argument, NULL, 'j'},
@@ -84,6 +98,8 @@ int main(int argc, char **argv)
 	};
 	struct cellsd d = {.ctl_fd = -1, .state = CELLSD_ST_READY};
 	const char *state_dir = "/var/lib/cells", *run_dir = "/run/cells", *group = NULL;
+	const char *display = NULL, *input = NULL;
+	const char *modem = NULL;
 	int level = LOG_INFO, c;
 	bool use_syslog = false, check_kernel = false, json = false;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -109,6 +125,15 @@ int main(int argc, char **argv)
 			break;
 		case 'N':
 			mgmt_set_net_helper(optarg);
+			break;
+		case 'D':
+			display = optarg;
+			break;
+		case 'I':
+			input = optarg;
+			break;
+		case 'M':
+			modem = optarg;
 			break;
 		case 'K':
 			check_kernel = true;
@@ -178,11 +203,23 @@ int main(int argc, char **argv)
 		goto out;
 	if (device_key_load(d.state_dir, NULL, id, &err) < 0)
 		goto out;
+	if (audit_attach(d.audit, d.loop, d.state_dir, &err) < 0)
+		goto out;
+	if (policy_engine_init(&d, &err) < 0 || password_init(&d, &err) < 0)
+		goto out;
 	if (loop_add_fd(d.loop, sfd, EPOLLIN, on_signal, &d, &err) < 0)
+		goto out;
+	if (vpm_init(&d, &err) < 0)
+		goto out;
+	if (fg_init(&d, &err) < 0 || disp_init(&d, display, input, &err) < 0)
+		goto out;
+	if (policy_engine_start(&d, &err) < 0) /* after every enforcer registered */
 		goto out;
 	if (ctl_server_start(&d, &err) < 0)
 		goto out;
 	if (mgmt_init(&d, &err) < 0)
+		goto out;
+	if (tel_start(&d, modem, &err) < 0)
 		goto out;
 	cellsd_audit(&d, "", "cellsd", "agent.started", "ok", NULL, NULL);
 	log_info("cellsd %s ready: device %s, state %s, control %s/control.sock", CELLS_VERSION, id,
@@ -195,6 +232,11 @@ out:
 		fprintf(stderr, "cellsd: %s\n", err.msg);
 	mgmt_stop(&d);
 	ctl_server_stop(&d);
+	tel_stop(&d);
+	vpm_shutdown(&d);
+	policy_engine_free(&d);
+	disp_shutdown(&d);
+	fg_shutdown(&d);
 	audit_close(d.audit);
 	if (d.db)
 		sqlite3_close_v2(d.db);

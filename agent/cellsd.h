@@ -20,7 +20,12 @@ enum {
 #define CELLSD_ST_ANY (CELLSD_ST_READY | CELLSD_ST_AUDIT_CLOSED)
 
 struct audit;
+struct tel;
+struct policy_engine;
+struct vpm;
 struct mgmt;
+struct fg;
+struct disp;
 
 struct cellsd {
 	char state_dir[PATH_MAX];
@@ -31,8 +36,13 @@ struct cellsd {
 	int ctl_fd;	     /* listening control socket */
 	gid_t ctl_gid;	     /* group also allowed on the control socket */
 	bool ctl_gid_set;
-	unsigned state;	   /* CELLSD_ST_* */
-	struct mgmt *mgmt; /* management channel (owned, mgmt.h) */
+	unsigned state;		  /* CELLSD_ST_* */
+	struct policy_engine *pe; /* policy engine (owned, policy_engine.h) */
+	struct tel *tel;	  /* telephony proxy (owned, tel.h) */
+	struct vpm *vpm;	  /* VP manager (vpm.h) */
+	struct mgmt *mgmt;	  /* management channel (owned, mgmt.h) */
+	struct fg *fg;		  /* foreground VP (fg.h) */
+	struct disp *disp;	  /* display and input mux (display.h) */
 };
 
 /* Append an audit record for this daemon (see audit.h); details may be NULL.

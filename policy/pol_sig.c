@@ -67,10 +67,53 @@ int pol_key_raw_public(EVP_PKEY *key, uint8_t out[POL_PUBKEY_LEN], cells_err_t *
 	return 0;
 }
 
+bool pol_key_has_small_order(const uint8_t pub[POL_PUBKEY_LEN])
+{
+	static const uint8_t blocklist[7][POL_PUBKEY_LEN] = {
+	    /* 0 (order 4) */
+	    {0},
+	    /* 1 (order 1) */
+	    {0x01},
+	    /* order 8 */
+	    {0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4,
+	     0x89, 0xf2, 0xef, 0x98, 0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6,
+	     0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53, 0xfc, 0x05},
+	    /* order 8 */
+	    {0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b,
+	     0x76, 0x0d, 0x10, 0x67, 0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39,
+	     0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac, 0x03, 0x7a},
+	    /* p - 1 (order 2) */
+	    {0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	     0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	     0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f},
+	    /* p (= 0, non-canonical) */
+	    {0xed, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	     0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	     0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f},
+	    /* p + 1 (= 1, non-canonical) */
+	    {0xee, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	     0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	     0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f},
+	};
+	for (size_t j = 0; j < 7; j++) {
+		uint8_t c = 0;
+		for (size_t i = 0; i < 31; i++)
+			c |= pub[i] ^ blocklist[j][i];
+		c |= (pub[31] & 0x7f) ^ blocklist[j][31]; /* either sign of x */
+		if (c == 0)
+			return true;
+	}
+	return false;
+}
+
 EVP_PKEY *pol_key_from_raw_public(const uint8_t *raw, size_t len, cells_err_t *err)
 {
 	if (len != POL_PUBKEY_LEN) {
 		cells_err_set(err, EINVAL, "public key is %zu bytes, not %d", len, POL_PUBKEY_LEN);
+		return NULL;
+	}
+	if (pol_key_has_small_order(raw)) {
+		cells_err_set(err, EKEYREJECTED, "public key is a small-order point (refused)");
 		return NULL;
 	}
 	EVP_PKEY *k = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, raw, len);
@@ -164,6 +207,55 @@ int pol_signed_pack(const Cells__V1__Signed *s, uint8_t **out, size_t *len, cell
 	return 0;
 }
 
+/* A few verification contexts, initialised once per public key and reused (what
+ * `openssl speed` does): creating the key from raw bytes and fetching the provider's
+ * signature implementation cost more than the verification itself. Per thread. */
+#define VERIFY_CACHE 4
+static _Thread_local struct verify_slot {
+	uint8_t pub[POL_PUBKEY_LEN];
+	EVP_PKEY *key;
+	EVP_MD_CTX *ctx;
+} verify_cache[VERIFY_CACHE];
+static _Thread_local unsigned verify_next;
+
+static void slot_clear(struct verify_slot *v)
+{
+	EVP_MD_CTX_free(v->ctx);
+	EVP_PKEY_free(v->key);
+	memset(v, 0, sizeof *v);
+}
+
+void pol_verify_cache_clear(void)
+{
+	for (size_t i = 0; i < VERIFY_CACHE; i++)
+		slot_clear(&verify_cache[i]);
+}
+
+static __attribute__((destructor)) void verify_cache_fini(void)
+{
+	pol_verify_cache_clear();
+}
+
+static struct verify_slot *verify_slot(const uint8_t pub[POL_PUBKEY_LEN], cells_err_t *err)
+{
+	for (size_t i = 0; i < VERIFY_CACHE; i++)
+		if (verify_cache[i].ctx && !memcmp(verify_cache[i].pub, pub, POL_PUBKEY_LEN))
+			return &verify_cache[i];
+	struct verify_slot *v = &verify_cache[verify_next++ % VERIFY_CACHE];
+	slot_clear(v);
+	v->key = pol_key_from_raw_public(pub, POL_PUBKEY_LEN, err);
+	if (!v->key)
+		return NULL;
+	v->ctx = EVP_MD_CTX_new();
+	if (!v->ctx || EVP_DigestVerifyInit(v->ctx, NULL, NULL, NULL, v->key) != 1) {
+		slot_clear(v);
+		cells_err_ssl(err, "Ed25519 verify init");
+		return NULL;
+	}
+	memcpy(v->pub, pub, POL_PUBKEY_LEN);
+	return v;
+}
+
 int pol_verify_raw(const uint8_t pub[POL_PUBKEY_LEN], Cells__V1__SignedKind kind,
 		   const uint8_t *payload, size_t len, const uint8_t sig[POL_SIG_LEN],
 		   cells_err_t *err)
@@ -172,16 +264,15 @@ int pol_verify_raw(const uint8_t pub[POL_PUBKEY_LEN], Cells__V1__SignedKind kind
 	size_t mlen;
 	if (cells_signed_message(kind, payload, len, &msg, &mlen, err) < 0)
 		return -1;
-	cleanup_pkey EVP_PKEY *k = pol_key_from_raw_public(pub, POL_PUBKEY_LEN, err);
-	if (!k)
+	struct verify_slot *v = verify_slot(pub, err);
+	if (!v)
 		return -1;
-	cleanup_md_ctx EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	if (!ctx || EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, k) != 1)
-		return cells_err_ssl(err, "Ed25519 verify init");
-	int r = EVP_DigestVerify(ctx, sig, POL_SIG_LEN, msg, mlen);
+	int r = EVP_DigestVerify(v->ctx, sig, POL_SIG_LEN, msg, mlen);
 	ERR_clear_error();
-	if (r != 1)
+	if (r != 1) {
+		slot_clear(v); /* never reuse a context after a failure */
 		return cells_err_set(err, EBADMSG, "%s signature does not verify",
 				     cells_signed_domain(kind));
+	}
 	return 0;
 }

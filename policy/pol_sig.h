@@ -25,6 +25,11 @@ int pol_key_to_pem(EVP_PKEY *key, bool private_part, char **pem, cells_err_t *er
 /* Raw public key bytes and key id. */
 int pol_key_raw_public(EVP_PKEY *key, uint8_t out[POL_PUBKEY_LEN], cells_err_t *err);
 EVP_PKEY *pol_key_from_raw_public(const uint8_t *raw, size_t len, cells_err_t *err);
+/* True for the encodings of the 8 small-order points of edwards25519 (and their
+ * non-canonical twins), after libsodium's blocklist. OpenSSL's Ed25519 verify accepts
+ * such a public key with the signature (R = identity, S = 0) for ANY message, so Cells
+ * refuses these keys everywhere (pol_key_from_raw_public, roots, delegations). */
+bool pol_key_has_small_order(const uint8_t pub[POL_PUBKEY_LEN]);
 void pol_key_id(const uint8_t pub[POL_PUBKEY_LEN], uint8_t out[POL_KEYID_LEN]);
 
 /* Sign payload as `kind` with key, appending a Signature to *s (s->kind and payload
@@ -41,5 +46,8 @@ int pol_signed_pack(const Cells__V1__Signed *s, uint8_t **out, size_t *len, cell
 int pol_verify_raw(const uint8_t pub[POL_PUBKEY_LEN], Cells__V1__SignedKind kind,
 		   const uint8_t *payload, size_t len, const uint8_t sig[POL_SIG_LEN],
 		   cells_err_t *err);
+
+/* Free the per-thread cache of verification contexts (also done at exit). */
+void pol_verify_cache_clear(void);
 
 #endif

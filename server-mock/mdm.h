@@ -33,6 +33,23 @@ EVP_PKEY *mdm_load_key(const struct mdm *m, const char *name, cells_err_t *err);
 int mdm_cmd_init(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 int mdm_cmd_export_root(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 
+/* sim_cli.c (telephony simulators, sim_modem.h) */
+int mdm_cmd_modem_sim(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_call(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_modem_ctl(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_gateway_assign(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+/* mdm_policy.c */
+#include <stddef.h>
+#include <stdint.h>
+/* Sign a serialized Policy with signing.key into a PolicyBundle with delegation.bin. */
+int mdm_policy_bundle(const struct mdm *m, const uint8_t *payload, size_t n, uint8_t **out,
+		      size_t *len, cells_err_t *err);
+int mdm_cmd_policy_sign(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_policy_example(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+/* mdm_audit.c */
+int mdm_cmd_audit_verify(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_audit_import(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_audit_query(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 /* mdm_ca.c: the TLS CA, server and device certificates, enrollment tokens. */
 int mdm_ca_init(struct mdm *m, cells_err_t *err); /* part of init: CA, server cert, DB */
 X509 *mdm_load_cert(const struct mdm *m, const char *name, cells_err_t *err);

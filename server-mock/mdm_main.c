@@ -15,6 +15,25 @@
 static const struct mdm_cmd commands[] = {
     {"init", "", "create the root key, a delegated signing key and the database", mdm_cmd_init},
     {"export-root", "", "print the root public key (PEM)", mdm_cmd_export_root},
+    {"modem-sim", "--pty PATH [--gateway NUMBER] [--imsi IMSI]",
+     "run the carrier modem + VoIP gateway simulator on a pty linked at PATH", mdm_cmd_modem_sim},
+    {"call", "NUMBER [--from CALLER]", "ring NUMBER through the gateway simulator", mdm_cmd_call},
+    {"modem-ctl", "hangup|ring|vanish|return|state", "drive the modem simulator",
+     mdm_cmd_modem_ctl},
+    {"gateway assign", "NUMBER DIGIT", "serve NUMBER at the gateway with caller-ID digit DIGIT",
+     mdm_cmd_gateway_assign},
+    {"policy sign", "POLICY.json -o POLICY.bin", "sign a policy (JSON) for offline delivery",
+     mdm_cmd_policy_sign},
+    {"policy example", "[--device ID] [--version N]", "print a complete example policy (JSON)",
+     mdm_cmd_policy_example},
+    {"audit",
+     "DEVICE [--since T] [--until T] [--vp V] [--type T] [--outcome O] [--grep S] [--limit N] "
+     "[--csv]",
+     "show a device's uploaded audit records", mdm_cmd_audit_query},
+    {"audit verify", "FILE|DEVICE", "verify an export bundle offline, or a device's uploads",
+     mdm_cmd_audit_verify},
+    {"audit import", "FILE", "store an export bundle as uploads of its device (continuity checked)",
+     mdm_cmd_audit_import},
     {"ca-cert", "", "print the TLS CA certificate (PEM) that devices pin", mdm_cmd_ca_cert},
     {"enroll-token", "[--ttl SECONDS]", "make a one-time enrollment token", mdm_cmd_enroll_token},
     {"serve", "--listen HOST:PORT", "run the websocket server (mutual TLS)", mdm_cmd_serve},
@@ -40,32 +59,6 @@ static void usage(FILE *f)
 	for (size_t i = 0; i < CELLS_ARRAY_SIZE(commands); i++)
 		fprintf(f, "  %-16s %-30s %s\n", commands[i].words, commands[i].args,
 			commands[i].summary);
-}
-
-int mdm_usage(const struct mdm_cmd *cmd)
-{
-	fprintf(stderr, "cells-mdm: %s: usage: cells-mdm %s %s\n", cmd->words, cmd->words,
-		cmd->args);
-	return 2;
-}
-
-void mdm_path(const struct mdm *m, const char *name, char out[PATH_MAX])
-{
-	snprintf(out, PATH_MAX, "%s/%s", m->state_dir, name);
-}
-
-EVP_PKEY *mdm_load_key(const struct mdm *m, const char *name, cells_err_t *err)
-{
-	char p[PATH_MAX];
-	mdm_path(m, name, p);
-	cleanup_free uint8_t *pem = NULL;
-	size_t n;
-	if (cells_read_file(p, 16384, &pem, &n, err) < 0) {
-		if (err && err->code == ENOENT)
-			cells_err_set(err, ENOENT, "%s is missing (run 'cells-mdm init' first)", p);
-		return NULL;
-	}
-	return pol_key_from_pem(pem, n, true, err);
 }
 
 static int match_words(const char *words, int argc, char **argv)

@@ -51,26 +51,6 @@ static int64_t *lat;
 static size_t nlat;
 static size_t acked_total;
 
-/* what cells-mdm's main provides to its library */
-void mdm_path(const struct mdm *m, const char *name, char out[PATH_MAX])
-{
-	snprintf(out, PATH_MAX, "%s/%s", m->state_dir, name);
-}
-int mdm_usage(const struct mdm_cmd *cmd)
-{
-	return 2;
-}
-EVP_PKEY *mdm_load_key(const struct mdm *m, const char *name, cells_err_t *err)
-{
-	char p[PATH_MAX];
-	cleanup_free uint8_t *pem = NULL;
-	size_t n;
-	mdm_path(m, name, p);
-	if (cells_read_file(p, 16384, &pem, &n, err) < 0)
-		return NULL;
-	return pol_key_from_pem(pem, n, true, err);
-}
-
 static int64_t now_ns(void)
 {
 	return cells_mono_ns();

@@ -1,0 +1,247 @@
+/* password.c - per-VP configuration passwords, persistent throttling, lock at limit. */
+#include "password.h"
+#include "cleanup.h"
+#include "cleanup_sqlite.h"
+#include "log.h"
+#include "pol_password.h"
+#include "pol_throttle.h"
+#include "policy_engine.h"
+#include "statedb.h"
+
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <string.h>
+#include <time.h>
+
+static const char *const password_schema[] = {
+    "CREATE TABLE vp_password(vp TEXT PRIMARY KEY, m_kib INTEGER, t INTEGER, p INTEGER,"
+    " salt BLOB, hash BLOB, failures INTEGER NOT NULL DEFAULT 0,"
+    " last_failure INTEGER NOT NULL DEFAULT 0, locked INTEGER NOT NULL DEFAULT 0)",
+};
+
+struct pw_row {
+	bool exists, set, locked;
+	struct pol_pw_hash h;
+	uint32_t failures;
+	int64_t last_failure;
+};
+
+int password_init(struct cellsd *d, cells_err_t *err)
+{
+	if (statedb_migrate(d->db, "password", password_schema, CELLS_ARRAY_SIZE(password_schema),
+			    err) < 0)
+		return cells_err_prefix(err, "passwords");
+	return 0;
+}
+
+static int load_row(struct cellsd *d, const char *vp, struct pw_row *r, cells_err_t *err)
+{
+	memset(r, 0, sizeof *r);
+	cleanup_stmt sqlite3_stmt *q = NULL;
+	if (statedb_prepare(d->db,
+			    "SELECT m_kib, t, p, salt, hash, failures, last_failure, locked FROM "
+			    "vp_password WHERE vp=?",
+			    &q, err) < 0)
+		return -1;
+	sqlite3_bind_text(q, 1, vp, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(q);
+	if (rc == SQLITE_DONE)
+		return 0;
+	if (rc != SQLITE_ROW)
+		return statedb_err(d->db, "password", err);
+	r->exists = true;
+	if (sqlite3_column_type(q, 4) == SQLITE_BLOB &&
+	    sqlite3_column_bytes(q, 4) == POL_PW_HASH_LEN &&
+	    sqlite3_column_bytes(q, 3) == POL_PW_SALT_LEN) {
+		r->set = true;
+		r->h.m_kib = (uint32_t)sqlite3_column_int64(q, 0);
+		r->h.t = (uint32_t)sqlite3_column_int64(q, 1);
+		r->h.p = (uint32_t)sqlite3_column_int64(q, 2);
+		memcpy(r->h.salt, sqlite3_column_blob(q, 3), POL_PW_SALT_LEN);
+		memcpy(r->h.hash, sqlite3_column_blob(q, 4), POL_PW_HASH_LEN);
+	}
+	r->failures = (uint32_t)sqlite3_column_int64(q, 5);
+	r->last_failure = sqlite3_column_int64(q, 6);
+	r->locked = sqlite3_column_int(q, 7) != 0;
+	return 0;
+}
+
+static int exec_vp(struct cellsd *d, const char *sql, const char *vp, int64_t a, cells_err_t *err)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	if (statedb_prepare(d->db, sql, &st, err) < 0)
+		return -1;
+	sqlite3_bind_text(st, 1, vp, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, a);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		return statedb_err(d->db, "password state", err);
+	return 0;
+}
+
+static uint32_t retry_in(const struct pw_row *r, int64_t now)
+{
+	uint32_t delay = pol_throttle_delay_s(r->failures);
+	int64_t at = r->last_failure + delay;
+	return delay && now < at ? (uint32_t)(at - now) : 0;
+}
+
+int password_state(struct cellsd *d, const char *vp, bool *set, uint32_t *failures, bool *locked,
+		   uint32_t *retry_in_s)
+{
+	struct pw_row r;
+	if (load_row(d, vp, &r, NULL) < 0)
+		return -1;
+	*set = r.set;
+	*failures = r.failures;
+	*locked = r.locked;
+	*retry_in_s = retry_in(&r, time(NULL));
+	return 0;
+}
+
+void password_limit_reached(struct cellsd *d, const char *vp, bool wipe)
+{
+	log_warn("VP %s: limit of failed password attempts reached: configuration locked%s", vp,
+		 wipe ? " (wipe requested by the policy; wired by the wipe module)" : "");
+}
+
+static void audit_pw(struct cellsd *d, const char *vp, const char *actor, const char *event,
+		     const char *outcome, const char *reason, uint32_t failures)
+{
+	json_object *det = json_object_new_object();
+	if (reason)
+		json_object_object_add(det, "reason", json_object_new_string(reason));
+	json_object_object_add(det, "failures", json_object_new_int64(failures));
+	cellsd_audit(d, vp, actor, event, outcome, det, NULL);
+	json_object_put(det);
+}
+
+/* The throttled check of pw against r (r->set). 0 match, -1 refused. */
+static int check(struct cellsd *d, const char *vp, struct pw_row *r, const uint8_t *pw, size_t len,
+		 const char *actor, cells_err_t *err)
+{
+	const Cells__V1__VpRule *rule = policy_vp_bounds(d, vp);
+	int64_t now = time(NULL);
+	if (r->locked) {
+		cells_err_set(err, EPERM,
+			      "VP %s's configuration is locked after %u failed password attempts",
+			      vp, r->failures);
+		audit_pw(d, vp, actor, "password.check", "refused", err->msg, r->failures);
+		return -1;
+	}
+	uint32_t wait = retry_in(r, now);
+	if (wait) {
+		cells_err_set(err, EAGAIN, "too many wrong passwords for VP %s: try again in %u s",
+			      vp, wait);
+		audit_pw(d, vp, actor, "password.throttled", "refused", err->msg, r->failures);
+		return -1;
+	}
+	/* count the attempt durably before checking it */
+	if (exec_vp(d, "UPDATE vp_password SET failures=failures+1, last_failure=?2 WHERE vp=?1",
+		    vp, now, err) < 0)
+		return cells_err_prefix(err, "password check refused");
+	uint32_t failures = r->failures + 1;
+	int ok = pol_pw_check(&r->h, pw, len, err);
+	if (ok < 0)
+		return -1;
+	if (ok) {
+		if (exec_vp(d, "UPDATE vp_password SET failures=0, last_failure=?2 WHERE vp=?1", vp,
+			    0, err) < 0)
+			return -1;
+		r->failures = 0;
+		return 0;
+	}
+	uint32_t max = rule && rule->password ? rule->password->max_failed_attempts : 0;
+	if (max && failures >= max) {
+		if (exec_vp(d, "UPDATE vp_password SET locked=?2 WHERE vp=?1", vp, 1, err) < 0)
+			return -1;
+		audit_pw(d, vp, actor, "password.limit", "locked", "limit of failed attempts",
+			 failures);
+		password_limit_reached(d, vp, rule->password->wipe_on_limit);
+		return cells_err_set(err, EACCES,
+				     "wrong password for VP %s: %u failed attempts, the limit: "
+				     "configuration locked",
+				     vp, failures);
+	}
+	audit_pw(d, vp, actor, "password.failed", "refused", "wrong password", failures);
+	uint32_t next = pol_throttle_delay_s(failures);
+	if (next)
+		return cells_err_set(err, EACCES,
+				     "wrong password for VP %s (%u failed attempts; next try in "
+				     "%u s)",
+				     vp, failures, next);
+	return cells_err_set(err, EACCES, "wrong password for VP %s (%u failed attempts)", vp,
+			     failures);
+}
+
+int password_authorize(struct cellsd *d, const char *vp, const uint8_t *pw, size_t len,
+		       const char *actor, cells_err_t *err)
+{
+	const Cells__V1__VpRule *rule = policy_vp_bounds(d, vp);
+	if (!rule)
+		return cells_err_set(err, ENOENT, "no policy in force names VP %s", vp);
+	struct pw_row r;
+	if (load_row(d, vp, &r, err) < 0)
+		return -1;
+	if (!r.set) {
+		if (rule->password && rule->password->required)
+			return cells_err_set(
+			    err, EPERM,
+			    "VP %s needs a configuration password first (cellctl vp "
+			    "password %s)",
+			    vp, vp);
+		return 0;
+	}
+	return check(d, vp, &r, pw, len, actor, err);
+}
+
+int password_set(struct cellsd *d, const char *vp, const uint8_t *new_pw, size_t new_len,
+		 const uint8_t *old_pw, size_t old_len, const char *actor, cells_err_t *err)
+{
+	const Cells__V1__VpRule *rule = policy_vp_bounds(d, vp);
+	if (!rule)
+		return cells_err_set(err, ENOENT, "no policy in force names VP %s", vp);
+	uint32_t min = rule->password ? rule->password->min_length : 0;
+	if (min < 1)
+		min = 1;
+	if (new_len < min)
+		return cells_err_set(err, EINVAL, "the new password is shorter than %u characters",
+				     min);
+	if (new_len > POL_PW_MAX_LEN)
+		return cells_err_set(err, EINVAL, "the new password is longer than %d bytes",
+				     POL_PW_MAX_LEN);
+	struct pw_row r;
+	if (load_row(d, vp, &r, err) < 0)
+		return -1;
+	if (!r.exists &&
+	    exec_vp(d, "INSERT INTO vp_password(vp, failures) VALUES(?1, ?2)", vp, 0, err) < 0)
+		return -1;
+	if (r.set && check(d, vp, &r, old_pw, old_len, actor, err) < 0)
+		return cells_err_prefix(err, "password unchanged");
+	struct pol_pw_hash h;
+	if (pol_pw_hash_new(new_pw, new_len, &h, err) < 0)
+		return -1;
+	json_object *det = json_object_new_object();
+	json_object_object_add(det, "first", json_object_new_boolean(!r.set));
+	int a = cellsd_audit(d, vp, actor, "password.changed", "ok", det, err);
+	json_object_put(det);
+	if (a < 0) {
+		OPENSSL_cleanse(&h, sizeof h);
+		return cells_err_prefix(err, "password unchanged: audit log");
+	}
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	if (statedb_prepare(d->db,
+			    "UPDATE vp_password SET m_kib=?, t=?, p=?, salt=?, hash=?, failures=0,"
+			    " last_failure=0 WHERE vp=?",
+			    &st, err) < 0)
+		return -1;
+	sqlite3_bind_int64(st, 1, h.m_kib);
+	sqlite3_bind_int64(st, 2, h.t);
+	sqlite3_bind_int64(st, 3, h.p);
+	sqlite3_bind_blob(st, 4, h.salt, sizeof h.salt, SQLITE_TRANSIENT);
+	sqlite3_bind_blob(st, 5, h.hash, sizeof h.hash, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 6, vp, -1, SQLITE_STATIC);
+	OPENSSL_cleanse(&h, sizeof h);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		return statedb_err(d->db, "store password", err);
+	return 0;
+}

@@ -1,0 +1,74 @@
+/* policy_engine.h - the device side of signed policies: trust root, delegations,
+ * install (verify + persist + apply, all or nothing), the policy in force, local
+ * tightening by `cellctl vp config`, and verification of signed commands.
+ *
+ * State (state DB, module "policy"): the pinned root, the verified delegations (signed
+ * bytes, re-verified against the root at start-up), the accepted policy (version,
+ * SHA-256, payload, whether applied) and the previous policy in force, and the local VP
+ * configuration. A new version is committed (sqlite synchronous=FULL, one transaction)
+ * before it is applied; the version never goes down, also after a crash.
+ *
+ * Effective policy: the MDM policy with each VP's local configuration merged in, each
+ * setting the stricter of the two (device modes no-access < shared < exclusive; net
+ * none < nat). Enforcers and policy_vp_rule() see the effective policy.
+ *
+ * Test hook (compiled in, inert unless set): CELLS_TEST_CRASH_AT=policy-before-persist
+ * or policy-after-persist makes cellsd kill itself with SIGKILL at that point of an
+ * install (docs/PROTOCOL.md "Policies"). */
+#ifndef CELLS_POLICY_ENGINE_H
+#define CELLS_POLICY_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+#include "cellsd.h"
+#include "wire.h"
+
+/* Load the state (d->pe, owned). Run after the state DB and audit log are open. */
+int policy_engine_init(struct cellsd *d, cells_err_t *err);
+/* Apply the accepted policy at start-up (after every enforcer registered). A failure
+ * leaves the previous policy in force and the device non-compliant; it is not fatal. */
+int policy_engine_start(struct cellsd *d, cells_err_t *err);
+void policy_engine_free(struct cellsd *d);
+
+/* Pin the trust root (PEM / raw key / TrustRoot bytes); refused once one is pinned.
+ * Audited. */
+int policy_trust_pin(struct cellsd *d, const uint8_t *p, size_t n, const char *actor,
+		     cells_err_t *err);
+
+/* Verify + persist + apply a PolicyBundle or a Signed policy, all or nothing; audited
+ * (policy.accepted / policy.applied / policy.rejected). */
+int policy_install(struct cellsd *d, const uint8_t *signed_blob, size_t n, const char *source,
+		   cells_err_t *err);
+/* Check only: 0 when policy_install would accept it (*version set), else -1 with the
+ * reason. Changes nothing. */
+int policy_check(struct cellsd *d, const uint8_t *blob, size_t n, uint64_t *version,
+		 cells_err_t *err);
+
+/* Signature by a key delegated for the command role, device id, expiry. *out owned
+ * (cells__v1__command__free_unpacked). The caller handles replay by command_id. */
+int policy_verify_command(struct cellsd *d, const Cells__V1__Signed *s, Cells__V1__Command **out,
+			  cells_err_t *err);
+
+/* The effective rule of a VP (borrowed, valid until the next install or config change);
+ * NULL when no policy names the VP. */
+const Cells__V1__VpRule *policy_vp_rule(struct cellsd *d, const char *vp);
+/* The MDM's rule of a VP (the bounds of local configuration); NULL when none. */
+const Cells__V1__VpRule *policy_vp_bounds(struct cellsd *d, const char *vp);
+
+/* Version of the policy in force (0: none) and compliance (Cells__V1__Compliance). */
+uint64_t policy_version(struct cellsd *d);
+int policy_compliance(struct cellsd *d);
+
+/* Local tightening: validate KEY=VALUE settings against the MDM bounds, store them and
+ * apply the new effective policy (all or nothing). The caller checked the password. */
+int policy_set_local(struct cellsd *d, const char *vp, char *const *settings, size_t n,
+		     const char *actor, cells_err_t *err);
+
+/* A JSON description (owned) for `cellctl policy show`. */
+json_object *policy_describe(struct cellsd *d);
+
+#endif

@@ -1,0 +1,24 @@
+/* pol_json.h - the policy's human-friendly JSON form (docs/PROTOCOL.md "Policy JSON").
+ * Strict: an unknown key, a wrong type or an unknown enum name is refused with a message
+ * naming the key path ("vps[0].devices.camera: unknown mode 'maybe'"). The result is
+ * validated with pol_policy_validate(). Pure code on buffers. */
+#ifndef CELLS_POL_JSON_H
+#define CELLS_POL_JSON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+#include "err.h"
+#include "wire.h"
+
+#define POL_MAX_JSON (256 * 1024)
+
+/* JSON text -> the serialized Policy (the bytes to sign; *payload owned). */
+int pol_json_to_policy(const char *text, size_t n, uint8_t **payload, size_t *len,
+		       cells_err_t *err);
+/* Policy -> a new JSON object in the same format (owned; NULL on ENOMEM). */
+json_object *pol_policy_to_json(const Cells__V1__Policy *p);
+
+#endif

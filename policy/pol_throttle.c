@@ -1,0 +1,15 @@
+/* pol_throttle.c - the escalating delay schedule (see pol_throttle.h). */
+#include "pol_throttle.h"
+
+uint32_t pol_throttle_delay_s(uint32_t failures)
+{
+	if (failures < 5)
+		return 0;
+	if (failures < 10)
+		return failures == 5 ? 30 : 0;
+	if (failures < 30)
+		return 30;
+	if (failures < 140)
+		return 30u << ((failures - 30) / 10);
+	return 24u * 3600;
+}

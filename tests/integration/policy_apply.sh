@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Signed policies through cellsd: trust pin once; every refusal (forged, unknown key,
+# expired delegation, wrong role, rollback, same version with other bytes, other
+# device, expired, truncated, oversized, conflicting exclusive) gives its reason, is
+# audited, and leaves the policy in force unchanged; a failing enforcer rolls the
+# others back; SIGKILL before/after the persist point and a restart keep the version
+# monotonic and the policy in force whole.
+. "$CELLS_SRC/tests/lib.sh"
+FORGE="$CELLS_BUILD/tests/integration/policy_forge"
+export CELLS_MDM_STATE_DIR="$T/mdm"
+export CELLS_TEST_ENFORCE_LOG="$T/enforce.log" CELLS_TEST_ENFORCE_FAIL_VERSION=3
+forge() { ASAN_OPTIONS=detect_leaks=0 "$FORGE" "$CELLS_MDM_STATE_DIR" "$@"; }
+show() { cellctl --json policy show | python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+audit_count() { sqlite3 "$CELLS_STATE/audit.db" "select count(*) from audit where event='$1' and outcome='$2'"; }
+
+cells-mdm init >/dev/null || exit 1
+start_cellsd || exit 1
+ID=$(cellctl device id)
+# mk VERSION [DEVICE] -> $T/pVERSION.json and .bin
+mk() {
+	cells-mdm policy example --version "$1" --device "${2:-$ID}" >"$T/p$1.json" &&
+		cells-mdm policy sign "$T/p$1.json" -o "$T/p$1.bin" >/dev/null
+}
+mk 1; mk 2
+check "example policy signs as it is" test -s "$T/p1.bin"
+check_fails "policy refused before a root is pinned" "no trust root is pinned" cellctl policy apply "$T/p1.bin"
+cells-mdm export-root >"$T/root.pub"
+check "trust pin with cells-mdm export-root" cellctl trust pin "$T/root.pub"
+check_fails "a second trust pin is refused" "already pinned" cellctl trust pin "$T/root.pub"
+check "policy v2 applies" cellctl policy apply "$T/p2.bin"
+check_eq "policy show: version 2" 2 "$(show 'd["version"]')"
+check_eq "policy show: compliant" compliant "$(show 'd["compliance"]')"
+check "policy show human form names the work VP" bash -c "cellctl policy show | grep -q 'vp work: net=nat'"
+before=$(cellctl --json policy show)
+
+# --- each refusal with its reason ---
+python3 - "$T/p2.bin" "$T/forged.bin" "$ID" <<'PY'
+import sys
+d = open(sys.argv[1], 'rb').read(); i = d.find(sys.argv[3].encode())
+open(sys.argv[2], 'wb').write(d[:i] + (b'0' if d[i:i+1] != b'0' else b'1') + d[i+1:])
+PY
+forge unknown-key "$T/p2.json" "$T/unknown.bin"
+forge expired-delegation "$T/p2.json" "$T/expdel.bin"
+forge wrong-role "$T/p2.json" "$T/role.bin"
+sed 's/"net": "nat"/"net": "none"/' "$T/p2.json" >"$T/p2b.json" && cells-mdm policy sign "$T/p2b.json" -o "$T/p2b.bin" >/dev/null
+mk 4 fedcba9876543210fedcba9876543210 && mv "$T/p4.bin" "$T/other.bin"
+mk 5 && sed -e 's/"issued_at": 0/"issued_at": 1000/' -e 's/"expires_at": 0/"expires_at": 2000/' "$T/p5.json" >"$T/exp.json" && cells-mdm policy sign "$T/exp.json" -o "$T/expired.bin" >/dev/null
+head -c 200 "$T/p2.bin" >"$T/trunc.bin"
+head -c 150000 /dev/urandom >"$T/big.bin"
+mk 6 && forge conflict "$T/p6.json" "$T/conflict.bin"
+check_fails "forged signature refused" "does not verify" cellctl policy apply "$T/forged.bin"
+check_fails "unknown key refused" "unknown key" cellctl policy apply "$T/unknown.bin"
+check_fails "expired delegation refused" "delegation of key [0-9a-f]+ expired" cellctl policy apply "$T/expdel.bin"
+check_fails "wrong role refused" "not delegated for the policy role" cellctl policy apply "$T/role.bin"
+check_fails "rollback refused" "older than the installed version 2 \\(rollback\\)" cellctl policy apply "$T/p1.bin"
+check_fails "same version, other bytes refused" "already installed with different contents" cellctl policy apply "$T/p2b.bin"
+check_fails "policy for another device refused" "is for device fedcba9876543210fedcba9876543210" cellctl policy apply "$T/other.bin"
+check_fails "expired policy refused" "expired at 2000" cellctl policy apply "$T/expired.bin"
+check_fails "truncated policy refused" "not a valid protobuf|PolicyBundle|signature" cellctl policy apply "$T/trunc.bin"
+check_fails "oversized policy refused" "over the limit" cellctl policy apply "$T/big.bin"
+check_fails "conflicting exclusive modes refused" "both exclusive on camera" cellctl policy apply "$T/conflict.bin"
+check_fails "policy verify gives the verdict and reason" "^reject: .*rollback" cellctl policy verify "$T/p1.bin"
+check_eq "policy in force unchanged after every refusal" "$before" "$(cellctl --json policy show)"
+check "every refusal is audited" bash -c "[ \$(sqlite3 '$CELLS_STATE/audit.db' \"select count(*) from audit where event='policy.rejected'\") -ge 11 ]"
+
+# --- apply is all or nothing: enforcer test-fail refuses version 3 ---
+mk 3
+: >"$T/enforce.log"
+check_fails "failing enforcer: policy not applied" "test enforcer fails version 3 on purpose" cellctl policy apply "$T/p3.bin"
+check_eq "the enforcers already applied were rolled back" "apply v3 old v2
+apply v2 old v3" "$(cat "$T/enforce.log")"
+check_eq "the previous policy stays in force" 2 "$(show 'd["version"]')"
+check_eq "non-compliance is reported" "noncompliant: apply failed" "$(show 'd["compliance"]')"
+check_fails "the accepted version still blocks rollback" "rollback" cellctl policy apply "$T/p1.bin"
+mk 4
+check "the next version applies" cellctl policy apply "$T/p4.bin"
+check_eq "version 4 in force, compliant" "4 compliant" "$(show 'd["version"], d["compliance"]' | tr -d "(),'")"
+
+# --- SIGKILL between acceptance and apply ---
+stop_cellsd
+mk 5
+CELLS_TEST_CRASH_AT=policy-before-persist start_cellsd || exit 1
+cellctl policy apply "$T/p5.bin" >/dev/null 2>&1
+wait "$CELLSD_PID" 2>/dev/null
+start_cellsd || exit 1
+check_eq "killed before persist: version 4 still in force" 4 "$(show 'd["version"]')"
+stop_cellsd
+CELLS_TEST_CRASH_AT=policy-after-persist start_cellsd || exit 1
+cellctl policy apply "$T/p5.bin" >/dev/null 2>&1
+wait "$CELLSD_PID" 2>/dev/null
+check "cellsd was killed at the crash point" grep -q "CELLS_TEST_CRASH_AT=policy-after-persist" "$T/cellsd.log"
+: >"$T/enforce.log"
+start_cellsd || exit 1
+check_eq "killed after persist: restart applies version 5 whole" "5 5 compliant" "$(show 'd["version"], d["accepted_version"], d["compliance"]' | tr -d "(),'")"
+check_eq "restart applied it through the enforcers once" "apply v5 old v0" "$(cat "$T/enforce.log")"
+check_fails "after the crash, rollback to 4 refused" "rollback" cellctl policy apply "$T/p4.bin"
+sed 's/"net": "nat"/"net": "none"/' "$T/p5.json" >"$T/p5b.json" && cells-mdm policy sign "$T/p5b.json" -o "$T/p5b.bin" >/dev/null
+check_fails "after the crash, same version other bytes refused" "different contents" cellctl policy apply "$T/p5b.bin"
+check "re-sending the installed policy is harmless" cellctl policy apply "$T/p5.bin"
+mk 6
+check "policy verify accepts a good newer policy" bash -c "cellctl policy verify '$T/p6.bin' | grep -q '^accept: policy version 6'"
+check_eq "verify changed nothing" 5 "$(show 'd["version"]')"
+check "state DB stores the policy with synchronous=FULL" bash -c "sqlite3 '$CELLS_STATE/state.db' 'select version, applied from policy_state' | grep -qx '5|1'"
+check "clean shutdown" stop_cellsd
+finish
