@@ -414,7 +414,7 @@ static void handle_policy(struct mgmt *g, const Cells__V1__Envelope *env)
 	cells_err_t err = {0};
 	cleanup_free uint8_t *blob = NULL;
 	size_t n;
-	if (pol_signed_pack(env->policy, &blob, &n, &err) < 0)
+	if (mgmt_policy_blob(g->d, env->policy, &blob, &n, &err) < 0)
 		return;
 	int r = policy_install(g->d, blob, n, "mdm", &err);
 	char cid[40] = "policy:?";

@@ -31,6 +31,22 @@ int policy_trust_pin_enrolled(struct cellsd *d, const Cells__V1__TrustRoot *root
 {
 	if (migrate(d, err) < 0)
 		return -1;
+#if __has_include("policy_engine.h")
+	{
+		size_t tn = cells__v1__trust_root__get_packed_size(root);
+		cleanup_free uint8_t *tb = malloc(tn + 1);
+		if (!tb)
+			return cells_err_sys(err, ENOMEM, "trust");
+		cells__v1__trust_root__pack(root, tb);
+		cells_err_t e2 = {0};
+		/* already pinned (offline, or an earlier enrollment): keep it; a different
+		 * root makes every policy from this server fail verification (safe side) */
+		if (policy_trust_pin(d, tb, tn, "mdm", &e2) < 0 && e2.code != EEXIST) {
+			*err = e2;
+			return -1;
+		}
+	}
+#endif
 	Cells__V1__TrustUpdate tu = CELLS__V1__TRUST_UPDATE__INIT;
 	tu.delegations = (Cells__V1__Signed **)dels;
 	tu.n_delegations = ndels;
@@ -53,8 +69,41 @@ int policy_trust_pin_enrolled(struct cellsd *d, const Cells__V1__TrustRoot *root
 	return 0;
 }
 
+int mgmt_policy_blob(struct cellsd *d, const Cells__V1__Signed *s, uint8_t **out, size_t *len,
+		     cells_err_t *err)
+{
+#if __has_include("policy_engine.h")
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	Cells__V1__TrustUpdate *tu = NULL;
+	if (migrate(d, err) < 0 ||
+	    statedb_prepare(d->db, "SELECT dels FROM mgmt_tmp_trust WHERE id=1", &st, err) < 0)
+		return -1;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		tu = cells__v1__trust_update__unpack(NULL, (size_t)sqlite3_column_bytes(st, 0),
+						      sqlite3_column_blob(st, 0));
+	Cells__V1__PolicyBundle b = CELLS__V1__POLICY_BUNDLE__INIT;
+	b.policy = (Cells__V1__Signed *)s;
+	if (tu) {
+		b.delegations = tu->delegations;
+		b.n_delegations = tu->n_delegations > 4 ? 4 : tu->n_delegations;
+	}
+	*len = cells__v1__policy_bundle__get_packed_size(&b);
+	*out = malloc(*len ? *len : 1);
+	if (*out)
+		cells__v1__policy_bundle__pack(&b, *out);
+	if (tu)
+		cells__v1__trust_update__free_unpacked(tu, NULL);
+	return *out ? 0 : cells_err_sys(err, ENOMEM, "policy bundle");
+#else
+	return pol_signed_pack(s, out, len, err);
+#endif
+}
+
 uint64_t policy_installed_version(struct cellsd *d)
 {
+#if __has_include("policy_engine.h")
+	return policy_version(d);
+#endif
 	if (migrate(d, NULL) < 0)
 		return 0;
 	cleanup_stmt sqlite3_stmt *st = NULL;

@@ -8,7 +8,11 @@
  *   policy_verify_command()  command-role delegation, device, expiry.
  * and two things the management channel needs from the engine:
  *   policy_trust_pin_enrolled()  pin the TrustRoot + delegations from enrollment;
- *   policy_installed_version()   for DeviceHello. */
+ *   policy_installed_version()   for DeviceHello.
+ * With the policy engine present (policy_engine.h) only the glue below stays: the
+ * enrollment's TrustRoot is pinned with policy_trust_pin(), its delegations are kept in
+ * the mgmt tables and sent with each policy as a PolicyBundle (mgmt_policy_blob), and
+ * the version comes from policy_version(). */
 #ifndef CELLS_MGMT_POLICY_TMP_H
 #define CELLS_MGMT_POLICY_TMP_H
 
@@ -30,5 +34,9 @@ int policy_verify_command(struct cellsd *d, const Cells__V1__Signed *s, Cells__V
 int policy_trust_pin_enrolled(struct cellsd *d, const Cells__V1__TrustRoot *root,
 			      Cells__V1__Signed *const *dels, size_t ndels, cells_err_t *err);
 uint64_t policy_installed_version(struct cellsd *d);
+/* The bytes to give policy_install() for a Signed policy received from the MDM: with the
+ * policy engine, a PolicyBundle carrying the delegations received at enrollment (owned). */
+int mgmt_policy_blob(struct cellsd *d, const Cells__V1__Signed *s, uint8_t **out, size_t *len,
+		     cells_err_t *err);
 
 #endif

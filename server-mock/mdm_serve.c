@@ -527,6 +527,9 @@ static void on_poll(lws_sorted_usec_list_t *sul)
 	cells_err_t err = {0};
 	char **ids = NULL;
 	size_t n = 0;
+	static unsigned ticks;
+	if (++ticks % 50 == 0 && mdm_store_queue_expire(S.st, now_s(), &err) < 0)
+		log_warn("expire: %s", err.msg); /* every 5 s: a write, kept rare */
 	if (mdm_store_queue_changed(S.st, &S.since, &ids, &n, &err) < 0)
 		log_warn("poll: %s", err.msg);
 	for (size_t i = 0; i < n; i++) {

@@ -410,23 +410,14 @@ int mdm_store_queue_add(struct mdm_store *s, struct mdm_qentry *e, bool replace,
 int mdm_store_queue_next(struct mdm_store *s, const char *device, int64_t now, struct mdm_qentry *e,
 			 cells_err_t *err)
 {
-	cleanup_stmt sqlite3_stmt *x = NULL;
-	if (prep(s,
-		 "UPDATE queue SET state=4, done_at=?2, reason='expired before delivery' "
-		 "WHERE device=?1 AND state=0 AND expires>0 AND expires<=?2",
-		 &x, err) < 0)
-		return -1;
-	sqlite3_bind_text(x, 1, device, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(x, 2, now);
-	if (sqlite3_step(x) != SQLITE_DONE)
-		return sql_err(s, "queue expire", err);
 	cleanup_stmt sqlite3_stmt *st = NULL;
 	if (prep(s,
-		 "SELECT " ENTRY_COLS ", blob FROM queue WHERE device=? AND state=0 "
-		 "ORDER BY priority DESC, seq LIMIT 1",
+		 "SELECT " ENTRY_COLS ", blob FROM queue WHERE device=?1 AND state=0 AND "
+		 "(expires=0 OR expires>?2) ORDER BY priority DESC, seq LIMIT 1",
 		 &st, err) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, device, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 2, now);
 	int r = sqlite3_step(st);
 	if (r == SQLITE_DONE)
 		return 0;
@@ -465,6 +456,20 @@ int mdm_store_queue_set_state(struct mdm_store *s, const char *id, const char *d
 	if (sqlite3_step(st) != SQLITE_DONE)
 		return sql_err(s, "queue state", err);
 	return sqlite3_changes(s->db);
+}
+
+int mdm_store_queue_expire(struct mdm_store *s, int64_t now, cells_err_t *err)
+{
+	cleanup_stmt sqlite3_stmt *x = NULL;
+	if (prep(s,
+		 "UPDATE queue SET state=4, done_at=?1, reason='expired before delivery' "
+		 "WHERE state=0 AND expires>0 AND expires<=?1",
+		 &x, err) < 0)
+		return -1;
+	sqlite3_bind_int64(x, 1, now);
+	if (sqlite3_step(x) != SQLITE_DONE)
+		return sql_err(s, "queue expire", err);
+	return 0;
 }
 
 int mdm_store_queue_requeue(struct mdm_store *s, const char *device, cells_err_t *err)

@@ -80,11 +80,13 @@ void mdm_store_free_ids(char **ids, size_t n);
  * it is returned in e (1) instead of adding (0). replace=true cancels that entry first. */
 int mdm_store_queue_add(struct mdm_store *s, struct mdm_qentry *e, bool replace, cells_err_t *err);
 /* The next entry to send to device: highest priority, then oldest, state queued and not
- * expired (expired ones are marked on the way). 1 found, 0 none. e->blob owned. */
+ * expired. 1 found, 0 none. e->blob owned. */
 int mdm_store_queue_next(struct mdm_store *s, const char *device, int64_t now, struct mdm_qentry *e,
 			 cells_err_t *err);
 int mdm_store_queue_set_state(struct mdm_store *s, const char *id, const char *device, int state,
 			      const char *reason, int64_t now, cells_err_t *err);
+/* Mark queued entries past their expiry as expired. */
+int mdm_store_queue_expire(struct mdm_store *s, int64_t now, cells_err_t *err);
 /* Delivered entries of a device go back to queued (its session ended). */
 int mdm_store_queue_requeue(struct mdm_store *s, const char *device, cells_err_t *err);
 int mdm_store_queue_requeue_all(struct mdm_store *s, cells_err_t *err);

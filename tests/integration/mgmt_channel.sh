@@ -41,25 +41,25 @@ check "the agent connects with mutual TLS" wait_for 15 connected
 check "the device is listed online" wait_for 10 bash -c "cells-mdm --json devices | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if d[0][\"device_id\"]==\"$DEV\" and d[0][\"online\"] else 1)'"
 
 # a signed policy, pushed, applied and acknowledged
-echo '{"version": 3, "vps": [{"vp": "work"}, {"vp": "personal"}]}' >"$T/p3.json"
+cells-mdm policy example --device "$DEV" --version 3 >"$T/p3.json"
 ID3=$(cells-mdm --json policy push "$DEV" "$T/p3.json" | json_get "d[0]['id']")
 check "policy push queues an entry" grep -q '^q-' <<<"$ID3"
 check "the policy is acknowledged" wait_for 15 entry_is "$ID3" acknowledged
 check_eq "the agent runs policy version 3" 3 "$(mgmt_field policy_version)"
 check "devices shows policy version 3" wait_for 10 bash -c "cells-mdm --json devices | python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)[0][\"policy_version\"]==3 else 1)'"
 check "pushing the same version again is de-duplicated" bash -c "cells-mdm --json policy push $DEV '$T/p3.json' | grep -q '\"duplicate\":false'"
-check_eq "the policy was installed once" 1 "$(audit_count policy.installed)"
+check_eq "the policy was installed once" 1 "$(audit_count policy.accepted)"
 check "the agent's outbox drains" wait_for 10 bash -c "[ \$(cellctl --json mgmt status | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"outbox\"])') = 0 ]"
 
 # restart the server, then the agent, in the middle of a push
-echo '{"version": 4, "vps": [{"vp": "work"}]}' >"$T/p4.json"
+cells-mdm policy example --device "$DEV" --version 4 >"$T/p4.json"
 ID4=$(cells-mdm --json policy push "$DEV" "$T/p4.json" | json_get "d[0]['id']")
 kill -9 "$MDM_PID"; wait "$MDM_PID" 2>/dev/null
 start_mdm
 stop_cellsd
 start_cellsd
 check "after both restarts the push is acknowledged" wait_for 20 entry_is "$ID4" acknowledged
-check_eq "policy 4 was installed exactly once" 1 "$(audit_count policy.installed "details like '%\"version\":4%'")"
+check_eq "policy 4 was installed exactly once" 1 "$(audit_count policy.accepted "details like '%\"version\":4%'")"
 check_eq "the agent runs policy version 4" 4 "$(mgmt_field policy_version)"
 
 # the server loses its record of the acknowledgement: it sends the entry again, the
@@ -68,11 +68,12 @@ stop_mdm
 sqlite3 "$CELLS_MDM_STATE_DIR/mdm.db" "update queue set state=0 where id='$ID4'"
 start_mdm
 check "a redelivered policy is acknowledged again" wait_for 20 entry_is "$ID4" acknowledged
-check_eq "...and not installed again" 1 "$(audit_count policy.installed "details like '%\"version\":4%'")"
+check_eq "...and not installed again" 1 "$(audit_count policy.accepted "details like '%\"version\":4%'")"
 check "the agent logged the replay" grep -q "is a replay" "$T/cellsd.log"
 
 # an older policy is refused (rollback) and reported as failed
-ID2=$(cells-mdm --json policy push "$DEV" <(echo '{"version": 2, "vps": []}') | json_get "d[0]['id']")
+cells-mdm policy example --device "$DEV" --version 2 >"$T/p2.json"
+ID2=$(cells-mdm --json policy push "$DEV" "$T/p2.json" | json_get "d[0]['id']")
 check "a rollback is refused and reported failed" wait_for 15 entry_is "$ID2" failed
 check_eq "the agent still runs policy version 4" 4 "$(mgmt_field policy_version)"
 

@@ -9,7 +9,8 @@ need_root
 M=$CELLS_MDM_STATE_DIR
 setup_enrolled || { cat "$T/cellsd.log" "$T/mdm.log"; exit 1; }
 ok "enrolled and connected"
-ID=$(cells-mdm --json policy push "$DEV" <(echo '{"version": 2, "vps": [{"vp": "work"}]}') | json_get "d[0]['id']")
+cells-mdm policy example --device "$DEV" --version 2 >"$T/p2.json"
+ID=$(cells-mdm --json policy push "$DEV" "$T/p2.json" | json_get "d[0]['id']")
 check "baseline policy acknowledged" wait_for 15 entry_is "$ID" acknowledged
 
 # --- the server refuses a client without a certificate (or with a foreign one)

@@ -1,0 +1,427 @@
+/* bench_mgmt.c - load tool for cells-mdm: holds N mutual-TLS websocket device sessions
+ * (all in this one process, one lws client context) against one `cells-mdm serve`, and
+ * measures push -> acknowledge latency and the fan-out of one signed policy to all N.
+ *
+ * Usage: bench_mgmt STATE_DIR HOST PORT N [SERVER_PID]
+ * The devices are real: each has its own Ed25519 key, a CSR, a certificate issued by the
+ * MDM's CA (mdm_ca_issue) and a row in the MDM's database (mdm_store). Each session
+ * answers a policy with RESULT_DONE and waits for the server's Ack; queue entries are
+ * added through mdm_store exactly as `cells-mdm policy push` does (signed per device). */
+#include "cleanup.h"
+#include "cleanup_ssl.h"
+#include "mdm.h"
+#include "mdm_store.h"
+#include "pol_sig.h"
+#include "util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include <libwebsockets.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+struct dev {
+	char id[33];
+	EVP_PKEY *key;
+	X509 *cert;
+	struct lws *wsi;
+	bool up, hello_done, want_hello;
+	char pending_result[48]; /* correlation id of a result to send */
+	char result_id[48];
+	int64_t push_ns; /* when the current entry was queued */
+	int64_t got_ns, ack_ns;
+	uint8_t *rx;
+	size_t rx_len;
+};
+
+static struct dev *D;
+static size_t ND, connecting, up, helloed;
+static struct lws_context *ctx;
+static struct lws_vhost *vh;
+static const char *host;
+static int port;
+static struct mdm M;
+static int64_t *lat;
+static size_t nlat;
+static size_t acked_total;
+
+static int64_t now_ns(void)
+{
+	return cells_mono_ns();
+}
+
+static struct dev *dev_of_ssl(SSL *ssl)
+{
+	for (size_t i = 0; i < ND; i++)
+		if (D[i].wsi && lws_get_ssl(D[i].wsi) == ssl)
+			return &D[i];
+	return NULL;
+}
+
+static int cert_cb(SSL *ssl, void *arg)
+{
+	struct dev *d = dev_of_ssl(ssl);
+	if (!d)
+		return 0;
+	return SSL_use_certificate(ssl, d->cert) == 1 && SSL_use_PrivateKey(ssl, d->key) == 1;
+}
+
+static void send_env(struct dev *d, Cells__V1__Envelope *env)
+{
+	cells_err_t err;
+	cleanup_free uint8_t *b = NULL;
+	size_t n;
+	if (cells_envelope_encode(env, &b, &n, &err) < 0)
+		return;
+	uint8_t *buf = malloc(LWS_PRE + n);
+	if (!buf)
+		return;
+	memcpy(buf + LWS_PRE, b, n);
+	lws_write(d->wsi, buf + LWS_PRE, n, LWS_WRITE_BINARY);
+	free(buf);
+}
+
+static int cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+	struct dev *d = user;
+	switch (reason) {
+	case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_CLIENT_VERIFY_CERTS: {
+		SSL_CTX *sc = user;
+		char p[PATH_MAX];
+		mdm_path(&M, "ca.pem", p);
+		SSL_CTX_load_verify_locations(sc, p, NULL);
+		SSL_CTX_set_min_proto_version(sc, TLS1_3_VERSION);
+		SSL_CTX_set_cert_cb(sc, cert_cb, NULL);
+		return 0;
+	}
+	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+		fprintf(stderr, "connect error: %s\n", in ? (const char *)in : "?");
+		if (d)
+			d->wsi = NULL;
+		connecting--;
+		return 0;
+	case LWS_CALLBACK_CLIENT_ESTABLISHED:
+		d->up = true;
+		up++;
+		connecting--;
+		d->want_hello = true;
+		lws_callback_on_writable(wsi);
+		return 0;
+	case LWS_CALLBACK_CLIENT_WRITEABLE:
+		if (d->want_hello) {
+			Cells__V1__Envelope env = CELLS__V1__ENVELOPE__INIT;
+			Cells__V1__DeviceHello h = CELLS__V1__DEVICE_HELLO__INIT;
+			env.message_id = "hello";
+			h.device_id = d->id;
+			h.agent_version = "bench";
+			env.body_case = CELLS__V1__ENVELOPE__BODY_HELLO;
+			env.hello = &h;
+			send_env(d, &env);
+			d->want_hello = false;
+		} else if (d->pending_result[0]) {
+			Cells__V1__Envelope env = CELLS__V1__ENVELOPE__INIT;
+			Cells__V1__CommandResult r = CELLS__V1__COMMAND_RESULT__INIT;
+			snprintf(d->result_id, sizeof d->result_id, "r-%s", d->pending_result);
+			env.message_id = d->result_id;
+			env.correlation_id = d->pending_result;
+			r.command_id = "policy";
+			r.status = CELLS__V1__RESULT_STATUS__RESULT_DONE;
+			env.body_case = CELLS__V1__ENVELOPE__BODY_RESULT;
+			env.result = &r;
+			send_env(d, &env);
+			d->pending_result[0] = 0;
+		}
+		return 0;
+	case LWS_CALLBACK_CLIENT_RECEIVE: {
+		uint8_t *nb = realloc(d->rx, d->rx_len + len);
+		if (!nb)
+			return -1;
+		d->rx = nb;
+		memcpy(d->rx + d->rx_len, in, len);
+		d->rx_len += len;
+		if (!lws_is_final_fragment(wsi))
+			return 0;
+		cells_err_t err;
+		Cells__V1__Envelope *env = NULL;
+		int r = cells_envelope_decode(d->rx, d->rx_len, &env, &err);
+		d->rx_len = 0;
+		if (r < 0)
+			return 0;
+		if (env->body_case == CELLS__V1__ENVELOPE__BODY_SERVER_HELLO && !d->hello_done) {
+			d->hello_done = true;
+			helloed++;
+		} else if (env->body_case == CELLS__V1__ENVELOPE__BODY_POLICY) {
+			d->got_ns = now_ns();
+			snprintf(d->pending_result, sizeof d->pending_result, "%s",
+				 env->message_id);
+			lws_callback_on_writable(wsi);
+		} else if (env->body_case == CELLS__V1__ENVELOPE__BODY_ACK) {
+			d->ack_ns = now_ns();
+			if (lat && d->push_ns)
+				lat[nlat++] = d->ack_ns - d->push_ns;
+			d->push_ns = 0;
+			acked_total++;
+		}
+		cells__v1__envelope__free_unpacked(env, NULL);
+		return 0;
+	}
+	case LWS_CALLBACK_CLIENT_CLOSED:
+		if (d->up)
+			up--;
+		d->up = false;
+		d->wsi = NULL;
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+static const struct lws_protocols protocols[] = {
+    {CELLS_WS_SUBPROTOCOL, cb, 0, 65536, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static int make_device(struct mdm_store *st, struct dev *d, cells_err_t *err)
+{
+	d->key = pol_key_generate(err);
+	if (!d->key)
+		return -1;
+	cleanup_x509_req X509_REQ *req = X509_REQ_new();
+	X509_REQ_set_pubkey(req, d->key);
+	X509_NAME_add_entry_by_txt(X509_REQ_get_subject_name(req), "CN", MBSTRING_ASC,
+				   (const unsigned char *)"bench", -1, -1, 0);
+	if (X509_REQ_sign(req, d->key, NULL) <= 0)
+		return cells_err_ssl(err, "csr");
+	unsigned char *der = NULL;
+	int dl = i2d_X509_REQ(req, &der);
+	char serial[33];
+	cleanup_free uint8_t *cert = NULL;
+	cleanup_free uint8_t *ca = NULL;
+	size_t cl, cal;
+	int r = mdm_ca_issue(&M, der, (size_t)dl, d->id, serial, &cert, &cl, &ca, &cal, err);
+	OPENSSL_free(der);
+	if (r < 0)
+		return -1;
+	const unsigned char *p = cert;
+	d->cert = d2i_X509(NULL, &p, (long)cl);
+	return mdm_store_device_enroll(st, d->id, serial, time(NULL), err);
+}
+
+static void connect_dev(struct dev *d)
+{
+	struct lws_client_connect_info ci;
+	memset(&ci, 0, sizeof ci);
+	ci.context = ctx;
+	ci.vhost = vh;
+	ci.address = "127.0.0.1";
+	ci.port = port;
+	ci.path = "/v1";
+	ci.host = host;
+	ci.origin = host;
+	ci.ssl_connection = LCCSCF_USE_SSL;
+	ci.protocol = CELLS_WS_SUBPROTOCOL;
+	ci.local_protocol_name = CELLS_WS_SUBPROTOCOL;
+	ci.userdata = d;
+	ci.pwsi = &d->wsi;
+	connecting++;
+	if (!lws_client_connect_via_info(&ci)) {
+		connecting--;
+		d->wsi = NULL;
+	}
+}
+
+static long rss_kb(int pid)
+{
+	char p[64], line[256];
+	snprintf(p, sizeof p, "/proc/%d/status", pid);
+	FILE *f = fopen(p, "re");
+	long v = -1;
+	while (f && fgets(line, sizeof line, f))
+		if (!strncmp(line, "VmRSS:", 6))
+			v = atol(line + 6);
+	if (f)
+		fclose(f);
+	return v;
+}
+
+static int cmp64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static void pct(const char *what, int64_t *v, size_t n)
+{
+	if (!n) {
+		printf("%s: no samples\n", what);
+		return;
+	}
+	qsort(v, n, sizeof *v, cmp64);
+	printf("%s: n=%zu p50=%.2f ms p99=%.2f ms max=%.2f ms\n", what, n, v[n / 2] / 1e6,
+	       v[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1] / 1e6, v[n - 1] / 1e6);
+}
+
+static void service_until(bool (*done)(void), double secs)
+{
+	int64_t end = now_ns() + (int64_t)(secs * 1e9);
+	while (!done() && now_ns() < end)
+		lws_service(ctx, 0);
+}
+
+static size_t want_acks;
+static bool all_acked(void)
+{
+	return acked_total >= want_acks;
+}
+
+/* queue one signed policy per device in devs[0..n) (one transaction, like --all) */
+static int push(struct mdm_store *st, EVP_PKEY *key, size_t n, uint64_t version, cells_err_t *err)
+{
+	if (mdm_store_begin(st, err) < 0)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		Cells__V1__Policy p = CELLS__V1__POLICY__INIT;
+		p.version = version;
+		p.device_id = D[i].id;
+		p.issued_at = time(NULL);
+		uint8_t buf[256];
+		size_t pl = cells__v1__policy__get_packed_size(&p);
+		cells__v1__policy__pack(&p, buf);
+		Cells__V1__Signed sg = CELLS__V1__SIGNED__INIT;
+		struct mdm_qentry e = {0};
+		if (pol_sign(&sg, CELLS__V1__SIGNED_KIND__SIGNED_POLICY, buf, pl, key, err) < 0 ||
+		    pol_signed_pack(&sg, &e.blob, &e.blob_len, err) < 0)
+			return -1;
+		pol_signed_clear(&sg);
+		snprintf(e.device, sizeof e.device, "%s", D[i].id);
+		e.kind = MDM_QK_POLICY;
+		e.priority = 50;
+		e.created = time(NULL);
+		snprintf(e.dedup, sizeof e.dedup, "policy:%llu", (unsigned long long)version);
+		snprintf(e.what, sizeof e.what, "policy v%llu", (unsigned long long)version);
+		if (mdm_store_queue_add(st, &e, false, err) < 0)
+			return -1;
+		mdm_qentry_clear(&e);
+	}
+	if (mdm_store_commit(st, err) < 0)
+		return -1;
+	int64_t t = now_ns(); /* visible to the server from now on */
+	for (size_t i = 0; i < n; i++)
+		D[i].push_ns = t;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 5) {
+		fprintf(stderr, "usage: bench_mgmt STATE_DIR HOST PORT N [SERVER_PID]\n");
+		return 2;
+	}
+	snprintf(M.state_dir, sizeof M.state_dir, "%s", argv[1]);
+	host = argv[2];
+	port = atoi(argv[3]);
+	ND = (size_t)atol(argv[4]);
+	int spid = argc > 5 ? atoi(argv[5]) : 0;
+	struct rlimit rl;
+	getrlimit(RLIMIT_NOFILE, &rl);
+	rl.rlim_cur = rl.rlim_max;
+	setrlimit(RLIMIT_NOFILE, &rl);
+	cells_err_t err = {0};
+	struct mdm_store *st = NULL;
+	if (mdm_store_open(M.state_dir, &st, &err) < 0) {
+		fprintf(stderr, "%s\n", err.msg);
+		return 1;
+	}
+	D = calloc(ND, sizeof *D);
+	int64_t t0 = now_ns();
+	mdm_store_begin(st, &err);
+	for (size_t i = 0; i < ND; i++)
+		if (make_device(st, &D[i], &err) < 0) {
+			fprintf(stderr, "device %zu: %s\n", i, err.msg);
+			return 1;
+		}
+	mdm_store_commit(st, &err);
+	printf("made %zu device identities (key, CSR, certificate, DB row) in %.2f s\n", ND,
+	       (now_ns() - t0) / 1e9);
+	lws_set_log_level(LLL_ERR, NULL);
+	struct lws_context_creation_info info;
+	memset(&info, 0, sizeof info);
+	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+	info.port = CONTEXT_PORT_NO_LISTEN;
+	info.fd_limit_per_thread = (unsigned)rl.rlim_cur;
+	ctx = lws_create_context(&info);
+	info.protocols = protocols;
+	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+	vh = ctx ? lws_create_vhost(ctx, &info) : NULL;
+	if (!vh) {
+		fprintf(stderr, "lws setup failed\n");
+		return 1;
+	}
+	long rss0 = spid ? rss_kb(spid) : -1;
+	t0 = now_ns();
+	size_t next = 0;
+	int64_t last_progress = now_ns();
+	size_t last_up = 0;
+	while (helloed < ND && now_ns() - last_progress < 20 * (int64_t)1000000000) {
+		while (next < ND && connecting < 64)
+			connect_dev(&D[next++]);
+		lws_service(ctx, 0);
+		if (helloed != last_up) {
+			last_up = helloed;
+			last_progress = now_ns();
+		}
+	}
+	double tconn = (now_ns() - t0) / 1e9;
+	long rss1 = spid ? rss_kb(spid) : -1;
+	printf("sessions held: %zu of %zu (connected in %.2f s, %.0f/s)\n", helloed, ND, tconn,
+	       helloed / tconn);
+	if (spid && helloed)
+		printf("server RSS: %ld kB before, %ld kB with %zu sessions: %.1f kB per "
+		       "connection\n",
+		       rss0, rss1, helloed, (double)(rss1 - rss0) / (double)helloed);
+	cleanup_pkey EVP_PKEY *key = mdm_load_key(&M, "signing.key", &err);
+	if (!key) {
+		fprintf(stderr, "%s\n", err.msg);
+		return 1;
+	}
+	/* latency at N=1: one device, sequential pushes */
+	int rounds = 50;
+	lat = calloc((size_t)rounds + ND, sizeof *lat);
+	for (int r = 0; r < rounds; r++) {
+		want_acks = acked_total + 1;
+		if (push(st, key, 1, 1000 + (uint64_t)r, &err) < 0) {
+			fprintf(stderr, "%s\n", err.msg);
+			return 1;
+		}
+		service_until(all_acked, 10);
+	}
+	pct("push->ack latency, 1 device pushed (poll interval 100 ms)", lat, nlat);
+	/* fan-out of one policy to every held session */
+	nlat = 0;
+	size_t n = helloed;
+	want_acks = acked_total + n;
+	t0 = now_ns();
+	if (push(st, key, n, 5000, &err) < 0) {
+		fprintf(stderr, "%s\n", err.msg);
+		return 1;
+	}
+	double tq = (now_ns() - t0) / 1e9;
+	service_until(all_acked, 120);
+	double tf = (now_ns() - t0) / 1e9;
+	int64_t last_got = 0;
+	for (size_t i = 0; i < n; i++)
+		if (D[i].got_ns > last_got)
+			last_got = D[i].got_ns;
+	printf("fan-out to %zu devices: signed+queued in %.2f s, all delivered after %.2f s, all "
+	       "acknowledged after %.2f s (%zu acks)\n",
+	       n, tq, (last_got - t0) / 1e9, tf, nlat);
+	pct("push->ack latency during the fan-out", lat, nlat);
+	mdm_store_close(st);
+	return 0;
+}
