@@ -39,6 +39,14 @@ void policy_engine_free(struct cellsd *d);
 int policy_trust_pin(struct cellsd *d, const uint8_t *p, size_t n, const char *actor,
 		     cells_err_t *err);
 
+/* Take root rotations (oldest first) and KeyDelegations offered by the MDM (a
+ * TrustUpdate, or the delegations of an EnrollResponse after policy_trust_pin of its
+ * TrustRoot): verified against the pinned root, persisted in one transaction, audited
+ * (trust.update). A rotation revokes the old root's delegations. */
+int policy_trust_update(struct cellsd *d, Cells__V1__Signed *const *rotations, size_t nrot,
+			Cells__V1__Signed *const *delegations, size_t ndel, const char *source,
+			cells_err_t *err);
+
 /* Verify + persist + apply a PolicyBundle or a Signed policy, all or nothing; audited
  * (policy.accepted / policy.applied / policy.rejected). */
 int policy_install(struct cellsd *d, const uint8_t *signed_blob, size_t n, const char *source,
