@@ -588,6 +588,15 @@ int policy_install(struct cellsd *d, const uint8_t *signed_blob, size_t n, const
 	}
 	uint64_t ver = v.pol->version;
 	if (v.same && pe->acc_applied && !pe->apply_failed) {
+		bool trust_changed = v.rotated;
+		for (size_t i = 0; i < v.nins; i++)
+			trust_changed |= v.taken[i];
+		if (trust_changed && persist(d, &v, signed_blob, n, source, err) == 0) {
+			if (v.rotated)
+				pe->root = v.root;
+			memcpy(pe->dels, v.dels, v.ndels * sizeof *v.dels);
+			pe->ndels = v.ndels;
+		}
 		verified_free(&v);
 		log_info("policy version %llu from %s is already in force", (unsigned long long)ver,
 			 source);

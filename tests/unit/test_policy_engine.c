@@ -72,8 +72,8 @@ static Cells__V1__Signed *delegation(EVP_PKEY *by, EVP_PKEY *k, Cells__V1__KeyRo
 	size_t n = cells__v1__key_delegation__pack(&del, buf);
 	Cells__V1__Signed *s = calloc(1, sizeof *s);
 	cells__v1__signed__init(s);
-	assert_int_equal(pol_sign(s, CELLS__V1__SIGNED_KIND__SIGNED_KEY_DELEGATION, buf, n, by, NULL),
-			 0);
+	assert_int_equal(
+	    pol_sign(s, CELLS__V1__SIGNED_KIND__SIGNED_KEY_DELEGATION, buf, n, by, NULL), 0);
 	return s;
 }
 
@@ -97,7 +97,8 @@ static uint8_t *policy_blob(uint64_t v, const char *camera, size_t *len)
 	if (pol_json_to_policy(json, strlen(json), &p, &n, &err) < 0)
 		fail_msg("%s", err.msg);
 	Cells__V1__Signed s = CELLS__V1__SIGNED__INIT;
-	assert_int_equal(pol_sign(&s, CELLS__V1__SIGNED_KIND__SIGNED_POLICY, p, n, sign_key, NULL), 0);
+	assert_int_equal(pol_sign(&s, CELLS__V1__SIGNED_KIND__SIGNED_POLICY, p, n, sign_key, NULL),
+			 0);
 	assert_int_equal(pol_signed_pack(&s, &out, len, NULL), 0);
 	pol_signed_clear(&s);
 	free(p);
@@ -157,10 +158,12 @@ static void test_engine(void **state)
 	uint8_t *b1 = policy_blob(1, "exclusive", &n);
 	assert_int_equal(policy_install(&d, b1, n, "test", &err), -1);
 	assert_non_null(strstr(err.msg, "unknown key"));
-	Cells__V1__Signed *del = delegation(root_key, sign_key, CELLS__V1__KEY_ROLE__KEY_ROLE_POLICY,
-					    CELLS__V1__KEY_ROLE__KEY_ROLE_COMMAND, 1);
-	Cells__V1__Signed *bad = delegation(sign_key, sign_key, CELLS__V1__KEY_ROLE__KEY_ROLE_POLICY,
-					    CELLS__V1__KEY_ROLE__KEY_ROLE_POLICY, 1);
+	Cells__V1__Signed *del =
+	    delegation(root_key, sign_key, CELLS__V1__KEY_ROLE__KEY_ROLE_POLICY,
+		       CELLS__V1__KEY_ROLE__KEY_ROLE_COMMAND, 1);
+	Cells__V1__Signed *bad =
+	    delegation(sign_key, sign_key, CELLS__V1__KEY_ROLE__KEY_ROLE_POLICY,
+		       CELLS__V1__KEY_ROLE__KEY_ROLE_POLICY, 1);
 	assert_int_equal(policy_trust_update(&d, NULL, 0, &bad, 1, "test", &err), -1);
 	assert_int_equal(policy_trust_update(&d, NULL, 0, &del, 1, "test", &err), 0);
 	if (policy_install(&d, b1, n, "test", &err) < 0)
@@ -190,8 +193,7 @@ static void test_engine(void **state)
 	assert_int_equal(policy_install(&d, b2, n, "test", &err), -1);
 	assert_string_equal(log_buf, "A2<1 A1<2 ");
 	assert_int_equal(policy_version(&d), 1);
-	assert_int_equal(policy_compliance(&d),
-			 CELLS__V1__COMPLIANCE__NONCOMPLIANT_APPLY_FAILED);
+	assert_int_equal(policy_compliance(&d), CELLS__V1__COMPLIANCE__NONCOMPLIANT_APPLY_FAILED);
 	fail_version = 0;
 	/* re-sending the accepted version retries the apply */
 	assert_int_equal(policy_install(&d, b2, n, "test", &err), 0);
@@ -236,8 +238,9 @@ static void test_engine(void **state)
 	assert_int_equal(policy_verify_command(&d, &cs, &out, &err), -1);
 	assert_non_null(strstr(err.msg, "unknown key"));
 	/* the new root delegates again */
-	Cells__V1__Signed *del2 = delegation(root2_key, sign_key, CELLS__V1__KEY_ROLE__KEY_ROLE_COMMAND,
-					     CELLS__V1__KEY_ROLE__KEY_ROLE_COMMAND, 2);
+	Cells__V1__Signed *del2 =
+	    delegation(root2_key, sign_key, CELLS__V1__KEY_ROLE__KEY_ROLE_COMMAND,
+		       CELLS__V1__KEY_ROLE__KEY_ROLE_COMMAND, 2);
 	assert_int_equal(policy_trust_update(&d, NULL, 0, &del2, 1, "test", &err), 0);
 	assert_int_equal(policy_verify_command(&d, &cs, &out, &err), 0);
 	cells__v1__command__free_unpacked(out, NULL);
