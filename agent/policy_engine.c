@@ -729,6 +729,14 @@ const Cells__V1__VpRule *policy_vp_bounds(struct cellsd *d, const char *vp)
 	return d->pe ? find_rule(d->pe->policy, vp) : NULL;
 }
 
+bool policy_vp_expiry_locked(struct cellsd *d, const char *vp)
+{
+	const Cells__V1__VpRule *r = policy_vp_bounds(d, vp);
+	return r && r->lock_on_expiry &&
+	       d->pe->policy->on_expiry == CELLS__V1__EXPIRY_MODE__EXPIRY_LOCK_VP &&
+	       policy_compliance(d) == CELLS__V1__COMPLIANCE__NONCOMPLIANT_POLICY_EXPIRED;
+}
+
 uint64_t policy_version(struct cellsd *d)
 {
 	return d->pe && d->pe->policy ? d->pe->policy->version : 0;
@@ -912,12 +920,10 @@ json_object *policy_describe(struct cellsd *d)
 		json_object_object_add(o, "policy", pol_policy_to_json(pe->policy));
 		json_object_object_add(o, "effective", pol_policy_to_json(pe->effective));
 		json_object *locked = json_object_new_array();
-		if (policy_compliance(d) == CELLS__V1__COMPLIANCE__NONCOMPLIANT_POLICY_EXPIRED &&
-		    pe->policy->on_expiry == CELLS__V1__EXPIRY_MODE__EXPIRY_LOCK_VP)
-			for (size_t i = 0; i < pe->policy->n_vps; i++)
-				if (pe->policy->vps[i]->lock_on_expiry)
-					json_object_array_add(
-					    locked, json_object_new_string(pe->policy->vps[i]->vp));
+		for (size_t i = 0; i < pe->policy->n_vps; i++)
+			if (policy_vp_expiry_locked(d, pe->policy->vps[i]->vp))
+				json_object_array_add(
+				    locked, json_object_new_string(pe->policy->vps[i]->vp));
 		json_object_object_add(o, "locked_on_expiry", locked);
 	}
 	return o;

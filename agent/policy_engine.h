@@ -67,6 +67,10 @@ const Cells__V1__VpRule *policy_vp_rule(struct cellsd *d, const char *vp);
 /* The MDM's rule of a VP (the bounds of local configuration); NULL when none. */
 const Cells__V1__VpRule *policy_vp_bounds(struct cellsd *d, const char *vp);
 
+/* True when the policy in force expired, says on_expiry: lock-vp, and vp's rule says
+ * lock_on_expiry (the documented fail state: the VP runtime keeps such a VP locked). */
+bool policy_vp_expiry_locked(struct cellsd *d, const char *vp);
+
 /* Version of the policy in force (0: none) and compliance (Cells__V1__Compliance). */
 uint64_t policy_version(struct cellsd *d);
 int policy_compliance(struct cellsd *d);
