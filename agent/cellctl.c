@@ -1,6 +1,8 @@
 /* cellctl - the command-line interface to cellsd for the employee, the on-device
  * admin and the auditor. */
 #include "cellctl.h"
+#include "cellctl_vp.h"
+#include "cellctl_audit.h"
 #include "cleanup.h"
 #include "ctl_io.h"
 #include "util.h"
@@ -70,6 +72,29 @@ static const struct cellctl_cmd commands[] = {
      "set or change a VP's configuration password", cellctl_cmd_vp_password},
     {"vp config", "NAME KEY=VALUE... [--password-file F]",
      "tighten a VP's configuration (net=none|nat, device.CLASS=MODE)", cellctl_cmd_vp_config},
+    {"vp create",
+     "NAME --image ROOTFS [--net nat|none] [--memory BYTES] [--pids N] [--hostname H] [--init "
+     "CMD...]",
+     "define a virtual phone", cellctl_vp_create},
+    {"vp list", "", "list the virtual phones", cellctl_vp_list},
+    {"vp status", "NAME", "show one virtual phone", cellctl_vp_status},
+    {"vp start", "NAME", "start a virtual phone", cellctl_vp_start},
+    {"vp stop", "NAME", "stop a virtual phone", cellctl_vp_stop},
+    {"vp destroy", "NAME", "remove a virtual phone and its data", cellctl_vp_destroy},
+    {"vp exec", "NAME -- CMD...", "run CMD inside a running VP (stdio and status pass through)",
+     cellctl_vp_exec},
+    {"vp run", "NAME [--image ROOTFS] [--net nat|none] [--keep] -- CMD...",
+     "run CMD as a VP's init, wait, tear it down", cellctl_vp_run},
+    {"audit query",
+     "[--since T] [--until T] [--vp V] [--type T] [--outcome O] [--grep S] [--limit N] [--csv]",
+     "show audit records (newest N, default 100): table, --json or --csv", cmd_audit_query},
+    {"audit verify", "", "check the hash chain and signed checkpoints (exit 1 on a break)",
+     cmd_audit_verify},
+    {"audit export", "FILE", "write a signed export bundle (cells-mdm audit verify FILE)",
+     cmd_audit_export},
+    {"enroll", "wss://HOST:PORT TOKEN --ca CA.pem", "enroll this device with an MDM",
+     cellctl_cmd_enroll},
+    {"mgmt status", "", "show the management channel's state", cellctl_cmd_mgmt_status},
 };
 
 static void usage(FILE *f)

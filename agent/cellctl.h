@@ -53,5 +53,9 @@ int cellctl_cmd_policy_show(struct cellctl *cc, const struct cellctl_cmd *cmd, i
 int cellctl_cmd_vp_password(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,
 			    char **argv);
 int cellctl_cmd_vp_config(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv);
+/* cellctl_mgmt.c */
+int cellctl_cmd_enroll(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv);
+int cellctl_cmd_mgmt_status(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,
+			    char **argv);
 
 #endif

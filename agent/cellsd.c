@@ -5,11 +5,13 @@
 #include "ctl_server.h"
 #include "device_key.h"
 #include "kcheck.h"
+#include "mgmt.h"
 #include "log.h"
 #include "password.h"
 #include "policy_engine.h"
 #include "statedb.h"
 #include "util.h"
+#include "vpm.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -33,6 +35,7 @@ static void usage(FILE *f)
 		   "  --control-group GRP  also allow members of GRP on the control socket\n"
 		   "  --log-level LEVEL    error|warn|info|debug (default info)\n"
 		   "  --syslog             also log to syslog\n"
+		   "  --net-helper PATH    run PATH instead of cellsd-net (test/debug option)\n"
 		   "  --check-kernel       report the kernel features Cells needs and exit\n"
 		   "  --json               with --check-kernel: machine-readable report\n"
 		   "  --version            print the version and exit\n"
@@ -76,6 +79,7 @@ int main(int argc, char **argv)
 	    {"log-level", required_argument, NULL, 'l'},
 	    {"syslog", no_argument, NULL, 'S'},
 	    {"check-kernel", no_argument, NULL, 'K'},
+	    {"net-helper", required_argument, NULL, 'N'},
 	    {"json", no_argument, NULL, 'j'},
 	    {"version", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
@@ -105,6 +109,9 @@ int main(int argc, char **argv)
 			break;
 		case 'S':
 			use_syslog = true;
+			break;
+		case 'N':
+			mgmt_set_net_helper(optarg);
 			break;
 		case 'K':
 			check_kernel = true;
@@ -174,13 +181,19 @@ int main(int argc, char **argv)
 		goto out;
 	if (device_key_load(d.state_dir, NULL, id, &err) < 0)
 		goto out;
+	if (audit_attach(d.audit, d.loop, d.state_dir, &err) < 0)
+		goto out;
 	if (policy_engine_init(&d, &err) < 0 || password_init(&d, &err) < 0)
 		goto out;
 	if (loop_add_fd(d.loop, sfd, EPOLLIN, on_signal, &d, &err) < 0)
 		goto out;
+	if (vpm_init(&d, &err) < 0)
+		goto out;
 	if (policy_engine_start(&d, &err) < 0) /* after every enforcer registered */
 		goto out;
 	if (ctl_server_start(&d, &err) < 0)
+		goto out;
+	if (mgmt_init(&d, &err) < 0)
 		goto out;
 	cellsd_audit(&d, "", "cellsd", "agent.started", "ok", NULL, NULL);
 	log_info("cellsd %s ready: device %s, state %s, control %s/control.sock", CELLS_VERSION, id,
@@ -191,7 +204,9 @@ int main(int argc, char **argv)
 out:
 	if (rc)
 		fprintf(stderr, "cellsd: %s\n", err.msg);
+	mgmt_stop(&d);
 	ctl_server_stop(&d);
+	vpm_shutdown(&d);
 	policy_engine_free(&d);
 	audit_close(d.audit);
 	if (d.db)

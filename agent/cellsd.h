@@ -21,6 +21,8 @@ enum {
 
 struct audit;
 struct policy_engine;
+struct vpm;
+struct mgmt;
 
 struct cellsd {
 	char state_dir[PATH_MAX];
@@ -33,6 +35,8 @@ struct cellsd {
 	bool ctl_gid_set;
 	unsigned state;		  /* CELLSD_ST_* */
 	struct policy_engine *pe; /* policy engine (owned, policy_engine.h) */
+	struct vpm *vpm;	  /* VP manager (vpm.h) */
+	struct mgmt *mgmt;	  /* management channel (owned, mgmt.h) */
 };
 
 /* Append an audit record for this daemon (see audit.h); details may be NULL.

@@ -32,6 +32,19 @@ static const struct ctl_route {
     {R(POLICY_VERIFY), "policy verify", CELLSD_ST_ANY, h_policy_verify},
     {R(VP_PASSWORD), "vp password", CELLSD_ST_READY, h_vp_password},
     {R(VP_CONFIG), "vp config", CELLSD_ST_READY, h_vp_config},
+    {R(VP_CREATE), "vp create", CELLSD_ST_READY, h_vp_create},
+    {R(VP_LIST), "vp list", CELLSD_ST_ANY, h_vp_list},
+    {R(VP_STATUS), "vp status", CELLSD_ST_ANY, h_vp_status},
+    {R(VP_START), "vp start", CELLSD_ST_READY, h_vp_start},
+    {R(VP_STOP), "vp stop", CELLSD_ST_READY, h_vp_stop},
+    {R(VP_DESTROY), "vp destroy", CELLSD_ST_READY, h_vp_destroy},
+    {R(VP_EXEC), "vp exec", CELLSD_ST_READY, h_vp_exec},
+    {R(VP_RUN), "vp run", CELLSD_ST_READY, h_vp_run},
+    {R(AUDIT_QUERY), "audit query", CELLSD_ST_ANY, h_audit_query},
+    {R(AUDIT_VERIFY), "audit verify", CELLSD_ST_ANY, h_audit_verify},
+    {R(AUDIT_EXPORT), "audit export", CELLSD_ST_READY, h_audit_export},
+    {R(ENROLL), "enroll", CELLSD_ST_READY, h_enroll},
+    {R(MGMT_STATUS), "mgmt status", CELLSD_ST_ANY, h_mgmt_status},
 };
 
 struct ctl_conn {

@@ -17,5 +17,21 @@ int h_policy_show(struct ctl_call *c, cells_err_t *err);
 int h_policy_verify(struct ctl_call *c, cells_err_t *err);
 int h_vp_password(struct ctl_call *c, cells_err_t *err);
 int h_vp_config(struct ctl_call *c, cells_err_t *err);
+/* handlers_vp.c */
+int h_vp_create(struct ctl_call *c, cells_err_t *err);
+int h_vp_list(struct ctl_call *c, cells_err_t *err);
+int h_vp_status(struct ctl_call *c, cells_err_t *err);
+int h_vp_start(struct ctl_call *c, cells_err_t *err);
+int h_vp_stop(struct ctl_call *c, cells_err_t *err);
+int h_vp_destroy(struct ctl_call *c, cells_err_t *err);
+int h_vp_exec(struct ctl_call *c, cells_err_t *err);
+int h_vp_run(struct ctl_call *c, cells_err_t *err);
+/* handlers_audit.c */
+int h_audit_query(struct ctl_call *c, cells_err_t *err);
+int h_audit_verify(struct ctl_call *c, cells_err_t *err);
+int h_audit_export(struct ctl_call *c, cells_err_t *err);
+/* handlers_mgmt.c */
+int h_enroll(struct ctl_call *c, cells_err_t *err);
+int h_mgmt_status(struct ctl_call *c, cells_err_t *err);
 
 #endif

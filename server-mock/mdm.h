@@ -7,6 +7,7 @@
 #include <stdbool.h>
 
 #include <openssl/evp.h>
+#include <openssl/x509.h>
 
 #include "err.h"
 
@@ -40,5 +41,29 @@ int mdm_policy_bundle(const struct mdm *m, const uint8_t *payload, size_t n, uin
 		      size_t *len, cells_err_t *err);
 int mdm_cmd_policy_sign(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 int mdm_cmd_policy_example(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+/* mdm_audit.c */
+int mdm_cmd_audit_verify(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_audit_import(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_audit_query(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+/* mdm_ca.c: the TLS CA, server and device certificates, enrollment tokens. */
+int mdm_ca_init(struct mdm *m, cells_err_t *err); /* part of init: CA, server cert, DB */
+X509 *mdm_load_cert(const struct mdm *m, const char *name, cells_err_t *err);
+/* Verify an Ed25519 CSR and issue the device certificate (DER, owned); also the CA. */
+int mdm_ca_issue(const struct mdm *m, const uint8_t *csr_der, size_t n, char device_id[33],
+		 char serial_hex[33], uint8_t **cert_der, size_t *cert_len, uint8_t **ca_der,
+		 size_t *ca_len, cells_err_t *err);
+int mdm_cmd_ca_cert(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_enroll_token(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+
+/* mdm_queue.c: admin commands on the device registry and the command queue. */
+int mdm_cmd_devices(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_policy_push(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_command_list(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_command_cancel(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_wipe(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_voip_assign(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+
+/* mdm_serve.c: the websocket server. */
+int mdm_cmd_serve(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 
 #endif

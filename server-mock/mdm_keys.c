@@ -101,6 +101,8 @@ int mdm_cmd_init(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv
 	if (write_key(m, "signing.key", signing, &err) < 0 ||
 	    write_key(m, "root.key", root, &err) < 0)
 		goto fail;
+	if (mdm_ca_init(m, &err) < 0)
+		goto fail;
 	char kid[2 * POL_KEYID_LEN + 1];
 	uint8_t id[POL_KEYID_LEN];
 	pol_key_id(rootpub, id);

@@ -19,6 +19,25 @@ static const struct mdm_cmd commands[] = {
      mdm_cmd_policy_sign},
     {"policy example", "[--device ID] [--version N]", "print a complete example policy (JSON)",
      mdm_cmd_policy_example},
+    {"audit",
+     "DEVICE [--since T] [--until T] [--vp V] [--type T] [--outcome O] [--grep S] [--limit N] "
+     "[--csv]",
+     "show a device's uploaded audit records", mdm_cmd_audit_query},
+    {"audit verify", "FILE|DEVICE", "verify an export bundle offline, or a device's uploads",
+     mdm_cmd_audit_verify},
+    {"audit import", "FILE", "store an export bundle as uploads of its device (continuity checked)",
+     mdm_cmd_audit_import},
+    {"ca-cert", "", "print the TLS CA certificate (PEM) that devices pin", mdm_cmd_ca_cert},
+    {"enroll-token", "[--ttl SECONDS]", "make a one-time enrollment token", mdm_cmd_enroll_token},
+    {"serve", "--listen HOST:PORT", "run the websocket server (mutual TLS)", mdm_cmd_serve},
+    {"devices", "", "list enrolled devices and their state", mdm_cmd_devices},
+    {"policy push", "DEVICE|--all POLICY.json|POLICY.bin", "sign and queue a policy",
+     mdm_cmd_policy_push},
+    {"command list", "[DEVICE]", "list queued commands and their states", mdm_cmd_command_list},
+    {"command cancel", "ID", "cancel a queued command", mdm_cmd_command_cancel},
+    {"wipe", "DEVICE VP", "queue a signed wipe of a VP (goes first)", mdm_cmd_wipe},
+    {"voip assign", "DEVICE VP NUMBER DIGIT", "queue a signed VoIP number assignment",
+     mdm_cmd_voip_assign},
 };
 
 static void usage(FILE *f)

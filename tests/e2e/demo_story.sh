@@ -15,5 +15,9 @@ check "policy version 2 is in force and compliant" grep -q "^compliance: complia
 check "policy show lists the work VP" grep -q "^vp work: net=nat" "$T/story.out"
 check "rollback to version 1 is refused with its reason" grep -q "older than the installed version 2 (rollback)" "$T/story.out"
 check "after the refusal version 2 stays" grep -q "policy in force: version 2" "$T/story.out"
+check "audit query shows the agent's start" grep -q "agent.started" "$T/story.out"
+check "audit log verifies on the device" grep -qE "audit log verifies: [0-9]+ records" "$T/story.out"
+check "audit export is written" grep -qE "exported [0-9]+ records to" "$T/story.out"
+check "the MDM verifies the export offline" grep -qE "audit export verifies: device [0-9a-f]{32}" "$T/story.out"
 [ "$FAIL" -eq 0 ] || cat "$T/story.out"
 finish

@@ -1,0 +1,963 @@
+/* vpm.c - the VP manager (see vpm.h): definitions in the state DB, lifecycle of the
+ * containers, recovery after a cellsd restart. */
+#include "vpm.h"
+#include "cleanup.h"
+#include "cleanup_sqlite.h"
+#include "kcgroup.h"
+#include "knet.h"
+#include "ksec.h"
+#include "kspawn.h"
+#include "log.h"
+#include "statedb.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <openssl/sha.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define VPM_MAX_LISTENERS 16
+#define VPM_STOP_GRACE_MS 3000
+
+static const char *const vp_schema[] = {
+    "CREATE TABLE vp("
+    " name TEXT PRIMARY KEY,"
+    " image TEXT NOT NULL,"
+    " net TEXT NOT NULL,"
+    " memory INTEGER NOT NULL,"
+    " pids INTEGER NOT NULL,"
+    " init TEXT NOT NULL," /* JSON array, "[]" for the default */
+    " hostname TEXT NOT NULL,"
+    " slot INTEGER NOT NULL UNIQUE," /* veth number, SELinux category */
+    " transient INTEGER NOT NULL DEFAULT 0,"
+    " created_us INTEGER NOT NULL,"
+    " state TEXT NOT NULL DEFAULT 'stopped',"
+    " init_pid INTEGER NOT NULL DEFAULT 0,"
+    " init_start INTEGER NOT NULL DEFAULT 0,"
+    " net_block INTEGER NOT NULL DEFAULT -1)",
+};
+
+struct vp_waiter {
+	struct vp_waiter *next;
+	void (*cb)(struct cellsd *d, const char *vp, int status, void *data);
+	void *data;
+};
+
+struct vp_rt {
+	struct vp_rt *next;
+	char name[33];
+	pid_t pid;
+	int pidfd;
+	unsigned long long start_time;
+	struct kcg cg;
+	bool nat;
+	char veth[IFNAMSIZ];
+	struct knet_addr addr;
+	struct vp_waiter *waiters;
+	bool transient;
+};
+
+struct vpm {
+	char id[9]; /* first 8 hex of sha256(state dir) */
+	struct sock_fprog seccomp;
+	uint64_t caps;
+	int cap_last;
+	bool selinux_logged;
+	struct vp_rt *running;
+	struct vpm_listener listeners[VPM_MAX_LISTENERS];
+	size_t nlisteners;
+};
+
+static char *const default_env[] = {
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TERM=linux",
+    "container=cells", NULL};
+
+static struct vp_rt *rt_find(struct vpm *m, const char *name)
+{
+	for (struct vp_rt *r = m ? m->running : NULL; r; r = r->next)
+		if (!strcmp(r->name, name))
+			return r;
+	return NULL;
+}
+
+static void vp_paths(struct cellsd *d, const char *name, const char *what, char *buf, size_t n)
+{
+	if (!strcmp(what, "upper") || !strcmp(what, "work") || !strcmp(what, "."))
+		snprintf(buf, n, "%s/vp/%s/%s", d->state_dir, name, what);
+	else
+		snprintf(buf, n, "%s/vp/%s/%s", d->run_dir, name, what);
+}
+
+static void cg_name(struct vpm *m, const char *vp, char *buf, size_t n)
+{
+	snprintf(buf, n, "cells-%s-%s", m->id, vp);
+}
+
+static void veth_name(struct vpm *m, long long slot, char *buf, size_t n)
+{
+	snprintf(buf, n, "cv%.6s%lld", m->id, slot);
+}
+
+/* ---- the state DB ---- */
+
+static int db_set_state(struct cellsd *d, const char *vp, const char *state, pid_t pid,
+			unsigned long long start, int block, cells_err_t *err)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	if (statedb_prepare(
+		d->db, "UPDATE vp SET state=?, init_pid=?, init_start=?, net_block=? WHERE name=?",
+		&st, err) < 0)
+		return -1;
+	sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, pid);
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)start);
+	sqlite3_bind_int(st, 4, block);
+	sqlite3_bind_text(st, 5, vp, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		return statedb_err(d->db, "update vp state", err);
+	return 0;
+}
+
+struct vp_row {
+	struct vpm_def def;
+	long long slot;
+	bool transient;
+	char state[16];
+	pid_t init_pid;
+	unsigned long long init_start;
+	int net_block;
+	long long created_us;
+};
+
+static void row_free(struct vp_row *r)
+{
+	vpm_def_free(&r->def);
+}
+
+static char **json_to_argv(const char *js)
+{
+	json_object *a = json_tokener_parse(js);
+	if (!a || !json_object_is_type(a, json_type_array) || !json_object_array_length(a)) {
+		json_object_put(a);
+		return NULL;
+	}
+	size_t n = json_object_array_length(a);
+	char **v = calloc(n + 1, sizeof *v);
+	for (size_t i = 0; v && i < n; i++)
+		v[i] = strdup(json_object_get_string(json_object_array_get_idx(a, i)));
+	json_object_put(a);
+	return v;
+}
+
+static void row_from_stmt(sqlite3_stmt *st, struct vp_row *r)
+{
+	memset(r, 0, sizeof *r);
+	snprintf(r->def.name, sizeof r->def.name, "%s", sqlite3_column_text(st, 0));
+	snprintf(r->def.image, sizeof r->def.image, "%s", sqlite3_column_text(st, 1));
+	snprintf(r->def.net, sizeof r->def.net, "%s", sqlite3_column_text(st, 2));
+	r->def.memory = (unsigned long long)sqlite3_column_int64(st, 3);
+	r->def.pids = (unsigned)sqlite3_column_int64(st, 4);
+	r->def.init = json_to_argv((const char *)sqlite3_column_text(st, 5));
+	snprintf(r->def.hostname, sizeof r->def.hostname, "%s", sqlite3_column_text(st, 6));
+	r->slot = sqlite3_column_int64(st, 7);
+	r->transient = sqlite3_column_int(st, 8);
+	r->created_us = sqlite3_column_int64(st, 9);
+	snprintf(r->state, sizeof r->state, "%s", sqlite3_column_text(st, 10));
+	r->init_pid = (pid_t)sqlite3_column_int64(st, 11);
+	r->init_start = (unsigned long long)sqlite3_column_int64(st, 12);
+	r->net_block = sqlite3_column_int(st, 13);
+}
+
+#define ROW_COLS                                                                                   \
+	"name,image,net,memory,pids,init,hostname,slot,transient,created_us,state,init_pid,"       \
+	"init_start,net_block"
+
+/* 1 found, 0 not found, -1 error */
+static int db_get(struct cellsd *d, const char *vp, struct vp_row *r, cells_err_t *err)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	if (statedb_prepare(d->db, "SELECT " ROW_COLS " FROM vp WHERE name=?", &st, err) < 0)
+		return -1;
+	sqlite3_bind_text(st, 1, vp, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		return 0;
+	if (rc != SQLITE_ROW)
+		return statedb_err(d->db, "read vp", err);
+	row_from_stmt(st, r);
+	return 1;
+}
+
+void vpm_def_free(struct vpm_def *def)
+{
+	if (def->init)
+		for (char **p = def->init; *p; p++)
+			free(*p);
+	free(def->init);
+	def->init = NULL;
+}
+
+/* ---- contract ---- */
+
+bool vpm_exists(struct cellsd *d, const char *vp)
+{
+	struct vp_row r;
+	cells_err_t e;
+	if (!vp || cells_valid_name(vp, NULL) < 0 || db_get(d, vp, &r, &e) != 1)
+		return false;
+	row_free(&r);
+	return true;
+}
+
+bool vpm_running(struct cellsd *d, const char *vp)
+{
+	return vp && rt_find(d->vpm, vp) != NULL;
+}
+
+pid_t vpm_init_pid(struct cellsd *d, const char *vp)
+{
+	struct vp_rt *r = vp ? rt_find(d->vpm, vp) : NULL;
+	return r ? r->pid : 0;
+}
+
+const char *vpm_devcells_dir(struct cellsd *d, const char *vp, char buf[PATH_MAX])
+{
+	if (!vp || cells_valid_name(vp, NULL) < 0)
+		return NULL;
+	vp_paths(d, vp, "devcells", buf, PATH_MAX);
+	return buf;
+}
+
+int vpm_dev_set(struct cellsd *d, const char *vp, char type, unsigned major, unsigned minor,
+		bool allow, cells_err_t *err)
+{
+	struct vp_rt *r = vp ? rt_find(d->vpm, vp) : NULL;
+	if (!r)
+		return cells_err_set(err, ESRCH, "VP '%s' is not running", vp ? vp : "");
+	if (kcg_dev_set(&r->cg, type, major, minor, allow, err) < 0)
+		return cells_err_prefix(err, "VP %s: device %c %d:%d", vp, type, (int)major,
+					(int)minor);
+	return 0;
+}
+
+int vpm_add_listener(struct cellsd *d, const struct vpm_listener *l)
+{
+	struct vpm *m = d->vpm;
+	if (!m || m->nlisteners >= VPM_MAX_LISTENERS)
+		return -1;
+	m->listeners[m->nlisteners++] = *l;
+	return 0;
+}
+
+int vpm_count_running(struct cellsd *d)
+{
+	int n = 0;
+	for (struct vp_rt *r = d->vpm ? d->vpm->running : NULL; r; r = r->next)
+		n++;
+	return n;
+}
+
+/* ---- teardown ---- */
+
+static bool any_nat(struct vpm *m, const struct vp_rt *except)
+{
+	for (struct vp_rt *r = m->running; r; r = r->next)
+		if (r != except && r->nat)
+			return true;
+	return false;
+}
+
+static void nat_table(struct vpm *m, char *buf, size_t n)
+{
+	snprintf(buf, n, "cells_%s", m->id);
+}
+
+/* Remove what a VP holds on the host (cgroups, veth, devcells). Idempotent. */
+static int release_host(struct cellsd *d, const char *vp, struct kcg *cg, const char *veth,
+			cells_err_t *err)
+{
+	int rc = 0;
+	cells_err_t e2;
+	char p[PATH_MAX];
+	if (veth && veth[0] && knet_veth_del(veth, &e2) < 0) {
+		log_warn("VP %s: %s", vp, e2.msg);
+		rc = -1;
+		*err = e2;
+	}
+	if (kcg_destroy(cg, &e2) < 0) {
+		log_warn("VP %s: %s", vp, e2.msg);
+		rc = -1;
+		*err = e2;
+	}
+	vp_paths(d, vp, "devcells", p, sizeof p);
+	if (umount2(p, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
+		log_warn("VP %s: umount %s: %s", vp, p, strerror(errno));
+	rmdir(p);
+	vp_paths(d, vp, "root", p, sizeof p);
+	rmdir(p);
+	vp_paths(d, vp, "", p, sizeof p);
+	rmdir(p);
+	return rc;
+}
+
+static void rt_unlink(struct vpm *m, struct vp_rt *rt)
+{
+	for (struct vp_rt **pp = &m->running; *pp; pp = &(*pp)->next)
+		if (*pp == rt) {
+			*pp = rt->next;
+			return;
+		}
+}
+
+/* The init of rt has exited (status) or is gone: tear down and notify. */
+static void vp_stopped(struct cellsd *d, struct vp_rt *rt, int status)
+{
+	struct vpm *m = d->vpm;
+	cells_err_t err = {0};
+	int64_t t0 = cells_mono_ns();
+	if (rt->pidfd >= 0) {
+		loop_del_fd(d->loop, rt->pidfd);
+		close(rt->pidfd);
+		rt->pidfd = -1;
+	}
+	rt_unlink(m, rt);
+	for (size_t i = 0; i < m->nlisteners; i++)
+		if (m->listeners[i].on_stop)
+			m->listeners[i].on_stop(d, rt->name, m->listeners[i].data);
+	release_host(d, rt->name, &rt->cg, rt->nat ? rt->veth : NULL, &err);
+	log_debug("VP %s stop: released at %.2f ms", rt->name, (cells_mono_ns() - t0) / 1e6);
+	if (rt->nat && !any_nat(m, rt)) {
+		char t[32];
+		nat_table(m, t, sizeof t);
+		if (knet_nat_del(t, &err) < 0)
+			log_warn("VP %s: %s", rt->name, err.msg);
+	}
+	/* a transient VP's row goes away right after (and is removed on restart) */
+	if (!rt->transient && db_set_state(d, rt->name, "stopped", 0, 0, -1, &err) < 0)
+		log_warn("VP %s: %s", rt->name, err.msg);
+	json_object *det = json_object_new_object();
+	json_object_object_add(det, "status", json_object_new_int(status));
+	cellsd_audit(d, rt->name, "cellsd", "vp.stopped", "ok", det, NULL);
+	json_object_put(det);
+	log_info("VP %s stopped (status %d) in %.2f ms", rt->name, status,
+		 (cells_mono_ns() - t0) / 1e6);
+	struct vp_waiter *w = rt->waiters;
+	rt->waiters = NULL;
+	char name[33];
+	snprintf(name, sizeof name, "%s", rt->name);
+	free(rt);
+	while (w) {
+		struct vp_waiter *n = w->next;
+		w->cb(d, name, status, w->data);
+		free(w);
+		w = n;
+	}
+}
+
+static int reap_status(int pidfd)
+{
+	siginfo_t si;
+	memset(&si, 0, sizeof si);
+	if (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0)
+		return -1; /* not our child (adopted) or not exited */
+	return si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
+}
+
+static void on_init_exit(struct loop *l, int fd, uint32_t events, void *data)
+{
+	struct cellsd *d = data;
+	for (struct vp_rt *r = d->vpm->running; r; r = r->next)
+		if (r->pidfd == fd) {
+			vp_stopped(d, r, reap_status(fd));
+			return;
+		}
+	loop_del_fd(l, fd);
+}
+
+/* ---- start ---- */
+
+static int path_ok(const char *p, cells_err_t *err)
+{
+	if (strpbrk(p, ",:\\\n"))
+		return cells_err_set(err, EINVAL,
+				     "path '%s' holds one of , : \\ (not usable by overlayfs)", p);
+	return 0;
+}
+
+int vpm_start(struct cellsd *d, const char *vp, char *const *init, const int stdio[3],
+	      cells_err_t *err)
+{
+	struct vpm *m = d->vpm;
+	struct vp_row row;
+	int g = db_get(d, vp, &row, err);
+	if (g < 0)
+		return -1;
+	if (g == 0)
+		return cells_err_set(err, ENOENT, "no VP named '%s'", vp);
+	if (rt_find(m, vp)) {
+		row_free(&row);
+		return cells_err_set(err, EBUSY, "VP '%s' is already running", vp);
+	}
+	struct stat st;
+	if (stat(row.def.image, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		row_free(&row);
+		return cells_err_sys(err, errno ? errno : ENOTDIR, "VP %s: image %s", vp,
+				     row.def.image);
+	}
+	struct vp_rt *rt = calloc(1, sizeof *rt);
+	if (!rt) {
+		row_free(&row);
+		return cells_err_set(err, ENOMEM, "out of memory");
+	}
+	snprintf(rt->name, sizeof rt->name, "%s", vp);
+	rt->pidfd = -1;
+	rt->cg.v2_fd = -1;
+	rt->nat = !strcmp(row.def.net, "nat");
+	rt->transient = row.transient;
+	veth_name(m, row.slot, rt->veth, sizeof rt->veth);
+	char upper[PATH_MAX], work[PATH_MAX], root[PATH_MAX], devcells[PATH_MAX];
+	char opts[3 * PATH_MAX + 64], cgn[64];
+	vp_paths(d, vp, "upper", upper, sizeof upper);
+	vp_paths(d, vp, "work", work, sizeof work);
+	vp_paths(d, vp, "root", root, sizeof root);
+	vp_paths(d, vp, "devcells", devcells, sizeof devcells);
+	snprintf(opts, sizeof opts, "lowerdir=%s,upperdir=%s,workdir=%s", row.def.image, upper,
+		 work);
+	cg_name(m, vp, cgn, sizeof cgn);
+	int rc = -1, go = -1, efd = -1;
+	int64_t t0 = cells_mono_ns();
+#define T(what) log_debug("VP %s start: %s at %.2f ms", vp, what, (cells_mono_ns() - t0) / 1e6)
+	bool mounted = false;
+	char selinux[256];
+	int se = 0;
+	if (cells_mkdir_p(upper, 0755, err) < 0 || cells_mkdir_p(work, 0700, err) < 0 ||
+	    cells_mkdir_p(root, 0755, err) < 0 || cells_mkdir_p(devcells, 0755, err) < 0)
+		goto fail;
+	if (mount("tmpfs", devcells, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=16m") < 0) {
+		cells_err_sys(err, errno, "mount devcells %s", devcells);
+		goto fail;
+	}
+	mounted = true;
+	T("devcells");
+	if (kcg_init(&rt->cg, cgn, err) < 0)
+		goto fail;
+	struct kcg_limits lim = {.memory = row.def.memory,
+				 .pids = row.def.pids ? row.def.pids : 1024};
+	if (kcg_create(&rt->cg, &lim, err) < 0)
+		goto fail;
+	T("cgroups");
+	se = ksec_selinux_context((unsigned)row.slot, selinux, sizeof selinux, err);
+	if (se < 0)
+		goto fail;
+	if (se == 0 && !m->selinux_logged) {
+		log_info("SELinux is disabled: VPs run without their own SELinux context");
+		m->selinux_logged = true;
+	}
+	char *def_init[] = {"/sbin/init", NULL};
+	struct ksp_init s = {
+	    .root = root,
+	    .overlay_opts = opts,
+	    .devcells = devcells,
+	    .hostname = row.def.hostname,
+	    .cgroup_fd = rt->cg.v2_fd,
+	    .c = {.seccomp = &m->seccomp,
+		  .caps_keep = m->caps,
+		  .cap_last = m->cap_last,
+		  .selinux_exec = se > 0 ? selinux : NULL,
+		  .stdio = {stdio ? stdio[0] : -1, stdio ? stdio[1] : -1, stdio ? stdio[2] : -1},
+		  .argv = init		 ? init
+			  : row.def.init ? row.def.init
+					 : def_init,
+		  .envp = default_env,
+		  .cwd = "/",
+		  .fallback = init || row.def.init ? NULL : "/bin/sh"},
+	};
+	if (ksp_spawn_init(&s, &rt->pid, &rt->pidfd, &go, &efd, err) < 0)
+		goto fail;
+	T("clone3");
+	if (kcg_attach(&rt->cg, rt->pid, rt->cg.v2_fd < 0, err) < 0)
+		goto fail;
+	T("attach");
+	if (rt->nat) {
+		char t[32], prefix[16];
+		nat_table(m, t, sizeof t);
+		snprintf(prefix, sizeof prefix, "cv%.6s", m->id);
+		uint8_t h[SHA256_DIGEST_LENGTH];
+		char seed[128];
+		snprintf(seed, sizeof seed, "%s/%s", m->id, vp);
+		SHA256((const uint8_t *)seed, strlen(seed), h);
+		if (knet_alloc_block(((unsigned)h[0] << 8 | h[1]) % 16384, &rt->addr, err) < 0 ||
+		    knet_veth_setup(rt->veth, rt->pid, &rt->addr, err) < 0 ||
+		    (!any_nat(m, NULL) && knet_nat_setup(t, prefix, err) < 0))
+			goto fail;
+	}
+	for (size_t i = 0; i < m->nlisteners; i++)
+		if (m->listeners[i].on_start)
+			m->listeners[i].on_start(d, vp, m->listeners[i].data);
+	rc = ksp_release(go, efd, err);
+	go = efd = -1;
+	if (rc < 0)
+		goto fail;
+	T("exec");
+	rt->start_time = ksp_start_time(rt->pid);
+	if (db_set_state(d, vp, "running", rt->pid, rt->start_time,
+			 rt->nat ? (int)rt->addr.block : -1, err) < 0)
+		goto fail;
+	if (loop_add_fd(d->loop, rt->pidfd, EPOLLIN, on_init_exit, d, err) < 0)
+		goto fail;
+	rt->next = m->running;
+	m->running = rt;
+	row_free(&row);
+	T("recorded");
+#undef T
+	log_info("VP %s started: init pid %d", vp, (int)rt->pid);
+	return 0;
+fail:
+	cells_err_prefix(err, "start VP %s", vp);
+	if (go >= 0)
+		close(go);
+	if (efd >= 0)
+		close(efd);
+	if (rt->pidfd >= 0) {
+		syscall(SYS_pidfd_send_signal, rt->pidfd, SIGKILL, NULL, 0);
+		siginfo_t si;
+		waitid(P_PIDFD, (id_t)rt->pidfd, &si, WEXITED);
+		close(rt->pidfd);
+	}
+	cells_err_t e2;
+	if (mounted || rt->cg.name[0])
+		release_host(d, vp, &rt->cg, rt->nat ? rt->veth : NULL, &e2);
+	if (rt->nat && !any_nat(m, NULL)) {
+		char t[32];
+		nat_table(m, t, sizeof t);
+		knet_nat_del(t, &e2);
+	}
+	free(rt);
+	row_free(&row);
+	return -1;
+}
+
+/* ---- stop ---- */
+
+static bool wait_pidfd(int fd, int ms)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	int r;
+	do
+		r = poll(&p, 1, ms);
+	while (r < 0 && errno == EINTR);
+	return r > 0;
+}
+
+int vpm_stop(struct cellsd *d, const char *vp, cells_err_t *err)
+{
+	struct vp_rt *rt = rt_find(d->vpm, vp);
+	if (!rt)
+		return vpm_exists(d, vp)
+			   ? cells_err_set(err, EALREADY, "VP '%s' is not running", vp)
+			   : cells_err_set(err, ENOENT, "no VP named '%s'", vp);
+	syscall(SYS_pidfd_send_signal, rt->pidfd, SIGTERM, NULL, 0);
+	if (!wait_pidfd(rt->pidfd, VPM_STOP_GRACE_MS)) {
+		log_warn("VP %s: init ignored SIGTERM for %d ms: killing it", vp,
+			 VPM_STOP_GRACE_MS);
+		syscall(SYS_pidfd_send_signal, rt->pidfd, SIGKILL, NULL, 0);
+		wait_pidfd(rt->pidfd, 5000);
+	}
+	vp_stopped(d, rt, reap_status(rt->pidfd));
+	return 0;
+}
+
+int vpm_on_exit(struct cellsd *d, const char *vp,
+		void (*cb)(struct cellsd *d, const char *vp, int status, void *data), void *data,
+		cells_err_t *err)
+{
+	struct vp_rt *rt = rt_find(d->vpm, vp);
+	if (!rt)
+		return cells_err_set(err, ESRCH, "VP '%s' is not running", vp);
+	struct vp_waiter *w = calloc(1, sizeof *w);
+	if (!w)
+		return cells_err_set(err, ENOMEM, "out of memory");
+	w->cb = cb;
+	w->data = data;
+	w->next = rt->waiters;
+	rt->waiters = w;
+	return 0;
+}
+
+/* ---- create / destroy ---- */
+
+int vpm_create(struct cellsd *d, const struct vpm_def *def, cells_err_t *err)
+{
+	if (cells_valid_name(def->name, err) < 0)
+		return -1;
+	if (def->image[0] != '/')
+		return cells_err_set(err, EINVAL, "image '%s' must be an absolute path",
+				     def->image);
+	struct stat st;
+	if (stat(def->image, &st) < 0)
+		return cells_err_sys(err, errno, "image %s", def->image);
+	if (!S_ISDIR(st.st_mode))
+		return cells_err_set(err, ENOTDIR, "image %s is not a directory", def->image);
+	char real[PATH_MAX];
+	if (!realpath(def->image, real))
+		return cells_err_sys(err, errno, "image %s", def->image);
+	if (path_ok(real, err) < 0 || path_ok(d->state_dir, err) < 0)
+		return -1;
+	if (strcmp(def->net, "nat") && strcmp(def->net, "none"))
+		return cells_err_set(err, EINVAL, "net must be 'nat' or 'none', not '%s'",
+				     def->net);
+	for (const char *h = def->hostname; *h; h++)
+		if (!((*h >= 'a' && *h <= 'z') || (*h >= 'A' && *h <= 'Z') ||
+		      (*h >= '0' && *h <= '9') || *h == '-' || *h == '.'))
+			return cells_err_set(err, EINVAL, "hostname '%s' is not valid",
+					     def->hostname);
+	if (def->memory && def->memory < (4u << 20))
+		return cells_err_set(err, EINVAL, "memory limit below 4 MiB");
+	json_object *init = json_object_new_array();
+	for (char **p = def->init; p && *p; p++) {
+		if (!**p) {
+			json_object_put(init);
+			return cells_err_set(err, EINVAL, "empty word in the init command");
+		}
+		json_object_array_add(init, json_object_new_string(*p));
+	}
+	cleanup_free char *init_js =
+	    strdup(json_object_to_json_string_ext(init, JSON_C_TO_STRING_PLAIN));
+	json_object_put(init);
+	if (!init_js)
+		return cells_err_set(err, ENOMEM, "out of memory");
+	struct vp_row old;
+	int g = db_get(d, def->name, &old, err);
+	if (g < 0)
+		return -1;
+	if (g > 0) {
+		row_free(&old);
+		return cells_err_set(err, EEXIST, "a VP named '%s' already exists", def->name);
+	}
+	cleanup_stmt sqlite3_stmt *ins = NULL;
+	if (statedb_prepare(
+		d->db,
+		"INSERT INTO vp(name,image,net,memory,pids,init,hostname,slot,transient,"
+		"created_us) VALUES(?,?,?,?,?,?,?,"
+		"(SELECT COALESCE(MIN(s.slot+1),1) FROM (SELECT 0 AS slot UNION ALL "
+		"SELECT slot FROM vp) s WHERE NOT EXISTS (SELECT 1 FROM vp v WHERE "
+		"v.slot=s.slot+1)),?,?)",
+		&ins, err) < 0)
+		return -1;
+	sqlite3_bind_text(ins, 1, def->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(ins, 2, real, -1, SQLITE_STATIC);
+	sqlite3_bind_text(ins, 3, def->net, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(ins, 4, (sqlite3_int64)def->memory);
+	sqlite3_bind_int64(ins, 5, def->pids);
+	sqlite3_bind_text(ins, 6, init_js, -1, SQLITE_STATIC);
+	sqlite3_bind_text(ins, 7, def->hostname[0] ? def->hostname : def->name, -1, SQLITE_STATIC);
+	sqlite3_bind_int(ins, 8, def->transient ? 1 : 0);
+	sqlite3_bind_int64(ins, 9, cells_now_us());
+	if (sqlite3_step(ins) != SQLITE_DONE)
+		return statedb_err(d->db, "insert vp", err);
+	return 0;
+}
+
+static int set_transient(struct cellsd *d, const char *vp, cells_err_t *err)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	if (statedb_prepare(d->db, "UPDATE vp SET transient=1 WHERE name=?", &st, err) < 0)
+		return -1;
+	sqlite3_bind_text(st, 1, vp, -1, SQLITE_STATIC);
+	return sqlite3_step(st) == SQLITE_DONE ? 0 : statedb_err(d->db, "update vp", err);
+}
+
+static int remove_files(struct cellsd *d, const char *vp, cells_err_t *err)
+{
+	char p[PATH_MAX];
+	vp_paths(d, vp, ".", p, sizeof p);
+	p[strlen(p) - 2] = 0; /* STATE/vp/NAME */
+	return cells_rm_rf(p, err);
+}
+
+int vpm_destroy(struct cellsd *d, const char *vp, cells_err_t *err)
+{
+	if (cells_valid_name(vp, err) < 0)
+		return -1;
+	struct vp_row r;
+	int g = db_get(d, vp, &r, err);
+	if (g < 0)
+		return -1;
+	if (g == 0)
+		return cells_err_set(err, ENOENT, "no VP named '%s'", vp);
+	row_free(&r);
+	if (rt_find(d->vpm, vp) && vpm_stop(d, vp, err) < 0)
+		return -1;
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	if (statedb_prepare(d->db, "DELETE FROM vp WHERE name=?", &st, err) < 0)
+		return -1;
+	sqlite3_bind_text(st, 1, vp, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		return statedb_err(d->db, "delete vp", err);
+	if (remove_files(d, vp, err) < 0)
+		return cells_err_prefix(err, "destroy VP %s", vp);
+	return 0;
+}
+
+int vpm_mark_transient(struct cellsd *d, const char *vp, cells_err_t *err)
+{
+	return set_transient(d, vp, err);
+}
+
+/* ---- describe ---- */
+
+static json_object *row_json(struct cellsd *d, const struct vp_row *r)
+{
+	struct vp_rt *rt = rt_find(d->vpm, r->def.name);
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "name", json_object_new_string(r->def.name));
+	json_object_object_add(o, "state", json_object_new_string(rt ? "running" : "stopped"));
+	json_object_object_add(o, "image", json_object_new_string(r->def.image));
+	json_object_object_add(o, "net", json_object_new_string(r->def.net));
+	json_object_object_add(o, "hostname", json_object_new_string(r->def.hostname));
+	json_object_object_add(o, "memory_limit", json_object_new_int64((int64_t)r->def.memory));
+	json_object_object_add(o, "pids_limit",
+			       json_object_new_int64(r->def.pids ? r->def.pids : 1024));
+	json_object *init = json_object_new_array();
+	for (char **p = r->def.init; p && *p; p++)
+		json_object_array_add(init, json_object_new_string(*p));
+	json_object_object_add(o, "init", init);
+	json_object_object_add(o, "pid", json_object_new_int(rt ? rt->pid : 0));
+	if (rt) {
+		json_object_object_add(o, "cgroup", json_object_new_string(rt->cg.name));
+		json_object_object_add(o, "memory_bytes",
+				       json_object_new_int64((int64_t)kcg_memory_usage(&rt->cg)));
+		if (rt->nat) {
+			json_object_object_add(o, "veth", json_object_new_string(rt->veth));
+			json_object_object_add(o, "address", json_object_new_string(rt->addr.vp));
+			json_object_object_add(o, "host_address",
+					       json_object_new_string(rt->addr.host));
+		}
+	}
+	return o;
+}
+
+json_object *vpm_describe(struct cellsd *d, const char *vp, cells_err_t *err)
+{
+	if (vp) {
+		if (cells_valid_name(vp, err) < 0)
+			return NULL;
+		struct vp_row r;
+		int g = db_get(d, vp, &r, err);
+		if (g <= 0) {
+			if (g == 0)
+				cells_err_set(err, ENOENT, "no VP named '%s'", vp);
+			return NULL;
+		}
+		json_object *o = row_json(d, &r);
+		row_free(&r);
+		return o;
+	}
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	if (statedb_prepare(d->db, "SELECT " ROW_COLS " FROM vp ORDER BY name", &st, err) < 0)
+		return NULL;
+	json_object *arr = json_object_new_array();
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		struct vp_row r;
+		row_from_stmt(st, &r);
+		json_object_array_add(arr, row_json(d, &r));
+		row_free(&r);
+	}
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "vps", arr);
+	/* the per-agent id in the names of cgroups (cells-ID-VP), veths, nft table */
+	json_object_object_add(o, "instance", json_object_new_string(d->vpm->id));
+	return o;
+}
+
+/* ---- exec ---- */
+
+int vpm_exec(struct cellsd *d, const char *vp, char *const argv[], char *const envp[],
+	     const char *cwd, const int stdio[3], int *pidfd, cells_err_t *err)
+{
+	struct vpm *m = d->vpm;
+	struct vp_rt *rt = rt_find(m, vp);
+	if (!rt)
+		return vpm_exists(d, vp) ? cells_err_set(err, ESRCH, "VP '%s' is not running", vp)
+					 : cells_err_set(err, ENOENT, "no VP named '%s'", vp);
+	if (!argv || !argv[0] || !argv[0][0])
+		return cells_err_set(err, EINVAL, "no command given");
+	if (cwd && cwd[0] != '/')
+		return cells_err_set(err, EINVAL, "working directory '%s' must be absolute", cwd);
+	char selinux[256];
+	int se = ksec_selinux_context((unsigned)0, selinux, sizeof selinux, err);
+	if (se < 0)
+		return -1;
+	int procs[KCG_MAX_V1 + 1];
+	size_t np = kcg_open_procs(&rt->cg, procs, CELLS_ARRAY_SIZE(procs));
+	struct ksp_confine c = {.seccomp = &m->seccomp,
+				.caps_keep = m->caps,
+				.cap_last = m->cap_last,
+				.selinux_exec = NULL,
+				.stdio = {stdio[0], stdio[1], stdio[2]},
+				.argv = argv,
+				.envp = envp ? envp : default_env,
+				.cwd = cwd ? cwd : "/"};
+	pid_t pid;
+	int rc = ksp_exec(rt->pidfd, procs, np, &c, &pid, pidfd, err);
+	for (size_t i = 0; i < np; i++)
+		if (procs[i] >= 0)
+			close(procs[i]);
+	if (rc < 0)
+		return cells_err_prefix(err, "exec in VP %s", vp);
+	return 0;
+}
+
+/* ---- init / recovery / shutdown ---- */
+
+static void instance_id(const char *state_dir, char out[9])
+{
+	uint8_t h[SHA256_DIGEST_LENGTH];
+	char hex[2 * SHA256_DIGEST_LENGTH + 1];
+	SHA256((const uint8_t *)state_dir, strlen(state_dir), h);
+	cells_hex(h, sizeof h, hex);
+	memcpy(out, hex, 8);
+	out[8] = 0;
+}
+
+/* Adopt a VP whose init survived a cellsd restart; 0 adopted, -1 not. */
+static int adopt(struct cellsd *d, const struct vp_row *r)
+{
+	struct vpm *m = d->vpm;
+	if (r->init_pid <= 0 || !r->init_start || ksp_start_time(r->init_pid) != r->init_start)
+		return -1;
+	int fd = (int)syscall(SYS_pidfd_open, r->init_pid, 0);
+	if (fd < 0)
+		return -1;
+	/* the start time again, now that the pidfd pins the process */
+	if (ksp_start_time(r->init_pid) != r->init_start) {
+		close(fd);
+		return -1;
+	}
+	struct vp_rt *rt = calloc(1, sizeof *rt);
+	cells_err_t e;
+	char cgn[64];
+	cg_name(m, r->def.name, cgn, sizeof cgn);
+	if (!rt || kcg_init(&rt->cg, cgn, &e) < 0 ||
+	    loop_add_fd(d->loop, fd, EPOLLIN, on_init_exit, d, &e) < 0) {
+		free(rt);
+		close(fd);
+		return -1;
+	}
+	snprintf(rt->name, sizeof rt->name, "%s", r->def.name);
+	rt->pid = r->init_pid;
+	rt->pidfd = fd;
+	rt->start_time = r->init_start;
+	rt->nat = !strcmp(r->def.net, "nat");
+	veth_name(m, r->slot, rt->veth, sizeof rt->veth);
+	if (r->net_block >= 0)
+		knet_block_addr((unsigned)r->net_block, &rt->addr);
+	kcg_adopt(&rt->cg);
+	rt->next = m->running;
+	m->running = rt;
+	log_info("VP %s: found running again (init pid %d)", r->def.name, (int)r->init_pid);
+	return 0;
+}
+
+static int recover(struct cellsd *d, cells_err_t *err)
+{
+	struct vpm *m = d->vpm;
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	if (statedb_prepare(d->db, "SELECT " ROW_COLS " FROM vp", &st, err) < 0)
+		return -1;
+	struct vp_row rows[256];
+	size_t n = 0;
+	while (n < CELLS_ARRAY_SIZE(rows) && sqlite3_step(st) == SQLITE_ROW)
+		row_from_stmt(st, &rows[n++]);
+	sqlite3_finalize(st);
+	st = NULL;
+	bool nat_seen = false;
+	for (size_t i = 0; i < n; i++) {
+		struct vp_row *r = &rows[i];
+		bool adopted = !strcmp(r->state, "running") && adopt(d, r) == 0;
+		if (!adopted) {
+			/* clean up whatever the VP may still hold on the host */
+			struct kcg cg;
+			char cgn[64], veth[IFNAMSIZ];
+			cells_err_t e;
+			cg_name(m, r->def.name, cgn, sizeof cgn);
+			veth_name(m, r->slot, veth, sizeof veth);
+			if (kcg_init(&cg, cgn, &e) == 0)
+				release_host(d, r->def.name, &cg, veth, &e);
+			if (!strcmp(r->state, "running")) {
+				log_info("VP %s: its init is gone; cleaned up", r->def.name);
+				db_set_state(d, r->def.name, "stopped", 0, 0, -1, &e);
+				cellsd_audit(d, r->def.name, "cellsd", "vp.stopped", "ok", NULL,
+					     NULL);
+			}
+			if (r->transient && vpm_destroy(d, r->def.name, &e) < 0)
+				log_warn("VP %s: %s", r->def.name, e.msg);
+		}
+		if (!strcmp(r->def.net, "nat"))
+			nat_seen = true;
+		row_free(r);
+	}
+	if (nat_seen && !any_nat(m, NULL)) {
+		char t[32];
+		cells_err_t e;
+		nat_table(m, t, sizeof t);
+		if (knet_nat_exists(t))
+			knet_nat_del(t, &e);
+	}
+	return 0;
+}
+
+int vpm_init(struct cellsd *d, cells_err_t *err)
+{
+	if (statedb_migrate(d->db, "vp", vp_schema, CELLS_ARRAY_SIZE(vp_schema), err) < 0)
+		return -1;
+	struct vpm *m = calloc(1, sizeof *m);
+	if (!m)
+		return cells_err_set(err, ENOMEM, "out of memory");
+	instance_id(d->state_dir, m->id);
+	m->caps = ksec_caps_keep();
+	m->cap_last = ksec_cap_last();
+	if (ksec_filter_build(&m->seccomp, err) < 0) {
+		free(m);
+		return cells_err_prefix(err, "VP seccomp filter");
+	}
+	d->vpm = m;
+	char p[PATH_MAX + 8];
+	snprintf(p, sizeof p, "%s/vp", d->run_dir);
+	if (cells_mkdir_p(p, 0700, err) < 0)
+		return -1;
+	snprintf(p, sizeof p, "%s/vp", d->state_dir);
+	if (cells_mkdir_p(p, 0700, err) < 0)
+		return -1;
+	log_info("VP manager: instance id %s", m->id);
+	return recover(d, err);
+}
+
+void vpm_shutdown(struct cellsd *d)
+{
+	struct vpm *m = d->vpm;
+	if (!m)
+		return;
+	while (m->running) {
+		cells_err_t e;
+		char name[33];
+		snprintf(name, sizeof name, "%s", m->running->name);
+		if (vpm_stop(d, name, &e) < 0) {
+			log_warn("%s", e.msg);
+			break;
+		}
+	}
+	ksec_filter_free(&m->seccomp);
+	free(m);
+	d->vpm = NULL;
+}

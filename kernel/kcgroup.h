@@ -1,0 +1,70 @@
+/* kcgroup.h - one cgroup per VP on every hierarchy the host has: cgroup v1 controllers
+ * (memory, pids, cpu, devices) and/or the v2 unified hierarchy, nested under cellsd's
+ * own cgroup. The device controller is v1 devices.allow/deny and, when a v2 hierarchy
+ * is mounted, a BPF_PROG_TYPE_CGROUP_DEVICE program too (the kernel checks both), so
+ * a hybrid host (v1 controllers + empty v2) is covered as well as a pure v2 host. */
+#ifndef CELLS_KCGROUP_H
+#define CELLS_KCGROUP_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "err.h"
+
+#define KCG_MAX_V1 6
+#define KCG_MAX_DEVS 64
+
+struct kcg_dev {
+	char type;	       /* 'c' or 'b' */
+	unsigned major, minor; /* ~0u: any */
+	bool allow;
+};
+
+struct kcg {
+	char name[64];
+	size_t nv1;
+	char v1[KCG_MAX_V1][PATH_MAX];	 /* cgroup directories, one per v1 hierarchy */
+	bool v1_devices;		 /* one of them is the devices controller */
+	char v2[PATH_MAX];		 /* "" when the host has no v2 hierarchy */
+	bool v2_memory, v2_pids, v2_cpu; /* controllers usable in v2 */
+	int v2_fd;			 /* O_PATH|O_DIRECTORY of v2 dir (CLONE_INTO_CGROUP), -1 */
+	struct kcg_dev devs[KCG_MAX_DEVS]; /* rules of the BPF program, in order */
+	size_t ndevs;
+};
+
+struct kcg_limits {
+	unsigned long long memory; /* bytes, 0: none */
+	unsigned pids;		   /* 0: none */
+	unsigned cpu_weight;	   /* 1..10000 (v2 scale), 0: default 100 */
+};
+
+/* Compute the cgroup paths of `name` under cellsd's own cgroups (no changes). */
+int kcg_init(struct kcg *cg, const char *name, cells_err_t *err);
+/* Create the cgroups, apply limits and the default device rules (deny all but null,
+ * zero, full, random, urandom, tty, ptmx and pts). Opens v2_fd. */
+int kcg_create(struct kcg *cg, const struct kcg_limits *lim, cells_err_t *err);
+/* For a VP found again after a restart: open v2_fd, assume the default device rules. */
+void kcg_adopt(struct kcg *cg);
+/* Move pid into the v1 cgroups (and the v2 one unless it was cloned into it). */
+int kcg_attach(struct kcg *cg, pid_t pid, bool v2_too, cells_err_t *err);
+/* Open "cgroup.procs" of every hierarchy for writing (fds[] gets -1 where absent);
+ * returns the count. For a child to join with write(fd, "0") between clone and exec. */
+size_t kcg_open_procs(struct kcg *cg, int *fds, size_t max);
+/* Allow or deny a device (v1 file writes and/or the v2 BPF program). */
+int kcg_dev_set(struct kcg *cg, char type, unsigned major, unsigned minor, bool allow,
+		cells_err_t *err);
+/* Whether any of the VP's cgroup directories exist. */
+bool kcg_exists(const struct kcg *cg);
+/* Kill what is left inside, remove the directories (retrying while busy). */
+int kcg_destroy(struct kcg *cg, cells_err_t *err);
+void kcg_close(struct kcg *cg);
+/* The v1 memory usage of the cgroup in bytes (or v2 memory.current), 0 if unknown. */
+unsigned long long kcg_memory_usage(const struct kcg *cg);
+
+/* Build the BPF device program for rules (exposed for unit tests): returns the number
+ * of instructions written to insns (struct bpf_insn[max]) or -1 when too many. */
+int kcg_bpf_build(const struct kcg_dev *rules, size_t n, void *insns, size_t max);
+
+#endif

@@ -1,0 +1,34 @@
+/* ksec.h - the confinement a VP's processes get before exec: a seccomp filter built
+ * with libseccomp (exported to a classic BPF program once, in the parent, so the child
+ * between clone and exec only calls prctl), the capability set computed with libcap,
+ * and the SELinux context (libselinux; logged once when SELinux is disabled). */
+#ifndef CELLS_KSEC_H
+#define CELLS_KSEC_H
+
+#include <linux/filter.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "err.h"
+
+/* The VP seccomp filter: mount, umount, pivot_root, unshare, setns, namespace clones,
+ * keyctl/add_key/request_key, bpf, kexec_*, *_module, open_by_handle_at,
+ * perf_event_open, mknod of device nodes, reboot, swapon/off, the new mount API, ...
+ * fail with EPERM; clone3 fails with ENOSYS (so libc falls back to clone, whose flags
+ * can be checked). *prog is owned (ksec_filter_free). */
+int ksec_filter_build(struct sock_fprog *prog, cells_err_t *err);
+void ksec_filter_free(struct sock_fprog *prog);
+
+/* Capabilities a VP keeps (bitmask of CAP_*): a container-default set without
+ * CAP_SYS_ADMIN, CAP_MKNOD, CAP_SYS_MODULE, CAP_SYS_RAWIO, CAP_SYS_PTRACE,
+ * CAP_SYS_TIME, CAP_SYS_BOOT, CAP_NET_ADMIN, ... Checked against libcap's names. */
+uint64_t ksec_caps_keep(void);
+/* The highest capability number of this kernel. */
+int ksec_cap_last(void);
+
+/* SELinux: when enabled, the context for VP number `category` (a distinct MCS
+ * category c<category>) derived from the current context, into buf; returns 1. When
+ * disabled returns 0 (and logs once via the callback). -1 on error. */
+int ksec_selinux_context(unsigned category, char *buf, size_t n, cells_err_t *err);
+
+#endif

@@ -1,0 +1,59 @@
+/* kspawn.h - start a VP's init in new namespaces (clone3 + pidfd), and run commands
+ * inside a running VP (setns through the init's pidfd).
+ *
+ * Everything the child needs (paths, option strings, argv/envp, the seccomp program,
+ * the capability mask) is prepared by the parent; the child between clone3 and execve
+ * runs only async-signal-safe code: raw syscalls, no allocation, no stdio, no locks
+ * (it may run in an ASan build of a multi-threaded process). */
+#ifndef CELLS_KSPAWN_H
+#define CELLS_KSPAWN_H
+
+#include <linux/filter.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "err.h"
+
+struct ksp_confine {
+	const struct sock_fprog *seccomp; /* borrowed; NULL: none (tests only) */
+	uint64_t caps_keep;		  /* capability bitmask kept */
+	int cap_last;			  /* highest capability number */
+	const char *selinux_exec;	  /* context for exec, NULL when disabled */
+	int stdio[3];			  /* borrowed fds; -1: /dev/null inside the VP */
+	char *const *argv;		  /* argv[0] is a path or looked up in PATH */
+	char *const *envp;
+	const char *cwd;      /* inside the VP, absolute */
+	const char *fallback; /* exec this (e.g. "/bin/sh") if argv[0] is missing */
+};
+
+struct ksp_init {
+	const char *root;	  /* host directory the overlay is mounted on (exists) */
+	const char *overlay_opts; /* "lowerdir=..,upperdir=..,workdir=.." */
+	const char *devcells;	  /* host dir bind-mounted at /dev/cells, NULL: none */
+	const char *hostname;
+	int cgroup_fd; /* v2 cgroup dir for CLONE_INTO_CGROUP, -1: none */
+	struct ksp_confine c;
+};
+
+/* Clone the init. It waits for ksp_release() before it sets up its mounts and execs
+ * (so the caller can put it into v1 cgroups and give it a veth first). *go_fd and
+ * *err_fd are owned by the caller and consumed by ksp_release. */
+int ksp_spawn_init(const struct ksp_init *s, pid_t *pid, int *pidfd, int *go_fd, int *err_fd,
+		   cells_err_t *err);
+/* Let the child go on, then wait until it has exec'd (0) or failed (-1, err says at
+ * which step). Closes both fds. */
+int ksp_release(int go_fd, int err_fd, cells_err_t *err);
+
+/* Run c->argv inside the VP whose init is vp_pidfd: a helper process joins the VP's
+ * cgroups (procs_fds: cgroup.procs files, borrowed) and namespaces, forks the command
+ * (confined as the init) and exits with its status (128+signal when killed; 127 when
+ * the command is not found). *pidfd (owned) is the helper's. */
+int ksp_exec(int vp_pidfd, const int *procs_fds, size_t nprocs, const struct ksp_confine *c,
+	     pid_t *pid, int *pidfd, cells_err_t *err);
+
+/* The start time of a process (field 22 of /proc/PID/stat), 0 when it does not exist:
+ * with the pid it identifies a process across cellsd restarts. */
+unsigned long long ksp_start_time(pid_t pid);
+
+#endif

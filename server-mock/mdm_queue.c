@@ -1,0 +1,471 @@
+/* mdm_queue.c - admin commands on the device registry and the per-device command
+ * queue: they work against the state dir's database, so they work whether or not the
+ * server runs (a running server picks new entries up within its poll interval).
+ *
+ * Priorities: a wipe is 100, a policy 50, other commands 10. De-duplication keys: a
+ * policy version per device ("policy:V"), a wipe per VP ("wipe:VP"), a VoIP assignment
+ * per VP ("voip:VP", a newer one replaces a queued older one). */
+#include "cleanup.h"
+#include "cleanup_ssl.h"
+#include "mdm.h"
+#include "mdm_store.h"
+#include "pol_sig.h"
+#include "util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#if __has_include("pol_json.h")
+#include "pol_json.h"
+#define HAVE_POL_JSON 1
+#endif
+
+#define PRIO_WIPE 100
+#define PRIO_POLICY 50
+#define PRIO_COMMAND 10
+#define COMMAND_LIFETIME_S (7 * 24 * 3600)
+
+static struct mdm_store *open_store(struct mdm *m, const char *what)
+{
+	cells_err_t err = {0};
+	struct mdm_store *s = NULL;
+	char p[PATH_MAX];
+	mdm_path(m, "mdm.db", p);
+	if (access(p, F_OK) != 0) {
+		fprintf(stderr, "cells-mdm: %s: %s is missing (run 'cells-mdm init' first)\n", what,
+			p);
+		return NULL;
+	}
+	if (mdm_store_open(m->state_dir, &s, &err) < 0) {
+		fprintf(stderr, "cells-mdm: %s: %s\n", what, err.msg);
+		return NULL;
+	}
+	return s;
+}
+
+static void print_json(json_object *o)
+{
+	printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+}
+
+int mdm_cmd_devices(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv)
+{
+	cells_err_t err = {0};
+	if (argc)
+		return mdm_usage(cmd);
+	struct mdm_store *s = open_store(m, "devices");
+	json_object *arr = NULL;
+	if (!s)
+		return 1;
+	int r = mdm_store_devices_json(s, &arr, &err);
+	mdm_store_close(s);
+	if (r < 0) {
+		fprintf(stderr, "cells-mdm: devices: %s\n", err.msg);
+		return 1;
+	}
+	if (m->json) {
+		print_json(arr);
+	} else {
+		printf("%-32s %-7s %-7s %-15s %-7s %-5s %-6s\n", "DEVICE", "ONLINE", "POLICY",
+		       "COMPLIANCE", "PENDING", "ACKED", "FAILED");
+		for (size_t i = 0; i < json_object_array_length(arr); i++) {
+			json_object *o = json_object_array_get_idx(arr, i);
+#define F(k) json_object_object_get(o, k)
+			printf("%-32s %-7s %-7lld %-15s %-7lld %-5lld %-6lld\n",
+			       json_object_get_string(F("device_id")),
+			       json_object_get_boolean(F("online")) ? "yes" : "no",
+			       (long long)json_object_get_int64(F("policy_version")),
+			       json_object_get_string(F("compliance")),
+			       (long long)json_object_get_int64(F("pending")),
+			       (long long)json_object_get_int64(F("acknowledged")),
+			       (long long)json_object_get_int64(F("failed")));
+#undef F
+		}
+	}
+	json_object_put(arr);
+	return 0;
+}
+
+static int enqueue(struct mdm *m, struct mdm_store *s, struct mdm_qentry *e, bool replace,
+		   json_object *out)
+{
+	cells_err_t err = {0};
+	int r = mdm_store_queue_add(s, e, replace, &err);
+	if (r < 0) {
+		fprintf(stderr, "cells-mdm: queue: %s\n", err.msg);
+		return -1;
+	}
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "id", json_object_new_string(e->id));
+	json_object_object_add(o, "device_id", json_object_new_string(e->device));
+	json_object_object_add(o, "what", json_object_new_string(e->what));
+	json_object_object_add(o, "state", json_object_new_string(mdm_qstate_name(e->state)));
+	json_object_object_add(o, "duplicate", json_object_new_boolean(r == 1));
+	json_object_array_add(out, o);
+	if (!m->json)
+		printf("%s %s for %s: %s\n", r == 1 ? "already queued:" : "queued", e->what,
+		       e->device, e->id);
+	return 0;
+}
+
+static int sign_blob(EVP_PKEY *key, Cells__V1__SignedKind kind, const uint8_t *p, size_t n,
+		     uint8_t **out, size_t *out_len, cells_err_t *err)
+{
+	Cells__V1__Signed sg = CELLS__V1__SIGNED__INIT;
+	int r = pol_sign(&sg, kind, p, n, key, err);
+	if (r == 0)
+		r = pol_signed_pack(&sg, out, out_len, err);
+	pol_signed_clear(&sg);
+	return r;
+}
+
+#ifndef HAVE_POL_JSON
+/* TEMPORARY (mgmt branch only, dropped when policy/pol_json.c is merged): the smallest
+ * JSON -> Policy needed to push a policy: version, expires_at, vps[].vp. */
+static int pol_json_to_policy(const char *text, size_t n, uint8_t **payload, size_t *len,
+			      cells_err_t *err)
+{
+	json_tokener *tok = json_tokener_new();
+	json_object *j = tok ? json_tokener_parse_ex(tok, text, (int)n) : NULL;
+	json_tokener_free(tok);
+	if (!j || !json_object_is_type(j, json_type_object)) {
+		json_object_put(j);
+		return cells_err_set(err, EINVAL, "policy: not a JSON object");
+	}
+	Cells__V1__Policy p = CELLS__V1__POLICY__INIT;
+	json_object *v = json_object_object_get(j, "version");
+	json_object *vps = json_object_object_get(j, "vps");
+	p.version = v ? (uint64_t)json_object_get_int64(v) : 0;
+	v = json_object_object_get(j, "expires_at");
+	p.expires_at = v ? json_object_get_int64(v) : 0;
+	size_t nv =
+	    vps && json_object_is_type(vps, json_type_array) ? json_object_array_length(vps) : 0;
+	Cells__V1__VpRule rules[16], *rp[16];
+	if (!p.version || nv > 16) {
+		json_object_put(j);
+		return cells_err_set(err, EINVAL, "policy: needs a version >= 1 and <= 16 vps");
+	}
+	for (size_t i = 0; i < nv; i++) {
+		cells__v1__vp_rule__init(&rules[i]);
+		json_object *name = json_object_object_get(json_object_array_get_idx(vps, i), "vp");
+		rules[i].vp = (char *)(name ? json_object_get_string(name) : "");
+		rp[i] = &rules[i];
+	}
+	p.vps = rp;
+	p.n_vps = nv;
+	p.device_id = "";
+	*len = cells__v1__policy__get_packed_size(&p);
+	*payload = malloc(*len ? *len : 1);
+	if (*payload)
+		cells__v1__policy__pack(&p, *payload);
+	json_object_put(j);
+	return *payload ? 0 : cells_err_sys(err, ENOMEM, "policy");
+}
+#endif
+
+/* Build the signed policy for one device from the JSON's payload. */
+static int policy_for(const uint8_t *payload, size_t n, const char *device, EVP_PKEY *key,
+		      uint8_t **out, size_t *out_len, uint64_t *version, cells_err_t *err)
+{
+	Cells__V1__Policy *p = cells__v1__policy__unpack(NULL, n, payload);
+	if (!p)
+		return cells_err_set(err, EBADMSG, "policy: malformed payload");
+	char *saved = p->device_id;
+	p->device_id = (char *)device;
+	if (!p->issued_at)
+		p->issued_at = time(NULL);
+	*version = p->version;
+	size_t len = cells__v1__policy__get_packed_size(p);
+	cleanup_free uint8_t *b = malloc(len ? len : 1);
+	int r = -1;
+	if (b) {
+		cells__v1__policy__pack(p, b);
+		r = sign_blob(key, CELLS__V1__SIGNED_KIND__SIGNED_POLICY, b, len, out, out_len,
+			      err);
+	} else {
+		cells_err_sys(err, ENOMEM, "policy");
+	}
+	p->device_id = saved;
+	cells__v1__policy__free_unpacked(p, NULL);
+	return r;
+}
+
+int mdm_cmd_policy_push(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv)
+{
+	cells_err_t err = {0};
+	if (argc != 2)
+		return mdm_usage(cmd);
+	const char *target = argv[0], *file = argv[1];
+	cleanup_free uint8_t *data = NULL;
+	size_t n;
+	if (cells_read_file(file, 256 * 1024, &data, &n, &err) < 0) {
+		fprintf(stderr, "cells-mdm: policy push: %s\n", err.msg);
+		return 1;
+	}
+	/* a pre-signed Signed policy (POLICY.bin) is pushed as it is */
+	cleanup_signed Cells__V1__Signed *pre = NULL;
+	bool is_json = n && (data[0] == '{' || data[0] == ' ' || data[0] == '\n');
+	cleanup_free uint8_t *payload = NULL;
+	size_t plen = 0;
+	if (!is_json) {
+		if (cells_signed_decode(data, n, &pre, &err) < 0 ||
+		    cells_signed_check(pre, CELLS__V1__SIGNED_KIND__SIGNED_POLICY, &err) < 0) {
+			fprintf(stderr, "cells-mdm: policy push: %s: %s\n", file, err.msg);
+			return 1;
+		}
+	} else if (pol_json_to_policy((const char *)data, n, &payload, &plen, &err) < 0) {
+		fprintf(stderr, "cells-mdm: policy push: %s: %s\n", file, err.msg);
+		return 1;
+	}
+	cleanup_pkey EVP_PKEY *key = is_json ? mdm_load_key(m, "signing.key", &err) : NULL;
+	if (is_json && !key) {
+		fprintf(stderr, "cells-mdm: policy push: %s\n", err.msg);
+		return 1;
+	}
+	struct mdm_store *s = open_store(m, "policy push");
+	if (!s)
+		return 1;
+	char **ids = NULL;
+	size_t nids = 0;
+	char *one[1] = {(char *)target};
+	if (!strcmp(target, "--all")) {
+		if (mdm_store_device_ids(s, &ids, &nids, &err) < 0) {
+			fprintf(stderr, "cells-mdm: policy push: %s\n", err.msg);
+			mdm_store_close(s);
+			return 1;
+		}
+	} else {
+		int k = mdm_store_device_known(s, target, &err);
+		if (k <= 0) {
+			fprintf(stderr, "cells-mdm: policy push: %s\n",
+				k < 0 ? err.msg : "no such enrolled device");
+			mdm_store_close(s);
+			return 1;
+		}
+	}
+	char **list = ids ? ids : one;
+	size_t cnt = ids ? nids : 1;
+	json_object *out = json_object_new_array();
+	int rc = 0;
+	int64_t t0 = cells_mono_ns();
+	if (mdm_store_begin(s, &err) < 0)
+		rc = 1;
+	for (size_t i = 0; !rc && i < cnt; i++) {
+		struct mdm_qentry e = {0};
+		uint64_t ver = 0;
+		snprintf(e.device, sizeof e.device, "%s", list[i]);
+		if (pre) {
+			if (pol_signed_pack(pre, &e.blob, &e.blob_len, &err) < 0) {
+				rc = 1;
+				break;
+			}
+			Cells__V1__Policy *pp =
+			    cells__v1__policy__unpack(NULL, pre->payload.len, pre->payload.data);
+			ver = pp ? pp->version : 0;
+			if (pp)
+				cells__v1__policy__free_unpacked(pp, NULL);
+		} else if (policy_for(payload, plen, list[i], key, &e.blob, &e.blob_len, &ver,
+				      &err) < 0) {
+			rc = 1;
+			break;
+		}
+		e.kind = MDM_QK_POLICY;
+		e.priority = PRIO_POLICY;
+		e.created = time(NULL);
+		snprintf(e.dedup, sizeof e.dedup, "policy:%llu", (unsigned long long)ver);
+		snprintf(e.what, sizeof e.what, "policy v%llu", (unsigned long long)ver);
+		if (enqueue(m, s, &e, false, out) < 0)
+			rc = 1;
+		mdm_qentry_clear(&e);
+	}
+	if (!rc && mdm_store_commit(s, &err) < 0)
+		rc = 1;
+	if (rc && err.msg[0])
+		fprintf(stderr, "cells-mdm: policy push: %s\n", err.msg);
+	if (!rc && m->json)
+		print_json(out);
+	else if (!rc && cnt > 1)
+		printf("queued for %zu devices in %.3f s\n", cnt,
+		       (double)(cells_mono_ns() - t0) / 1e9);
+	json_object_put(out);
+	mdm_store_free_ids(ids, nids);
+	mdm_store_close(s);
+	return rc;
+}
+
+int mdm_cmd_command_list(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv)
+{
+	cells_err_t err = {0};
+	if (argc > 1)
+		return mdm_usage(cmd);
+	struct mdm_store *s = open_store(m, "command list");
+	json_object *arr = NULL;
+	if (!s)
+		return 1;
+	int r = mdm_store_queue_json(s, argc ? argv[0] : NULL, &arr, &err);
+	mdm_store_close(s);
+	if (r < 0) {
+		fprintf(stderr, "cells-mdm: command list: %s\n", err.msg);
+		return 1;
+	}
+	if (m->json) {
+		print_json(arr);
+	} else {
+		printf("%-18s %-32s %-22s %-4s %-12s %s\n", "ID", "DEVICE", "WHAT", "PRIO", "STATE",
+		       "REASON");
+		for (size_t i = 0; i < json_object_array_length(arr); i++) {
+			json_object *o = json_object_array_get_idx(arr, i);
+#define F(k) json_object_object_get(o, k)
+			printf("%-18s %-32s %-22s %-4d %-12s %s\n", json_object_get_string(F("id")),
+			       json_object_get_string(F("device_id")),
+			       json_object_get_string(F("what")),
+			       json_object_get_int(F("priority")),
+			       json_object_get_string(F("state")),
+			       json_object_get_string(F("reason")));
+#undef F
+		}
+	}
+	json_object_put(arr);
+	return 0;
+}
+
+int mdm_cmd_command_cancel(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv)
+{
+	cells_err_t err = {0};
+	if (argc != 1)
+		return mdm_usage(cmd);
+	struct mdm_store *s = open_store(m, "command cancel");
+	if (!s)
+		return 1;
+	int r = mdm_store_queue_cancel(s, argv[0], &err);
+	mdm_store_close(s);
+	if (r < 0) {
+		fprintf(stderr, "cells-mdm: command cancel: %s\n", err.msg);
+		return 1;
+	}
+	if (m->json)
+		printf("{\"id\":\"%s\",\"state\":\"cancelled\"}\n", argv[0]);
+	else
+		printf("cancelled %s\n", argv[0]);
+	return 0;
+}
+
+/* Sign a Command for device and queue it. */
+static int queue_command(struct mdm *m, const char *words, Cells__V1__Command *c, int prio,
+			 const char *dedup, const char *what, bool replace)
+{
+	cells_err_t err = {0};
+	uint8_t rnd[12];
+	char cid[32], hex[25];
+	if (cells_valid_name(c->device_id, &err) < 0 || strlen(c->device_id) != 32) {
+		fprintf(stderr, "cells-mdm: %s: '%s' is not a device id\n", words, c->device_id);
+		return 2;
+	}
+	if (RAND_bytes(rnd, sizeof rnd) != 1)
+		return 1;
+	cells_hex(rnd, sizeof rnd, hex);
+	snprintf(cid, sizeof cid, "c-%s", hex);
+	c->command_id = cid;
+	c->issued_at = time(NULL);
+	c->expires_at = c->issued_at + COMMAND_LIFETIME_S;
+	c->priority = (uint32_t)prio;
+	cleanup_pkey EVP_PKEY *key = mdm_load_key(m, "signing.key", &err);
+	if (!key) {
+		fprintf(stderr, "cells-mdm: %s: %s\n", words, err.msg);
+		return 1;
+	}
+	size_t n = cells__v1__command__get_packed_size(c);
+	uint8_t buf[CELLS_MAX_COMMAND];
+	if (n > sizeof buf) {
+		fprintf(stderr, "cells-mdm: %s: command too large\n", words);
+		return 1;
+	}
+	cells__v1__command__pack(c, buf);
+	struct mdm_store *s = open_store(m, words);
+	if (!s)
+		return 1;
+	int k = mdm_store_device_known(s, c->device_id, &err);
+	if (k <= 0) {
+		fprintf(stderr, "cells-mdm: %s: %s\n", words,
+			k < 0 ? err.msg : "no such enrolled device");
+		mdm_store_close(s);
+		return 1;
+	}
+	struct mdm_qentry e = {0};
+	snprintf(e.device, sizeof e.device, "%s", c->device_id);
+	e.kind = MDM_QK_COMMAND;
+	e.priority = prio;
+	e.created = c->issued_at;
+	e.expires = c->expires_at;
+	snprintf(e.dedup, sizeof e.dedup, "%s", dedup);
+	snprintf(e.what, sizeof e.what, "%s", what);
+	json_object *out = json_object_new_array();
+	int rc = 1;
+	if (sign_blob(key, CELLS__V1__SIGNED_KIND__SIGNED_COMMAND, buf, n, &e.blob, &e.blob_len,
+		      &err) < 0)
+		fprintf(stderr, "cells-mdm: %s: %s\n", words, err.msg);
+	else if (enqueue(m, s, &e, replace, out) == 0)
+		rc = 0;
+	if (!rc && m->json)
+		print_json(json_object_array_get_idx(out, 0));
+	json_object_put(out);
+	mdm_qentry_clear(&e);
+	mdm_store_close(s);
+	return rc;
+}
+
+int mdm_cmd_wipe(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv)
+{
+	cells_err_t err = {0};
+	if (argc != 2)
+		return mdm_usage(cmd);
+	if (cells_valid_name(argv[1], &err) < 0) {
+		fprintf(stderr, "cells-mdm: wipe: %s\n", err.msg);
+		return 2;
+	}
+	Cells__V1__Command c = CELLS__V1__COMMAND__INIT;
+	Cells__V1__WipeVp w = CELLS__V1__WIPE_VP__INIT;
+	w.vp = argv[1];
+	w.recreate = true;
+	c.device_id = argv[0];
+	c.action_case = CELLS__V1__COMMAND__ACTION_WIPE;
+	c.wipe = &w;
+	char dedup[64], what[96];
+	snprintf(dedup, sizeof dedup, "wipe:%s", argv[1]);
+	snprintf(what, sizeof what, "wipe %s", argv[1]);
+	return queue_command(m, "wipe", &c, PRIO_WIPE, dedup, what, false);
+}
+
+int mdm_cmd_voip_assign(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv)
+{
+	cells_err_t err = {0};
+	if (argc != 4)
+		return mdm_usage(cmd);
+	char *end;
+	long digit = strtol(argv[3], &end, 10);
+	if (cells_valid_name(argv[1], &err) < 0 || *end || digit < 0 || digit > 9 ||
+	    strlen(argv[2]) > 20 || argv[2][0] != '+') {
+		fprintf(stderr, "cells-mdm: voip assign: need a VP name, an E.164 number "
+				"(+...) and a digit 0..9\n");
+		return 2;
+	}
+	Cells__V1__Command c = CELLS__V1__COMMAND__INIT;
+	Cells__V1__AssignNumber a = CELLS__V1__ASSIGN_NUMBER__INIT;
+	a.vp = argv[1];
+	a.number = argv[2];
+	a.digit = (uint32_t)digit;
+	a.gateway = "";
+	c.device_id = argv[0];
+	c.action_case = CELLS__V1__COMMAND__ACTION_ASSIGN_NUMBER;
+	c.assign_number = &a;
+	char dedup[64], what[96];
+	snprintf(dedup, sizeof dedup, "voip:%s", argv[1]);
+	snprintf(what, sizeof what, "voip %s %s/%ld", argv[1], argv[2], digit);
+	return queue_command(m, "voip assign", &c, PRIO_COMMAND, dedup, what, true);
+}

@@ -1,0 +1,668 @@
+/* mdm_serve.c - `cells-mdm serve`: the libwebsockets TLS websocket server.
+ *
+ * One lws event loop. Path /v1 needs a client certificate issued by our CA (mutual
+ * TLS); the device id is the certificate's CN and must match its Ed25519 key and an
+ * enrolled device. Path /v1/enroll accepts a connection without a client certificate
+ * and only an EnrollRequest. Subprotocol "cells.v1", one Envelope per binary message.
+ * We write only from LWS_CALLBACK_SERVER_WRITEABLE. The queue lives in the database
+ * (mdm_store.h): a timer polls it for entries added by the admin commands. */
+#include "cleanup.h"
+#include "cleanup_ssl.h"
+#include "log.h"
+#include "mdm.h"
+#include "mdm_store.h"
+#include "pol_sig.h"
+#include "util.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include <libwebsockets.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#define POLL_US (100 * 1000)
+#define WINDOW 16 /* queue entries in flight per device */
+#define HASH_SIZE 16384
+#define TLS12_CIPHERS                                                                              \
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-"      \
+	"SHA256:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-CHACHA20-POLY1305:ECDHE-RSA-AES128-GCM-"     \
+	"SHA256"
+
+struct outmsg {
+	struct outmsg *next;
+	size_t len;
+	uint8_t data[]; /* LWS_PRE bytes, then the message */
+};
+
+struct sess {
+	struct lws *wsi;
+	struct sess *hnext;
+	bool enroll, authed, hello, want_check, hashed, close_after_write;
+	int inflight;
+	char device[33];
+	struct outmsg *head, *tail;
+	size_t nout;
+	uint8_t *rx;
+	size_t rx_len;
+};
+
+struct srv {
+	struct mdm *m;
+	struct mdm_store *st;
+	struct lws_context *ctx;
+	lws_sorted_usec_list_t sul;
+	int64_t since;
+	struct sess *hash[HASH_SIZE];
+	size_t sessions;
+	uint8_t trust_root[CELLS_MAX_TRUST_ROOT];
+	size_t trust_root_len;
+	uint8_t *delegation;
+	size_t delegation_len;
+};
+
+static struct srv S;
+static volatile sig_atomic_t quit;
+
+static unsigned hash_of(const char *id)
+{
+	unsigned h = 2166136261u;
+	for (; *id; id++)
+		h = (h ^ (unsigned char)*id) * 16777619u;
+	return h % HASH_SIZE;
+}
+
+static struct sess *find_dev(const char *id)
+{
+	for (struct sess *s = S.hash[hash_of(id)]; s; s = s->hnext)
+		if (!strcmp(s->device, id))
+			return s;
+	return NULL;
+}
+
+static void hash_del(struct sess *ss)
+{
+	if (!ss->hashed)
+		return;
+	for (struct sess **pp = &S.hash[hash_of(ss->device)]; *pp; pp = &(*pp)->hnext)
+		if (*pp == ss) {
+			*pp = ss->hnext;
+			break;
+		}
+	ss->hashed = false;
+	S.sessions--;
+}
+
+static void hash_add(struct sess *ss)
+{
+	unsigned h = hash_of(ss->device);
+	ss->hnext = S.hash[h];
+	S.hash[h] = ss;
+	ss->hashed = true;
+	S.sessions++;
+}
+
+static int64_t now_s(void)
+{
+	return time(NULL);
+}
+
+/* Queue an envelope for writing on this session (sent from WRITEABLE). */
+static int sess_send(struct sess *ss, Cells__V1__Envelope *env)
+{
+	cells_err_t err;
+	cleanup_free uint8_t *b = NULL;
+	size_t n;
+	if (cells_envelope_encode(env, &b, &n, &err) < 0) {
+		log_warn("encode: %s", err.msg);
+		return -1;
+	}
+	struct outmsg *o = malloc(sizeof *o + LWS_PRE + n);
+	if (!o)
+		return -1;
+	o->next = NULL;
+	o->len = n;
+	memcpy(o->data + LWS_PRE, b, n);
+	if (ss->tail)
+		ss->tail->next = o;
+	else
+		ss->head = o;
+	ss->tail = o;
+	ss->nout++;
+	lws_callback_on_writable(ss->wsi);
+	return 0;
+}
+
+static void new_id(char *out, size_t n, const char *prefix)
+{
+	static uint64_t ctr;
+	snprintf(out, n, "%s-%llx-%llx", prefix, (unsigned long long)now_s(),
+		 (unsigned long long)++ctr);
+}
+
+static void send_error(struct sess *ss, const char *corr, unsigned code, const char *reason)
+{
+	Cells__V1__Envelope env = CELLS__V1__ENVELOPE__INIT;
+	Cells__V1__Error e = CELLS__V1__ERROR__INIT;
+	char id[48];
+	new_id(id, sizeof id, "e");
+	env.message_id = id;
+	env.correlation_id = (char *)(corr ? corr : "");
+	e.code = code;
+	e.reason = (char *)reason;
+	env.body_case = CELLS__V1__ENVELOPE__BODY_ERROR;
+	env.error = &e;
+	sess_send(ss, &env);
+}
+
+/* The device id of the verified peer certificate: CN must equal the id derived from the
+ * certificate's Ed25519 key. */
+static int peer_device(struct lws *wsi, char out[33], cells_err_t *err)
+{
+	SSL *ssl = lws_get_ssl(wsi);
+	if (!ssl)
+		return cells_err_set(err, EPERM, "not TLS");
+	cleanup_x509 X509 *c = SSL_get1_peer_certificate(ssl);
+	if (!c)
+		return cells_err_set(err, EPERM, "no client certificate");
+	if (SSL_get_verify_result(ssl) != X509_V_OK)
+		return cells_err_set(err, EPERM, "client certificate not verified");
+	EVP_PKEY *pk = X509_get0_pubkey(c);
+	uint8_t raw[POL_PUBKEY_LEN], h[POL_KEYID_LEN];
+	if (!pk || EVP_PKEY_id(pk) != EVP_PKEY_ED25519 || pol_key_raw_public(pk, raw, err) < 0)
+		return cells_err_set(err, EPERM, "client certificate key is not Ed25519");
+	pol_key_id(raw, h);
+	cells_hex(h, 16, out);
+	char cn[128] = "";
+	X509_NAME_get_text_by_NID(X509_get_subject_name(c), NID_commonName, cn, sizeof cn);
+	if (strcmp(cn, out))
+		return cells_err_set(err, EPERM, "certificate CN does not match its key");
+	return 0;
+}
+
+static void handle_enroll(struct sess *ss, const Cells__V1__Envelope *env)
+{
+	cells_err_t err = {0};
+	if (env->body_case != CELLS__V1__ENVELOPE__BODY_ENROLL_REQUEST) {
+		send_error(ss, env->message_id, 5, "only EnrollRequest is accepted on /v1/enroll");
+		ss->close_after_write = true;
+		return;
+	}
+	const Cells__V1__EnrollRequest *rq = env->enroll_request;
+	char dev[33], serial[33];
+	cleanup_free uint8_t *cert = NULL;
+	cleanup_free uint8_t *ca = NULL;
+	size_t cl, cal;
+	unsigned code = 4;
+	if (strlen(rq->token) > 128) {
+		code = 1;
+		cells_err_set(&err, EINVAL, "token too long");
+		goto fail;
+	}
+	if (mdm_ca_issue(S.m, rq->csr_der.data, rq->csr_der.len, dev, serial, &cert, &cl, &ca, &cal,
+			 &err) < 0) {
+		code = 1;
+		goto fail;
+	}
+	if (mdm_store_token_consume(S.st, rq->token, now_s(), &err) < 0) {
+		code = err.code == ETIME ? 7 : 4;
+		goto fail;
+	}
+	if (mdm_store_device_enroll(S.st, dev, serial, now_s(), &err) < 0) {
+		code = 5;
+		goto fail;
+	}
+	Cells__V1__Envelope out = CELLS__V1__ENVELOPE__INIT;
+	Cells__V1__EnrollResponse r = CELLS__V1__ENROLL_RESPONSE__INIT;
+	char id[48];
+	new_id(id, sizeof id, "n");
+	out.message_id = id;
+	out.correlation_id = env->message_id;
+	r.device_id = dev;
+	r.device_cert_der.data = cert;
+	r.device_cert_der.len = cl;
+	r.ca_cert_der.data = ca;
+	r.ca_cert_der.len = cal;
+	r.trust_root = cells__v1__trust_root__unpack(NULL, S.trust_root_len, S.trust_root);
+	Cells__V1__Signed *del =
+	    S.delegation ? cells__v1__signed__unpack(NULL, S.delegation_len, S.delegation) : NULL;
+	r.delegations = &del;
+	r.n_delegations = del ? 1 : 0;
+	out.body_case = CELLS__V1__ENVELOPE__BODY_ENROLL_RESPONSE;
+	out.enroll_response = &r;
+	sess_send(ss, &out);
+	if (r.trust_root)
+		cells__v1__trust_root__free_unpacked(r.trust_root, NULL);
+	if (del)
+		cells__v1__signed__free_unpacked(del, NULL);
+	log_info("enrolled device %s (certificate serial %s)", dev, serial);
+	ss->close_after_write = true;
+	return;
+fail:
+	log_warn("enrollment refused: %s", err.msg);
+	send_error(ss, env->message_id, code, err.msg);
+	ss->close_after_write = true;
+}
+
+static void ack(struct sess *ss, const char *msg_id)
+{
+	Cells__V1__Envelope out = CELLS__V1__ENVELOPE__INIT;
+	Cells__V1__Ack a = CELLS__V1__ACK__INIT;
+	char id[48];
+	char *ids[1] = {(char *)msg_id};
+	new_id(id, sizeof id, "a");
+	out.message_id = id;
+	out.correlation_id = (char *)msg_id;
+	a.message_ids = ids;
+	a.n_message_ids = 1;
+	out.body_case = CELLS__V1__ENVELOPE__BODY_ACK;
+	out.ack = &a;
+	sess_send(ss, &out);
+}
+
+static void handle_device(struct sess *ss, const Cells__V1__Envelope *env)
+{
+	cells_err_t err = {0};
+	switch (env->body_case) {
+	case CELLS__V1__ENVELOPE__BODY_HELLO:
+	case CELLS__V1__ENVELOPE__BODY_STATUS: {
+		const Cells__V1__DeviceHello *h =
+		    env->body_case == CELLS__V1__ENVELOPE__BODY_HELLO ? env->hello : env->status;
+		if (strcmp(h->device_id, ss->device)) {
+			send_error(ss, env->message_id, 8,
+				   "device id does not match the certificate");
+			return;
+		}
+		if (mdm_store_device_seen(S.st, ss->device, true, now_s(), h->policy_version,
+					  h->agent_version, h->compliance, &err) < 0)
+			log_warn("device %s: %s", ss->device, err.msg);
+		if (env->body_case == CELLS__V1__ENVELOPE__BODY_HELLO) {
+			/* a new session: what was delivered on an earlier one is sent again */
+			if (mdm_store_queue_requeue(S.st, ss->device, &err) < 0)
+				log_warn("device %s: %s", ss->device, err.msg);
+			Cells__V1__Envelope out = CELLS__V1__ENVELOPE__INIT;
+			Cells__V1__ServerHello sh = CELLS__V1__SERVER_HELLO__INIT;
+			char id[48];
+			new_id(id, sizeof id, "h");
+			out.message_id = id;
+			out.correlation_id = env->message_id;
+			sh.server_time = now_s();
+			out.body_case = CELLS__V1__ENVELOPE__BODY_SERVER_HELLO;
+			out.server_hello = &sh;
+			sess_send(ss, &out);
+			ss->hello = true;
+			ss->inflight = 0;
+			ss->want_check = true;
+		}
+		return;
+	}
+	case CELLS__V1__ENVELOPE__BODY_RESULT: {
+		const Cells__V1__CommandResult *r = env->result;
+		int st = -1;
+		if (r->status == CELLS__V1__RESULT_STATUS__RESULT_DONE)
+			st = MDM_Q_ACKNOWLEDGED;
+		else if (r->status == CELLS__V1__RESULT_STATUS__RESULT_FAILED ||
+			 r->status == CELLS__V1__RESULT_STATUS__RESULT_REJECTED)
+			st = MDM_Q_FAILED;
+		if (st >= 0 && env->correlation_id[0]) {
+			int n = mdm_store_queue_set_state(S.st, env->correlation_id, ss->device, st,
+							  r->reason, now_s(), &err);
+			if (n < 0)
+				log_warn("device %s: %s", ss->device, err.msg);
+			if (n > 0 && ss->inflight > 0)
+				ss->inflight--;
+			log_info("device %s: %s %s%s%s", ss->device, env->correlation_id,
+				 mdm_qstate_name(st), r->reason[0] ? ": " : "", r->reason);
+		}
+		ack(ss, env->message_id); /* stored (or already stored): the device may forget it */
+		ss->want_check = true;
+		return;
+	}
+	case CELLS__V1__ENVELOPE__BODY_ACK:
+	case CELLS__V1__ENVELOPE__BODY_ERROR:
+		return;
+	default:
+		send_error(ss, env->message_id, 2, "body not supported by this server");
+		return;
+	}
+}
+
+/* Send the next queue entry, if any and the window allows. 1 when one was sent. */
+static int send_next(struct sess *ss)
+{
+	cells_err_t err = {0};
+	struct mdm_qentry e = {0};
+	if (!ss->hello || ss->inflight >= WINDOW)
+		return 0;
+	int r = mdm_store_queue_next(S.st, ss->device, now_s(), &e, &err);
+	if (r <= 0) {
+		if (r < 0)
+			log_warn("device %s: %s", ss->device, err.msg);
+		ss->want_check = false;
+		return 0;
+	}
+	Cells__V1__Signed *sg = cells__v1__signed__unpack(NULL, e.blob_len, e.blob);
+	if (!sg) {
+		mdm_store_queue_set_state(S.st, e.id, ss->device, MDM_Q_FAILED, "corrupt entry",
+					  now_s(), NULL);
+		mdm_qentry_clear(&e);
+		return 1;
+	}
+	Cells__V1__Envelope out = CELLS__V1__ENVELOPE__INIT;
+	out.message_id = e.id;
+	if (e.kind == MDM_QK_POLICY) {
+		out.body_case = CELLS__V1__ENVELOPE__BODY_POLICY;
+		out.policy = sg;
+	} else {
+		out.body_case = CELLS__V1__ENVELOPE__BODY_COMMAND;
+		out.command = sg;
+	}
+	if (mdm_store_queue_set_state(S.st, e.id, ss->device, MDM_Q_DELIVERED, NULL, now_s(),
+				      &err) < 0)
+		log_warn("device %s: %s", ss->device, err.msg);
+	sess_send(ss, &out);
+	ss->inflight++;
+	cells__v1__signed__free_unpacked(sg, NULL);
+	mdm_qentry_clear(&e);
+	return 1;
+}
+
+static void sess_free(struct sess *ss)
+{
+	while (ss->head) {
+		struct outmsg *o = ss->head;
+		ss->head = o->next;
+		free(o);
+	}
+	ss->tail = NULL;
+	free(ss->rx);
+	ss->rx = NULL;
+}
+
+static int on_rx(struct sess *ss, struct lws *wsi, const void *in, size_t len)
+{
+	if (!lws_frame_is_binary(wsi)) {
+		log_warn("%s: text frame: closing", ss->device[0] ? ss->device : "enroll");
+		return -1;
+	}
+	if (ss->rx_len + len > CELLS_MAX_ENVELOPE) {
+		log_warn("%s: message over %d bytes: closing",
+			 ss->device[0] ? ss->device : "enroll", CELLS_MAX_ENVELOPE);
+		return -1;
+	}
+	uint8_t *nb = realloc(ss->rx, ss->rx_len + len + 1);
+	if (!nb)
+		return -1;
+	ss->rx = nb;
+	memcpy(ss->rx + ss->rx_len, in, len);
+	ss->rx_len += len;
+	if (!lws_is_final_fragment(wsi))
+		return 0;
+	cells_err_t err = {0};
+	Cells__V1__Envelope *env = NULL;
+	int r = cells_envelope_decode(ss->rx, ss->rx_len, &env, &err);
+	free(ss->rx);
+	ss->rx = NULL;
+	ss->rx_len = 0;
+	if (r < 0) {
+		log_warn("%s: %s", ss->device[0] ? ss->device : "enroll", err.msg);
+		send_error(ss, NULL, err.code == EMSGSIZE ? 3 : 1, err.msg);
+		return 0;
+	}
+	if (ss->enroll)
+		handle_enroll(ss, env);
+	else
+		handle_device(ss, env);
+	cells__v1__envelope__free_unpacked(env, NULL);
+	return 0;
+}
+
+static int cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+	struct sess *ss = user;
+	cells_err_t err = {0};
+	char uri[64];
+	switch (reason) {
+	case LWS_CALLBACK_OPENSSL_PERFORM_CLIENT_CERT_VERIFICATION:
+		/* len is OpenSSL's preverify_ok: never overrule a failed chain check. A
+		 * missing certificate is allowed here (enrollment); /v1 refuses it later. */
+		return len ? 0 : 1;
+	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
+		/* before the upgrade is answered: /v1 needs a verified client certificate of
+		 * an enrolled device, /v1/enroll needs none, other paths are refused */
+		char dev[33];
+		if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0)
+			return -1;
+		if (!strcmp(uri, "/v1/enroll"))
+			return 0;
+		if (strcmp(uri, "/v1") != 0 || peer_device(wsi, dev, &err) < 0 ||
+		    mdm_store_device_known(S.st, dev, &err) != 1) {
+			log_warn("refused a websocket upgrade on %s: %s", uri,
+				 err.msg[0] ? err.msg : "unknown path or device");
+			return -1;
+		}
+		return 0;
+	}
+	case LWS_CALLBACK_ESTABLISHED:
+		memset(ss, 0, sizeof *ss);
+		ss->wsi = wsi;
+		if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0)
+			return -1;
+		if (!strcmp(uri, "/v1/enroll")) {
+			ss->enroll = true;
+			lws_set_timeout(wsi, PENDING_TIMEOUT_USER_REASON_BASE, 30);
+			return 0;
+		}
+		if (strcmp(uri, "/v1") != 0) {
+			log_warn("refused: unknown path");
+			return -1;
+		}
+		if (peer_device(wsi, ss->device, &err) < 0) {
+			log_warn("refused session: %s", err.msg);
+			return -1;
+		}
+		int k = mdm_store_device_known(S.st, ss->device, &err);
+		if (k <= 0) {
+			log_warn("refused session of %s: %s", ss->device,
+				 k < 0 ? err.msg : "not enrolled");
+			return -1;
+		}
+		struct sess *old = find_dev(ss->device);
+		if (old) {
+			/* the device reconnected: the newer session wins */
+			hash_del(old);
+			old->close_after_write = true;
+			lws_callback_on_writable(old->wsi);
+		}
+		ss->authed = true;
+		hash_add(ss);
+		return 0;
+	case LWS_CALLBACK_RECEIVE:
+		return on_rx(ss, wsi, in, len);
+	case LWS_CALLBACK_SERVER_WRITEABLE:
+		if (ss->head) {
+			struct outmsg *o = ss->head;
+			int w = lws_write(wsi, o->data + LWS_PRE, o->len, LWS_WRITE_BINARY);
+			ss->head = o->next;
+			if (!ss->head)
+				ss->tail = NULL;
+			ss->nout--;
+			free(o);
+			if (w < 0)
+				return -1;
+		} else if (ss->close_after_write) {
+			lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
+			return -1;
+		} else if (ss->want_check) {
+			send_next(ss);
+		}
+		if (ss->head || ss->close_after_write || ss->want_check)
+			lws_callback_on_writable(wsi);
+		return 0;
+	case LWS_CALLBACK_CLOSED:
+		if (ss->hashed) {
+			hash_del(ss);
+			if (mdm_store_queue_requeue(S.st, ss->device, &err) < 0 ||
+			    mdm_store_device_seen(S.st, ss->device, false, now_s(), 0, NULL, 0,
+						  &err) < 0)
+				log_warn("device %s: %s", ss->device, err.msg);
+		}
+		sess_free(ss);
+		return 0;
+	default:
+		break;
+	}
+	return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+static void on_poll(lws_sorted_usec_list_t *sul)
+{
+	cells_err_t err = {0};
+	char **ids = NULL;
+	size_t n = 0;
+	if (mdm_store_queue_changed(S.st, &S.since, &ids, &n, &err) < 0)
+		log_warn("poll: %s", err.msg);
+	for (size_t i = 0; i < n; i++) {
+		struct sess *ss = find_dev(ids[i]);
+		if (ss && ss->hello) {
+			ss->want_check = true;
+			lws_callback_on_writable(ss->wsi);
+		}
+	}
+	mdm_store_free_ids(ids, n);
+	lws_sul_schedule(S.ctx, 0, &S.sul, on_poll, POLL_US);
+}
+
+static void on_signal(int sig)
+{
+	quit = 1;
+}
+
+static const lws_retry_bo_t keepalive = {
+    .secs_since_valid_ping = 30,
+    .secs_since_valid_hangup = 90,
+};
+
+static int parse_listen(const char *s, char host[256], int *port)
+{
+	const char *c = strrchr(s, ':');
+	if (!c || c == s || (size_t)(c - s) >= 256)
+		return -1;
+	memcpy(host, s, (size_t)(c - s));
+	host[c - s] = 0;
+	char *end;
+	long p = strtol(c + 1, &end, 10);
+	if (*end || p <= 0 || p > 65535)
+		return -1;
+	*port = (int)p;
+	/* an address for lws' iface: resolve a name to its IPv4 address */
+	struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+	if (getaddrinfo(host, NULL, &hints, &ai) != 0 || !ai)
+		return -1;
+	inet_ntop(AF_INET, &((struct sockaddr_in *)ai->ai_addr)->sin_addr, host, 256);
+	freeaddrinfo(ai);
+	return 0;
+}
+
+int mdm_cmd_serve(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv)
+{
+	cells_err_t err = {0};
+	char host[256] = "127.0.0.1";
+	int port = 0;
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--listen") && i + 1 < argc) {
+			if (parse_listen(argv[++i], host, &port) < 0) {
+				fprintf(stderr, "cells-mdm: serve: --listen takes HOST:PORT\n");
+				return 2;
+			}
+		} else {
+			return mdm_usage(cmd);
+		}
+	}
+	if (!port)
+		return mdm_usage(cmd);
+	S.m = m;
+	char p[PATH_MAX], cert[PATH_MAX], key[PATH_MAX], ca[PATH_MAX];
+	mdm_path(m, "trust_root.bin", p);
+	cleanup_free uint8_t *tr = NULL;
+	size_t trn;
+	if (cells_read_file(p, sizeof S.trust_root, &tr, &trn, &err) < 0) {
+		fprintf(stderr, "cells-mdm: serve: %s\n", err.msg);
+		return 1;
+	}
+	memcpy(S.trust_root, tr, trn);
+	S.trust_root_len = trn;
+	mdm_path(m, "delegation.bin", p);
+	if (cells_read_file(p, CELLS_MAX_SIGNED_BLOB, &S.delegation, &S.delegation_len, &err) < 0) {
+		fprintf(stderr, "cells-mdm: serve: %s\n", err.msg);
+		return 1;
+	}
+	if (mdm_store_open(m->state_dir, &S.st, &err) < 0 ||
+	    mdm_store_devices_reset_online(S.st, &err) < 0 ||
+	    mdm_store_queue_requeue_all(S.st, &err) < 0) {
+		fprintf(stderr, "cells-mdm: serve: %s\n", err.msg);
+		return 1;
+	}
+	mdm_path(m, "server.pem", cert);
+	mdm_path(m, "server.key", key);
+	mdm_path(m, "ca.pem", ca);
+	/* many devices: raise the fd limit to its hard maximum */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	lws_set_log_level(LLL_ERR, NULL);
+	static struct lws_protocols protocols[] = {
+	    {CELLS_WS_SUBPROTOCOL, cb, sizeof(struct sess), 65536, 0, NULL, 0},
+	    {NULL, NULL, 0, 0, 0, NULL, 0},
+	};
+	struct lws_context_creation_info info;
+	memset(&info, 0, sizeof info);
+	info.port = port;
+	info.iface = host;
+	info.protocols = protocols;
+	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
+		       LWS_SERVER_OPTION_REQUIRE_VALID_OPENSSL_CLIENT_CERT |
+		       LWS_SERVER_OPTION_PEER_CERT_NOT_REQUIRED | LWS_SERVER_OPTION_DISABLE_IPV6;
+	info.ssl_cert_filepath = cert;
+	info.ssl_private_key_filepath = key;
+	info.ssl_ca_filepath = ca;
+	info.ssl_cipher_list = TLS12_CIPHERS;
+	info.ssl_options_set = SSL_OP_NO_SSLv3 | SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1 |
+			       SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION;
+	info.retry_and_idle_policy = &keepalive;
+	info.timeout_secs = 20;
+	info.fd_limit_per_thread = (unsigned)(rl.rlim_cur > 100 ? rl.rlim_cur : 1024);
+	S.ctx = lws_create_context(&info);
+	if (!S.ctx) {
+		fprintf(stderr,
+			"cells-mdm: serve: cannot listen on %s:%d (TLS or socket setup "
+			"failed)\n",
+			host, port);
+		mdm_store_close(S.st);
+		return 1;
+	}
+	signal(SIGTERM, on_signal);
+	signal(SIGINT, on_signal);
+	signal(SIGPIPE, SIG_IGN);
+	lws_sul_schedule(S.ctx, 0, &S.sul, on_poll, POLL_US);
+	log_info("serving wss://%s:%d (subprotocol %s)", host, port, CELLS_WS_SUBPROTOCOL);
+	printf("cells-mdm serving wss://%s:%d\n", host, port);
+	fflush(stdout);
+	while (!quit)
+		if (lws_service(S.ctx, 0) < 0)
+			break;
+	lws_context_destroy(S.ctx);
+	mdm_store_close(S.st);
+	free(S.delegation);
+	log_info("stopped");
+	return 0;
+}

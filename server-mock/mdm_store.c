@@ -1,0 +1,576 @@
+/* mdm_store.c - the sqlite backend of the MDM's storage interface (see mdm_store.h). */
+#include "mdm_store.h"
+#include "cleanup.h"
+#include "cleanup_sqlite.h"
+#include "util.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <sqlite3.h>
+
+struct mdm_store {
+	sqlite3 *db;
+};
+
+static const char *const schema =
+    "CREATE TABLE IF NOT EXISTS tokens(hash TEXT PRIMARY KEY, created INTEGER NOT NULL,"
+    " expires INTEGER NOT NULL, used INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE IF NOT EXISTS devices(id TEXT PRIMARY KEY, cert_serial TEXT NOT NULL,"
+    " enrolled_at INTEGER NOT NULL, last_seen INTEGER NOT NULL DEFAULT 0,"
+    " online INTEGER NOT NULL DEFAULT 0, policy_version INTEGER NOT NULL DEFAULT 0,"
+    " agent_version TEXT NOT NULL DEFAULT '', compliance INTEGER NOT NULL DEFAULT 0,"
+    " active INTEGER NOT NULL DEFAULT 1);"
+    "CREATE TABLE IF NOT EXISTS queue(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " id TEXT UNIQUE NOT NULL, device TEXT NOT NULL, kind INTEGER NOT NULL,"
+    " priority INTEGER NOT NULL, state INTEGER NOT NULL, created INTEGER NOT NULL,"
+    " expires INTEGER NOT NULL, dedup TEXT NOT NULL, what TEXT NOT NULL, blob BLOB NOT NULL,"
+    " delivered_at INTEGER NOT NULL DEFAULT 0, done_at INTEGER NOT NULL DEFAULT 0,"
+    " attempts INTEGER NOT NULL DEFAULT 0, reason TEXT NOT NULL DEFAULT '');"
+    "CREATE INDEX IF NOT EXISTS queue_dev ON queue(device, state, priority DESC, seq);"
+    "CREATE INDEX IF NOT EXISTS queue_dedup ON queue(device, dedup, state);";
+
+static int sql_err(struct mdm_store *s, const char *what, cells_err_t *err)
+{
+	int code = sqlite3_errcode(s->db);
+	return cells_err_set(err,
+			     code == SQLITE_FULL   ? ENOSPC
+			     : code == SQLITE_BUSY ? EBUSY
+						   : EIO,
+			     "%s: %s", what, sqlite3_errmsg(s->db));
+}
+
+static int prep(struct mdm_store *s, const char *sql, sqlite3_stmt **st, cells_err_t *err)
+{
+	if (sqlite3_prepare_v2(s->db, sql, -1, st, NULL) != SQLITE_OK)
+		return sql_err(s, "prepare", err);
+	return 0;
+}
+
+static int exec(struct mdm_store *s, const char *sql, cells_err_t *err)
+{
+	cleanup_sqlite_str char *msg = NULL;
+	if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK)
+		return cells_err_set(err, EIO, "sql: %s", msg ? msg : sqlite3_errmsg(s->db));
+	return 0;
+}
+
+int mdm_store_open(const char *state_dir, struct mdm_store **out, cells_err_t *err)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof path, "%s/mdm.db", state_dir);
+	struct mdm_store *s = calloc(1, sizeof *s);
+	if (!s)
+		return cells_err_sys(err, ENOMEM, "store");
+	if (sqlite3_open_v2(path, &s->db,
+			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+			    NULL) != SQLITE_OK) {
+		cells_err_set(err, EIO, "open %s: %s", path,
+			      s->db ? sqlite3_errmsg(s->db) : "no memory");
+		mdm_store_close(s);
+		return -1;
+	}
+	sqlite3_busy_timeout(s->db, 10000);
+	/* WAL + NORMAL: a committed change survives a crash of the server process; the
+	 * admin tools and the server share the file. */
+	if (exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", err) < 0 ||
+	    exec(s, schema, err) < 0) {
+		cells_err_prefix(err, "%s", path);
+		mdm_store_close(s);
+		return -1;
+	}
+	*out = s;
+	return 0;
+}
+
+void mdm_store_close(struct mdm_store *s)
+{
+	if (!s)
+		return;
+	sqlite3_close_v2(s->db);
+	free(s);
+}
+
+int mdm_store_begin(struct mdm_store *s, cells_err_t *err)
+{
+	return exec(s, "BEGIN IMMEDIATE", err);
+}
+
+int mdm_store_commit(struct mdm_store *s, cells_err_t *err)
+{
+	if (exec(s, "COMMIT", err) < 0) {
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	return 0;
+}
+
+static void token_hash(const char *token, char out[65])
+{
+	uint8_t h[SHA256_DIGEST_LENGTH];
+	SHA256((const unsigned char *)token, strlen(token), h);
+	cells_hex(h, sizeof h, out);
+}
+
+int mdm_store_token_add(struct mdm_store *s, const char *token, int64_t expires, cells_err_t *err)
+{
+	char h[65];
+	token_hash(token, h);
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	if (prep(s, "INSERT INTO tokens(hash, created, expires) VALUES(?,?,?)", &st, err) < 0)
+		return -1;
+	sqlite3_bind_text(st, 1, h, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 2, cells_now_us() / 1000000);
+	sqlite3_bind_int64(st, 3, expires);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		return sql_err(s, "add token", err);
+	return 0;
+}
+
+int mdm_store_token_consume(struct mdm_store *s, const char *token, int64_t now, cells_err_t *err)
+{
+	char h[65];
+	token_hash(token, h);
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	/* one statement: a token is used at most once even with several front ends */
+	if (prep(s, "UPDATE tokens SET used=1 WHERE hash=? AND used=0 AND expires>?", &st, err) < 0)
+		return -1;
+	sqlite3_bind_text(st, 1, h, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 2, now);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		return sql_err(s, "consume token", err);
+	if (sqlite3_changes(s->db) == 1)
+		return 0;
+	cleanup_stmt sqlite3_stmt *q = NULL;
+	if (prep(s, "SELECT used, expires FROM tokens WHERE hash=?", &q, err) < 0)
+		return -1;
+	sqlite3_bind_text(q, 1, h, -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(q) == SQLITE_ROW && !sqlite3_column_int(q, 0))
+		return cells_err_set(err, ETIME, "enrollment token expired");
+	return cells_err_set(err, EACCES, "enrollment token unknown or already used");
+}
+
+int mdm_store_device_enroll(struct mdm_store *s, const char *id, const char *cert_serial,
+			    int64_t now, cells_err_t *err)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	if (prep(s,
+		 "INSERT INTO devices(id, cert_serial, enrolled_at) VALUES(?,?,?) "
+		 "ON CONFLICT(id) DO UPDATE SET cert_serial=excluded.cert_serial, "
+		 "enrolled_at=excluded.enrolled_at, active=1",
+		 &st, err) < 0)
+		return -1;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, cert_serial, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 3, now);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		return sql_err(s, "enroll device", err);
+	return 0;
+}
+
+int mdm_store_device_known(struct mdm_store *s, const char *id, cells_err_t *err)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	if (prep(s, "SELECT 1 FROM devices WHERE id=? AND active=1", &st, err) < 0)
+		return -1;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+	int r = sqlite3_step(st);
+	if (r == SQLITE_ROW)
+		return 1;
+	if (r == SQLITE_DONE)
+		return 0;
+	return sql_err(s, "device lookup", err);
+}
+
+int mdm_store_device_seen(struct mdm_store *s, const char *id, bool online, int64_t now,
+			  uint64_t policy_version, const char *agent_version, int compliance,
+			  cells_err_t *err)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	if (agent_version) {
+		if (prep(s,
+			 "UPDATE devices SET online=?, last_seen=?, policy_version=?, "
+			 "agent_version=?, compliance=? WHERE id=?",
+			 &st, err) < 0)
+			return -1;
+		sqlite3_bind_int(st, 1, online);
+		sqlite3_bind_int64(st, 2, now);
+		sqlite3_bind_int64(st, 3, (int64_t)policy_version);
+		sqlite3_bind_text(st, 4, agent_version, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int(st, 5, compliance);
+		sqlite3_bind_text(st, 6, id, -1, SQLITE_TRANSIENT);
+	} else {
+		if (prep(s, "UPDATE devices SET online=?, last_seen=? WHERE id=?", &st, err) < 0)
+			return -1;
+		sqlite3_bind_int(st, 1, online);
+		sqlite3_bind_int64(st, 2, now);
+		sqlite3_bind_text(st, 3, id, -1, SQLITE_TRANSIENT);
+	}
+	if (sqlite3_step(st) != SQLITE_DONE)
+		return sql_err(s, "device seen", err);
+	return 0;
+}
+
+int mdm_store_devices_reset_online(struct mdm_store *s, cells_err_t *err)
+{
+	return exec(s, "UPDATE devices SET online=0 WHERE online<>0", err);
+}
+
+static const char *const compliance_names[] = {
+    "unknown", "compliant", "no-policy", "policy-expired", "apply-failed", "audit-full",
+};
+
+int mdm_store_devices_json(struct mdm_store *s, json_object **out, cells_err_t *err)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	if (prep(s,
+		 "SELECT d.id, d.enrolled_at, d.last_seen, d.online, d.policy_version, "
+		 "d.agent_version, d.compliance, "
+		 "(SELECT count(*) FROM queue q WHERE q.device=d.id AND q.state IN (0,1)), "
+		 "(SELECT count(*) FROM queue q WHERE q.device=d.id AND q.state=2), "
+		 "(SELECT count(*) FROM queue q WHERE q.device=d.id AND q.state=3) "
+		 "FROM devices d WHERE d.active=1 ORDER BY d.enrolled_at, d.id",
+		 &st, err) < 0)
+		return -1;
+	json_object *arr = json_object_new_array();
+	int r;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		json_object *o = json_object_new_object();
+		int c = sqlite3_column_int(st, 6);
+		json_object_object_add(
+		    o, "device_id",
+		    json_object_new_string((const char *)sqlite3_column_text(st, 0)));
+		json_object_object_add(o, "enrolled_at",
+				       json_object_new_int64(sqlite3_column_int64(st, 1)));
+		json_object_object_add(o, "last_seen",
+				       json_object_new_int64(sqlite3_column_int64(st, 2)));
+		json_object_object_add(o, "online",
+				       json_object_new_boolean(sqlite3_column_int(st, 3)));
+		json_object_object_add(o, "policy_version",
+				       json_object_new_int64(sqlite3_column_int64(st, 4)));
+		json_object_object_add(
+		    o, "agent_version",
+		    json_object_new_string((const char *)sqlite3_column_text(st, 5)));
+		json_object_object_add(
+		    o, "compliance",
+		    json_object_new_string(c >= 0 && c < (int)CELLS_ARRAY_SIZE(compliance_names)
+					       ? compliance_names[c]
+					       : "unknown"));
+		json_object_object_add(o, "pending",
+				       json_object_new_int64(sqlite3_column_int64(st, 7)));
+		json_object_object_add(o, "acknowledged",
+				       json_object_new_int64(sqlite3_column_int64(st, 8)));
+		json_object_object_add(o, "failed",
+				       json_object_new_int64(sqlite3_column_int64(st, 9)));
+		json_object_array_add(arr, o);
+	}
+	if (r != SQLITE_DONE) {
+		json_object_put(arr);
+		return sql_err(s, "list devices", err);
+	}
+	*out = arr;
+	return 0;
+}
+
+void mdm_store_free_ids(char **ids, size_t n)
+{
+	if (!ids)
+		return;
+	for (size_t i = 0; i < n; i++)
+		free(ids[i]);
+	free(ids);
+}
+
+static int collect_ids(struct mdm_store *s, sqlite3_stmt *st, char ***ids, size_t *n,
+		       cells_err_t *err)
+{
+	char **v = NULL;
+	size_t cnt = 0, cap = 0;
+	int r;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		if (cnt == cap) {
+			size_t nc = cap ? cap * 2 : 64;
+			char **nv = realloc(v, nc * sizeof *nv);
+			if (!nv) {
+				mdm_store_free_ids(v, cnt);
+				return cells_err_sys(err, ENOMEM, "ids");
+			}
+			v = nv;
+			cap = nc;
+		}
+		v[cnt] = strdup((const char *)sqlite3_column_text(st, 0));
+		if (!v[cnt]) {
+			mdm_store_free_ids(v, cnt);
+			return cells_err_sys(err, ENOMEM, "ids");
+		}
+		cnt++;
+	}
+	if (r != SQLITE_DONE) {
+		mdm_store_free_ids(v, cnt);
+		return sql_err(s, "ids", err);
+	}
+	*ids = v;
+	*n = cnt;
+	return 0;
+}
+
+int mdm_store_device_ids(struct mdm_store *s, char ***ids, size_t *n, cells_err_t *err)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	if (prep(s, "SELECT id FROM devices WHERE active=1 ORDER BY id", &st, err) < 0)
+		return -1;
+	return collect_ids(s, st, ids, n, err);
+}
+
+void mdm_qentry_clear(struct mdm_qentry *e)
+{
+	free(e->blob);
+	e->blob = NULL;
+	e->blob_len = 0;
+}
+
+const char *mdm_qstate_name(int state)
+{
+	static const char *const names[] = {"queued", "delivered", "acknowledged",
+					    "failed", "expired",   "cancelled"};
+	return state >= 0 && state < (int)CELLS_ARRAY_SIZE(names) ? names[state] : "unknown";
+}
+
+static void row_to_entry(sqlite3_stmt *st, struct mdm_qentry *e)
+{
+	e->seq = sqlite3_column_int64(st, 0);
+	snprintf(e->id, sizeof e->id, "%s", (const char *)sqlite3_column_text(st, 1));
+	snprintf(e->device, sizeof e->device, "%s", (const char *)sqlite3_column_text(st, 2));
+	e->kind = sqlite3_column_int(st, 3);
+	e->priority = sqlite3_column_int(st, 4);
+	e->state = sqlite3_column_int(st, 5);
+	e->created = sqlite3_column_int64(st, 6);
+	e->expires = sqlite3_column_int64(st, 7);
+	snprintf(e->dedup, sizeof e->dedup, "%s", (const char *)sqlite3_column_text(st, 8));
+	snprintf(e->what, sizeof e->what, "%s", (const char *)sqlite3_column_text(st, 9));
+}
+#define ENTRY_COLS "seq, id, device, kind, priority, state, created, expires, dedup, what"
+
+int mdm_store_queue_add(struct mdm_store *s, struct mdm_qentry *e, bool replace, cells_err_t *err)
+{
+	if (e->dedup[0]) {
+		cleanup_stmt sqlite3_stmt *q = NULL;
+		if (prep(s,
+			 "SELECT " ENTRY_COLS " FROM queue WHERE device=? AND dedup=? AND "
+			 "state IN (0,1) ORDER BY seq DESC LIMIT 1",
+			 &q, err) < 0)
+			return -1;
+		sqlite3_bind_text(q, 1, e->device, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(q, 2, e->dedup, -1, SQLITE_TRANSIENT);
+		if (sqlite3_step(q) == SQLITE_ROW) {
+			if (!replace) {
+				mdm_qentry_clear(e);
+				row_to_entry(q, e);
+				return 1;
+			}
+			char old[MDM_QID_LEN + 1];
+			snprintf(old, sizeof old, "%s", (const char *)sqlite3_column_text(q, 1));
+			sqlite3_reset(q);
+			if (mdm_store_queue_cancel(s, old, err) < 0)
+				return -1;
+		}
+	}
+	uint8_t rnd[8];
+	char hex[17];
+	if (RAND_bytes(rnd, sizeof rnd) != 1)
+		return cells_err_set(err, EIO, "random");
+	cells_hex(rnd, sizeof rnd, hex);
+	snprintf(e->id, sizeof e->id, "q-%s", hex);
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	if (prep(s,
+		 "INSERT INTO queue(id, device, kind, priority, state, created, expires, dedup, "
+		 "what, blob) VALUES(?,?,?,?,0,?,?,?,?,?)",
+		 &st, err) < 0)
+		return -1;
+	sqlite3_bind_text(st, 1, e->id, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, e->device, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int(st, 3, e->kind);
+	sqlite3_bind_int(st, 4, e->priority);
+	sqlite3_bind_int64(st, 5, e->created);
+	sqlite3_bind_int64(st, 6, e->expires);
+	sqlite3_bind_text(st, 7, e->dedup, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 8, e->what, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_blob(st, 9, e->blob, (int)e->blob_len, SQLITE_TRANSIENT);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		return sql_err(s, "queue add", err);
+	e->seq = sqlite3_last_insert_rowid(s->db);
+	e->state = MDM_Q_QUEUED;
+	return 0;
+}
+
+int mdm_store_queue_next(struct mdm_store *s, const char *device, int64_t now, struct mdm_qentry *e,
+			 cells_err_t *err)
+{
+	cleanup_stmt sqlite3_stmt *x = NULL;
+	if (prep(s,
+		 "UPDATE queue SET state=4, done_at=?2, reason='expired before delivery' "
+		 "WHERE device=?1 AND state=0 AND expires>0 AND expires<=?2",
+		 &x, err) < 0)
+		return -1;
+	sqlite3_bind_text(x, 1, device, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(x, 2, now);
+	if (sqlite3_step(x) != SQLITE_DONE)
+		return sql_err(s, "queue expire", err);
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	if (prep(s,
+		 "SELECT " ENTRY_COLS ", blob FROM queue WHERE device=? AND state=0 "
+		 "ORDER BY priority DESC, seq LIMIT 1",
+		 &st, err) < 0)
+		return -1;
+	sqlite3_bind_text(st, 1, device, -1, SQLITE_TRANSIENT);
+	int r = sqlite3_step(st);
+	if (r == SQLITE_DONE)
+		return 0;
+	if (r != SQLITE_ROW)
+		return sql_err(s, "queue next", err);
+	memset(e, 0, sizeof *e);
+	row_to_entry(st, e);
+	int n = sqlite3_column_bytes(st, 10);
+	e->blob = malloc(n ? (size_t)n : 1);
+	if (!e->blob)
+		return cells_err_sys(err, ENOMEM, "queue next");
+	memcpy(e->blob, sqlite3_column_blob(st, 10), (size_t)n);
+	e->blob_len = (size_t)n;
+	return 1;
+}
+
+int mdm_store_queue_set_state(struct mdm_store *s, const char *id, const char *device, int state,
+			      const char *reason, int64_t now, cells_err_t *err)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	const char *sql =
+	    state == MDM_Q_DELIVERED
+		? "UPDATE queue SET state=1, delivered_at=?3, attempts=attempts+1 WHERE id=?1 "
+		  "AND device=?2 AND state=0"
+		: "UPDATE queue SET state=?4, done_at=?3, reason=?5 WHERE id=?1 AND device=?2 "
+		  "AND state IN (0,1)";
+	if (prep(s, sql, &st, err) < 0)
+		return -1;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, device, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 3, now);
+	if (state != MDM_Q_DELIVERED) {
+		sqlite3_bind_int(st, 4, state);
+		sqlite3_bind_text(st, 5, reason ? reason : "", -1, SQLITE_TRANSIENT);
+	}
+	if (sqlite3_step(st) != SQLITE_DONE)
+		return sql_err(s, "queue state", err);
+	return sqlite3_changes(s->db);
+}
+
+int mdm_store_queue_requeue(struct mdm_store *s, const char *device, cells_err_t *err)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	if (prep(s, "UPDATE queue SET state=0 WHERE device=? AND state=1", &st, err) < 0)
+		return -1;
+	sqlite3_bind_text(st, 1, device, -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		return sql_err(s, "requeue", err);
+	return 0;
+}
+
+int mdm_store_queue_requeue_all(struct mdm_store *s, cells_err_t *err)
+{
+	return exec(s, "UPDATE queue SET state=0 WHERE state=1", err);
+}
+
+int mdm_store_queue_cancel(struct mdm_store *s, const char *id, cells_err_t *err)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	if (prep(s,
+		 "UPDATE queue SET state=5, done_at=?2, reason='cancelled by the admin' "
+		 "WHERE id=?1 AND state IN (0,1)",
+		 &st, err) < 0)
+		return -1;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 2, cells_now_us() / 1000000);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		return sql_err(s, "cancel", err);
+	if (sqlite3_changes(s->db) == 1)
+		return 0;
+	cleanup_stmt sqlite3_stmt *q = NULL;
+	if (prep(s, "SELECT state FROM queue WHERE id=?", &q, err) < 0)
+		return -1;
+	sqlite3_bind_text(q, 1, id, -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(q) == SQLITE_ROW)
+		return cells_err_set(err, EALREADY, "command %s is already %s", id,
+				     mdm_qstate_name(sqlite3_column_int(q, 0)));
+	return cells_err_set(err, ENOENT, "no command %s", id);
+}
+
+int mdm_store_queue_json(struct mdm_store *s, const char *device, json_object **out,
+			 cells_err_t *err)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	if (prep(s,
+		 "SELECT " ENTRY_COLS ", delivered_at, done_at, attempts, reason FROM queue "
+		 "WHERE ?1 IS NULL OR device=?1 ORDER BY seq",
+		 &st, err) < 0)
+		return -1;
+	if (device)
+		sqlite3_bind_text(st, 1, device, -1, SQLITE_TRANSIENT);
+	json_object *arr = json_object_new_array();
+	int r;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		struct mdm_qentry e = {0};
+		row_to_entry(st, &e);
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "id", json_object_new_string(e.id));
+		json_object_object_add(o, "device_id", json_object_new_string(e.device));
+		json_object_object_add(o, "what", json_object_new_string(e.what));
+		json_object_object_add(o, "priority", json_object_new_int(e.priority));
+		json_object_object_add(o, "state",
+				       json_object_new_string(mdm_qstate_name(e.state)));
+		json_object_object_add(o, "created", json_object_new_int64(e.created));
+		json_object_object_add(o, "expires", json_object_new_int64(e.expires));
+		json_object_object_add(o, "delivered_at",
+				       json_object_new_int64(sqlite3_column_int64(st, 10)));
+		json_object_object_add(o, "done_at",
+				       json_object_new_int64(sqlite3_column_int64(st, 11)));
+		json_object_object_add(o, "attempts",
+				       json_object_new_int(sqlite3_column_int(st, 12)));
+		json_object_object_add(
+		    o, "reason", json_object_new_string((const char *)sqlite3_column_text(st, 13)));
+		json_object_array_add(arr, o);
+	}
+	if (r != SQLITE_DONE) {
+		json_object_put(arr);
+		return sql_err(s, "list queue", err);
+	}
+	*out = arr;
+	return 0;
+}
+
+int mdm_store_queue_changed(struct mdm_store *s, int64_t *since, char ***ids, size_t *n,
+			    cells_err_t *err)
+{
+	cleanup_stmt sqlite3_stmt *m = NULL;
+	if (prep(s, "SELECT coalesce(max(seq),0) FROM queue", &m, err) < 0)
+		return -1;
+	if (sqlite3_step(m) != SQLITE_ROW)
+		return sql_err(s, "queue max", err);
+	int64_t top = sqlite3_column_int64(m, 0);
+	*ids = NULL;
+	*n = 0;
+	if (top <= *since)
+		return 0;
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	if (prep(s, "SELECT DISTINCT device FROM queue WHERE seq>? AND seq<=? AND state=0", &st,
+		 err) < 0)
+		return -1;
+	sqlite3_bind_int64(st, 1, *since);
+	sqlite3_bind_int64(st, 2, top);
+	if (collect_ids(s, st, ids, n, err) < 0)
+		return -1;
+	*since = top;
+	return 0;
+}

@@ -1,0 +1,105 @@
+/* mdm_store.h - the MDM's state behind a small storage interface: devices, enrollment
+ * tokens, the per-device command queue and its states. Everything lives in the
+ * database, never only in memory, so several stateless front ends could share one
+ * backend later (sqlite is the embedded default: STATE_DIR/mdm.db; PostgreSQL is the
+ * planned production backend behind this same interface).
+ *
+ * Queue entry states: queued -> delivered (sent on a session) -> acknowledged (the
+ * device reported it done) | failed (the device refused or failed it); queued or
+ * delivered -> expired (past its expiry) | cancelled (by the admin). A delivered entry
+ * whose session ends goes back to queued and is sent again: the device de-duplicates
+ * by id. */
+#ifndef CELLS_MDM_STORE_H
+#define CELLS_MDM_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+#include "err.h"
+
+enum mdm_qstate {
+	MDM_Q_QUEUED = 0,
+	MDM_Q_DELIVERED = 1,
+	MDM_Q_ACKNOWLEDGED = 2,
+	MDM_Q_FAILED = 3,
+	MDM_Q_EXPIRED = 4,
+	MDM_Q_CANCELLED = 5,
+};
+
+enum mdm_qkind {
+	MDM_QK_POLICY = 1,  /* blob: a Signed SIGNED_POLICY */
+	MDM_QK_COMMAND = 2, /* blob: a Signed SIGNED_COMMAND */
+};
+
+#define MDM_QID_LEN 40
+
+struct mdm_qentry {
+	int64_t seq;
+	char id[MDM_QID_LEN + 1]; /* the Envelope message_id it is sent with */
+	char device[64];
+	int kind; /* MDM_QK_* */
+	int priority;
+	int state;
+	int64_t created, expires; /* unix seconds; expires 0 = never */
+	char dedup[96];		  /* at most one live entry per (device, dedup key) */
+	char what[128];		  /* human summary: "policy v3", "wipe work" */
+	uint8_t *blob;		  /* owned */
+	size_t blob_len;
+};
+
+struct mdm_store;
+
+int mdm_store_open(const char *state_dir, struct mdm_store **out, cells_err_t *err);
+void mdm_store_close(struct mdm_store *s);
+
+/* Enrollment tokens (stored as SHA-256 hashes). consume: 0 ok; -1 with EACCES for an
+ * unknown or used token, ETIME for an expired one. Single use, atomic. */
+int mdm_store_token_add(struct mdm_store *s, const char *token, int64_t expires, cells_err_t *err);
+int mdm_store_token_consume(struct mdm_store *s, const char *token, int64_t now, cells_err_t *err);
+
+/* Devices. */
+int mdm_store_device_enroll(struct mdm_store *s, const char *id, const char *cert_serial,
+			    int64_t now, cells_err_t *err);
+/* 1 known and active, 0 unknown, -1 error. */
+int mdm_store_device_known(struct mdm_store *s, const char *id, cells_err_t *err);
+int mdm_store_device_seen(struct mdm_store *s, const char *id, bool online, int64_t now,
+			  uint64_t policy_version, const char *agent_version, int compliance,
+			  cells_err_t *err);
+/* Mark every device offline (server start). */
+int mdm_store_devices_reset_online(struct mdm_store *s, cells_err_t *err);
+/* Array of {device_id, enrolled_at, last_seen, online, policy_version, queued, ...}. */
+int mdm_store_devices_json(struct mdm_store *s, json_object **out, cells_err_t *err);
+/* Ids of every active device (NULL-terminated array of owned strings). */
+int mdm_store_device_ids(struct mdm_store *s, char ***ids, size_t *n, cells_err_t *err);
+void mdm_store_free_ids(char **ids, size_t n);
+
+/* Queue. add: fills e->seq and e->id; when a live entry with the same dedup key exists
+ * it is returned in e (1) instead of adding (0). replace=true cancels that entry first. */
+int mdm_store_queue_add(struct mdm_store *s, struct mdm_qentry *e, bool replace, cells_err_t *err);
+/* The next entry to send to device: highest priority, then oldest, state queued and not
+ * expired (expired ones are marked on the way). 1 found, 0 none. e->blob owned. */
+int mdm_store_queue_next(struct mdm_store *s, const char *device, int64_t now, struct mdm_qentry *e,
+			 cells_err_t *err);
+int mdm_store_queue_set_state(struct mdm_store *s, const char *id, const char *device, int state,
+			      const char *reason, int64_t now, cells_err_t *err);
+/* Delivered entries of a device go back to queued (its session ended). */
+int mdm_store_queue_requeue(struct mdm_store *s, const char *device, cells_err_t *err);
+int mdm_store_queue_requeue_all(struct mdm_store *s, cells_err_t *err);
+/* Cancel a queued or delivered entry: 0 ok, -1 ENOENT / EALREADY. */
+int mdm_store_queue_cancel(struct mdm_store *s, const char *id, cells_err_t *err);
+int mdm_store_queue_json(struct mdm_store *s, const char *device, json_object **out,
+			 cells_err_t *err);
+/* Devices with queued entries added after *since (a cursor); *since advances. */
+int mdm_store_queue_changed(struct mdm_store *s, int64_t *since, char ***ids, size_t *n,
+			    cells_err_t *err);
+void mdm_qentry_clear(struct mdm_qentry *e);
+const char *mdm_qstate_name(int state);
+
+/* Batch several writes in one transaction (fan-out). */
+int mdm_store_begin(struct mdm_store *s, cells_err_t *err);
+int mdm_store_commit(struct mdm_store *s, cells_err_t *err);
+
+#endif

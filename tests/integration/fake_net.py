@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""fake_net.py - a compromised cellsd-net for tests (run by `cellsd --net-helper`).
+It writes forged and out-of-state messages on the socketpair; cellsd must refuse them.
+Each start is one round (counter in $FAKE_NET_DIR/round)."""
+import os, socket, struct, sys, time
+
+D = os.environ["FAKE_NET_DIR"]
+DEV = os.environ["FAKE_NET_DEVICE"]
+fd = int(sys.argv[sys.argv.index("--ipc-fd") + 1])
+s = socket.socket(fileno=fd)
+
+def vi(n, v):
+    key, out = n << 3, b""
+    b = bytes([key]) if key < 128 else bytes([(key & 0x7f) | 0x80, key >> 7])
+    while True:
+        x = v & 0x7f; v >>= 7
+        if v: out += bytes([x | 0x80])
+        else: out += bytes([x]); break
+    return b + out
+
+def ld(n, data):
+    if isinstance(data, str): data = data.encode()
+    ln, l = b"", len(data)
+    while True:
+        x = l & 0x7f; l >>= 7
+        if l: ln += bytes([x | 0x80])
+        else: ln += bytes([x]); break
+    key = n << 3 | 2
+    kb = bytes([key]) if key < 128 else bytes([(key & 0x7f) | 0x80, key >> 7])
+    return kb + ln + data
+
+def ipc(t, payload):
+    s.send(struct.pack(">HBBI", 0xCE11, 1, t, len(payload)) + payload)
+
+sig = ld(3, ld(1, os.urandom(32)) + ld(2, os.urandom(64)))
+policy = b"\x08\x01" + ld(2, vi(1, 99) + ld(4, DEV)) + sig
+command = b"\x08\x02" + ld(2, ld(1, "c-forged") + ld(2, DEV) + vi(4, int(time.time()) + 999) + ld(10, ld(1, "work"))) + sig
+env_policy = vi(1, 1) + ld(2, "forged-policy") + ld(14, policy)
+env_command = vi(1, 1) + ld(2, "forged-command") + ld(15, command)
+env_enroll = vi(1, 1) + ld(2, "forged-enroll") + ld(13, ld(1, DEV))
+
+path = os.path.join(D, "round")
+r = int(open(path).read()) if os.path.exists(path) else 0
+open(path, "w").write(str(r + 1))
+if r == 0:
+    ipc(17, env_policy)            # RECV before "connected": out of state -> killed
+    time.sleep(5)
+elif r == 1:
+    ipc(16, b"\x08\x01")           # STATUS connected
+    time.sleep(0.3)
+    ipc(17, env_policy)            # a forged policy: refused by signature
+    ipc(17, env_command)           # a forged wipe: refused by signature
+    ipc(17, env_enroll)            # an enrollment answer on a session: refused
+    time.sleep(0.5)
+    ipc(18, b"")                   # ENROLL_RESULT with no enrollment: out of state -> killed
+    time.sleep(5)
+elif r == 2:
+    s.send(b"\xde\xad\xbe\xef" * 4)  # garbage -> killed
+    time.sleep(5)
+else:
+    open(os.path.join(D, "done"), "w").write("1")
+    time.sleep(60)
