@@ -598,9 +598,9 @@ int policy_install(struct cellsd *d, const uint8_t *signed_blob, size_t n, const
 			pe->ndels = v.ndels;
 		}
 		verified_free(&v);
-		log_info("policy version %llu from %s is already in force", (unsigned long long)ver,
-			 source);
-		return 0;
+		log_info("policy version %llu from %s is already in force (a replay)",
+			 (unsigned long long)ver, source);
+		return 1;
 	}
 	json_object *det = json_object_new_object();
 	json_object_object_add(det, "version", json_object_new_int64((int64_t)ver));
@@ -632,7 +632,7 @@ int policy_install(struct cellsd *d, const uint8_t *signed_blob, size_t n, const
 		pe->apply_failed = true;
 		snprintf(pe->apply_error, sizeof pe->apply_error, "%s", err->msg);
 		json_object_object_add(det, "reason", json_object_new_string(err->msg));
-		cellsd_audit(d, "", source, "policy.applied", "failed", det, NULL);
+		cellsd_audit(d, "", source, "policy.apply_failed", "failed", det, NULL);
 		json_object_put(det);
 		return cells_err_prefix(err,
 					"policy version %llu accepted but not applied (the "
@@ -644,7 +644,7 @@ int policy_install(struct cellsd *d, const uint8_t *signed_blob, size_t n, const
 	cells_err_t e2;
 	if (mark_applied(d, &e2) < 0)
 		log_error("policy: %s", e2.msg);
-	cellsd_audit(d, "", source, "policy.applied", "ok", det, NULL);
+	cellsd_audit(d, "", source, "policy.installed", "ok", det, NULL);
 	json_object_put(det);
 	log_info("policy version %llu from %s in force", (unsigned long long)ver, source);
 	return 0;
@@ -700,6 +700,36 @@ out:
 	memcpy(pe->dels, v.dels, v.ndels * sizeof *v.dels);
 	pe->ndels = v.ndels;
 	return 0;
+}
+
+int policy_trust_pin_enrolled(struct cellsd *d, const Cells__V1__TrustRoot *root,
+			      Cells__V1__Signed *const *dels, size_t ndels, cells_err_t *err)
+{
+	struct policy_engine *pe = d->pe;
+	if (!root)
+		return cells_err_set(err, EBADMSG, "enrollment carries no trust root");
+	size_t n = cells__v1__trust_root__get_packed_size(root);
+	if (n > CELLS_MAX_TRUST_ROOT)
+		return cells_err_set(err, EMSGSIZE, "trust root of %zu bytes is over the limit", n);
+	uint8_t b[CELLS_MAX_TRUST_ROOT];
+	cells__v1__trust_root__pack(root, b);
+	struct pol_root r;
+	if (pol_root_decode(b, n, &r, err) < 0)
+		return cells_err_prefix(err, "enrollment");
+	/* re-enrollment with the root already pinned is fine; another root is not */
+	bool same = pe->have_root && r.nkeys == pe->root.nkeys &&
+		    r.threshold == pe->root.threshold &&
+		    !memcmp(r.keys, pe->root.keys, r.nkeys * POL_PUBKEY_LEN);
+	if (!same && policy_trust_pin(d, b, n, "mgmt:enrollment", err) < 0)
+		return -1;
+	if (ndels && policy_trust_update(d, NULL, 0, dels, ndels, "mgmt:enrollment", err) < 0)
+		return -1;
+	return 0;
+}
+
+uint64_t policy_installed_version(struct cellsd *d)
+{
+	return policy_version(d);
 }
 
 int policy_verify_command(struct cellsd *d, const Cells__V1__Signed *s, Cells__V1__Command **out,

@@ -47,8 +47,16 @@ int policy_trust_update(struct cellsd *d, Cells__V1__Signed *const *rotations, s
 			Cells__V1__Signed *const *delegations, size_t ndel, const char *source,
 			cells_err_t *err);
 
+/* Enrollment: pin the EnrollResponse's TrustRoot (unless the same root is pinned
+ * already) and take its delegations (policy_trust_update). */
+int policy_trust_pin_enrolled(struct cellsd *d, const Cells__V1__TrustRoot *root,
+			      Cells__V1__Signed *const *dels, size_t ndels, cells_err_t *err);
+/* The version of the policy in force, for DeviceHello (0: none). */
+uint64_t policy_installed_version(struct cellsd *d);
+
 /* Verify + persist + apply a PolicyBundle or a Signed policy, all or nothing; audited
- * (policy.accepted / policy.applied / policy.rejected). */
+ * (policy.accepted / policy.installed / policy.apply_failed / policy.rejected). Returns 0 when
+ * installed, 1 when this very policy (same version and bytes) is already in force (a replay). */
 int policy_install(struct cellsd *d, const uint8_t *signed_blob, size_t n, const char *source,
 		   cells_err_t *err);
 /* Check only: 0 when policy_install would accept it (*version set), else -1 with the
