@@ -7,7 +7,7 @@
 #include "device_key.h"
 #include "log.h"
 #include "mgmt_commands.h"
-#include "mgmt_policy_tmp.h"
+#include "policy_engine.h"
 #include "netipc.h"
 #include "pol_sig.h"
 #include "statedb.h"
@@ -414,9 +414,10 @@ static void handle_policy(struct mgmt *g, const Cells__V1__Envelope *env)
 	cells_err_t err = {0};
 	cleanup_free uint8_t *blob = NULL;
 	size_t n;
-	if (mgmt_policy_blob(g->d, env->policy, &blob, &n, &err) < 0)
-		return;
-	int r = policy_install(g->d, blob, n, "mdm", &err);
+	/* the delegations came with the enrollment (or a TrustUpdate): the engine has them */
+	int r = pol_signed_pack(env->policy, &blob, &n, &err);
+	if (r == 0)
+		r = policy_install(g->d, blob, n, "mdm", &err);
 	char cid[40] = "policy:?";
 	Cells__V1__Policy *p =
 	    cells__v1__policy__unpack(NULL, env->policy->payload.len, env->policy->payload.data);

@@ -83,7 +83,10 @@ static uint32_t retry_in(const struct pw_row *r, int64_t now)
 {
 	uint32_t delay = pol_throttle_delay_s(r->failures);
 	int64_t at = r->last_failure + delay;
-	return delay && now < at ? (uint32_t)(at - now) : 0;
+	if (!delay || now >= at)
+		return 0;
+	/* a clock set back must not stretch the delay beyond the schedule */
+	return at - now > delay ? delay : (uint32_t)(at - now);
 }
 
 int password_state(struct cellsd *d, const char *vp, bool *set, uint32_t *failures, bool *locked,
@@ -175,6 +178,18 @@ static int check(struct cellsd *d, const char *vp, struct pw_row *r, const uint8
 				     vp, failures, next);
 	return cells_err_set(err, EACCES, "wrong password for VP %s (%u failed attempts)", vp,
 			     failures);
+}
+
+int password_unlock(struct cellsd *d, const char *vp, const char *actor, cells_err_t *err)
+{
+	json_object *det = json_object_new_object();
+	int a = cellsd_audit(d, vp, actor, "password.unlock", "ok", det, err);
+	json_object_put(det);
+	if (a < 0)
+		return cells_err_prefix(err, "unlock refused: audit log");
+	return exec_vp(d,
+		       "UPDATE vp_password SET locked=0, failures=0, last_failure=?2 WHERE vp=?1",
+		       vp, 0, err);
 }
 
 int password_authorize(struct cellsd *d, const char *vp, const uint8_t *pw, size_t len,

@@ -26,6 +26,9 @@ int password_authorize(struct cellsd *d, const char *vp, const uint8_t *pw, size
 int password_set(struct cellsd *d, const char *vp, const uint8_t *new_pw, size_t new_len,
 		 const uint8_t *old_pw, size_t old_len, const char *actor, cells_err_t *err);
 
+/* Clear the lock and the failure count (an MDM LockVp{unlock} command). Audited. */
+int password_unlock(struct cellsd *d, const char *vp, const char *actor, cells_err_t *err);
+
 /* The VP's password state for display: set, failures, locked, seconds until retry. */
 int password_state(struct cellsd *d, const char *vp, bool *set, uint32_t *failures, bool *locked,
 		   uint32_t *retry_in_s);

@@ -387,11 +387,13 @@ int policy_trust_pin(struct cellsd *d, const uint8_t *p, size_t n, const char *a
 /* Everything verified about an incoming bundle. */
 struct verified {
 	struct pol_bundle b;
+	Cells__V1__Signed *const *rots, *const *ins; /* rotations and delegations offered */
+	size_t nrots, nins;
 	struct pol_root root;
 	bool rotated;
 	struct pol_delegation dels[POL_MAX_DELEGATIONS];
 	size_t ndels;
-	bool taken[POL_MAX_BUNDLE_DELEGATIONS]; /* bundle delegations to store */
+	bool taken[POL_MAX_DELEGATIONS]; /* offered delegations to store */
 	Cells__V1__Policy *pol;
 	int same;
 };
@@ -402,20 +404,15 @@ static void verified_free(struct verified *v)
 	policy_freep(&v->pol);
 }
 
-static int verify_bundle(struct cellsd *d, const uint8_t *blob, size_t n, struct verified *v,
-			 cells_err_t *err)
+/* Verify offered rotations (oldest first) and delegations against the pinned root. */
+static int verify_trust(struct policy_engine *pe, struct verified *v, cells_err_t *err)
 {
-	struct policy_engine *pe = d->pe;
-	memset(v, 0, sizeof *v);
-	if (!pe->have_root)
-		return cells_err_set(err, EKEYREJECTED,
-				     "no trust root is pinned (cellctl trust pin ROOT.pub)");
-	if (pol_bundle_decode(blob, n, &v->b, err) < 0)
-		return -1;
+	if (v->nins > POL_MAX_DELEGATIONS || v->nrots > POL_MAX_BUNDLE_ROTATIONS)
+		return cells_err_set(err, EINVAL, "too many delegations or rotations offered");
 	v->root = pe->root;
-	for (size_t i = 0; i < v->b.nrotations; i++) {
+	for (size_t i = 0; i < v->nrots; i++) {
 		struct pol_root nr;
-		if (pol_root_rotate(&v->root, v->b.rotations[i], &nr, err) < 0)
+		if (pol_root_rotate(&v->root, v->rots[i], &nr, err) < 0)
 			return -1;
 		v->root = nr;
 		v->rotated = true;
@@ -425,9 +422,9 @@ static int verify_bundle(struct cellsd *d, const uint8_t *blob, size_t n, struct
 		memcpy(v->dels, pe->dels, pe->ndels * sizeof *pe->dels);
 		v->ndels = pe->ndels;
 	}
-	for (size_t i = 0; i < v->b.ndelegations; i++) {
+	for (size_t i = 0; i < v->nins; i++) {
 		struct pol_delegation dl;
-		if (pol_delegation_verify(&v->root, v->b.delegations[i], &dl, err) < 0)
+		if (pol_delegation_verify(&v->root, v->ins[i], &dl, err) < 0)
 			return -1;
 		size_t k = 0;
 		while (k < v->ndels && memcmp(v->dels[k].kid, dl.kid, POL_KEYID_LEN))
@@ -442,6 +439,25 @@ static int verify_bundle(struct cellsd *d, const uint8_t *blob, size_t n, struct
 		v->dels[k] = dl;
 		v->taken[i] = true;
 	}
+	return 0;
+}
+
+static int verify_bundle(struct cellsd *d, const uint8_t *blob, size_t n, struct verified *v,
+			 cells_err_t *err)
+{
+	struct policy_engine *pe = d->pe;
+	memset(v, 0, sizeof *v);
+	if (!pe->have_root)
+		return cells_err_set(err, EKEYREJECTED,
+				     "no trust root is pinned (cellctl trust pin ROOT.pub)");
+	if (pol_bundle_decode(blob, n, &v->b, err) < 0)
+		return -1;
+	v->rots = v->b.rotations;
+	v->nrots = v->b.nrotations;
+	v->ins = v->b.delegations;
+	v->nins = v->b.ndelegations;
+	if (verify_trust(pe, v, err) < 0)
+		return -1;
 	struct pol_installed inst = {.have = pe->have_accepted, .version = pe->acc_version};
 	memcpy(inst.hash, pe->acc_hash, 32);
 	int r = pol_policy_verify(v->b.policy, v->dels, v->ndels, pe->device_id, time(NULL), &inst,
@@ -475,7 +491,7 @@ static int persist(struct cellsd *d, struct verified *v, const uint8_t *blob, si
 			goto out;
 		}
 	}
-	for (size_t i = 0; i < v->b.ndelegations; i++) {
+	for (size_t i = 0; i < v->nins; i++) {
 		if (!v->taken[i])
 			continue;
 		cleanup_free uint8_t *sb = NULL;
@@ -483,8 +499,8 @@ static int persist(struct cellsd *d, struct verified *v, const uint8_t *blob, si
 		cleanup_stmt sqlite3_stmt *st = NULL;
 		uint8_t kid[32];
 		struct pol_delegation dl;
-		if (pol_delegation_verify(&v->root, v->b.delegations[i], &dl, err) < 0 ||
-		    pol_signed_pack(v->b.delegations[i], &sb, &sn, err) < 0 ||
+		if (pol_delegation_verify(&v->root, v->ins[i], &dl, err) < 0 ||
+		    pol_signed_pack(v->ins[i], &sb, &sn, err) < 0 ||
 		    statedb_prepare(d->db,
 				    "INSERT OR REPLACE INTO policy_delegation(kid, serial, signed) "
 				    "VALUES(?, ?, ?)",
@@ -499,7 +515,7 @@ static int persist(struct cellsd *d, struct verified *v, const uint8_t *blob, si
 			goto out;
 		}
 	}
-	if (!v->same) {
+	if (!v->same && v->b.policy) {
 		cleanup_stmt sqlite3_stmt *st = NULL;
 		uint8_t h[32];
 		const Cells__V1__Signed *s = v->b.policy;
@@ -572,10 +588,19 @@ int policy_install(struct cellsd *d, const uint8_t *signed_blob, size_t n, const
 	}
 	uint64_t ver = v.pol->version;
 	if (v.same && pe->acc_applied && !pe->apply_failed) {
+		bool trust_changed = v.rotated;
+		for (size_t i = 0; i < v.nins; i++)
+			trust_changed |= v.taken[i];
+		if (trust_changed && persist(d, &v, signed_blob, n, source, err) == 0) {
+			if (v.rotated)
+				pe->root = v.root;
+			memcpy(pe->dels, v.dels, v.ndels * sizeof *v.dels);
+			pe->ndels = v.ndels;
+		}
 		verified_free(&v);
-		log_info("policy version %llu from %s is already in force", (unsigned long long)ver,
-			 source);
-		return 0;
+		log_info("policy version %llu from %s is already in force (a replay)",
+			 (unsigned long long)ver, source);
+		return 1;
 	}
 	json_object *det = json_object_new_object();
 	json_object_object_add(det, "version", json_object_new_int64((int64_t)ver));
@@ -607,7 +632,7 @@ int policy_install(struct cellsd *d, const uint8_t *signed_blob, size_t n, const
 		pe->apply_failed = true;
 		snprintf(pe->apply_error, sizeof pe->apply_error, "%s", err->msg);
 		json_object_object_add(det, "reason", json_object_new_string(err->msg));
-		cellsd_audit(d, "", source, "policy.applied", "failed", det, NULL);
+		cellsd_audit(d, "", source, "policy.apply_failed", "failed", det, NULL);
 		json_object_put(det);
 		return cells_err_prefix(err,
 					"policy version %llu accepted but not applied (the "
@@ -619,10 +644,92 @@ int policy_install(struct cellsd *d, const uint8_t *signed_blob, size_t n, const
 	cells_err_t e2;
 	if (mark_applied(d, &e2) < 0)
 		log_error("policy: %s", e2.msg);
-	cellsd_audit(d, "", source, "policy.applied", "ok", det, NULL);
+	cellsd_audit(d, "", source, "policy.installed", "ok", det, NULL);
 	json_object_put(det);
 	log_info("policy version %llu from %s in force", (unsigned long long)ver, source);
 	return 0;
+}
+
+int policy_trust_update(struct cellsd *d, Cells__V1__Signed *const *rotations, size_t nrot,
+			Cells__V1__Signed *const *delegations, size_t ndel, const char *source,
+			cells_err_t *err)
+{
+	struct policy_engine *pe = d->pe;
+	struct verified v;
+	memset(&v, 0, sizeof v);
+	v.rots = rotations;
+	v.nrots = nrot;
+	v.ins = delegations;
+	v.nins = ndel;
+	v.same = 1;
+	json_object *det = json_object_new_object();
+	json_object_object_add(det, "rotations", json_object_new_int64((int64_t)nrot));
+	json_object_object_add(det, "delegations", json_object_new_int64((int64_t)ndel));
+	int rc = -1;
+	if (!pe->have_root) {
+		cells_err_set(err, EKEYREJECTED, "no trust root is pinned");
+	} else {
+		for (size_t i = 0; i < nrot; i++)
+			if (cells_signed_check(rotations[i],
+					       CELLS__V1__SIGNED_KIND__SIGNED_ROOT_ROTATION,
+					       err) < 0)
+				goto out;
+		for (size_t i = 0; i < ndel; i++)
+			if (cells_signed_check(delegations[i],
+					       CELLS__V1__SIGNED_KIND__SIGNED_KEY_DELEGATION,
+					       err) < 0)
+				goto out;
+		rc = verify_trust(pe, &v, err);
+	}
+out:
+	if (rc < 0) {
+		json_object_object_add(det, "reason", json_object_new_string(err->msg));
+		cellsd_audit(d, "", source, "trust.update", "refused", det, NULL);
+		json_object_put(det);
+		return -1;
+	}
+	if (cellsd_audit(d, "", source, "trust.update", "ok", det, err) < 0) {
+		json_object_put(det);
+		return cells_err_prefix(err, "trust update refused: audit log");
+	}
+	json_object_put(det);
+	if (persist(d, &v, NULL, 0, source, err) < 0)
+		return -1;
+	if (v.rotated)
+		pe->root = v.root;
+	memcpy(pe->dels, v.dels, v.ndels * sizeof *v.dels);
+	pe->ndels = v.ndels;
+	return 0;
+}
+
+int policy_trust_pin_enrolled(struct cellsd *d, const Cells__V1__TrustRoot *root,
+			      Cells__V1__Signed *const *dels, size_t ndels, cells_err_t *err)
+{
+	struct policy_engine *pe = d->pe;
+	if (!root)
+		return cells_err_set(err, EBADMSG, "enrollment carries no trust root");
+	size_t n = cells__v1__trust_root__get_packed_size(root);
+	if (n > CELLS_MAX_TRUST_ROOT)
+		return cells_err_set(err, EMSGSIZE, "trust root of %zu bytes is over the limit", n);
+	uint8_t b[CELLS_MAX_TRUST_ROOT];
+	cells__v1__trust_root__pack(root, b);
+	struct pol_root r;
+	if (pol_root_decode(b, n, &r, err) < 0)
+		return cells_err_prefix(err, "enrollment");
+	/* re-enrollment with the root already pinned is fine; another root is not */
+	bool same = pe->have_root && r.nkeys == pe->root.nkeys &&
+		    r.threshold == pe->root.threshold &&
+		    !memcmp(r.keys, pe->root.keys, r.nkeys * POL_PUBKEY_LEN);
+	if (!same && policy_trust_pin(d, b, n, "mgmt:enrollment", err) < 0)
+		return -1;
+	if (ndels && policy_trust_update(d, NULL, 0, dels, ndels, "mgmt:enrollment", err) < 0)
+		return -1;
+	return 0;
+}
+
+uint64_t policy_installed_version(struct cellsd *d)
+{
+	return policy_version(d);
 }
 
 int policy_verify_command(struct cellsd *d, const Cells__V1__Signed *s, Cells__V1__Command **out,
@@ -650,6 +757,14 @@ const Cells__V1__VpRule *policy_vp_rule(struct cellsd *d, const char *vp)
 const Cells__V1__VpRule *policy_vp_bounds(struct cellsd *d, const char *vp)
 {
 	return d->pe ? find_rule(d->pe->policy, vp) : NULL;
+}
+
+bool policy_vp_expiry_locked(struct cellsd *d, const char *vp)
+{
+	const Cells__V1__VpRule *r = policy_vp_bounds(d, vp);
+	return r && r->lock_on_expiry &&
+	       d->pe->policy->on_expiry == CELLS__V1__EXPIRY_MODE__EXPIRY_LOCK_VP &&
+	       policy_compliance(d) == CELLS__V1__COMPLIANCE__NONCOMPLIANT_POLICY_EXPIRED;
 }
 
 uint64_t policy_version(struct cellsd *d)
@@ -835,12 +950,10 @@ json_object *policy_describe(struct cellsd *d)
 		json_object_object_add(o, "policy", pol_policy_to_json(pe->policy));
 		json_object_object_add(o, "effective", pol_policy_to_json(pe->effective));
 		json_object *locked = json_object_new_array();
-		if (policy_compliance(d) == CELLS__V1__COMPLIANCE__NONCOMPLIANT_POLICY_EXPIRED &&
-		    pe->policy->on_expiry == CELLS__V1__EXPIRY_MODE__EXPIRY_LOCK_VP)
-			for (size_t i = 0; i < pe->policy->n_vps; i++)
-				if (pe->policy->vps[i]->lock_on_expiry)
-					json_object_array_add(
-					    locked, json_object_new_string(pe->policy->vps[i]->vp));
+		for (size_t i = 0; i < pe->policy->n_vps; i++)
+			if (policy_vp_expiry_locked(d, pe->policy->vps[i]->vp))
+				json_object_array_add(
+				    locked, json_object_new_string(pe->policy->vps[i]->vp));
 		json_object_object_add(o, "locked_on_expiry", locked);
 	}
 	return o;

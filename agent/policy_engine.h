@@ -39,8 +39,24 @@ void policy_engine_free(struct cellsd *d);
 int policy_trust_pin(struct cellsd *d, const uint8_t *p, size_t n, const char *actor,
 		     cells_err_t *err);
 
+/* Take root rotations (oldest first) and KeyDelegations offered by the MDM (a
+ * TrustUpdate, or the delegations of an EnrollResponse after policy_trust_pin of its
+ * TrustRoot): verified against the pinned root, persisted in one transaction, audited
+ * (trust.update). A rotation revokes the old root's delegations. */
+int policy_trust_update(struct cellsd *d, Cells__V1__Signed *const *rotations, size_t nrot,
+			Cells__V1__Signed *const *delegations, size_t ndel, const char *source,
+			cells_err_t *err);
+
+/* Enrollment: pin the EnrollResponse's TrustRoot (unless the same root is pinned
+ * already) and take its delegations (policy_trust_update). */
+int policy_trust_pin_enrolled(struct cellsd *d, const Cells__V1__TrustRoot *root,
+			      Cells__V1__Signed *const *dels, size_t ndels, cells_err_t *err);
+/* The version of the policy in force, for DeviceHello (0: none). */
+uint64_t policy_installed_version(struct cellsd *d);
+
 /* Verify + persist + apply a PolicyBundle or a Signed policy, all or nothing; audited
- * (policy.accepted / policy.applied / policy.rejected). */
+ * (policy.accepted / policy.installed / policy.apply_failed / policy.rejected). Returns 0 when
+ * installed, 1 when this very policy (same version and bytes) is already in force (a replay). */
 int policy_install(struct cellsd *d, const uint8_t *signed_blob, size_t n, const char *source,
 		   cells_err_t *err);
 /* Check only: 0 when policy_install would accept it (*version set), else -1 with the
@@ -58,6 +74,10 @@ int policy_verify_command(struct cellsd *d, const Cells__V1__Signed *s, Cells__V
 const Cells__V1__VpRule *policy_vp_rule(struct cellsd *d, const char *vp);
 /* The MDM's rule of a VP (the bounds of local configuration); NULL when none. */
 const Cells__V1__VpRule *policy_vp_bounds(struct cellsd *d, const char *vp);
+
+/* True when the policy in force expired, says on_expiry: lock-vp, and vp's rule says
+ * lock_on_expiry (the documented fail state: the VP runtime keeps such a VP locked). */
+bool policy_vp_expiry_locked(struct cellsd *d, const char *vp);
 
 /* Version of the policy in force (0: none) and compliance (Cells__V1__Compliance). */
 uint64_t policy_version(struct cellsd *d);

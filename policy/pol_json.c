@@ -150,10 +150,18 @@ static int parse_name(const char *s, const char *const *names, int n, const char
 static int parse_vp(struct arena *a, json_object *o, const char *path, Cells__V1__VpRule *r,
 		    cells_err_t *err)
 {
-	static const char *const keys[] = {
-	    "name",	"devices",	"net",	     "foreground",     "calls",
-	    "password", "audit_upload", "encrypted", "lock_on_expiry", "wifi_status_allowed",
-	    NULL};
+	static const char *const keys[] = {"name",
+					   "vp",
+					   "devices",
+					   "net",
+					   "foreground",
+					   "calls",
+					   "password",
+					   "audit_upload",
+					   "encrypted",
+					   "lock_on_expiry",
+					   "wifi_status_allowed",
+					   NULL};
 	if (!json_object_is_type(o, json_type_object))
 		return cells_err_set(err, EINVAL, "%s: not an object", path);
 	if (only_keys(o, path, keys, err) < 0)
@@ -161,6 +169,12 @@ static int parse_vp(struct arena *a, json_object *o, const char *path, Cells__V1
 	const char *s = NULL;
 	if (get_str(o, path, "name", &s, err) < 0)
 		return -1;
+	if (get(o, "vp")) { /* the protobuf field's name, accepted as an alias */
+		if (s)
+			return cells_err_set(err, EINVAL, "%s: give name or vp, not both", path);
+		if (get_str(o, path, "vp", &s, err) < 0)
+			return -1;
+	}
 	if (!s)
 		return cells_err_set(err, EINVAL, "%s.name: missing", path);
 	r->vp = arena_strdup(a, s);
@@ -321,9 +335,7 @@ static int parse_policy(struct arena *a, json_object *o, Cells__V1__Policy *p, c
 	const char *s = NULL;
 	if (get_str(o, "", "device", &s, err) < 0)
 		return -1;
-	if (!s)
-		return cells_err_set(err, EINVAL, "device: missing");
-	p->device_id = arena_strdup(a, s);
+	p->device_id = arena_strdup(a, s ? s : ""); /* absent: a template (see pol_json.h) */
 	v = 0;
 	if (get_int(o, "", "issued_at", 0, INT64_MAX, &v, err) < 0)
 		return -1;
@@ -401,7 +413,7 @@ int pol_json_to_policy(const char *text, size_t n, uint8_t **payload, size_t *le
 	json_object_put(o);
 	if (r == 0 && a.oom)
 		r = cells_err_sys(err, ENOMEM, "policy JSON");
-	if (r == 0 && pol_policy_validate(&p, err) < 0)
+	if (r == 0 && pol_policy_validate_template(&p, err) < 0)
 		r = -1;
 	size_t sz = r == 0 ? cells__v1__policy__get_packed_size(&p) : 0;
 	if (r == 0 && sz > CELLS_MAX_POLICY)

@@ -15,7 +15,10 @@
 
 #define POL_MAX_JSON (256 * 1024)
 
-/* JSON text -> the serialized Policy (the bytes to sign; *payload owned). */
+/* JSON text -> the serialized Policy (the bytes to sign; *payload owned). Without a
+ * top-level "device" the result is a template with an empty device id (validated
+ * otherwise) that `cells-mdm policy push` completes per device; `cells-mdm policy sign`
+ * and every device refuse a policy without one. A VP may be named "name" or "vp". */
 int pol_json_to_policy(const char *text, size_t n, uint8_t **payload, size_t *len,
 		       cells_err_t *err);
 /* Policy -> a new JSON object in the same format (owned; NULL on ENOMEM). */

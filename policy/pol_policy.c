@@ -153,17 +153,30 @@ static int check_enum(int v, int max, const char *what, const char *vp, cells_er
 	return 0;
 }
 
+static int validate(const Cells__V1__Policy *p, bool need_device, cells_err_t *err);
+
 int pol_policy_validate(const Cells__V1__Policy *p, cells_err_t *err)
+{
+	return validate(p, true, err);
+}
+
+int pol_policy_validate_template(const Cells__V1__Policy *p, cells_err_t *err)
+{
+	return validate(p, p->device_id && *p->device_id, err);
+}
+
+static int validate(const Cells__V1__Policy *p, bool need_device, cells_err_t *err)
 {
 	if (p->version < 1 || p->version > INT64_MAX)
 		return cells_err_set(err, EINVAL, "policy version must be within 1..2^63-1");
 	if (p->issued_at < 0)
 		return cells_err_set(err, EINVAL, "policy issued_at is negative");
 	uint8_t idb[16];
-	if (!p->device_id || strlen(p->device_id) != 32 || cells_unhex(p->device_id, idb, 16) < 0)
+	if (need_device &&
+	    (!p->device_id || strlen(p->device_id) != 32 || cells_unhex(p->device_id, idb, 16) < 0))
 		return cells_err_set(err, EINVAL, "policy device id '%s' is not 32 hex characters",
 				     p->device_id ? p->device_id : "");
-	for (const char *c = p->device_id; *c; c++)
+	for (const char *c = p->device_id ? p->device_id : ""; *c; c++)
 		if (*c >= 'A' && *c <= 'F')
 			return cells_err_set(err, EINVAL, "policy device id must be lowercase hex");
 	if (p->expires_at < 0 || (p->expires_at && p->expires_at <= p->issued_at))

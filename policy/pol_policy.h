@@ -63,6 +63,10 @@ int pol_policy_decode(const uint8_t *p, size_t n, Cells__V1__Policy **out, cells
  * one class, expiry after issue, bounded password rules. */
 int pol_policy_validate(const Cells__V1__Policy *p, cells_err_t *err);
 
+/* The same without requiring a device id when none is set: a policy template that an
+ * MDM completes per device (`cells-mdm policy push`). */
+int pol_policy_validate_template(const Cells__V1__Policy *p, cells_err_t *err);
+
 struct pol_installed {
 	bool have;
 	uint64_t version;

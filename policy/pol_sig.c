@@ -215,6 +215,7 @@ static _Thread_local struct verify_slot {
 	uint8_t pub[POL_PUBKEY_LEN];
 	EVP_PKEY *key;
 	EVP_MD_CTX *ctx;
+	unsigned long uses;
 } verify_cache[VERIFY_CACHE];
 static _Thread_local unsigned verify_next;
 
@@ -264,15 +265,23 @@ int pol_verify_raw(const uint8_t pub[POL_PUBKEY_LEN], Cells__V1__SignedKind kind
 	size_t mlen;
 	if (cells_signed_message(kind, payload, len, &msg, &mlen, err) < 0)
 		return -1;
-	struct verify_slot *v = verify_slot(pub, err);
-	if (!v)
-		return -1;
-	int r = EVP_DigestVerify(v->ctx, sig, POL_SIG_LEN, msg, mlen);
-	ERR_clear_error();
-	if (r != 1) {
-		slot_clear(v); /* never reuse a context after a failure */
+	int r = 0;
+	/* a failure on a reused context is retried once on a fresh one, so that a library
+	 * that refuses to reuse a one-shot context cannot turn into false rejections */
+	for (int attempt = 0; attempt < 2 && r != 1; attempt++) {
+		struct verify_slot *v = verify_slot(pub, err);
+		if (!v)
+			return -1;
+		bool fresh = v->uses++ == 0;
+		r = EVP_DigestVerify(v->ctx, sig, POL_SIG_LEN, msg, mlen);
+		ERR_clear_error();
+		if (r != 1)
+			slot_clear(v); /* never reuse a context after a failure */
+		if (fresh)
+			break;
+	}
+	if (r != 1)
 		return cells_err_set(err, EBADMSG, "%s signature does not verify",
 				     cells_signed_domain(kind));
-	}
 	return 0;
 }

@@ -79,6 +79,14 @@ int mdm_cmd_policy_sign(struct mdm *m, const struct mdm_cmd *cmd, int argc, char
 		fprintf(stderr, "cells-mdm: policy sign: %s: %s\n", in, err.msg);
 		return 1;
 	}
+	cleanup_policy_pb Cells__V1__Policy *chk = cells__v1__policy__unpack(NULL, pn, payload);
+	if (!chk || !chk->device_id || !*chk->device_id) {
+		fprintf(stderr,
+			"cells-mdm: policy sign: %s: device: missing (the id of the device this "
+			"policy is for: cellctl device id)\n",
+			in);
+		return 1;
+	}
 	if (mdm_policy_bundle(m, payload, pn, &bundle, &bn, &err) < 0 ||
 	    cells_write_file_atomic(out, bundle, bn, 0644, &err) < 0) {
 		fprintf(stderr, "cells-mdm: policy sign: %s\n", err.msg);

@@ -21,10 +21,7 @@
 
 #include <openssl/rand.h>
 
-#if __has_include("pol_json.h")
 #include "pol_json.h"
-#define HAVE_POL_JSON 1
-#endif
 
 #define PRIO_WIPE 100
 #define PRIO_POLICY 50
@@ -125,50 +122,6 @@ static int sign_blob(EVP_PKEY *key, Cells__V1__SignedKind kind, const uint8_t *p
 	return r;
 }
 
-#ifndef HAVE_POL_JSON
-/* TEMPORARY (mgmt branch only, dropped when policy/pol_json.c is merged): the smallest
- * JSON -> Policy needed to push a policy: version, expires_at, vps[].vp. */
-static int pol_json_to_policy(const char *text, size_t n, uint8_t **payload, size_t *len,
-			      cells_err_t *err)
-{
-	json_tokener *tok = json_tokener_new();
-	json_object *j = tok ? json_tokener_parse_ex(tok, text, (int)n) : NULL;
-	json_tokener_free(tok);
-	if (!j || !json_object_is_type(j, json_type_object)) {
-		json_object_put(j);
-		return cells_err_set(err, EINVAL, "policy: not a JSON object");
-	}
-	Cells__V1__Policy p = CELLS__V1__POLICY__INIT;
-	json_object *v = json_object_object_get(j, "version");
-	json_object *vps = json_object_object_get(j, "vps");
-	p.version = v ? (uint64_t)json_object_get_int64(v) : 0;
-	v = json_object_object_get(j, "expires_at");
-	p.expires_at = v ? json_object_get_int64(v) : 0;
-	size_t nv =
-	    vps && json_object_is_type(vps, json_type_array) ? json_object_array_length(vps) : 0;
-	Cells__V1__VpRule rules[16], *rp[16];
-	if (!p.version || nv > 16) {
-		json_object_put(j);
-		return cells_err_set(err, EINVAL, "policy: needs a version >= 1 and <= 16 vps");
-	}
-	for (size_t i = 0; i < nv; i++) {
-		cells__v1__vp_rule__init(&rules[i]);
-		json_object *name = json_object_object_get(json_object_array_get_idx(vps, i), "vp");
-		rules[i].vp = (char *)(name ? json_object_get_string(name) : "");
-		rp[i] = &rules[i];
-	}
-	p.vps = rp;
-	p.n_vps = nv;
-	p.device_id = "";
-	*len = cells__v1__policy__get_packed_size(&p);
-	*payload = malloc(*len ? *len : 1);
-	if (*payload)
-		cells__v1__policy__pack(&p, *payload);
-	json_object_put(j);
-	return *payload ? 0 : cells_err_sys(err, ENOMEM, "policy");
-}
-#endif
-
 /* Build the signed policy for one device from the JSON's payload. */
 static int policy_for(const uint8_t *payload, size_t n, const char *device, EVP_PKEY *key,
 		      uint8_t **out, size_t *out_len, uint64_t *version, cells_err_t *err)
@@ -176,6 +129,12 @@ static int policy_for(const uint8_t *payload, size_t n, const char *device, EVP_
 	Cells__V1__Policy *p = cells__v1__policy__unpack(NULL, n, payload);
 	if (!p)
 		return cells_err_set(err, EBADMSG, "policy: malformed payload");
+	if (p->device_id && *p->device_id && strcmp(p->device_id, device)) {
+		int r = cells_err_set(err, EINVAL, "the policy names device %s, not %s",
+				      p->device_id, device);
+		cells__v1__policy__free_unpacked(p, NULL);
+		return r;
+	}
 	char *saved = p->device_id;
 	p->device_id = (char *)device;
 	if (!p->issued_at)

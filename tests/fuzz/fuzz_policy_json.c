@@ -14,9 +14,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t n;
 	if (pol_json_to_policy((const char *)data, size, &b, &n, &err) < 0)
 		return 0;
-	Cells__V1__Policy *p = NULL;
-	if (pol_policy_decode(b, n, &p, &err) < 0)
-		abort(); /* what the JSON parser accepts, the device must accept as well-formed */
+	Cells__V1__Policy *p = cells__v1__policy__unpack(NULL, n, b);
+	if (!p)
+		abort();
+	/* what the JSON parser accepts with a device, the device accepts as well-formed */
+	if (*p->device_id && pol_policy_validate(p, &err) < 0)
+		abort();
 	cells__v1__policy__free_unpacked(p, NULL);
 	free(b);
 	return 0;

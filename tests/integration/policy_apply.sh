@@ -101,5 +101,16 @@ mk 6
 check "policy verify accepts a good newer policy" bash -c "cellctl policy verify '$T/p6.bin' | grep -q '^accept: policy version 6'"
 check_eq "verify changed nothing" 5 "$(show 'd["version"]')"
 check "state DB stores the policy with synchronous=FULL" bash -c "sqlite3 '$CELLS_STATE/state.db' 'select version, applied from policy_state' | grep -qx '5|1'"
+# --- expiry without a newer policy: documented fail state ---
+now=$(date +%s)
+cells-mdm policy example --device "$ID" --version 7 |
+	sed -e "s/\"issued_at\": 0/\"issued_at\": $now/" -e "s/\"expires_at\": 0/\"expires_at\": $((now + 8))/" \
+		-e 's/"on_expiry": "keep-noncompliant"/"on_expiry": "lock-vp"/' >"$T/p7.json"
+cells-mdm policy sign "$T/p7.json" -o "$T/p7.bin" >/dev/null
+check "a policy expiring in 8 s applies" cellctl policy apply "$T/p7.bin"
+check_eq "compliant before expiry" compliant "$(show 'd["compliance"]')"
+sleep $((now + 9 - $(date +%s)))
+check_eq "after expiry: still in force, non-compliant" "7 noncompliant: policy expired" "$(show 'd["version"], d["compliance"]' | tr -d "(),'")"
+check_eq "after expiry with lock-vp: work is locked" "['work']" "$(show 'd["locked_on_expiry"]')"
 check "clean shutdown" stop_cellsd
 finish

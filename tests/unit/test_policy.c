@@ -629,6 +629,48 @@ static void test_ed25519_edges(void **state)
 	pol_signed_clear(&ds);
 }
 
+/* The cache of verification contexts never changes a verdict: valid, forged, valid
+ * again with one key, and more keys than the cache holds. */
+static void test_verify_cache(void **state)
+{
+	static const uint8_t msg[] = "cache";
+	EVP_PKEY *k[6];
+	uint8_t pub[6][32], sig[6][64];
+	for (int i = 0; i < 6; i++) {
+		Cells__V1__Signed s = CELLS__V1__SIGNED__INIT;
+		k[i] = pol_key_generate(NULL);
+		pol_key_raw_public(k[i], pub[i], NULL);
+		pol_sign(&s, CELLS__V1__SIGNED_KIND__SIGNED_COMMAND, msg, sizeof msg, k[i], NULL);
+		memcpy(sig[i], s.signatures[0]->signature.data, 64);
+		pol_signed_clear(&s);
+	}
+	for (int round = 0; round < 3; round++)
+		for (int i = 0; i < 6; i++) {
+			assert_int_equal(pol_verify_raw(pub[i],
+							CELLS__V1__SIGNED_KIND__SIGNED_COMMAND, msg,
+							sizeof msg, sig[i], NULL),
+					 0);
+			sig[i][5] ^= 1;
+			assert_int_equal(pol_verify_raw(pub[i],
+							CELLS__V1__SIGNED_KIND__SIGNED_COMMAND, msg,
+							sizeof msg, sig[i], NULL),
+					 -1);
+			sig[i][5] ^= 1;
+			/* the other key's signature, and the wrong domain */
+			assert_int_equal(pol_verify_raw(pub[i],
+							CELLS__V1__SIGNED_KIND__SIGNED_COMMAND, msg,
+							sizeof msg, sig[(i + 1) % 6], NULL),
+					 -1);
+			assert_int_equal(pol_verify_raw(pub[i],
+							CELLS__V1__SIGNED_KIND__SIGNED_POLICY, msg,
+							sizeof msg, sig[i], NULL),
+					 -1);
+		}
+	pol_verify_cache_clear();
+	for (int i = 0; i < 6; i++)
+		EVP_PKEY_free(k[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -651,6 +693,7 @@ int main(void)
 	    cmocka_unit_test(test_password_hash),
 	    cmocka_unit_test(test_throttle_schedule),
 	    cmocka_unit_test(test_ed25519_edges),
+	    cmocka_unit_test(test_verify_cache),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
