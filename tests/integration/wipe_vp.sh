@@ -13,6 +13,14 @@ check "create personal VP" cellctl vp create personal --image "$IMG" --init /bin
 check "start work" cellctl vp start work
 check "start personal" cellctl vp start personal
 check "personal writes data" cellctl vp exec personal -- sh -c 'echo keep-me >/keep.txt'
+CANARY=c4na7y-w0rk-$$-d474
+check "work writes data" cellctl vp exec work -- sh -c "echo $CANARY >/report.txt"
+sync
+check_eq "work's overlay upper is in its encrypted directory" "$CANARY" \
+	"$(cat "$CELLS_RUN_DIR/wipe/mnt/vp/work/upper/report.txt" 2>&1)"
+check_not "the raw storage image never holds work's data in clear" \
+	file_has_hex "$(wipe_image)" "$(printf %s "$CANARY" | od -An -tx1 | tr -d ' \n')"
+check "personal's data is not in the encrypted area" test ! -e "$CELLS_RUN_DIR/wipe/mnt/vp/personal"
 PPID0=$(vp_field personal pid)
 check "personal init has a pid" bash -c "[ '$PPID0' -gt 0 ]"
 check "work VP runs" bash -c "[ \"\$(cellctl --json vp status work | grep -o '\"state\":\"running\"')\" ]"
