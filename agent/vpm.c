@@ -753,6 +753,11 @@ int vpm_destroy(struct cellsd *d, const char *vp, cells_err_t *err)
 	if (g == 0)
 		return cells_err_set(err, ENOENT, "no VP named '%s'", vp);
 	row_free(&r);
+	/* encrypted data goes by crypto-erase: the wipe stops the VP, destroys its key and
+	 * data (crash-safe, with a receipt) and then removes the VP through this function
+	 * again, when it no longer has storage */
+	if (wipe_vp_has_storage(d, vp))
+		return wipe_start(d, vp, "destroy", false, err);
 	if (rt_find(d->vpm, vp) && vpm_stop(d, vp, err) < 0)
 		return -1;
 	cleanup_stmt sqlite3_stmt *st = NULL;

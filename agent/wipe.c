@@ -240,6 +240,11 @@ int wipe_set_encrypted(struct cellsd *d, const char *vp, bool encrypted, cells_e
 	return 0;
 }
 
+bool wipe_vp_has_storage(struct cellsd *d, const char *vp)
+{
+	return d->wipe && key_row(d, vp, NULL, NULL, NULL) == 1;
+}
+
 /* The wrapped key row of vp: 1 found, 0 none, -1 error. */
 static int key_row(struct cellsd *d, const char *vp, uint8_t wrapped[WIPE_WRAPPED_LEN],
 		   uint8_t id[FSCRYPT_IDENTIFIER_LEN], cells_err_t *err)

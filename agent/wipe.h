@@ -52,6 +52,9 @@ void wipe_set_vp_hooks(struct cellsd *d, const struct wipe_vp_hooks *h);
 
 /* Whether vp's data is encrypted (table wipe_vps, else the default list). */
 bool wipe_vp_encrypted(struct cellsd *d, const char *vp);
+/* Whether vp has encrypted storage (a stored wrapped key): destroying such a VP is a
+ * wipe (vpm_destroy), so that a later VP of the same name never sees the old data. */
+bool wipe_vp_has_storage(struct cellsd *d, const char *vp);
 /* Configure it (before the VP's storage is first prepared). */
 int wipe_set_encrypted(struct cellsd *d, const char *vp, bool encrypted, cells_err_t *err);
 
