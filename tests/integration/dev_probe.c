@@ -6,8 +6,8 @@
  *   dev_probe open PATH              open(PATH, O_RDWR)
  *   dev_probe mknod PATH MAJ MIN     mknod(PATH, S_IFCHR|0600, MAJ:MIN)
  *   dev_probe hold PATH GO           open PATH, print held=..., wait (<= 30 s) until the
- *                                    file GO exists, then use the old fd (TUNSETIFF on a
- *                                    TUN fd: used=...) and open PATH again (reopen=...)
+ *                                    file GO exists, then use the old fd (TUNGETFEATURES
+ *                                    on a TUN fd: used=...) and open PATH again (reopen=...)
  *   dev_probe wpa CMD                one request to /dev/cells/wpa_ctrl (wpa_cli style:
  *                                    own bound socket), prints the reply or "timeout"
  *   dev_probe power LINE             one request line to /dev/cells/power, prints the reply
@@ -49,11 +49,8 @@ static int cmd_hold(const char *path, const char *go)
 		return 1;
 	for (int i = 0; i < 300 && access(go, F_OK) != 0; i++)
 		usleep(100000);
-	struct ifreq ifr;
-	memset(&ifr, 0, sizeof ifr);
-	ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
-	snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "probe0");
-	report("used", ioctl(fd, TUNSETIFF, &ifr));
+	unsigned features = 0; /* needs no capability, only a live TUN fd */
+	report("used", ioctl(fd, TUNGETFEATURES, &features));
 	int fd2 = open(path, O_RDWR | O_CLOEXEC);
 	report("reopen", fd2);
 	return 0;
