@@ -85,14 +85,14 @@ cells-mdm policy example --device "$ID" >"$T/example.json"
 # mk VERSION WORK_VPN PERSONAL_VPN [PERSONAL_STORAGE]: $T/pVERSION.json, signed to .bin
 mk() {
 	python3 - "$T/example.json" "$T/p$1.json" "$@" <<'PY' || return 1
-import json, sys
+import json, os, sys
 src, out, ver, wvpn, pvpn = sys.argv[1:6]
 pstore = sys.argv[6] if len(sys.argv) > 6 else None
 p = json.load(open(src))
 p["version"] = int(ver)
 for r in p["vps"]:
     work = r["name"] == "work"
-    r["devices"] = {"power": "shared", "wifi": "shared", "modem": "shared", "fuse": "shared",
+    r["devices"] = {"power": "shared" if work else os.environ.get("PPOWER", "shared"), "wifi": "shared", "modem": "shared", "fuse": "shared",
                     "vpn": wvpn if work else pvpn}
     if pstore and not work:
         r["devices"]["storage"] = pstore
@@ -191,6 +191,13 @@ check_eq "FVP personal: WiFi configuration accepted" OK "$(probe personal wpa 'S
 check_eq "BVP work: WiFi configuration refused" "FAIL background VP may not change WiFi configuration" "$(probe work wpa 'SET country FR')"
 check "the supplicant got personal's request, never work's second" bash -c "grep -qx 'SET country US' '$T/wpa.log' && ! grep -q 'country FR' '$T/wpa.log'"
 check "work's refusals are audited" bash -c "[ \$(sqlite3 '$DB' \"select count(*) from audit where vp='work' and event in ('power.refused','wifi.refused') and outcome='refused'\") -ge 2 ]"
+
+# a policy without power for personal: refused even in front, without a restart
+PPOWER=no-access mk 5 no-access exclusive || exit 1
+check "policy v5 (no power class for personal) applies" cellctl policy apply "$T/p5.bin"
+check_eq "FVP personal without power access: wake_lock refused" \
+	"refused: no power access for this VP (policy)" "$(probe personal power 'wake_lock denied')"
+check "and it never reached the backend" check_not_grep "cells-personal-denied" "$PLOG"
 
 for v in work personal; do cellctl vp stop $v >/dev/null 2>&1; cellctl vp destroy $v >/dev/null 2>&1; done
 check "clean shutdown on SIGTERM" stop_cellsd
