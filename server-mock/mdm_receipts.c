@@ -34,8 +34,9 @@ static int queued_command(struct mdm_store *st, const char *queue_id, const char
 			r = cells_err_prefix(err, "queue entry %s", queue_id);
 		} else {
 			*out = cells__v1__command__unpack(NULL, s->payload.len, s->payload.data);
-			r = *out ? 1 : cells_err_set(err, EBADMSG, "queue entry %s: bad command",
-						     queue_id);
+			r = *out ? 1
+				 : cells_err_set(err, EBADMSG, "queue entry %s: bad command",
+						 queue_id);
 		}
 	}
 	mdm_qentry_clear(&e);
@@ -119,7 +120,8 @@ int mdm_receipt_check(struct mdm_store *st, const char *device, const uint8_t pu
 
 static int usage(const struct mdm_cmd *cmd)
 {
-	fprintf(stderr, "cells-mdm: %s: usage: cells-mdm %s %s\n", cmd->words, cmd->words, cmd->args);
+	fprintf(stderr, "cells-mdm: %s: usage: cells-mdm %s %s\n", cmd->words, cmd->words,
+		cmd->args);
 	return 2;
 }
 
