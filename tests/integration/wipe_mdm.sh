@@ -13,7 +13,7 @@ FORGE="$CELLS_BUILD/tests/integration/receipt_forge"
 wipe_use_instance m
 setup_enrolled || { cat "$T/cellsd.log" "$T/mdm.log"; exit 1; }
 cells-mdm export-root >"$T/root.pub"
-check "enrollment pinned the MDM's signing root" bash -c "cellctl --json policy show | grep -q '\"pinned\":true'"
+check "enrollment pinned the MDM's signing root" bash -c "cellctl --json policy show | grep -q '\"trust_root\"'"
 cells-mdm policy example --device "$DEV" >"$T/p1.json"
 PID1=$(cells-mdm --json policy push "$DEV" "$T/p1.json" | json_get "d[0]['id']")
 check "the policy (and the command key's delegation) is acknowledged" wait_for 20 entry_is "$PID1" acknowledged
@@ -33,6 +33,7 @@ check "start personal" cellctl vp start personal
 check "work writes data" cellctl vp exec work -- sh -c 'echo secret-work >/secret.txt'
 check "personal writes data" cellctl vp exec personal -- sh -c 'echo keep-me >/keep.txt'
 check_eq "work reads its data back" secret-work "$(cellctl vp exec work -- cat /secret.txt)"
+check_eq "what work writes lands in its encrypted directory" secret-work "$(cat "$W/upper/secret.txt" 2>&1)"
 PPID0=$(vp_field personal pid)
 check "personal init has a pid" bash -c "[ '${PPID0:-0}' -gt 0 ]"
 
@@ -49,6 +50,7 @@ check "the receipt verifies with the device key" verify_receipt "$T/s.json"
 check "the device shows the receipt acknowledged" wait_for 10 bash -c "[ \"\$(cellctl --json wipe status work | json_get \"d['ops'][0]['receipt_acked']\")\" = True ]"
 check_eq "no separate receipt message was queued" 0 "$(sqlite3 "$CELLS_STATE/state.db" "select count(*) from mgmt_outbox")"
 check_not "work's stored data is gone" test -e "$W/secret.txt"
+check_not "what work wrote inside the VP is gone" test -e "$W/upper/secret.txt"
 sync
 check_not "the canary is not readable in the raw image" env LC_ALL=C grep -qazF "$CANARY" "$(wipe_image)"
 check_eq "personal's stored data is intact" "personal-keep-$CANARY" "$(cat "$P/keep.txt")"
