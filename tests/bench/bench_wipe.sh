@@ -11,7 +11,7 @@ BUILD=${1:-$SRC/build}
 shift || true
 SIZES=${*:-100 1024}
 [ "$(id -u)" = 0 ] || { echo "bench_wipe: needs root" >&2; exit 1; }
-export PATH="$BUILD/agent:$PATH"
+export PATH="$BUILD/agent:$BUILD/server-mock:$PATH"
 T=$(mktemp -d /tmp/cells-bench-wipe.XXXXXX)
 PID=
 finish() {
@@ -25,7 +25,16 @@ mkdir -p "$T/state" "$T/run"
 cellsd --state-dir "$T/state" --run-dir "$T/run" --log-level warn >"$T/cellsd.log" 2>&1 &
 PID=$!
 for _ in $(seq 1 100); do cellctl ping >/dev/null 2>&1 && break; sleep 0.1; done
-echo pw >"$T/pw"
+# `cellctl vp wipe` needs the VP's password: a signed policy naming work, and a password
+export CELLS_MDM_STATE_DIR="$T/mdm"
+cells-mdm init >/dev/null
+cells-mdm export-root >"$T/root.pem"
+cellctl trust pin "$T/root.pem" >/dev/null
+cells-mdm policy example --device "$(cellctl device id)" >"$T/p.json"
+cells-mdm policy sign "$T/p.json" -o "$T/p.bin" >/dev/null
+cellctl policy apply "$T/p.bin" >/dev/null
+echo "bench-password-1" >"$T/pw"
+cellctl vp password work --new-password-file "$T/pw" >/dev/null
 now() { date +%s.%N; }
 
 # fill DIR MIB: MIB of random data in 64 MiB files, flushed to the image
