@@ -10,6 +10,7 @@
 #include "cleanup_ssl.h"
 #include "log.h"
 #include "mdm.h"
+#include "mdm_audit.h"
 #include "mdm_store.h"
 #include "pol_sig.h"
 #include "util.h"
@@ -48,6 +49,7 @@ struct sess {
 	bool enroll, authed, hello, want_check, hashed, close_after_write;
 	int inflight;
 	char device[33];
+	uint8_t pub[32]; /* the device's Ed25519 key, from its verified certificate */
 	struct outmsg *head, *tail;
 	size_t nout;
 	uint8_t *rx;
@@ -57,6 +59,7 @@ struct sess {
 struct srv {
 	struct mdm *m;
 	struct mdm_store *st;
+	struct mdm_audit_store *audit; /* uploaded audit records (mdm_audit.h) */
 	struct lws_context *ctx;
 	lws_sorted_usec_list_t sul;
 	int64_t since;
@@ -164,7 +167,7 @@ static void send_error(struct sess *ss, const char *corr, unsigned code, const c
 
 /* The device id of the verified peer certificate: CN must equal the id derived from the
  * certificate's Ed25519 key. */
-static int peer_device(struct lws *wsi, char out[33], cells_err_t *err)
+static int peer_device(struct lws *wsi, char out[33], uint8_t pub[POL_PUBKEY_LEN], cells_err_t *err)
 {
 	SSL *ssl = lws_get_ssl(wsi);
 	if (!ssl)
@@ -184,6 +187,8 @@ static int peer_device(struct lws *wsi, char out[33], cells_err_t *err)
 	X509_NAME_get_text_by_NID(X509_get_subject_name(c), NID_commonName, cn, sizeof cn);
 	if (strcmp(cn, out))
 		return cells_err_set(err, EPERM, "certificate CN does not match its key");
+	if (pub)
+		memcpy(pub, raw, POL_PUBKEY_LEN);
 	return 0;
 }
 
@@ -267,6 +272,32 @@ static void ack(struct sess *ss, const char *msg_id)
 	sess_send(ss, &out);
 }
 
+/* An AuditBatch on an authenticated session: the device and its key come from the
+ * client certificate; the payload naming another device is refused by the store. Stored
+ * (all or nothing, continuity checked) and acknowledged, or refused with Error 9 and
+ * logged; a refusal that is a continuity break also leaves an alert for `audit verify`. */
+static void handle_audit(struct sess *ss, const Cells__V1__Envelope *env)
+{
+	cells_err_t err = {0};
+	struct mdm_audit_store_result res;
+	if (mdm_audit_store_batch(S.audit, ss->device, ss->pub, env->audit_batch, &res, &err) < 0) {
+		log_warn("device %s: audit batch %s refused%s: %s", ss->device, env->message_id,
+			 res.alert ? " (alert recorded)" : "", err.msg);
+		send_error(ss, env->message_id, 9, err.msg);
+		return;
+	}
+	log_info("device %s: audit batch %s stored: records %llu..%llu, %llu new, checkpoint %llu",
+		 ss->device, env->message_id, (unsigned long long)res.first_seq,
+		 (unsigned long long)res.last_seq, (unsigned long long)res.stored,
+		 (unsigned long long)res.checkpoint_seq);
+	/* test hook: die after storing, before the Ack (the device must re-send; the server
+	 * must not store twice) */
+	const char *crash = getenv("CELLS_TEST_CRASH_AT");
+	if (crash && !strcmp(crash, "mdm-audit-before-ack"))
+		raise(SIGKILL);
+	ack(ss, env->message_id);
+}
+
 static void handle_device(struct sess *ss, const Cells__V1__Envelope *env)
 {
 	cells_err_t err = {0};
@@ -325,6 +356,9 @@ static void handle_device(struct sess *ss, const Cells__V1__Envelope *env)
 		ss->want_check = true;
 		return;
 	}
+	case CELLS__V1__ENVELOPE__BODY_AUDIT_BATCH:
+		handle_audit(ss, env);
+		return;
 	case CELLS__V1__ENVELOPE__BODY_ACK:
 	case CELLS__V1__ENVELOPE__BODY_ERROR:
 		return;
@@ -442,7 +476,7 @@ static int cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 			return -1;
 		if (!strcmp(uri, "/v1/enroll"))
 			return 0;
-		if (strcmp(uri, "/v1") != 0 || peer_device(wsi, dev, &err) < 0 ||
+		if (strcmp(uri, "/v1") != 0 || peer_device(wsi, dev, NULL, &err) < 0 ||
 		    mdm_store_device_known(S.st, dev, &err) != 1) {
 			log_warn("refused a websocket upgrade on %s: %s", uri,
 				 err.msg[0] ? err.msg : "unknown path or device");
@@ -464,7 +498,7 @@ static int cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 			log_warn("refused: unknown path");
 			return -1;
 		}
-		if (peer_device(wsi, ss->device, &err) < 0) {
+		if (peer_device(wsi, ss->device, ss->pub, &err) < 0) {
 			log_warn("refused session: %s", err.msg);
 			return -1;
 		}
@@ -607,7 +641,9 @@ int mdm_cmd_serve(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **arg
 		fprintf(stderr, "cells-mdm: serve: %s\n", err.msg);
 		return 1;
 	}
+	mdm_path(m, "audit.db", p);
 	if (mdm_store_open(m->state_dir, &S.st, &err) < 0 ||
+	    mdm_audit_store_open(p, &S.audit, &err) < 0 ||
 	    mdm_store_devices_reset_online(S.st, &err) < 0 ||
 	    mdm_store_queue_requeue_all(S.st, &err) < 0) {
 		fprintf(stderr, "cells-mdm: serve: %s\n", err.msg);
@@ -651,6 +687,7 @@ int mdm_cmd_serve(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **arg
 			"failed)\n",
 			host, port);
 		mdm_store_close(S.st);
+		mdm_audit_store_close(S.audit);
 		return 1;
 	}
 	signal(SIGTERM, on_signal);
@@ -665,6 +702,7 @@ int mdm_cmd_serve(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **arg
 			break;
 	lws_context_destroy(S.ctx);
 	mdm_store_close(S.st);
+	mdm_audit_store_close(S.audit);
 	free(S.delegation);
 	log_info("stopped");
 	return 0;

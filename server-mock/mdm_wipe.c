@@ -28,8 +28,8 @@ int mdm_wipe_receipt_verify(const uint8_t *blob, size_t n, const uint8_t devpub[
 			sig = s->signatures[i];
 	if (!sig)
 		return cells_err_set(err, EPERM, "receipt: not signed by this device's key");
-	if (pol_verify_raw(devpub, s->kind, s->payload.data, s->payload.len,
-			   sig->signature.data, err) < 0)
+	if (pol_verify_raw(devpub, s->kind, s->payload.data, s->payload.len, sig->signature.data,
+			   err) < 0)
 		return cells_err_prefix(err, "receipt");
 	/* only verified bytes are parsed */
 	Cells__V1__WipeReceipt *r =
@@ -50,7 +50,8 @@ int mdm_wipe_receipt_verify(const uint8_t *blob, size_t n, const uint8_t devpub[
 /* (mdm_usage lives with main, outside the library the fuzz target links) */
 static int usage(const struct mdm_cmd *cmd)
 {
-	fprintf(stderr, "cells-mdm: %s: usage: cells-mdm %s %s\n", cmd->words, cmd->words, cmd->args);
+	fprintf(stderr, "cells-mdm: %s: usage: cells-mdm %s %s\n", cmd->words, cmd->words,
+		cmd->args);
 	return 2;
 }
 
