@@ -20,11 +20,11 @@
 
 struct audit_mgmt {
 	struct cellsd *d;
-	uint64_t acked;			   /* last seq the server acknowledged (persisted) */
-	char inflight[40];		   /* message id of the batch in flight ("" none) */
+	uint64_t acked;				/* last seq the server acknowledged (persisted) */
+	char inflight[40];			/* message id of the batch in flight ("" none) */
 	uint64_t inflight_first, inflight_last; /* its records (persisted with it) */
-	bool more;			   /* the batch in flight did not reach the head */
-	uint64_t want_since;		   /* a requested upload waiting for the one in flight */
+	bool more;				/* the batch in flight did not reach the head */
+	uint64_t want_since; /* a requested upload waiting for the one in flight */
 	bool want;
 	uint32_t interval_s;
 	int64_t last_ms; /* last upload attempt (monotonic) */

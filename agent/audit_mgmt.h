@@ -21,10 +21,10 @@
 #include "err.h"
 #include "wire.h"
 
-#define AUDIT_UPLOAD_PERIOD_S 300    /* default period (policy.audit_upload_interval_s 0) */
-#define AUDIT_UPLOAD_THRESHOLD 100   /* this many new records upload at once */
-#define AUDIT_UPLOAD_BATCH 500	     /* records per batch (at most) */
-#define AUDIT_UPLOAD_POLL_MS 1000    /* how often the head is looked at */
+#define AUDIT_UPLOAD_PERIOD_S 300  /* default period (policy.audit_upload_interval_s 0) */
+#define AUDIT_UPLOAD_THRESHOLD 100 /* this many new records upload at once */
+#define AUDIT_UPLOAD_BATCH 500	   /* records per batch (at most) */
+#define AUDIT_UPLOAD_POLL_MS 1000  /* how often the head is looked at */
 
 /* Load the cursor (d->audit_up, owned) and register the policy hook. Run after
  * policy_engine_init() and before policy_engine_start(). */
