@@ -69,7 +69,7 @@ static const struct cellctl_cmd commands[] = {
     {"status", "", "show the agent's status", cmd_status},
     {"device id", "", "print this device's id (what a policy's `device` names)", cmd_device_id},
     {"tel status", "", "telephony: the modem, each VP's number and call", cellctl_cmd_tel_status},
-    {"trust pin", "ROOT.pub", "pin the MDM's root key (refused once one is pinned)",
+    {"trust pin", "ROOT.pub", "pin the MDM's root key (another root is refused once one is pinned)",
      cellctl_cmd_trust_pin},
     {"policy apply", "POLICY.bin", "verify and install a signed policy", cellctl_cmd_policy_apply},
     {"policy verify", "POLICY.bin", "check a signed policy only: verdict and reason",

@@ -353,13 +353,23 @@ static int enforce_devices(struct cellsd *d, const Cells__V1__Policy *new_policy
 }
 #endif
 
+/* Whether the policy in force lets the VP use the virtual device class cls: allowed
+ * without a policy in force or when the profile lacks the class. */
+static bool class_allowed(struct devns *ns, const char *vp, const char *cls)
+{
+	if (!ns->dm.policy_version || !devprofile_class(ns->prof, cls))
+		return true;
+	return devmode_mode(&ns->dm, vp, cls) != DEVMODE_NONE;
+}
+
 static bool wifi_allowed(void *ctx, const char *vp)
 {
-	struct devns *ns = ctx;
-	/* without a policy in force, or a profile without a wifi class: allowed */
-	if (!ns->dm.policy_version || !devprofile_class(ns->prof, "wifi"))
-		return true;
-	return devmode_mode(&ns->dm, vp, "wifi") != DEVMODE_NONE;
+	return class_allowed(ctx, vp, "wifi");
+}
+
+static bool power_allowed(void *ctx, const char *vp)
+{
+	return class_allowed(ctx, vp, "power");
 }
 
 int devns_init(struct cellsd *d, cells_err_t *err)
@@ -393,6 +403,7 @@ int devns_init(struct cellsd *d, cells_err_t *err)
 		goto fail;
 	power_init(&ns->power, &be);
 	ns->power.audit = audit_cb;
+	ns->power.vp_allowed = power_allowed;
 	ns->power.ctx = ns;
 	if (wifi_init(&ns->wifi, cfg.wpa_ctrl, d->run_dir, err) < 0)
 		goto fail;

@@ -366,8 +366,10 @@ static int inbox_record(struct mgmt *g, const char *msg_id, const char *rid, cel
 }
 
 /* 1 when msg_id was handled before: its stored result is sent again (or a fresh "done"
- * when the server had already acknowledged it). */
-static int inbox_replay(struct mgmt *g, const char *msg_id)
+ * when the server had already acknowledged it). A command whose result is gone returns
+ * 0: handle_command verifies it again and answers from its command-id record (with what
+ * the handler's replay row stored, e.g. a wipe receipt). */
+static int inbox_replay(struct mgmt *g, const char *msg_id, bool is_command)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
 	if (statedb_prepare(g->d->db,
@@ -380,6 +382,8 @@ static int inbox_replay(struct mgmt *g, const char *msg_id)
 		return 0;
 	if (sqlite3_column_type(st, 0) == SQLITE_BLOB) {
 		net_send_raw(g, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0));
+	} else if (is_command) {
+		return 0;
 	} else {
 		cells_err_t err;
 		char rid[40];
@@ -393,13 +397,13 @@ static int inbox_replay(struct mgmt *g, const char *msg_id)
 
 static void finish_inbound(struct mgmt *g, const char *msg_id, const char *command_id,
 			   Cells__V1__ResultStatus status, const char *reason,
-			   const char *done_command)
+			   const char *done_command, Cells__V1__Signed *receipt)
 {
 	cells_err_t err = {0};
 	char rid[40];
 	if (statedb_begin(g->d->db, &err) < 0)
 		goto fail;
-	if (result_to_outbox(g, msg_id, command_id, status, reason, NULL, rid, &err) < 0 ||
+	if (result_to_outbox(g, msg_id, command_id, status, reason, receipt, rid, &err) < 0 ||
 	    inbox_record(g, msg_id, rid, &err) < 0)
 		goto fail_rb;
 	if (done_command) {
@@ -454,7 +458,7 @@ static void handle_policy(struct mgmt *g, const Cells__V1__Envelope *env)
 		       r > 0   ? "already installed"
 		       : r < 0 ? err.msg
 			       : "",
-		       NULL);
+		       NULL, NULL);
 }
 
 static void handle_command(struct mgmt *g, const Cells__V1__Envelope *env)
@@ -467,7 +471,7 @@ static void handle_command(struct mgmt *g, const Cells__V1__Envelope *env)
 		cellsd_audit(g->d, "", "mdm", "mgmt.command.rejected", "refused", det, NULL);
 		json_object_put(det);
 		finish_inbound(g, env->message_id, env->message_id,
-			       CELLS__V1__RESULT_STATUS__RESULT_REJECTED, err.msg, NULL);
+			       CELLS__V1__RESULT_STATUS__RESULT_REJECTED, err.msg, NULL, NULL);
 		return;
 	}
 	/* idempotent by command id: a replay is answered with the recorded outcome */
@@ -479,8 +483,17 @@ static void handle_command(struct mgmt *g, const Cells__V1__Envelope *env)
 			char reason[300];
 			snprintf(reason, sizeof reason, "replay: %s",
 				 (const char *)sqlite3_column_text(q, 1));
+			const struct mgmt_command_handler *rh = mgmt_command_find(c->action_case);
+			Cells__V1__CommandResult rr = CELLS__V1__COMMAND_RESULT__INIT;
+			cells_err_t rerr;
+			if (rh && rh->replay && rh->replay(g->d, c, &rr, &rerr) < 0)
+				log_warn("mgmt: replay of %s: %s", c->command_id, rerr.msg);
 			finish_inbound(g, env->message_id, c->command_id, sqlite3_column_int(q, 0),
-				       reason, NULL);
+				       reason, NULL, rr.receipt);
+			if (rr.receipt)
+				cells__v1__signed__free_unpacked(rr.receipt, NULL);
+			log_info("mgmt: command %s is a replay: answered again, not run again",
+				 c->command_id);
 			return;
 		}
 	}
@@ -502,12 +515,26 @@ static void handle_command(struct mgmt *g, const Cells__V1__Envelope *env)
 	finish_inbound(g, env->message_id, c->command_id,
 		       r == 0 ? CELLS__V1__RESULT_STATUS__RESULT_DONE
 			      : CELLS__V1__RESULT_STATUS__RESULT_FAILED,
-		       r == 0 ? "" : err.msg, c->command_id);
+		       r == 0 ? "" : err.msg, c->command_id, res.receipt);
+	if (res.receipt)
+		cells__v1__signed__free_unpacked(res.receipt, NULL);
 }
 
 static void handle_ack(struct mgmt *g, const Cells__V1__Ack *a)
 {
 	for (size_t i = 0; i < a->n_message_ids; i++) {
+		cleanup_stmt sqlite3_stmt *q = NULL;
+		cleanup_envelope Cells__V1__Envelope *env = NULL;
+		if (statedb_prepare(g->d->db, "SELECT envelope FROM mgmt_outbox WHERE message_id=?",
+				    &q, NULL) == 0) {
+			sqlite3_bind_text(q, 1, a->message_ids[i], -1, SQLITE_TRANSIENT);
+			if (sqlite3_step(q) == SQLITE_ROW &&
+			    cells_envelope_decode(sqlite3_column_blob(q, 0),
+						  (size_t)sqlite3_column_bytes(q, 0), &env,
+						  NULL) == 0 &&
+			    env->body_case == CELLS__V1__ENVELOPE__BODY_RESULT)
+				mgmt_command_result_acked(g->d, env->result); /* hook: receipts */
+		}
 		cleanup_stmt sqlite3_stmt *st = NULL;
 		if (statedb_prepare(g->d->db, "DELETE FROM mgmt_outbox WHERE message_id=?", &st,
 				    NULL) < 0)
@@ -548,7 +575,8 @@ static int on_recv(struct mgmt *g, struct netipc_msg *m)
 		return 0;
 	case CELLS__V1__ENVELOPE__BODY_POLICY:
 	case CELLS__V1__ENVELOPE__BODY_COMMAND:
-		if (inbox_replay(g, env->message_id))
+		if (inbox_replay(g, env->message_id,
+				 env->body_case == CELLS__V1__ENVELOPE__BODY_COMMAND))
 			return 0;
 		if (env->body_case == CELLS__V1__ENVELOPE__BODY_POLICY)
 			handle_policy(g, env);

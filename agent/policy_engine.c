@@ -336,6 +336,12 @@ static void kid_hex(const uint8_t pub[32], char out[65])
 	cells_hex(kid, 32, out);
 }
 
+static bool same_root(const struct pol_root *a, const struct pol_root *b)
+{
+	return a->nkeys == b->nkeys && a->threshold == b->threshold &&
+	       !memcmp(a->keys, b->keys, a->nkeys * POL_PUBKEY_LEN);
+}
+
 int policy_trust_pin(struct cellsd *d, const uint8_t *p, size_t n, const char *actor,
 		     cells_err_t *err)
 {
@@ -344,6 +350,15 @@ int policy_trust_pin(struct cellsd *d, const uint8_t *p, size_t n, const char *a
 	char kid[65];
 	json_object *det = json_object_new_object();
 	int rc = -1;
+	if (pe->have_root && pol_root_parse_any(p, n, &r, NULL) == 0 && same_root(&r, &pe->root)) {
+		/* pinning the root in force again (enrollment after a manual pin): a no-op */
+		kid_hex(r.keys[0], kid);
+		json_object_object_add(det, "root_key_id", json_object_new_string(kid));
+		json_object_object_add(det, "already_pinned", json_object_new_boolean(true));
+		rc = cellsd_audit(d, "", actor, "trust.pin", "ok", det, err);
+		json_object_put(det);
+		return rc;
+	}
 	if (pe->have_root) {
 		kid_hex(pe->root.keys[0], kid);
 		cells_err_set(err, EEXIST,
@@ -717,10 +732,8 @@ int policy_trust_pin_enrolled(struct cellsd *d, const Cells__V1__TrustRoot *root
 	if (pol_root_decode(b, n, &r, err) < 0)
 		return cells_err_prefix(err, "enrollment");
 	/* re-enrollment with the root already pinned is fine; another root is not */
-	bool same = pe->have_root && r.nkeys == pe->root.nkeys &&
-		    r.threshold == pe->root.threshold &&
-		    !memcmp(r.keys, pe->root.keys, r.nkeys * POL_PUBKEY_LEN);
-	if (!same && policy_trust_pin(d, b, n, "mgmt:enrollment", err) < 0)
+	if (!(pe->have_root && same_root(&r, &pe->root)) &&
+	    policy_trust_pin(d, b, n, "mgmt:enrollment", err) < 0)
 		return -1;
 	if (ndels && policy_trust_update(d, NULL, 0, dels, ndels, "mgmt:enrollment", err) < 0)
 		return -1;

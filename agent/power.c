@@ -146,8 +146,11 @@ int power_request(struct power *p, const char *vp, const char *line, char *reply
 	const char *reason = NULL;
 	cells_err_t err;
 	char bname[128];
+	bool allowed = !p->vp_allowed || p->vp_allowed(p->ctx, vp);
 	if (!strcmp(req, "suspend") && !arg) {
-		if (!is_fg(p, vp))
+		if (!allowed)
+			reason = "no power access for this VP (policy)";
+		else if (!is_fg(p, vp))
 			reason = "not the foreground VP";
 		else if (power_backend_op(&p->be, "suspend", NULL, &err) < 0) {
 			log_warn("power: suspend for VP %s: %s", vp, err.msg);
@@ -162,7 +165,9 @@ int power_request(struct power *p, const char *vp, const char *line, char *reply
 				break;
 		bool held = i < v->nlocks;
 		backend_lock_name(vp, arg, bname, sizeof bname);
-		if (lock && !is_fg(p, vp))
+		if (lock && !allowed)
+			reason = "no power access for this VP (policy)";
+		else if (lock && !is_fg(p, vp))
 			reason = "not the foreground VP";
 		else if (lock && !held && v->nlocks >= POWER_MAX_LOCKS)
 			reason = "too many wake locks";

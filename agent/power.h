@@ -65,6 +65,9 @@ struct power {
 	struct power_vp vps[POWER_MAX_VPS];
 	void (*audit)(void *ctx, const char *vp, const char *event, const char *outcome,
 		      json_object *details);
+	/* optional: whether the policy lets the VP use power at all (device class
+	 * "power"); false: suspend and wake_lock are refused even from the FVP */
+	bool (*vp_allowed)(void *ctx, const char *vp);
 	void *ctx;
 };
 

@@ -10,6 +10,7 @@
 #include "log.h"
 #include "statedb.h"
 #include "util.h"
+#include "wipe.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -98,6 +99,26 @@ static void vp_paths(struct cellsd *d, const char *name, const char *what, char 
 		snprintf(buf, n, "%s/vp/%s/%s", d->state_dir, name, what);
 	else
 		snprintf(buf, n, "%s/vp/%s/%s", d->run_dir, name, what);
+}
+
+/* The overlay's upper and work dirs: for a VP whose data is encrypted (wipe module:
+ * the policy's `encrypted`, default the work VP) inside its fscrypt directory, unlocked
+ * here, so that a wipe is a crypto-erase; otherwise under STATE/vp/NAME. */
+static int vp_data_dirs(struct cellsd *d, const char *vp, char upper[PATH_MAX], char work[PATH_MAX],
+			cells_err_t *err)
+{
+	if (!d->wipe || !wipe_vp_encrypted(d, vp)) {
+		vp_paths(d, vp, "upper", upper, PATH_MAX);
+		vp_paths(d, vp, "work", work, PATH_MAX);
+		return 0;
+	}
+	char dir[PATH_MAX];
+	if (wipe_prepare_vp_storage(d, vp, dir, err) < 0)
+		return cells_err_prefix(err, "VP %s: encrypted storage", vp);
+	if (snprintf(upper, PATH_MAX, "%s/upper", dir) >= PATH_MAX ||
+	    snprintf(work, PATH_MAX, "%s/work", dir) >= PATH_MAX)
+		return cells_err_set(err, ENAMETOOLONG, "VP %s: storage path", vp);
+	return 0;
 }
 
 static void cg_name(struct vpm *m, const char *vp, char *buf, size_t n)
@@ -434,8 +455,11 @@ int vpm_start(struct cellsd *d, const char *vp, char *const *init, const int std
 	veth_name(m, row.slot, rt->veth, sizeof rt->veth);
 	char upper[PATH_MAX], work[PATH_MAX], root[PATH_MAX], devcells[PATH_MAX];
 	char opts[3 * PATH_MAX + 64], cgn[64];
-	vp_paths(d, vp, "upper", upper, sizeof upper);
-	vp_paths(d, vp, "work", work, sizeof work);
+	if (vp_data_dirs(d, vp, upper, work, err) < 0) {
+		row_free(&row);
+		free(rt);
+		return -1;
+	}
 	vp_paths(d, vp, "root", root, sizeof root);
 	vp_paths(d, vp, "devcells", devcells, sizeof devcells);
 	snprintf(opts, sizeof opts, "lowerdir=%s,upperdir=%s,workdir=%s", row.def.image, upper,
@@ -729,6 +753,11 @@ int vpm_destroy(struct cellsd *d, const char *vp, cells_err_t *err)
 	if (g == 0)
 		return cells_err_set(err, ENOENT, "no VP named '%s'", vp);
 	row_free(&r);
+	/* encrypted data goes by crypto-erase: the wipe stops the VP, destroys its key and
+	 * data (crash-safe, with a receipt) and then removes the VP through this function
+	 * again, when it no longer has storage */
+	if (wipe_vp_has_storage(d, vp))
+		return wipe_start(d, vp, "destroy", false, err);
 	if (rt_find(d->vpm, vp) && vpm_stop(d, vp, err) < 0)
 		return -1;
 	cleanup_stmt sqlite3_stmt *st = NULL;

@@ -7,6 +7,7 @@
 #include "fscrypt.h"
 #include "log.h"
 #include "loopdev.h"
+#include "mgmt.h"
 #include "pol_sig.h"
 #include "policy_engine.h"
 #include "statedb.h"
@@ -28,13 +29,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#if __has_include("mgmt.h")
-#include "mgmt.h"
-#define WIPE_HAVE_MGMT 1
-#endif
-
 struct wipe {
 	struct wipe_vp_hooks hooks;
+	const char *in_command; /* the command id wipe_cmd_result is answering (borrowed) */
 };
 
 enum {
@@ -238,6 +235,11 @@ int wipe_set_encrypted(struct cellsd *d, const char *vp, bool encrypted, cells_e
 	if (sqlite3_step(st) != SQLITE_DONE)
 		return statedb_err(d->db, "wipe vps", err);
 	return 0;
+}
+
+bool wipe_vp_has_storage(struct cellsd *d, const char *vp)
+{
+	return d->wipe && key_row(d, vp, NULL, NULL, NULL) == 1;
 }
 
 /* The wrapped key row of vp: 1 found, 0 none, -1 error. */
@@ -781,8 +783,12 @@ static int do_receipt(struct cellsd *d, struct op *o, cells_err_t *err)
 	}
 	if (statedb_commit(d->db, err) < 0)
 		return -1;
-#ifdef WIPE_HAVE_MGMT
-	/* queue the result with the receipt; the outbox resends until acknowledged */
+	/* A wipe run for an MDM command in flight carries its receipt in that command's
+	 * result (wipe_cmd_result). Any other wipe (local, password-limit, or one finished
+	 * by wipe_init after a crash, whose command got no answer) queues its own result
+	 * here: the outbox resends it until the server acknowledges it. */
+	if (d->wipe && d->wipe->in_command && !strcmp(d->wipe->in_command, o->command_id))
+		return 0;
 	cleanup_signed Cells__V1__Signed *rs = NULL;
 	if (cells_signed_decode(blob, blen, &rs, err) == 0) {
 		Cells__V1__Envelope env = CELLS__V1__ENVELOPE__INIT;
@@ -801,7 +807,6 @@ static int do_receipt(struct cellsd *d, struct op *o, cells_err_t *err)
 		if (mgmt_outbox_put(d, &env, err) < 0)
 			log_warn("wipe %s: receipt not queued to the MDM yet: %s", o->vp, err->msg);
 	}
-#endif
 	return 0;
 }
 
@@ -997,6 +1002,52 @@ int wipe_cmd(struct cellsd *d, const Cells__V1__Command *cmd, cells_err_t *err)
 		return cells_err_set(err, EINVAL, "wipe command %s: %s", cid, why);
 	}
 	return start(d, vp, cid, "mdm", cmd->wipe->recreate, err);
+}
+
+int wipe_receipt_get(struct cellsd *d, const char *command_id, Cells__V1__Signed **out,
+		     cells_err_t *err)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	*out = NULL;
+	if (statedb_prepare(d->db, "SELECT signed FROM wipe_receipts WHERE command_id=?", &st,
+			    err) < 0)
+		return -1;
+	sqlite3_bind_text(st, 1, command_id, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		return 0;
+	if (rc != SQLITE_ROW)
+		return statedb_err(d->db, "wipe receipt", err);
+	if (cells_signed_decode(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0),
+				out, err) < 0)
+		return cells_err_prefix(err, "stored receipt of %s", command_id);
+	return 1;
+}
+
+int wipe_cmd_result(struct cellsd *d, const Cells__V1__Command *cmd, Cells__V1__CommandResult *res,
+		    cells_err_t *err)
+{
+	if (d->wipe)
+		d->wipe->in_command = cmd->command_id;
+	int r = wipe_cmd(d, cmd, err);
+	if (d->wipe)
+		d->wipe->in_command = NULL;
+	if (r < 0)
+		return -1;
+	return wipe_cmd_replay(d, cmd, res, err);
+}
+
+int wipe_cmd_replay(struct cellsd *d, const Cells__V1__Command *cmd, Cells__V1__CommandResult *res,
+		    cells_err_t *err)
+{
+	Cells__V1__Signed *s = NULL;
+	int r = wipe_receipt_get(d, cmd->command_id, &s, err);
+	if (r < 0)
+		return -1;
+	if (r == 0)
+		return cells_err_set(err, ENOENT, "wipe %s: no receipt stored", cmd->command_id);
+	res->receipt = s;
+	return 0;
 }
 
 int wipe_receipt_acked(struct cellsd *d, const char *command_id, cells_err_t *err)

@@ -52,6 +52,9 @@ void wipe_set_vp_hooks(struct cellsd *d, const struct wipe_vp_hooks *h);
 
 /* Whether vp's data is encrypted (table wipe_vps, else the default list). */
 bool wipe_vp_encrypted(struct cellsd *d, const char *vp);
+/* Whether vp has encrypted storage (a stored wrapped key): destroying such a VP is a
+ * wipe (vpm_destroy), so that a later VP of the same name never sees the old data. */
+bool wipe_vp_has_storage(struct cellsd *d, const char *vp);
 /* Configure it (before the VP's storage is first prepared). */
 int wipe_set_encrypted(struct cellsd *d, const char *vp, bool encrypted, cells_err_t *err);
 
@@ -68,6 +71,19 @@ int wipe_start(struct cellsd *d, const char *vp, const char *reason_or_command_i
 /* Same, as a verified MDM command (action wipe) for the mgmt command table. The caller
  * has verified the signature (policy_verify_command). */
 int wipe_cmd(struct cellsd *d, const Cells__V1__Command *cmd, cells_err_t *err);
+
+/* The mgmt command table's wipe row (agent/mgmt_commands.c): run wipe_cmd, then attach
+ * the stored signed receipt to res (res->receipt: owned by the caller afterwards, free
+ * it with cells__v1__signed__free_unpacked). The receipt of an MDM-ordered wipe travels
+ * only in this result; wipes of other origins queue their own (docs/PROTOCOL.md §14). */
+int wipe_cmd_result(struct cellsd *d, const Cells__V1__Command *cmd, Cells__V1__CommandResult *res,
+		    cells_err_t *err);
+/* A wipe command answered before: attach the stored receipt, carry nothing out. */
+int wipe_cmd_replay(struct cellsd *d, const Cells__V1__Command *cmd, Cells__V1__CommandResult *res,
+		    cells_err_t *err);
+/* The stored signed receipt of command_id: 1 (*out owned by the caller), 0 none, -1. */
+int wipe_receipt_get(struct cellsd *d, const char *command_id, Cells__V1__Signed **out,
+		     cells_err_t *err);
 
 /* The MDM acknowledged the receipt of this command: stop resending it. */
 int wipe_receipt_acked(struct cellsd *d, const char *command_id, cells_err_t *err);

@@ -8,9 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* vpn, fuse, storage: classes of the device profiles (profiles/, docs/DEVICES.md) */
 const char *const pol_device_classes[] = {
-    "display", "input",	    "audio",   "camera",   "gps",   "gpu-render", "modem",
-    "wifi",    "bluetooth", "sensors", "vibrator", "power", "usb",	  NULL,
+    "display", "input",	   "audio", "camera", "gps", "gpu-render", "modem",   "wifi", "bluetooth",
+    "sensors", "vibrator", "power", "usb",    "vpn", "fuse",	   "storage", NULL,
 };
 
 bool pol_device_class_valid(const char *name)

@@ -77,5 +77,14 @@ int mdm_cmd_serve(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **arg
 int mdm_wipe_receipt_verify(const uint8_t *blob, size_t n, const uint8_t devpub[32],
 			    Cells__V1__WipeReceipt **out, cells_err_t *err);
 int mdm_cmd_receipt_verify(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+/* Verify the receipt a device's CommandResult carries (key: the device certificate's
+ * raw Ed25519 key pub; queue_id: the entry it answers, may be "") and store it; a wipe
+ * reported done without one is refused. 0 accepted (or none needed), -2 refused with a
+ * one-line reason (the refused receipt is kept as unverified), -1 storage error (the
+ * result must not be acknowledged). mdm_receipts.c */
+struct mdm_store;
+int mdm_receipt_check(struct mdm_store *st, const char *device, const uint8_t pub[32],
+		      const char *queue_id, const Cells__V1__CommandResult *r, cells_err_t *err);
+int mdm_cmd_receipts(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 
 #endif

@@ -49,6 +49,9 @@ static const struct mdm_cmd commands[] = {
      mdm_cmd_voip_assign},
     {"receipt verify", "RECEIPT.bin --device-key DEVICE.pub",
      "verify a device's signed wipe receipt", mdm_cmd_receipt_verify},
+    {"receipts", "[DEVICE]",
+     "list the wipe receipts devices sent (verified with the device key on arrival)",
+     mdm_cmd_receipts},
 };
 
 static void usage(FILE *f)

@@ -49,7 +49,7 @@ struct sess {
 	bool enroll, authed, hello, want_check, hashed, close_after_write;
 	int inflight;
 	char device[33];
-	uint8_t pub[32]; /* the device's Ed25519 key, from its verified certificate */
+	uint8_t pub[POL_PUBKEY_LEN]; /* the certificate's Ed25519 key (device id = its hash) */
 	struct outmsg *head, *tail;
 	size_t nout;
 	uint8_t *rx;
@@ -166,8 +166,8 @@ static void send_error(struct sess *ss, const char *corr, unsigned code, const c
 }
 
 /* The device id of the verified peer certificate: CN must equal the id derived from the
- * certificate's Ed25519 key. */
-static int peer_device(struct lws *wsi, char out[33], uint8_t pub[POL_PUBKEY_LEN], cells_err_t *err)
+ * certificate's Ed25519 key (its raw form goes to pub_out when not NULL). */
+static int peer_device(struct lws *wsi, char out[33], uint8_t *pub_out, cells_err_t *err)
 {
 	SSL *ssl = lws_get_ssl(wsi);
 	if (!ssl)
@@ -187,8 +187,8 @@ static int peer_device(struct lws *wsi, char out[33], uint8_t pub[POL_PUBKEY_LEN
 	X509_NAME_get_text_by_NID(X509_get_subject_name(c), NID_commonName, cn, sizeof cn);
 	if (strcmp(cn, out))
 		return cells_err_set(err, EPERM, "certificate CN does not match its key");
-	if (pub)
-		memcpy(pub, raw, POL_PUBKEY_LEN);
+	if (pub_out)
+		memcpy(pub_out, raw, POL_PUBKEY_LEN);
 	return 0;
 }
 
@@ -336,23 +336,41 @@ static void handle_device(struct sess *ss, const Cells__V1__Envelope *env)
 	}
 	case CELLS__V1__ENVELOPE__BODY_RESULT: {
 		const Cells__V1__CommandResult *r = env->result;
+		const char *reason = r->reason;
 		int st = -1;
-		if (r->status == CELLS__V1__RESULT_STATUS__RESULT_DONE)
+		/* a receipt is verified and stored before the entry counts as done */
+		cells_err_t rerr = {0};
+		int rc =
+		    mdm_receipt_check(S.st, ss->device, ss->pub, env->correlation_id, r, &rerr);
+		if (rc == -1) { /* our storage failed: no ack, the device sends it again */
+			log_warn("device %s: %s", ss->device, rerr.msg);
+			return;
+		}
+		if (rc < 0) {
+			log_warn("device %s: %s (%s) refused: %s", ss->device,
+				 env->correlation_id[0] ? env->correlation_id : "-",
+				 r->command_id ? r->command_id : "", rerr.msg);
+			st = MDM_Q_FAILED;
+			reason = rerr.msg;
+		} else if (r->status == CELLS__V1__RESULT_STATUS__RESULT_DONE)
 			st = MDM_Q_ACKNOWLEDGED;
 		else if (r->status == CELLS__V1__RESULT_STATUS__RESULT_FAILED ||
 			 r->status == CELLS__V1__RESULT_STATUS__RESULT_REJECTED)
 			st = MDM_Q_FAILED;
 		if (st >= 0 && env->correlation_id[0]) {
 			int n = mdm_store_queue_set_state(S.st, env->correlation_id, ss->device, st,
-							  r->reason, now_s(), &err);
+							  reason, now_s(), &err);
 			if (n < 0)
 				log_warn("device %s: %s", ss->device, err.msg);
 			if (n > 0 && ss->inflight > 0)
 				ss->inflight--;
 			log_info("device %s: %s %s%s%s", ss->device, env->correlation_id,
-				 mdm_qstate_name(st), r->reason[0] ? ": " : "", r->reason);
+				 mdm_qstate_name(st), reason[0] ? ": " : "", reason);
 		}
-		ack(ss, env->message_id); /* stored (or already stored): the device may forget it */
+		if (rc < 0) /* not acknowledged: the device keeps its receipt as unconfirmed */
+			send_error(ss, env->message_id, 4, rerr.msg);
+		else
+			ack(ss, env->message_id); /* stored: the device may forget it */
 		ss->want_check = true;
 		return;
 	}

@@ -32,7 +32,14 @@ static const char *const schema =
     " delivered_at INTEGER NOT NULL DEFAULT 0, done_at INTEGER NOT NULL DEFAULT 0,"
     " attempts INTEGER NOT NULL DEFAULT 0, reason TEXT NOT NULL DEFAULT '');"
     "CREATE INDEX IF NOT EXISTS queue_dev ON queue(device, state, priority DESC, seq);"
-    "CREATE INDEX IF NOT EXISTS queue_dedup ON queue(device, dedup, state);";
+    "CREATE INDEX IF NOT EXISTS queue_dedup ON queue(device, dedup, state);"
+    /* added with server-side wipe receipts: created on the first open of an older DB */
+    "CREATE TABLE IF NOT EXISTS receipts(device TEXT NOT NULL, command_id TEXT NOT NULL,"
+    " vp TEXT NOT NULL, queue_id TEXT NOT NULL, wiped_at INTEGER NOT NULL,"
+    " key_status INTEGER NOT NULL, wrapped_key_destroyed INTEGER NOT NULL,"
+    " recreated INTEGER NOT NULL, verified INTEGER NOT NULL, reason TEXT NOT NULL,"
+    " signed BLOB NOT NULL, device_key BLOB NOT NULL, received_at INTEGER NOT NULL,"
+    " PRIMARY KEY(device, command_id));";
 
 static int sql_err(struct mdm_store *s, const char *what, cells_err_t *err)
 {
@@ -577,5 +584,118 @@ int mdm_store_queue_changed(struct mdm_store *s, int64_t *since, char ***ids, si
 	if (collect_ids(s, st, ids, n, err) < 0)
 		return -1;
 	*since = top;
+	return 0;
+}
+
+int mdm_store_queue_get(struct mdm_store *s, const char *id, const char *device,
+			struct mdm_qentry *e, cells_err_t *err)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	if (prep(s, "SELECT " ENTRY_COLS ", blob FROM queue WHERE id=? AND device=?", &st, err) < 0)
+		return -1;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, device, -1, SQLITE_TRANSIENT);
+	int r = sqlite3_step(st);
+	if (r == SQLITE_DONE)
+		return 0;
+	if (r != SQLITE_ROW)
+		return sql_err(s, "queue get", err);
+	memset(e, 0, sizeof *e);
+	row_to_entry(st, e);
+	int n = sqlite3_column_bytes(st, 10);
+	e->blob = malloc(n ? (size_t)n : 1);
+	if (!e->blob)
+		return cells_err_sys(err, ENOMEM, "queue get");
+	memcpy(e->blob, sqlite3_column_blob(st, 10), (size_t)n);
+	e->blob_len = (size_t)n;
+	return 1;
+}
+
+int mdm_store_receipt_put(struct mdm_store *s, const struct mdm_receipt *r, cells_err_t *err)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	/* a verified receipt replaces only a refused one; a refused one replaces nothing */
+	const char *sql =
+	    r->verified
+		? "INSERT INTO receipts VALUES(?1,?2,?3,?4,?5,?6,?7,?8,1,?9,?10,?11,?12) "
+		  "ON CONFLICT(device, command_id) DO UPDATE SET vp=?3, queue_id=?4, wiped_at=?5, "
+		  "key_status=?6, wrapped_key_destroyed=?7, recreated=?8, verified=1, reason=?9, "
+		  "signed=?10, device_key=?11, received_at=?12 WHERE receipts.verified=0"
+		: "INSERT INTO receipts VALUES(?1,?2,?3,?4,?5,?6,?7,?8,0,?9,?10,?11,?12) "
+		  "ON CONFLICT(device, command_id) DO NOTHING";
+	if (prep(s, sql, &st, err) < 0)
+		return -1;
+	sqlite3_bind_text(st, 1, r->device, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, r->command_id, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 3, r->vp ? r->vp : "", -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 4, r->queue_id ? r->queue_id : "", -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 5, r->wiped_at);
+	sqlite3_bind_int(st, 6, r->key_status);
+	sqlite3_bind_int(st, 7, r->wrapped_key_destroyed);
+	sqlite3_bind_int(st, 8, r->recreated);
+	sqlite3_bind_text(st, 9, r->reason ? r->reason : "", -1, SQLITE_TRANSIENT);
+	sqlite3_bind_blob(st, 10, r->blob, (int)r->blob_len, SQLITE_TRANSIENT);
+	sqlite3_bind_blob(st, 11, r->device_key, 32, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 12, r->received_at);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		return sql_err(s, "store receipt", err);
+	return sqlite3_changes(s->db) > 0;
+}
+
+int mdm_store_receipts_json(struct mdm_store *s, const char *device, json_object **out,
+			    cells_err_t *err)
+{
+	static const char *const ks[] = {"unspecified", "absent", "present", "not-encrypted"};
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	if (prep(s,
+		 "SELECT device, vp, command_id, queue_id, wiped_at, key_status, "
+		 "wrapped_key_destroyed, recreated, verified, reason, received_at, signed "
+		 "FROM receipts WHERE ?1 IS NULL OR device=?1 ORDER BY received_at, rowid",
+		 &st, err) < 0)
+		return -1;
+	if (device)
+		sqlite3_bind_text(st, 1, device, -1, SQLITE_TRANSIENT);
+	json_object *arr = json_object_new_array();
+	int r;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		json_object *o = json_object_new_object();
+		int k = sqlite3_column_int(st, 5);
+		int n = sqlite3_column_bytes(st, 11);
+		cleanup_free char *hex = malloc((size_t)n * 2 + 1);
+		if (!hex) {
+			json_object_put(o);
+			json_object_put(arr);
+			return cells_err_sys(err, ENOMEM, "receipts");
+		}
+		cells_hex(sqlite3_column_blob(st, 11), (size_t)n, hex);
+#define S(i) json_object_new_string((const char *)sqlite3_column_text(st, i))
+		json_object_object_add(o, "device_id", S(0));
+		json_object_object_add(o, "vp", S(1));
+		json_object_object_add(o, "command_id", S(2));
+		json_object_object_add(o, "queue_id", S(3));
+		json_object_object_add(o, "wiped_at",
+				       json_object_new_int64(sqlite3_column_int64(st, 4)));
+		json_object_object_add(
+		    o, "key_status",
+		    json_object_new_string(k >= 0 && k < (int)CELLS_ARRAY_SIZE(ks) ? ks[k]
+										   : "unknown"));
+		json_object_object_add(o, "wrapped_key_destroyed",
+				       json_object_new_boolean(sqlite3_column_int(st, 6)));
+		json_object_object_add(o, "recreated",
+				       json_object_new_boolean(sqlite3_column_int(st, 7)));
+		json_object_object_add(o, "verified",
+				       json_object_new_boolean(sqlite3_column_int(st, 8)));
+		json_object_object_add(o, "reason", S(9));
+		json_object_object_add(o, "received_at",
+				       json_object_new_int64(sqlite3_column_int64(st, 10)));
+		json_object_object_add(o, "receipt", json_object_new_string(hex));
+#undef S
+		json_object_array_add(arr, o);
+	}
+	if (r != SQLITE_DONE) {
+		json_object_put(arr);
+		return sql_err(s, "list receipts", err);
+	}
+	*out = arr;
 	return 0;
 }

@@ -100,6 +100,29 @@ int mdm_store_queue_changed(struct mdm_store *s, int64_t *since, char ***ids, si
 void mdm_qentry_clear(struct mdm_qentry *e);
 const char *mdm_qstate_name(int state);
 
+/* The entry id of device (blob included): 1 found, 0 not, -1 error. */
+int mdm_store_queue_get(struct mdm_store *s, const char *id, const char *device,
+			struct mdm_qentry *e, cells_err_t *err);
+
+/* A wipe receipt a device sent (table receipts, unique by device and command id). All
+ * pointers borrowed. verified=false rows keep a refused receipt for the record: they
+ * never replace a verified one, a verified one replaces them. */
+struct mdm_receipt {
+	const char *device, *command_id, *vp, *queue_id, *reason;
+	int64_t wiped_at, received_at;
+	int key_status;
+	bool wrapped_key_destroyed, recreated, verified;
+	const uint8_t *blob; /* the Signed receipt as received */
+	size_t blob_len;
+	const uint8_t *device_key; /* 32 bytes: the Ed25519 key it was checked with */
+};
+/* 1 stored, 0 already there (or a refused one where a verified one is), -1 error. */
+int mdm_store_receipt_put(struct mdm_store *s, const struct mdm_receipt *r, cells_err_t *err);
+/* [{device_id, vp, command_id, queue_id, wiped_at, key_status, wrapped_key_destroyed,
+ * recreated, verified, reason, received_at, receipt (hex)}]; device NULL = all. */
+int mdm_store_receipts_json(struct mdm_store *s, const char *device, json_object **out,
+			    cells_err_t *err);
+
 /* Batch several writes in one transaction (fan-out). */
 int mdm_store_begin(struct mdm_store *s, cells_err_t *err);
 int mdm_store_commit(struct mdm_store *s, cells_err_t *err);

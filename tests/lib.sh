@@ -15,6 +15,9 @@ PIDS=()
 cleanup() {
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+	# mounts a test left under $T (an encrypted VP storage area outlives cellsd by design)
+	awk -v t="$T/" 'index($5, t) == 1 {print $5}' /proc/self/mountinfo 2>/dev/null | sort -r |
+		while read -r m; do umount -l "$m" 2>/dev/null; done
 	[ -n "${KEEP_T:-}" ] || rm -rf "$T"
 }
 trap cleanup EXIT

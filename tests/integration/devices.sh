@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # devices.sh - cellsd's device namespaces at agent level: the device profile is loaded
 # and listed by `cellctl device list`, a bad profile or option stops the agent with one
-# line. (The per-VP enforcement is tested on real kernel mechanisms in
-# tests/unit/test_devmode.c, test_power.c, test_wifi.c, test_memory.c; with the VP
-# runtime in place tests/integration/devices_vp.sh runs it inside real VPs.)
+# line. (The per-VP enforcement is tested on the kernel mechanisms in
+# tests/unit/test_devmode.c, test_power.c, test_wifi.c, test_memory.c, and inside two
+# running VPs under signed policies in tests/integration/devices_vp.sh.)
 . "$CELLS_SRC/tests/lib.sh"
 need_root
 P="$CELLS_SRC/profiles"

@@ -3,7 +3,8 @@
  *   policy_forge MDM_DIR MODE POLICY.json OUT
  * MODE: unknown-key (signed by a key nobody delegated), expired-delegation (a fresh key
  * whose root delegation expired an hour ago), wrong-role (a fresh key delegated for
- * commands only), conflict (every camera rule set EXCLUSIVE, signed by the real key). */
+ * commands only), conflict (every camera rule set EXCLUSIVE, signed by the real key;
+ * conflict:CLASS: every rule of CLASS). */
 #include "../fuzz/fuzz_policy_keys.h"
 #include "cleanup.h"
 #include "cleanup_ssl.h"
@@ -188,11 +189,12 @@ int main(int argc, char **argv)
 		signer = fresh;
 		del = delegation(root, fresh, CELLS__V1__KEY_ROLE__KEY_ROLE_COMMAND, now - 60,
 				 now + 3600);
-	} else if (!strcmp(mode, "conflict")) {
+	} else if (!strncmp(mode, "conflict", 8) && (!mode[8] || mode[8] == ':')) {
+		const char *cls = mode[8] ? mode + 9 : "camera";
 		Cells__V1__Policy *pol = cells__v1__policy__unpack(NULL, pn, payload);
 		for (size_t i = 0; pol && i < pol->n_vps; i++)
 			for (size_t j = 0; j < pol->vps[i]->n_devices; j++)
-				if (!strcmp(pol->vps[i]->devices[j]->device_class, "camera"))
+				if (!strcmp(pol->vps[i]->devices[j]->device_class, cls))
 					pol->vps[i]->devices[j]->mode =
 					    CELLS__V1__ACCESS_MODE__ACCESS_EXCLUSIVE;
 		pn = cells__v1__policy__pack(pol, payload);

@@ -150,7 +150,11 @@ static void test_engine(void **state)
 	assert_null(policy_vp_rule(&d, "work"));
 	assert_int_equal(policy_compliance(&d), CELLS__V1__COMPLIANCE__NONCOMPLIANT_NO_POLICY);
 	assert_int_equal(policy_trust_pin(&d, rpub, 32, "test", &err), 0);
-	assert_int_equal(policy_trust_pin(&d, rpub, 32, "test", &err), -1);
+	/* the same root again is a no-op; another root is refused */
+	assert_int_equal(policy_trust_pin(&d, rpub, 32, "test", &err), 0);
+	uint8_t other[32];
+	pol_key_raw_public(root2_key, other, NULL);
+	assert_int_equal(policy_trust_pin(&d, other, 32, "test", &err), -1);
 	assert_int_equal(err.code, EEXIST);
 
 	/* a bare Signed policy fails until the delegation arrives by TrustUpdate */

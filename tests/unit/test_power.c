@@ -71,6 +71,12 @@ static void init_power(struct power *p)
 	audit_log[0] = 0;
 }
 
+static bool deny_personal(void *ctx, const char *vp)
+{
+	(void)ctx;
+	return strcmp(vp, "personal") != 0;
+}
+
 static void test_power_rule(void **state)
 {
 	struct power p;
@@ -110,6 +116,17 @@ static void test_power_rule(void **state)
 	assert_non_null(strstr(r, "unknown request"));
 	assert_int_equal(power_request(&p, "personal", "wake_unlock nothere", r, sizeof r), -1);
 	assert_int_equal(power_request(&p, "personal", "wake_unlock music", r, sizeof r), 0);
+	/* a VP the policy gives no power access: refused also in front; its own lock can
+	 * still be released */
+	assert_int_equal(power_request(&p, "personal", "wake_lock keep", r, sizeof r), 0);
+	p.vp_allowed = deny_personal;
+	assert_int_equal(power_request(&p, "personal", "suspend", r, sizeof r), -1);
+	assert_string_equal(r, "refused: no power access for this VP (policy)");
+	assert_int_equal(power_request(&p, "personal", "wake_lock more", r, sizeof r), -1);
+	assert_int_equal(power_request(&p, "personal", "wake_unlock keep", r, sizeof r), 0);
+	assert_int_equal(power_request(&p, "work", "wake_lock w", r, sizeof r), -1);
+	assert_string_equal(r, "refused: not the foreground VP");
+	p.vp_allowed = NULL;
 	/* auto never picks sysfs on a host without wake locks */
 	struct power_backend be;
 	assert_int_equal(power_backend_init(&be, "auto", tmpdir, "/dev/null", &err), 0);
