@@ -1,5 +1,6 @@
 /* cellsd - the Cells agent: the only process that changes the system. */
 #include "audit.h"
+#include "audit_mgmt.h"
 #include "cellsd.h"
 #include "cleanup.h"
 #include "ctl_server.h"
@@ -243,6 +244,8 @@ int main(int argc, char **argv)
 		goto out;
 	if (devns_init(&d, &err) < 0)
 		goto out;
+	if (audit_mgmt_init(&d, &err) < 0)
+		goto out;
 	if (policy_engine_start(&d, &err) < 0) /* after every enforcer registered */
 		goto out;
 	if (ctl_server_start(&d, &err) < 0)
@@ -261,6 +264,7 @@ out:
 	if (rc)
 		fprintf(stderr, "cellsd: %s\n", err.msg);
 	mgmt_stop(&d);
+	audit_mgmt_stop(&d);
 	ctl_server_stop(&d);
 	tel_stop(&d);
 	/* VPs stop first, while every module that hooks VP and foreground events is alive;

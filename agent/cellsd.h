@@ -28,6 +28,7 @@ struct fg;
 struct disp;
 struct wipe;
 struct devns;
+struct audit_mgmt;
 
 struct cellsd {
 	char state_dir[PATH_MAX];
@@ -38,15 +39,16 @@ struct cellsd {
 	int ctl_fd;	     /* listening control socket */
 	gid_t ctl_gid;	     /* group also allowed on the control socket */
 	bool ctl_gid_set;
-	unsigned state;		  /* CELLSD_ST_* */
-	struct policy_engine *pe; /* policy engine (owned, policy_engine.h) */
-	struct tel *tel;	  /* telephony proxy (owned, tel.h) */
-	struct vpm *vpm;	  /* VP manager (vpm.h) */
-	struct mgmt *mgmt;	  /* management channel (owned, mgmt.h) */
-	struct fg *fg;		  /* foreground VP (fg.h) */
-	struct disp *disp;	  /* display and input mux (display.h) */
-	struct wipe *wipe;	  /* wipe and encrypted VP storage (wipe.h, owned) */
-	struct devns *devns;	  /* device modes, power, wifi, memory (devns.h) */
+	unsigned state;		     /* CELLSD_ST_* */
+	struct policy_engine *pe;    /* policy engine (owned, policy_engine.h) */
+	struct tel *tel;	     /* telephony proxy (owned, tel.h) */
+	struct vpm *vpm;	     /* VP manager (vpm.h) */
+	struct mgmt *mgmt;	     /* management channel (owned, mgmt.h) */
+	struct fg *fg;		     /* foreground VP (fg.h) */
+	struct disp *disp;	     /* display and input mux (display.h) */
+	struct wipe *wipe;	     /* wipe and encrypted VP storage (wipe.h, owned) */
+	struct devns *devns;	     /* device modes, power, wifi, memory (devns.h) */
+	struct audit_mgmt *audit_up; /* audit uploads to the MDM (audit_mgmt.h, owned) */
 };
 
 /* Append an audit record for this daemon (see audit.h); details may be NULL.

@@ -1,5 +1,6 @@
 /* mgmt.c - the management channel, cellsd's side (see mgmt.h). */
 #include "mgmt.h"
+#include "audit_mgmt.h"
 #include "cleanup.h"
 #include "cleanup_sqlite.h"
 #include "cleanup_ssl.h"
@@ -193,6 +194,22 @@ static int outbox_store(struct cellsd *d, const Cells__V1__Envelope *env, char i
 		return statedb_err(d->db, "outbox", err);
 	if (id_out)
 		snprintf(id_out, 40, "%s", e.message_id);
+	return 0;
+}
+
+bool mgmt_online(struct cellsd *d)
+{
+	return d->mgmt && (d->mgmt->state & MGMT_ST_ONLINE);
+}
+
+int mgmt_outbox_drop(struct cellsd *d, const char *message_id, cells_err_t *err)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	if (statedb_prepare(d->db, "DELETE FROM mgmt_outbox WHERE message_id=?", &st, err) < 0)
+		return -1;
+	sqlite3_bind_text(st, 1, message_id, -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		return statedb_err(d->db, "outbox", err);
 	return 0;
 }
 
@@ -524,6 +541,7 @@ static void handle_ack(struct mgmt *g, const Cells__V1__Ack *a)
 			return;
 		sqlite3_bind_text(st, 1, a->message_ids[i], -1, SQLITE_TRANSIENT);
 		sqlite3_step(st);
+		audit_mgmt_on_ack(g->d, a->message_ids[i]);
 	}
 }
 
@@ -552,6 +570,8 @@ static int on_recv(struct mgmt *g, struct netipc_msg *m)
 		return 0;
 	case CELLS__V1__ENVELOPE__BODY_ERROR:
 		log_warn("mgmt: server error %u: %s", env->error->code, env->error->reason);
+		audit_mgmt_on_error(g->d, env->correlation_id, env->error->code,
+				    env->error->reason);
 		return 0;
 	case CELLS__V1__ENVELOPE__BODY_POLICY:
 	case CELLS__V1__ENVELOPE__BODY_COMMAND:
@@ -580,6 +600,7 @@ static int on_status(struct mgmt *g, struct netipc_msg *m)
 			log_info("mgmt: connected to %s", g->url);
 			send_hello(g, false);
 			flush_outbox(g);
+			audit_mgmt_on_connect(g->d);
 		}
 	} else {
 		g->state = (g->state & ~MGMT_ST_ONLINE) | MGMT_ST_IDLE;
@@ -864,6 +885,7 @@ void mgmt_status_json(struct cellsd *d, json_object *o)
 	json_object_object_add(o, "outbox", json_object_new_int64(outbox));
 	json_object_object_add(o, "commands_done", json_object_new_int64(cmds));
 	json_object_object_add(o, "received", json_object_new_int64((int64_t)g->received));
+	audit_mgmt_status_json(d, o);
 }
 
 /* ---- enrollment ---- */

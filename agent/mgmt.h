@@ -9,6 +9,7 @@
 #ifndef CELLS_MGMT_H
 #define CELLS_MGMT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <json-c/json.h>
@@ -27,6 +28,11 @@ void mgmt_stop(struct cellsd *d);
 /* Queue env for the server, durably (it stays in the state DB until the server
  * acknowledges it). An empty message_id gets a fresh one. */
 int mgmt_outbox_put(struct cellsd *d, const Cells__V1__Envelope *env, cells_err_t *err);
+
+/* Drop an outbox entry the server answered without an Ack (an Error it correlated). */
+int mgmt_outbox_drop(struct cellsd *d, const char *message_id, cells_err_t *err);
+/* True while a session with the MDM is open. */
+bool mgmt_online(struct cellsd *d);
 
 /* Fill o with the channel's state (enrolled, url, connected, last error, outbox...). */
 void mgmt_status_json(struct cellsd *d, json_object *o);

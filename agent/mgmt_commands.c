@@ -3,6 +3,7 @@
  * (AUDIT_UPLOAD), VP lock (LOCK). An action without a row is answered FAILED ("not
  * supported by this agent"). */
 #include "mgmt_commands.h"
+#include "audit_mgmt.h"
 #include "cleanup.h"
 #include "log.h"
 #include "tel.h"
@@ -13,6 +14,7 @@ static const struct mgmt_command_handler handlers[] = {
     {CELLS__V1__COMMAND__ACTION_ASSIGN_NUMBER, "assign number", tel_cmd_assign_result, NULL},
     {CELLS__V1__COMMAND__ACTION_REVOKE_NUMBER, "revoke number", tel_cmd_revoke_result, NULL},
     {CELLS__V1__COMMAND__ACTION_WIPE, "wipe", wipe_cmd_result, wipe_cmd_replay},
+    {CELLS__V1__COMMAND__ACTION_AUDIT_UPLOAD, "audit upload", audit_mgmt_cmd_upload, NULL},
 };
 
 const struct mgmt_command_handler *mgmt_command_find(Cells__V1__Command__ActionCase action)

@@ -34,6 +34,8 @@ static const struct mdm_cmd commands[] = {
      mdm_cmd_audit_verify},
     {"audit import", "FILE", "store an export bundle as uploads of its device (continuity checked)",
      mdm_cmd_audit_import},
+    {"audit request", "DEVICE [--since SEQ]",
+     "queue a signed request for the device to upload its audit log now", mdm_cmd_audit_request},
     {"ca-cert", "", "print the TLS CA certificate (PEM) that devices pin", mdm_cmd_ca_cert},
     {"enroll-token", "[--ttl SECONDS]", "make a one-time enrollment token", mdm_cmd_enroll_token},
     {"serve", "--listen HOST:PORT", "run the websocket server (mutual TLS)", mdm_cmd_serve},

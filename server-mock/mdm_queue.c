@@ -428,3 +428,33 @@ int mdm_cmd_voip_assign(struct mdm *m, const struct mdm_cmd *cmd, int argc, char
 	snprintf(what, sizeof what, "voip %s %s/%ld", argv[1], argv[2], digit);
 	return queue_command(m, "voip assign", &c, PRIO_COMMAND, dedup, what, true);
 }
+
+int mdm_cmd_audit_request(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv)
+{
+	uint64_t since = 0;
+	if (argc == 3 && !strcmp(argv[1], "--since")) {
+		char *end;
+		errno = 0;
+		unsigned long long v = strtoull(argv[2], &end, 10);
+		if (errno || *end || !argv[2][0] || argv[2][0] == '-') {
+			fprintf(stderr,
+				"cells-mdm: audit request: --since takes a sequence number\n");
+			return 2;
+		}
+		since = v;
+	} else if (argc != 1) {
+		return mdm_usage(cmd);
+	}
+	Cells__V1__Command c = CELLS__V1__COMMAND__INIT;
+	Cells__V1__RequestAuditUpload a = CELLS__V1__REQUEST_AUDIT_UPLOAD__INIT;
+	a.since_seq = since;
+	c.device_id = argv[0];
+	c.action_case = CELLS__V1__COMMAND__ACTION_AUDIT_UPLOAD;
+	c.audit_upload = &a;
+	char what[96];
+	if (since)
+		snprintf(what, sizeof what, "audit upload since %llu", (unsigned long long)since);
+	else
+		snprintf(what, sizeof what, "audit upload");
+	return queue_command(m, "audit request", &c, PRIO_COMMAND, "audit-upload", what, true);
+}
