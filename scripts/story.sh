@@ -96,24 +96,12 @@ echo "foreground: $(fvp); screen shows colour $(top "$W/personal.png")"
 cellctl switch work >/dev/null
 echo "foreground: $(fvp); screen shows colour $(top "$W/back.png")"
 cellctl display status
-step "The work VP keeps its data under its own key; the employee leaves: wipe it"
-WORK=$(cellctl wipe prepare work)
-PERSONAL=$(cellctl wipe prepare personal)
-echo "quarterly numbers" >"$WORK/report.txt"
-echo "holiday photos" >"$PERSONAL/photos.txt"
-echo "work data in $WORK (fscrypt), personal data in $PERSONAL"
-echo "employee-password" >"$W/wipe.pw"
-# (the policy steps may have done this already: then these are no-ops)
-cells-mdm export-root >"$W/root.pem" && cellctl trust pin "$W/root.pem" >/dev/null 2>&1 || true
-cells-mdm policy example --device "$(cellctl device id)" >"$W/wipe-policy.json"
-cells-mdm policy sign "$W/wipe-policy.json" -o "$W/wipe-policy.bin" >/dev/null
-cellctl policy apply "$W/wipe-policy.bin" >/dev/null 2>&1 || true
-cellctl vp password work --new-password-file "$W/wipe.pw" >/dev/null 2>&1 || true
-cellctl vp wipe work --password-file "$W/wipe.pw"
-cellctl wipe status work
-[ ! -e "$WORK/report.txt" ] && echo "work data: gone"
-[ -f "$PERSONAL/photos.txt" ] && echo "personal data: intact"
-cellctl --json wipe status work | grep -q '"kernel_key_status":"absent"' && echo "work key: absent (signed receipt stored)"
+step "The work VP's configuration is password-protected (Argon2id, throttled)"
+echo "employee-password" >"$W/work.pw"
+echo "guess-1234" >"$W/wrong.pw"
+cellctl vp password work --new-password-file "$W/work.pw"
+if cellctl vp wipe work --password-file "$W/wrong.pw"; then echo "a wrong password was accepted!"; exit 1; fi
+cellctl vp status work | grep -E '^(state|name):' | paste -sd' ' -
 
 step "The MDM serves devices over mutual-TLS websockets"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -137,6 +125,34 @@ for _ in $(seq 1 100); do cells-mdm command list | grep -q acknowledged && break
 cells-mdm command list
 for _ in $(seq 1 50); do cells-mdm --json devices | grep -q '"policy_version":3' && break; sleep 0.2; done
 cells-mdm devices
+
+step "The employee leaves: the MDM wipes the work VP (crypto-erase, signed receipt)"
+cellctl vp exec work -- sh -c 'echo quarterly numbers >/report.txt'
+cellctl vp exec personal -- sh -c 'echo holiday photos >/photos.txt'
+WORK=$(cellctl wipe prepare work)
+echo "work's files live in its fscrypt directory: $(ls "$WORK/upper" | paste -sd' ' -)"
+WID=$(cells-mdm --json wipe "$DEV" work | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+state_of() { cells-mdm --json command list "$DEV" | python3 -c 'import json,sys; print("".join(e["state"] for e in json.load(sys.stdin) if e["id"] == sys.argv[1]))' "$1"; }
+for _ in $(seq 1 150); do [ "$(state_of "$WID")" = acknowledged ] && break; sleep 0.2; done
+echo "wipe command $WID: $(state_of "$WID")"
+cellctl wipe status work
+cells-mdm receipts "$DEV"
+cells-mdm --json receipts "$DEV" | python3 -c 'import json,sys; sys.stdout.buffer.write(bytes.fromhex(json.load(sys.stdin)[0]["receipt"]))' >"$W/receipt.bin"
+openssl pkey -in "$W/state/device.key" -pubout -out "$W/device.pub"
+cells-mdm receipt verify "$W/receipt.bin" --device-key "$W/device.pub"
+cellctl vp status work >/dev/null 2>&1 || echo "work VP: gone"
+[ ! -e "$WORK/upper/report.txt" ] && echo "work data: gone"
+[ "$(cellctl vp exec personal -- cat /photos.txt)" = "holiday photos" ] && echo "personal data: intact"
+
+step "The device's audit log reaches the MDM (uploaded over the channel); the auditor verifies it there"
+cellctl vp start nosuch >/dev/null 2>&1 || true # a refused request: audited on the device
+AID=$(cells-mdm --json audit request "$DEV" | python3 -c 'import json,sys; d=json.load(sys.stdin); print((d[0] if isinstance(d, list) else d)["id"])')
+for _ in $(seq 1 150); do [ "$(state_of "$AID")" = acknowledged ] && break; sleep 0.2; done
+up() { cellctl --json mgmt status | python3 -c 'import json,sys; u=json.load(sys.stdin)["audit_upload"]; print(u["acked_seq"] == u["head_seq"])'; }
+for _ in $(seq 1 150); do [ "$(up)" = True ] && break; sleep 0.2; done
+echo "audit upload command $AID: $(state_of "$AID"); all records uploaded: $(up)"
+cells-mdm audit "$DEV" --limit 5
+cells-mdm audit verify "$DEV"
 
 step "Done: the story so far ran end to end"
 echo "STORY OK"
