@@ -47,16 +47,7 @@ static int cmd_device_id(struct cellctl *cc, const struct cellctl_cmd *cmd, int 
 		return cellctl_usage(cmd);
 	req.req_case = CELLS__CTL__V1__CTL_REQUEST__REQ_DEVICE_ID;
 	req.device_id = &e;
-	json_object *res = NULL;
-	int code;
-	if (cellctl_call(cc, cmd->words, &req, NULL, 0, &res, &code))
-		return 1;
-	if (cc->json)
-		cellctl_print(cc, res, NULL, NULL);
-	else
-		printf("%s\n", json_object_get_string(json_object_object_get(res, "device_id")));
-	json_object_put(res);
-	return 0;
+	return cellctl_request(cc, cmd->words, &req, "device_id", NULL);
 }
 
 int cellctl_vp_wipe(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv);

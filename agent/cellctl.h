@@ -30,6 +30,11 @@ int cellctl_call(struct cellctl *cc, const char *words, Cells__Ctl__V1__CtlReque
 		 const int *fds, size_t nfds, json_object **result, int *exit_code);
 /* Print a result: --json prints the document; otherwise "key: value" lines, arrays of
  * objects as a table with the given columns (NULL: all keys of the first row). */
+/* Send req and print the result: as JSON with --json, else with text(res) when given,
+ * else the string value of field, else as cellctl_print. Returns the exit code (0, or 1
+ * after the error line). */
+int cellctl_request(struct cellctl *cc, const char *words, Cells__Ctl__V1__CtlRequest *req,
+		    const char *field, void (*text)(json_object *res));
 void cellctl_print(struct cellctl *cc, json_object *result, const char *array_key,
 		   const char *const *columns);
 /* The usual case: call, print, return 0 or 1. */

@@ -96,6 +96,23 @@ static void print_table(json_object *arr, const char *const *columns)
 		}
 }
 
+int cellctl_request(struct cellctl *cc, const char *words, Cells__Ctl__V1__CtlRequest *req,
+		    const char *field, void (*text)(json_object *res))
+{
+	json_object *res = NULL;
+	int code;
+	if (cellctl_call(cc, words, req, NULL, 0, &res, &code))
+		return 1;
+	if (cc->json || (!text && !field))
+		cellctl_print(cc, res, NULL, NULL);
+	else if (text)
+		text(res);
+	else
+		printf("%s\n", json_object_get_string(json_object_object_get(res, field)));
+	json_object_put(res);
+	return 0;
+}
+
 void cellctl_print(struct cellctl *cc, json_object *result, const char *array_key,
 		   const char *const *columns)
 {
@@ -119,13 +136,7 @@ void cellctl_print(struct cellctl *cc, json_object *result, const char *array_ke
 
 int cellctl_simple(struct cellctl *cc, const char *words, Cells__Ctl__V1__CtlRequest *req)
 {
-	json_object *res = NULL;
-	int code;
-	if (cellctl_call(cc, words, req, NULL, 0, &res, &code))
-		return 1;
-	cellctl_print(cc, res, NULL, NULL);
-	json_object_put(res);
-	return 0;
+	return cellctl_request(cc, words, req, NULL, NULL);
 }
 
 char *cellctl_read_password(const char *path, const char *prompt, size_t *len)

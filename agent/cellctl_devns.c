@@ -63,14 +63,5 @@ int cellctl_cmd_device_list(struct cellctl *cc, const struct cellctl_cmd *cmd, i
 		return cellctl_usage(cmd);
 	req.req_case = CELLS__CTL__V1__CTL_REQUEST__REQ_DEVICE_LIST;
 	req.device_list = &e;
-	json_object *res = NULL;
-	int code;
-	if (cellctl_call(cc, cmd->words, &req, NULL, 0, &res, &code))
-		return 1;
-	if (cc->json)
-		cellctl_print(cc, res, NULL, NULL);
-	else
-		print_text(res);
-	json_object_put(res);
-	return 0;
+	return cellctl_request(cc, cmd->words, &req, NULL, print_text);
 }

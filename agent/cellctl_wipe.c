@@ -99,14 +99,5 @@ int cellctl_wipe_prepare(struct cellctl *cc, const struct cellctl_cmd *cmd, int 
 	n.name = argv[0];
 	req.req_case = CELLS__CTL__V1__CTL_REQUEST__REQ_WIPE_PREPARE;
 	req.wipe_prepare = &n;
-	json_object *res = NULL;
-	int code;
-	if (cellctl_call(cc, cmd->words, &req, NULL, 0, &res, &code))
-		return 1;
-	if (cc->json)
-		cellctl_print(cc, res, NULL, NULL);
-	else
-		printf("%s\n", json_object_get_string(json_object_object_get(res, "dir")));
-	json_object_put(res);
-	return 0;
+	return cellctl_request(cc, cmd->words, &req, "dir", NULL);
 }

@@ -414,6 +414,26 @@ int mdm_store_queue_add(struct mdm_store *s, struct mdm_qentry *e, bool replace,
 	return 0;
 }
 
+/* Step a "SELECT ENTRY_COLS, blob" statement: 1 and *e filled (blob owned), 0 no row. */
+static int step_entry(struct mdm_store *s, sqlite3_stmt *st, struct mdm_qentry *e, const char *what,
+		      cells_err_t *err)
+{
+	int r = sqlite3_step(st);
+	if (r == SQLITE_DONE)
+		return 0;
+	if (r != SQLITE_ROW)
+		return sql_err(s, what, err);
+	memset(e, 0, sizeof *e);
+	row_to_entry(st, e);
+	int n = sqlite3_column_bytes(st, 10);
+	e->blob = malloc(n ? (size_t)n : 1);
+	if (!e->blob)
+		return cells_err_sys(err, ENOMEM, "%s", what);
+	memcpy(e->blob, sqlite3_column_blob(st, 10), (size_t)n);
+	e->blob_len = (size_t)n;
+	return 1;
+}
+
 int mdm_store_queue_next(struct mdm_store *s, const char *device, int64_t now, struct mdm_qentry *e,
 			 cells_err_t *err)
 {
@@ -425,20 +445,7 @@ int mdm_store_queue_next(struct mdm_store *s, const char *device, int64_t now, s
 		return -1;
 	sqlite3_bind_text(st, 1, device, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(st, 2, now);
-	int r = sqlite3_step(st);
-	if (r == SQLITE_DONE)
-		return 0;
-	if (r != SQLITE_ROW)
-		return sql_err(s, "queue next", err);
-	memset(e, 0, sizeof *e);
-	row_to_entry(st, e);
-	int n = sqlite3_column_bytes(st, 10);
-	e->blob = malloc(n ? (size_t)n : 1);
-	if (!e->blob)
-		return cells_err_sys(err, ENOMEM, "queue next");
-	memcpy(e->blob, sqlite3_column_blob(st, 10), (size_t)n);
-	e->blob_len = (size_t)n;
-	return 1;
+	return step_entry(s, st, e, "queue next", err);
 }
 
 int mdm_store_queue_set_state(struct mdm_store *s, const char *id, const char *device, int state,
@@ -595,20 +602,7 @@ int mdm_store_queue_get(struct mdm_store *s, const char *id, const char *device,
 		return -1;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 2, device, -1, SQLITE_TRANSIENT);
-	int r = sqlite3_step(st);
-	if (r == SQLITE_DONE)
-		return 0;
-	if (r != SQLITE_ROW)
-		return sql_err(s, "queue get", err);
-	memset(e, 0, sizeof *e);
-	row_to_entry(st, e);
-	int n = sqlite3_column_bytes(st, 10);
-	e->blob = malloc(n ? (size_t)n : 1);
-	if (!e->blob)
-		return cells_err_sys(err, ENOMEM, "queue get");
-	memcpy(e->blob, sqlite3_column_blob(st, 10), (size_t)n);
-	e->blob_len = (size_t)n;
-	return 1;
+	return step_entry(s, st, e, "queue get", err);
 }
 
 int mdm_store_receipt_put(struct mdm_store *s, const struct mdm_receipt *r, cells_err_t *err)
