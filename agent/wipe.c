@@ -1232,6 +1232,21 @@ int wipe_init(struct cellsd *d, cells_err_t *err)
 
 void wipe_fini(struct cellsd *d)
 {
+	/* After a clean stop every VP is stopped (vpm_shutdown ran first): nothing uses the
+	 * loop-mounted area any more. Unmount it; the kernel drops its keys with the
+	 * superblock and the next start unlocks again. Busy (a VP that would not stop): left. */
+	char mode[16], root[PATH_MAX];
+	if (d->wipe && !d->vpm && config_get(d, "storage", mode, sizeof mode) == 1 &&
+	    !strcmp(mode, "image")) {
+		snprintf(root, sizeof root, "%s/wipe/mnt", d->run_dir);
+		if (loopdev_is_mountpoint(root)) {
+			if (umount2(root, 0) == 0)
+				log_info("wipe: unmounted the encrypted area %s", root);
+			else
+				log_warn("wipe: encrypted area %s stays mounted: %s", root,
+					 strerror(errno));
+		}
+	}
 	free(d->wipe);
 	d->wipe = NULL;
 }

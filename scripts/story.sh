@@ -33,7 +33,9 @@ cells-mdm init
 
 step "The phone starts the Cells agent"
 mkdir -p "$W/state" "$W/run"
-cellsd --state-dir "$W/state" --run-dir "$W/run" >"$W/cellsd.log" 2>&1 &
+# the development host's device profile (docs/DEVICES.md); power requests are recorded
+cellsd --state-dir "$W/state" --run-dir "$W/run" --device-profile "$SRC/profiles/devhost.json" \
+	--power-backend record >"$W/cellsd.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 100); do cellctl ping >/dev/null 2>&1 && break; sleep 0.1; done
 cellctl status
@@ -42,7 +44,9 @@ step "The device's identity"
 echo "device id: $(cellctl device id)"
 
 step "The enterprise signs its policy for this device; the phone pins the MDM root and applies it"
-cells-mdm policy example --device "$(cellctl device id)" --version 2 >"$W/policy.json"
+# the example policy, with the VPN device (TUN) for work alone
+cells-mdm policy example --device "$(cellctl device id)" --version 2 |
+	python3 -c 'import json,sys; p=json.load(sys.stdin); [v["devices"].update({"vpn": "exclusive" if v["name"] == "work" else "no-access"}) for v in p["vps"]]; json.dump(p, sys.stdout, indent=1)' >"$W/policy.json"
 cells-mdm policy sign "$W/policy.json" -o "$W/policy.bin"
 cells-mdm export-root >"$W/root.pub"
 cellctl trust pin "$W/root.pub"
@@ -72,6 +76,12 @@ if [ "$(id -u)" = 0 ]; then
 else
 	echo "(skipped: creating VPs needs root)"
 fi
+step "Device access by policy, enforced by the kernel: the VPN device is work's alone"
+cellctl device list | grep -E '^(CLASS|vpn|display)' || cellctl device list
+for vp in work personal; do
+	echo "$vp: /dev/net/tun $(cellctl vp exec $vp -- sh -c 'if [ -c /dev/net/tun ] && : </dev/net/tun; then echo opens; else echo absent; fi')"
+done
+echo "personal makes the node itself: $(cellctl vp exec personal -- sh -c 'mkdir -p /tmp/d; mknod /tmp/d/tun c 10 200 2>&1 && echo made')"
 step "Two virtual phones share one screen: only the foreground VP is seen"
 # (the VPs work and personal are created here unless an earlier step made them)
 if ! cellctl vp status work >/dev/null 2>&1 || ! cellctl vp status personal >/dev/null 2>&1; then

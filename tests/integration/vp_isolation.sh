@@ -93,4 +93,6 @@ check "stop all" bash -c "cellctl vp stop personal && cellctl vp stop work && ce
 kill "$HOSTSLEEP" 2>/dev/null
 check_eq "nothing left on the host" "" "$(vp_leftovers "$ID")"
 check "clean shutdown" stop_cellsd
+check_eq "after the shutdown no mount is left (the encrypted area of work included)" "" \
+	"$(grep -F "$T/" /proc/self/mountinfo | awk '{print $5}')"
 finish

@@ -14,7 +14,8 @@ vp_leftovers() {
 	local id=$1
 	find /sys/fs/cgroup -maxdepth 6 -type d -name "cells-$id-*" 2>/dev/null
 	ip -o link show 2>/dev/null | grep -o "cv${id:0:6}[0-9]*" || true
-	grep -F "$T/" /proc/self/mountinfo | awk '{print "mount " $5}' || true
+	# (the agent's encrypted storage area is not a VP's: it stays while cellsd runs)
+	grep -F "$T/" /proc/self/mountinfo | awk -v a="$CELLS_RUN_DIR/wipe/mnt" '$5 != a {print "mount " $5}' || true
 	nft list table ip "cells_$id" >/dev/null 2>&1 && echo "nft table cells_$id"
 	for p in /proc/[0-9]*; do
 		grep -qs "cells-$id-" "$p/cgroup" && echo "process ${p#/proc/}"
