@@ -7,7 +7,8 @@ PKGS=(
 	libssl-dev openssl libprotobuf-c-dev protobuf-c-compiler libwebsockets-dev
 	libsqlite3-dev sqlite3 libcmocka-dev libseccomp-dev libcap-dev libargon2-dev
 	libselinux1-dev libjson-c-dev libpng-dev
-	busybox-static iproute2 nftables crun util-linux e2fsprogs python3 procps
+	busybox-static iproute2 nftables crun util-linux e2fsprogs python3 procps file
+	python3-cryptography
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -30,7 +30,9 @@ check "a session without a client certificate is refused" bash -c "! grep -q ' 1
 
 # --- TLS peers the agent must refuse
 stop_mdm
-python3 - "$M" "$T" <<'PY'
+# Debian's python3 with python3-cryptography (scripts/deps.sh), not a version manager's
+PY=$([ -x /usr/bin/python3 ] && echo /usr/bin/python3 || command -v python3)
+"$PY" - "$M" "$T" <<'PY'
 import datetime, sys
 from cryptography import x509
 from cryptography.x509.oid import NameOID

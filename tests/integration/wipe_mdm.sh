@@ -64,7 +64,7 @@ check_eq "the server stored one receipt" 1 "$(rj "len(d)")"
 check_eq "...verified, for work, for that command" "True work $CID $WID" "$(rj "' '.join(str(x) for x in (d[0]['verified'], d[0]['vp'], d[0]['command_id'], d[0]['queue_id']))")"
 check_eq "...saying the key is absent" absent "$(rj "d[0]['key_status']")"
 check "the text listing shows it verified" bash -c "cells-mdm receipts | grep '$CID' | grep -q ' yes '"
-rj "d[0]['receipt']" | xxd -r -p >"$T/receipt.bin"
+rj "d[0]['receipt']" | "$PY" -c 'import sys; sys.stdout.buffer.write(bytes.fromhex(sys.stdin.read().strip()))' >"$T/receipt.bin"
 openssl pkey -in "$CELLS_STATE/device.key" -pubout -out "$T/device.pub" 2>/dev/null
 check "the stored receipt verifies offline" bash -c "cells-mdm receipt verify '$T/receipt.bin' --device-key '$T/device.pub' | grep -qx 'command: $CID'"
 cp "$T/receipt.bin" "$T/bad.bin"
