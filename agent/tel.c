@@ -1,6 +1,7 @@
 /* tel.c - the telephony proxy: per-VP virtual modems multiplexed onto the real modem.
  * See tel.h for what it does and docs/TELEPHONY.md for the AT subset and the routing. */
 #include "tel.h"
+#include "fg.h"
 #include "at.h"
 #include "buf.h"
 #include "cleanup.h"
@@ -85,35 +86,22 @@ struct tel {
 	bool ring_pending;
 	struct tel_vp *call_vp;
 	struct tel_vp *vps;
-	char fg_shim[33];
 };
 
-/* ==== INTEGRATION SHIM ==================================================================
- * Foreground (agent/fg.h, helper display) is not in main yet. These two functions are the
- * only place tel.c asks it; when it lands, replace the bodies with
- *   fg_current(t->d);  fg_switch(t->d, vp, "tel", err);
- * Until then the proxy keeps its own notion of the foreground VP: the VP an incoming
- * call last brought to the front. */
+/* The foreground is agent/fg.h's: an incoming call may bring its VP to the front
+ * (fg_switch as actor "tel": the policy's incoming_call_switches and foreground rules
+ * apply, audited as fg.switch), and only the FVP may dial. */
 enum tel_ask { TEL_ASK_INCOMING, TEL_ASK_OUTGOING, TEL_ASK_CALL_SWITCHES_FG };
 
 static const char *tel_fg_current(struct tel *t)
 {
-	return t->fg_shim[0] ? t->fg_shim : NULL;
+	return fg_current(t->d);
 }
 
 static int tel_fg_switch(struct tel *t, const char *vp, cells_err_t *err)
 {
-	json_object *det = json_object_new_object();
-	json_object_object_add(det, "reason", json_object_new_string("incoming call"));
-	int r = cellsd_audit(t->d, vp, "tel", "tel.foreground", "ok", det, err);
-	json_object_put(det);
-	if (r < 0)
-		return -1;
-	snprintf(t->fg_shim, sizeof t->fg_shim, "%s", vp);
-	return 0;
+	return fg_switch(t->d, vp, "tel", err);
 }
-
-/* ==== END INTEGRATION SHIM ============================================================ */
 
 /* What the VP's policy says; a VP no policy names is unmanaged: everything allowed. */
 static bool tel_policy_allows(struct tel *t, const char *vp, enum tel_ask what)

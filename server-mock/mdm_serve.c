@@ -10,6 +10,7 @@
 #include "cleanup_ssl.h"
 #include "log.h"
 #include "mdm.h"
+#include "sim_modem.h"
 #include "mdm_audit.h"
 #include "mdm_store.h"
 #include "pol_sig.h"
@@ -629,14 +630,20 @@ static int parse_listen(const char *s, char host[256], int *port)
 int mdm_cmd_serve(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv)
 {
 	cells_err_t err = {0};
-	char host[256] = "127.0.0.1";
+	char host[256] = "127.0.0.1", simdir[PATH_MAX];
 	int port = 0;
+	/* --modem-pty: the carrier/modem simulator in a thread of the server (sim_modem.h) */
+	struct sim_modem_opts so = {.gateway = "+15550000"};
 	for (int i = 0; i < argc; i++) {
 		if (!strcmp(argv[i], "--listen") && i + 1 < argc) {
 			if (parse_listen(argv[++i], host, &port) < 0) {
 				fprintf(stderr, "cells-mdm: serve: --listen takes HOST:PORT\n");
 				return 2;
 			}
+		} else if (!strcmp(argv[i], "--modem-pty") && i + 1 < argc) {
+			so.pty_link = argv[++i];
+		} else if (!strcmp(argv[i], "--gateway") && i + 1 < argc) {
+			so.gateway = argv[++i];
 		} else {
 			return mdm_usage(cmd);
 		}
@@ -711,6 +718,20 @@ int mdm_cmd_serve(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **arg
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
 	signal(SIGPIPE, SIG_IGN);
+	struct sim_modem *sim = NULL;
+	if (so.pty_link) {
+		mdm_path(m, "sim", simdir);
+		so.dir = simdir;
+		if (sim_modem_start(&so, &sim, &err) < 0) {
+			fprintf(stderr, "cells-mdm: serve: modem simulator: %s\n", err.msg);
+			lws_context_destroy(S.ctx);
+			mdm_store_close(S.st);
+			mdm_audit_store_close(S.audit);
+			return 1;
+		}
+		printf("modem simulator: pty %s, gateway %s, control %s/modem.sock\n", so.pty_link,
+		       so.gateway, simdir);
+	}
 	lws_sul_schedule(S.ctx, 0, &S.sul, on_poll, POLL_US);
 	log_info("serving wss://%s:%d (subprotocol %s)", host, port, CELLS_WS_SUBPROTOCOL);
 	printf("cells-mdm serving wss://%s:%d\n", host, port);
@@ -718,6 +739,8 @@ int mdm_cmd_serve(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **arg
 	while (!quit)
 		if (lws_service(S.ctx, 0) < 0)
 			break;
+	if (sim)
+		sim_modem_stop(sim);
 	lws_context_destroy(S.ctx);
 	mdm_store_close(S.st);
 	mdm_audit_store_close(S.audit);

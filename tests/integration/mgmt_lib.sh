@@ -14,7 +14,7 @@ wait_for() {
 port_open() { python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1",int(sys.argv[1])),1)' "$1"; }
 
 start_mdm() {
-	cells-mdm serve --listen "localhost:$PORT" >>"$T/mdm.log" 2>&1 &
+	cells-mdm serve --listen "localhost:$PORT" ${MDM_ARGS[@]+"${MDM_ARGS[@]}"} >>"$T/mdm.log" 2>&1 &
 	MDM_PID=$!
 	PIDS+=("$MDM_PID")
 	wait_for 10 port_open "$PORT" || { echo "cells-mdm did not start:"; cat "$T/mdm.log"; return 1; }

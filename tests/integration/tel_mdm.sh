@@ -6,7 +6,10 @@
 . "$CELLS_SRC/tests/integration/mgmt_lib.sh"
 need_root
 SIM="$CELLS_MDM_STATE_DIR/sim"
+# the carrier/modem simulator runs inside the MDM server (cells-mdm serve --modem-pty)
+MDM_ARGS=(--modem-pty "$T/modem" --gateway +15550000)
 setup_enrolled --modem "$T/modem" || { cat "$T/cellsd.log"; exit 1; }
+check "the server runs the modem simulator" grep -q "modem simulator: pty $T/modem" "$T/mdm.log"
 cells-mdm export-root >"$T/root.pub"
 check "pin the MDM's signing root" cellctl trust pin "$T/root.pub"
 # a policy delivers the delegation of the MDM's signing key (it names no VP: calls allowed)
@@ -14,8 +17,6 @@ cells-mdm policy example --device "$DEV" | python3 -c 'import json,sys; p=json.l
 PID1=$(cells-mdm --json policy push "$DEV" "$T/p1.json" | json_get "d[0]['id']")
 check "a policy (with the signing key's delegation) is acknowledged" wait_for 20 entry_is "$PID1" acknowledged
 check "gateway serves the work number" cells-mdm gateway assign +15550101 1
-cells-mdm modem-sim --pty "$T/modem" --gateway +15550000 >"$T/sim.log" 2>&1 &
-PIDS+=($!)
 tel() { cellctl --json tel status | json_get "$1"; }
 check "cellsd connects to the simulated modem" wait_for 10 bash -c "[ \"\$(cellctl --json tel status | json_get \"d['modem']['connected']\")\" = True ]"
 check_eq "no VP has a number yet" 0 "$(tel "len(d['vps'])")"

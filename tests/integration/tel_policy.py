@@ -19,7 +19,9 @@ def status():
     return json.loads(subprocess.check_output(["cellctl", "--json", "tel", "status"]))
 
 
-work, pers = Vp(run + "/tel/work.pty"), Vp(run + "/tel/personal.pty")
+# work and personal are real running VPs: their modems, opened from the host through
+# /proc/PID/root (tel_proxy.sh sets TEL_WORK / TEL_PERSONAL)
+work, pers = Vp(os.environ["TEL_WORK"]), Vp(os.environ["TEL_PERSONAL"])
 for v in (work, pers):
     v.cmd("ATE0")
     v.cmd("AT+CLIP=1")

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The telephony proxy at host level: cellsd --modem on the carrier/modem simulator's pty,
-# two VPs' virtual modems opened directly (tel_scenario.py says what is checked).
+# The telephony proxy: cellsd --modem on the carrier/modem simulator's pty; work and
+# personal are real running VPs whose virtual modems the scenario opens from the host
+# through /proc/PID/root (tel_scenario.py says what is checked); the other numbers'
+# VPs are not running (host-level endpoints RUN_DIR/tel/NAME.pty).
 . "$CELLS_SRC/tests/lib.sh"
-need_root
+. "$CELLS_SRC/tests/integration/vp_lib.sh"
 export CELLS_MDM_STATE_DIR="$T/mdm" PATH="$CELLS_BUILD/tests/integration:$PATH"
 SIM="$T/mdm/sim"
 check "gateway serves the work number (digit 1)" cells-mdm gateway assign +15550101 1
@@ -22,6 +24,22 @@ check "assignment and refusals are audited" bash -c "[ \$(sqlite3 '$CELLS_STATE/
 
 start_cellsd --modem "$T/modem" || exit 1
 check "cellctl tel status" cellctl tel status
+check "create work" ctl vp create work --image "$IMG" --net none
+check "create personal" ctl vp create personal --image "$IMG" --net none
+check "start personal (first: it takes the foreground)" ctl vp start personal
+check "start work" ctl vp start work
+# modem_path VP: the VP's /dev/cells/modem as the host reaches it
+modem_path() {
+	local pid t
+	pid=$(vp_field "$1" pid)
+	for _ in $(seq 50); do
+		t=$(cellctl vp exec "$1" -- readlink -f /dev/cells/modem 2>/dev/null) && [ -n "$t" ] && break
+		sleep 0.1
+	done
+	echo "/proc/$pid/root$t"
+}
+export TEL_WORK=$(modem_path work) TEL_PERSONAL=$(modem_path personal)
+check "the VPs' modems are reachable from the host" test -c "$TEL_WORK" -a -c "$TEL_PERSONAL"
 python3 "$CELLS_SRC/tests/integration/tel_scenario.py" "$CELLS_RUN_DIR" "$SIM" >"$T/scen.out" 2>&1
 while IFS= read -r l; do
 	case $l in

@@ -34,7 +34,9 @@ def wait(pred, secs=5):
 
 
 check("modem connected and SIM recorded", wait(lambda: status()["modem"]["sim_recorded"]), status())
-work, pers = Vp(run + "/tel/work.pty"), Vp(run + "/tel/personal.pty")
+# work and personal are real running VPs: their modems, opened from the host through
+# /proc/PID/root (tel_proxy.sh sets TEL_WORK / TEL_PERSONAL)
+work, pers = Vp(os.environ["TEL_WORK"]), Vp(os.environ["TEL_PERSONAL"])
 for v in (work, pers):
     v.cmd("ATE0")
 r = work.cmd("AT")
@@ -66,7 +68,7 @@ for v in (work, pers):
     v.cmd("AT+CLIP=1")
 
 # --- incoming call to the work number: only work rings, caller ID without the digit
-check("no foreground before any call", status()["foreground"] == "")
+check("personal (started first) is in the foreground before the call", status()["foreground"] == "personal", status())
 rep = sim(simdir, "call %s +15557770000" % WORK)
 check("gateway appends work's digit", rep.endswith("+155577700001"), rep)
 got = work.lines(3, lambda l: l.startswith("+CLIP"))

@@ -35,6 +35,9 @@ out=$(at personal 1 ATE0 AT+CIMI AT+CSQ)
 check "AT+CIMI and AT+CSQ inside personal" bash -c "grep -q '^001010123456789$' <<<'$out' && grep -q '^+CSQ: 24,99$' <<<'$out'"
 check_eq "real modem saw AT+CIMI once" 1 "$(grep -cx 'AT+CIMI' "$SIM/modem.log")"
 
+fvp() { cellctl --json display status | python3 -c 'import json,sys; print(json.load(sys.stdin)["foreground"])'; }
+check "the employee switches to personal" cellctl switch personal
+check_eq "personal is the FVP" personal "$(fvp)"
 at work 4 ATE0 AT+CLIP=1 >"$T/work.out" &
 W=$!
 at personal 4 ATE0 AT+CLIP=1 >"$T/pers.out" &
@@ -46,6 +49,8 @@ check "work rings" grep -qx "RING" "$T/work.out"
 check "work sees the caller ID without the digit" grep -qx '+CLIP: "+15557770000",145' "$T/work.out"
 check "personal's reader worked (it got its OKs)" grep -qx OK "$T/pers.out"
 check "personal does not ring" bash -c "! grep -q RING '$T/pers.out'"
+check_eq "the call brought work to the foreground (the real FVP: screen and input)" work "$(fvp)"
+check "the switch is audited as the telephony's" bash -c "sqlite3 '$CELLS_STATE/audit.db' \"select count(*) from audit where event='fg.switch' and actor='tel' and vp='work' and outcome='ok'\" | grep -qx 1"
 cells-mdm modem-ctl hangup >/dev/null
 out=$(at personal 1 ATE0 'ATD+15553334444;')
 check "background personal may not dial" grep -qx ERROR <<<"$out"
@@ -53,6 +58,13 @@ out=$(at work 3 ATE0 'ATD+15553334444;')
 check "foreground work dials" bash -c "tail -1 <<<'$out' | grep -qx OK"
 check "callee sees work's number" grep -q "from=+15550101 to=+15553334444" "$SIM/calls.log"
 at work 1 ATE0 ATH >/dev/null
+cells-mdm modem-ctl hangup >/dev/null 2>&1
+check "the employee switches back to personal" cellctl switch personal
+out=$(at work 1 ATE0 'ATD+15553334445;')
+check "now work, in the background, may not dial" grep -qx ERROR <<<"$out"
+out=$(at personal 3 ATE0 'ATD+15553334445;')
+check "and personal, in front, dials" bash -c "tail -1 <<<'$out' | grep -qx OK"
+at personal 1 ATE0 ATH >/dev/null
 
 check "stop work" ctl vp stop work
 check "work's modem is gone from tel status" bash -c "cellctl --json tel status | python3 -c 'import json,sys; v=[x for x in json.load(sys.stdin)[\"vps\"] if x[\"vp\"]==\"work\"][0]; sys.exit(v[\"pty\"]!=\"\")'"
