@@ -1180,6 +1180,7 @@ int tel_status_json(struct cellsd *d, json_object *o, cells_err_t *err)
 		json_object_object_add(e, "vp", json_object_new_string(v->name));
 		json_object_object_add(e, "number", json_object_new_string(v->number));
 		json_object_object_add(e, "digit", json_object_new_int(v->digit));
+		json_object_object_add(e, "gateway", json_object_new_string(v->gateway));
 		json_object_object_add(e, "pty", json_object_new_string(v->link));
 		json_object_object_add(e, "call", json_object_new_string(call_names[v->call]));
 		json_object_object_add(e, "rejected_lines", json_object_new_int64(v->bad_lines));

@@ -382,6 +382,9 @@ static int queue_command(struct mdm *m, const char *words, Cells__V1__Command *c
 int mdm_cmd_wipe(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv)
 {
 	cells_err_t err = {0};
+	bool recreate = true;
+	if (argc == 3 && !strcmp(argv[2], "--leave-absent"))
+		recreate = false, argc--;
 	if (argc != 2)
 		return mdm_usage(cmd);
 	if (cells_valid_name(argv[1], &err) < 0) {
@@ -391,7 +394,7 @@ int mdm_cmd_wipe(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv
 	Cells__V1__Command c = CELLS__V1__COMMAND__INIT;
 	Cells__V1__WipeVp w = CELLS__V1__WIPE_VP__INIT;
 	w.vp = argv[1];
-	w.recreate = true;
+	w.recreate = recreate;
 	c.device_id = argv[0];
 	c.action_case = CELLS__V1__COMMAND__ACTION_WIPE;
 	c.wipe = &w;
@@ -404,7 +407,10 @@ int mdm_cmd_wipe(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv
 int mdm_cmd_voip_assign(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv)
 {
 	cells_err_t err = {0};
-	if (argc != 4)
+	const char *gateway = "";
+	if (argc == 6 && !strcmp(argv[4], "--gateway"))
+		gateway = argv[5], argc -= 2;
+	if (argc != 4 || (*gateway && (gateway[0] != '+' || strlen(gateway) > 20)))
 		return mdm_usage(cmd);
 	char *end;
 	long digit = strtol(argv[3], &end, 10);
@@ -419,7 +425,7 @@ int mdm_cmd_voip_assign(struct mdm *m, const struct mdm_cmd *cmd, int argc, char
 	a.vp = argv[1];
 	a.number = argv[2];
 	a.digit = (uint32_t)digit;
-	a.gateway = "";
+	a.gateway = (char *)gateway;
 	c.device_id = argv[0];
 	c.action_case = CELLS__V1__COMMAND__ACTION_ASSIGN_NUMBER;
 	c.assign_number = &a;
@@ -427,6 +433,28 @@ int mdm_cmd_voip_assign(struct mdm *m, const struct mdm_cmd *cmd, int argc, char
 	snprintf(dedup, sizeof dedup, "voip:%s", argv[1]);
 	snprintf(what, sizeof what, "voip %s %s/%ld", argv[1], argv[2], digit);
 	return queue_command(m, "voip assign", &c, PRIO_COMMAND, dedup, what, true);
+}
+
+int mdm_cmd_voip_revoke(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv)
+{
+	cells_err_t err = {0};
+	if (argc != 2)
+		return mdm_usage(cmd);
+	if (cells_valid_name(argv[1], &err) < 0) {
+		fprintf(stderr, "cells-mdm: voip revoke: %s\n", err.msg);
+		return 2;
+	}
+	Cells__V1__Command c = CELLS__V1__COMMAND__INIT;
+	Cells__V1__RevokeNumber r = CELLS__V1__REVOKE_NUMBER__INIT;
+	r.vp = argv[1];
+	c.device_id = argv[0];
+	c.action_case = CELLS__V1__COMMAND__ACTION_REVOKE_NUMBER;
+	c.revoke_number = &r;
+	char dedup[64], what[96];
+	/* the same key as assign: a revoke replaces a queued assignment of that VP */
+	snprintf(dedup, sizeof dedup, "voip:%s", argv[1]);
+	snprintf(what, sizeof what, "voip revoke %s", argv[1]);
+	return queue_command(m, "voip revoke", &c, PRIO_COMMAND, dedup, what, true);
 }
 
 int mdm_cmd_audit_request(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv)

@@ -42,6 +42,13 @@ VID2=$(cells-mdm --json voip assign "$DEV" personal +15550102 1 | json_get "d['i
 check "a digit already held by work is refused by the agent" wait_for 20 entry_is "$VID2" failed
 check_eq "the refusal is audited" 1 "$(audit_count tel.number.assign "outcome='refused' and vp='personal'")"
 check_eq "personal got no number" 0 "$(tel "len([v for v in d['vps'] if v['vp']=='personal'])")"
+RID=$(cells-mdm --json voip revoke "$DEV" work | json_get "d['id']")
+check "the signed revocation is acknowledged" wait_for 20 entry_is "$RID" acknowledged
+check_eq "work has no number any more, applied live" 0 "$(tel "len([v for v in d['vps'] if v['vp']=='work' and v['number']])")"
+check_eq "the revocation is audited as the MDM's" 1 "$(audit_count tel.number.revoke "outcome='ok' and actor='mdm' and vp='work'")"
+GID=$(cells-mdm --json voip assign "$DEV" personal +15550102 2 --gateway +15550000 | json_get "d['id']")
+check "an assignment with the gateway's access number is acknowledged" wait_for 20 entry_is "$GID" acknowledged
+check_eq "personal has its number and the gateway" "+15550102 +15550000" "$(tel "' '.join(v['number'] + ' ' + v.get('gateway', '') for v in d['vps'] if v['vp']=='personal')")"
 check "clean shutdown" stop_cellsd
 [ "$FAIL" -eq 0 ] || tail -30 "$T/cellsd.log"
 finish
