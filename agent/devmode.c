@@ -58,7 +58,7 @@ int devmode_validate(const struct devprofile *prof, const Cells__V1__Policy *pol
 				return cells_err_set(
 				    err, EINVAL, "VP %s: device class %s does not support mode %s",
 				    r->vp, c->name, devmode_name(m));
-			if (m == DEVMODE_EXCLUSIVE) {
+			if (m == DEVMODE_EXCLUSIVE && !c->foreground_bound) {
 				if (holder[ci] && strcmp(holder[ci], r->vp) != 0)
 					return cells_err_set(
 					    err, EINVAL,

@@ -14,6 +14,13 @@ const char *const pol_device_classes[] = {
     "sensors", "vibrator", "power", "usb",    "vpn", "fuse",	   "storage", NULL,
 };
 
+/* The paper's framebuffer and the touchscreen: one VP at a time by the foreground, never
+ * shared; "exclusive" there means "while in front", so several VPs may hold it. */
+bool pol_device_class_foreground_bound(const char *name)
+{
+	return !strcmp(name, "display") || !strcmp(name, "input");
+}
+
 bool pol_device_class_valid(const char *name)
 {
 	for (size_t i = 0; pol_device_classes[i]; i++)
@@ -228,9 +235,12 @@ static int validate(const Cells__V1__Policy *p, bool need_device, cells_err_t *e
 							     r->vp, cls);
 		}
 	}
-	/* no two VPs EXCLUSIVE on one class */
+	/* no two VPs EXCLUSIVE on one class (the foreground already makes the
+	 * foreground-bound classes one VP's at a time) */
 	for (size_t c = 0; pol_device_classes[c]; c++) {
 		const char *owner = NULL;
+		if (pol_device_class_foreground_bound(pol_device_classes[c]))
+			continue;
 		for (size_t i = 0; i < p->n_vps; i++) {
 			if (pol_rule_device_mode(p->vps[i], pol_device_classes[c]) !=
 			    CELLS__V1__ACCESS_MODE__ACCESS_EXCLUSIVE)

@@ -33,6 +33,8 @@
 /* Device classes a DeviceRule may name (NULL-terminated). */
 extern const char *const pol_device_classes[];
 bool pol_device_class_valid(const char *name);
+/* display and input: held by the foreground VP only, whatever the mode says. */
+bool pol_device_class_foreground_bound(const char *name);
 /* "no-access" / "shared" / "exclusive" <-> AccessMode (UNSPECIFIED reads as no-access). */
 const char *pol_access_name(Cells__V1__AccessMode m);
 int pol_access_parse(const char *s, Cells__V1__AccessMode *out);

@@ -48,8 +48,7 @@ static void test_shipped_profiles(void **state)
 	const struct devprofile_class *c = devprofile_class(p, "display");
 	assert_non_null(c);
 	assert_true(c->foreground_bound);
-	/* shared: every VP has its own virtual display, only the FVP reaches the panel */
-	assert_true(c->modes & DEVMODE_BIT(DEVMODE_SHARED));
+	assert_false(c->modes & DEVMODE_BIT(DEVMODE_SHARED)); /* framebuffer: not shareable */
 	assert_non_null(devprofile_class(p, "gpu-render"));
 	assert_non_null(devprofile_class(p, "camera"));
 	free(p);

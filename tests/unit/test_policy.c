@@ -313,6 +313,22 @@ static void test_conflicting_exclusive(void **state)
 	expect(verify_with(s, 1, now - 10, now + 3600, NULL, &err), &err, EINVAL,
 	       "both exclusive on camera");
 	signed_free(s);
+	/* the display is the foreground's: exclusive for several VPs means "while in front" */
+	d.device_class = "display";
+	n = cells__v1__policy__pack(&pol, buf);
+	s = sign_payload(buf, n, sign_key);
+	assert_int_equal(verify_with(s, 1, now - 10, now + 3600, NULL, &err), 0);
+	signed_free(s);
+	free(p);
+	p = NULL;
+	cleanup_free char *j2 = NULL;
+	assert_true(asprintf(&j2,
+			     "{\"version\": 3, \"device\": \"%s\", \"vps\": [{\"name\": \"work\", "
+			     "\"devices\": {\"display\": \"exclusive\"}}, {\"name\": \"personal\", "
+			     "\"devices\": {\"display\": \"exclusive\"}}]}",
+			     DEV) > 0);
+	assert_int_equal(pol_json_to_policy(j2, strlen(j2), &p, &n, &err), 0);
+	free(p);
 }
 
 static void test_validation_rules(void **state)
