@@ -9,6 +9,7 @@
 #include "cleanup_ssl.h"
 #include "mdm.h"
 #include "mdm_store.h"
+#include "pol_policy.h"
 #include "pol_sig.h"
 #include "util.h"
 
@@ -167,18 +168,32 @@ int mdm_cmd_policy_push(struct mdm *m, const struct mdm_cmd *cmd, int argc, char
 		fprintf(stderr, "cells-mdm: policy push: %s\n", err.msg);
 		return 1;
 	}
-	/* a pre-signed Signed policy (POLICY.bin) is pushed as it is */
+	/* a signed policy (POLICY.bin of `policy sign`: a PolicyBundle, or a bare Signed) is
+	 * pushed as it is (its Signed policy; the device has the delegations). It may begin
+	 * with '\n' (protobuf field 1) like JSON: what decodes as a signed policy is one */
 	cleanup_signed Cells__V1__Signed *pre = NULL;
-	bool is_json = n && (data[0] == '{' || data[0] == ' ' || data[0] == '\n');
-	cleanup_free uint8_t *payload = NULL;
-	size_t plen = 0;
-	if (!is_json) {
-		if (cells_signed_decode(data, n, &pre, &err) < 0 ||
-		    cells_signed_check(pre, CELLS__V1__SIGNED_KIND__SIGNED_POLICY, &err) < 0) {
+	struct pol_bundle bundle;
+	if (pol_bundle_decode(data, n, &bundle, &err) == 0) {
+		cleanup_free uint8_t *sb = NULL;
+		size_t sn;
+		int r = pol_signed_pack(bundle.policy, &sb, &sn, &err);
+		pol_bundle_free(&bundle);
+		if (r < 0 || cells_signed_decode(sb, sn, &pre, &err) < 0) {
 			fprintf(stderr, "cells-mdm: policy push: %s: %s\n", file, err.msg);
 			return 1;
 		}
-	} else if (pol_json_to_policy((const char *)data, n, &payload, &plen, &err) < 0) {
+	}
+	size_t ws = 0;
+	while (ws < n && (data[ws] == ' ' || data[ws] == '\n' || data[ws] == '\t'))
+		ws++;
+	bool is_json = !pre;
+	cleanup_free uint8_t *payload = NULL;
+	size_t plen = 0;
+	if (is_json && (ws == n || data[ws] != '{')) {
+		fprintf(stderr, "cells-mdm: policy push: %s: %s\n", file, err.msg);
+		return 1;
+	} else if (is_json &&
+		   pol_json_to_policy((const char *)data, n, &payload, &plen, &err) < 0) {
 		fprintf(stderr, "cells-mdm: policy push: %s: %s\n", file, err.msg);
 		return 1;
 	}

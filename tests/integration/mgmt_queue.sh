@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# mgmt_queue.sh - re-enrollment and the server's queue states that never reach a device,
+# with a real cells-mdm and a real cellsd on loopback:
+# - a second `cellctl enroll` with the used token is refused and the device stays on its
+#   channel; with a new token it succeeds: same device id, same installed policy, the
+#   channel reconnects with the new certificate;
+# - an entry whose expiry passed before delivery becomes `expired` (by the server's
+#   sweep while the device is offline, and when the server restarts with it already
+#   past: never handed out) and is never delivered;
+# - a cancelled entry is never delivered;
+# each proven by a later entry that IS delivered on the same reconnection.
+. "$CELLS_SRC/tests/lib.sh"
+. "$CELLS_SRC/tests/integration/mgmt_lib.sh"
+need_root
+command -v sqlite3 >/dev/null || skip "sqlite3 not installed"
+MDB="$CELLS_MDM_STATE_DIR/mdm.db"
+
+# setup_enrolled, keeping the token
+PORT=$(free_port)
+URL="wss://localhost:$PORT"
+cells-mdm init >/dev/null || exit 1
+cells-mdm ca-cert >"$T/ca.pem"
+start_mdm || exit 1
+start_cellsd || exit 1
+DEV=$(cellctl device id)
+TOKEN=$(cells-mdm enroll-token | tail -1)
+check "enroll" cellctl enroll "$URL" "$TOKEN" --ca "$T/ca.pem"
+check "the channel is up" wait_for 15 connected
+
+push() {
+	cells-mdm policy example --device "$DEV" --version "$1" >"$T/p$1.json" &&
+		cells-mdm --json policy push "$DEV" "$T/p$1.json" | json_get "d[0]['id']"
+}
+# delivered ID: how many times the agent recorded the message (its inbox)
+delivered() { sqlite3 "$CELLS_STATE/state.db" "select count(*) from mgmt_inbox where message_id='$1'"; }
+accepted() { audit_count policy.accepted "details like '%\"version\":$1,%' or details like '%\"version\":$1}%'"; }
+dev_field() { cells-mdm --json devices | json_get "[x['$1'] for x in d if x['device_id']=='$DEV'][0]"; }
+ID3=$(push 3)
+check "policy v3 is acknowledged" wait_for 20 entry_is "$ID3" acknowledged
+check_eq "the agent runs policy v3" 3 "$(mgmt_field policy_version)"
+
+# --- re-enrollment ---
+CERT0=$(sqlite3 "$CELLS_STATE/state.db" "select hex(cert_pem) from mgmt_enrollment")
+check_fails "re-enrolling with the used token is refused" "unknown or already used" \
+	cellctl enroll "$URL" "$TOKEN" --ca "$T/ca.pem"
+check_eq "...and the device keeps its certificate" "$CERT0" \
+	"$(sqlite3 "$CELLS_STATE/state.db" "select hex(cert_pem) from mgmt_enrollment")"
+check "...and its channel comes back" wait_for 20 connected
+TOKEN2=$(cells-mdm enroll-token | tail -1)
+check "re-enrolling with a new token succeeds" cellctl enroll "$URL" "$TOKEN2" --ca "$T/ca.pem"
+check "the device certificate was replaced" bash -c \
+	"[ \"\$(sqlite3 '$CELLS_STATE/state.db' 'select hex(cert_pem) from mgmt_enrollment')\" != '$CERT0' ]"
+check_eq "the device keeps its id" "$DEV" "$(cellctl device id)"
+check "the channel reconnects with the new certificate" wait_for 20 connected
+check_eq "the device keeps policy v3" 3 "$(mgmt_field policy_version)"
+check_eq "the MDM lists the device once" 1 "$(cells-mdm --json devices | json_get "len([x for x in d if x['device_id']=='$DEV'])")"
+check "the MDM sees it online with policy v3" wait_for 10 bash -c \
+	"[ \"\$(cells-mdm --json devices | python3 -c 'import json,sys; print([(x[\"online\"], x[\"policy_version\"]) for x in json.load(sys.stdin) if x[\"device_id\"]==\"$DEV\"][0])')\" = '(True, 3)' ]"
+ID4=$(push 4)
+check "a push after re-enrollment is acknowledged" wait_for 20 entry_is "$ID4" acknowledged
+check_eq "the agent runs policy v4, installed once" "4 1" "$(mgmt_field policy_version) $(accepted 4)"
+
+# --- expiry by the server's sweep while the device is offline ---
+check "stop the device (its connection goes)" stop_cellsd
+check "the MDM sees it offline" wait_for 10 bash -c "[ \"\$(cells-mdm --json devices | python3 -c 'import json,sys; print([x[\"online\"] for x in json.load(sys.stdin) if x[\"device_id\"]==\"$DEV\"][0])')\" = False ]"
+ID5=$(push 5)
+check_eq "v5 is queued" queued "$(entry_state "$ID5")"
+sqlite3 -cmd ".timeout 5000" "$MDB" "update queue set expires=strftime('%s','now')-60 where id='$ID5'"
+check "the server's sweep marks v5 expired" wait_for 15 entry_is "$ID5" expired
+check "...with a reason" bash -c "cells-mdm --json command list | python3 -c 'import json,sys; sys.exit(0 if [x for x in json.load(sys.stdin) if x[\"id\"]==\"$ID5\"][0][\"reason\"]==\"expired before delivery\" else 1)'"
+
+# --- a cancelled entry ---
+ID6=$(push 6)
+check "a queued entry can be cancelled" cells-mdm command cancel "$ID6"
+check_eq "it is cancelled" cancelled "$(entry_state "$ID6")"
+
+# --- expiry already past when the server starts (before its first sweep) ---
+stop_mdm
+ID7=$(push 7)
+sqlite3 "$MDB" "update queue set expires=strftime('%s','now')-60 where id='$ID7'"
+# ...and one the device should get, queued last: it proves the reconnection delivers
+ID8=$(push 8)
+start_mdm || exit 1
+start_cellsd || exit 1
+check "the device reconnects" wait_for 20 connected
+check "v8 (queued after them) is delivered and acknowledged" wait_for 20 entry_is "$ID8" acknowledged
+check "v7 (expired while the server was down) goes to expired" wait_for 15 entry_is "$ID7" expired
+check_eq "v5 stays expired, v6 cancelled" "expired cancelled" "$(entry_state "$ID5") $(entry_state "$ID6")"
+check_eq "the agent never received v5, v6 or v7 (its inbox), but v8" "0 0 0 1" \
+	"$(delivered "$ID5") $(delivered "$ID6") $(delivered "$ID7") $(delivered "$ID8")"
+check_eq "...never installed them (audit)" "0 0 0 1" "$(accepted 5) $(accepted 6) $(accepted 7) $(accepted 8)"
+check "...never logged them" bash -c "! grep -E 'policy:[567]\\b|$ID5|$ID6|$ID7' '$T/cellsd.log'"
+check_eq "the agent runs policy v8" 8 "$(mgmt_field policy_version)"
+check_eq "cells-mdm devices shows v8" 8 "$(dev_field policy_version)"
+check "clean shutdown" stop_cellsd
+finish
