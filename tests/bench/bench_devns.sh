@@ -13,20 +13,21 @@
 #       the host; medians and the ratio FVP/host.
 #   (c) the time of `cellctl policy apply` of a signed policy that flips the vpn device
 #       class (exclusive <-> no-access) between two VPs (as tests/integration/devices_vp.sh
-#       does), with both VPs stopped and then both running; median over FLIPS applies
-#       each, and `cellctl ping` as the floor of one control round trip. The final
-#       state is checked inside the VPs.
+#       does), on two agents side by side: one with both VPs stopped, one with both
+#       running, applies alternating between them; median over FLIPS applies each, and
+#       `cellctl ping` as the floor of one control round trip. The final state is
+#       checked inside the running VPs.
 # Not part of ctest. Needs root, busybox-static, a C compiler with static libc,
 # /dev/net/tun. Each part runs its own cellsd (--state-dir/--run-dir in a temp dir).
-# Takes about 3-4 minutes on a 2-core VM. Environment: MB_PER_VP (64), SPIN (200000000),
-# ROUNDS (7), FLIPS (10), SETTLE_MAX (40).
+# Takes about 3-4 minutes on a 2-core VM. Environment: MB_PER_VP (64), SPIN (100000000),
+# ROUNDS (15), FLIPS (15), SETTLE_MAX (40).
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 B=$(cd "${1:-$SRC/build}" && pwd)
 MB=${MB_PER_VP:-64}
-SPIN=${SPIN:-200000000}
-ROUNDS=${ROUNDS:-7}
-FLIPS=${FLIPS:-10}
+SPIN=${SPIN:-100000000}
+ROUNDS=${ROUNDS:-15}
+FLIPS=${FLIPS:-15}
 SETTLE_MAX=${SETTLE_MAX:-40}
 KSM=/sys/kernel/mm/ksm
 export PATH="$B/agent:$B/server-mock:$PATH"
@@ -35,28 +36,30 @@ die() { echo "bench_devns: $*" >&2; exit 1; }
 command -v busybox >/dev/null || die "needs busybox-static"
 for t in cellsd cellctl cells-mdm; do command -v $t >/dev/null || die "no $t in $B"; done
 W=$(mktemp -d /tmp/cells-bench-devns.XXXXXX)
-CPID=
+CPIDS=() CRUNS=()
 KSM_RUN0=$(cat "$KSM/run" 2>/dev/null || true)
 
-stop_cellsd() {
-	[ -n "$CPID" ] || return 0
-	local v
-	for v in $(cellctl --json vp list 2>/dev/null |
-		python3 -c 'import json,sys; print(" ".join(v["name"] for v in json.load(sys.stdin)["vps"] if v["state"] == "running"))' 2>/dev/null); do
-		cellctl vp stop "$v" >/dev/null 2>&1 || true
+# stop_cellsds: stop the VPs of every cellsd started here, then the cellsds
+stop_cellsds() {
+	local i v
+	for i in "${!CPIDS[@]}"; do
+		for v in $(CELLS_RUN_DIR=${CRUNS[$i]} cellctl --json vp list 2>/dev/null |
+			python3 -c 'import json,sys; print(" ".join(v["name"] for v in json.load(sys.stdin)["vps"] if v["state"] == "running"))' 2>/dev/null); do
+			CELLS_RUN_DIR=${CRUNS[$i]} cellctl vp stop "$v" >/dev/null 2>&1 || true
+		done
+		kill "${CPIDS[$i]}" 2>/dev/null && wait "${CPIDS[$i]}" 2>/dev/null
 	done
-	kill "$CPID" 2>/dev/null && wait "$CPID" 2>/dev/null
-	CPID=
+	CPIDS=() CRUNS=()
 }
 finish() {
-	stop_cellsd || true
+	stop_cellsds || true
 	# ksmd is global: leave it as we found it
 	[ -n "$KSM_RUN0" ] && echo "$KSM_RUN0" >"$KSM/run" 2>/dev/null
 	rm -rf "$W"
 }
 trap finish EXIT
 
-# start_cellsd NAME ARGS...: a fresh cellsd in $W/NAME
+# start_cellsd NAME ARGS...: a fresh cellsd in $W/NAME; cellctl talks to it from now on
 start_cellsd() {
 	local n=$1
 	shift
@@ -64,11 +67,13 @@ start_cellsd() {
 	export CELLS_RUN_DIR="$W/$n/run"
 	cellsd --state-dir "$W/$n/state" --run-dir "$W/$n/run" --log-level warn --power-backend record \
 		"$@" >"$W/$n/cellsd.log" 2>&1 &
-	CPID=$!
+	CPIDS+=($!) CRUNS+=("$CELLS_RUN_DIR")
 	for _ in $(seq 100); do cellctl ping >/dev/null 2>&1 && return 0; sleep 0.05; done
 	cat "$W/$n/cellsd.log" >&2
 	die "cellsd ($n) did not come up"
 }
+# on NAME CMD...: run CMD against the cellsd in $W/NAME
+on() { CELLS_RUN_DIR="$W/$1/run" "${@:2}"; }
 ns() { date +%s%N; }
 # vpjson EXPR: evaluate EXPR over the VP list (v: list of VP objects)
 vpjson() { cellctl --json vp list | python3 -c "import json,sys; v=json.load(sys.stdin)['vps']; print($1)"; }
@@ -151,7 +156,7 @@ mem_mode() {
 		echo "  ksm $mode, $n VPs: settled after $waited ms ($SECONDS s)" >&2
 		echo "$mode $n $(vpjson "sum(x.get('memory_bytes', 0) for x in v if x['state'] == 'running') // 1024") $(vp_stats) $(sharing) $(($(kb_used) - u0)) $waited $ksmd" >>"$W/mem.tsv"
 	done
-	stop_cellsd
+	stop_cellsds
 }
 echo "(a) memory: running... ($SECONDS s)" >&2
 mem_mode off
@@ -176,20 +181,24 @@ for k in 0 1 2 3 4; do
 	[ "$(vpjson "[x['name'] for x in v if x['foreground']]")" = "['fvp']" ] || die "fvp left the foreground"
 	echo "$k $(median "${h[@]}") $(median "${f[@]}") $(printf '%s,' "${h[@]}") $(printf '%s,' "${f[@]}")" >>"$W/cpu.tsv"
 done
-stop_cellsd
+stop_cellsds
 
 # ---------------------------------------------------------------- (c) device-mode change
 echo "(c) policy apply: running... ($SECONDS s)" >&2
 [ -c /dev/net/tun ] || die "this host has no /dev/net/tun (the vpn class's node)"
 export CELLS_MDM_STATE_DIR="$W/mdm"
-start_cellsd dev --device-profile "$SRC/profiles/devhost.json"
+# two agents side by side: dev0 with the VPs defined but stopped, dev1 with them running;
+# the applies alternate between them
+start_cellsd dev0 --device-profile "$SRC/profiles/devhost.json"
+start_cellsd dev1 --device-profile "$SRC/profiles/devhost.json"
 cells-mdm init >/dev/null
 cells-mdm export-root >"$W/root.pem"
-cellctl trust pin "$W/root.pem" >/dev/null
-cells-mdm policy example --device "$(cellctl device id)" >"$W/example.json"
-NPOL=$((2 * FLIPS + 1))
-# policy v: vpn exclusive to work for odd v, to personal for even v (v1: warm-up)
-python3 - "$W/example.json" "$W" "$NPOL" <<'PY'
+NPOL=$((FLIPS + 1))
+for a in dev0 dev1; do
+	on $a cellctl trust pin "$W/root.pem" >/dev/null
+	cells-mdm policy example --device "$(on $a cellctl device id)" >"$W/$a/example.json"
+	# policy v: vpn exclusive to work for odd v, to personal for even v (v1: warm-up)
+	python3 - "$W/$a/example.json" "$W/$a" "$NPOL" <<'PY'
 import json, sys
 src, out, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 for ver in range(1, n + 1):
@@ -201,31 +210,43 @@ for ver in range(1, n + 1):
         r["password"] = {"required": False, "min_length": 0, "max_failed_attempts": 0, "wipe_on_limit": False}
     json.dump(p, open(f"{out}/p{ver}.json", "w"))
 PY
-for v in $(seq "$NPOL"); do cells-mdm policy sign "$W/p$v.json" -o "$W/p$v.bin" >/dev/null; done
-for v in work personal; do cellctl vp create "$v" --image "$W/img" >/dev/null; done
-cellctl policy apply "$W/p1.bin" >/dev/null # warm-up, VPs stopped
-pings=()
-for _ in $(seq 10); do t=$(ns); cellctl ping >/dev/null; pings+=($(($(ns) - t))); done
-stopped=() running=()
-for v in $(seq 2 $((FLIPS + 1))); do
-	t=$(ns); cellctl policy apply "$W/p$v.bin" >/dev/null; stopped+=($(($(ns) - t)))
+	for v in $(seq "$NPOL"); do cells-mdm policy sign "$W/$a/p$v.json" -o "$W/$a/p$v.bin" >/dev/null; done
+	for v in work personal; do on $a cellctl vp create "$v" --image "$W/img" >/dev/null; done
 done
-for v in work personal; do cellctl vp start "$v" >/dev/null; done
+for v in work personal; do on dev1 cellctl vp start "$v" >/dev/null; done
 # the devices are given once each VP's root is ready (its /dev/cells/power exists)
 for v in work personal; do
-	for _ in $(seq 100); do cellctl vp exec $v -- test -c /dev/cells/power 2>/dev/null && break; sleep 0.1; done
+	for _ in $(seq 100); do on dev1 cellctl vp exec $v -- test -c /dev/cells/power 2>/dev/null && break; sleep 0.1; done
 done
-for v in $(seq $((FLIPS + 2)) "$NPOL"); do
-	t=$(ns); cellctl policy apply "$W/p$v.bin" >/dev/null; running+=($(($(ns) - t)))
+[ "$(on dev0 cellctl --json vp list | python3 -c 'import json,sys; print(sum(x["state"] == "running" for x in json.load(sys.stdin)["vps"]))')" = 0 ] ||
+	die "dev0 runs a VP"
+[ "$(on dev1 cellctl --json vp list | python3 -c 'import json,sys; print(sum(x["state"] == "running" for x in json.load(sys.stdin)["vps"]))')" = 2 ] ||
+	die "dev1 does not run both VPs"
+on dev0 cellctl policy apply "$W/dev0/p1.bin" >/dev/null # warm-up
+on dev1 cellctl policy apply "$W/dev1/p1.bin" >/dev/null
+# apply A V: time one apply of policy V on agent A, appended to the array named A
+apply() {
+	local t
+	t=$(ns)
+	on "$1" cellctl policy apply "$W/$1/p$2.bin" >/dev/null || die "$1: policy v$2 did not apply"
+	eval "$1+=($(($(ns) - t)))"
+}
+pings=() dev0=() dev1=()
+for v in $(seq 2 "$NPOL"); do
+	if [ $((v % 2)) = 0 ]; then apply dev0 "$v"; apply dev1 "$v"; else apply dev1 "$v"; apply dev0 "$v"; fi
+	t=$(ns); on dev1 cellctl ping >/dev/null; pings+=($(($(ns) - t)))
 done
-# the last policy is in force inside the running VPs
+# the last policy is in force in both agents, and inside dev1's running VPs
 owner=work other=personal
 [ $((NPOL % 2)) = 0 ] && owner=personal other=work
-[ "$(cellctl --json device list | python3 -c "import json,sys; d=json.load(sys.stdin); print(d['policy_version'])")" = "$NPOL" ] ||
-	die "policy v$NPOL is not in force"
-cellctl vp exec $owner -- test -c /dev/net/tun || die "$owner has no /dev/net/tun after the last flip"
-! cellctl vp exec $other -- test -e /dev/net/tun || die "$other still has /dev/net/tun after the last flip"
-stop_cellsd
+for a in dev0 dev1; do
+	[ "$(on $a cellctl --json device list | python3 -c "import json,sys; print(json.load(sys.stdin)['policy_version'])")" = "$NPOL" ] ||
+		die "$a: policy v$NPOL is not in force"
+done
+on dev1 cellctl vp exec $owner -- test -c /dev/net/tun || die "$owner has no /dev/net/tun after the last flip"
+! on dev1 cellctl vp exec $other -- test -e /dev/net/tun || die "$other still has /dev/net/tun after the last flip"
+stopped=("${dev0[@]}") running=("${dev1[@]}")
+stop_cellsds
 
 # ---------------------------------------------------------------- report
 python3 - "$W/mem.tsv" "$W/cpu.tsv" "$MB" "$SPIN" "$ROUNDS" "$KSM_NOTE" \
@@ -252,15 +273,20 @@ for n in (1, 2, 3, 5):
           f" {f['merging']:19d} {o['merging']:6d} | {f['shr']:17d} {o['shr']:6d} | {f['used']:12.0f} {o['used']:4.0f} |"
           f" {f['anyp']:3d}/{f['procs']:<2d}{o['anyp']:6d}/{o['procs']:<2d} | {o['waited']:5.1f}")
 print("     cgroups: sum of the VPs' memory.current; PSS and merged pages (/proc/PID/ksm_merging_pages): every")
-print("     process in the VPs; pages_sharing: /sys/kernel/mm/ksm (global); used: MemTotal-MemAvailable growth")
+print("     process in the VPs; pages_sharing: /sys/kernel/mm/ksm (global, updated only while ksmd scans: with")
+print("     --ksm off cellsd never starts ksmd and it stays what the last scan left); used: MemTotal-MemAvailable growth")
 print("     since that cellsd started (global: other work on the machine shows there too); settle: until cellsd")
 print("     stopped ksmd (merge rate below its threshold)")
-print(f"\n(b) CPU: spin {spin} iterations, median of {rounds} runs alternating host / FVP")
-print(" BVPs | host ms |  FVP ms | FVP/host")
+print(f"\n(b) CPU: spin {spin} iterations, {rounds} runs alternating host / FVP: median and minimum")
+print(" BVPs | host ms median   min |  FVP ms median   min | FVP/host median   min")
 for l in open(cpuf):
-    k, h, f = l.split()[:3]
-    print(f" {int(k):4d} | {int(h) / 1e6:7.1f} | {int(f) / 1e6:7.1f} | {int(f) / int(h):.3f}")
+    k, h, f, hs, fs = l.split()
+    hmin = min(int(x) for x in hs.strip(",").split(","))
+    fmin = min(int(x) for x in fs.strip(",").split(","))
+    print(f" {int(k):4d} | {int(h) / 1e6:14.1f} {hmin / 1e6:5.1f} | {int(f) / 1e6:13.1f} {fmin / 1e6:5.1f} |"
+          f" {int(f) / int(h):15.3f} {fmin / hmin:5.3f}")
 print("\n(c) device-mode change: cellctl policy apply flipping vpn (exclusive <-> no-access) between work and personal")
+print(f"     (two agents side by side, applies alternating; {len(sall.strip(',').split(','))} flips each)")
 print(f"     cellctl ping (floor)          median {int(ping) / 1e6:7.2f} ms")
 print(f"     apply, both VPs stopped       median {int(stopped) / 1e6:7.2f} ms  ({len(sall.strip(',').split(','))} applies)")
 print(f"     apply, both VPs running       median {int(running) / 1e6:7.2f} ms  ({len(rall.strip(',').split(','))} applies)")
