@@ -93,6 +93,11 @@ RC
 chmod 755 "$W/img-mem/etc/rc.local"
 
 echo "bench_devns: kernel $(uname -r), $(nproc) CPUs, $(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo) MB RAM"
+if [ -d "$KSM" ]; then
+	echo "bench_devns: ksmd $(for f in pages_to_scan sleep_millisecs smart_scan advisor_mode; do printf '%s=%s ' $f "$(cat "$KSM/$f" 2>/dev/null || echo -)"; done)"
+else
+	echo "bench_devns: this kernel has no $KSM (KSM unavailable)"
+fi
 
 # ---------------------------------------------------------------- (a) memory
 kb_used() { awk '/^MemTotal/ {t=$2} /^MemAvailable/ {a=$2} END {print t-a}' /proc/meminfo; }
