@@ -114,7 +114,18 @@ int cellctl_vp_list(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,
 	json_object *res = NULL;
 	if (cellctl_call(cc, cmd->words, &req, NULL, 0, &res, NULL))
 		return 1;
-	static const char *const cols[] = {"name", "state", "net", "pid", "image", NULL};
+	/* the text table marks the foreground VP with '*' in an FG column (the JSON has
+	 * the boolean "foreground" of each VP) */
+	json_object *vps = json_object_object_get(res, "vps");
+	size_t n = json_object_is_type(vps, json_type_array) && !cc->json
+		       ? json_object_array_length(vps)
+		       : 0;
+	for (size_t i = 0; i < n; i++) {
+		json_object *v = json_object_array_get_idx(vps, i);
+		bool fg = json_object_get_boolean(json_object_object_get(v, "foreground"));
+		json_object_object_add(v, "fg", json_object_new_string(fg ? "*" : ""));
+	}
+	static const char *const cols[] = {"name", "fg", "state", "net", "pid", "image", NULL};
 	cellctl_print(cc, res, "vps", cols);
 	json_object_put(res);
 	return 0;

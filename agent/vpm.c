@@ -3,6 +3,7 @@
 #include "vpm.h"
 #include "cleanup.h"
 #include "cleanup_sqlite.h"
+#include "fg.h"
 #include "kcgroup.h"
 #include "knet.h"
 #include "ksec.h"
@@ -795,6 +796,9 @@ static json_object *row_json(struct cellsd *d, const struct vp_row *r)
 		json_object_array_add(init, json_object_new_string(*p));
 	json_object_object_add(o, "init", init);
 	json_object_object_add(o, "pid", json_object_new_int(rt ? rt->pid : 0));
+	const char *fvp = fg_current(d);
+	json_object_object_add(o, "foreground",
+			       json_object_new_boolean(rt && fvp && !strcmp(fvp, r->def.name)));
 	if (rt) {
 		json_object_object_add(o, "cgroup", json_object_new_string(rt->cg.name));
 		json_object_object_add(o, "memory_bytes",

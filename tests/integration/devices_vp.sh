@@ -69,6 +69,12 @@ for v in work personal; do
 	for _ in $(seq 100); do cellctl vp exec $v -- test -c /dev/cells/power 2>/dev/null && break; sleep 0.1; done
 done
 check_eq "work is in front (started first)" work "$(fvp)"
+# the VPs `cellctl vp list` marks as the FVP: in its JSON ("foreground": true) and in its
+# text table (a '*' in the FG column)
+fg_json() { cellctl --json vp list | python3 -c 'import json,sys; print(" ".join(v["name"] for v in json.load(sys.stdin)["vps"] if v["foreground"] is True))'; }
+fg_table() { cellctl vp list | awk 'NR == 1 && $2 != "FG" {print "no FG column"} NR > 1 && $2 == "*" {print $1}' | paste -sd' ' -; }
+check_eq "vp list --json: work, and only work, is the foreground VP" work "$(fg_json)"
+check_eq "vp list: the table marks work, and only work" work "$(fg_table)"
 PW=$(pid_of work) PP=$(pid_of personal)
 
 # --- no policy yet: VPs the policy does not name get no device of the profile ---
@@ -181,6 +187,8 @@ check "personal's WiFi refusal is audited" bash -c "[ \$(sqlite3 '$DB' \"select 
 # --- switch: the roles flip ---
 check "cellctl switch personal" cellctl switch personal
 check_eq "personal is in front" personal "$(fvp)"
+check_eq "vp list --json: after the switch personal, and only personal, is the foreground VP" personal "$(fg_json)"
+check_eq "vp list: the table marks personal, and only personal" personal "$(fg_table)"
 check "work's lock was released in the backend at the switch" grep -q "wake_unlock cells-work-demo$" "$PLOG"
 check_eq "FVP personal: wake_lock accepted" ok "$(probe personal power 'wake_lock demo')"
 check_eq "FVP personal: suspend accepted" ok "$(probe personal power suspend)"
