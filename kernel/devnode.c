@@ -194,19 +194,5 @@ int devnode_set(pid_t pid, const char *path, char type, unsigned major, unsigned
 		child_run(wfd, mntfd, rootfd, path, mode, makedev(major, minor), present,
 			  host_dev.st_dev);
 	close(take_fd(&wfd));
-	struct child_result r = {0};
-	ssize_t n;
-	do
-		n = read(rfd, &r, sizeof r);
-	while (n < 0 && errno == EINTR);
-	int st;
-	while (waitpid(c, &st, 0) < 0 && errno == EINTR)
-		;
-	if (n == (ssize_t)sizeof r) {
-		r.msg[sizeof r.msg - 1] = 0;
-		return cells_err_sys(err, r.code, "%s", r.msg);
-	}
-	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-		return cells_err_set(err, EIO, "device node helper failed (status %d)", st);
-	return 0;
+	return child_wait(c, rfd, err);
 }
