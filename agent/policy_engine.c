@@ -720,7 +720,6 @@ out:
 int policy_trust_pin_enrolled(struct cellsd *d, const Cells__V1__TrustRoot *root,
 			      Cells__V1__Signed *const *dels, size_t ndels, cells_err_t *err)
 {
-	struct policy_engine *pe = d->pe;
 	if (!root)
 		return cells_err_set(err, EBADMSG, "enrollment carries no trust root");
 	size_t n = cells__v1__trust_root__get_packed_size(root);
@@ -728,13 +727,9 @@ int policy_trust_pin_enrolled(struct cellsd *d, const Cells__V1__TrustRoot *root
 		return cells_err_set(err, EMSGSIZE, "trust root of %zu bytes is over the limit", n);
 	uint8_t b[CELLS_MAX_TRUST_ROOT];
 	cells__v1__trust_root__pack(root, b);
-	struct pol_root r;
-	if (pol_root_decode(b, n, &r, err) < 0)
+	/* re-enrollment with the root already pinned is a no-op; another root is refused */
+	if (policy_trust_pin(d, b, n, "mgmt:enrollment", err) < 0)
 		return cells_err_prefix(err, "enrollment");
-	/* re-enrollment with the root already pinned is fine; another root is not */
-	if (!(pe->have_root && same_root(&r, &pe->root)) &&
-	    policy_trust_pin(d, b, n, "mgmt:enrollment", err) < 0)
-		return -1;
 	if (ndels && policy_trust_update(d, NULL, 0, dels, ndels, "mgmt:enrollment", err) < 0)
 		return -1;
 	return 0;

@@ -93,16 +93,6 @@ struct tel {
  * apply, audited as fg.switch), and only the FVP may dial. */
 enum tel_ask { TEL_ASK_INCOMING, TEL_ASK_OUTGOING, TEL_ASK_CALL_SWITCHES_FG };
 
-static const char *tel_fg_current(struct tel *t)
-{
-	return fg_current(t->d);
-}
-
-static int tel_fg_switch(struct tel *t, const char *vp, cells_err_t *err)
-{
-	return fg_switch(t->d, vp, "tel", err);
-}
-
 /* What the VP's policy says; a VP no policy names is unmanaged: everything allowed. */
 static bool tel_policy_allows(struct tel *t, const char *vp, enum tel_ask what)
 {
@@ -409,11 +399,11 @@ static void incoming_clip(struct tel *t, const char *line, size_t len)
 		pump(t);
 		return;
 	}
-	const char *fg = tel_fg_current(t);
+	const char *fg = fg_current(t->d);
 	if ((!fg || strcmp(fg, v->name)) &&
 	    tel_policy_allows(t, v->name, TEL_ASK_CALL_SWITCHES_FG)) {
 		cells_err_t err;
-		if (tel_fg_switch(t, v->name, &err) < 0)
+		if (fg_switch(t->d, v->name, "tel", &err) < 0)
 			log_warn("tel: bring %s to the foreground: %s", v->name, err.msg);
 	}
 }
@@ -573,7 +563,7 @@ static void refuse_dial(struct tel *t, struct tel_vp *v, const char *number, con
 
 static void vp_dial(struct tel *t, struct tel_vp *v, const char *number)
 {
-	const char *fg = tel_fg_current(t);
+	const char *fg = fg_current(t->d);
 	if (!v->number[0])
 		return refuse_dial(t, v, number, "no number assigned to this VP");
 	if (!v->gateway[0])
@@ -1172,7 +1162,7 @@ int tel_status_json(struct cellsd *d, json_object *o, cells_err_t *err)
 	json_object_object_add(m, "sim_recorded", json_object_new_boolean(sim));
 	json_object_object_add(m, "sim_queries_sent", json_object_new_int64(t->sim_sent));
 	json_object_object_add(o, "modem", m);
-	const char *fg = tel_fg_current(t);
+	const char *fg = fg_current(t->d);
 	json_object_object_add(o, "foreground", json_object_new_string(fg ? fg : ""));
 	json_object *a = json_object_new_array();
 	for (struct tel_vp *v = t->vps; v; v = v->next) {
