@@ -21,6 +21,9 @@ static const struct {
      CELLS_MAX_CHECKPOINT},
     {CELLS__V1__SIGNED_KIND__SIGNED_COMMAND_RESULT, "cells.v1.command-result",
      CELLS_MAX_COMMAND_RESULT},
+    {CELLS__V1__SIGNED_KIND__SIGNED_ENROLL_BINDING, "cells.v1.enroll-binding",
+     CELLS_MAX_ENROLL_BINDING},
+    {CELLS__V1__SIGNED_KIND__SIGNED_AUDIT_ACK, "cells.v1.audit-ack", CELLS_MAX_AUDIT_ACK},
 };
 
 const char *cells_signed_domain(Cells__V1__SignedKind kind)
