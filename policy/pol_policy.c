@@ -144,9 +144,11 @@ int pol_bundle_decode(const uint8_t *p, size_t n, struct pol_bundle *out, cells_
 	if (cells_signed_decode(p, n, &s, err) < 0)
 		return cells_err_prefix(err, "policy (neither a PolicyBundle nor a Signed policy)");
 	if (s->kind != CELLS__V1__SIGNED_KIND__SIGNED_POLICY) {
+		/* name the kind before the object is gone (it was read after free once) */
+		const char *what = cells_signed_domain(s->kind);
 		cells__v1__signed__free_unpacked(s, NULL);
 		return cells_err_set(err, EBADMSG, "signed object is a %s, not a policy",
-				     cells_signed_domain(s->kind));
+				     what ? what : "object of unknown kind");
 	}
 	out->pb = s;
 	out->policy = s;

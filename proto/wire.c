@@ -78,6 +78,83 @@ static int check_id(const char *id, bool required, const char *what, cells_err_t
 	return 0;
 }
 
+/* One Signed found at `where` inside an envelope: required or optional, of kind `want`. */
+static int check_body_signed(const Cells__V1__Signed *s, bool required, Cells__V1__SignedKind want,
+			     const char *where, cells_err_t *err)
+{
+	if (!s)
+		return required ? cells_err_set(err, EBADMSG, "%s is missing", where) : 0;
+	if (cells_signed_check(s, want, err) < 0)
+		return cells_err_prefix(err, "%s", where);
+	return 0;
+}
+
+static int check_signed_list(Cells__V1__Signed *const *v, size_t n, Cells__V1__SignedKind want,
+			     const char *where, cells_err_t *err)
+{
+	if (n > CELLS_MAX_SIGNED_LIST)
+		return cells_err_set(err, EBADMSG, "%s lists %zu signed objects (at most %d)",
+				     where, n, CELLS_MAX_SIGNED_LIST);
+	for (size_t i = 0; i < n; i++)
+		if (check_body_signed(v[i], true, want, where, err) < 0)
+			return -1;
+	return 0;
+}
+
+int cells_envelope_check_signed(const Cells__V1__Envelope *env, cells_err_t *err)
+{
+	switch (env->body_case) {
+	case CELLS__V1__ENVELOPE__BODY_POLICY:
+		return check_body_signed(env->policy, true, CELLS__V1__SIGNED_KIND__SIGNED_POLICY,
+					 "Envelope.policy", err);
+	case CELLS__V1__ENVELOPE__BODY_COMMAND:
+		return check_body_signed(env->command, true, CELLS__V1__SIGNED_KIND__SIGNED_COMMAND,
+					 "Envelope.command", err);
+	case CELLS__V1__ENVELOPE__BODY_RESULT:
+		return env->result ? check_body_signed(env->result->receipt, false,
+						       CELLS__V1__SIGNED_KIND__SIGNED_WIPE_RECEIPT,
+						       "CommandResult.receipt", err)
+				   : 0;
+	case CELLS__V1__ENVELOPE__BODY_AUDIT_BATCH:
+		return env->audit_batch
+			   ? check_body_signed(env->audit_batch->checkpoint, false,
+					       CELLS__V1__SIGNED_KIND__SIGNED_AUDIT_CHECKPOINT,
+					       "AuditBatch.checkpoint", err)
+			   : 0;
+	case CELLS__V1__ENVELOPE__BODY_ACK:
+		return env->ack ? check_body_signed(env->ack->audit_ack, false,
+						    CELLS__V1__SIGNED_KIND__SIGNED_AUDIT_ACK,
+						    "Ack.audit_ack", err)
+				: 0;
+	case CELLS__V1__ENVELOPE__BODY_ENROLL_REQUEST:
+		return env->enroll_request
+			   ? check_body_signed(env->enroll_request->identity_binding, false,
+					       CELLS__V1__SIGNED_KIND__SIGNED_ENROLL_BINDING,
+					       "EnrollRequest.identity_binding", err)
+			   : 0;
+	case CELLS__V1__ENVELOPE__BODY_ENROLL_RESPONSE:
+		return env->enroll_response
+			   ? check_signed_list(env->enroll_response->delegations,
+					       env->enroll_response->n_delegations,
+					       CELLS__V1__SIGNED_KIND__SIGNED_KEY_DELEGATION,
+					       "EnrollResponse.delegations", err)
+			   : 0;
+	case CELLS__V1__ENVELOPE__BODY_TRUST_UPDATE:
+		if (!env->trust_update)
+			return 0;
+		if (check_signed_list(env->trust_update->root_rotations,
+				      env->trust_update->n_root_rotations,
+				      CELLS__V1__SIGNED_KIND__SIGNED_ROOT_ROTATION,
+				      "TrustUpdate.root_rotations", err) < 0)
+			return -1;
+		return check_signed_list(
+		    env->trust_update->delegations, env->trust_update->n_delegations,
+		    CELLS__V1__SIGNED_KIND__SIGNED_KEY_DELEGATION, "TrustUpdate.delegations", err);
+	default:
+		return 0; /* bodies without a Signed */
+	}
+}
+
 int cells_envelope_decode(const uint8_t *p, size_t n, Cells__V1__Envelope **out, cells_err_t *err)
 {
 	if (n > CELLS_MAX_ENVELOPE)
@@ -95,6 +172,8 @@ int cells_envelope_decode(const uint8_t *p, size_t n, Cells__V1__Envelope **out,
 		return -1;
 	if (env->body_case == CELLS__V1__ENVELOPE__BODY__NOT_SET)
 		return cells_err_set(err, EBADMSG, "envelope has no body");
+	if (cells_envelope_check_signed(env, err) < 0)
+		return -1;
 	*out = steal_pointer(&env);
 	return 0;
 }

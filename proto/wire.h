@@ -30,6 +30,7 @@
 #define CELLS_MAX_AUDIT_ACK (1024)
 #define CELLS_MAX_SIGNED_BLOB (CELLS_MAX_POLICY + 16 * 1024) /* Signed wrapper of a policy */
 #define CELLS_MAX_SIGNATURES 8
+#define CELLS_MAX_SIGNED_LIST 16 /* Signed objects in one repeated field of an envelope */
 #define CELLS_MAX_AUDIT_BATCH_RECORDS 1000
 #define CELLS_MAX_ID_LEN 64
 #define CELLS_MAX_CTL_REQUEST (1024 * 1024)
@@ -45,9 +46,19 @@ int cells_signed_message(Cells__V1__SignedKind kind, const uint8_t *payload, siz
 			 uint8_t **out, size_t *out_len, cells_err_t *err);
 
 /* Decode an Envelope from untrusted bytes: size limit, unpack, version 1, a message id
- * of 1..64 printable bytes, exactly one body. *out is owned by the caller
+ * of 1..64 printable bytes, exactly one body, and every Signed the body carries of the
+ * kind its position names and within that kind's limits (cells_envelope_check_signed).
+ * Nothing inside a Signed's payload is parsed here. *out is owned by the caller
  * (cells__v1__envelope__free_unpacked). */
 int cells_envelope_decode(const uint8_t *p, size_t n, Cells__V1__Envelope **out, cells_err_t *err);
+/* The kind rules of an unpacked envelope's Signed objects (docs/PROTOCOL.md): policy is a
+ * SIGNED_POLICY, command a SIGNED_COMMAND, CommandResult.receipt a SIGNED_WIPE_RECEIPT,
+ * AuditBatch.checkpoint a SIGNED_AUDIT_CHECKPOINT, Ack.audit_ack a SIGNED_AUDIT_ACK,
+ * EnrollRequest.identity_binding a SIGNED_ENROLL_BINDING, TrustUpdate's and
+ * EnrollResponse's lists their kinds (at most CELLS_MAX_SIGNED_LIST each); each with a
+ * payload within its kind's limit and well-formed signatures (cells_signed_check). The
+ * error names the field. */
+int cells_envelope_check_signed(const Cells__V1__Envelope *env, cells_err_t *err);
 /* Encode an Envelope (version is set to 1); refuses to produce over-limit output. */
 int cells_envelope_encode(Cells__V1__Envelope *env, uint8_t **out, size_t *out_len,
 			  cells_err_t *err);

@@ -1,6 +1,9 @@
 /* fuzz_envelope.c - decode untrusted management envelopes and the signed objects they
- * carry (size limits, version, ids, signature shapes). */
+ * carry (size limits, version, ids, signature shapes, the kind of every Signed by its
+ * position and that kind's payload limit). */
 #include "wire.h"
+
+#include <stdlib.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -15,6 +18,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (env->body_case == CELLS__V1__ENVELOPE__BODY_COMMAND)
 			cells_signed_check(env->command, CELLS__V1__SIGNED_KIND__SIGNED_COMMAND,
 					   &err);
+		/* whatever decodes keeps the kind rules (decode checked them) */
+		if (cells_envelope_check_signed(env, &err) < 0)
+			abort();
 		cells__v1__envelope__free_unpacked(env, NULL);
 	}
 	Cells__V1__Signed *s = NULL;

@@ -18,6 +18,44 @@ enc cells.v1.Envelope cells.proto $C/audit <<<'version: 1 message_id: "m6" audit
 enc cells.v1.Envelope cells.proto $C/badversion <<<'version: 2 message_id: "m7" ack { message_ids: "m1" }'
 enc cells.v1.Signed cells.proto $C/signed <<<'kind: SIGNED_POLICY payload: "\x08\x05" signatures { key_id: "01234567890123456789012345678901" signature: "0123456789012345678901234567890123456789012345678901234567890123" }'
 printf '\xff\xff\xff' >$C/garbage
+# issue 13 item 4: every position that carries a Signed, given another kind (refused at
+# decode, before anything reads the payload), and payloads one byte over their kind's limit
+SG='signatures { key_id: "01234567890123456789012345678901" signature: "0123456789012345678901234567890123456789012345678901234567890123" }'
+wk() { # wk NAME BODY-TEXT
+	enc cells.v1.Envelope cells.proto $C/wrongkind_$1 <<<"version: 1 message_id: \"k-$1\" $2"
+}
+wk policy "policy { kind: SIGNED_COMMAND payload: \"\\x0a\\x02id\" $SG }"
+wk command "command { kind: SIGNED_POLICY payload: \"\\x08\\x01\" $SG }"
+wk command_unknown "command { kind: 99 payload: \"\\x08\\x01\" $SG }"
+wk receipt "result { command_id: \"c1\" status: RESULT_DONE receipt { kind: SIGNED_COMMAND payload: \"\\x0a\\x01x\" $SG } }"
+wk checkpoint "audit_batch { device_id: \"d\" checkpoint { kind: SIGNED_WIPE_RECEIPT payload: \"\\x0a\\x01d\" $SG } }"
+wk audit_ack "ack { message_ids: \"m6\" audit_ack { kind: SIGNED_AUDIT_CHECKPOINT payload: \"\\x10\\x01\" $SG } }"
+wk binding "enroll_request { token: \"tok\" identity_binding { kind: SIGNED_POLICY payload: \"\\x08\\x01\" $SG } }"
+wk enroll_delegation "enroll_response { device_id: \"d\" delegations { kind: SIGNED_ROOT_ROTATION payload: \"\\x08\\x02\" $SG } }"
+wk trust_rotation "trust_update { root_rotations { kind: SIGNED_KEY_DELEGATION payload: \"\\x0a\\x00\" $SG } }"
+wk trust_delegation "trust_update { delegations { kind: SIGNED_POLICY payload: \"\\x08\\x01\" $SG } }"
+# the right kinds, for the fuzzer to mutate from
+wk ok_receipt "result { command_id: \"c1\" status: RESULT_DONE receipt { kind: SIGNED_WIPE_RECEIPT payload: \"\\x0a\\x01d\" $SG } }"
+wk ok_audit_ack "ack { message_ids: \"m6\" audit_ack { kind: SIGNED_AUDIT_ACK payload: \"\\x10\\x01\" $SG } }"
+wk ok_trust "trust_update { root_rotations { kind: SIGNED_ROOT_ROTATION payload: \"\\x08\\x02\" $SG } delegations { kind: SIGNED_KEY_DELEGATION payload: \"\\x0a\\x00\" $SG } }"
+big() { head -c "$1" /dev/zero | tr '\0' 'A'; }
+wk oversize_command "command { kind: SIGNED_COMMAND payload: \"$(big 4097)\" $SG }"
+wk oversize_checkpoint "audit_batch { device_id: \"d\" checkpoint { kind: SIGNED_AUDIT_CHECKPOINT payload: \"$(big 1025)\" $SG } }"
+wk oversize_binding "enroll_request { token: \"tok\" identity_binding { kind: SIGNED_ENROLL_BINDING payload: \"$(big 513)\" $SG } }"
+# the bundle decoder given a bare Signed of another kind (the use-after-free of item 4)
+C=corpus/fuzz_policy_signed
+mkdir -p $C
+for k in SIGNED_COMMAND SIGNED_WIPE_RECEIPT SIGNED_AUDIT_ACK SIGNED_ENROLL_BINDING 99; do
+	enc cells.v1.Signed cells.proto $C/wrongkind_$k <<<"kind: $k payload: \"\\x08\\x01\" $SG"
+done
+enc cells.v1.Signed cells.proto $C/oversize_policy <<<"kind: SIGNED_POLICY payload: \"$(big 65537)\" $SG"
+enc cells.v1.PolicyBundle cells.proto $C/bundle_wrongkinds <<<"policy { kind: SIGNED_COMMAND payload: \"\\x0a\\x02id\" $SG } delegations { kind: SIGNED_POLICY payload: \"\\x08\\x01\" $SG } root_rotations { kind: SIGNED_KEY_DELEGATION payload: \"\\x0a\\x00\" $SG }"
+# a payload of another message type where a Policy is expected
+C=corpus/fuzz_policy_decode
+mkdir -p $C
+enc cells.v1.Command cells.proto $C/wrongkind_command <<<'command_id: "c1" device_id: "0123456789abcdef0123456789abcdef" expires_at: 99 wipe { vp: "work" }'
+enc cells.v1.WipeReceipt cells.proto $C/wrongkind_receipt <<<'device_id: "0123456789abcdef0123456789abcdef" vp: "work" command_id: "c1" method: "crypto-erase"'
+big 65537 >$C/oversize
 C=corpus/fuzz_ctl_request
 enc cells.ctl.v1.CtlRequest control.proto $C/ping <<<'version: 1 ping {}'
 enc cells.ctl.v1.CtlRequest control.proto $C/create <<<'version: 1 vp_create { name: "work" image: "/img" net: "nat" init: "/bin/sh" }'

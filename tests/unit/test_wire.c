@@ -12,8 +12,26 @@
 
 #include "cleanup.h"
 #include "cleanup_ssl.h"
+#include "pol_policy.h"
 #include "pol_sig.h"
 #include "wire.h"
+
+/* A Signed of the right shape (one 32-byte key id, one 64-byte signature), not verified:
+ * what the decoders check before any signature is. The storage is static. */
+static uint8_t fake_kid[32], fake_sig[64];
+static Cells__V1__Signature fake_g = {
+    PROTOBUF_C_MESSAGE_INIT(&cells__v1__signature__descriptor), {32, fake_kid}, {64, fake_sig}};
+static Cells__V1__Signature *fake_gs[] = {&fake_g};
+
+static void shaped(Cells__V1__Signed *s, Cells__V1__SignedKind kind, uint8_t *payload, size_t len)
+{
+	cells__v1__signed__init(s);
+	s->kind = kind;
+	s->payload.data = payload;
+	s->payload.len = len;
+	s->signatures = fake_gs;
+	s->n_signatures = 1;
+}
 
 static Cells__V1__Envelope *roundtrip(Cells__V1__Envelope *e)
 {
@@ -36,7 +54,7 @@ static void test_every_body_roundtrips(void **state)
 	Cells__V1__ServerHello sh = CELLS__V1__SERVER_HELLO__INIT;
 	Cells__V1__EnrollRequest er = CELLS__V1__ENROLL_REQUEST__INIT;
 	Cells__V1__EnrollResponse ers = CELLS__V1__ENROLL_RESPONSE__INIT;
-	Cells__V1__Signed sg = CELLS__V1__SIGNED__INIT;
+	Cells__V1__Signed sg, sc;
 	Cells__V1__CommandResult cr = CELLS__V1__COMMAND_RESULT__INIT;
 	Cells__V1__Ack ack = CELLS__V1__ACK__INIT;
 	Cells__V1__AuditBatch ab = CELLS__V1__AUDIT_BATCH__INIT;
@@ -48,7 +66,8 @@ static void test_every_body_roundtrips(void **state)
 	cr.command_id = "c1";
 	cr.status = CELLS__V1__RESULT_STATUS__RESULT_DONE;
 	er2.reason = "nope";
-	sg.kind = CELLS__V1__SIGNED_KIND__SIGNED_POLICY;
+	shaped(&sg, CELLS__V1__SIGNED_KIND__SIGNED_POLICY, (uint8_t *)"p", 1);
+	shaped(&sc, CELLS__V1__SIGNED_KIND__SIGNED_COMMAND, (uint8_t *)"c", 1);
 	struct {
 		Cells__V1__Envelope__BodyCase c;
 		void *p;
@@ -58,7 +77,7 @@ static void test_every_body_roundtrips(void **state)
 	    {CELLS__V1__ENVELOPE__BODY_ENROLL_REQUEST, &er},
 	    {CELLS__V1__ENVELOPE__BODY_ENROLL_RESPONSE, &ers},
 	    {CELLS__V1__ENVELOPE__BODY_POLICY, &sg},
-	    {CELLS__V1__ENVELOPE__BODY_COMMAND, &sg},
+	    {CELLS__V1__ENVELOPE__BODY_COMMAND, &sc},
 	    {CELLS__V1__ENVELOPE__BODY_RESULT, &cr},
 	    {CELLS__V1__ENVELOPE__BODY_ACK, &ack},
 	    {CELLS__V1__ENVELOPE__BODY_AUDIT_BATCH, &ab},
@@ -241,6 +260,231 @@ static void test_signed_shape(void **state)
 			    "cells.v1.wipe-receipt");
 }
 
+/* Pack e, decode it, expect a refusal with code `code` whose one-line reason names `field`. */
+static void expect_refused(Cells__V1__Envelope *e, int code, const char *field)
+{
+	uint8_t *b;
+	size_t n;
+	cells_err_t err;
+	e->message_id = "m-kind";
+	assert_int_equal(cells_envelope_encode(e, &b, &n, &err), 0);
+	Cells__V1__Envelope *out = NULL;
+	memset(&err, 0, sizeof err);
+	int r = cells_envelope_decode(b, n, &out, &err);
+	free(b);
+	if (r == 0)
+		cells__v1__envelope__free_unpacked(out, NULL);
+	assert_int_equal(r, -1);
+	assert_null(out);
+	assert_int_equal(err.code, code);
+	if (!strstr(err.msg, field))
+		fail_msg("reason '%s' does not name %s", err.msg, field);
+	assert_null(strchr(err.msg, '\n'));
+}
+
+static void expect_accepted(Cells__V1__Envelope *e)
+{
+	Cells__V1__Envelope *out = roundtrip(e);
+	cells__v1__envelope__free_unpacked(out, NULL);
+}
+
+/* Every position that carries a Signed takes only its own kind, at decode (issue 13 item 4:
+ * a wrong kind once reached pol_bundle_decode's use-after-free before any signature). */
+static void test_wrong_kind_refused_at_decode(void **state)
+{
+	static uint8_t pl[1] = {0x08};
+	const Cells__V1__SignedKind all[] = {
+	    CELLS__V1__SIGNED_KIND__SIGNED_POLICY,
+	    CELLS__V1__SIGNED_KIND__SIGNED_COMMAND,
+	    CELLS__V1__SIGNED_KIND__SIGNED_KEY_DELEGATION,
+	    CELLS__V1__SIGNED_KIND__SIGNED_ROOT_ROTATION,
+	    CELLS__V1__SIGNED_KIND__SIGNED_WIPE_RECEIPT,
+	    CELLS__V1__SIGNED_KIND__SIGNED_AUDIT_CHECKPOINT,
+	    CELLS__V1__SIGNED_KIND__SIGNED_COMMAND_RESULT,
+	    CELLS__V1__SIGNED_KIND__SIGNED_ENROLL_BINDING,
+	    CELLS__V1__SIGNED_KIND__SIGNED_AUDIT_ACK,
+	    (Cells__V1__SignedKind)0,
+	    (Cells__V1__SignedKind)99,
+	};
+	enum {
+		P_POLICY,
+		P_COMMAND,
+		P_RECEIPT,
+		P_CHECKPOINT,
+		P_ACK,
+		P_BINDING,
+		P_ENROLL_DEL,
+		P_TU_ROT,
+		P_TU_DEL,
+		NPOS
+	};
+	static const struct {
+		Cells__V1__SignedKind want;
+		const char *field;
+	} pos[NPOS] = {
+	    [P_POLICY] = {CELLS__V1__SIGNED_KIND__SIGNED_POLICY, "Envelope.policy"},
+	    [P_COMMAND] = {CELLS__V1__SIGNED_KIND__SIGNED_COMMAND, "Envelope.command"},
+	    [P_RECEIPT] = {CELLS__V1__SIGNED_KIND__SIGNED_WIPE_RECEIPT, "CommandResult.receipt"},
+	    [P_CHECKPOINT] = {CELLS__V1__SIGNED_KIND__SIGNED_AUDIT_CHECKPOINT,
+			      "AuditBatch.checkpoint"},
+	    [P_ACK] = {CELLS__V1__SIGNED_KIND__SIGNED_AUDIT_ACK, "Ack.audit_ack"},
+	    [P_BINDING] = {CELLS__V1__SIGNED_KIND__SIGNED_ENROLL_BINDING,
+			   "EnrollRequest.identity_binding"},
+	    [P_ENROLL_DEL] = {CELLS__V1__SIGNED_KIND__SIGNED_KEY_DELEGATION,
+			      "EnrollResponse.delegations"},
+	    [P_TU_ROT] = {CELLS__V1__SIGNED_KIND__SIGNED_ROOT_ROTATION,
+			  "TrustUpdate.root_rotations"},
+	    [P_TU_DEL] = {CELLS__V1__SIGNED_KIND__SIGNED_KEY_DELEGATION, "TrustUpdate.delegations"},
+	};
+	for (int p = 0; p < NPOS; p++) {
+		for (size_t k = 0; k < CELLS_ARRAY_SIZE(all); k++) {
+			Cells__V1__Signed s, good;
+			shaped(&s, all[k], pl, sizeof pl);
+			shaped(&good, pos[p].want, pl, sizeof pl);
+			Cells__V1__Signed *list[2] = {&good, &s}; /* the bad one second */
+			Cells__V1__Envelope e = CELLS__V1__ENVELOPE__INIT;
+			Cells__V1__CommandResult cr = CELLS__V1__COMMAND_RESULT__INIT;
+			Cells__V1__AuditBatch ab = CELLS__V1__AUDIT_BATCH__INIT;
+			Cells__V1__Ack ack = CELLS__V1__ACK__INIT;
+			Cells__V1__EnrollRequest er = CELLS__V1__ENROLL_REQUEST__INIT;
+			Cells__V1__EnrollResponse ers = CELLS__V1__ENROLL_RESPONSE__INIT;
+			Cells__V1__TrustUpdate tu = CELLS__V1__TRUST_UPDATE__INIT;
+			switch (p) {
+			case P_POLICY:
+				e.body_case = CELLS__V1__ENVELOPE__BODY_POLICY, e.policy = &s;
+				break;
+			case P_COMMAND:
+				e.body_case = CELLS__V1__ENVELOPE__BODY_COMMAND, e.command = &s;
+				break;
+			case P_RECEIPT:
+				cr.receipt = &s;
+				e.body_case = CELLS__V1__ENVELOPE__BODY_RESULT, e.result = &cr;
+				break;
+			case P_CHECKPOINT:
+				ab.checkpoint = &s;
+				e.body_case = CELLS__V1__ENVELOPE__BODY_AUDIT_BATCH,
+				e.audit_batch = &ab;
+				break;
+			case P_ACK:
+				ack.audit_ack = &s;
+				e.body_case = CELLS__V1__ENVELOPE__BODY_ACK, e.ack = &ack;
+				break;
+			case P_BINDING:
+				er.identity_binding = &s;
+				e.body_case = CELLS__V1__ENVELOPE__BODY_ENROLL_REQUEST;
+				e.enroll_request = &er;
+				break;
+			case P_ENROLL_DEL:
+				ers.delegations = list, ers.n_delegations = 2;
+				e.body_case = CELLS__V1__ENVELOPE__BODY_ENROLL_RESPONSE;
+				e.enroll_response = &ers;
+				break;
+			case P_TU_ROT:
+				tu.root_rotations = list, tu.n_root_rotations = 2;
+				e.body_case = CELLS__V1__ENVELOPE__BODY_TRUST_UPDATE;
+				e.trust_update = &tu;
+				break;
+			case P_TU_DEL:
+				tu.delegations = list, tu.n_delegations = 2;
+				e.body_case = CELLS__V1__ENVELOPE__BODY_TRUST_UPDATE;
+				e.trust_update = &tu;
+				break;
+			}
+			if (all[k] == pos[p].want)
+				expect_accepted(&e);
+			else
+				expect_refused(&e, EBADMSG, pos[p].field);
+		}
+	}
+}
+
+/* Each position's payload limit is its kind's (proto/wire.c's table), checked at decode. */
+static void test_kind_size_limits_at_decode(void **state)
+{
+	size_t big = CELLS_MAX_POLICY + 1;
+	uint8_t *pl = calloc(1, big);
+	assert_non_null(pl);
+	Cells__V1__Signed s;
+	Cells__V1__Envelope e = CELLS__V1__ENVELOPE__INIT;
+	/* a command payload one byte over its limit (well under the policy limit) */
+	shaped(&s, CELLS__V1__SIGNED_KIND__SIGNED_COMMAND, pl, CELLS_MAX_COMMAND + 1);
+	e.body_case = CELLS__V1__ENVELOPE__BODY_COMMAND, e.command = &s;
+	expect_refused(&e, EMSGSIZE, "Envelope.command");
+	s.payload.len = CELLS_MAX_COMMAND;
+	expect_accepted(&e);
+	/* a policy one byte over */
+	shaped(&s, CELLS__V1__SIGNED_KIND__SIGNED_POLICY, pl, CELLS_MAX_POLICY + 1);
+	e.body_case = CELLS__V1__ENVELOPE__BODY_POLICY, e.policy = &s;
+	expect_refused(&e, EMSGSIZE, "Envelope.policy");
+	/* receipt, checkpoint, audit ack, binding */
+	Cells__V1__CommandResult cr = CELLS__V1__COMMAND_RESULT__INIT;
+	shaped(&s, CELLS__V1__SIGNED_KIND__SIGNED_WIPE_RECEIPT, pl, CELLS_MAX_RECEIPT + 1);
+	cr.receipt = &s;
+	e.body_case = CELLS__V1__ENVELOPE__BODY_RESULT, e.result = &cr;
+	expect_refused(&e, EMSGSIZE, "CommandResult.receipt");
+	Cells__V1__AuditBatch ab = CELLS__V1__AUDIT_BATCH__INIT;
+	shaped(&s, CELLS__V1__SIGNED_KIND__SIGNED_AUDIT_CHECKPOINT, pl, CELLS_MAX_CHECKPOINT + 1);
+	ab.checkpoint = &s;
+	e.body_case = CELLS__V1__ENVELOPE__BODY_AUDIT_BATCH, e.audit_batch = &ab;
+	expect_refused(&e, EMSGSIZE, "AuditBatch.checkpoint");
+	Cells__V1__Ack ack = CELLS__V1__ACK__INIT;
+	shaped(&s, CELLS__V1__SIGNED_KIND__SIGNED_AUDIT_ACK, pl, CELLS_MAX_AUDIT_ACK + 1);
+	ack.audit_ack = &s;
+	e.body_case = CELLS__V1__ENVELOPE__BODY_ACK, e.ack = &ack;
+	expect_refused(&e, EMSGSIZE, "Ack.audit_ack");
+	Cells__V1__EnrollRequest er = CELLS__V1__ENROLL_REQUEST__INIT;
+	shaped(&s, CELLS__V1__SIGNED_KIND__SIGNED_ENROLL_BINDING, pl, CELLS_MAX_ENROLL_BINDING + 1);
+	er.identity_binding = &s;
+	e.body_case = CELLS__V1__ENVELOPE__BODY_ENROLL_REQUEST, e.enroll_request = &er;
+	expect_refused(&e, EMSGSIZE, "EnrollRequest.identity_binding");
+	/* a delegation list over CELLS_MAX_SIGNED_LIST, and a Signed with no signature */
+	Cells__V1__Signed d;
+	shaped(&d, CELLS__V1__SIGNED_KIND__SIGNED_KEY_DELEGATION, pl, 1);
+	Cells__V1__Signed *many[CELLS_MAX_SIGNED_LIST + 1];
+	for (size_t i = 0; i < CELLS_ARRAY_SIZE(many); i++)
+		many[i] = &d;
+	Cells__V1__TrustUpdate tu = CELLS__V1__TRUST_UPDATE__INIT;
+	tu.delegations = many, tu.n_delegations = CELLS_ARRAY_SIZE(many);
+	e.body_case = CELLS__V1__ENVELOPE__BODY_TRUST_UPDATE, e.trust_update = &tu;
+	expect_refused(&e, EBADMSG, "TrustUpdate.delegations");
+	tu.n_delegations = CELLS_MAX_SIGNED_LIST;
+	expect_accepted(&e);
+	shaped(&s, CELLS__V1__SIGNED_KIND__SIGNED_POLICY, pl, 1);
+	s.n_signatures = 0;
+	e.body_case = CELLS__V1__ENVELOPE__BODY_POLICY, e.policy = &s;
+	expect_refused(&e, EBADMSG, "Envelope.policy");
+	free(pl);
+}
+
+/* The bundle decoder given a bare Signed of another kind: one line, nothing read after
+ * it is freed (ASan would stop here: the use-after-free of issue 13 item 4). */
+static void test_bundle_wrong_kind(void **state)
+{
+	static uint8_t pl[4] = {1, 2, 3, 4};
+	const Cells__V1__SignedKind kinds[] = {
+	    CELLS__V1__SIGNED_KIND__SIGNED_COMMAND, CELLS__V1__SIGNED_KIND__SIGNED_KEY_DELEGATION,
+	    CELLS__V1__SIGNED_KIND__SIGNED_ROOT_ROTATION,
+	    CELLS__V1__SIGNED_KIND__SIGNED_WIPE_RECEIPT, CELLS__V1__SIGNED_KIND__SIGNED_AUDIT_ACK};
+	for (size_t i = 0; i < CELLS_ARRAY_SIZE(kinds); i++) {
+		Cells__V1__Signed s;
+		shaped(&s, kinds[i], pl, sizeof pl);
+		uint8_t *b;
+		size_t n;
+		cells_err_t err;
+		assert_int_equal(pol_signed_pack(&s, &b, &n, &err), 0);
+		struct pol_bundle pb;
+		memset(&err, 0, sizeof err);
+		assert_int_equal(pol_bundle_decode(b, n, &pb, &err), -1);
+		free(b);
+		assert_int_equal(err.code, EBADMSG);
+		if (!strstr(err.msg, cells_signed_domain(kinds[i])) ||
+		    !strstr(err.msg, "not a policy"))
+			fail_msg("reason '%s'", err.msg);
+		assert_null(strchr(err.msg, '\n'));
+		assert_null(pb.pb);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -250,6 +494,9 @@ int main(void)
 	    cmocka_unit_test(test_envelope_rules),
 	    cmocka_unit_test(test_signature_bitflip),
 	    cmocka_unit_test(test_signed_shape),
+	    cmocka_unit_test(test_wrong_kind_refused_at_decode),
+	    cmocka_unit_test(test_kind_size_limits_at_decode),
+	    cmocka_unit_test(test_bundle_wrong_kind),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
