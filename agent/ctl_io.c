@@ -3,12 +3,14 @@
 #include "util.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 int ctl_send_frame(int sock, const uint8_t *p, size_t n, const int *fds, size_t nfds,
 		   cells_err_t *err)
@@ -119,6 +121,86 @@ int ctl_recv_frame(int sock, size_t max, uint8_t **out, size_t *n, int *fds, siz
 	*out = steal_pointer(&b);
 	*n = len;
 	return 0;
+}
+
+void ctl_rx_reset(struct ctl_rx *rx)
+{
+	free(rx->body);
+	for (size_t i = 0; i < rx->nfds; i++)
+		if (rx->fds[i] >= 0)
+			close(rx->fds[i]);
+	memset(rx, 0, sizeof *rx);
+}
+
+int ctl_rx_read(struct ctl_rx *rx, int sock, size_t max, cells_err_t *err)
+{
+	for (;;) {
+		uint8_t *dst;
+		size_t want;
+		if (rx->got < 4) {
+			dst = rx->hdr + rx->got;
+			want = 4 - rx->got;
+		} else {
+			if (rx->got - 4 == rx->len)
+				return 1;
+			dst = rx->body + (rx->got - 4);
+			want = rx->len - (rx->got - 4);
+		}
+		union {
+			char buf[CMSG_SPACE(sizeof(int) * CTL_MAX_FDS)];
+			struct cmsghdr align;
+		} u;
+		struct iovec iov = {dst, want};
+		struct msghdr msg = {.msg_iov = &iov,
+				     .msg_iovlen = 1,
+				     .msg_control = u.buf,
+				     .msg_controllen = sizeof u.buf};
+		ssize_t r = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		if (r < 0)
+			return cells_err_sys(err, errno, "receive");
+		bool too_many = (msg.msg_flags & MSG_CTRUNC) != 0;
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+				continue;
+			size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			int tmp[CTL_MAX_FDS];
+			memcpy(tmp, CMSG_DATA(c), k * sizeof(int));
+			for (size_t i = 0; i < k; i++) {
+				if (rx->nfds < CTL_MAX_FDS) {
+					rx->fds[rx->nfds++] = tmp[i];
+				} else {
+					close(tmp[i]);
+					too_many = true;
+				}
+			}
+		}
+		if (too_many)
+			return cells_err_set(err, EBADMSG, "more than %d fds with a request",
+					     CTL_MAX_FDS);
+		if (r == 0)
+			return rx->got ? cells_err_set(err, ECONNRESET,
+						       "connection closed after %zu of %s%zu bytes "
+						       "of a request (truncated)",
+						       rx->got, rx->got < 4 ? "at least " : "",
+						       rx->got < 4 ? (size_t)4 : rx->len + 4)
+				       : cells_err_set(err, ECONNRESET, "connection closed");
+		rx->got += (size_t)r;
+		if (rx->got == 4 && !rx->body) {
+			rx->len = (size_t)rx->hdr[0] << 24 | (size_t)rx->hdr[1] << 16 |
+				  (size_t)rx->hdr[2] << 8 | rx->hdr[3];
+			if (rx->len > max)
+				return cells_err_set(
+				    err, EMSGSIZE, "request of %zu bytes is over the limit of %zu",
+				    rx->len, max);
+			rx->body = malloc(rx->len ? rx->len : 1);
+			if (!rx->body)
+				return cells_err_sys(err, ENOMEM, "receive");
+		}
+	}
 }
 
 int ctl_connect(const char *run_dir, cells_err_t *err)
