@@ -238,12 +238,72 @@ static void audit_refusal(struct ctl_conn *cn, const char *what, const char *rea
 	json_object_put(det);
 }
 
-/* Refuse a request: audited, answered with one line, the connection closed after. */
-static void refuse(struct ctl_conn *cn, const char *what, const char *reason)
+/* Refused frames (truncated, stalled, oversized, malformed) cost a peer one connection
+ * each, and an audit record is a synchronous write: one record per second at most, the
+ * rest counted into one summary record at the end of that second (naming the last
+ * reason), so that a burst of stalled peers cannot stall the loop on the audit log. */
+#define CTL_FRAME_AUDIT_NS 1000000000LL
+static struct {
+	struct cellsd *d;
+	int64_t last_ns; /* when the last record was written */
+	unsigned long held;
+	char actor[32];
+	char reason[200];
+	uint64_t timer;
+} frame_audit;
+
+static void frame_audit_flush(struct loop *l, void *data)
+{
+	(void)l;
+	(void)data;
+	frame_audit.timer = 0;
+	if (!frame_audit.held)
+		return;
+	char reason[300];
+	snprintf(reason, sizeof reason,
+		 "%lu more refused requests since the last record; the last: %s", frame_audit.held,
+		 frame_audit.reason);
+	json_object *det = json_object_new_object();
+	json_object_object_add(det, "request", json_object_new_string("request"));
+	json_object_object_add(det, "reason", json_object_new_string(reason));
+	json_object_object_add(det, "count", json_object_new_int64((int64_t)frame_audit.held));
+	cellsd_audit(frame_audit.d, "", frame_audit.actor, "control.refused", "refused", det, NULL);
+	json_object_put(det);
+	frame_audit.held = 0;
+	frame_audit.last_ns = cells_mono_ns();
+}
+
+static void audit_frame_refusal(struct ctl_conn *cn, const char *reason)
+{
+	int64_t now = cells_mono_ns();
+	frame_audit.d = cn->d;
+	if (!frame_audit.held &&
+	    (!frame_audit.last_ns || now - frame_audit.last_ns >= CTL_FRAME_AUDIT_NS)) {
+		audit_refusal(cn, "request", reason);
+		frame_audit.last_ns = now;
+		return;
+	}
+	frame_audit.held++;
+	conn_actor(cn, frame_audit.actor);
+	snprintf(frame_audit.reason, sizeof frame_audit.reason, "%s", reason);
+	if (!frame_audit.timer) {
+		int64_t left = frame_audit.last_ns + CTL_FRAME_AUDIT_NS - now;
+		frame_audit.timer =
+		    loop_add_timer(cn->d->loop, left > 1000000 ? (uint64_t)(left / 1000000) : 1,
+				   frame_audit_flush, NULL);
+	}
+}
+
+/* Refuse a request: audited, answered with one line, the connection closed after. A
+ * frame that never became a request is audited through the per-second summary. */
+static void refuse(struct ctl_conn *cn, const char *what, const char *reason, bool frame)
 {
 	cells_err_t e;
 	cells_err_set(&e, EPERM, "%s: %s", what, reason);
-	audit_refusal(cn, what, reason);
+	if (frame)
+		audit_frame_refusal(cn, reason);
+	else
+		audit_refusal(cn, what, reason);
 	cn->close_after = true;
 	send_response(cn, -1, &e, NULL, 0);
 }
@@ -274,7 +334,7 @@ static void on_conn_timeout(struct loop *l, void *data)
 				 "truncated request: %zu of %zu bytes, then nothing for %d ms",
 				 cn->rx.got, cn->rx.len + 4, CTL_REQUEST_TIMEOUT_MS);
 		log_warn("control: uid %u: %s; closed", (unsigned)cn->cred.uid, reason);
-		audit_refusal(cn, "request", reason);
+		audit_frame_refusal(cn, reason);
 	} else {
 		log_debug("control: uid %u sent nothing for %d ms; closed", (unsigned)cn->cred.uid,
 			  CTL_REQUEST_TIMEOUT_MS);
@@ -299,7 +359,7 @@ static void dispatch(struct ctl_conn *cn)
 	int dr = cells_ctl_request_decode(cn->rx.body, cn->rx.len, &req, &err);
 	ctl_rx_reset(&cn->rx);
 	if (dr < 0) {
-		refuse(cn, "request", err.msg);
+		refuse(cn, "request", err.msg, true);
 		call_free(c);
 		return;
 	}
@@ -314,7 +374,7 @@ static void dispatch(struct ctl_conn *cn)
 			rt = &routes[i];
 	if (!rt) {
 		c->conn = NULL;
-		refuse(cn, "request", "this agent does not implement that request");
+		refuse(cn, "request", "this agent does not implement that request", false);
 		call_free(c);
 		return;
 	}
@@ -323,7 +383,8 @@ static void dispatch(struct ctl_conn *cn)
 		refuse(cn, rt->name,
 		       cn->d->state & CELLSD_ST_AUDIT_CLOSED
 			   ? "refused while the audit log cannot be written (fail closed)"
-			   : "not permitted in the agent's current state");
+			   : "not permitted in the agent's current state",
+		       false);
 		call_free(c);
 		return;
 	}
@@ -376,13 +437,13 @@ static void on_conn(struct loop *l, int fd, uint32_t events, void *data)
 	if (err.code == EMSGSIZE || err.code == EBADMSG) {
 		/* oversized, or too many fds: refused before any body is read */
 		log_warn("control: uid %u: %s", (unsigned)cn->cred.uid, err.msg);
-		refuse(cn, "request", err.msg);
+		refuse(cn, "request", err.msg, true);
 		return;
 	}
 	if (err.code == ECONNRESET && cn->rx.got) {
 		/* the peer went away half-way through a request */
 		log_warn("control: uid %u: %s", (unsigned)cn->cred.uid, err.msg);
-		audit_refusal(cn, "request", err.msg);
+		audit_frame_refusal(cn, err.msg);
 	} else if (err.code != ECONNRESET) {
 		log_warn("control: %s", err.msg);
 	}
@@ -540,6 +601,10 @@ int ctl_server_start(struct cellsd *d, cells_err_t *err)
 
 void ctl_server_stop(struct cellsd *d)
 {
+	if (frame_audit.timer) {
+		loop_cancel_timer(d->loop, frame_audit.timer);
+		frame_audit_flush(d->loop, NULL);
+	}
 	while (conns.head)
 		conn_close(conns.head);
 	if (d->ctl_fd >= 0) {
