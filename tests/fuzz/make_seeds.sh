@@ -63,4 +63,18 @@ enc cells.ctl.v1.CtlRequest control.proto $C/exec <<<'version: 1 vp_exec { name:
 enc cells.ctl.v1.CtlRequest control.proto $C/policy <<<'version: 1 policy_apply { data: "\x08\x01" }'
 enc cells.ctl.v1.CtlRequest control.proto $C/audit <<<'version: 1 audit_query { vp: "work" limit: 10 }'
 printf '\x08\x07' >$C/novalue
+# control frames as cellsd's reader gets them: 1 byte piece size, then 4-byte big-endian
+# length + request, possibly several, cut short, or over the limit (issue 13 item 6)
+C=corpus/fuzz_ctl_frame
+mkdir -p $C
+ping=$(xxd -p corpus/fuzz_ctl_request/ping)
+frame() { printf '%08x%s' $((${#1} / 2)) "$1"; }
+unhex() { xxd -r -p; }
+{ printf '\x00'; frame "$ping" | unhex; } >$C/ping_bytewise
+{ printf '\x07'; frame "$ping" | unhex; frame "$ping" | unhex; } >$C/two_pings
+{ printf '\x1f'; frame "$(xxd -p corpus/fuzz_ctl_request/create | tr -d '\n')" | unhex; } >$C/create
+{ printf '\x03'; printf '\x00\x00\x00\x64\x08\x01'; } >$C/truncated
+{ printf '\x03'; printf '\x00\x00'; } >$C/half_header
+{ printf '\x00'; printf '\x7f\xff\xff\xff\x08\x01'; } >$C/oversize
+{ printf '\x05'; printf '\x00\x00\x00\x00'; frame "$ping" | unhex; } >$C/empty_then_ping
 echo "seeds written"
