@@ -1,10 +1,18 @@
 /* ctl_server.h - cellsd's control socket (RUN_DIR/control.sock) and its request table.
  *
  * Each request type has one row {case, name, permitted states, handler} in
- * ctl_server.c (after bubblewrap's/OpenSSH monitor's tables). The peer's credentials
- * are checked with SO_PEERCRED on accept (root, or the configured group). A request of
- * an unknown type, or one not permitted in the daemon's current state, is refused,
- * audited, and the connection is closed.
+ * ctl_server.c (after bubblewrap's/OpenSSH monitor's tables). The peer is checked on
+ * accept: SO_PEERCRED (root, or the configured group as primary group) and SO_PEERGROUPS
+ * (the group as a supplementary one; both taken by the kernel at connect(), never from
+ * /proc/PID). A request of an unknown type, or one not permitted in the daemon's current
+ * state, is refused, audited, and the connection is closed.
+ *
+ * Connections never make the event loop wait: a request frame is gathered as its bytes
+ * (and SCM_RIGHTS fds) arrive, the response is sent as the peer reads it. A request must
+ * arrive whole within 3 s and a response be read within 10 s, else the connection is
+ * closed (a truncated request is audited); at most 128 connections are open, the oldest
+ * one still waiting for its request making room for a new one. Refused frames are
+ * audited one record per second, the rest of that second in one counted summary.
  *
  * A handler fills call->result (a JSON object, created for it) and returns 0, or
  * returns -1 with err set. A handler that must wait (vp exec) sets call->pending and
