@@ -31,6 +31,13 @@
 #include <openssl/x509v3.h>
 
 #define POLL_US (100 * 1000)
+/* Pre-authentication bounds (docs/PROTOCOL.md §3): an /v1/enroll session is only
+ * server-authenticated, so the one EnrollRequest it may send is at most this big; HTTP
+ * request headers before any upgrade are bounded by lws' header buffer (HDR_MAX). lws
+ * hands us a message in pieces of at most RX_CHUNK bytes. */
+#define ENROLL_MAX_MESSAGE 8192
+#define HDR_MAX 4096
+#define RX_CHUNK 16384
 #define WINDOW 16 /* queue entries in flight per device */
 #define HASH_SIZE 16384
 #define TLS12_CIPHERS                                                                              \
@@ -48,6 +55,8 @@ struct sess {
 	struct lws *wsi;
 	struct sess *hnext;
 	bool enroll, authed, hello, want_check, hashed, close_after_write;
+	bool refusing;	/* an over-limit message: input is dropped until we close */
+	int close_code; /* the close code sent after the last queued message (0: 1000) */
 	int inflight;
 	char device[33];
 	uint8_t pub[POL_PUBKEY_LEN]; /* the certificate's Ed25519 key (device id = its hash) */
@@ -299,6 +308,81 @@ static void handle_audit(struct sess *ss, const Cells__V1__Envelope *env)
 	ack(ss, env->message_id);
 }
 
+/* A CommandResult on an authenticated session. Its correlation_id, when set, must name
+ * one of this device's queue entries: a result for another device's entry (or for none)
+ * is refused with Error{8}, logged, and changes nothing (no receipt row, no state). A
+ * receipt is verified and stored before the entry counts as done (§14); a refused
+ * receipt marks the entry failed ("receipt refused: ...") and is answered Error{4}; the
+ * genuine receipt that follows is verified, stored, and makes the entry acknowledged. */
+static void handle_result(struct sess *ss, const Cells__V1__Envelope *env)
+{
+	cells_err_t err = {0};
+	const Cells__V1__CommandResult *r = env->result;
+	const char *corr = env->correlation_id;
+	if (corr[0]) {
+		struct mdm_qentry e = {0};
+		int k = mdm_store_queue_get(S.st, corr, ss->device, &e, &err);
+		mdm_qentry_clear(&e);
+		if (k < 0) { /* our storage failed: no answer, the device sends it again */
+			log_warn("device %s: %s", ss->device, err.msg);
+			return;
+		}
+		if (k == 0) {
+			char why[160];
+			snprintf(why, sizeof why, "no queue entry %.64s for device %s", corr,
+				 ss->device);
+			log_warn("device %s: result %s refused: %s", ss->device, env->message_id,
+				 why);
+			send_error(ss, env->message_id, 8, why);
+			return;
+		}
+	}
+	const char *reason = r->reason;
+	char refused[CELLS_ERR_MSG_MAX + 32];
+	int st = -1;
+	cells_err_t rerr = {0};
+	int rc = mdm_receipt_check(S.st, ss->device, ss->pub, corr, r, &rerr);
+	if (rc == -1) { /* our storage failed: no ack, the device sends it again */
+		log_warn("device %s: %s", ss->device, rerr.msg);
+		return;
+	}
+	if (rc < 0) {
+		log_warn("device %s: %s (%s) refused: %s", ss->device, corr[0] ? corr : "-",
+			 r->command_id ? r->command_id : "", rerr.msg);
+		st = MDM_Q_FAILED;
+		snprintf(refused, sizeof refused, "%s%s",
+			 strncmp(rerr.msg, "receipt refused", 15) ? "receipt refused: " : "",
+			 rerr.msg);
+		reason = refused;
+	} else if (r->status == CELLS__V1__RESULT_STATUS__RESULT_DONE)
+		st = MDM_Q_ACKNOWLEDGED;
+	else if (r->status == CELLS__V1__RESULT_STATUS__RESULT_FAILED ||
+		 r->status == CELLS__V1__RESULT_STATUS__RESULT_REJECTED)
+		st = MDM_Q_FAILED;
+	if (st >= 0 && corr[0]) {
+		int n =
+		    st == MDM_Q_ACKNOWLEDGED && r->receipt
+			? mdm_store_queue_receipt_verified(S.st, corr, ss->device, now_s(), &err)
+			: mdm_store_queue_set_state(S.st, corr, ss->device, st, reason, now_s(),
+						    &err);
+		if (n < 0)
+			log_warn("device %s: %s", ss->device, err.msg);
+		if (n > 0 && ss->inflight > 0)
+			ss->inflight--;
+		if (n > 0)
+			log_info("device %s: %s %s%s%s", ss->device, corr, mdm_qstate_name(st),
+				 reason[0] ? ": " : "", reason);
+		else if (n == 0)
+			log_info("device %s: %s already answered (state unchanged)", ss->device,
+				 corr);
+	}
+	if (rc < 0) /* not acknowledged: the device keeps its receipt as unconfirmed */
+		send_error(ss, env->message_id, 4, rerr.msg);
+	else
+		ack(ss, env->message_id); /* stored: the device may forget it */
+	ss->want_check = true;
+}
+
 static void handle_device(struct sess *ss, const Cells__V1__Envelope *env)
 {
 	cells_err_t err = {0};
@@ -335,46 +419,9 @@ static void handle_device(struct sess *ss, const Cells__V1__Envelope *env)
 		}
 		return;
 	}
-	case CELLS__V1__ENVELOPE__BODY_RESULT: {
-		const Cells__V1__CommandResult *r = env->result;
-		const char *reason = r->reason;
-		int st = -1;
-		/* a receipt is verified and stored before the entry counts as done */
-		cells_err_t rerr = {0};
-		int rc =
-		    mdm_receipt_check(S.st, ss->device, ss->pub, env->correlation_id, r, &rerr);
-		if (rc == -1) { /* our storage failed: no ack, the device sends it again */
-			log_warn("device %s: %s", ss->device, rerr.msg);
-			return;
-		}
-		if (rc < 0) {
-			log_warn("device %s: %s (%s) refused: %s", ss->device,
-				 env->correlation_id[0] ? env->correlation_id : "-",
-				 r->command_id ? r->command_id : "", rerr.msg);
-			st = MDM_Q_FAILED;
-			reason = rerr.msg;
-		} else if (r->status == CELLS__V1__RESULT_STATUS__RESULT_DONE)
-			st = MDM_Q_ACKNOWLEDGED;
-		else if (r->status == CELLS__V1__RESULT_STATUS__RESULT_FAILED ||
-			 r->status == CELLS__V1__RESULT_STATUS__RESULT_REJECTED)
-			st = MDM_Q_FAILED;
-		if (st >= 0 && env->correlation_id[0]) {
-			int n = mdm_store_queue_set_state(S.st, env->correlation_id, ss->device, st,
-							  reason, now_s(), &err);
-			if (n < 0)
-				log_warn("device %s: %s", ss->device, err.msg);
-			if (n > 0 && ss->inflight > 0)
-				ss->inflight--;
-			log_info("device %s: %s %s%s%s", ss->device, env->correlation_id,
-				 mdm_qstate_name(st), reason[0] ? ": " : "", reason);
-		}
-		if (rc < 0) /* not acknowledged: the device keeps its receipt as unconfirmed */
-			send_error(ss, env->message_id, 4, rerr.msg);
-		else
-			ack(ss, env->message_id); /* stored: the device may forget it */
-		ss->want_check = true;
+	case CELLS__V1__ENVELOPE__BODY_RESULT:
+		handle_result(ss, env);
 		return;
-	}
 	case CELLS__V1__ENVELOPE__BODY_AUDIT_BATCH:
 		handle_audit(ss, env);
 		return;
@@ -439,16 +486,72 @@ static void sess_free(struct sess *ss)
 	ss->rx = NULL;
 }
 
+/* The Error code for an envelope the decoder refused (docs/PROTOCOL.md §8). */
+static unsigned decode_error_code(const uint8_t *p, size_t n, const cells_err_t *err)
+{
+	if (err->code == EMSGSIZE)
+		return 3;
+	if (err->code == EPROTONOSUPPORT) /* another Envelope.version */
+		return 2;
+	/* our version, but the body is a field this server does not know (§7): code 2 */
+	Cells__V1__Envelope *e = cells__v1__envelope__unpack(NULL, n, p);
+	unsigned code =
+	    e && e->body_case == CELLS__V1__ENVELOPE__BODY__NOT_SET && e->base.n_unknown_fields > 0
+		? 2
+		: 1;
+	if (e)
+		cells__v1__envelope__free_unpacked(e, NULL);
+	return code;
+}
+
+/* An over-limit message: answer Error{3}, then close with 1009; nothing of the message
+ * is kept. An unauthenticated session (/v1/enroll) is not read any further and closed
+ * as soon as the error is written. A device's session drops the rest of the message
+ * (at most 5 s) so that the device can finish its frame and read the answer before the
+ * close frame; closing earlier would reset the TCP connection under the unread bytes. */
+static void refuse_oversize(struct sess *ss, struct lws *wsi, size_t limit)
+{
+	char why[96];
+	snprintf(why, sizeof why, "message over the limit of %zu bytes", limit);
+	log_warn("%s: %s: refused, closing", ss->device[0] ? ss->device : "enroll", why);
+	free(ss->rx);
+	ss->rx = NULL;
+	ss->rx_len = 0;
+	ss->refusing = true;
+	send_error(ss, NULL, 3, why);
+	ss->close_code = LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE;
+	if (!ss->authed || lws_is_final_fragment(wsi)) {
+		if (!ss->authed)
+			lws_rx_flow_control(wsi, 0);
+		ss->close_after_write = true;
+	} else {
+		lws_set_timeout(wsi, PENDING_TIMEOUT_USER_REASON_BASE, 5);
+	}
+}
+
 static int on_rx(struct sess *ss, struct lws *wsi, const void *in, size_t len)
 {
+	if (ss->refusing) { /* the rest of a refused message: dropped; then we close */
+		if (lws_is_final_fragment(wsi) && !ss->close_after_write) {
+			ss->close_after_write = true;
+			lws_callback_on_writable(wsi);
+		}
+		return 0;
+	}
 	if (!lws_frame_is_binary(wsi)) {
-		log_warn("%s: text frame: closing", ss->device[0] ? ss->device : "enroll");
+		static const char why[] = "text frames are not accepted";
+		log_warn("%s: text frame: closing (1003)", ss->device[0] ? ss->device : "enroll");
+		lws_close_reason(wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, (unsigned char *)why,
+				 sizeof why - 1);
 		return -1;
 	}
-	if (ss->rx_len + len > CELLS_MAX_ENVELOPE) {
-		log_warn("%s: message over %d bytes: closing",
-			 ss->device[0] ? ss->device : "enroll", CELLS_MAX_ENVELOPE);
-		return -1;
+	/* the whole frame counts as soon as its header says how long it is: a pre-auth
+	 * peer announcing 1 MiB is refused at its first bytes, not after buffering them */
+	size_t limit = ss->enroll ? ENROLL_MAX_MESSAGE : CELLS_MAX_ENVELOPE;
+	size_t rest = lws_remaining_packet_payload(wsi);
+	if (ss->rx_len + len > limit || rest > limit - ss->rx_len - len) {
+		refuse_oversize(ss, wsi, limit);
+		return 0;
 	}
 	uint8_t *nb = realloc(ss->rx, ss->rx_len + len + 1);
 	if (!nb)
@@ -456,19 +559,24 @@ static int on_rx(struct sess *ss, struct lws *wsi, const void *in, size_t len)
 	ss->rx = nb;
 	memcpy(ss->rx + ss->rx_len, in, len);
 	ss->rx_len += len;
-	if (!lws_is_final_fragment(wsi))
+	if (!lws_is_final_fragment(wsi) || rest)
 		return 0;
 	cells_err_t err = {0};
 	Cells__V1__Envelope *env = NULL;
 	int r = cells_envelope_decode(ss->rx, ss->rx_len, &env, &err);
+	if (r < 0) {
+		unsigned code = decode_error_code(ss->rx, ss->rx_len, &err);
+		log_warn("%s: refused a message: %s (Error %u)",
+			 ss->device[0] ? ss->device : "enroll", err.msg, code);
+		send_error(ss, NULL, code, err.msg);
+		if (ss->enroll) /* one message per enrollment session */
+			ss->close_after_write = true;
+	}
 	free(ss->rx);
 	ss->rx = NULL;
 	ss->rx_len = 0;
-	if (r < 0) {
-		log_warn("%s: %s", ss->device[0] ? ss->device : "enroll", err.msg);
-		send_error(ss, NULL, err.code == EMSGSIZE ? 3 : 1, err.msg);
+	if (r < 0)
 		return 0;
-	}
 	if (ss->enroll)
 		handle_enroll(ss, env);
 	else
@@ -551,7 +659,10 @@ static int cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 			if (w < 0)
 				return -1;
 		} else if (ss->close_after_write) {
-			lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
+			lws_close_reason(wsi,
+					 ss->close_code ? (enum lws_close_status)ss->close_code
+							: LWS_CLOSE_STATUS_NORMAL,
+					 NULL, 0);
 			return -1;
 		} else if (ss->want_check) {
 			send_next(ss);
@@ -685,7 +796,7 @@ int mdm_cmd_serve(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **arg
 	}
 	lws_set_log_level(LLL_ERR, NULL);
 	static struct lws_protocols protocols[] = {
-	    {CELLS_WS_SUBPROTOCOL, cb, sizeof(struct sess), 65536, 0, NULL, 0},
+	    {CELLS_WS_SUBPROTOCOL, cb, sizeof(struct sess), RX_CHUNK, 0, NULL, 0},
 	    {NULL, NULL, 0, 0, 0, NULL, 0},
 	};
 	struct lws_context_creation_info info;
@@ -704,6 +815,7 @@ int mdm_cmd_serve(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **arg
 			       SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION;
 	info.retry_and_idle_policy = &keepalive;
 	info.timeout_secs = 20;
+	info.max_http_header_data = HDR_MAX; /* pre-upgrade bytes a connection may hold */
 	info.fd_limit_per_thread = (unsigned)(rl.rlim_cur > 100 ? rl.rlim_cur : 1024);
 	S.ctx = lws_create_context(&info);
 	if (!S.ctx) {
