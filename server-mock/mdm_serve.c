@@ -5,7 +5,10 @@
  * enrolled device. Path /v1/enroll accepts a connection without a client certificate
  * and only an EnrollRequest. Subprotocol "cells.v1", one Envelope per binary message.
  * We write only from LWS_CALLBACK_SERVER_WRITEABLE. The queue lives in the database
- * (mdm_store.h): a timer polls it for entries added by the admin commands. */
+ * (mdm_store.h). Entries added by the admin commands (other processes) wake the loop
+ * at once: an inotify watch on the state dir sees the database's WAL change, and the
+ * loop checks the queue for new entries (one cheap max(seq) query per burst of
+ * writes); a 1 s timer does the same as a safety net and expires old entries. */
 #include "cleanup.h"
 #include "cleanup_ssl.h"
 #include "log.h"
@@ -23,14 +26,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <libwebsockets.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#define POLL_US (100 * 1000)
+#define POLL_US (1000 * 1000) /* safety net only: inotify wakes us (cb_watch) */
 /* Pre-authentication bounds (docs/PROTOCOL.md §3): an /v1/enroll session is only
  * server-authenticated, so the one EnrollRequest it may send is at most this big; HTTP
  * request headers before any upgrade are bounded by lws' header buffer (HDR_MAX). lws
@@ -72,6 +77,8 @@ struct srv {
 	struct mdm_audit_store *audit; /* uploaded audit records (mdm_audit.h) */
 	struct lws_context *ctx;
 	lws_sorted_usec_list_t sul;
+	lws_sorted_usec_list_t sul_wake; /* more looks shortly after a WAL write */
+	unsigned wake_step;
 	int64_t since;
 	struct sess *hash[HASH_SIZE];
 	size_t sessions;
@@ -79,6 +86,7 @@ struct srv {
 	size_t trust_root_len;
 	uint8_t *delegation;
 	size_t delegation_len;
+	int watch_fd; /* inotify on the state dir (-1: none, the timer polls) */
 };
 
 static struct srv S;
@@ -686,16 +694,14 @@ static int cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 	return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
-static void on_poll(lws_sorted_usec_list_t *sul)
+/* New queue entries (of any process): wake the sessions of their devices. */
+static void check_queue(void)
 {
 	cells_err_t err = {0};
 	char **ids = NULL;
 	size_t n = 0;
-	static unsigned ticks;
-	if (++ticks % 50 == 0 && mdm_store_queue_expire(S.st, now_s(), &err) < 0)
-		log_warn("expire: %s", err.msg); /* every 5 s: a write, kept rare */
 	if (mdm_store_queue_changed(S.st, &S.since, &ids, &n, &err) < 0)
-		log_warn("poll: %s", err.msg);
+		log_warn("queue check: %s", err.msg);
 	for (size_t i = 0; i < n; i++) {
 		struct sess *ss = find_dev(ids[i]);
 		if (ss && ss->hello) {
@@ -704,7 +710,81 @@ static void on_poll(lws_sorted_usec_list_t *sul)
 		}
 	}
 	mdm_store_free_ids(ids, n);
+}
+
+static void on_poll(lws_sorted_usec_list_t *sul)
+{
+	cells_err_t err = {0};
+	static unsigned ticks;
+	if (++ticks % 5 == 0 && mdm_store_queue_expire(S.st, now_s(), &err) < 0)
+		log_warn("expire: %s", err.msg); /* every 5 s: a write, kept rare */
+	check_queue();
 	lws_sul_schedule(S.ctx, 0, &S.sul, on_poll, POLL_US);
+}
+
+static void on_wake(lws_sorted_usec_list_t *sul)
+{
+	static const unsigned next_us[] = {45 * 1000, 200 * 1000};
+	check_queue();
+	if (S.wake_step < CELLS_ARRAY_SIZE(next_us))
+		lws_sul_schedule(S.ctx, 0, &S.sul_wake, on_wake, next_us[S.wake_step++]);
+}
+
+/* The inotify descriptor, adopted into the loop on a vhost that listens nowhere (so
+ * no websocket client can select this protocol): a write to mdm.db-wal by anyone
+ * (an admin command committing a queue entry) makes us check the queue now. */
+static int cb_watch(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+		    size_t len)
+{
+	if (reason != LWS_CALLBACK_RAW_RX_FILE)
+		return reason == LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION ||
+			       reason == LWS_CALLBACK_ESTABLISHED
+			   ? -1
+			   : lws_callback_http_dummy(wsi, reason, user, in, len);
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	bool wal = false;
+	ssize_t r;
+	while ((r = read(S.watch_fd, buf, sizeof buf)) > 0)
+		for (char *p = buf; p < buf + r;) {
+			const struct inotify_event *ev = (const struct inotify_event *)p;
+			if ((ev->mask & IN_Q_OVERFLOW) ||
+			    (ev->len && !strcmp(ev->name, "mdm.db-wal")))
+				wal = true;
+			p += sizeof *ev + ev->len;
+		}
+	if (wal) {
+		/* the WAL is written before the commit is published in the WAL index: look
+		 * now, and again 5, 50 and 250 ms later for a commit not visible yet (a
+		 * closing writer, e.g. an admin command exiting, has published it) */
+		check_queue();
+		S.wake_step = 0;
+		lws_sul_schedule(S.ctx, 0, &S.sul_wake, on_wake, 5 * 1000);
+	}
+	return 0;
+}
+
+static void watch_start(struct mdm *m)
+{
+	static struct lws_protocols wp[] = {
+	    {"cells-mdm-watch", cb_watch, 0, 0, 0, NULL, 0},
+	    {NULL, NULL, 0, 0, 0, NULL, 0},
+	};
+	struct lws_context_creation_info vi;
+	memset(&vi, 0, sizeof vi);
+	vi.port = CONTEXT_PORT_NO_LISTEN;
+	vi.protocols = wp;
+	vi.vhost_name = "watch";
+	S.watch_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	struct lws_vhost *vh = S.watch_fd >= 0 ? lws_create_vhost(S.ctx, &vi) : NULL;
+	lws_sock_file_fd_type fd = {.filefd = S.watch_fd};
+	if (!vh || inotify_add_watch(S.watch_fd, m->state_dir, IN_MODIFY | IN_CLOSE_WRITE) < 0 ||
+	    !lws_adopt_descriptor_vhost(vh, LWS_ADOPT_RAW_FILE_DESC, fd, "cells-mdm-watch", NULL)) {
+		log_warn("cannot watch %s for queue changes: polling every %d ms", m->state_dir,
+			 POLL_US / 1000);
+		if (S.watch_fd >= 0)
+			close(S.watch_fd);
+		S.watch_fd = -1;
+	}
 }
 
 static void on_signal(int sig)
@@ -844,6 +924,7 @@ int mdm_cmd_serve(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **arg
 		printf("modem simulator: pty %s, gateway %s, control %s/modem.sock\n", so.pty_link,
 		       so.gateway, simdir);
 	}
+	watch_start(m);
 	lws_sul_schedule(S.ctx, 0, &S.sul, on_poll, POLL_US);
 	log_info("serving wss://%s:%d (subprotocol %s)", host, port, CELLS_WS_SUBPROTOCOL);
 	printf("cells-mdm serving wss://%s:%d\n", host, port);
