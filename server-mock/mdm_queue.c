@@ -1,6 +1,7 @@
 /* mdm_queue.c - admin commands on the device registry and the per-device command
  * queue: they work against the state dir's database, so they work whether or not the
- * server runs (a running server picks new entries up within its poll interval).
+ * server runs (a running server sees the database change and sends new entries at
+ * once, mdm_serve.c).
  *
  * Priorities: a wipe is 100, a policy 50, other commands 10. De-duplication keys: a
  * policy version per device ("policy:V"), a wipe per VP ("wipe:VP"), a VoIP assignment
