@@ -66,6 +66,8 @@ int mdm_cmd_policy_push(struct mdm *m, const struct mdm_cmd *cmd, int argc, char
 int mdm_cmd_command_list(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 int mdm_cmd_command_cancel(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 int mdm_cmd_wipe(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_lock(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_unlock(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 int mdm_cmd_voip_assign(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 int mdm_cmd_voip_revoke(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 int mdm_cmd_audit_request(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);

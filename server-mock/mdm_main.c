@@ -58,6 +58,8 @@ static const struct mdm_cmd commands[] = {
     {"receipts", "[DEVICE]",
      "list the wipe receipts devices sent (verified with the device key on arrival)",
      mdm_cmd_receipts},
+    {"lock", "DEVICE VP", "queue a signed lock of a VP (frozen until unlocked)", mdm_cmd_lock},
+    {"unlock", "DEVICE VP", "queue a signed unlock of a VP", mdm_cmd_unlock},
 };
 
 static void usage(FILE *f)

@@ -1,6 +1,7 @@
 /* mdm_queue.c - admin commands on the device registry and the per-device command
  * queue: they work against the state dir's database, so they work whether or not the
- * server runs (a running server picks new entries up within its poll interval).
+ * server runs (a running server sees the database change and sends new entries at
+ * once, mdm_serve.c).
  *
  * Priorities: a wipe is 100, a policy 50, other commands 10. De-duplication keys: a
  * policy version per device ("policy:V"), a wipe per VP ("wipe:VP"), a VoIP assignment
@@ -500,4 +501,40 @@ int mdm_cmd_audit_request(struct mdm *m, const struct mdm_cmd *cmd, int argc, ch
 	else
 		snprintf(what, sizeof what, "audit upload");
 	return queue_command(m, "audit request", &c, PRIO_COMMAND, "audit-upload", what, true);
+}
+
+/* `cells-mdm lock DEVICE VP` / `cells-mdm unlock DEVICE VP`: a signed LockVp. Lock and
+ * unlock of one VP share the de-duplication key "lock:VP", so the newer one replaces a
+ * queued older one (the last word of the admin wins). */
+static int lock_cmd(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv, bool unlock)
+{
+	cells_err_t err = {0};
+	const char *words = unlock ? "unlock" : "lock";
+	if (argc != 2)
+		return mdm_usage(cmd);
+	if (cells_valid_name(argv[1], &err) < 0) {
+		fprintf(stderr, "cells-mdm: %s: %s\n", words, err.msg);
+		return 2;
+	}
+	Cells__V1__Command c = CELLS__V1__COMMAND__INIT;
+	Cells__V1__LockVp l = CELLS__V1__LOCK_VP__INIT;
+	l.vp = argv[1];
+	l.unlock = unlock;
+	c.device_id = argv[0];
+	c.action_case = CELLS__V1__COMMAND__ACTION_LOCK;
+	c.lock = &l;
+	char dedup[64], what[96];
+	snprintf(dedup, sizeof dedup, "lock:%s", argv[1]);
+	snprintf(what, sizeof what, "%s %s", words, argv[1]);
+	return queue_command(m, words, &c, PRIO_COMMAND, dedup, what, true);
+}
+
+int mdm_cmd_lock(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv)
+{
+	return lock_cmd(m, cmd, argc, argv, false);
+}
+
+int mdm_cmd_unlock(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv)
+{
+	return lock_cmd(m, cmd, argc, argv, true);
 }

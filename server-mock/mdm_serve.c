@@ -5,7 +5,10 @@
  * enrolled device. Path /v1/enroll accepts a connection without a client certificate
  * and only an EnrollRequest. Subprotocol "cells.v1", one Envelope per binary message.
  * We write only from LWS_CALLBACK_SERVER_WRITEABLE. The queue lives in the database
- * (mdm_store.h): a timer polls it for entries added by the admin commands. */
+ * (mdm_store.h). Entries added by the admin commands (other processes) wake the loop
+ * at once: an inotify watch on the state dir sees the database's WAL change, and the
+ * loop checks the queue for new entries (one cheap max(seq) query per burst of
+ * writes); a 1 s timer does the same as a safety net and expires old entries. */
 #include "cleanup.h"
 #include "cleanup_ssl.h"
 #include "log.h"
@@ -23,14 +26,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <libwebsockets.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#define POLL_US (100 * 1000)
+#define POLL_US (1000 * 1000) /* safety net only: inotify wakes us (cb_watch) */
+/* Pre-authentication bounds (docs/PROTOCOL.md §3): an /v1/enroll session is only
+ * server-authenticated, so the one EnrollRequest it may send is at most this big; HTTP
+ * request headers before any upgrade are bounded by lws' header buffer (HDR_MAX). lws
+ * hands us a message in pieces of at most RX_CHUNK bytes. */
+#define ENROLL_MAX_MESSAGE 8192
+#define HDR_MAX 4096
+#define RX_CHUNK 16384
 #define WINDOW 16 /* queue entries in flight per device */
 #define HASH_SIZE 16384
 #define TLS12_CIPHERS                                                                              \
@@ -48,6 +60,8 @@ struct sess {
 	struct lws *wsi;
 	struct sess *hnext;
 	bool enroll, authed, hello, want_check, hashed, close_after_write;
+	bool refusing;	/* an over-limit message: input is dropped until we close */
+	int close_code; /* the close code sent after the last queued message (0: 1000) */
 	int inflight;
 	char device[33];
 	uint8_t pub[POL_PUBKEY_LEN]; /* the certificate's Ed25519 key (device id = its hash) */
@@ -63,6 +77,8 @@ struct srv {
 	struct mdm_audit_store *audit; /* uploaded audit records (mdm_audit.h) */
 	struct lws_context *ctx;
 	lws_sorted_usec_list_t sul;
+	lws_sorted_usec_list_t sul_wake; /* more looks shortly after a WAL write */
+	unsigned wake_step;
 	int64_t since;
 	struct sess *hash[HASH_SIZE];
 	size_t sessions;
@@ -70,6 +86,7 @@ struct srv {
 	size_t trust_root_len;
 	uint8_t *delegation;
 	size_t delegation_len;
+	int watch_fd; /* inotify on the state dir (-1: none, the timer polls) */
 };
 
 static struct srv S;
@@ -299,6 +316,81 @@ static void handle_audit(struct sess *ss, const Cells__V1__Envelope *env)
 	ack(ss, env->message_id);
 }
 
+/* A CommandResult on an authenticated session. Its correlation_id, when set, must name
+ * one of this device's queue entries: a result for another device's entry (or for none)
+ * is refused with Error{8}, logged, and changes nothing (no receipt row, no state). A
+ * receipt is verified and stored before the entry counts as done (§14); a refused
+ * receipt marks the entry failed ("receipt refused: ...") and is answered Error{4}; the
+ * genuine receipt that follows is verified, stored, and makes the entry acknowledged. */
+static void handle_result(struct sess *ss, const Cells__V1__Envelope *env)
+{
+	cells_err_t err = {0};
+	const Cells__V1__CommandResult *r = env->result;
+	const char *corr = env->correlation_id;
+	if (corr[0]) {
+		struct mdm_qentry e = {0};
+		int k = mdm_store_queue_get(S.st, corr, ss->device, &e, &err);
+		mdm_qentry_clear(&e);
+		if (k < 0) { /* our storage failed: no answer, the device sends it again */
+			log_warn("device %s: %s", ss->device, err.msg);
+			return;
+		}
+		if (k == 0) {
+			char why[160];
+			snprintf(why, sizeof why, "no queue entry %.64s for device %s", corr,
+				 ss->device);
+			log_warn("device %s: result %s refused: %s", ss->device, env->message_id,
+				 why);
+			send_error(ss, env->message_id, 8, why);
+			return;
+		}
+	}
+	const char *reason = r->reason;
+	char refused[CELLS_ERR_MSG_MAX + 32];
+	int st = -1;
+	cells_err_t rerr = {0};
+	int rc = mdm_receipt_check(S.st, ss->device, ss->pub, corr, r, &rerr);
+	if (rc == -1) { /* our storage failed: no ack, the device sends it again */
+		log_warn("device %s: %s", ss->device, rerr.msg);
+		return;
+	}
+	if (rc < 0) {
+		log_warn("device %s: %s (%s) refused: %s", ss->device, corr[0] ? corr : "-",
+			 r->command_id ? r->command_id : "", rerr.msg);
+		st = MDM_Q_FAILED;
+		snprintf(refused, sizeof refused, "%s%s",
+			 strncmp(rerr.msg, "receipt refused", 15) ? "receipt refused: " : "",
+			 rerr.msg);
+		reason = refused;
+	} else if (r->status == CELLS__V1__RESULT_STATUS__RESULT_DONE)
+		st = MDM_Q_ACKNOWLEDGED;
+	else if (r->status == CELLS__V1__RESULT_STATUS__RESULT_FAILED ||
+		 r->status == CELLS__V1__RESULT_STATUS__RESULT_REJECTED)
+		st = MDM_Q_FAILED;
+	if (st >= 0 && corr[0]) {
+		int n =
+		    st == MDM_Q_ACKNOWLEDGED && r->receipt
+			? mdm_store_queue_receipt_verified(S.st, corr, ss->device, now_s(), &err)
+			: mdm_store_queue_set_state(S.st, corr, ss->device, st, reason, now_s(),
+						    &err);
+		if (n < 0)
+			log_warn("device %s: %s", ss->device, err.msg);
+		if (n > 0 && ss->inflight > 0)
+			ss->inflight--;
+		if (n > 0)
+			log_info("device %s: %s %s%s%s", ss->device, corr, mdm_qstate_name(st),
+				 reason[0] ? ": " : "", reason);
+		else if (n == 0)
+			log_info("device %s: %s already answered (state unchanged)", ss->device,
+				 corr);
+	}
+	if (rc < 0) /* not acknowledged: the device keeps its receipt as unconfirmed */
+		send_error(ss, env->message_id, 4, rerr.msg);
+	else
+		ack(ss, env->message_id); /* stored: the device may forget it */
+	ss->want_check = true;
+}
+
 static void handle_device(struct sess *ss, const Cells__V1__Envelope *env)
 {
 	cells_err_t err = {0};
@@ -335,46 +427,9 @@ static void handle_device(struct sess *ss, const Cells__V1__Envelope *env)
 		}
 		return;
 	}
-	case CELLS__V1__ENVELOPE__BODY_RESULT: {
-		const Cells__V1__CommandResult *r = env->result;
-		const char *reason = r->reason;
-		int st = -1;
-		/* a receipt is verified and stored before the entry counts as done */
-		cells_err_t rerr = {0};
-		int rc =
-		    mdm_receipt_check(S.st, ss->device, ss->pub, env->correlation_id, r, &rerr);
-		if (rc == -1) { /* our storage failed: no ack, the device sends it again */
-			log_warn("device %s: %s", ss->device, rerr.msg);
-			return;
-		}
-		if (rc < 0) {
-			log_warn("device %s: %s (%s) refused: %s", ss->device,
-				 env->correlation_id[0] ? env->correlation_id : "-",
-				 r->command_id ? r->command_id : "", rerr.msg);
-			st = MDM_Q_FAILED;
-			reason = rerr.msg;
-		} else if (r->status == CELLS__V1__RESULT_STATUS__RESULT_DONE)
-			st = MDM_Q_ACKNOWLEDGED;
-		else if (r->status == CELLS__V1__RESULT_STATUS__RESULT_FAILED ||
-			 r->status == CELLS__V1__RESULT_STATUS__RESULT_REJECTED)
-			st = MDM_Q_FAILED;
-		if (st >= 0 && env->correlation_id[0]) {
-			int n = mdm_store_queue_set_state(S.st, env->correlation_id, ss->device, st,
-							  reason, now_s(), &err);
-			if (n < 0)
-				log_warn("device %s: %s", ss->device, err.msg);
-			if (n > 0 && ss->inflight > 0)
-				ss->inflight--;
-			log_info("device %s: %s %s%s%s", ss->device, env->correlation_id,
-				 mdm_qstate_name(st), reason[0] ? ": " : "", reason);
-		}
-		if (rc < 0) /* not acknowledged: the device keeps its receipt as unconfirmed */
-			send_error(ss, env->message_id, 4, rerr.msg);
-		else
-			ack(ss, env->message_id); /* stored: the device may forget it */
-		ss->want_check = true;
+	case CELLS__V1__ENVELOPE__BODY_RESULT:
+		handle_result(ss, env);
 		return;
-	}
 	case CELLS__V1__ENVELOPE__BODY_AUDIT_BATCH:
 		handle_audit(ss, env);
 		return;
@@ -439,16 +494,72 @@ static void sess_free(struct sess *ss)
 	ss->rx = NULL;
 }
 
+/* The Error code for an envelope the decoder refused (docs/PROTOCOL.md §8). */
+static unsigned decode_error_code(const uint8_t *p, size_t n, const cells_err_t *err)
+{
+	if (err->code == EMSGSIZE)
+		return 3;
+	if (err->code == EPROTONOSUPPORT) /* another Envelope.version */
+		return 2;
+	/* our version, but the body is a field this server does not know (§7): code 2 */
+	Cells__V1__Envelope *e = cells__v1__envelope__unpack(NULL, n, p);
+	unsigned code =
+	    e && e->body_case == CELLS__V1__ENVELOPE__BODY__NOT_SET && e->base.n_unknown_fields > 0
+		? 2
+		: 1;
+	if (e)
+		cells__v1__envelope__free_unpacked(e, NULL);
+	return code;
+}
+
+/* An over-limit message: answer Error{3}, then close with 1009; nothing of the message
+ * is kept. An unauthenticated session (/v1/enroll) is not read any further and closed
+ * as soon as the error is written. A device's session drops the rest of the message
+ * (at most 5 s) so that the device can finish its frame and read the answer before the
+ * close frame; closing earlier would reset the TCP connection under the unread bytes. */
+static void refuse_oversize(struct sess *ss, struct lws *wsi, size_t limit)
+{
+	char why[96];
+	snprintf(why, sizeof why, "message over the limit of %zu bytes", limit);
+	log_warn("%s: %s: refused, closing", ss->device[0] ? ss->device : "enroll", why);
+	free(ss->rx);
+	ss->rx = NULL;
+	ss->rx_len = 0;
+	ss->refusing = true;
+	send_error(ss, NULL, 3, why);
+	ss->close_code = LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE;
+	if (!ss->authed || lws_is_final_fragment(wsi)) {
+		if (!ss->authed)
+			lws_rx_flow_control(wsi, 0);
+		ss->close_after_write = true;
+	} else {
+		lws_set_timeout(wsi, PENDING_TIMEOUT_USER_REASON_BASE, 5);
+	}
+}
+
 static int on_rx(struct sess *ss, struct lws *wsi, const void *in, size_t len)
 {
+	if (ss->refusing) { /* the rest of a refused message: dropped; then we close */
+		if (lws_is_final_fragment(wsi) && !ss->close_after_write) {
+			ss->close_after_write = true;
+			lws_callback_on_writable(wsi);
+		}
+		return 0;
+	}
 	if (!lws_frame_is_binary(wsi)) {
-		log_warn("%s: text frame: closing", ss->device[0] ? ss->device : "enroll");
+		static const char why[] = "text frames are not accepted";
+		log_warn("%s: text frame: closing (1003)", ss->device[0] ? ss->device : "enroll");
+		lws_close_reason(wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, (unsigned char *)why,
+				 sizeof why - 1);
 		return -1;
 	}
-	if (ss->rx_len + len > CELLS_MAX_ENVELOPE) {
-		log_warn("%s: message over %d bytes: closing",
-			 ss->device[0] ? ss->device : "enroll", CELLS_MAX_ENVELOPE);
-		return -1;
+	/* the whole frame counts as soon as its header says how long it is: a pre-auth
+	 * peer announcing 1 MiB is refused at its first bytes, not after buffering them */
+	size_t limit = ss->enroll ? ENROLL_MAX_MESSAGE : CELLS_MAX_ENVELOPE;
+	size_t rest = lws_remaining_packet_payload(wsi);
+	if (ss->rx_len + len > limit || rest > limit - ss->rx_len - len) {
+		refuse_oversize(ss, wsi, limit);
+		return 0;
 	}
 	uint8_t *nb = realloc(ss->rx, ss->rx_len + len + 1);
 	if (!nb)
@@ -456,19 +567,24 @@ static int on_rx(struct sess *ss, struct lws *wsi, const void *in, size_t len)
 	ss->rx = nb;
 	memcpy(ss->rx + ss->rx_len, in, len);
 	ss->rx_len += len;
-	if (!lws_is_final_fragment(wsi))
+	if (!lws_is_final_fragment(wsi) || rest)
 		return 0;
 	cells_err_t err = {0};
 	Cells__V1__Envelope *env = NULL;
 	int r = cells_envelope_decode(ss->rx, ss->rx_len, &env, &err);
+	if (r < 0) {
+		unsigned code = decode_error_code(ss->rx, ss->rx_len, &err);
+		log_warn("%s: refused a message: %s (Error %u)",
+			 ss->device[0] ? ss->device : "enroll", err.msg, code);
+		send_error(ss, NULL, code, err.msg);
+		if (ss->enroll) /* one message per enrollment session */
+			ss->close_after_write = true;
+	}
 	free(ss->rx);
 	ss->rx = NULL;
 	ss->rx_len = 0;
-	if (r < 0) {
-		log_warn("%s: %s", ss->device[0] ? ss->device : "enroll", err.msg);
-		send_error(ss, NULL, err.code == EMSGSIZE ? 3 : 1, err.msg);
+	if (r < 0)
 		return 0;
-	}
 	if (ss->enroll)
 		handle_enroll(ss, env);
 	else
@@ -551,7 +667,10 @@ static int cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 			if (w < 0)
 				return -1;
 		} else if (ss->close_after_write) {
-			lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
+			lws_close_reason(wsi,
+					 ss->close_code ? (enum lws_close_status)ss->close_code
+							: LWS_CLOSE_STATUS_NORMAL,
+					 NULL, 0);
 			return -1;
 		} else if (ss->want_check) {
 			send_next(ss);
@@ -575,16 +694,14 @@ static int cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 	return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
-static void on_poll(lws_sorted_usec_list_t *sul)
+/* New queue entries (of any process): wake the sessions of their devices. */
+static void check_queue(void)
 {
 	cells_err_t err = {0};
 	char **ids = NULL;
 	size_t n = 0;
-	static unsigned ticks;
-	if (++ticks % 50 == 0 && mdm_store_queue_expire(S.st, now_s(), &err) < 0)
-		log_warn("expire: %s", err.msg); /* every 5 s: a write, kept rare */
 	if (mdm_store_queue_changed(S.st, &S.since, &ids, &n, &err) < 0)
-		log_warn("poll: %s", err.msg);
+		log_warn("queue check: %s", err.msg);
 	for (size_t i = 0; i < n; i++) {
 		struct sess *ss = find_dev(ids[i]);
 		if (ss && ss->hello) {
@@ -593,7 +710,81 @@ static void on_poll(lws_sorted_usec_list_t *sul)
 		}
 	}
 	mdm_store_free_ids(ids, n);
+}
+
+static void on_poll(lws_sorted_usec_list_t *sul)
+{
+	cells_err_t err = {0};
+	static unsigned ticks;
+	if (++ticks % 5 == 0 && mdm_store_queue_expire(S.st, now_s(), &err) < 0)
+		log_warn("expire: %s", err.msg); /* every 5 s: a write, kept rare */
+	check_queue();
 	lws_sul_schedule(S.ctx, 0, &S.sul, on_poll, POLL_US);
+}
+
+static void on_wake(lws_sorted_usec_list_t *sul)
+{
+	static const unsigned next_us[] = {45 * 1000, 200 * 1000};
+	check_queue();
+	if (S.wake_step < CELLS_ARRAY_SIZE(next_us))
+		lws_sul_schedule(S.ctx, 0, &S.sul_wake, on_wake, next_us[S.wake_step++]);
+}
+
+/* The inotify descriptor, adopted into the loop on a vhost that listens nowhere (so
+ * no websocket client can select this protocol): a write to mdm.db-wal by anyone
+ * (an admin command committing a queue entry) makes us check the queue now. */
+static int cb_watch(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+		    size_t len)
+{
+	if (reason != LWS_CALLBACK_RAW_RX_FILE)
+		return reason == LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION ||
+			       reason == LWS_CALLBACK_ESTABLISHED
+			   ? -1
+			   : lws_callback_http_dummy(wsi, reason, user, in, len);
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	bool wal = false;
+	ssize_t r;
+	while ((r = read(S.watch_fd, buf, sizeof buf)) > 0)
+		for (char *p = buf; p < buf + r;) {
+			const struct inotify_event *ev = (const struct inotify_event *)p;
+			if ((ev->mask & IN_Q_OVERFLOW) ||
+			    (ev->len && !strcmp(ev->name, "mdm.db-wal")))
+				wal = true;
+			p += sizeof *ev + ev->len;
+		}
+	if (wal) {
+		/* the WAL is written before the commit is published in the WAL index: look
+		 * now, and again 5, 50 and 250 ms later for a commit not visible yet (a
+		 * closing writer, e.g. an admin command exiting, has published it) */
+		check_queue();
+		S.wake_step = 0;
+		lws_sul_schedule(S.ctx, 0, &S.sul_wake, on_wake, 5 * 1000);
+	}
+	return 0;
+}
+
+static void watch_start(struct mdm *m)
+{
+	static struct lws_protocols wp[] = {
+	    {"cells-mdm-watch", cb_watch, 0, 0, 0, NULL, 0},
+	    {NULL, NULL, 0, 0, 0, NULL, 0},
+	};
+	struct lws_context_creation_info vi;
+	memset(&vi, 0, sizeof vi);
+	vi.port = CONTEXT_PORT_NO_LISTEN;
+	vi.protocols = wp;
+	vi.vhost_name = "watch";
+	S.watch_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	struct lws_vhost *vh = S.watch_fd >= 0 ? lws_create_vhost(S.ctx, &vi) : NULL;
+	lws_sock_file_fd_type fd = {.filefd = S.watch_fd};
+	if (!vh || inotify_add_watch(S.watch_fd, m->state_dir, IN_MODIFY | IN_CLOSE_WRITE) < 0 ||
+	    !lws_adopt_descriptor_vhost(vh, LWS_ADOPT_RAW_FILE_DESC, fd, "cells-mdm-watch", NULL)) {
+		log_warn("cannot watch %s for queue changes: polling every %d ms", m->state_dir,
+			 POLL_US / 1000);
+		if (S.watch_fd >= 0)
+			close(S.watch_fd);
+		S.watch_fd = -1;
+	}
 }
 
 static void on_signal(int sig)
@@ -685,7 +876,7 @@ int mdm_cmd_serve(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **arg
 	}
 	lws_set_log_level(LLL_ERR, NULL);
 	static struct lws_protocols protocols[] = {
-	    {CELLS_WS_SUBPROTOCOL, cb, sizeof(struct sess), 65536, 0, NULL, 0},
+	    {CELLS_WS_SUBPROTOCOL, cb, sizeof(struct sess), RX_CHUNK, 0, NULL, 0},
 	    {NULL, NULL, 0, 0, 0, NULL, 0},
 	};
 	struct lws_context_creation_info info;
@@ -704,6 +895,7 @@ int mdm_cmd_serve(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **arg
 			       SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION;
 	info.retry_and_idle_policy = &keepalive;
 	info.timeout_secs = 20;
+	info.max_http_header_data = HDR_MAX; /* pre-upgrade bytes a connection may hold */
 	info.fd_limit_per_thread = (unsigned)(rl.rlim_cur > 100 ? rl.rlim_cur : 1024);
 	S.ctx = lws_create_context(&info);
 	if (!S.ctx) {
@@ -732,6 +924,7 @@ int mdm_cmd_serve(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **arg
 		printf("modem simulator: pty %s, gateway %s, control %s/modem.sock\n", so.pty_link,
 		       so.gateway, simdir);
 	}
+	watch_start(m);
 	lws_sul_schedule(S.ctx, 0, &S.sul, on_poll, POLL_US);
 	log_info("serving wss://%s:%d (subprotocol %s)", host, port, CELLS_WS_SUBPROTOCOL);
 	printf("cells-mdm serving wss://%s:%d\n", host, port);

@@ -693,3 +693,20 @@ int mdm_store_receipts_json(struct mdm_store *s, const char *device, json_object
 	*out = arr;
 	return 0;
 }
+
+int mdm_store_queue_receipt_verified(struct mdm_store *s, const char *id, const char *device,
+				     int64_t now, cells_err_t *err)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	if (prep(s,
+		 "UPDATE queue SET state=2, done_at=?3, reason='' WHERE id=?1 AND device=?2 AND "
+		 "(state IN (0,1) OR (state=3 AND reason LIKE 'receipt refused:%'))",
+		 &st, err) < 0)
+		return -1;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, device, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 3, now);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		return sql_err(s, "queue state", err);
+	return sqlite3_changes(s->db);
+}

@@ -127,4 +127,11 @@ int mdm_store_receipts_json(struct mdm_store *s, const char *device, json_object
 int mdm_store_begin(struct mdm_store *s, cells_err_t *err);
 int mdm_store_commit(struct mdm_store *s, cells_err_t *err);
 
+/* Mark queue entry id of device acknowledged after its result's receipt verified:
+ * like mdm_store_queue_set_state(MDM_Q_ACKNOWLEDGED) from queued/delivered, and also
+ * from failed when it failed only because an earlier receipt was refused (reason
+ * "receipt refused: ..."): the genuine receipt that follows completes it. Rows changed. */
+int mdm_store_queue_receipt_verified(struct mdm_store *s, const char *id, const char *device,
+				     int64_t now, cells_err_t *err);
+
 #endif
