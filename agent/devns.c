@@ -10,6 +10,7 @@
 #include "memory.h"
 #include "oom.h"
 #include "power.h"
+#include "testhook.h"
 #include "util.h"
 #include "wifi.h"
 
@@ -175,6 +176,10 @@ static int op_dev_set(void *ctx, const char *vp, char type, unsigned major, unsi
 		      bool allow, cells_err_t *err)
 {
 	struct devns *ns = ctx;
+	char what[48];
+	snprintf(what, sizeof what, "%s:%c%u:%u", allow ? "allow" : "deny", type, major, minor);
+	if (testhook_fail("dev_set", what, err) < 0)
+		return cells_err_prefix(err, "VP %s", vp);
 	return vpm_dev_set(ns->d, vp, type, major, minor, allow, err);
 }
 
@@ -182,6 +187,10 @@ static int op_node_set(void *ctx, const char *vp, const struct devprofile_node *
 		       cells_err_t *err)
 {
 	struct devns *ns = ctx;
+	char what[DEVPROFILE_PATH_MAX + 8];
+	snprintf(what, sizeof what, "%s:%s", present ? "add" : "del", n->path);
+	if (testhook_fail("node_set", what, err) < 0)
+		return cells_err_prefix(err, "VP %s", vp);
 	pid_t pid = vpm_init_pid(ns->d, vp);
 	if (pid <= 0)
 		return present ? cells_err_set(err, ESRCH, "VP %s is not running", vp) : 0;
