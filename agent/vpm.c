@@ -1058,6 +1058,16 @@ static int recover(struct cellsd *d, cells_err_t *err)
 		nat_table(m, t, sizeof t);
 		if (knet_nat_exists(t))
 			knet_nat_del(t, &e);
+	} else if (any_nat(m, NULL)) {
+		/* VPs adopted in nat mode: their table is remade as this cellsd writes it
+		 * (an older one may lack rules, e.g. the input chain that keeps VPs off
+		 * the host) */
+		char t[32], prefix[16];
+		nat_table(m, t, sizeof t);
+		snprintf(prefix, sizeof prefix, "cv%.6s", m->id);
+		cells_err_t e;
+		if (knet_nat_setup(t, prefix, &e) < 0)
+			log_error("VPs found running: %s", e.msg);
 	}
 	return 0;
 }

@@ -146,6 +146,15 @@ check_eq "nat: personal reaches the outside over TCP (its NAT route out)" "reply
 check_eq "nat: personal reaches the outside over UDP" "reply=udp-ok" "$(probe personal udp "$OUT_ADDR" udp-out)"
 check_eq "the outside saw the VP's traffic masqueraded to the host's address" "tcp $OUT_HOST tcp-out
 udp $OUT_HOST udp-out" "$(sort "$T/out.log" 2>&1)"
+# a cellsd that restarts with the VPs running (adopted) remakes its table as it writes
+# it: a table of an older cellsd without the input chain stands in here
+kill -KILL "$CELLSD_PID" && wait "$CELLSD_PID" 2>/dev/null
+nft delete chain ip "cells_$ID" input
+start_cellsd || exit 1
+check_eq "after a restart with adopted VPs: the host is still out of reach (TCP)" noreply "$(probe personal tcp "$PHOST" tcp-from-vp-restart)"
+check_eq "after a restart with adopted VPs: the host is still out of reach (UDP)" noreply "$(probe personal udp "$DUMMY_ADDR" udp-from-vp-restart)"
+check_eq "after a restart: the host's servers still saw nothing from the VP" "" "$(grep -- '-from-vp-' "$T/host.log" 2>/dev/null)"
+check_eq "after a restart: the NAT route out still works" "reply=tcp-ok" "$(probe personal tcp "$OUT_ADDR" tcp-out-2)"
 check_eq "none: offline has only loopback" "lo" "$(cellctl vp exec offline -- ls /sys/class/net | tr -d '\n')"
 check_eq "none: offline cannot reach the outside" noreply "$(probe offline tcp "$OUT_ADDR" x 2>&1 | sed 's/^error=.*/noreply/')"
 
