@@ -32,6 +32,11 @@
 
 /* getopt code of the options devns_option() parses */
 #define OPT_DEVNS 1000
+#ifdef CELLS_TEST_HOOKS
+#include "testhook.h"
+/* getopt code of the test-only options (testhook.h; CELLS_TEST_HOOKS builds only) */
+#define OPT_TEST 1001
+#endif
 
 static void usage(FILE *f)
 {
@@ -113,6 +118,10 @@ int main(int argc, char **argv)
 	    {"ksm", required_argument, NULL, OPT_DEVNS},
 	    {"ksm-threshold", required_argument, NULL, OPT_DEVNS},
 	    {"bvp-oom-adj", required_argument, NULL, OPT_DEVNS},
+#ifdef CELLS_TEST_HOOKS
+	    {"test-fail", required_argument, NULL, OPT_TEST},
+	    {"test-crash-at", required_argument, NULL, OPT_TEST},
+#endif
 	    {0},
 	};
 	struct cellsd d = {.ctl_fd = -1, .state = CELLSD_ST_READY};
@@ -174,6 +183,16 @@ int main(int argc, char **argv)
 			}
 			break;
 		}
+#ifdef CELLS_TEST_HOOKS
+		case OPT_TEST: {
+			cells_err_t oe;
+			if (testhook_option(opts[oi].name, optarg, &oe) < 0) {
+				fprintf(stderr, "cellsd: %s\n", oe.msg);
+				return 2;
+			}
+			break;
+		}
+#endif
 		default:
 			usage(stderr);
 			return 2;

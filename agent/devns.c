@@ -10,6 +10,7 @@
 #include "memory.h"
 #include "oom.h"
 #include "power.h"
+#include "testhook.h"
 #include "util.h"
 #include "wifi.h"
 
@@ -36,8 +37,6 @@
 #define DEVNS_HAVE_ENFORCE 1
 #endif
 
-#define READY_POLL_MS 50
-#define READY_TRIES 100
 #define OOM_SWEEP_MS 2000
 
 static struct {
@@ -177,6 +176,10 @@ static int op_dev_set(void *ctx, const char *vp, char type, unsigned major, unsi
 		      bool allow, cells_err_t *err)
 {
 	struct devns *ns = ctx;
+	char what[48];
+	snprintf(what, sizeof what, "%s:%c%u:%u", allow ? "allow" : "deny", type, major, minor);
+	if (testhook_fail("dev_set", what, err) < 0)
+		return cells_err_prefix(err, "VP %s", vp);
 	return vpm_dev_set(ns->d, vp, type, major, minor, allow, err);
 }
 
@@ -184,6 +187,10 @@ static int op_node_set(void *ctx, const char *vp, const struct devprofile_node *
 		       cells_err_t *err)
 {
 	struct devns *ns = ctx;
+	char what[DEVPROFILE_PATH_MAX + 8];
+	snprintf(what, sizeof what, "%s:%s", present ? "add" : "del", n->path);
+	if (testhook_fail("node_set", what, err) < 0)
+		return cells_err_prefix(err, "VP %s", vp);
 	pid_t pid = vpm_init_pid(ns->d, vp);
 	if (pid <= 0)
 		return present ? cells_err_set(err, ESRCH, "VP %s is not running", vp) : 0;
@@ -192,27 +199,6 @@ static int op_node_set(void *ctx, const char *vp, const struct devprofile_node *
 
 static void on_power_fd(struct loop *l, int fd, uint32_t events, void *data);
 static void on_wifi_fd(struct loop *l, int fd, uint32_t events, void *data);
-
-struct ready_wait {
-	struct devns *ns;
-	char vp[33];
-	int tries;
-};
-
-/* Whether the VP's init has its own root (pivot_root done): before that its mount
- * namespace may still show the host's /dev. */
-static bool vp_root_ready(pid_t pid)
-{
-	char p[64];
-	struct stat a, b;
-	snprintf(p, sizeof p, "/proc/%d/root/", (int)pid);
-	if (stat(p, &a) < 0 || stat("/", &b) < 0)
-		return false;
-	if (a.st_dev == b.st_dev && a.st_ino == b.st_ino)
-		return false;
-	snprintf(p, sizeof p, "/proc/%d/root/dev/cells/power", (int)pid);
-	return access(p, F_OK) == 0;
-}
 
 static void vp_ready(struct devns *ns, const char *vp)
 {
@@ -245,23 +231,6 @@ static void vp_ready(struct devns *ns, const char *vp)
 	oom_sweep(ns);
 }
 
-static void on_ready_timer(struct loop *l, void *data)
-{
-	struct ready_wait *rw = data;
-	pid_t pid = vpm_init_pid(rw->ns->d, rw->vp);
-	if (pid > 0 && vp_root_ready(pid)) {
-		vp_ready(rw->ns, rw->vp);
-		free(rw);
-		return;
-	}
-	if (pid <= 0 || ++rw->tries >= READY_TRIES) {
-		log_warn("VP %s: its root never became ready; no devices given", rw->vp);
-		free(rw);
-		return;
-	}
-	loop_add_timer(l, READY_POLL_MS, on_ready_timer, rw);
-}
-
 static void on_vp_start(struct cellsd *d, const char *vp, void *data)
 {
 	struct devns *ns = data;
@@ -286,12 +255,13 @@ static void on_vp_start(struct cellsd *d, const char *vp, void *data)
 	else if (ns->mem.ksmd_on && !ns->ksm_timer)
 		ns->ksm_timer =
 		    loop_add_timer(d->loop, ns->mem.cfg.ksm_interval_ms, on_ksm_timer, ns);
-	struct ready_wait *rw = calloc(1, sizeof *rw);
-	if (!rw)
-		return;
-	rw->ns = ns;
-	snprintf(rw->vp, sizeof rw->vp, "%s", vp);
-	loop_add_timer(d->loop, READY_POLL_MS, on_ready_timer, rw);
+}
+
+/* The VP's init is held at its exec (vpm.h on_ready): its granted nodes and device
+ * cgroup rules are made now, so that its first instruction already finds them. */
+static void on_vp_ready(struct cellsd *d, const char *vp, void *data)
+{
+	vp_ready(data, vp);
 }
 
 static void on_vp_stop(struct cellsd *d, const char *vp, void *data)
@@ -423,7 +393,7 @@ int devns_init(struct cellsd *d, cells_err_t *err)
 	d->devns = ns;
 #ifdef DEVNS_HAVE_VPM
 	struct vpm_listener l = {.on_start = on_vp_start, .on_stop = on_vp_stop, .data = ns};
-	if (vpm_add_listener(d, &l) < 0) {
+	if (vpm_add_listener(d, &l) < 0 || vpm_add_ready_listener(d, on_vp_ready, ns) < 0) {
 		cells_err_set(err, ENOSPC, "devns: cannot add a VP listener");
 		goto fail_registered;
 	}

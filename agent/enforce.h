@@ -14,9 +14,8 @@
  * leave its part of `old` in place, and must be idempotent. It runs on the event loop:
  * it may not block for long.
  *
- * Test hook (compiled in, inert unless set): CELLS_TEST_ENFORCE_LOG=FILE registers two
- * enforcers, "test-log" (appends "apply vNEW old vOLD" to FILE) and "test-fail" (fails
- * when the new policy's version equals CELLS_TEST_ENFORCE_FAIL_VERSION). */
+ * Tests make a real enforcer fail through its OS ops (testhook.h: cellsd --test-fail,
+ * only in a CELLS_TEST_HOOKS build), never with an enforcer of their own. */
 #ifndef CELLS_ENFORCE_H
 #define CELLS_ENFORCE_H
 

@@ -9,6 +9,7 @@
 #include "pol_policy.h"
 #include "pol_trust.h"
 #include "statedb.h"
+#include "testhook.h"
 #include "util.h"
 
 #include <errno.h>
@@ -55,14 +56,75 @@ static const char *const policy_schema[] = {
     " PRIMARY KEY (vp, key));",
 };
 
-static void test_crash_point(const char *where)
+/* ---- test hooks (testhook.h; compiled only with CELLS_TEST_HOOKS) ---- */
+#ifdef CELLS_TEST_HOOKS
+static struct {
+	char fail_op[32], fail_when[128], crash_at[64];
+	int fail_errno;
+	unsigned long calls;
+} th;
+
+static int errno_parse(const char *s)
 {
-	const char *e = getenv("CELLS_TEST_CRASH_AT");
-	if (e && !strcmp(e, where)) {
-		log_warn("CELLS_TEST_CRASH_AT=%s: killing cellsd", where);
+	static const struct {
+		const char *name;
+		int code;
+	} names[] = {{"EPERM", EPERM},	 {"EIO", EIO},	   {"ENOSPC", ENOSPC}, {"ENOMEM", ENOMEM},
+		     {"EACCES", EACCES}, {"EBUSY", EBUSY}, {"EINVAL", EINVAL}, {"ENOENT", ENOENT}};
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+		if (!strcmp(s, names[i].name))
+			return names[i].code;
+	char *end;
+	long v = strtol(s, &end, 10);
+	return *s && !*end && v > 0 && v < 4096 ? (int)v : -1;
+}
+
+int testhook_option(const char *name, const char *value, cells_err_t *err)
+{
+	if (!strcmp(name, "test-crash-at")) {
+		if (!*value || strlen(value) >= sizeof th.crash_at)
+			return cells_err_set(err, EINVAL, "--test-crash-at: a crash point name");
+		snprintf(th.crash_at, sizeof th.crash_at, "%s", value);
+		return 0;
+	}
+	if (strcmp(name, "test-fail"))
+		return cells_err_set(err, EINVAL, "unknown option --%s", name);
+	const char *a = strchr(value, ':'), *b = a ? strchr(a + 1, ':') : NULL;
+	char en[32];
+	if (!a || !b || a == value || (size_t)(a - value) >= sizeof th.fail_op ||
+	    (size_t)(b - a - 1) >= sizeof en || !b[1] || strlen(b + 1) >= sizeof th.fail_when)
+		return cells_err_set(err, EINVAL, "--test-fail: OP:ERRNO:WHEN");
+	snprintf(en, sizeof en, "%.*s", (int)(b - a - 1), a + 1);
+	if ((th.fail_errno = errno_parse(en)) < 0)
+		return cells_err_set(err, EINVAL, "--test-fail: unknown errno '%s'", en);
+	snprintf(th.fail_op, sizeof th.fail_op, "%.*s", (int)(a - value), value);
+	snprintf(th.fail_when, sizeof th.fail_when, "%s", b + 1);
+	return 0;
+}
+
+int testhook_fail(const char *op, const char *what, cells_err_t *err)
+{
+	if (!th.fail_op[0] || strcmp(op, th.fail_op))
+		return 0;
+	th.calls++;
+	char *end;
+	unsigned long n = strtoul(th.fail_when, &end, 10);
+	bool hit = *end ? !strcmp(what, th.fail_when) : n == th.calls;
+	if (!hit)
+		return 0;
+	log_warn("test failure injected: %s %s (call %lu): %s", op, what, th.calls,
+		 strerror(th.fail_errno));
+	return cells_err_sys(err, th.fail_errno, "%s %s (injected by --test-fail)", op, what);
+}
+
+void testhook_crash_point(const char *where)
+{
+	if (th.crash_at[0] && !strcmp(th.crash_at, where)) {
+		log_warn("test crash point %s: killing cellsd", where);
 		raise(SIGKILL);
 	}
 }
+#endif
 
 int enforce_register(struct cellsd *d, const struct enforcer *e, cells_err_t *err)
 {
@@ -73,31 +135,6 @@ int enforce_register(struct cellsd *d, const struct enforcer *e, cells_err_t *er
 	if (pe->nenf >= ENFORCE_MAX)
 		return cells_err_set(err, ENOSPC, "enforcer %s: too many enforcers", e->name);
 	pe->enf[pe->nenf++] = *e;
-	return 0;
-}
-
-/* ---- test enforcers (CELLS_TEST_ENFORCE_LOG) ---- */
-static int test_log_apply(struct cellsd *d, const Cells__V1__Policy *nw,
-			  const Cells__V1__Policy *old, cells_err_t *err)
-{
-	const char *path = getenv("CELLS_TEST_ENFORCE_LOG");
-	if (!path)
-		return 0;
-	cleanup_file FILE *f = fopen(path, "ae");
-	if (!f)
-		return cells_err_sys(err, errno, "open %s", path);
-	fprintf(f, "apply v%llu old v%llu\n", (unsigned long long)nw->version,
-		(unsigned long long)old->version);
-	return 0;
-}
-
-static int test_fail_apply(struct cellsd *d, const Cells__V1__Policy *nw,
-			   const Cells__V1__Policy *old, cells_err_t *err)
-{
-	const char *v = getenv("CELLS_TEST_ENFORCE_FAIL_VERSION");
-	if (v && strtoull(v, NULL, 10) == nw->version)
-		return cells_err_set(err, EIO, "test enforcer fails version %llu on purpose",
-				     (unsigned long long)nw->version);
 	return 0;
 }
 
@@ -234,12 +271,6 @@ int policy_engine_init(struct cellsd *d, cells_err_t *err)
 		pe->have_root = true;
 		if (load_delegations(d, err) < 0)
 			return -1;
-	}
-	if (getenv("CELLS_TEST_ENFORCE_LOG")) {
-		static const struct enforcer tl = {"test-log", test_log_apply};
-		static const struct enforcer tf = {"test-fail", test_fail_apply};
-		enforce_register(d, &tl, NULL);
-		enforce_register(d, &tf, NULL);
 	}
 	return 0;
 }
@@ -625,7 +656,7 @@ int policy_install(struct cellsd *d, const uint8_t *signed_blob, size_t n, const
 		verified_free(&v);
 		return cells_err_prefix(err, "policy refused: audit log");
 	}
-	test_crash_point("policy-before-persist");
+	testhook_crash_point("policy-before-persist");
 	if (persist(d, &v, signed_blob, n, source, err) < 0) {
 		json_object_put(det);
 		verified_free(&v);
@@ -640,7 +671,7 @@ int policy_install(struct cellsd *d, const uint8_t *signed_blob, size_t n, const
 		pe->root = v.root;
 	memcpy(pe->dels, v.dels, v.ndels * sizeof *v.dels);
 	pe->ndels = v.ndels;
-	test_crash_point("policy-after-persist");
+	testhook_crash_point("policy-after-persist");
 	int rc = make_in_force(d, &v.pol, err);
 	verified_free(&v);
 	if (rc < 0) {

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/mount.h>
+#include <sys/ptrace.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -77,9 +78,15 @@ struct vpm {
 	uint64_t caps;
 	int cap_last;
 	bool selinux_logged;
+	bool hold_logged;
 	struct vp_rt *running;
 	struct vpm_listener listeners[VPM_MAX_LISTENERS];
 	size_t nlisteners;
+	struct {
+		vpm_ready_fn fn;
+		void *data;
+	} ready[VPM_MAX_LISTENERS];
+	size_t nready;
 };
 
 static char *const default_env[] = {
@@ -283,6 +290,16 @@ int vpm_add_listener(struct cellsd *d, const struct vpm_listener *l)
 	return 0;
 }
 
+int vpm_add_ready_listener(struct cellsd *d, vpm_ready_fn fn, void *data)
+{
+	struct vpm *m = d->vpm;
+	if (!m || m->nready >= VPM_MAX_LISTENERS)
+		return -1;
+	m->ready[m->nready].fn = fn;
+	m->ready[m->nready++].data = data;
+	return 0;
+}
+
 int vpm_count_running(struct cellsd *d)
 {
 	int n = 0;
@@ -422,6 +439,42 @@ static int path_ok(const char *p, cells_err_t *err)
 	return 0;
 }
 
+/* Holding the init at its first instruction. A VP's devices (the nodes its policy grants
+ * in its /dev, the device cgroup rules) must be in place before its init runs: Android's
+ * init and systemd look at /dev when they boot. The init's /dev exists only once it has
+ * pivoted into its root, right before its exec, so cellsd traces it from before its
+ * release (PTRACE_SEIZE, PTRACE_O_TRACEEXEC): the kernel stops it at the exec, before
+ * the first instruction of the VP's program; the on_ready listeners run; cellsd
+ * detaches. PTRACE_O_EXITKILL: should cellsd die meanwhile, the init dies with it.
+ * Safe: the tracee is cellsd's own child, not yet running anything of the VP's; the
+ * tracer does nothing but wait for the exec stop and detach. */
+static bool hold_init(pid_t pid)
+{
+	return ptrace(PTRACE_SEIZE, pid, NULL,
+		      (void *)(long)(PTRACE_O_TRACEEXEC | PTRACE_O_EXITKILL)) == 0;
+}
+
+/* Wait until the held init stops at its exec (after ksp_release said it exec'd). */
+static int wait_exec_stop(pid_t pid, cells_err_t *err)
+{
+	for (int i = 0; i < 64; i++) {
+		int st;
+		if (waitpid(pid, &st, __WALL) < 0) {
+			if (errno == EINTR)
+				continue;
+			return cells_err_sys(err, errno, "wait for the init's exec");
+		}
+		if (!WIFSTOPPED(st))
+			return cells_err_set(err, ECHILD, "the VP's init died at its exec");
+		if (st >> 8 == (SIGTRAP | (PTRACE_EVENT_EXEC << 8)))
+			return 0;
+		/* a stop before the exec: deliver a signal on, let a group-stop go */
+		int sig = (st >> 16) == PTRACE_EVENT_STOP ? 0 : WSTOPSIG(st);
+		ptrace(PTRACE_CONT, pid, NULL, (void *)(long)sig);
+	}
+	return cells_err_set(err, EIO, "the VP's init never stopped at its exec");
+}
+
 int vpm_start(struct cellsd *d, const char *vp, char *const *init, const int stdio[3],
 	      cells_err_t *err)
 {
@@ -469,7 +522,7 @@ int vpm_start(struct cellsd *d, const char *vp, char *const *init, const int std
 	int rc = -1, go = -1, efd = -1;
 	int64_t t0 = cells_mono_ns();
 #define T(what) log_debug("VP %s start: %s at %.2f ms", vp, what, (cells_mono_ns() - t0) / 1e6)
-	bool mounted = false;
+	bool mounted = false, held = false, linked = false;
 	char selinux[256];
 	int se = 0;
 	if (cells_mkdir_p(upper, 0755, err) < 0 || cells_mkdir_p(work, 0700, err) < 0 ||
@@ -520,6 +573,13 @@ int vpm_start(struct cellsd *d, const char *vp, char *const *init, const int std
 	if (kcg_attach(&rt->cg, rt->pid, rt->cg.v2_fd < 0, err) < 0)
 		goto fail;
 	T("attach");
+	held = hold_init(rt->pid);
+	if (!held && !m->hold_logged) {
+		log_warn("cannot hold a VP's init at its exec (ptrace: %s): VPs get their devices "
+			 "while their init already runs",
+			 strerror(errno));
+		m->hold_logged = true;
+	}
 	if (rt->nat) {
 		char t[32], prefix[16];
 		nat_table(m, t, sizeof t);
@@ -540,15 +600,27 @@ int vpm_start(struct cellsd *d, const char *vp, char *const *init, const int std
 	go = efd = -1;
 	if (rc < 0)
 		goto fail;
+	if (held && wait_exec_stop(rt->pid, err) < 0)
+		goto fail;
 	T("exec");
+	/* the init is held at its first instruction: its root and /dev are in place */
+	rt->next = m->running;
+	m->running = rt;
+	linked = true;
+	for (size_t i = 0; i < m->nready; i++)
+		m->ready[i].fn(d, vp, m->ready[i].data);
+	if (held && ptrace(PTRACE_DETACH, rt->pid, NULL, NULL) < 0) {
+		cells_err_sys(err, errno, "let the init run");
+		goto fail;
+	}
+	held = false;
+	T("ready");
 	rt->start_time = ksp_start_time(rt->pid);
 	if (db_set_state(d, vp, "running", rt->pid, rt->start_time,
 			 rt->nat ? (int)rt->addr.block : -1, err) < 0)
 		goto fail;
 	if (loop_add_fd(d->loop, rt->pidfd, EPOLLIN, on_init_exit, d, err) < 0)
 		goto fail;
-	rt->next = m->running;
-	m->running = rt;
 	row_free(&row);
 	T("recorded");
 #undef T
@@ -556,6 +628,8 @@ int vpm_start(struct cellsd *d, const char *vp, char *const *init, const int std
 	return 0;
 fail:
 	cells_err_prefix(err, "start VP %s", vp);
+	if (linked)
+		rt_unlink(m, rt);
 	if (go >= 0)
 		close(go);
 	if (efd >= 0)
@@ -984,6 +1058,16 @@ static int recover(struct cellsd *d, cells_err_t *err)
 		nat_table(m, t, sizeof t);
 		if (knet_nat_exists(t))
 			knet_nat_del(t, &e);
+	} else if (any_nat(m, NULL)) {
+		/* VPs adopted in nat mode: their table is remade as this cellsd writes it
+		 * (an older one may lack rules, e.g. the input chain that keeps VPs off
+		 * the host) */
+		char t[32], prefix[16];
+		nat_table(m, t, sizeof t);
+		snprintf(prefix, sizeof prefix, "cv%.6s", m->id);
+		cells_err_t e;
+		if (knet_nat_setup(t, prefix, &e) < 0)
+			log_error("VPs found running: %s", e.msg);
 	}
 	return 0;
 }

@@ -23,12 +23,18 @@
 struct vpm;
 
 /* Lifecycle listeners. on_start runs after the VP's devcells exists and before its
- * init execs; on_stop after the init is gone and before devcells is unmounted. */
+ * init is released (its root is not mounted yet); on_stop after the init is gone and
+ * before devcells is unmounted. */
 struct vpm_listener {
 	void (*on_start)(struct cellsd *d, const char *vp, void *data);
 	void (*on_stop)(struct cellsd *d, const char *vp, void *data);
 	void *data;
 };
+/* A ready listener runs once the VP's init has exec'd and before it runs its first
+ * instruction (held at its exec: its root, /dev and cgroups are in place, and
+ * vpm_init_pid and vpm_dev_set work): what the VP must find when it boots (the device
+ * nodes and device cgroup rules its policy grants) is made there. */
+typedef void (*vpm_ready_fn)(struct cellsd *d, const char *vp, void *data);
 
 /* Set up d->vpm: migrate the "vp" tables, find VPs that were running when a previous
  * cellsd died (adopt them when their init is still the same process, else clean up). */
@@ -48,6 +54,7 @@ int vpm_dev_set(struct cellsd *d, const char *vp, char type, unsigned major, uns
 		bool allow, cells_err_t *err);
 /* Register a listener (copied). */
 int vpm_add_listener(struct cellsd *d, const struct vpm_listener *l);
+int vpm_add_ready_listener(struct cellsd *d, vpm_ready_fn fn, void *data);
 
 /* Used by the control handlers (handlers_vp.c). */
 struct vpm_def {

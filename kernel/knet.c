@@ -113,6 +113,24 @@ int knet_veth_setup(const char *ifname, pid_t pid, const struct knet_addr *a, ce
 	char *host[] = {"ip", "-batch", "-", NULL};
 	if (knet_run(host, batch, err) < 0)
 		return cells_err_prefix(err, "veth %s", ifname);
+	/* no IPv6 on the host end: the nftables table is IPv4 only, and a link-local
+	 * address there would be a way to the host's services around it */
+	char sysctl[96];
+	snprintf(sysctl, sizeof sysctl, "/proc/sys/net/ipv6/conf/%s/disable_ipv6", ifname);
+	int fd = open(sysctl, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 && errno != ENOENT) {
+		cells_err_sys(err, errno, "open %s", sysctl);
+		goto undo;
+	}
+	if (fd >= 0) {
+		bool ok = write(fd, "1", 1) == 1;
+		int e = errno;
+		close(fd);
+		if (!ok) {
+			cells_err_sys(err, e, "disable IPv6 on %s", ifname);
+			goto undo;
+		}
+	}
 	snprintf(batch, sizeof batch,
 		 "addr add %s/30 dev eth0\n"
 		 "link set eth0 up\n"
@@ -120,11 +138,14 @@ int knet_veth_setup(const char *ifname, pid_t pid, const struct knet_addr *a, ce
 		 a->vp, a->host);
 	char *vp[] = {"nsenter", "-t", pidbuf, "-n", "ip", "-batch", "-", NULL};
 	if (knet_run(vp, batch, err) < 0) {
-		cells_err_t e2;
-		knet_veth_del(ifname, &e2);
-		return cells_err_prefix(err, "VP end of %s", ifname);
+		cells_err_prefix(err, "VP end");
+		goto undo;
 	}
 	return 0;
+undo:;
+	cells_err_t e2;
+	knet_veth_del(ifname, &e2);
+	return cells_err_prefix(err, "veth %s", ifname);
 }
 
 int knet_veth_del(const char *ifname, cells_err_t *err)
@@ -150,8 +171,11 @@ int knet_nat_setup(const char *table, const char *ifprefix, cells_err_t *err)
 		 "  iifname \"%s*\" oifname != \"cv*\" masquerade\n }\n"
 		 " chain forward { type filter hook forward priority filter; policy accept;\n"
 		 "  iifname \"cv*\" oifname \"cv*\" drop\n }\n"
+		 " chain input { type filter hook input priority filter; policy accept;\n"
+		 "  iifname \"%s*\" ct state established,related accept\n"
+		 "  iifname \"%s*\" drop\n }\n"
 		 "}\n",
-		 table, table, table, ifprefix);
+		 table, table, table, ifprefix, ifprefix, ifprefix);
 	char *argv[] = {"nft", "-f", "-", NULL};
 	if (knet_run(argv, rules, err) < 0)
 		return cells_err_prefix(err, "nftables table %s", table);

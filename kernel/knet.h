@@ -1,8 +1,10 @@
 /* knet.h - VP networking: a veth pair per `nat` VP (host end cv<id6><n>, VP end eth0)
  * with a private /30 out of 10.213.0.0/16, and one nftables table per agent
  * (cells_<id>) that masquerades VP traffic to the uplink and drops traffic between
- * VPs. Uses the `ip` and `nft` programs (iproute2, nftables): their netlink code is
- * well tested and their batch input keeps each step one process. */
+ * VPs and from a VP to any address of the host (input chain: only replies to
+ * connections the host opened pass). The host end has no IPv6, so nothing reaches
+ * the host around the IPv4 table. Uses the `ip` and `nft` programs (iproute2, nftables): their
+ * netlink code is well tested and their batch input keeps each step one process. */
 #ifndef CELLS_KNET_H
 #define CELLS_KNET_H
 

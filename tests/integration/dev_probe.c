@@ -11,6 +11,9 @@
  *   dev_probe wpa CMD                one request to /dev/cells/wpa_ctrl (wpa_cli style:
  *                                    own bound socket), prints the reply or "timeout"
  *   dev_probe power LINE             one request line to /dev/cells/power, prints the reply
+ *   dev_probe boot LOG INIT...       a VP's init: its very first action appends whether
+ *                                    /dev/net/tun exists and opens ("tun=ok|ENOENT|...")
+ *                                    to LOG, then it execs INIT...
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -131,8 +134,29 @@ static int cmd_power(const char *line)
 	return 0;
 }
 
+static int cmd_boot(const char *log, char **init)
+{
+	int rc = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+	int e = errno;
+	char line[64];
+	int n = rc >= 0	      ? snprintf(line, sizeof line, "tun=ok\n")
+		: e == ENOENT ? snprintf(line, sizeof line, "tun=ENOENT\n")
+		: e == EPERM  ? snprintf(line, sizeof line, "tun=EPERM\n")
+			      : snprintf(line, sizeof line, "tun=errno:%d\n", e);
+	int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (fd < 0 || write(fd, line, (size_t)n) != n)
+		return 1;
+	close(fd);
+	if (rc >= 0)
+		close(rc);
+	execv(init[0], init);
+	return 127;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc >= 4 && !strcmp(argv[1], "boot"))
+		return cmd_boot(argv[2], argv + 3);
 	if (argc == 3 && !strcmp(argv[1], "open")) {
 		report("open", open(argv[2], O_RDWR | O_CLOEXEC));
 		return 0;
@@ -148,6 +172,6 @@ int main(int argc, char **argv)
 		return cmd_wpa(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "power"))
 		return cmd_power(argv[2]);
-	fprintf(stderr, "usage: dev_probe open|mknod|hold|wpa|power ...\n");
+	fprintf(stderr, "usage: dev_probe open|mknod|hold|wpa|power|boot ...\n");
 	return 2;
 }

@@ -64,9 +64,10 @@ unplant() { rm -f "/proc/$(pid_of "$1")/root/dev/$2"; }
 for v in work personal; do
 	check "create and start VP $v" bash -c "cellctl vp create $v --image '$IMG' >/dev/null && cellctl vp start $v >/dev/null"
 done
-# the devices are given once each VP's root is ready (its /dev/cells/power becomes the pty)
+# the devices are given before each VP's init runs: right after `vp start` returns, its
+# /dev/cells/power is already the pty (no waiting; tests/integration/devices_boot.sh)
 for v in work personal; do
-	for _ in $(seq 100); do cellctl vp exec $v -- test -c /dev/cells/power 2>/dev/null && break; sleep 0.1; done
+	check "VP $v: /dev/cells/power is the power pty right after start" cellctl vp exec $v -- test -c /dev/cells/power
 done
 check_eq "work is in front (started first)" work "$(fvp)"
 # the VPs `cellctl vp list` marks as the FVP: in its JSON ("foreground": true) and in its

@@ -2,13 +2,24 @@
 # Signed policies through cellsd: trust pin once; every refusal (forged, unknown key,
 # expired delegation, wrong role, rollback, same version with other bytes, other
 # device, expired, truncated, oversized, conflicting exclusive) gives its reason, is
-# audited, and leaves the policy in force unchanged; a failing enforcer rolls the
-# others back; SIGKILL before/after the persist point and a restart keep the version
-# monotonic and the policy in force whole.
+# audited, and leaves the policy in force unchanged; a real enforcer (devices) whose OS
+# op fails (cellsd --test-fail, a CELLS_TEST_HOOKS build) leaves the running VP's devices
+# as they were; SIGKILL before/after the persist point (--test-crash-at) and a restart
+# keep the version monotonic and the policy in force whole, enforced in the VP.
 . "$CELLS_SRC/tests/lib.sh"
+need_root
+command -v busybox >/dev/null || skip "busybox-static not installed"
+[ -c /dev/net/tun ] && [ -c /dev/fuse ] || skip "this host lacks /dev/net/tun or /dev/fuse"
+cellsd --test-fail x 2>&1 | grep -q "OP:ERRNO:WHEN" ||
+	skip "cellsd has no test hooks (configure with -DCELLS_TEST_HOOKS=ON: scripts/build.sh test)"
+cc -static -O2 -o "$T/dev_probe" "$CELLS_SRC/tests/integration/dev_probe.c" 2>"$T/cc.err" ||
+	skip "cannot build a static probe: $(head -1 "$T/cc.err")"
+IMG="$T/img"
+bash "$CELLS_SRC/scripts/mkimage.sh" "$IMG" "$T/dev_probe" >/dev/null || exit 1
+DEVS=(--device-profile "$CELLS_SRC/profiles/devhost.json" --power-backend record --wpa-ctrl "$T/no-wpa.sock")
+probe() { cellctl vp exec personal -- dev_probe "$@" 2>&1; }
 FORGE="$CELLS_BUILD/tests/integration/policy_forge"
 export CELLS_MDM_STATE_DIR="$T/mdm"
-export CELLS_TEST_ENFORCE_LOG="$T/enforce.log" CELLS_TEST_ENFORCE_FAIL_VERSION=3
 forge() { ASAN_OPTIONS=detect_leaks=0 "$FORGE" "$CELLS_MDM_STATE_DIR" "$@"; }
 show() { cellctl --json policy show | python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 audit_count() { sqlite3 "$CELLS_STATE/audit.db" "select count(*) from audit where event='$1' and outcome='$2'"; }
@@ -16,10 +27,21 @@ audit_count() { sqlite3 "$CELLS_STATE/audit.db" "select count(*) from audit wher
 cells-mdm init >/dev/null || exit 1
 start_cellsd || exit 1
 ID=$(cellctl device id)
-# mk VERSION [DEVICE] -> $T/pVERSION.json and .bin
+# mk VERSION [DEVICE [PERSONAL_DEVICES_JSON]] -> $T/pVERSION.json and .bin (the example
+# policy; PERSONAL_DEVICES_JSON is added to personal's device modes)
 mk() {
-	cells-mdm policy example --version "$1" --device "${2:-$ID}" >"$T/p$1.json" &&
-		cells-mdm policy sign "$T/p$1.json" -o "$T/p$1.bin" >/dev/null
+	cells-mdm policy example --version "$1" --device "${2:-$ID}" >"$T/p$1.json" || return 1
+	if [ -n "${3:-}" ]; then
+		python3 - "$T/p$1.json" "$3" <<'PY' || return 1
+import json, sys
+p = json.load(open(sys.argv[1]))
+for r in p["vps"]:
+    if r["name"] == "personal":
+        r["devices"].update(json.loads(sys.argv[2]))
+json.dump(p, open(sys.argv[1], "w"), indent=1)
+PY
+	fi
+	cells-mdm policy sign "$T/p$1.json" -o "$T/p$1.bin" >/dev/null
 }
 mk 1; mk 2
 check "example policy signs as it is" test -s "$T/p1.bin"
@@ -65,36 +87,52 @@ check_fails "policy verify gives the verdict and reason" "^reject: .*rollback" c
 check_eq "policy in force unchanged after every refusal" "$before" "$(cellctl --json policy show)"
 check "every refusal is audited" bash -c "[ \$(sqlite3 '$CELLS_STATE/audit.db' \"select count(*) from audit where event='policy.rejected'\") -ge 11 ]"
 
-# --- apply is all or nothing: enforcer test-fail refuses version 3 ---
-mk 3
-: >"$T/enforce.log"
-check_fails "failing enforcer: policy not applied" "test enforcer fails version 3 on purpose" cellctl policy apply "$T/p3.bin"
-check_eq "the enforcers already applied were rolled back" "apply v3 old v2
-apply v2 old v3" "$(cat "$T/enforce.log")"
+# --- apply is all or nothing: the devices enforcer's cgroup op fails half-way ---
+# v3 gives personal vpn then fuse; the kernel "refuses" fuse's device cgroup rule
+# (--test-fail): vpn, already given to the running VP, must be taken back.
+stop_cellsd
+start_cellsd "${DEVS[@]}" --test-fail dev_set:EPERM:allow:c10:229 || exit 1
+check "create and start VP personal" bash -c "cellctl vp create personal --image '$IMG' >/dev/null && cellctl vp start personal >/dev/null"
+check_eq "v2: personal has no /dev/net/tun" "open=ENOENT" "$(probe open /dev/net/tun)"
+mk 3 "$ID" '{"vpn": "shared", "fuse": "shared"}'
+check_fails "a failing device cgroup op: policy v3 not applied" "dev_set allow:c10:229 .*injected" cellctl policy apply "$T/p3.bin"
+check "the failure was the kernel op's (injected at the OS-ops seam)" grep -q "test failure injected: dev_set allow:c10:229" "$T/cellsd.log"
+check_eq "the change already made was undone: personal has no /dev/net/tun" "open=ENOENT" "$(probe open /dev/net/tun)"
+check_eq "personal has no /dev/fuse" "open=ENOENT" "$(probe open /dev/fuse)"
+P=$(cellctl --json vp status personal | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])')
+mknod "/proc/$P/root/dev/tun-planted" c 10 200 && chmod 666 "/proc/$P/root/dev/tun-planted"
+check_eq "the device cgroup was rolled back too: a planted TUN node is refused" "open=EPERM" "$(probe open /dev/tun-planted)"
+rm -f "/proc/$P/root/dev/tun-planted"
 check_eq "the previous policy stays in force" 2 "$(show 'd["version"]')"
 check_eq "non-compliance is reported" "noncompliant: apply failed" "$(show 'd["compliance"]')"
+check_eq "the failed apply is audited" 1 "$(audit_count policy.apply_failed failed)"
 check_fails "the accepted version still blocks rollback" "rollback" cellctl policy apply "$T/p1.bin"
-mk 4
+mk 4 "$ID" '{"vpn": "shared"}'
 check "the next version applies" cellctl policy apply "$T/p4.bin"
 check_eq "version 4 in force, compliant" "4 compliant" "$(show 'd["version"], d["compliance"]' | tr -d "(),'")"
+check_eq "v4: personal's /dev/net/tun opens" "open=ok" "$(probe open /dev/net/tun)"
 
 # --- SIGKILL between acceptance and apply ---
+check "stop personal" cellctl vp stop personal
 stop_cellsd
-mk 5
-CELLS_TEST_CRASH_AT=policy-before-persist start_cellsd || exit 1
+mk 5 "$ID" '{"fuse": "shared"}'
+start_cellsd "${DEVS[@]}" --test-crash-at policy-before-persist || exit 1
 cellctl policy apply "$T/p5.bin" >/dev/null 2>&1
 wait "$CELLSD_PID" 2>/dev/null
-start_cellsd || exit 1
+check "cellsd was killed before the persist point" grep -q "test crash point policy-before-persist: killing cellsd" "$T/cellsd.log"
+start_cellsd "${DEVS[@]}" || exit 1
 check_eq "killed before persist: version 4 still in force" 4 "$(show 'd["version"]')"
 stop_cellsd
-CELLS_TEST_CRASH_AT=policy-after-persist start_cellsd || exit 1
+start_cellsd "${DEVS[@]}" --test-crash-at policy-after-persist || exit 1
 cellctl policy apply "$T/p5.bin" >/dev/null 2>&1
 wait "$CELLSD_PID" 2>/dev/null
-check "cellsd was killed at the crash point" grep -q "CELLS_TEST_CRASH_AT=policy-after-persist" "$T/cellsd.log"
-: >"$T/enforce.log"
-start_cellsd || exit 1
+check "cellsd was killed at the crash point" grep -q "test crash point policy-after-persist: killing cellsd" "$T/cellsd.log"
+start_cellsd "${DEVS[@]}" || exit 1
 check_eq "killed after persist: restart applies version 5 whole" "5 5 compliant" "$(show 'd["version"], d["accepted_version"], d["compliance"]' | tr -d "(),'")"
-check_eq "restart applied it through the enforcers once" "apply v5 old v0" "$(cat "$T/enforce.log")"
+check "start personal under v5" cellctl vp start personal
+check_eq "restart enforces v5 in the VP: /dev/fuse opens" "open=ok" "$(probe open /dev/fuse)"
+check_eq "restart enforces v5 in the VP: no /dev/net/tun (v4's)" "open=ENOENT" "$(probe open /dev/net/tun)"
+check "stop personal" cellctl vp stop personal
 check_fails "after the crash, rollback to 4 refused" "rollback" cellctl policy apply "$T/p4.bin"
 sed 's/"net": "nat"/"net": "none"/' "$T/p5.json" >"$T/p5b.json" && cells-mdm policy sign "$T/p5b.json" -o "$T/p5b.bin" >/dev/null
 check_fails "after the crash, same version other bytes refused" "different contents" cellctl policy apply "$T/p5b.bin"

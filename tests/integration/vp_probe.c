@@ -1,12 +1,22 @@
 /* vp_probe.c - a static helper copied into the VP image by the VP tests: tries each
  * syscall the VP seccomp filter must refuse and prints NAME=EPERM (or NAME=ok /
- * NAME=errno:N), one per line. Built by the test with `cc -static`. */
+ * NAME=errno:N), one per line. Built by the test with `cc -static`.
+ *
+ *   vp_probe tcp|udp ADDR PORT MSG: send MSG to ADDR:PORT (TCP: connect with a 2 s
+ *   timeout; UDP: one datagram, then wait 2 s for an answer). Prints "reply=TEXT",
+ *   "noreply" or "error=N" and exits 0 only when an answer came back. */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/socket.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
 #include <linux/perf_event.h>
 #include <sched.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -28,8 +38,60 @@ static void report(const char *name, long rc)
 	fflush(stdout);
 }
 
-int main(void)
+static int net_probe(const char *proto, const char *addr, const char *port, const char *msg)
 {
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_port = htons((unsigned short)atoi(port))};
+	if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1) {
+		printf("error=bad address\n");
+		return 2;
+	}
+	bool tcp = !strcmp(proto, "tcp");
+	int s = socket(AF_INET, (tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_NONBLOCK, 0);
+	if (s < 0) {
+		printf("error=%d\n", errno);
+		return 1;
+	}
+	struct pollfd p = {.fd = s};
+	if (connect(s, (struct sockaddr *)&sa, sizeof sa) < 0) {
+		if (errno != EINPROGRESS) {
+			printf("error=%d\n", errno);
+			return 1;
+		}
+		p.events = POLLOUT;
+		int e = 0;
+		socklen_t el = sizeof e;
+		if (poll(&p, 1, 2000) <= 0) {
+			printf("noreply\n");
+			return 1;
+		}
+		getsockopt(s, SOL_SOCKET, SO_ERROR, &e, &el);
+		if (e) {
+			printf("error=%d\n", e);
+			return 1;
+		}
+	}
+	if (send(s, msg, strlen(msg), 0) < 0) {
+		printf("error=%d\n", errno);
+		return 1;
+	}
+	p.events = POLLIN;
+	char buf[256];
+	ssize_t n;
+	if (poll(&p, 1, 2000) <= 0 || (n = recv(s, buf, sizeof buf - 1, 0)) <= 0) {
+		printf("noreply\n");
+		return 1;
+	}
+	buf[n] = 0;
+	buf[strcspn(buf, "\n")] = 0;
+	printf("reply=%s\n", buf);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 5)
+		return net_probe(argv[1], argv[2], argv[3], argv[4]);
 	union bpf_attr a;
 	memset(&a, 0, sizeof a);
 	struct perf_event_attr pe;
