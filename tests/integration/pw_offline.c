@@ -30,7 +30,8 @@ static int read_small(const char *p, uint8_t *buf, size_t cap, size_t *n, int st
 int main(int argc, char **argv)
 {
 	if (argc < 5) {
-		fprintf(stderr, "usage: pw_offline check|legacy DB VP PASSWORD_FILE [PEPPER_FILE]\n");
+		fprintf(stderr,
+			"usage: pw_offline check|legacy DB VP PASSWORD_FILE [PEPPER_FILE]\n");
 		return 2;
 	}
 	uint8_t pw[1024], pep[64];
@@ -43,8 +44,8 @@ int main(int argc, char **argv)
 	sqlite3 *db = NULL;
 	sqlite3_stmt *st = NULL;
 	if (sqlite3_open(argv[2], &db) != SQLITE_OK ||
-	    sqlite3_prepare_v2(db, "SELECT m_kib, t, p, salt, hash FROM vp_password WHERE vp=?",
-			       -1, &st, NULL) != SQLITE_OK) {
+	    sqlite3_prepare_v2(db, "SELECT m_kib, t, p, salt, hash FROM vp_password WHERE vp=?", -1,
+			       &st, NULL) != SQLITE_OK) {
 		fprintf(stderr, "pw_offline: %s\n", sqlite3_errmsg(db));
 		return 2;
 	}

@@ -30,7 +30,8 @@ FILES=$(find "$D" | wc -l)
 BYTES=$(find "$D" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}')
 check "the canary files are counted (control)" bash -c "[ $BYTES -ge $((500 * ${#CANARY})) ] && [ $FILES -ge 5 ]"
 
-check "wipe personal" cellctl vp wipe personal --password-file "$T/ppw"
+check "wipe personal" bash -c "cellctl vp wipe personal --password-file '$T/ppw' >'$T/w.out'"
+check "cellctl says what was removed" grep -q "deleted $FILES files, $BYTES bytes" "$T/w.out"
 sync
 check_not "the canary's bytes are nowhere under the state dir" grep -rqaF "$CANARY" "$CELLS_STATE"
 check_not "the data directory is gone" test -e "$D"
