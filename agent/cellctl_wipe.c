@@ -58,11 +58,23 @@ int cellctl_vp_wipe(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,
 				    id ? id : ""))
 				op = o;
 		}
-		json_object *ks = op ? json_object_object_get(op, "key_status") : NULL;
+		json_object *m = op ? json_object_object_get(op, "method") : NULL;
 		json_object *rc2 = op ? json_object_object_get(op, "receipt") : NULL;
-		printf("wiped %s (%s): key %s, %s\n", name, id ? id : "?",
-		       ks ? json_object_get_string(ks) : "?",
-		       rc2 ? "signed receipt stored" : "no receipt yet");
+		const char *method = m ? json_object_get_string(m) : "?";
+		if (!strcmp(method, "delete"))
+			printf("wiped %s (%s): deleted %lld files, %lld bytes; %s\n", name,
+			       id ? id : "?",
+			       (long long)json_object_get_int64(
+				   json_object_object_get(op, "files_removed")),
+			       (long long)json_object_get_int64(
+				   json_object_object_get(op, "bytes_removed")),
+			       rc2 ? "signed receipt stored" : "no receipt yet");
+		else
+			printf("wiped %s (%s): %s; %s\n", name, id ? id : "?",
+			       !strcmp(method, "crypto-erase") ? "crypto-erase (key destroyed)"
+			       : !strcmp(method, "nothing")    ? "nothing to remove (no data)"
+							       : method,
+			       rc2 ? "signed receipt stored" : "no receipt yet");
 	}
 	json_object_put(res);
 	return 0;
@@ -81,10 +93,18 @@ int cellctl_wipe_status(struct cellctl *cc, const struct cellctl_cmd *cmd, int a
 	int code;
 	if (cellctl_call(cc, cmd->words, &req, NULL, 0, &res, &code))
 		return 1;
-	static const char *const cols[] = {
-	    "id",   "vp",	  "command_id",	       "state",
-	    "step", "key_status", "kernel_key_status", "receipt_acked",
-	    NULL};
+	static const char *const cols[] = {"id",
+					   "vp",
+					   "command_id",
+					   "state",
+					   "step",
+					   "key_status",
+					   "kernel_key_status",
+					   "method",
+					   "files_removed",
+					   "bytes_removed",
+					   "receipt_acked",
+					   NULL};
 	cellctl_print(cc, res, "ops", cc->json ? NULL : cols);
 	json_object_put(res);
 	return 0;

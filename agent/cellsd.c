@@ -26,12 +26,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/epoll.h>
+#include <sys/file.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
 /* getopt code of the options devns_option() parses */
 #define OPT_DEVNS 1000
+#define OPT_ENCRYPTED_VPS 1002
 #ifdef CELLS_TEST_HOOKS
 #include "testhook.h"
 /* getopt code of the test-only options (testhook.h; CELLS_TEST_HOOKS builds only) */
@@ -61,6 +64,9 @@ static void usage(FILE *f)
 		"  --wpa-ctrl PATH      host wpa_supplicant control socket\n"
 		"  --ksm on|off         KSM for VPs (default off); --ksm-threshold N pages/s\n"
 		"  --bvp-oom-adj N      oom_score_adj of background VPs (default 500)\n"
+		"  --encrypted-vps LIST comma list of VPs whose data is encrypted when neither\n"
+		"                       `vp create --encrypted` nor the policy says (default\n"
+		"                       work; \"\" for none)\n"
 		"  --check-kernel       report the kernel features Cells needs and exit\n"
 		"  --json               with --check-kernel: machine-readable report\n"
 		"  --version            print the version and exit\n"
@@ -82,6 +88,40 @@ int cellsd_audit(struct cellsd *d, const char *vp, const char *actor, const char
 		return -1;
 	}
 	return 0;
+}
+
+/* One cellsd per state directory: an exclusive flock on STATE_DIR/cellsd.lock, held
+ * (fd open, O_CLOEXEC) for the daemon's life; the kernel releases it when cellsd dies,
+ * however it dies. Returns the fd, or -1 with one clear line printed. */
+static int lock_state_dir(const char *state_dir)
+{
+	char p[PATH_MAX + 16];
+	snprintf(p, sizeof p, "%s/cellsd.lock", state_dir);
+	int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		fprintf(stderr, "cellsd: lock %s: %s\n", p, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+		char other[32] = "";
+		ssize_t n = pread(fd, other, sizeof other - 1, 0);
+		other[n > 0 ? n : 0] = 0;
+		other[strcspn(other, "\n")] = 0;
+		if (e == EWOULDBLOCK)
+			fprintf(stderr,
+				"cellsd: another cellsd (pid %s) already runs on state dir %s\n",
+				other[0] ? other : "?", state_dir);
+		else
+			fprintf(stderr, "cellsd: lock %s: %s\n", p, strerror(e));
+		close(fd);
+		return -1;
+	}
+	char pid[32];
+	int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n)
+		log_warn("lock %s: cannot record the pid: %s", p, strerror(errno));
+	return fd;
 }
 
 static void on_signal(struct loop *l, int fd, uint32_t events, void *data)
@@ -118,6 +158,7 @@ int main(int argc, char **argv)
 	    {"ksm", required_argument, NULL, OPT_DEVNS},
 	    {"ksm-threshold", required_argument, NULL, OPT_DEVNS},
 	    {"bvp-oom-adj", required_argument, NULL, OPT_DEVNS},
+	    {"encrypted-vps", required_argument, NULL, OPT_ENCRYPTED_VPS},
 #ifdef CELLS_TEST_HOOKS
 	    {"test-fail", required_argument, NULL, OPT_TEST},
 	    {"test-crash-at", required_argument, NULL, OPT_TEST},
@@ -183,6 +224,14 @@ int main(int argc, char **argv)
 			}
 			break;
 		}
+		case OPT_ENCRYPTED_VPS: {
+			cells_err_t oe;
+			if (wipe_set_default_encrypted(optarg, &oe) < 0) {
+				fprintf(stderr, "cellsd: --encrypted-vps: %s\n", oe.msg);
+				return 2;
+			}
+			break;
+		}
 #ifdef CELLS_TEST_HOOKS
 		case OPT_TEST: {
 			cells_err_t oe;
@@ -212,6 +261,10 @@ int main(int argc, char **argv)
 			err.msg[0] ? err.msg : strerror(errno));
 		return 1;
 	}
+	/* before anything else is touched: the state dir belongs to one cellsd */
+	cleanup_close int lock_fd = lock_state_dir(d.state_dir);
+	if (lock_fd < 0)
+		return 1;
 	if (!realpath(run_dir, d.run_dir) &&
 	    (cells_mkdir_p(run_dir, 0755, &err) < 0 || !realpath(run_dir, d.run_dir))) {
 		fprintf(stderr, "cellsd: run dir %s: %s\n", run_dir,

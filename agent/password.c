@@ -7,21 +7,108 @@
 #include "pol_throttle.h"
 #include "policy_engine.h"
 #include "statedb.h"
+#include "util.h"
 #include "wipe.h"
+#include "wipe_key.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static const char *const password_schema[] = {
     "CREATE TABLE vp_password(vp TEXT PRIMARY KEY, m_kib INTEGER, t INTEGER, p INTEGER,"
     " salt BLOB, hash BLOB, failures INTEGER NOT NULL DEFAULT 0,"
     " last_failure INTEGER NOT NULL DEFAULT 0, locked INTEGER NOT NULL DEFAULT 0)",
+    /* 2: the hash was made with the device secret (STATE_DIR/password.key) */
+    "ALTER TABLE vp_password ADD COLUMN peppered INTEGER NOT NULL DEFAULT 0",
 };
 
+/* The device secret given to Argon2id (locked memory, loaded by password_init). */
+static struct wipe_secret pepper;
+
+/* The monotonic reference of each VP's last failure (CLOCK_BOOTTIME, this process). A
+ * failure count loaded from the DB after a restart gets "now" as its reference, so the
+ * full wait applies again from the restart; the wall clock is never consulted. */
+#define PW_MAX_REFS 64
+static struct {
+	char vp[40];
+	int64_t at_ns;
+} refs[PW_MAX_REFS];
+
+static int64_t boot_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The reference of vp; set (to now) when absent or when `reset`. */
+static int64_t fail_ref(const char *vp, bool reset)
+{
+	int free_i = -1;
+	for (int i = 0; i < PW_MAX_REFS; i++) {
+		if (refs[i].vp[0] && !strcmp(refs[i].vp, vp)) {
+			if (reset)
+				refs[i].at_ns = boot_ns();
+			return refs[i].at_ns;
+		}
+		if (!refs[i].vp[0] && free_i < 0)
+			free_i = i;
+	}
+	int64_t now = boot_ns();
+	if (free_i < 0)
+		return now; /* table full: the full wait, never a shorter one */
+	snprintf(refs[free_i].vp, sizeof refs[free_i].vp, "%s", vp);
+	refs[free_i].at_ns = now;
+	return now;
+}
+
+/* Load (or create, 32 random bytes, 0600) STATE_DIR/password.key. */
+static int pepper_load(const char *state_dir, cells_err_t *err)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof path, "%s/password.key", state_dir);
+	if (!pepper.p && wipe_secret_alloc(&pepper, POL_PW_PEPPER_LEN, err) < 0)
+		return -1;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0 && errno == ENOENT) {
+		if (RAND_priv_bytes(pepper.p, POL_PW_PEPPER_LEN) != 1)
+			return cells_err_ssl(err, "password key: RAND_priv_bytes");
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (fd < 0)
+			return cells_err_sys(err, errno, "create %s", path);
+		ssize_t w = write(fd, pepper.p, POL_PW_PEPPER_LEN);
+		int e = errno;
+		if (w != POL_PW_PEPPER_LEN || fdatasync(fd) < 0) {
+			close(fd);
+			unlink(path);
+			return cells_err_sys(err, w < 0 ? e : EIO, "write %s", path);
+		}
+		close(fd);
+		return 0;
+	}
+	if (fd < 0)
+		return cells_err_sys(err, errno, "open %s", path);
+	struct stat st;
+	ssize_t r = -1;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && !(st.st_mode & 077) &&
+	    st.st_size == POL_PW_PEPPER_LEN)
+		r = read(fd, pepper.p, POL_PW_PEPPER_LEN);
+	close(fd);
+	if (r != POL_PW_PEPPER_LEN)
+		return cells_err_set(err, EPERM, "%s: not a private %d-byte key file", path,
+				     POL_PW_PEPPER_LEN);
+	return 0;
+}
+
 struct pw_row {
-	bool exists, set, locked;
+	bool exists, set, locked, peppered;
 	struct pol_pw_hash h;
 	uint32_t failures;
 	int64_t last_failure;
@@ -32,6 +119,14 @@ int password_init(struct cellsd *d, cells_err_t *err)
 	if (statedb_migrate(d->db, "password", password_schema, CELLS_ARRAY_SIZE(password_schema),
 			    err) < 0)
 		return cells_err_prefix(err, "passwords");
+	if (pepper_load(d->state_dir, err) < 0)
+		return cells_err_prefix(err, "passwords");
+	/* every count of failures waits its full delay again, from now */
+	cleanup_stmt sqlite3_stmt *q = NULL;
+	if (statedb_prepare(d->db, "SELECT vp FROM vp_password WHERE failures > 0", &q, err) < 0)
+		return cells_err_prefix(err, "passwords");
+	while (sqlite3_step(q) == SQLITE_ROW)
+		fail_ref((const char *)sqlite3_column_text(q, 0), true);
 	return 0;
 }
 
@@ -40,8 +135,8 @@ static int load_row(struct cellsd *d, const char *vp, struct pw_row *r, cells_er
 	memset(r, 0, sizeof *r);
 	cleanup_stmt sqlite3_stmt *q = NULL;
 	if (statedb_prepare(d->db,
-			    "SELECT m_kib, t, p, salt, hash, failures, last_failure, locked FROM "
-			    "vp_password WHERE vp=?",
+			    "SELECT m_kib, t, p, salt, hash, failures, last_failure, locked, "
+			    "peppered FROM vp_password WHERE vp=?",
 			    &q, err) < 0)
 		return -1;
 	sqlite3_bind_text(q, 1, vp, -1, SQLITE_STATIC);
@@ -64,6 +159,7 @@ static int load_row(struct cellsd *d, const char *vp, struct pw_row *r, cells_er
 	r->failures = (uint32_t)sqlite3_column_int64(q, 5);
 	r->last_failure = sqlite3_column_int64(q, 6);
 	r->locked = sqlite3_column_int(q, 7) != 0;
+	r->peppered = sqlite3_column_int(q, 8) != 0;
 	return 0;
 }
 
@@ -79,14 +175,11 @@ static int exec_vp(struct cellsd *d, const char *sql, const char *vp, int64_t a,
 	return 0;
 }
 
-static uint32_t retry_in(const struct pw_row *r, int64_t now)
+static uint32_t retry_in(const char *vp, const struct pw_row *r)
 {
-	uint32_t delay = pol_throttle_delay_s(r->failures);
-	int64_t at = r->last_failure + delay;
-	if (!delay || now >= at)
+	if (!pol_throttle_delay_s(r->failures))
 		return 0;
-	/* a clock set back must not stretch the delay beyond the schedule */
-	return at - now > delay ? delay : (uint32_t)(at - now);
+	return pol_throttle_retry_in(r->failures, boot_ns() - fail_ref(vp, false));
 }
 
 int password_state(struct cellsd *d, const char *vp, bool *set, uint32_t *failures, bool *locked,
@@ -98,7 +191,7 @@ int password_state(struct cellsd *d, const char *vp, bool *set, uint32_t *failur
 	*set = r.set;
 	*failures = r.failures;
 	*locked = r.locked;
-	*retry_in_s = retry_in(&r, time(NULL));
+	*retry_in_s = retry_in(vp, &r);
 	return 0;
 }
 
@@ -122,6 +215,39 @@ static void audit_pw(struct cellsd *d, const char *vp, const char *actor, const 
 	json_object_put(det);
 }
 
+static int store_hash(struct cellsd *d, const char *vp, const struct pol_pw_hash *h,
+		      cells_err_t *err)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	if (statedb_prepare(d->db,
+			    "UPDATE vp_password SET m_kib=?, t=?, p=?, salt=?, hash=?, failures=0,"
+			    " last_failure=0, peppered=1 WHERE vp=?",
+			    &st, err) < 0)
+		return -1;
+	sqlite3_bind_int64(st, 1, h->m_kib);
+	sqlite3_bind_int64(st, 2, h->t);
+	sqlite3_bind_int64(st, 3, h->p);
+	sqlite3_bind_blob(st, 4, h->salt, sizeof h->salt, SQLITE_TRANSIENT);
+	sqlite3_bind_blob(st, 5, h->hash, sizeof h->hash, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 6, vp, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		return statedb_err(d->db, "store password", err);
+	return 0;
+}
+
+/* A hash of an older version (no device secret) that just matched: made again with it. */
+static int rehash(struct cellsd *d, const char *vp, const uint8_t *pw, size_t len, cells_err_t *err)
+{
+	struct pol_pw_hash h;
+	int rc = pol_pw_hash_new(pw, len, pepper.p, pepper.len, &h, err);
+	if (rc == 0)
+		rc = store_hash(d, vp, &h, err);
+	OPENSSL_cleanse(&h, sizeof h);
+	if (rc == 0)
+		log_info("VP %s: password hash now bound to the device secret", vp);
+	return rc;
+}
+
 /* The throttled check of pw against r (r->set). 0 match, -1 refused. */
 static int check(struct cellsd *d, const char *vp, struct pw_row *r, const uint8_t *pw, size_t len,
 		 const char *actor, cells_err_t *err)
@@ -135,7 +261,7 @@ static int check(struct cellsd *d, const char *vp, struct pw_row *r, const uint8
 		audit_pw(d, vp, actor, "password.check", "refused", err->msg, r->failures);
 		return -1;
 	}
-	uint32_t wait = retry_in(r, now);
+	uint32_t wait = retry_in(vp, r);
 	if (wait) {
 		cells_err_set(err, EAGAIN, "too many wrong passwords for VP %s: try again in %u s",
 			      vp, wait);
@@ -146,9 +272,13 @@ static int check(struct cellsd *d, const char *vp, struct pw_row *r, const uint8
 	if (exec_vp(d, "UPDATE vp_password SET failures=failures+1, last_failure=?2 WHERE vp=?1",
 		    vp, now, err) < 0)
 		return cells_err_prefix(err, "password check refused");
+	fail_ref(vp, true);
 	uint32_t failures = r->failures + 1;
-	int ok = pol_pw_check(&r->h, pw, len, err);
+	int ok = pol_pw_check(&r->h, pw, len, r->peppered ? pepper.p : NULL,
+			      r->peppered ? pepper.len : 0, err);
 	if (ok < 0)
+		return -1;
+	if (ok && !r->peppered && rehash(d, vp, pw, len, err) < 0)
 		return -1;
 	if (ok) {
 		if (exec_vp(d, "UPDATE vp_password SET failures=0, last_failure=?2 WHERE vp=?1", vp,
@@ -237,7 +367,7 @@ int password_set(struct cellsd *d, const char *vp, const uint8_t *new_pw, size_t
 	if (r.set && check(d, vp, &r, old_pw, old_len, actor, err) < 0)
 		return cells_err_prefix(err, "password unchanged");
 	struct pol_pw_hash h;
-	if (pol_pw_hash_new(new_pw, new_len, &h, err) < 0)
+	if (pol_pw_hash_new(new_pw, new_len, pepper.p, pepper.len, &h, err) < 0)
 		return -1;
 	json_object *det = json_object_new_object();
 	json_object_object_add(det, "first", json_object_new_boolean(!r.set));
@@ -247,20 +377,7 @@ int password_set(struct cellsd *d, const char *vp, const uint8_t *new_pw, size_t
 		OPENSSL_cleanse(&h, sizeof h);
 		return cells_err_prefix(err, "password unchanged: audit log");
 	}
-	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(d->db,
-			    "UPDATE vp_password SET m_kib=?, t=?, p=?, salt=?, hash=?, failures=0,"
-			    " last_failure=0 WHERE vp=?",
-			    &st, err) < 0)
-		return -1;
-	sqlite3_bind_int64(st, 1, h.m_kib);
-	sqlite3_bind_int64(st, 2, h.t);
-	sqlite3_bind_int64(st, 3, h.p);
-	sqlite3_bind_blob(st, 4, h.salt, sizeof h.salt, SQLITE_TRANSIENT);
-	sqlite3_bind_blob(st, 5, h.hash, sizeof h.hash, SQLITE_TRANSIENT);
-	sqlite3_bind_text(st, 6, vp, -1, SQLITE_STATIC);
+	int rc = store_hash(d, vp, &h, err);
 	OPENSSL_cleanse(&h, sizeof h);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		return statedb_err(d->db, "store password", err);
-	return 0;
+	return rc;
 }

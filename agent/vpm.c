@@ -109,20 +109,15 @@ static void vp_paths(struct cellsd *d, const char *name, const char *what, char 
 		snprintf(buf, n, "%s/vp/%s/%s", d->run_dir, name, what);
 }
 
-/* The overlay's upper and work dirs: for a VP whose data is encrypted (wipe module:
- * the policy's `encrypted`, default the work VP) inside its fscrypt directory, unlocked
- * here, so that a wipe is a crypto-erase; otherwise under STATE/vp/NAME. */
+/* The overlay's upper and work dirs, always inside the directory the wipe module gives
+ * (wipe_prepare_vp_storage: the VP's fscrypt directory, unlocked here, when its data is
+ * encrypted, else STATE/vpdata/NAME), so that a wipe finds the data wherever it is. */
 static int vp_data_dirs(struct cellsd *d, const char *vp, char upper[PATH_MAX], char work[PATH_MAX],
 			cells_err_t *err)
 {
-	if (!d->wipe || !wipe_vp_encrypted(d, vp)) {
-		vp_paths(d, vp, "upper", upper, PATH_MAX);
-		vp_paths(d, vp, "work", work, PATH_MAX);
-		return 0;
-	}
 	char dir[PATH_MAX];
 	if (wipe_prepare_vp_storage(d, vp, dir, err) < 0)
-		return cells_err_prefix(err, "VP %s: encrypted storage", vp);
+		return cells_err_prefix(err, "VP %s: storage", vp);
 	if (snprintf(upper, PATH_MAX, "%s/upper", dir) >= PATH_MAX ||
 	    snprintf(work, PATH_MAX, "%s/work", dir) >= PATH_MAX)
 		return cells_err_set(err, ENAMETOOLONG, "VP %s: storage path", vp);

@@ -1,5 +1,6 @@
 /* wipe.c - encrypted VP storage and the wipe state machine (see wipe.h). */
 #include "wipe.h"
+#include "testhook.h"
 #include "cleanup.h"
 #include "cleanup_sqlite.h"
 #include "cleanup_ssl.h"
@@ -39,6 +40,7 @@ enum {
 	STEP_STOP,
 	STEP_REMOVE_KEY,
 	STEP_DESTROY_WRAPPED,
+	STEP_ROTATE_KEK,
 	STEP_DELETE_DATA,
 	STEP_RECREATE,
 	STEP_RECEIPT,
@@ -46,7 +48,8 @@ enum {
 };
 
 static const char *const step_names[STEP_COUNT] = {
-    "intent", "stop", "remove-key", "destroy-wrapped-key", "delete-data", "recreate", "receipt",
+    "intent",	  "stop",	 "remove-key", "destroy-wrapped-key",
+    "rotate-kek", "delete-data", "recreate",   "receipt",
 };
 
 static const char *const migrations[] = {
@@ -63,19 +66,39 @@ static const char *const migrations[] = {
     "CREATE TABLE wipe_receipts(op_id INTEGER PRIMARY KEY REFERENCES wipe_ops(id),"
     " command_id TEXT NOT NULL UNIQUE, vp TEXT NOT NULL, signed BLOB NOT NULL,"
     " created_us INTEGER NOT NULL, acked_us INTEGER);",
+    /* 2: what the delete step measured (counted before anything is removed, so that a
+     * crash in the middle of the removal does not lose the figures) */
+    "ALTER TABLE wipe_ops ADD COLUMN counted INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE wipe_ops ADD COLUMN files_removed INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE wipe_ops ADD COLUMN bytes_removed INTEGER NOT NULL DEFAULT 0;",
 };
+
+/* VPs encrypted when neither `vp create --encrypted` nor the policy says
+ * (cellsd --encrypted-vps). */
+static char default_encrypted[512] = "work";
+
+int wipe_set_default_encrypted(const char *list, cells_err_t *err)
+{
+	if (strlen(list) >= sizeof default_encrypted)
+		return cells_err_set(err, EINVAL, "list too long");
+	char copy[sizeof default_encrypted];
+	snprintf(copy, sizeof copy, "%s", list);
+	char *save = NULL;
+	for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
+		if (cells_valid_name(t, err) < 0)
+			return -1;
+	snprintf(default_encrypted, sizeof default_encrypted, "%s", list);
+	return 0;
+}
 
 /* ---- small helpers ---------------------------------------------------------------- */
 
+/* A test build's crash point after each step (testhook.h: --test-crash-at wipe-step-N). */
 static void crash_point(int step)
 {
-	const char *at = getenv("CELLS_TEST_CRASH_AT");
-	char want[32];
-	snprintf(want, sizeof want, "wipe-step-%d", step);
-	if (at && strcmp(at, want) == 0) {
-		log_warn("CELLS_TEST_CRASH_AT=%s: killing myself", at);
-		raise(SIGKILL);
-	}
+	char where[32];
+	snprintf(where, sizeof where, "wipe-step-%d", step);
+	testhook_crash_point(where);
 }
 
 static int config_get(struct cellsd *d, const char *key, char *out, size_t cap)
@@ -148,6 +171,12 @@ static void image_path(struct cellsd *d, char out[PATH_MAX])
 	snprintf(out, PATH_MAX, "%s/wipe/vpdata.img", d->state_dir);
 }
 
+/* STATE/vp/NAME/{upper,work}: where an older version kept an unencrypted VP's data. */
+static void legacy_dir(struct cellsd *d, const char *vp, const char *what, char out[PATH_MAX])
+{
+	snprintf(out, PATH_MAX, "%s/vp/%s/%s", d->state_dir, vp, what);
+}
+
 /* The encrypted area's root directory, mounted if needed; returns an O_DIRECTORY fd. */
 static int area_open(struct cellsd *d, char root[PATH_MAX], cells_err_t *err)
 {
@@ -208,9 +237,7 @@ bool wipe_vp_encrypted(struct cellsd *d, const char *vp)
 	const Cells__V1__VpRule *rule = d->pe ? policy_vp_rule(d, vp) : NULL;
 	if (rule)
 		return rule->encrypted;
-	const char *list = getenv("CELLS_WIPE_ENCRYPTED_VPS");
-	if (!list)
-		list = "work";
+	const char *list = default_encrypted;
 	size_t n = strlen(vp);
 	for (const char *p = list; *p;) {
 		const char *e = strchr(p, ',');
@@ -239,70 +266,98 @@ int wipe_set_encrypted(struct cellsd *d, const char *vp, bool encrypted, cells_e
 
 bool wipe_vp_has_storage(struct cellsd *d, const char *vp)
 {
-	return d->wipe && key_row(d, vp, NULL, NULL, NULL) == 1;
+	if (!d->wipe)
+		return false;
+	if (key_row(d, vp, NULL, NULL, NULL) == 1)
+		return true;
+	char p[PATH_MAX];
+	snprintf(p, sizeof p, "%s/vpdata/%s", d->state_dir, vp);
+	if (access(p, F_OK) == 0)
+		return true;
+	legacy_dir(d, vp, "upper", p);
+	if (access(p, F_OK) == 0)
+		return true;
+	legacy_dir(d, vp, "work", p);
+	return access(p, F_OK) == 0;
 }
 
-/* The wrapped key row of vp: 1 found, 0 none, -1 error. */
+/* The key slot of vp (STATE_DIR/wipe.slots): 1 found (slot and index filled when
+ * non-NULL), 0 none, -1 error. */
+static int key_slot(struct cellsd *d, const char *vp, struct wipe_slot *slot, int *idx,
+		    cells_err_t *err)
+{
+	static struct wipe_slot slots[WIPE_SLOTS];
+	if (wipe_slots_read(d->state_dir, slots, err) < 0)
+		return -1;
+	int i = wipe_slot_find(slots, vp);
+	if (idx)
+		*idx = i;
+	if (i < 0)
+		return 0;
+	if (slot)
+		*slot = slots[i];
+	return 1;
+}
+
 static int key_row(struct cellsd *d, const char *vp, uint8_t wrapped[WIPE_WRAPPED_LEN],
 		   uint8_t id[FSCRYPT_IDENTIFIER_LEN], cells_err_t *err)
 {
-	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(d->db, "SELECT wrapped, key_id FROM wipe_keys WHERE vp=?", &st, err) <
-	    0)
-		return -1;
-	sqlite3_bind_text(st, 1, vp, -1, SQLITE_STATIC);
-	int rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE)
-		return 0;
-	if (rc != SQLITE_ROW)
-		return statedb_err(d->db, "wipe keys", err);
-	if (sqlite3_column_bytes(st, 0) != WIPE_WRAPPED_LEN ||
-	    sqlite3_column_bytes(st, 1) != FSCRYPT_IDENTIFIER_LEN)
-		return cells_err_set(err, EBADMSG, "wrapped key of %s is malformed", vp);
-	if (wrapped)
-		memcpy(wrapped, sqlite3_column_blob(st, 0), WIPE_WRAPPED_LEN);
-	if (id)
-		memcpy(id, sqlite3_column_blob(st, 1), FSCRYPT_IDENTIFIER_LEN);
-	return 1;
+	struct wipe_slot s;
+	int r = key_slot(d, vp, &s, NULL, err);
+	if (r == 1) {
+		if (wrapped)
+			memcpy(wrapped, s.wrapped, WIPE_WRAPPED_LEN);
+		if (id)
+			memcpy(id, s.id, FSCRYPT_IDENTIFIER_LEN);
+	}
+	return r;
 }
 
 /* Add vp's key to the area (creating and storing a new one when none exists). */
 static int unlock_key(struct cellsd *d, int afd, const char *vp, uint8_t id[FSCRYPT_IDENTIFIER_LEN],
 		      cells_err_t *err)
 {
-	uint8_t wrapped[WIPE_WRAPPED_LEN];
-	cleanup_wipe_secret struct wipe_secret kek = {0};
+	struct wipe_slot slot;
+	int idx;
+	cleanup_wipe_kek struct wipe_kek k = {0};
 	cleanup_wipe_secret struct wipe_secret key = {0};
-	int have = key_row(d, vp, wrapped, id, err);
-	if (have < 0 || wipe_kek_load(d->state_dir, &kek, err) < 0)
+	int have = key_slot(d, vp, &slot, &idx, err);
+	if (have < 0 || wipe_kek_open(d->state_dir, &k, err) < 0)
 		return -1;
 	if (have) {
-		if (wipe_key_unwrap(&kek, vp, wrapped, sizeof wrapped, &key, err) < 0)
+		const struct wipe_secret *kek = wipe_kek_get(&k, slot.gen, NULL);
+		if (!kek)
+			return cells_err_set(err, EBADMSG, "key of %s: its KEK generation is gone",
+					     vp);
+		if (wipe_key_unwrap(kek, vp, slot.wrapped, sizeof slot.wrapped, &key, err) < 0)
 			return cells_err_prefix(err, "key of %s", vp);
 		uint8_t got[FSCRYPT_IDENTIFIER_LEN];
 		if (fscrypt_add_key(afd, key.p, key.len, got, err) < 0)
 			return -1;
-		if (memcmp(got, id, sizeof got))
+		if (memcmp(got, slot.id, sizeof got))
 			return cells_err_set(err, EBADMSG, "key of %s has the wrong identifier",
 					     vp);
+		memcpy(id, slot.id, FSCRYPT_IDENTIFIER_LEN);
 		return 0;
 	}
-	if (wipe_key_generate(&key, FSCRYPT_KEY_LEN, err) < 0 ||
-	    wipe_key_wrap(&kek, vp, &key, wrapped, err) < 0 ||
+	static struct wipe_slot slots[WIPE_SLOTS];
+	if (wipe_slots_read(d->state_dir, slots, err) < 0)
+		return -1;
+	for (idx = 0; idx < WIPE_SLOTS && slots[idx].used; idx++)
+		;
+	if (idx == WIPE_SLOTS)
+		return cells_err_set(err, ENOSPC, "key of %s: all %d key slots are used", vp,
+				     WIPE_SLOTS);
+	memset(&slot, 0, sizeof slot);
+	const struct wipe_secret *kek = wipe_kek_get(&k, 0, &slot.gen);
+	if (!kek || wipe_key_generate(&key, FSCRYPT_KEY_LEN, err) < 0 ||
+	    wipe_key_wrap(kek, vp, &key, slot.wrapped, err) < 0 ||
 	    fscrypt_add_key(afd, key.p, key.len, id, err) < 0)
-		return -1;
-	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(d->db,
-			    "INSERT INTO wipe_keys(vp,wrapped,key_id,created_us) VALUES(?,?,?,?)",
-			    &st, err) < 0)
-		return -1;
-	sqlite3_bind_text(st, 1, vp, -1, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 2, wrapped, sizeof wrapped, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 3, id, FSCRYPT_IDENTIFIER_LEN, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 4, cells_now_us());
-	if (sqlite3_step(st) != SQLITE_DONE)
-		return statedb_err(d->db, "store wrapped key", err);
-	return 0;
+		return kek ? -1 : cells_err_set(err, EBADMSG, "no current KEK");
+	slot.used = true;
+	snprintf(slot.vp, sizeof slot.vp, "%s", vp);
+	memcpy(slot.id, id, FSCRYPT_IDENTIFIER_LEN);
+	return wipe_slot_write(d->state_dir, idx, &slot, err);
 }
 
 int wipe_prepare_vp_storage(struct cellsd *d, const char *vp, char upper_dir_out[PATH_MAX],
@@ -310,9 +365,26 @@ int wipe_prepare_vp_storage(struct cellsd *d, const char *vp, char upper_dir_out
 {
 	if (cells_valid_name(vp, err) < 0)
 		return -1;
+	if (!d->wipe)
+		return cells_err_set(err, EAGAIN, "storage of %s: the wipe module is not ready",
+				     vp);
 	if (!wipe_vp_encrypted(d, vp)) {
 		snprintf(upper_dir_out, PATH_MAX, "%s/vpdata/%s", d->state_dir, vp);
-		return cells_mkdir_p(upper_dir_out, 0700, err);
+		if (cells_mkdir_p(upper_dir_out, 0700, err) < 0)
+			return -1;
+		/* data an older version kept in STATE/vp/NAME moves here (same filesystem) */
+		static const char *const parts[] = {"upper", "work"};
+		for (size_t i = 0; i < CELLS_ARRAY_SIZE(parts); i++) {
+			char old[PATH_MAX], now[PATH_MAX + 8];
+			legacy_dir(d, vp, parts[i], old);
+			snprintf(now, sizeof now, "%s/%s", upper_dir_out, parts[i]);
+			if (access(old, F_OK) < 0 || access(now, F_OK) == 0)
+				continue;
+			if (rename(old, now) < 0)
+				return cells_err_sys(err, errno, "move %s to %s", old, now);
+			log_info("VP %s: moved its data from %s to %s", vp, old, now);
+		}
+		return 0;
 	}
 	char root[PATH_MAX], dir[PATH_MAX + 8];
 	cleanup_close int afd = area_open(d, root, err);
@@ -433,15 +505,17 @@ struct op {
 	int step;
 	int key_status;
 	bool key_destroyed;
+	bool counted;
+	uint64_t files_removed, bytes_removed;
 };
 
 static int op_load(struct cellsd *d, const char *where, const char *arg, struct op *o,
 		   cells_err_t *err)
 {
-	char sql[256];
+	char sql[320];
 	snprintf(sql, sizeof sql,
 		 "SELECT id,command_id,vp,actor,recreate,encrypted,key_id,step,key_status,"
-		 "key_destroyed,state FROM wipe_ops WHERE %s",
+		 "key_destroyed,state,counted,files_removed,bytes_removed FROM wipe_ops WHERE %s",
 		 where);
 	cleanup_stmt sqlite3_stmt *st = NULL;
 	if (statedb_prepare(d->db, sql, &st, err) < 0)
@@ -466,6 +540,9 @@ static int op_load(struct cellsd *d, const char *where, const char *arg, struct 
 	o->step = sqlite3_column_int(st, 7);
 	o->key_status = sqlite3_column_int(st, 8);
 	o->key_destroyed = sqlite3_column_int(st, 9);
+	o->counted = sqlite3_column_int(st, 11);
+	o->files_removed = (uint64_t)sqlite3_column_int64(st, 12);
+	o->bytes_removed = (uint64_t)sqlite3_column_int64(st, 13);
 	return strcmp((const char *)sqlite3_column_text(st, 10), "done") ? 1 : 2;
 }
 
@@ -660,6 +737,13 @@ static int checkpoint_truncate(struct cellsd *d, cells_err_t *err)
 
 static int do_destroy_wrapped(struct cellsd *d, struct op *o, cells_err_t *err)
 {
+	/* the slot is overwritten with zeros in place (and fdatasync'd) */
+	int idx;
+	if (key_slot(d, o->vp, NULL, &idx, err) < 0)
+		return -1;
+	if (idx >= 0 && wipe_slot_write(d->state_dir, idx, NULL, err) < 0)
+		return cells_err_prefix(err, "destroy key slot of %s", o->vp);
+	/* rows an older version kept in the state DB */
 	cleanup_stmt sqlite3_stmt *st = NULL;
 	if (statedb_prepare(d->db, "DELETE FROM wipe_keys WHERE vp=?", &st, err) < 0)
 		return -1;
@@ -675,12 +759,93 @@ static int do_destroy_wrapped(struct cellsd *d, struct op *o, cells_err_t *err)
 	return 0;
 }
 
+/* A fresh KEK: the surviving VPs' keys are rewrapped, the old KEK is overwritten. */
+static int do_rotate_kek(struct cellsd *d, struct op *o, char *note, size_t ncap, cells_err_t *err)
+{
+	int n = 0;
+	if (wipe_kek_rotate(d->state_dir, &n, err) < 0)
+		return cells_err_prefix(err, "wipe %s", o->vp);
+	snprintf(note, ncap, "rewrapped %d key(s)", n);
+	return 0;
+}
+
+/* Count the files and directories at and under path (lstat, no symlink followed) and
+ * the bytes of the regular files among them. */
+static void count_tree(int dirfd, const char *name, uint64_t *files, uint64_t *bytes, int depth)
+{
+	struct stat st;
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return;
+	(*files)++;
+	if (S_ISREG(st.st_mode))
+		*bytes += (uint64_t)st.st_size;
+	if (!S_ISDIR(st.st_mode) || depth > 256)
+		return;
+	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	DIR *dp = fdopendir(fd);
+	if (!dp) {
+		close(fd);
+		return;
+	}
+	struct dirent *e;
+	while ((e = readdir(dp)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			count_tree(fd, e->d_name, files, bytes, depth + 1);
+	closedir(dp);
+}
+
+/* The directories holding vp's data: its storage dir and what an older version left in
+ * STATE/vp/NAME. */
+static int data_dirs_of(struct cellsd *d, const struct op *o, const char *dir,
+			char out[3][PATH_MAX])
+{
+	snprintf(out[0], PATH_MAX, "%s", dir);
+	legacy_dir(d, o->vp, "upper", out[1]);
+	legacy_dir(d, o->vp, "work", out[2]);
+	return 3;
+}
+
 static int do_delete_data(struct cellsd *d, struct op *o, int afd, const char *dir, char *note,
 			  size_t ncap, cells_err_t *err)
 {
-	if (cells_rm_rf(dir, err) < 0)
-		return -1;
+	char dirs[3][PATH_MAX];
+	int nd = data_dirs_of(d, o, dir, dirs);
+	if (!o->counted) {
+		/* measured and recorded before anything goes: a crash during the removal
+		 * keeps the figures of the whole */
+		uint64_t files = 0, bytes = 0;
+		for (int i = 0; i < nd; i++)
+			count_tree(AT_FDCWD, dirs[i], &files, &bytes, 0);
+		cleanup_stmt sqlite3_stmt *st = NULL;
+		if (statedb_prepare(d->db,
+				    "UPDATE wipe_ops SET counted=1, files_removed=?, "
+				    "bytes_removed=? WHERE id=?",
+				    &st, err) < 0)
+			return -1;
+		sqlite3_bind_int64(st, 1, (sqlite3_int64)files);
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)bytes);
+		sqlite3_bind_int64(st, 3, o->id);
+		if (sqlite3_step(st) != SQLITE_DONE)
+			return statedb_err(d->db, "wipe counts", err);
+		o->counted = true;
+		o->files_removed = files;
+		o->bytes_removed = bytes;
+	}
+	for (int i = 0; i < nd; i++)
+		if (cells_rm_rf(dirs[i], err) < 0)
+			return -1;
 	note[0] = 0;
+	if (!o->encrypted) {
+		cleanup_close int sfd = open(d->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (sfd >= 0)
+			syncfs(sfd);
+		snprintf(note, ncap, "deleted %llu files, %llu bytes",
+			 (unsigned long long)o->files_removed,
+			 (unsigned long long)o->bytes_removed);
+		return 0;
+	}
 	if (afd < 0)
 		return 0;
 	syncfs(afd);
@@ -736,6 +901,15 @@ static int do_receipt(struct cellsd *d, struct op *o, cells_err_t *err)
 	r.wrapped_key_destroyed = o->key_destroyed;
 	r.recreated = o->recreate;
 	r.n_steps = STEP_COUNT - 1; /* every step before the receipt itself */
+	/* what was done, as measured: never "done" for nothing */
+	if (o->encrypted && o->has_key_id && o->key_status == CELLS__V1__KEY_STATUS__KEY_ABSENT)
+		r.method = "crypto-erase";
+	else if (o->files_removed)
+		r.method = "delete";
+	else
+		r.method = "nothing";
+	r.files_removed = o->files_removed;
+	r.bytes_removed = o->bytes_removed;
 	r.steps = steps;
 	size_t n = cells__v1__wipe_receipt__get_packed_size(&r);
 	if (n > CELLS_MAX_RECEIPT)
@@ -851,6 +1025,9 @@ static int op_run(struct cellsd *d, struct op *o, cells_err_t *err)
 			break;
 		case STEP_DESTROY_WRAPPED:
 			rc = do_destroy_wrapped(d, o, err);
+			break;
+		case STEP_ROTATE_KEK:
+			rc = do_rotate_kek(d, o, note, sizeof note, err);
 			break;
 		case STEP_DELETE_DATA:
 			rc = do_delete_data(d, o, afd, dir, note, sizeof note, err);
@@ -1108,21 +1285,21 @@ int wipe_status_json(struct cellsd *d, const char *vp, json_object *out, cells_e
 		cells_err_t e2;
 		afd = area_open(d, root, &e2);
 	}
-	cleanup_stmt sqlite3_stmt *ks = NULL;
-	if (statedb_prepare(d->db, "SELECT vp, key_id FROM wipe_keys ORDER BY vp", &ks, err) < 0)
+	static struct wipe_slot slots[WIPE_SLOTS];
+	if (wipe_slots_read(d->state_dir, slots, err) < 0)
 		return -1;
-	while (sqlite3_step(ks) == SQLITE_ROW) {
-		const char *v = (const char *)sqlite3_column_text(ks, 0);
-		if (vp && strcmp(v, vp))
+	for (int i = 0; i < WIPE_SLOTS; i++) {
+		const char *v = slots[i].vp;
+		if (!slots[i].used || (vp && strcmp(v, vp)))
 			continue;
 		json_object *k = json_object_new_object();
 		json_object_object_add(k, "vp", json_object_new_string(v));
-		json_object_object_add(
-		    k, "key_id", hex_json(sqlite3_column_blob(ks, 1), sqlite3_column_bytes(ks, 1)));
-		if (afd >= 0 && sqlite3_column_bytes(ks, 1) == FSCRYPT_IDENTIFIER_LEN)
-			json_object_object_add(k, "kernel_key_status",
-					       json_object_new_string(key_state_name(
-						   afd, sqlite3_column_blob(ks, 1))));
+		json_object_object_add(k, "slot", json_object_new_int(i));
+		json_object_object_add(k, "key_id", hex_json(slots[i].id, FSCRYPT_IDENTIFIER_LEN));
+		if (afd >= 0)
+			json_object_object_add(
+			    k, "kernel_key_status",
+			    json_object_new_string(key_state_name(afd, slots[i].id)));
 		json_object_array_add(vps, k);
 	}
 	json_object *ops = json_object_new_array();
@@ -1131,7 +1308,8 @@ int wipe_status_json(struct cellsd *d, const char *vp, json_object *out, cells_e
 	if (statedb_prepare(
 		d->db,
 		"SELECT o.id,o.command_id,o.vp,o.state,o.step,o.key_status,"
-		"o.key_destroyed,o.recreate,o.error,o.key_id,r.signed,r.acked_us "
+		"o.key_destroyed,o.recreate,o.error,o.key_id,r.signed,r.acked_us,"
+		"o.files_removed,o.bytes_removed "
 		"FROM wipe_ops o LEFT JOIN wipe_receipts r ON r.op_id=o.id ORDER BY o.id",
 		&os, err) < 0)
 		return -1;
@@ -1167,6 +1345,10 @@ int wipe_status_json(struct cellsd *d, const char *vp, json_object *out, cells_e
 				       json_object_new_boolean(sqlite3_column_int(os, 6)));
 		json_object_object_add(o, "recreate",
 				       json_object_new_boolean(sqlite3_column_int(os, 7)));
+		json_object_object_add(o, "files_removed",
+				       json_object_new_int64(sqlite3_column_int64(os, 12)));
+		json_object_object_add(o, "bytes_removed",
+				       json_object_new_int64(sqlite3_column_int64(os, 13)));
 		if (sqlite3_column_type(os, 8) != SQLITE_NULL)
 			json_object_object_add(
 			    o, "error",
@@ -1188,6 +1370,14 @@ int wipe_status_json(struct cellsd *d, const char *vp, json_object *out, cells_e
 				    o, "receipt_signature",
 				    hex_json(s->signatures[0]->signature.data,
 					     (int)s->signatures[0]->signature.len));
+				Cells__V1__WipeReceipt *wr = cells__v1__wipe_receipt__unpack(
+				    NULL, s->payload.len, s->payload.data);
+				if (wr) {
+					json_object_object_add(
+					    o, "method",
+					    json_object_new_string(wr->method ? wr->method : ""));
+					cells__v1__wipe_receipt__free_unpacked(wr, NULL);
+				}
 			}
 		}
 		json_object_array_add(ops, o);
@@ -1196,6 +1386,94 @@ int wipe_status_json(struct cellsd *d, const char *vp, json_object *out, cells_e
 }
 
 /* ---- life cycle --------------------------------------------------------------------- */
+
+/* Wrapped keys an older version kept in the state DB (wipe_keys) move to the key-slot
+ * file; the rows are then deleted and the DB scrubbed (as in the destroy step). A crash
+ * in between leaves the row and the slot: the next start finds the slot and only
+ * deletes the row. */
+static int migrate_legacy_keys(struct cellsd *d, cells_err_t *err)
+{
+	int moved = 0;
+	{
+		cleanup_stmt sqlite3_stmt *st = NULL;
+		if (statedb_prepare(d->db, "SELECT vp, wrapped, key_id FROM wipe_keys", &st, err) <
+		    0)
+			return -1;
+		while (sqlite3_step(st) == SQLITE_ROW) {
+			const char *vp = (const char *)sqlite3_column_text(st, 0);
+			if (sqlite3_column_bytes(st, 1) != WIPE_WRAPPED_LEN ||
+			    sqlite3_column_bytes(st, 2) != FSCRYPT_IDENTIFIER_LEN ||
+			    strlen(vp) >= WIPE_SLOT_NAME_LEN)
+				return cells_err_set(err, EBADMSG, "wrapped key of %s is malformed",
+						     vp);
+			static struct wipe_slot slots[WIPE_SLOTS];
+			if (wipe_slots_read(d->state_dir, slots, err) < 0)
+				return -1;
+			moved++;
+			if (wipe_slot_find(slots, vp) >= 0)
+				continue;
+			int idx = 0;
+			while (idx < WIPE_SLOTS && slots[idx].used)
+				idx++;
+			if (idx == WIPE_SLOTS)
+				return cells_err_set(err, ENOSPC, "no free key slot");
+			cleanup_wipe_kek struct wipe_kek k = {0};
+			struct wipe_slot s = {.used = true};
+			if (wipe_kek_open(d->state_dir, &k, err) < 0 ||
+			    !wipe_kek_get(&k, 0, &s.gen))
+				return -1;
+			snprintf(s.vp, sizeof s.vp, "%s", vp);
+			memcpy(s.wrapped, sqlite3_column_blob(st, 1), WIPE_WRAPPED_LEN);
+			memcpy(s.id, sqlite3_column_blob(st, 2), FSCRYPT_IDENTIFIER_LEN);
+			if (wipe_slot_write(d->state_dir, idx, &s, err) < 0)
+				return -1;
+		}
+	}
+	if (!moved)
+		return 0;
+	if (statedb_exec(d->db, "DELETE FROM wipe_keys", err) < 0 ||
+	    checkpoint_truncate(d, err) < 0 || statedb_exec(d->db, "VACUUM", err) < 0 ||
+	    checkpoint_truncate(d, err) < 0)
+		return -1;
+	log_info("wipe: moved %d wrapped key(s) from the state DB to the key-slot file", moved);
+	return 0;
+}
+
+int wipe_vp_storage_lock(struct cellsd *d, const char *vp, cells_err_t *err)
+{
+	if (cells_valid_name(vp, err) < 0)
+		return -1;
+	uint8_t id[FSCRYPT_IDENTIFIER_LEN];
+	int have = key_row(d, vp, NULL, id, err);
+	if (have <= 0)
+		return have; /* nothing encrypted to lock */
+	char root[PATH_MAX], dir[PATH_MAX + 8];
+	cleanup_close int afd = area_open(d, root, err);
+	if (afd < 0)
+		return cells_err_prefix(err, "lock storage of %s", vp);
+	snprintf(dir, sizeof dir, "%s/vp/%s", root, vp);
+	for (int tries = 0;; tries++) {
+		bool busy = false;
+		if (fscrypt_remove_key(afd, id, &busy, NULL, err) < 0)
+			return cells_err_prefix(err, "lock storage of %s", vp);
+		int st = fscrypt_key_status(afd, id, err);
+		if (st < 0)
+			return cells_err_prefix(err, "lock storage of %s", vp);
+		if (st == FSCRYPT_KEY_ABSENT_STATE)
+			break;
+		if (tries >= 20)
+			return cells_err_set(err, EBUSY,
+					     "lock storage of %s: files still open (key only "
+					     "partly removed)",
+					     vp);
+		/* a process that just closed its files: let the kernel evict, retry */
+		syncfs(afd);
+		struct timespec ts = {0, 50 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	log_info("VP %s: storage locked (fscrypt key removed; %s is ciphertext)", vp, dir);
+	return 0;
+}
 
 int wipe_init(struct cellsd *d, cells_err_t *err)
 {
@@ -1206,6 +1484,8 @@ int wipe_init(struct cellsd *d, cells_err_t *err)
 		if (!d->wipe)
 			return cells_err_sys(err, ENOMEM, "wipe");
 	}
+	if (migrate_legacy_keys(d, err) < 0)
+		return cells_err_prefix(err, "wipe: move wrapped keys to the key-slot file");
 	/* finish every wipe a crash interrupted */
 	for (int guard = 0; guard < 64; guard++) {
 		struct op o;

@@ -42,7 +42,8 @@ int pol_argon2id(uint32_t t, uint32_t m_kib, uint32_t p, const uint8_t *pw, size
 	return 0;
 }
 
-int pol_pw_hash_new(const uint8_t *pw, size_t len, struct pol_pw_hash *out, cells_err_t *err)
+int pol_pw_hash_new(const uint8_t *pw, size_t len, const uint8_t *pepper, size_t pepper_len,
+		    struct pol_pw_hash *out, cells_err_t *err)
 {
 	memset(out, 0, sizeof *out);
 	out->m_kib = POL_PW_M_KIB;
@@ -50,15 +51,16 @@ int pol_pw_hash_new(const uint8_t *pw, size_t len, struct pol_pw_hash *out, cell
 	out->p = POL_PW_P;
 	if (RAND_bytes(out->salt, sizeof out->salt) != 1)
 		return cells_err_ssl(err, "password salt");
-	return pol_argon2id(out->t, out->m_kib, out->p, pw, len, out->salt, sizeof out->salt, NULL,
-			    0, NULL, 0, out->hash, sizeof out->hash, err);
+	return pol_argon2id(out->t, out->m_kib, out->p, pw, len, out->salt, sizeof out->salt,
+			    pepper, pepper_len, NULL, 0, out->hash, sizeof out->hash, err);
 }
 
-int pol_pw_check(const struct pol_pw_hash *h, const uint8_t *pw, size_t len, cells_err_t *err)
+int pol_pw_check(const struct pol_pw_hash *h, const uint8_t *pw, size_t len, const uint8_t *pepper,
+		 size_t pepper_len, cells_err_t *err)
 {
 	uint8_t tag[POL_PW_HASH_LEN];
-	if (pol_argon2id(h->t, h->m_kib, h->p, pw, len, h->salt, sizeof h->salt, NULL, 0, NULL, 0,
-			 tag, sizeof tag, err) < 0)
+	if (pol_argon2id(h->t, h->m_kib, h->p, pw, len, h->salt, sizeof h->salt, pepper, pepper_len,
+			 NULL, 0, tag, sizeof tag, err) < 0)
 		return -1;
 	int same = CRYPTO_memcmp(tag, h->hash, sizeof tag) == 0;
 	OPENSSL_cleanse(tag, sizeof tag);

@@ -26,10 +26,13 @@ sync
 check "grep finds plaintext in the raw image (control)" env LC_ALL=C grep -qazFf "$T/marker" "$(wipe_image)"
 check_not "canary is not in the image before the wipe" env LC_ALL=C grep -qazF "$CANARY" "$(wipe_image)"
 
-WRAPPED=$(sqlite3 "$CELLS_STATE/state.db" "select hex(wrapped) from wipe_keys where vp='work'")
-check_eq "wrapped key is stored (93 bytes)" 186 "${#WRAPPED}"
-check "wrapped key bytes are in the DB files (control)" db_files_have_hex "$WRAPPED"
+WRAPPED=$(slot_wrapped work)
+KEK=$(kek_hex)
+check_eq "wrapped key is stored in its key slot (93 bytes)" 186 "${#WRAPPED}"
+check "wrapped key bytes are in the key-slot file (control)" file_has_hex "$CELLS_STATE/wipe.slots" "$WRAPPED"
+check_not "wrapped key bytes are not in the DB files" db_files_have_hex "$WRAPPED"
 check "KEK file is private" bash -c "[ \$(stat -c %a '$CELLS_STATE/wipe.kek') = 600 ]"
+check "key-slot file is private" bash -c "[ \$(stat -c %a '$CELLS_STATE/wipe.slots') = 600 ]"
 
 # a process of the "work VP" using its data, and one of the personal VP
 (cd "$W/upper" && exec sleep 300) & WORKPID=$!
@@ -67,8 +70,11 @@ cellctl --json wipe status work >"$T/s1.json"
 check_eq "wipe is done" done "$(json_get "$T/s1.json" 'j["ops"][0]["state"]')"
 check_eq "receipt says key absent" absent "$(json_get "$T/s1.json" 'j["ops"][0]["key_status"]')"
 check_eq "FS_IOC_GET_ENCRYPTION_KEY_STATUS: absent" absent "$(json_get "$T/s1.json" 'j["ops"][0]["kernel_key_status"]')"
-check_eq "no key rows left" 0 "$(sqlite3 "$CELLS_STATE/state.db" "select count(*) from wipe_keys where vp='work'")"
+check_eq "no key slot left for work" "" "$(slot_wrapped work)"
+check_not "wrapped key bytes gone from the key-slot file" file_has_hex "$CELLS_STATE/wipe.slots" "$WRAPPED"
 check_not "wrapped key bytes gone from state.db and its WAL" db_files_have_hex "$WRAPPED"
+check_not "the old KEK is gone from wipe.kek (rotated)" file_has_hex "$CELLS_STATE/wipe.kek" "$KEK"
+check_eq "receipt states the method" crypto-erase "$(json_get "$T/s1.json" 'j["ops"][0]["method"]')"
 check "work data directory is gone" bash -c "[ ! -e '$W' ]"
 sync
 check_not "canary is not in the raw image after the wipe" env LC_ALL=C grep -qazF "$CANARY" "$(wipe_image)"
@@ -83,7 +89,7 @@ check "cells-mdm shows the key absent" grep -q "key_status: absent" "$T/rv.out"
 "$PY" -c "import sys; b=bytearray(open(sys.argv[1],'rb').read()); b[20]^=1; open(sys.argv[2],'wb').write(b)" "$T/r.bin" "$T/r.bad"
 check_fails "cells-mdm refuses a tampered receipt" "receipt" cells-mdm receipt verify "$T/r.bad" --device-key "$T/dev.pub"
 check_eq "one receipt stored" 1 "$(sqlite3 "$CELLS_STATE/state.db" "select count(*) from wipe_receipts")"
-check_eq "every step is audited" 7 "$(audit_count "event='wipe.step' and outcome='ok'")"
+check_eq "every step is audited" 8 "$(audit_count "event='wipe.step' and outcome='ok'")"
 check_eq "completion is audited" 1 "$(audit_count "event='wipe.done'")"
 
 # leave-absent, then a new VP gets a new key; --recreate gives an empty encrypted dir

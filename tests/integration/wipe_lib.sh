@@ -35,6 +35,30 @@ file_has_hex() {
 	"$PY" -c "import sys; sys.exit(0 if bytes.fromhex(sys.argv[2]) in open(sys.argv[1],'rb').read() else 1)" "$1" "$2"
 }
 
+# slot_wrapped VP: hex of VP's wrapped key in STATE/wipe.slots (agent/wipe_key.h layout:
+# 160-byte slots, used(1) gen(8) name(33) key id(16) wrapped(93)); empty when none.
+slot_wrapped() {
+	"$PY" - "$CELLS_STATE/wipe.slots" "$1" <<'PY'
+import sys
+b = open(sys.argv[1], "rb").read()
+for i in range(0, len(b), 160):
+    s = b[i:i + 160]
+    if s[0] == 1 and s[9:42].rstrip(b"\0").decode() == sys.argv[2]:
+        print(s[58:151].hex())
+PY
+}
+
+# kek_hex: hex of the current KEK in STATE/wipe.kek (two entries: gen(8 LE) || key(32)).
+kek_hex() {
+	"$PY" - "$CELLS_STATE/wipe.kek" <<'PY'
+import sys
+b = open(sys.argv[1], "rb").read()
+e = [b[0:40], b[40:80]]
+g = [int.from_bytes(x[:8], "little") for x in e]
+print(e[0 if g[0] >= g[1] else 1][8:].hex())
+PY
+}
+
 # db_files_have_hex HEX: the bytes are in the state DB or its WAL
 db_files_have_hex() {
 	local f

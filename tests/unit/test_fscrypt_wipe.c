@@ -3,14 +3,19 @@
  * wipe commands: forged (wrong device, expired, wrong action) and replayed ones do
  * nothing but an audit record; a valid one leaves exactly one receipt that verifies
  * with the device public key. The VP here is unencrypted so this runs without root;
- * the encrypted path is covered by tests/integration/wipe_*.sh. */
+ * the encrypted path is covered by tests/integration/wipe_*.sh, and here by
+ * test_storage_lock (root and loop devices; a failure when CI=true and it cannot run).
+ * Also: the KEK rotation (old KEK overwritten in place, surviving keys rewrapped) and
+ * the receipt's measured method and counts. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,7 +53,10 @@ static int setup(void **state)
 	snprintf(D.run_dir, sizeof D.run_dir, "%s/run", tmp);
 	mkdir(D.run_dir, 0700);
 	D.state = CELLSD_ST_READY;
-	setenv("CELLS_WIPE_ENCRYPTED_VPS", "", 1);
+	if (wipe_set_default_encrypted("", NULL) < 0)
+		return -1;
+	setenv("CELLS_WIPE_STORAGE", "image", 1);
+	setenv("CELLS_WIPE_IMAGE_MB", "64", 1);
 	char p[PATH_MAX + 16];
 	cells_err_t e;
 	snprintf(p, sizeof p, "%s/state.db", tmp);
@@ -100,46 +108,126 @@ static long long audit_count(const char *event)
 	return v;
 }
 
+/* Does file p contain the n bytes b? */
+static bool file_has(const char *p, const void *b, size_t n)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	cells_err_t e;
+	if (cells_read_file(p, 1 << 20, &buf, &len, &e) < 0)
+		return false;
+	bool found = memmem(buf, len, b, n) != NULL;
+	free(buf);
+	return found;
+}
+
 static void test_key_wrap(void **state)
 {
 	cells_err_t e;
-	struct wipe_secret kek = {0}, key = {0}, back = {0}, other = {0};
-	assert_int_equal(wipe_kek_load(tmp, &kek, &e), 0);
+	struct wipe_kek k = {0}, k2 = {0};
+	struct wipe_secret key = {0}, back = {0}, other = {0};
+	assert_int_equal(wipe_kek_open(tmp, &k, &e), 0);
 	char p[PATH_MAX + 16];
 	snprintf(p, sizeof p, "%s/wipe.kek", tmp);
 	struct stat st;
 	assert_int_equal(stat(p, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
-	assert_int_equal(st.st_size, WIPE_KEK_LEN);
+	assert_int_equal(st.st_size, WIPE_KEK_FILE_LEN);
+	uint64_t gen = 0;
+	const struct wipe_secret *kek = wipe_kek_get(&k, 0, &gen);
+	assert_non_null(kek);
+	assert_int_equal(gen, 1);
 	/* loading again gives the same KEK */
-	struct wipe_secret kek2 = {0};
-	assert_int_equal(wipe_kek_load(tmp, &kek2, &e), 0);
-	assert_memory_equal(kek.p, kek2.p, WIPE_KEK_LEN);
-	wipe_secret_free(&kek2);
-	assert_null(kek2.p);
+	assert_int_equal(wipe_kek_open(tmp, &k2, &e), 0);
+	assert_memory_equal(kek->p, wipe_kek_get(&k2, 0, NULL)->p, WIPE_KEK_LEN);
+	wipe_kek_free(&k2);
+	assert_null(k2.key[0].p);
 
 	assert_int_equal(wipe_key_generate(&key, 64, &e), 0);
 	uint8_t blob[WIPE_WRAPPED_LEN];
-	assert_int_equal(wipe_key_wrap(&kek, "work", &key, blob, &e), 0);
+	assert_int_equal(wipe_key_wrap(kek, "work", &key, blob, &e), 0);
 	assert_null(memmem(blob, sizeof blob, key.p, 16)); /* no plaintext in the blob */
-	assert_int_equal(wipe_key_unwrap(&kek, "work", blob, sizeof blob, &back, &e), 0);
+	assert_int_equal(wipe_key_unwrap(kek, "work", blob, sizeof blob, &back, &e), 0);
 	assert_memory_equal(back.p, key.p, 64);
+	wipe_secret_free(&back);
 	/* bound to the VP name */
-	assert_int_equal(wipe_key_unwrap(&kek, "personal", blob, sizeof blob, &other, &e), -1);
+	assert_int_equal(wipe_key_unwrap(kek, "personal", blob, sizeof blob, &other, &e), -1);
 	assert_null(other.p);
 	/* any bit flipped anywhere is detected */
 	for (size_t i = 0; i < sizeof blob; i += 7) {
 		blob[i] ^= 0x10;
-		assert_int_equal(wipe_key_unwrap(&kek, "work", blob, sizeof blob, &other, &e), -1);
+		assert_int_equal(wipe_key_unwrap(kek, "work", blob, sizeof blob, &other, &e), -1);
 		blob[i] ^= 0x10;
 	}
-	assert_int_equal(wipe_key_unwrap(&kek, "work", blob, sizeof blob - 1, &other, &e), -1);
+	assert_int_equal(wipe_key_unwrap(kek, "work", blob, sizeof blob - 1, &other, &e), -1);
+
+	/* rotation: the surviving slot is rewrapped under a fresh KEK; the old KEK and the
+	 * old blob are in neither file any more; the key itself is unchanged */
+	struct wipe_slot s = {.used = true, .gen = 1};
+	snprintf(s.vp, sizeof s.vp, "work");
+	memcpy(s.wrapped, blob, sizeof blob);
+	assert_int_equal(wipe_slot_write(tmp, 3, &s, &e), 0);
+	char sp[PATH_MAX + 16];
+	snprintf(sp, sizeof sp, "%s/wipe.slots", tmp);
+	assert_int_equal(stat(sp, &st), 0);
+	assert_int_equal(st.st_size, WIPE_SLOTS * WIPE_SLOT_SIZE);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_true(file_has(p, kek->p, WIPE_KEK_LEN)); /* controls */
+	assert_true(file_has(sp, blob, sizeof blob));
+	ino_t ino_kek = 0, ino_slots = st.st_ino;
+	assert_int_equal(stat(p, &st), 0);
+	ino_kek = st.st_ino;
+	int n = -1;
+	assert_int_equal(wipe_kek_rotate(tmp, &n, &e), 0);
+	assert_int_equal(n, 1);
+	assert_false(file_has(p, kek->p, WIPE_KEK_LEN));
+	assert_false(file_has(sp, blob, sizeof blob));
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_ino, ino_kek); /* overwritten in place, not replaced */
+	assert_int_equal(st.st_size, WIPE_KEK_FILE_LEN);
+	assert_int_equal(stat(sp, &st), 0);
+	assert_int_equal(st.st_ino, ino_slots);
+	assert_int_equal(wipe_kek_open(tmp, &k2, &e), 0);
+	assert_null(wipe_kek_get(&k2, 1, NULL)); /* generation 1 is gone */
+	const struct wipe_secret *kek2 = wipe_kek_get(&k2, 0, &gen);
+	assert_int_equal(gen, 2);
+	struct wipe_slot slots[WIPE_SLOTS];
+	assert_int_equal(wipe_slots_read(tmp, slots, &e), 0);
+	assert_int_equal(wipe_slot_find(slots, "work"), 3);
+	assert_int_equal(slots[3].gen, 2);
+	assert_int_equal(
+	    wipe_key_unwrap(kek2, "work", slots[3].wrapped, WIPE_WRAPPED_LEN, &back, &e), 0);
+	assert_memory_equal(back.p, key.p, 64);
 	wipe_secret_free(&back);
+	/* a rotation interrupted after the new KEK was written (slot still on generation 2,
+	 * a generation 3 entry present) is finished by the next one */
+	uint8_t ent[WIPE_KEK_ENTRY_LEN] = {3};
+	int fd = open(p, O_WRONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	int lo = k2.gen[0] == 2 ? 1 : 0;
+	assert_int_equal(pwrite(fd, ent, sizeof ent, lo * WIPE_KEK_ENTRY_LEN), sizeof ent);
+	close(fd);
+	assert_int_equal(wipe_kek_rotate(tmp, &n, &e), 0);
+	assert_int_equal(n, 2);
+	wipe_kek_free(&k2);
+	assert_int_equal(wipe_kek_open(tmp, &k2, &e), 0);
+	kek2 = wipe_kek_get(&k2, 0, &gen);
+	assert_int_equal(gen, 4);
+	assert_int_equal(wipe_slots_read(tmp, slots, &e), 0);
+	assert_int_equal(
+	    wipe_key_unwrap(kek2, "work", slots[3].wrapped, WIPE_WRAPPED_LEN, &back, &e), 0);
+	assert_memory_equal(back.p, key.p, 64);
+	wipe_secret_free(&back);
+	wipe_kek_free(&k2);
+	assert_int_equal(wipe_slot_write(tmp, 3, NULL, &e), 0);
+	assert_int_equal(wipe_slots_read(tmp, slots, &e), 0);
+	assert_int_equal(wipe_slot_find(slots, "work"), -1);
+
 	wipe_secret_free(&key);
-	wipe_secret_free(&kek);
+	wipe_kek_free(&k);
 	/* a KEK file readable by others is refused */
 	chmod(p, 0644);
-	assert_int_equal(wipe_kek_load(tmp, &kek, &e), -1);
+	assert_int_equal(wipe_kek_open(tmp, &k, &e), -1);
 	assert_int_equal(e.code, EPERM);
 	chmod(p, 0600);
 }
@@ -166,7 +254,9 @@ static void test_wipe_commands(void **state)
 	assert_false(wipe_vp_encrypted(&D, "scratch"));
 	assert_int_equal(wipe_prepare_vp_storage(&D, "scratch", dir, &e), 0);
 	snprintf(canary, sizeof canary, "%s/canary", dir);
-	fclose(fopen(canary, "w"));
+	FILE *cf = fopen(canary, "w");
+	fputs("hello", cf);
+	fclose(cf);
 
 	Cells__V1__Command c;
 	Cells__V1__WipeVp w;
@@ -191,7 +281,7 @@ static void test_wipe_commands(void **state)
 	assert_int_equal(access(dir, F_OK), -1);
 	assert_int_equal(q("SELECT count(*) FROM wipe_ops WHERE state='done'"), 1);
 	assert_int_equal(q("SELECT count(*) FROM wipe_receipts"), 1);
-	assert_int_equal(audit_count("wipe.step"), 7);
+	assert_int_equal(audit_count("wipe.step"), 8);
 
 	/* a replay is acknowledged and does nothing: new data survives it */
 	assert_int_equal(wipe_prepare_vp_storage(&D, "scratch", dir, &e), 0);
@@ -201,7 +291,7 @@ static void test_wipe_commands(void **state)
 	assert_int_equal(q("SELECT count(*) FROM wipe_ops"), 1);
 	assert_int_equal(q("SELECT count(*) FROM wipe_receipts"), 1);
 	assert_int_equal(audit_count("wipe.replayed"), 1);
-	assert_int_equal(audit_count("wipe.step"), 7);
+	assert_int_equal(audit_count("wipe.step"), 8);
 
 	/* the receipt verifies with the device public key and says what happened */
 	sqlite3_stmt *st = NULL;
@@ -237,7 +327,11 @@ static void test_wipe_commands(void **state)
 	assert_string_equal(r->device_id, dev);
 	assert_int_equal(r->key_status, CELLS__V1__KEY_STATUS__KEY_NOT_ENCRYPTED);
 	assert_false(r->recreated);
-	assert_int_equal(r->n_steps, 6);
+	assert_int_equal(r->n_steps, 7);
+	/* what was removed, as measured: the directory and the 5-byte canary */
+	assert_string_equal(r->method, "delete");
+	assert_int_equal(r->files_removed, 2);
+	assert_int_equal(r->bytes_removed, 5);
 	cells__v1__wipe_receipt__free_unpacked(r, NULL);
 	cells__v1__signed__free_unpacked(s, NULL);
 
@@ -256,6 +350,85 @@ static void test_wipe_commands(void **state)
 	assert_int_equal(wipe_status_json(&D, "scratch", j, &e), 0);
 	assert_int_equal(json_object_array_length(json_object_object_get(j, "ops")), 2);
 	json_object_put(j);
+
+	/* a VP without data: the receipt says so */
+	assert_int_equal(wipe_start(&D, "nodata", "local", false, &e), 0);
+	assert_int_equal(q("SELECT count(*) FROM wipe_ops WHERE vp='nodata' AND state='done' AND "
+			   "files_removed=0"),
+			 1);
+	j = json_object_new_object();
+	assert_int_equal(wipe_status_json(&D, "nodata", j, &e), 0);
+	json_object *op0 = json_object_array_get_idx(json_object_object_get(j, "ops"), 0);
+	assert_string_equal(json_object_get_string(json_object_object_get(op0, "method")),
+			    "nothing");
+	json_object_put(j);
+}
+
+/* A privileged test that cannot run: skipped, or failed under CI=true. */
+#define NEED_ROOT()                                                                                \
+	do {                                                                                       \
+		if (geteuid() != 0 || access("/dev/loop-control", F_OK) < 0) {                     \
+			const char *ci = getenv("CI");                                             \
+			if (ci && !strcmp(ci, "true"))                                             \
+				fail_msg("needs root and loop devices (CI=true: not skipped)");    \
+			skip();                                                                    \
+		}                                                                                  \
+	} while (0)
+
+/* wipe_vp_storage_lock: the key leaves the kernel, the files are ciphertext (encrypted
+ * names; ENOKEY on open), the wrapped key stays; wipe_prepare_vp_storage unlocks. */
+static void test_storage_lock(void **state)
+{
+	NEED_ROOT();
+	cells_err_t e;
+	char dir[PATH_MAX], f[PATH_MAX + 32];
+	assert_int_equal(wipe_set_encrypted(&D, "enc", true, &e), 0);
+	assert_int_equal(wipe_prepare_vp_storage(&D, "enc", dir, &e), 0);
+	snprintf(f, sizeof f, "%s/secret-name.txt", dir);
+	FILE *fp = fopen(f, "w");
+	assert_non_null(fp);
+	fputs("secret-content", fp);
+	fclose(fp);
+	assert_int_equal(wipe_vp_storage_lock(&D, "enc", &e), 0);
+	/* seen from outside: the plaintext name is gone, the entry's name is encrypted and
+	 * opening it fails with ENOKEY */
+	assert_int_equal(access(f, F_OK), -1);
+	DIR *dp = opendir(dir);
+	assert_non_null(dp);
+	struct dirent *de;
+	int entries = 0;
+	while ((de = readdir(dp))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		entries++;
+		assert_null(strstr(de->d_name, "secret"));
+		char g[PATH_MAX + 300];
+		snprintf(g, sizeof g, "%s/%s", dir, de->d_name);
+		errno = 0;
+		assert_int_equal(open(g, O_RDONLY | O_CLOEXEC), -1);
+		assert_int_equal(errno, ENOKEY);
+	}
+	closedir(dp);
+	assert_int_equal(entries, 1);
+	assert_true(wipe_vp_has_storage(&D, "enc")); /* the wrapped key stays */
+	/* unlock: readable again */
+	assert_int_equal(wipe_prepare_vp_storage(&D, "enc", dir, &e), 0);
+	uint8_t *buf = NULL;
+	size_t n = 0;
+	assert_int_equal(cells_read_file(f, 1024, &buf, &n, &e), 0);
+	assert_int_equal(n, 14);
+	assert_memory_equal(buf, "secret-content", 14);
+	free(buf);
+	/* locking a VP without encrypted storage does nothing */
+	assert_int_equal(wipe_vp_storage_lock(&D, "scratch", &e), 0);
+	/* the wipe of an encrypted VP is a crypto-erase */
+	assert_int_equal(wipe_start(&D, "enc", "local", false, &e), 0);
+	json_object *j = json_object_new_object();
+	assert_int_equal(wipe_status_json(&D, "enc", j, &e), 0);
+	json_object *op0 = json_object_array_get_idx(json_object_object_get(j, "ops"), 0);
+	assert_string_equal(json_object_get_string(json_object_object_get(op0, "method")),
+			    "crypto-erase");
+	json_object_put(j);
 }
 
 int main(void)
@@ -263,6 +436,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_key_wrap),
 	    cmocka_unit_test(test_wipe_commands),
+	    cmocka_unit_test(test_storage_lock),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -545,18 +545,61 @@ static void test_argon2id_rfc9106(void **state)
 
 static void test_password_hash(void **state)
 {
-	struct pol_pw_hash a, b;
+	struct pol_pw_hash a, b, c;
 	cells_err_t err;
-	assert_int_equal(pol_pw_hash_new((const uint8_t *)"hunter22", 8, &a, &err), 0);
-	assert_int_equal(pol_pw_hash_new((const uint8_t *)"hunter22", 8, &b, &err), 0);
+	uint8_t pepper[POL_PW_PEPPER_LEN], other[POL_PW_PEPPER_LEN];
+	memset(pepper, 0x5a, sizeof pepper);
+	memset(other, 0x5b, sizeof other);
+	assert_int_equal(
+	    pol_pw_hash_new((const uint8_t *)"hunter22", 8, pepper, sizeof pepper, &a, &err), 0);
+	assert_int_equal(
+	    pol_pw_hash_new((const uint8_t *)"hunter22", 8, pepper, sizeof pepper, &b, &err), 0);
 	assert_true(a.m_kib >= 19456 && a.t >= 2 && a.p >= 1); /* OWASP minimum */
 	assert_memory_not_equal(a.salt, b.salt, sizeof a.salt);
 	assert_memory_not_equal(a.hash, b.hash, sizeof a.hash);
-	assert_int_equal(pol_pw_check(&a, (const uint8_t *)"hunter22", 8, &err), 1);
-	assert_int_equal(pol_pw_check(&a, (const uint8_t *)"hunter23", 8, &err), 0);
-	assert_int_equal(pol_pw_check(&a, (const uint8_t *)"", 0, &err), 0);
+	assert_int_equal(
+	    pol_pw_check(&a, (const uint8_t *)"hunter22", 8, pepper, sizeof pepper, &err), 1);
+	assert_int_equal(
+	    pol_pw_check(&a, (const uint8_t *)"hunter23", 8, pepper, sizeof pepper, &err), 0);
+	assert_int_equal(pol_pw_check(&a, (const uint8_t *)"", 0, pepper, sizeof pepper, &err), 0);
+	/* the right password without the device secret, or with another one, does not match:
+	 * the hash alone (a copied database) cannot be checked offline */
+	assert_int_equal(pol_pw_check(&a, (const uint8_t *)"hunter22", 8, NULL, 0, &err), 0);
+	assert_int_equal(
+	    pol_pw_check(&a, (const uint8_t *)"hunter22", 8, other, sizeof other, &err), 0);
+	/* a hash of an older version (no pepper) still verifies without one */
+	assert_int_equal(pol_pw_hash_new((const uint8_t *)"hunter22", 8, NULL, 0, &c, &err), 0);
+	assert_int_equal(pol_pw_check(&c, (const uint8_t *)"hunter22", 8, NULL, 0, &err), 1);
 	a.t = 1000; /* a corrupted row is refused, not run */
-	assert_int_equal(pol_pw_check(&a, (const uint8_t *)"hunter22", 8, &err), -1);
+	assert_int_equal(
+	    pol_pw_check(&a, (const uint8_t *)"hunter22", 8, pepper, sizeof pepper, &err), -1);
+}
+
+/* The wait with a fake monotonic clock: counted from the last failure, rounded up, over
+ * when the delay has passed; a clock that went back does not shorten it, and the wall
+ * clock is not an input at all. */
+static void test_throttle_wait(void **state)
+{
+	const int64_t s = 1000000000;
+	assert_int_equal(pol_throttle_retry_in(4, 0), 0);
+	assert_int_equal(pol_throttle_retry_in(5, 0), 30);
+	assert_int_equal(pol_throttle_retry_in(5, 1), 30);
+	assert_int_equal(pol_throttle_retry_in(5, 10 * s), 20);
+	assert_int_equal(pol_throttle_retry_in(5, 29 * s + 1), 1);
+	assert_int_equal(pol_throttle_retry_in(5, 30 * s), 0);
+	assert_int_equal(pol_throttle_retry_in(5, -3600 * s), 30); /* clock went back */
+	assert_int_equal(pol_throttle_retry_in(140, 3600 * s), 86400 - 3600);
+	assert_int_equal(pol_throttle_retry_in(140, 86400 * s), 0);
+	/* a fake clock stepping second by second: the wait never grows, ends exactly */
+	uint32_t prev = pol_throttle_retry_in(40, 0);
+	assert_int_equal(prev, 60);
+	for (int64_t t = 0; t <= 61 * s; t += s / 2) {
+		uint32_t w = pol_throttle_retry_in(40, t);
+		assert_true(w <= prev);
+		assert_true(w == 0 || t < 60 * s);
+		prev = w;
+	}
+	assert_int_equal(prev, 0);
 }
 
 static void test_throttle_schedule(void **state)
@@ -708,6 +751,7 @@ int main(void)
 	    cmocka_unit_test(test_argon2id_rfc9106),
 	    cmocka_unit_test(test_password_hash),
 	    cmocka_unit_test(test_throttle_schedule),
+	    cmocka_unit_test(test_throttle_wait),
 	    cmocka_unit_test(test_ed25519_edges),
 	    cmocka_unit_test(test_verify_cache),
 	};
