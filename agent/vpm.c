@@ -1037,3 +1037,20 @@ void vpm_shutdown(struct cellsd *d)
 	free(m);
 	d->vpm = NULL;
 }
+
+/* ---- for the VP lock (vplock.c) ---- */
+
+struct kcg *vpm_kcg(struct cellsd *d, const char *vp)
+{
+	struct vp_rt *rt = rt_find(d->vpm, vp);
+	return rt ? &rt->cg : NULL;
+}
+
+const char *vpm_veth(struct cellsd *d, const char *vp, char *buf, size_t n)
+{
+	struct vp_rt *rt = rt_find(d->vpm, vp);
+	if (!rt || !rt->nat)
+		return NULL;
+	snprintf(buf, n, "%s", rt->veth);
+	return buf;
+}
