@@ -66,6 +66,15 @@ static int vp_password(struct ctl_call *c, const char *vp, const ProtobufCBinary
 	return 0;
 }
 
+/* Whether vp has a password set (a VP is started before its first password is chosen:
+ * start needs the password only once there is one). */
+static bool pw_is_set(struct cellsd *d, const char *vp)
+{
+	bool set = false, locked = false;
+	uint32_t failures = 0, retry = 0;
+	return password_state(d, vp, &set, &failures, &locked, &retry) == 0 && set;
+}
+
 /* Refuse an operation a lock forbids (vplock.h). */
 static int not_locked(struct ctl_call *c, const char *vp, const char *what, cells_err_t *err)
 {
@@ -184,7 +193,8 @@ int h_vp_start(struct ctl_call *c, cells_err_t *err)
 	const Cells__Ctl__V1__VpName *m = c->req->vp_start;
 	const char *name = m ? m->name : "";
 	if (!m || cells_valid_name(name, err) < 0 || not_locked(c, name, "vp start", err) < 0 ||
-	    (vpm_exists(c->d, name) && vp_password(c, name, &m->password, "vp start", err) < 0) ||
+	    (vpm_exists(c->d, name) && pw_is_set(c->d, name) &&
+	     vp_password(c, name, &m->password, "vp start", err) < 0) ||
 	    vpm_start(c->d, name, NULL, NULL, err) < 0)
 		return refused(c, name, "vp.start", err);
 	if (audit_ok(c, name, "vp.start", NULL, err) < 0) {

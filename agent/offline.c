@@ -138,7 +138,8 @@ static void check_vp(struct cellsd *d, const char *vp, int64_t now)
 			return;
 		}
 		audit_limit(d, vp, "offline.wipe", off, wipe_s, "ok", NULL);
-		log_warn("VP %s: offline for %llds (limit %us): wiping", vp, (long long)off, wipe_s);
+		log_warn("VP %s: offline for %llds (limit %us): wiping", vp, (long long)off,
+			 wipe_s);
 		char id[64];
 		snprintf(id, sizeof id, "%s", "offline");
 		vplock_forget(d, vp);
@@ -186,8 +187,9 @@ void offline_contact(struct cellsd *d)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
 	cells_err_t err;
-	if (statedb_prepare(d->db, "INSERT OR REPLACE INTO offline_contact(id, last_us) VALUES(1, ?)",
-			    &st, &err) < 0 ||
+	if (statedb_prepare(d->db,
+			    "INSERT OR REPLACE INTO offline_contact(id, last_us) VALUES(1, ?)", &st,
+			    &err) < 0 ||
 	    (sqlite3_bind_int64(st, 1, cells_now_us()), sqlite3_step(st)) != SQLITE_DONE) {
 		log_error("offline: cannot record the MDM contact: %s", sqlite3_errmsg(d->db));
 		return;

@@ -168,7 +168,10 @@ int vplock_set_reason(struct cellsd *d, const char *vp, bool pause, const char *
 int vplock_set(struct cellsd *d, const char *vp, bool pause, const char *actor, cells_err_t *err)
 {
 	return vplock_set_reason(d, vp, pause, actor,
-				 !strcmp(actor, "mdm") ? "mdm" : pause ? "paused" : "local", err);
+				 !strcmp(actor, "mdm") ? "mdm"
+				 : pause	       ? "paused"
+						       : "local",
+				 err);
 }
 
 int vplock_clear(struct cellsd *d, const char *vp, const char *actor, cells_err_t *err)
@@ -196,8 +199,9 @@ int vplock_clear(struct cellsd *d, const char *vp, const char *actor, cells_err_
 	int a = cellsd_audit(d, vp, actor, "vp.unlock", "ok", det, err);
 	json_object_put(det);
 	if (a < 0)
-		return cells_err_set(err, EIO, "vp unlock %s: the audit log cannot be written "
-					       "(refused)",
+		return cells_err_set(err, EIO,
+				     "vp unlock %s: the audit log cannot be written "
+				     "(refused)",
 				     vp);
 	if (db_del(d, vp, err) < 0)
 		return -1;
@@ -221,7 +225,9 @@ void vplock_describe(struct cellsd *d, const char *vp, json_object *o)
 {
 	struct lock_ent *e = g.d == d ? find(vp) : NULL;
 	json_object_object_add(o, "lock",
-			       json_object_new_string(!e ? "" : e->paused ? "paused" : "locked"));
+			       json_object_new_string(!e	  ? ""
+						      : e->paused ? "paused"
+								  : "locked"));
 	if (!e)
 		return;
 	json_object_object_add(o, "lock_reason", json_object_new_string(e->reason));
@@ -287,8 +293,8 @@ static void on_tick(struct loop *l, void *data)
 
 int vplock_init(struct cellsd *d, cells_err_t *err)
 {
-	if (statedb_migrate(d->db, "vplock", vplock_schema, CELLS_ARRAY_SIZE(vplock_schema),
-			    err) < 0)
+	if (statedb_migrate(d->db, "vplock", vplock_schema, CELLS_ARRAY_SIZE(vplock_schema), err) <
+	    0)
 		return cells_err_prefix(err, "vp locks");
 	memset(&g, 0, sizeof g);
 	cleanup_stmt sqlite3_stmt *st = NULL;
@@ -299,7 +305,8 @@ int vplock_init(struct cellsd *d, cells_err_t *err)
 		struct lock_ent *e = &g.e[g.n++];
 		snprintf(e->vp, sizeof e->vp, "%s", (const char *)sqlite3_column_text(st, 0));
 		e->paused = sqlite3_column_int(st, 1) != 0;
-		snprintf(e->reason, sizeof e->reason, "%s", (const char *)sqlite3_column_text(st, 2));
+		snprintf(e->reason, sizeof e->reason, "%s",
+			 (const char *)sqlite3_column_text(st, 2));
 		snprintf(e->actor, sizeof e->actor, "%s", (const char *)sqlite3_column_text(st, 3));
 		e->since_us = sqlite3_column_int64(st, 4);
 	}
@@ -309,8 +316,7 @@ int vplock_init(struct cellsd *d, cells_err_t *err)
 		return cells_err_set(err, ENOSPC, "vp locks: no room for a VP listener");
 	for (size_t i = 0; i < g.n; i++) {
 		cells_err_t e2 = {0};
-		if (vpm_running(d, g.e[i].vp) &&
-		    apply(d, g.e[i].vp, true, g.e[i].paused, &e2) < 0)
+		if (vpm_running(d, g.e[i].vp) && apply(d, g.e[i].vp, true, g.e[i].paused, &e2) < 0)
 			log_error("VP %s is locked: %s", g.e[i].vp, e2.msg);
 	}
 	g.timer = loop_add_timer(d->loop, VPLOCK_TICK_MS, on_tick, d);
