@@ -5,8 +5,9 @@
  *
  * The VP's password (password.h) guards, when a policy names the VP: start, destroy,
  * exec, unlock/resume (here), config and password change (handlers_policy.c) and wipe
- * (handlers_wipe.c). A VP whose policy requires a password that is not set yet gets
- * those refused ("set one first"), root or not. A locked VP (vplock.h) is not started,
+ * (handlers_wipe.c); start, exec and destroy from the moment a password is set (a
+ * fresh VP is set up before the employee chooses one), the others also refuse while a
+ * required password is not set yet. A locked VP (vplock.h) is not started,
  * exec'd into or configured. */
 #include "handlers.h"
 #include "cleanup.h"
@@ -53,26 +54,28 @@ static int audit_ok(struct ctl_call *c, const char *vp, const char *event, json_
 	return 0;
 }
 
-/* The VP's password for a guarded operation: checked (Argon2id, throttled, failures
- * counted and audited by password.c) when a policy in force names the VP; a VP that no
- * policy names has no password to check. */
-static int vp_password(struct ctl_call *c, const char *vp, const ProtobufCBinaryData *pw,
-		       const char *what, cells_err_t *err)
-{
-	if (!policy_vp_bounds(c->d, vp))
-		return 0;
-	if (password_authorize(c->d, vp, pw->data, pw->len, c->actor, err) < 0)
-		return cells_err_prefix(err, "%s %s: the VP's password", what, vp);
-	return 0;
-}
-
-/* Whether vp has a password set (a VP is started before its first password is chosen:
- * start needs the password only once there is one). */
+/* Whether vp has a password set. */
 static bool pw_is_set(struct cellsd *d, const char *vp)
 {
 	bool set = false, locked = false;
 	uint32_t failures = 0, retry = 0;
 	return password_state(d, vp, &set, &failures, &locked, &retry) == 0 && set;
+}
+
+/* The VP's password for a guarded operation: checked (Argon2id, throttled, failures
+ * counted and audited by password.c) when a policy in force names the VP. A VP that no
+ * policy names has no password. until_set: the operation is open until the first
+ * password is chosen (start, exec, destroy: a fresh VP is set up by root before the
+ * employee picks one; it is non-compliant meanwhile); otherwise (unlock, resume) a
+ * required password that is not set refuses it like a wrong one. */
+static int vp_password(struct ctl_call *c, const char *vp, const ProtobufCBinaryData *pw,
+		       const char *what, bool until_set, cells_err_t *err)
+{
+	if (!policy_vp_bounds(c->d, vp) || (until_set && !pw_is_set(c->d, vp)))
+		return 0;
+	if (password_authorize(c->d, vp, pw->data, pw->len, c->actor, err) < 0)
+		return cells_err_prefix(err, "%s %s: the VP's password", what, vp);
+	return 0;
 }
 
 /* Refuse an operation a lock forbids (vplock.h). */
@@ -150,6 +153,7 @@ int h_vp_create(struct ctl_call *c, cells_err_t *err)
 		return refused(c, name, "vp.create", err);
 	}
 	vpm_def_free(&def);
+	vplock_forget(c->d, name); /* a new VP never inherits an old one's lock */
 	json_object *det = json_object_new_object();
 	json_object_object_add(det, "image", json_object_new_string(m->image));
 	json_object_object_add(det, "net", json_object_new_string(*m->net ? m->net : "none"));
@@ -193,8 +197,8 @@ int h_vp_start(struct ctl_call *c, cells_err_t *err)
 	const Cells__Ctl__V1__VpName *m = c->req->vp_start;
 	const char *name = m ? m->name : "";
 	if (!m || cells_valid_name(name, err) < 0 || not_locked(c, name, "vp start", err) < 0 ||
-	    (vpm_exists(c->d, name) && pw_is_set(c->d, name) &&
-	     vp_password(c, name, &m->password, "vp start", err) < 0) ||
+	    (vpm_exists(c->d, name) &&
+	     vp_password(c, name, &m->password, "vp start", true, err) < 0) ||
 	    vpm_start(c->d, name, NULL, NULL, err) < 0)
 		return refused(c, name, "vp.start", err);
 	if (audit_ok(c, name, "vp.start", NULL, err) < 0) {
@@ -250,7 +254,7 @@ int h_vp_destroy(struct ctl_call *c, cells_err_t *err)
 		cells_err_set(err, ENOENT, "no VP named '%s'", name);
 		return refused(c, name, "vp.destroy", err);
 	}
-	if (vp_password(c, name, &m->password, "vp destroy", err) < 0)
+	if (vp_password(c, name, &m->password, "vp destroy", true, err) < 0)
 		return refused(c, name, "vp.destroy", err);
 	if (audit_ok(c, name, "vp.destroy", NULL, err) < 0)
 		return -1;
@@ -317,7 +321,7 @@ int h_vp_exec(struct ctl_call *c, cells_err_t *err)
 		return refused(c, name, "vp.exec", err);
 	}
 	if (not_locked(c, name, "vp exec", err) < 0 ||
-	    vp_password(c, name, &m->password, "vp exec", err) < 0)
+	    vp_password(c, name, &m->password, "vp exec", true, err) < 0)
 		return refused(c, name, "vp.exec", err);
 	json_object *det = json_object_new_object();
 	json_object *argv = json_object_new_array();
@@ -485,7 +489,7 @@ int h_vp_unlock(struct ctl_call *c, cells_err_t *err)
 			      m->pause ? "paused" : "locked");
 		return refused(c, name, "vp.unlock", err);
 	}
-	if (vp_password(c, name, &m->password, what, err) < 0)
+	if (vp_password(c, name, &m->password, what, false, err) < 0)
 		return refused(c, name, "vp.unlock", err);
 	if (vplock_clear(c->d, name, c->actor, err) < 0)
 		return -1;

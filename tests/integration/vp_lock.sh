@@ -54,10 +54,12 @@ for v in work personal; do
 	check "create and start $v" bash -c "cellctl vp create $v --image '$IMG' --net nat >/dev/null && cellctl vp start $v >/dev/null"
 done
 
-# 18.5: a required password that is not set yet refuses even root, in one line, audited
-check_fails "exec into work before its password is set: refused" "needs a configuration password first" cellctl vp exec work -- true
-check_eq "the refusal is audited" 1 "$(audit_n vp.exec refused)"
+# 18.5: start, exec and destroy are open until the first password is set (root sets up
+# a fresh VP); from then on root without the password is refused, in one line, audited
+check "exec into work before its password is set" cellctl vp exec work -- true
 check "set work's password" cellctl vp password work --new-password-file "$T/pw"
+check_fails "exec without it now: refused" "vp exec work: the VP's password: wrong password" cellctl vp exec work -- true
+check_eq "the refusal is audited" 1 "$(audit_n vp.exec refused)"
 X() { cellctl vp exec work --password-file "$T/pw" -- "$@"; }
 WPID=$(jf work pid)
 X sh -c 'echo ff0000 >/tmp/colour; cells-draw --file /tmp/colour >/dev/null 2>&1 &
