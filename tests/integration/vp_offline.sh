@@ -22,6 +22,7 @@ w["password"]["required"]=False  # no Argon2id in the timed part
 print(json.dumps(p))' "$1" "$2"
 }
 LOCK_S=15 WIPE_S=40
+printf '\n' >"$T/empty"
 
 start_cellsd || exit 1
 cells-mdm init >/dev/null || exit 1
@@ -66,5 +67,34 @@ check "a signed receipt for the MDM is queued (wipe status)" bash -c "cellctl --
 d=json.load(sys.stdin); r=[x for x in d[\"ops\"] if x.get(\"vp\")==\"work\" and x[\"command_id\"].startswith(\"offline:\") and x.get(\"receipt\") and x.get(\"receipt_signature\")]
 sys.exit(0 if r else 1)'"
 check_eq "the offline wipe is audited once" 1 "$(sqlite3 "$CELLS_STATE/audit.db" "select count(*) from audit where event='offline.wipe' and vp='work' and outcome='ok'")"
+
+# --- lock_on_expiry is a lock too: an expired policy (on_expiry lock-vp) freezes work
+# until a valid policy is in force; its password cannot lift that ---
+# expiring VERSION EXPIRES_AT > FILE: the example policy (no offline limits)
+expiring() {
+	cells-mdm policy example --device "$ID" --version "$1" | python3 -c 'import json,sys
+p=json.load(sys.stdin); p["expires_at"]=int(sys.argv[1]); p["on_expiry"]="lock-vp"
+p["vps"][0]["password"]["required"]=False
+print(json.dumps(p))' "$2"
+}
+expiring 2 $(($(date +%s) + 12)) >"$T/e.json"
+cells-mdm policy sign "$T/e.json" -o "$T/e.bin" >/dev/null
+check "a policy expiring in 12 s with on_expiry lock-vp (no offline limits) is installed" cellctl policy apply "$T/e.bin"
+check "create and start a new work" bash -c "cellctl vp create work --image '$IMG' >/dev/null && cellctl vp start work >/dev/null"
+check_eq "a new work does not inherit the old lock" "" "$(jf work lock)"
+WPID=$(jf work pid)
+cellctl vp exec work -- sh -c 'i=0; while :; do i=$((i+1)); echo $i >/tmp/count; usleep 50000; done >/dev/null 2>&1 &' >/dev/null
+for _ in $(seq 100); do [ "$(jf work lock)" = locked ] && break; sleep 0.2; done
+check_eq "after the expiry work is locked (policy-expired)" "locked policy-expired" "$(jf work lock) $(jf work lock_reason)"
+check "the counter inside it stopped (/proc/PID/root)" stalled
+check_fails "an unlock cannot lift it while the policy is expired" "stays locked while the policy in force is expired" cellctl vp unlock work --password-file "$T/empty"
+check "still frozen" stalled
+expiring 3 0 >"$T/f.json"
+cells-mdm policy sign "$T/f.json" -o "$T/f.bin" >/dev/null
+check "a valid policy is installed" cellctl policy apply "$T/f.bin"
+for _ in $(seq 50); do [ "$(jf work lock)" = "" ] && break; sleep 0.2; done
+check_eq "the expiry lock is lifted by itself" "" "$(jf work lock)"
+counter_adv() { local a b; a=$(counter); sleep 0.6; b=$(counter); [ -n "$a" ] && [ "$a" != "$b" ]; }
+check "the counter advances again" counter_adv
 check "clean shutdown" stop_cellsd
 finish
