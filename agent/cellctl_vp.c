@@ -2,7 +2,10 @@
 #include "cellctl_vp.h"
 #include "cleanup.h"
 
+#include <openssl/crypto.h>
+
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,10 +128,54 @@ int cellctl_vp_list(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,
 		bool fg = json_object_get_boolean(json_object_object_get(v, "foreground"));
 		json_object_object_add(v, "fg", json_object_new_string(fg ? "*" : ""));
 	}
-	static const char *const cols[] = {"name", "fg", "state", "net", "pid", "image", NULL};
+	static const char *const cols[] = {"name", "fg",  "state", "lock",
+					   "net",  "pid", "image", NULL};
 	cellctl_print(cc, res, "vps", cols);
 	json_object_put(res);
 	return 0;
+}
+
+/* A password read from --password-file F (or, with prompt, from the terminal): owned,
+ * wiped and freed by pw_free. */
+struct pw {
+	char *p;
+	size_t len;
+};
+
+static void pw_free(struct pw *pw)
+{
+	if (pw->p) {
+		OPENSSL_cleanse(pw->p, pw->len);
+		free(pw->p);
+	}
+	pw->p = NULL;
+}
+
+/* NAME [--password-file F]: 0, or the usage error (2). */
+static int name_pw_args(const struct cellctl_cmd *cmd, int argc, char **argv, const char **name,
+			const char **pwfile)
+{
+	*name = NULL;
+	*pwfile = NULL;
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--password-file") && i + 1 < argc)
+			*pwfile = argv[++i];
+		else if (argv[i][0] != '-' && !*name)
+			*name = argv[i];
+		else
+			return cellctl_usage(cmd);
+	}
+	return *name ? 0 : cellctl_usage(cmd);
+}
+
+static int read_pw(const char *pwfile, bool prompt, struct pw *pw)
+{
+	pw->p = NULL;
+	pw->len = 0;
+	if (!pwfile && !prompt)
+		return 0;
+	pw->p = cellctl_read_password(pwfile, "VP password: ", &pw->len);
+	return pw->p ? 0 : 1;
 }
 
 static int name_cmd(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv,
@@ -136,9 +183,18 @@ static int name_cmd(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,
 {
 	Cells__Ctl__V1__CtlRequest req = CELLS__CTL__V1__CTL_REQUEST__INIT;
 	Cells__Ctl__V1__VpName n = CELLS__CTL__V1__VP_NAME__INIT;
-	if (argc != 1)
+	const char *name, *pwfile;
+	int r = name_pw_args(cmd, argc, argv, &name, &pwfile);
+	if (r)
+		return r;
+	if (pwfile && which != REQ(VP_START) && which != REQ(VP_DESTROY))
 		return cellctl_usage(cmd);
-	n.name = argv[0];
+	struct pw pw;
+	if (read_pw(pwfile, false, &pw))
+		return 1;
+	n.name = (char *)name;
+	n.password.data = (uint8_t *)pw.p;
+	n.password.len = pw.len;
 	req.req_case = (Cells__Ctl__V1__CtlRequest__ReqCase)which;
 	switch (which) {
 	case REQ(VP_STATUS):
@@ -154,7 +210,9 @@ static int name_cmd(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,
 		req.vp_destroy = &n;
 		break;
 	}
-	return cellctl_simple(cc, cmd->words, &req);
+	r = cellctl_simple(cc, cmd->words, &req);
+	pw_free(&pw);
+	return r;
 }
 
 int cellctl_vp_status(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv)
@@ -195,14 +253,28 @@ int cellctl_vp_exec(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,
 {
 	Cells__Ctl__V1__CtlRequest req = CELLS__CTL__V1__CTL_REQUEST__INIT;
 	Cells__Ctl__V1__VpExec ve = CELLS__CTL__V1__VP_EXEC__INIT;
-	if (argc < 3 || strcmp(argv[1], "--"))
+	/* NAME [--password-file F] -- CMD... (stdin belongs to CMD: never prompted) */
+	const char *pwfile = NULL;
+	int dd = 1;
+	if (argc >= 4 && !strcmp(argv[1], "--password-file")) {
+		pwfile = argv[2];
+		dd = 3;
+	}
+	if (argc < dd + 2 || strcmp(argv[dd], "--"))
 		return cellctl_usage(cmd);
+	struct pw pw;
+	if (read_pw(pwfile, false, &pw))
+		return 125;
 	ve.name = argv[0];
-	ve.argv = argv + 2;
-	ve.n_argv = (size_t)(argc - 2);
+	ve.argv = argv + dd + 1;
+	ve.n_argv = (size_t)(argc - dd - 1);
+	ve.password.data = (uint8_t *)pw.p;
+	ve.password.len = pw.len;
 	req.req_case = REQ(VP_EXEC);
 	req.vp_exec = &ve;
-	return finish_cmd(cc, cmd->words, &req);
+	int r = finish_cmd(cc, cmd->words, &req);
+	pw_free(&pw);
+	return r;
 }
 
 int cellctl_vp_run(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv)
@@ -228,4 +300,63 @@ int cellctl_vp_run(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, 
 	req.req_case = REQ(VP_RUN);
 	req.vp_run = &vr;
 	return finish_cmd(cc, cmd->words, &req);
+}
+
+/* vp lock / vp pause: no password (locking only removes access). */
+static int lock_cmd(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv,
+		    bool pause)
+{
+	Cells__Ctl__V1__CtlRequest req = CELLS__CTL__V1__CTL_REQUEST__INIT;
+	Cells__Ctl__V1__VpLock l = CELLS__CTL__V1__VP_LOCK__INIT;
+	if (argc != 1 || argv[0][0] == '-')
+		return cellctl_usage(cmd);
+	l.name = argv[0];
+	l.pause = pause;
+	req.req_case = REQ(VP_LOCK);
+	req.vp_lock = &l;
+	return cellctl_simple(cc, cmd->words, &req);
+}
+
+/* vp unlock / vp resume: the VP's password from --password-file F or the terminal. */
+static int unlock_cmd(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv,
+		      bool pause)
+{
+	Cells__Ctl__V1__CtlRequest req = CELLS__CTL__V1__CTL_REQUEST__INIT;
+	Cells__Ctl__V1__VpLock l = CELLS__CTL__V1__VP_LOCK__INIT;
+	const char *name, *pwfile;
+	int r = name_pw_args(cmd, argc, argv, &name, &pwfile);
+	if (r)
+		return r;
+	struct pw pw;
+	if (read_pw(pwfile, true, &pw))
+		return 1;
+	l.name = (char *)name;
+	l.pause = pause;
+	l.password.data = (uint8_t *)pw.p;
+	l.password.len = pw.len;
+	req.req_case = REQ(VP_UNLOCK);
+	req.vp_unlock = &l;
+	r = cellctl_simple(cc, cmd->words, &req);
+	pw_free(&pw);
+	return r;
+}
+
+int cellctl_vp_lock(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv)
+{
+	return lock_cmd(cc, cmd, argc, argv, false);
+}
+
+int cellctl_vp_pause(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv)
+{
+	return lock_cmd(cc, cmd, argc, argv, true);
+}
+
+int cellctl_vp_unlock(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv)
+{
+	return unlock_cmd(cc, cmd, argc, argv, false);
+}
+
+int cellctl_vp_resume(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv)
+{
+	return unlock_cmd(cc, cmd, argc, argv, true);
 }

@@ -11,6 +11,11 @@ int cellctl_vp_start(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc
 int cellctl_vp_stop(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv);
 int cellctl_vp_destroy(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv);
 int cellctl_vp_exec(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv);
+/* lock/pause: NAME; unlock/resume: NAME [--password-file F] (else prompted) */
+int cellctl_vp_lock(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv);
+int cellctl_vp_pause(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv);
+int cellctl_vp_unlock(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv);
+int cellctl_vp_resume(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv);
 int cellctl_vp_run(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv);
 
 #endif

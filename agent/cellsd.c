@@ -10,6 +10,8 @@
 #include "fg.h"
 #include "kcheck.h"
 #include "mgmt.h"
+#include "offline.h"
+#include "vplock.h"
 #include "log.h"
 #include "password.h"
 #include "policy_engine.h"
@@ -314,6 +316,8 @@ int main(int argc, char **argv)
 		goto out;
 	if (wipe_init(&d, &err) < 0) /* after vpm: finishes interrupted wipes */
 		goto out;
+	if (vplock_init(&d, &err) < 0 || offline_init(&d, &err) < 0) /* after vpm, disp, wipe */
+		goto out;
 	if (devns_init(&d, &err) < 0)
 		goto out;
 	if (audit_mgmt_init(&d, &err) < 0)
@@ -342,6 +346,8 @@ out:
 	/* VPs stop first, while every module that hooks VP and foreground events is alive;
 	 * the modules are then freed in the reverse order of their init. */
 	vpm_shutdown(&d);
+	offline_fini(&d);
+	vplock_fini(&d);
 	devns_free(&d);
 	policy_engine_free(&d);
 	wipe_fini(&d);

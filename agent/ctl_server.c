@@ -54,6 +54,9 @@ static const struct ctl_route {
     {R(WIPE_STATUS), "wipe status", CELLSD_ST_ANY, h_wipe_status},
     {R(WIPE_PREPARE), "wipe prepare", CELLSD_ST_READY, h_wipe_prepare},
     {R(DEVICE_LIST), "device list", CELLSD_ST_ANY, h_device_list},
+    /* locking only removes access: permitted also while the audit log fails closed */
+    {R(VP_LOCK), "vp lock", CELLSD_ST_ANY, h_vp_lock},
+    {R(VP_UNLOCK), "vp unlock", CELLSD_ST_READY, h_vp_unlock},
 };
 
 /* Connections are handled in the event loop without ever waiting for a peer: a request

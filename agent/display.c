@@ -7,12 +7,14 @@
 #include "log.h"
 #include "policy_engine.h"
 #include "util.h"
+#include "vplock.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -72,12 +74,55 @@ static void present_fvp(struct disp *ds)
 	struct cellsd *d = ds->d;
 	struct disp_vp *v = disp_vp_find(ds, fg_current(d));
 	const struct disp_buf *b = v && v->allowed && v->buf.fd >= 0 ? &v->buf : NULL;
+	if (v && vplock_is_locked(d, v->name))
+		b = ds->lock_buf.fd >= 0 ? &ds->lock_buf : NULL; /* never a locked VP's frame */
 	cells_err_t err = {0};
 	if (ds->screen->present(ds->screen_st, b, fg_generation(d), &err) < 0) {
 		log_error("display: present %s: %s; blanking", b ? b->vp : "black", err.msg);
 		if (ds->screen->present(ds->screen_st, NULL, fg_generation(d), &err) < 0)
 			log_error("display: cannot blank the screen: %s", err.msg);
 	}
+}
+
+void disp_lock_changed(struct cellsd *d, const char *vp)
+{
+	struct disp *ds = d->disp;
+	struct disp_vp *v = ds ? disp_vp_find(ds, vp) : NULL;
+	if (!v)
+		return;
+	disp_input_drain(v);
+	const char *fvp = fg_current(d);
+	if (fvp && !strcmp(fvp, vp))
+		present_fvp(ds);
+}
+
+/* Draw the lock screen into a sealed memfd cellsd holds (a VP cannot reach it). */
+static int lock_screen_create(struct disp *ds, cells_err_t *err)
+{
+	ds->lock_buf.fd = -1;
+	size_t stride = (size_t)ds->g.width * 4, n = stride * ds->g.height;
+	cleanup_close int fd = memfd_create("cells-lockscreen", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0 || ftruncate(fd, (off_t)n) < 0)
+		return cells_err_sys(err, errno, "display: lock screen");
+	cleanup_free uint32_t *row = malloc(stride);
+	if (!row)
+		return cells_err_sys(err, ENOMEM, "display: lock screen");
+	for (uint32_t y = 0; y < ds->g.height; y++) {
+		for (uint32_t x = 0; x < ds->g.width; x++)
+			row[x] = ((x / DISP_LOCK_TILE + y / DISP_LOCK_TILE) & 1) ? DISP_LOCK_FG
+										 : DISP_LOCK_BG;
+		if (pwrite(fd, row, stride, (off_t)(stride * y)) != (ssize_t)stride)
+			return cells_err_sys(err, errno, "display: lock screen");
+	}
+	if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0)
+		return cells_err_sys(err, errno, "display: lock screen: seal");
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return cells_err_sys(err, errno, "display: lock screen");
+	ds->lock_buf = (struct disp_buf){
+	    .fd = fd, .size = n, .dev = st.st_dev, .ino = st.st_ino, .vp = "(locked)"};
+	fd = -1;
+	return 0;
 }
 
 /* The switch (an fg listener): the generation has already moved on, so events stamped
@@ -164,6 +209,7 @@ int disp_init(struct cellsd *d, const char *screen, const char *input, cells_err
 	if (!ds)
 		return cells_err_sys(err, ENOMEM, "display");
 	ds->d = d;
+	ds->lock_buf.fd = -1;
 	snprintf(ds->screen_spec, sizeof ds->screen_spec, "%s", screen);
 	snprintf(ds->input_spec, sizeof ds->input_spec, "%s", input);
 	const char *names[CELLS_ARRAY_SIZE(screens)], *arg;
@@ -181,6 +227,10 @@ int disp_init(struct cellsd *d, const char *screen, const char *input, cells_err
 		return cells_err_prefix(err, "display %s", screen);
 	}
 	d->disp = ds;
+	if (lock_screen_create(ds, err) < 0) {
+		disp_shutdown(d);
+		return -1;
+	}
 	if (strcmp(input, "none")) {
 		const char *inames[CELLS_ARRAY_SIZE(inputs)];
 		for (i = 0; i < CELLS_ARRAY_SIZE(inputs); i++)
@@ -241,6 +291,8 @@ void disp_shutdown(struct cellsd *d)
 	}
 	for (size_t i = 0; i < ds->nvps; i++)
 		vp_free(ds->vps[i]);
+	if (ds->lock_buf.fd >= 0)
+		close(ds->lock_buf.fd);
 	free(ds);
 	d->disp = NULL;
 }
@@ -466,6 +518,8 @@ json_object *disp_describe(struct cellsd *d)
 	json_object_object_add(o, "switches", json_object_new_int64((int64_t)ds->switches));
 	json_object_object_add(o, "input_stale_dropped",
 			       json_object_new_int64((int64_t)ds->stale_dropped));
+	json_object_object_add(o, "input_locked_dropped",
+			       json_object_new_int64((int64_t)ds->locked_dropped));
 	json_object *arr = json_object_new_array();
 	for (size_t i = 0; i < ds->nvps; i++) {
 		struct disp_vp *v = ds->vps[i];

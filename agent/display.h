@@ -52,6 +52,15 @@ void disp_vp_down(struct cellsd *d, const char *vp);
  * while such a VP is in front. */
 int disp_set_allowed(struct cellsd *d, const char *vp, bool allowed, cells_err_t *err);
 
+/* The lock screen, shown instead of a locked FVP's frame (vplock.h): a checkerboard of
+ * DISP_LOCK_TILE-pixel squares, DISP_LOCK_BG at (0,0), DISP_LOCK_FG next to it (XRGB). */
+#define DISP_LOCK_TILE 32u
+#define DISP_LOCK_BG 0x00102a43u
+#define DISP_LOCK_FG 0x00f0a000u
+/* vp was locked or unlocked: discard its unread input, put the lock screen or its frame
+ * up when it is in front. */
+void disp_lock_changed(struct cellsd *d, const char *vp);
+
 /* Write what is on the screen as a PNG to fd (borrowed); info gets width/height/vp. */
 int disp_screenshot(struct cellsd *d, int fd, json_object *info, cells_err_t *err);
 /* Deliver a packet of events (the caller ends it with EV_SYN) that arrived at foreground

@@ -75,6 +75,8 @@ struct disp {
 	struct disp_vp *vps[DISP_MAX_VPS];
 	size_t nvps;
 	uint64_t switches, stale_dropped;
+	struct disp_buf lock_buf; /* the lock screen cellsd draws (vplock.h), fd -1: none */
+	uint64_t locked_dropped;  /* input events meant for a locked FVP */
 };
 
 struct disp_vp *disp_vp_find(struct disp *ds, const char *vp);

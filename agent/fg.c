@@ -3,6 +3,7 @@
 #include "cleanup.h"
 #include "enforce.h"
 #include "log.h"
+#include "vplock.h"
 #include "policy_engine.h"
 #include "util.h"
 
@@ -173,6 +174,12 @@ int fg_switch(struct cellsd *d, const char *vp, const char *actor, cells_err_t *
 	if (up_index(f, vp) < 0) {
 		audit_switch(d, vp, actor, "refused", "not running", NULL);
 		return cells_err_set(err, ESRCH, "switch %s: the VP is not running", vp);
+	}
+	if (vplock_is_paused(d, vp)) {
+		/* "turn off work apps": no notifications, no call takes it to the front */
+		const char *why = "the VP is paused (cellctl vp resume)";
+		audit_switch(d, vp, actor, "refused", why, NULL);
+		return cells_err_set(err, EPERM, "switch %s: %s", vp, why);
 	}
 	bool self = strncmp(actor, "uid:", 4) != 0;
 	if (f->permit && !f->permit(d, vp, self, f->permit_data)) {

@@ -28,6 +28,8 @@ int h_vp_stop(struct ctl_call *c, cells_err_t *err);
 int h_vp_destroy(struct ctl_call *c, cells_err_t *err);
 int h_vp_exec(struct ctl_call *c, cells_err_t *err);
 int h_vp_run(struct ctl_call *c, cells_err_t *err);
+int h_vp_lock(struct ctl_call *c, cells_err_t *err);
+int h_vp_unlock(struct ctl_call *c, cells_err_t *err);
 /* handlers_audit.c */
 int h_audit_query(struct ctl_call *c, cells_err_t *err);
 int h_audit_verify(struct ctl_call *c, cells_err_t *err);

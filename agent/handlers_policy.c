@@ -6,6 +6,7 @@
 #include "password.h"
 #include "policy_engine.h"
 #include "util.h"
+#include "vplock.h"
 
 #include <errno.h>
 #include <string.h>
@@ -97,6 +98,15 @@ int h_vp_config(struct ctl_call *c, cells_err_t *err)
 		return -1;
 	if (p->n_settings > 64)
 		return cells_err_set(err, EINVAL, "too many settings");
+	if (vplock_is_locked(c->d, p->name)) {
+		cells_err_set(err, EPERM, "vp config %s: the VP is %s", p->name,
+			      vplock_is_paused(c->d, p->name) ? "paused" : "locked");
+		json_object *det = json_object_new_object();
+		json_object_object_add(det, "reason", json_object_new_string(err->msg));
+		cellsd_audit(c->d, p->name, c->actor, "vp.config", "refused", det, NULL);
+		json_object_put(det);
+		return -1;
+	}
 	if (password_authorize(c->d, p->name, p->password.data, p->password.len, c->actor, err) < 0)
 		return -1;
 	if (policy_set_local(c->d, p->name, p->settings, p->n_settings, c->actor, err) < 0)

@@ -1,11 +1,21 @@
 /* handlers_vp.c - control requests of the VP runtime: vp create/list/status/start/stop/
  * destroy/exec/run. Every change is audited; when the audit record cannot be written
  * the change is undone or not made (fail closed). Bad input gets a one-line error, an
- * audit record ("refused") and changes nothing. */
+ * audit record ("refused") and changes nothing.
+ *
+ * The VP's password (password.h) guards, when a policy names the VP: start, destroy,
+ * exec, unlock/resume (here), config and password change (handlers_policy.c) and wipe
+ * (handlers_wipe.c); start, exec and destroy from the moment a password is set (a
+ * fresh VP is set up before the employee chooses one), the others also refuse while a
+ * required password is not set yet. A locked VP (vplock.h) is not started,
+ * exec'd into or configured. */
 #include "handlers.h"
 #include "cleanup.h"
 #include "log.h"
+#include "password.h"
+#include "policy_engine.h"
 #include "util.h"
+#include "vplock.h"
 #include "vpm.h"
 
 #include <errno.h>
@@ -42,6 +52,57 @@ static int audit_ok(struct ctl_call *c, const char *vp, const char *event, json_
 		return cells_err_set(err, EIO, "%s %s: the audit log cannot be written (refused)",
 				     event, vp);
 	return 0;
+}
+
+/* Whether vp has a password set. */
+static bool pw_is_set(struct cellsd *d, const char *vp)
+{
+	bool set = false, locked = false;
+	uint32_t failures = 0, retry = 0;
+	return password_state(d, vp, &set, &failures, &locked, &retry) == 0 && set;
+}
+
+/* The VP's password for a guarded operation: checked (Argon2id, throttled, failures
+ * counted and audited by password.c) when a policy in force names the VP. A VP that no
+ * policy names has no password. until_set: the operation is open until the first
+ * password is chosen (start, exec, destroy: a fresh VP is set up by root before the
+ * employee picks one; it is non-compliant meanwhile); otherwise (unlock, resume) a
+ * required password that is not set refuses it like a wrong one. */
+static int vp_password(struct ctl_call *c, const char *vp, const ProtobufCBinaryData *pw,
+		       const char *what, bool until_set, cells_err_t *err)
+{
+	if (!policy_vp_bounds(c->d, vp) || (until_set && !pw_is_set(c->d, vp)))
+		return 0;
+	if (password_authorize(c->d, vp, pw->data, pw->len, c->actor, err) < 0)
+		return cells_err_prefix(err, "%s %s: the VP's password", what, vp);
+	return 0;
+}
+
+/* Refuse an operation a lock forbids (vplock.h). */
+static int not_locked(struct ctl_call *c, const char *vp, const char *what, cells_err_t *err)
+{
+	if (!vplock_is_locked(c->d, vp))
+		return 0;
+	return cells_err_set(err, EPERM, "%s %s: the VP is %s (cellctl vp %s %s)", what, vp,
+			     vplock_is_paused(c->d, vp) ? "paused" : "locked",
+			     vplock_is_paused(c->d, vp) ? "resume" : "unlock", vp);
+}
+
+static void add_lock_state(struct ctl_call *c, json_object *res)
+{
+	json_object *vps = NULL;
+	if (json_object_object_get_ex(res, "vps", &vps)) {
+		for (size_t i = 0; i < json_object_array_length(vps); i++) {
+			json_object *v = json_object_array_get_idx(vps, i);
+			const char *n = json_object_get_string(json_object_object_get(v, "name"));
+			if (n)
+				vplock_describe(c->d, n, v);
+		}
+		return;
+	}
+	const char *n = json_object_get_string(json_object_object_get(res, "name"));
+	if (n)
+		vplock_describe(c->d, n, res);
 }
 
 static char **strv_dup(char **v, size_t n)
@@ -92,6 +153,7 @@ int h_vp_create(struct ctl_call *c, cells_err_t *err)
 		return refused(c, name, "vp.create", err);
 	}
 	vpm_def_free(&def);
+	vplock_forget(c->d, name); /* a new VP never inherits an old one's lock */
 	json_object *det = json_object_new_object();
 	json_object_object_add(det, "image", json_object_new_string(m->image));
 	json_object_object_add(det, "net", json_object_new_string(*m->net ? m->net : "none"));
@@ -112,6 +174,8 @@ int h_vp_list(struct ctl_call *c, cells_err_t *err)
 {
 	json_object_put(c->result);
 	c->result = vpm_describe(c->d, NULL, err);
+	if (c->result)
+		add_lock_state(c, c->result);
 	return c->result ? 0 : -1;
 }
 
@@ -121,6 +185,8 @@ int h_vp_status(struct ctl_call *c, cells_err_t *err)
 	const char *name = c->req->vp_status ? c->req->vp_status->name : "";
 	json_object_put(c->result);
 	c->result = vpm_describe(c->d, name, err);
+	if (c->result)
+		add_lock_state(c, c->result);
 	return c->result ? 0 : -1;
 }
 
@@ -128,8 +194,12 @@ int h_vp_status(struct ctl_call *c, cells_err_t *err)
  * (namespaces, seccomp, capabilities, cgroups) before its init execs. */
 int h_vp_start(struct ctl_call *c, cells_err_t *err)
 {
-	const char *name = c->req->vp_start ? c->req->vp_start->name : "";
-	if (cells_valid_name(name, err) < 0 || vpm_start(c->d, name, NULL, NULL, err) < 0)
+	const Cells__Ctl__V1__VpName *m = c->req->vp_start;
+	const char *name = m ? m->name : "";
+	if (!m || cells_valid_name(name, err) < 0 || not_locked(c, name, "vp start", err) < 0 ||
+	    (vpm_exists(c->d, name) &&
+	     vp_password(c, name, &m->password, "vp start", true, err) < 0) ||
+	    vpm_start(c->d, name, NULL, NULL, err) < 0)
 		return refused(c, name, "vp.start", err);
 	if (audit_ok(c, name, "vp.start", NULL, err) < 0) {
 		cells_err_t e2;
@@ -171,21 +241,26 @@ int h_vp_stop(struct ctl_call *c, cells_err_t *err)
 	return 0;
 }
 
-/* Safe: destroys only the named VP's definition and its own writable layer; audited
- * before anything is removed (fail closed). */
+/* Safe: destroys only the named VP's definition and its own writable layer, only with
+ * the VP's password (a destroy is a wipe); audited before anything is removed (fail
+ * closed). */
 int h_vp_destroy(struct ctl_call *c, cells_err_t *err)
 {
-	const char *name = c->req->vp_destroy ? c->req->vp_destroy->name : "";
-	if (cells_valid_name(name, err) < 0)
+	const Cells__Ctl__V1__VpName *m = c->req->vp_destroy;
+	const char *name = m ? m->name : "";
+	if (!m || cells_valid_name(name, err) < 0)
 		return refused(c, name, "vp.destroy", err);
 	if (!vpm_exists(c->d, name)) {
 		cells_err_set(err, ENOENT, "no VP named '%s'", name);
 		return refused(c, name, "vp.destroy", err);
 	}
+	if (vp_password(c, name, &m->password, "vp destroy", true, err) < 0)
+		return refused(c, name, "vp.destroy", err);
 	if (audit_ok(c, name, "vp.destroy", NULL, err) < 0)
 		return -1;
 	if (vpm_destroy(c->d, name, err) < 0)
 		return -1;
+	vplock_forget(c->d, name);
 	json_object_object_add(c->result, "name", json_object_new_string(name));
 	json_object_object_add(c->result, "destroyed", json_object_new_boolean(1));
 	return 0;
@@ -245,6 +320,9 @@ int h_vp_exec(struct ctl_call *c, cells_err_t *err)
 			cells_err_set(err, ENOENT, "no VP named '%s'", name);
 		return refused(c, name, "vp.exec", err);
 	}
+	if (not_locked(c, name, "vp exec", err) < 0 ||
+	    vp_password(c, name, &m->password, "vp exec", true, err) < 0)
+		return refused(c, name, "vp.exec", err);
 	json_object *det = json_object_new_object();
 	json_object *argv = json_object_new_array();
 	for (size_t i = 0; i < m->n_argv; i++)
@@ -373,4 +451,51 @@ int h_vp_run(struct ctl_call *c, cells_err_t *err)
 	}
 	c->pending = true;
 	return 0;
+}
+
+/* Safe: locking only removes access (freezes the VP, drops its input, hides its frame,
+ * and when pausing takes its network down); no password is needed for that. Audited. */
+int h_vp_lock(struct ctl_call *c, cells_err_t *err)
+{
+	const Cells__Ctl__V1__VpLock *m = c->req->vp_lock;
+	const char *name = m ? m->name : "";
+	const char *ev = m && m->pause ? "vp.pause" : "vp.lock";
+	if (!m || cells_valid_name(name, err) < 0)
+		return refused(c, name, ev, err);
+	if (!vpm_exists(c->d, name)) {
+		cells_err_set(err, ENOENT, "no VP named '%s'", name);
+		return refused(c, name, ev, err);
+	}
+	if (vplock_set(c->d, name, m->pause, c->actor, err) < 0)
+		return -1;
+	json_object_put(c->result);
+	c->result = vpm_describe(c->d, name, err);
+	if (c->result)
+		add_lock_state(c, c->result);
+	return c->result ? 0 : -1;
+}
+
+/* Safe: lifting a lock needs the VP's password (throttled, failures counted; a VP no
+ * policy names has none); the MDM's unlock is a signed command (mgmt). Audited. */
+int h_vp_unlock(struct ctl_call *c, cells_err_t *err)
+{
+	const Cells__Ctl__V1__VpLock *m = c->req->vp_unlock;
+	const char *name = m ? m->name : "";
+	const char *what = m && m->pause ? "vp resume" : "vp unlock";
+	if (!m || cells_valid_name(name, err) < 0)
+		return refused(c, name, "vp.unlock", err);
+	if (!vplock_is_locked(c->d, name)) {
+		cells_err_set(err, EALREADY, "%s %s: the VP is not %s", what, name,
+			      m->pause ? "paused" : "locked");
+		return refused(c, name, "vp.unlock", err);
+	}
+	if (vp_password(c, name, &m->password, what, false, err) < 0)
+		return refused(c, name, "vp.unlock", err);
+	if (vplock_clear(c->d, name, c->actor, err) < 0)
+		return -1;
+	json_object_put(c->result);
+	c->result = vpm_describe(c->d, name, err);
+	if (c->result)
+		add_lock_state(c, c->result);
+	return c->result ? 0 : -1;
 }

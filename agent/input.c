@@ -12,6 +12,7 @@
 #include "display_int.h"
 #include "fg.h"
 #include "log.h"
+#include "vplock.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -48,6 +49,10 @@ int disp_input(struct cellsd *d, const struct input_event *ev, size_t n, uint64_
 	struct disp_vp *v = disp_vp_find(ds, fg_current(d));
 	if (!v || v->input_fd < 0 || !v->input_allowed)
 		return 0;
+	if (vplock_is_locked(d, v->name)) {
+		ds->locked_dropped += n; /* a locked VP gets no input (vplock.h) */
+		return 0;
+	}
 	struct input_event out[INPUT_MAX_PACKET];
 	uint8_t keys[sizeof v->keys_down];
 	memcpy(keys, v->keys_down, sizeof keys);

@@ -376,6 +376,11 @@ static void vp_stopped(struct cellsd *d, struct vp_rt *rt, int status)
 			m->listeners[i].on_stop(d, rt->name, m->listeners[i].data);
 	release_host(d, rt->name, &rt->cg, rt->nat ? rt->veth : NULL, &err);
 	log_debug("VP %s stop: released at %.2f ms", rt->name, (cells_mono_ns() - t0) / 1e6);
+	/* a stopped encrypted VP's files are ciphertext until it starts again (Android's
+	 * credential-encrypted storage): its fscrypt key leaves the kernel */
+	if (d->wipe && wipe_vp_encrypted(d, rt->name) &&
+	    wipe_vp_storage_lock(d, rt->name, &err) < 0)
+		log_warn("VP %s: %s", rt->name, err.msg);
 	if (rt->nat && !any_nat(m, rt)) {
 		char t[32];
 		nat_table(m, t, sizeof t);
@@ -1115,4 +1120,21 @@ void vpm_shutdown(struct cellsd *d)
 	ksec_filter_free(&m->seccomp);
 	free(m);
 	d->vpm = NULL;
+}
+
+/* ---- for the VP lock (vplock.c) ---- */
+
+struct kcg *vpm_kcg(struct cellsd *d, const char *vp)
+{
+	struct vp_rt *rt = rt_find(d->vpm, vp);
+	return rt ? &rt->cg : NULL;
+}
+
+const char *vpm_veth(struct cellsd *d, const char *vp, char *buf, size_t n)
+{
+	struct vp_rt *rt = rt_find(d->vpm, vp);
+	if (!rt || !rt->nat)
+		return NULL;
+	snprintf(buf, n, "%s", rt->veth);
+	return buf;
 }

@@ -95,4 +95,11 @@ int vpm_mark_transient(struct cellsd *d, const char *vp, cells_err_t *err);
 /* Number of running VPs (for status). */
 int vpm_count_running(struct cellsd *d);
 
+/* For the VP lock (vplock.h). The running VP's cgroups (borrowed, NULL when it does not
+ * run): the freezer. */
+struct kcg;
+struct kcg *vpm_kcg(struct cellsd *d, const char *vp);
+/* The host end of a running nat VP's veth into buf (n >= IFNAMSIZ); NULL when none. */
+const char *vpm_veth(struct cellsd *d, const char *vp, char *buf, size_t n);
+
 #endif

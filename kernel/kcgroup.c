@@ -16,7 +16,8 @@
 
 #define CG_ROOT "/sys/fs/cgroup"
 
-static const char *const v1_ctrls[] = {"memory", "pids", "cpu", "devices"};
+/* freezer: vplock on hosts without a v2 hierarchy (v1 freezer.state) */
+static const char *const v1_ctrls[] = {"memory", "pids", "cpu", "devices", "freezer"};
 
 static bool is_dir(const char *p)
 {
@@ -442,6 +443,10 @@ int kcg_destroy(struct kcg *cg, cells_err_t *err)
 {
 	int rc = 0;
 	kcg_close(cg);
+	/* a v1-frozen task does not die of SIGKILL until thawed (v2 lets it through) */
+	cells_err_t e2;
+	if (kcg_frozen(cg) == 1)
+		kcg_freeze(cg, false, &e2);
 	for (size_t i = 0; i < cg->nv1; i++)
 		if (is_dir(cg->v1[i]) && rmdir_retry(cg->v1[i], err) < 0)
 			rc = -1;
@@ -473,4 +478,88 @@ unsigned long long kcg_memory_usage(const struct kcg *cg)
 	if (!f || fscanf(f, "%llu", &v) != 1)
 		return 0;
 	return v;
+}
+
+/* ---- the freezer ---- */
+
+static const char *v1_freezer(const struct kcg *cg)
+{
+	for (size_t i = 0; i < cg->nv1; i++)
+		if (strstr(cg->v1[i], "/freezer/"))
+			return cg->v1[i];
+	return NULL;
+}
+
+static bool v2_freezable(const struct kcg *cg)
+{
+	char p[PATH_MAX + 32];
+	if (!cg->v2[0])
+		return false;
+	snprintf(p, sizeof p, "%s/cgroup.freeze", cg->v2);
+	return access(p, W_OK) == 0;
+}
+
+const char *kcg_freezer_file(const struct kcg *cg, char *buf, size_t n)
+{
+	const char *v1 = v1_freezer(cg);
+	if (v2_freezable(cg))
+		snprintf(buf, n, "%s/cgroup.freeze", cg->v2);
+	else if (v1)
+		snprintf(buf, n, "%s/freezer.state", v1);
+	else
+		snprintf(buf, n, "%s", "");
+	return buf;
+}
+
+/* v2: the "frozen" key of cgroup.events; v1: freezer.state is FROZEN. */
+int kcg_frozen(const struct kcg *cg)
+{
+	char p[PATH_MAX + 32], line[128];
+	bool v2 = v2_freezable(cg);
+	const char *v1 = v1_freezer(cg);
+	if (v2)
+		snprintf(p, sizeof p, "%s/cgroup.events", cg->v2);
+	else if (v1)
+		snprintf(p, sizeof p, "%s/freezer.state", v1);
+	else
+		return -1;
+	cleanup_file FILE *f = fopen(p, "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof line, f)) {
+		if (!v2)
+			return strncmp(line, "FROZEN", 6) == 0;
+		int v;
+		if (sscanf(line, "frozen %d", &v) == 1)
+			return v == 1;
+	}
+	return -1;
+}
+
+int kcg_freeze(struct kcg *cg, bool frozen, cells_err_t *err)
+{
+	bool v2 = v2_freezable(cg);
+	const char *v1 = v1_freezer(cg);
+	if (!v2 && !v1)
+		return cells_err_set(err, ENOTSUP,
+				     "cgroup %s: no freezer (neither v2 cgroup.freeze "
+				     "nor a v1 freezer hierarchy)",
+				     cg->name);
+	/* the kernel freezes asynchronously: wait until it reports the new state (v1 asks
+	 * to write FROZEN again while it says FREEZING) */
+	for (int i = 0; i < 1000; i++) {
+		if (i == 0 || (!v2 && i % 10 == 0)) {
+			if (v2 ? write_str(cg->v2, "cgroup.freeze", frozen ? "1" : "0", err) < 0
+			       : write_str(v1, "freezer.state", frozen ? "FROZEN" : "THAWED", err) <
+				     0)
+				return -1;
+		}
+		int r = kcg_frozen(cg);
+		if (r == (frozen ? 1 : 0))
+			return 0;
+		struct timespec ts = {0, 5 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	return cells_err_set(err, ETIMEDOUT, "cgroup %s: the kernel did not report %s within 5 s",
+			     cg->name, frozen ? "frozen" : "thawed");
 }

@@ -69,6 +69,16 @@ void kcg_close(struct kcg *cg);
 /* The v1 memory usage of the cgroup in bytes (or v2 memory.current), 0 if unknown. */
 unsigned long long kcg_memory_usage(const struct kcg *cg);
 
+/* Freeze (true) or thaw every task of the cgroup: v2 cgroup.freeze when the VP's v2
+ * cgroup has one (tasks are in both hierarchies here), else the v1 freezer.state; waits
+ * until the kernel reports the new state (cgroup.events "frozen 1" / FROZEN), up to 5 s.
+ * A v1-frozen cgroup is thawed by kcg_destroy before its tasks are killed. */
+int kcg_freeze(struct kcg *cg, bool frozen, cells_err_t *err);
+/* 1 when the kernel reports the cgroup frozen, 0 when not, -1 without a freezer. */
+int kcg_frozen(const struct kcg *cg);
+/* The freezer control file in use (for status and tests), "" without one. */
+const char *kcg_freezer_file(const struct kcg *cg, char *buf, size_t n);
+
 /* Build the BPF device program for rules (exposed for unit tests): returns the number
  * of instructions written to insns (struct bpf_insn[max]) or -1 when too many. */
 int kcg_bpf_build(const struct kcg_dev *rules, size_t n, void *insns, size_t max);

@@ -161,6 +161,8 @@ static int parse_vp(struct arena *a, json_object *o, const char *path, Cells__V1
 					   "encrypted",
 					   "lock_on_expiry",
 					   "wifi_status_allowed",
+					   "lock_after_offline_s",
+					   "wipe_after_offline_s",
 					   NULL};
 	if (!json_object_is_type(o, json_type_object))
 		return cells_err_set(err, EINVAL, "%s: not an object", path);
@@ -290,6 +292,18 @@ static int parse_vp(struct arena *a, json_object *o, const char *path, Cells__V1
 	if (get_bool(o, path, "encrypted", &r->encrypted, err) < 0 ||
 	    get_bool(o, path, "lock_on_expiry", &r->lock_on_expiry, err) < 0)
 		return -1;
+	int64_t lock_s = 0, wipe_s = 0;
+	if (get_int(o, path, "lock_after_offline_s", 0, POL_MAX_OFFLINE_S, &lock_s, err) < 0 ||
+	    get_int(o, path, "wipe_after_offline_s", 0, POL_MAX_OFFLINE_S, &wipe_s, err) < 0)
+		return -1;
+	if (lock_s && wipe_s && wipe_s < lock_s)
+		return cells_err_set(
+		    err, EINVAL,
+		    "%s: wipe_after_offline_s (%lld) is before lock_after_offline_s "
+		    "(%lld)",
+		    path, (long long)wipe_s, (long long)lock_s);
+	r->lock_after_offline_s = (uint32_t)lock_s;
+	r->wipe_after_offline_s = (uint32_t)wipe_s;
 	json_object *w = get(o, "wifi_status_allowed");
 	if (w) {
 		if (!json_object_is_type(w, json_type_array) || json_object_array_length(w) > 16)
@@ -493,6 +507,10 @@ json_object *pol_policy_to_json(const Cells__V1__Policy *p)
 				       json_object_new_string(u < 4 ? upload_names[u] : "?"));
 		json_object_object_add(v, "encrypted", jbool(r->encrypted));
 		json_object_object_add(v, "lock_on_expiry", jbool(r->lock_on_expiry));
+		json_object_object_add(v, "lock_after_offline_s",
+				       json_object_new_int64(r->lock_after_offline_s));
+		json_object_object_add(v, "wipe_after_offline_s",
+				       json_object_new_int64(r->wipe_after_offline_s));
 		json_object *w = json_object_new_array();
 		for (size_t k = 0; k < r->n_wifi_status_allowed; k++)
 			json_object_array_add(w, json_object_new_string(r->wifi_status_allowed[k]));

@@ -14,6 +14,9 @@
 #include "wire.h"
 
 #define POL_MAX_JSON (256 * 1024)
+/* vps[].lock_after_offline_s / wipe_after_offline_s: 0 (never) .. one year; a wipe
+ * limit below the lock limit is refused. */
+#define POL_MAX_OFFLINE_S (366 * 24 * 3600)
 
 /* JSON text -> the serialized Policy (the bytes to sign; *payload owned). Without a
  * top-level "device" the result is a template with an empty device id (validated

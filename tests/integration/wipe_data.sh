@@ -16,9 +16,9 @@ check "signed policy applied, work password set" wipe_policy
 echo "personal-pw-1" >"$T/ppw"
 check "personal password set" cellctl vp password personal --new-password-file "$T/ppw"
 check "create personal (unencrypted)" cellctl vp create personal --image "$IMG" --init /bin/sh -c 'sleep 100000'
-check "start personal" cellctl vp start personal
+check "start personal" cellctl vp start personal --password-file "$T/ppw"
 CANARY="CANARY-$$-$(od -An -tx8 -N8 /dev/urandom | tr -d ' ')"
-check "personal writes a canary from inside" cellctl vp exec personal -- sh -c \
+check "personal writes a canary from inside" cellctl vp exec personal --password-file "$T/ppw" -- sh -c \
 	"mkdir -p /data/sub && i=0; while [ \$i -lt 500 ]; do echo $CANARY; i=\$((i+1)); done >/data/sub/canary.txt && echo $CANARY >/c2.txt"
 sync
 D="$CELLS_STATE/vpdata/personal"
@@ -75,11 +75,11 @@ check "create personal again" cellctl vp create personal --image "$IMG" --init /
 OLD="OLDCANARY-$$-$(od -An -tx8 -N8 /dev/urandom | tr -d ' ')"
 mkdir -p "$CELLS_STATE/vp/personal/upper" "$CELLS_STATE/vp/personal/work"
 echo "$OLD" >"$CELLS_STATE/vp/personal/upper/legacy.txt"
-check "start it" cellctl vp start personal
-check_eq "the VP sees its older data" "$OLD" "$(cellctl vp exec personal -- cat /legacy.txt 2>&1)"
+check "start it" cellctl vp start personal --password-file "$T/ppw"
+check_eq "the VP sees its older data" "$OLD" "$(cellctl vp exec personal --password-file "$T/ppw" -- cat /legacy.txt 2>&1)"
 check "the older data moved to the data directory" test -f "$D/upper/legacy.txt"
 check_not "nothing stays in the old place" test -e "$CELLS_STATE/vp/personal/upper"
-check "destroy personal (a wipe: it has data)" cellctl vp destroy personal
+check "destroy personal (a wipe: it has data)" cellctl vp destroy personal --password-file "$T/ppw"
 sync
 check_not "the older canary is nowhere under the state dir" grep -rqaF "$OLD" "$CELLS_STATE"
 cellctl --json wipe status personal >"$T/s2.json"
