@@ -96,6 +96,7 @@ def get(m, f):
 keyfd = int(sys.argv[sys.argv.index("--key-fd") + 1])
 ipcfd = int(sys.argv[sys.argv.index("--ipc-fd") + 1])
 pem = b""
+os.lseek(keyfd, 0, 0)  # a memfd cellsd wrote: read it from its start
 while True:
     c = os.read(keyfd, 65536)
     if not c:
@@ -108,6 +109,8 @@ import hashlib  # noqa: E402
 
 tls = serialization.load_pem_private_key(pem, None)
 tls_pub = tls.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+with open(os.path.join(D, "netkey"), "w") as f:  # the public half of the key we were given
+    f.write(tls_pub.hex() + "\n")
 
 
 def sign_tls(domain, payload):
@@ -140,6 +143,11 @@ up = socket.socket(fileno=ipcfd)
 def tamper_down(t, p):
     """from the real cellsd-net to cellsd"""
     md = mode()
+    if t == 17:  # what the server says in its hello (observed, not changed)
+        sh = get(parse(p), 11)
+        if sh:
+            v = get(parse(sh[2]), 2)
+            log("server hello: latest_policy_version=%d" % (v[2] if v else 0))
     if t == 18 and md == "swap-root":  # NET_ENROLL_RESULT
         r = parse(p)
         env = parse(get(r, 3)[2])
@@ -166,7 +174,8 @@ def tamper_down(t, p):
                 log("stripped the audit_ack of an Ack")
             elif a:
                 s = parse(a[2])
-                s = [x for x in s if x[0] != 3] + [[3, 2, ser([[1, 2, os.urandom(32)], [2, 2, os.urandom(64)]])]]
+                sigs = [parse(x[2]) for x in s if x[0] == 3]  # the real key ids, random signatures
+                s = [x for x in s if x[0] != 3] + [[3, 2, ser([get(g, 1), [2, 2, os.urandom(64)]])] for g in sigs]
                 a[2] = ser(s)
                 log("forged the audit_ack signature of an Ack")
             e[2] = ser(ack)
