@@ -83,6 +83,7 @@ struct mgmt {
 	/* compliance: the last MDM policy was refused (persisted), what was last reported */
 	bool policy_refused;
 	struct compliance reported;
+	uint64_t reported_version;
 	bool reported_valid;
 	uint64_t compliance_timer;
 };
@@ -187,6 +188,7 @@ static void send_hello(struct mgmt *g, bool status)
 		net_send_raw(g, b, n);
 		if (g->state & MGMT_ST_ONLINE) {
 			g->reported = c;
+			g->reported_version = h.policy_version;
 			g->reported_valid = true;
 		}
 	}
@@ -199,7 +201,8 @@ void mgmt_report_status(struct cellsd *d)
 		return;
 	struct compliance c;
 	compliance_compute(d, &c);
-	if (g->reported_valid && compliance_equal(&c, &g->reported))
+	if (g->reported_valid && compliance_equal(&c, &g->reported) &&
+	    g->reported_version == policy_installed_version(d))
 		return;
 	log_info("mgmt: compliance changed: %s%s", c.n ? "non-compliant: " : "compliant",
 		 c.n ? c.reasons[0] : "");
@@ -530,7 +533,7 @@ static void handle_policy(struct mgmt *g, const Cells__V1__Envelope *env)
 		log_warn("mgmt: a policy from the MDM was refused: %s", err.msg);
 		set_policy_refused(g, true, err.msg);
 	}
-	mgmt_report_status(g->d); /* a status update when compliance changed */
+	mgmt_report_status(g->d); /* a status update when the version or compliance changed */
 	finish_inbound(g, env->message_id, cid,
 		       r >= 0 ? CELLS__V1__RESULT_STATUS__RESULT_DONE
 			      : CELLS__V1__RESULT_STATUS__RESULT_REJECTED,
