@@ -23,13 +23,14 @@ struct audit_mgmt {
 	uint64_t acked;				/* last seq the server acknowledged (persisted) */
 	char inflight[40];			/* message id of the batch in flight ("" none) */
 	uint64_t inflight_first, inflight_last; /* its records (persisted with it) */
+	uint8_t inflight_hash[32];		/* hash of record inflight_last (persisted) */
 	bool more;				/* the batch in flight did not reach the head */
 	uint64_t want_since; /* a requested upload waiting for the one in flight */
 	bool want;
 	uint32_t interval_s;
 	int64_t last_ms; /* last upload attempt (monotonic) */
 	uint64_t timer;
-	uint64_t batches, refused;
+	uint64_t batches, refused, forged_acks;
 	char last_error[256];
 };
 
@@ -38,6 +39,8 @@ static const char *const steps[] = {
     " inflight_id TEXT NOT NULL, inflight_first INTEGER NOT NULL,"
     " inflight_last INTEGER NOT NULL);"
     "INSERT INTO audit_upload VALUES(1, 0, '', 0, 0);",
+    /* signed audit acknowledgements: the ack must name the batch's last record hash */
+    "ALTER TABLE audit_upload ADD COLUMN inflight_hash BLOB NOT NULL DEFAULT x'';",
 };
 
 static int64_t mono_ms(void)
@@ -50,13 +53,14 @@ static int save(struct audit_mgmt *u, cells_err_t *err)
 	cleanup_stmt sqlite3_stmt *st = NULL;
 	if (statedb_prepare(u->d->db,
 			    "UPDATE audit_upload SET acked_seq=?, inflight_id=?, inflight_first=?, "
-			    "inflight_last=? WHERE id=1",
+			    "inflight_last=?, inflight_hash=? WHERE id=1",
 			    &st, err) < 0)
 		return -1;
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)u->acked);
 	sqlite3_bind_text(st, 2, u->inflight, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, (sqlite3_int64)u->inflight_first);
 	sqlite3_bind_int64(st, 4, (sqlite3_int64)u->inflight_last);
+	sqlite3_bind_blob(st, 5, u->inflight_hash, sizeof u->inflight_hash, SQLITE_STATIC);
 	if (sqlite3_step(st) != SQLITE_DONE)
 		return statedb_err(u->d->db, "audit upload cursor", err);
 	return 0;
@@ -66,8 +70,8 @@ static int load(struct audit_mgmt *u, cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
 	if (statedb_prepare(u->d->db,
-			    "SELECT acked_seq, inflight_id, inflight_first, inflight_last FROM "
-			    "audit_upload WHERE id=1",
+			    "SELECT acked_seq, inflight_id, inflight_first, inflight_last, "
+			    "inflight_hash FROM audit_upload WHERE id=1",
 			    &st, err) < 0)
 		return -1;
 	if (sqlite3_step(st) != SQLITE_ROW)
@@ -76,6 +80,9 @@ static int load(struct audit_mgmt *u, cells_err_t *err)
 	snprintf(u->inflight, sizeof u->inflight, "%s", (const char *)sqlite3_column_text(st, 1));
 	u->inflight_first = (uint64_t)sqlite3_column_int64(st, 2);
 	u->inflight_last = (uint64_t)sqlite3_column_int64(st, 3);
+	memset(u->inflight_hash, 0, sizeof u->inflight_hash);
+	if (sqlite3_column_bytes(st, 4) == (int)sizeof u->inflight_hash)
+		memcpy(u->inflight_hash, sqlite3_column_blob(st, 4), sizeof u->inflight_hash);
 	return 0;
 }
 
@@ -149,11 +156,15 @@ static int queue_batch(struct audit_mgmt *u, uint64_t since, cells_err_t *err)
 			continue;
 		}
 		uint64_t first = b->records[0]->seq, last = b->records[b->n_records - 1]->seq;
+		const ProtobufCBinaryData *lh = &b->records[b->n_records - 1]->hash;
 		int r = -1;
 		if (statedb_begin(d->db, err) == 0) {
 			snprintf(u->inflight, sizeof u->inflight, "%s", mid);
 			u->inflight_first = first;
 			u->inflight_last = last;
+			memset(u->inflight_hash, 0, sizeof u->inflight_hash);
+			if (lh->len == sizeof u->inflight_hash)
+				memcpy(u->inflight_hash, lh->data, lh->len);
 			if (save(u, err) == 0 && mgmt_outbox_put(d, &env, err) == 0 &&
 			    statedb_commit(d->db, err) == 0)
 				r = 0;
@@ -279,12 +290,49 @@ void audit_mgmt_on_connect(struct cellsd *d)
 	arm(u, 0);
 }
 
-void audit_mgmt_on_ack(struct cellsd *d, const char *message_id)
+/* Audited refusal of an acknowledgement of the batch in flight. */
+static void ack_refused(struct audit_mgmt *u, const char *reason)
+{
+	u->forged_acks++;
+	log_warn("audit: acknowledgement of upload %s refused: %s", u->inflight, reason);
+	snprintf(u->last_error, sizeof u->last_error, "ack refused: %s", reason);
+	json_object *det = json_object_new_object();
+	json_object_object_add(det, "message_id", json_object_new_string(u->inflight));
+	json_object_object_add(det, "last_seq", json_object_new_int64((int64_t)u->inflight_last));
+	json_object_object_add(det, "reason", json_object_new_string(reason));
+	cellsd_audit(u->d, "", "mdm", "audit.upload.ack_refused", "refused", det, NULL);
+	json_object_put(det);
+}
+
+int audit_mgmt_on_ack(struct cellsd *d, const char *message_id, const Cells__V1__Signed *audit_ack)
 {
 	struct audit_mgmt *u = d->audit_up;
 	cells_err_t err = {0};
 	if (!u || !u->inflight[0] || strcmp(message_id, u->inflight))
-		return;
+		return 0;
+	/* the cursor lets records go: it moves only on the server's signed word, which
+	 * cellsd-net (relaying the Ack) cannot forge */
+	Cells__V1__AuditAck *a = NULL;
+	if (policy_verify_audit_ack(d, audit_ack, &a, &err) < 0) {
+		ack_refused(u, err.msg);
+		return -1;
+	}
+	char why[200] = "";
+	if (!a->batch_message_id || strcmp(a->batch_message_id, u->inflight))
+		snprintf(why, sizeof why, "it names batch %s",
+			 a->batch_message_id ? a->batch_message_id : "");
+	else if (a->seq != u->inflight_last)
+		snprintf(why, sizeof why, "it names record %" PRIu64 ", the batch ends at %" PRIu64,
+			 a->seq, u->inflight_last);
+	else if (a->head_hash.len != sizeof u->inflight_hash ||
+		 memcmp(a->head_hash.data, u->inflight_hash, sizeof u->inflight_hash))
+		snprintf(why, sizeof why, "its head hash is not that of record %" PRIu64,
+			 u->inflight_last);
+	cells__v1__audit_ack__free_unpacked(a, NULL);
+	if (why[0]) {
+		ack_refused(u, why);
+		return -1;
+	}
 	if (u->inflight_last > u->acked)
 		u->acked = u->inflight_last;
 	log_info("audit: upload %s acknowledged: records up to %" PRIu64 " are on the server",
@@ -296,6 +344,7 @@ void audit_mgmt_on_ack(struct cellsd *d, const char *message_id)
 		log_warn("audit: %s", err.msg); /* the cursor stays behind: a re-upload, no loss */
 	if (u->more || u->want)
 		arm(u, 0);
+	return 1;
 }
 
 void audit_mgmt_on_error(struct cellsd *d, const char *correlation_id, unsigned code,
@@ -330,6 +379,11 @@ void audit_mgmt_on_error(struct cellsd *d, const char *correlation_id, unsigned 
 		log_warn("audit: %s", err.msg);
 }
 
+uint64_t audit_mgmt_acked_seq(struct cellsd *d)
+{
+	return d->audit_up ? d->audit_up->acked : 0;
+}
+
 void audit_mgmt_status_json(struct cellsd *d, json_object *o)
 {
 	struct audit_mgmt *u = d->audit_up;
@@ -345,6 +399,7 @@ void audit_mgmt_status_json(struct cellsd *d, json_object *o)
 			       json_object_new_int64((int64_t)u->inflight_last));
 	json_object_object_add(a, "batches", json_object_new_int64((int64_t)u->batches));
 	json_object_object_add(a, "refused", json_object_new_int64((int64_t)u->refused));
+	json_object_object_add(a, "acks_refused", json_object_new_int64((int64_t)u->forged_acks));
 	json_object_object_add(
 	    a, "interval_s",
 	    json_object_new_int64(u->interval_s ? u->interval_s : AUDIT_UPLOAD_PERIOD_S));

@@ -5,7 +5,10 @@
  * records wait, and every policy.audit_upload_interval_s seconds (0: AUDIT_UPLOAD_PERIOD_S)
  * while records wait, and on a signed RequestAuditUpload command. One batch is in flight
  * at a time. The cursor (the last seq the server acknowledged) lives in the state DB
- * (module "audit_upload") and advances only when the server's Ack names the batch; a
+ * (module "audit_upload") and advances only on an Ack whose audit_ack (SIGNED_AUDIT_ACK
+ * by a key the pinned root delegated for the command role) verifies and names the batch,
+ * its last record and that record's hash; a bare or forged Ack moves nothing (audited
+ * "audit.upload.ack_refused", the batch stays queued and is sent again); a
  * batch the server refuses (Error correlated to it) is dropped from the outbox, audited
  * as "audit.upload.refused" and tried again from the same cursor at the next period.
  *
@@ -33,7 +36,12 @@ void audit_mgmt_stop(struct cellsd *d);
 
 /* Hooks of the management channel (agent/mgmt.c). */
 void audit_mgmt_on_connect(struct cellsd *d);
-void audit_mgmt_on_ack(struct cellsd *d, const char *message_id);
+/* An Ack naming message_id: 0 when it is not the batch in flight (the caller handles it),
+ * 1 when it acknowledged the batch (verified: the cursor moved; drop it from the
+ * outbox), -1 when it was refused (keep the batch in the outbox). */
+int audit_mgmt_on_ack(struct cellsd *d, const char *message_id, const Cells__V1__Signed *audit_ack);
+/* The acknowledged cursor (DeviceHello.audit_uploaded_seq). */
+uint64_t audit_mgmt_acked_seq(struct cellsd *d);
 void audit_mgmt_on_error(struct cellsd *d, const char *correlation_id, unsigned code,
 			 const char *reason);
 /* Adds "audit_upload": {acked_seq, head_seq, inflight, batches, refused, last_error}. */

@@ -20,7 +20,7 @@ int h_enroll(struct ctl_call *c, cells_err_t *err)
 	for (size_t i = 0; i < ul; i++)
 		if ((unsigned char)e->url[i] <= 0x20 || (unsigned char)e->url[i] >= 0x7f)
 			return cells_err_set(err, EINVAL, "the URL has a bad character");
-	if (tl == 0 || tl > 128 || strspn(e->token, "0123456789abcdefABCDEF-_") != tl)
+	if (tl == 0 || tl > 128 || strspn(e->token, "0123456789abcdefABCDEF-_.") != tl)
 		return cells_err_set(err, EINVAL, "malformed enrollment token");
 	if (!e->ca_pem.len || e->ca_pem.len > NETIPC_MAX_PEM)
 		return cells_err_set(err, EINVAL, "--ca: missing or too large");

@@ -1,9 +1,11 @@
 /* mgmt.c - the management channel, cellsd's side (see mgmt.h). */
 #include "mgmt.h"
+#include "audit.h"
 #include "audit_mgmt.h"
 #include "cleanup.h"
 #include "cleanup_sqlite.h"
 #include "cleanup_ssl.h"
+#include "compliance.h"
 #include "ctl_server.h"
 #include "device_key.h"
 #include "log.h"
@@ -31,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
@@ -39,6 +42,7 @@
 #define RESTART_MAX_MS 60000
 #define STABLE_MS 60000
 #define ENROLL_TIMEOUT_MS 30000
+#define COMPLIANCE_CHECK_MS 10000
 
 /* Channel states an IPC message may be permitted in (bitmask). */
 enum {
@@ -72,6 +76,16 @@ struct mgmt {
 	size_t enroll_msg_len;
 	uint8_t *rxbuf;
 	uint64_t sent, received;
+	/* enrollment: the token's trust-root digest and the new TLS key (pending until the
+	 * enrollment completes) */
+	uint8_t enroll_digest[ROOT_DIGEST_LEN];
+	EVP_PKEY *enroll_tls;
+	/* compliance: the last MDM policy was refused (persisted), what was last reported */
+	bool policy_refused;
+	struct compliance reported;
+	uint64_t reported_version;
+	bool reported_valid;
+	uint64_t compliance_timer;
 };
 
 static const char *net_helper;
@@ -91,6 +105,10 @@ static const char *const steps[] = {
     " at INTEGER NOT NULL);"
     "CREATE TABLE mgmt_commands(command_id TEXT PRIMARY KEY, status INTEGER NOT NULL,"
     " reason TEXT NOT NULL, at INTEGER NOT NULL);",
+    /* compliance: whether the last policy the MDM sent was refused, and why */
+    "CREATE TABLE mgmt_compliance(id INTEGER PRIMARY KEY CHECK(id=1),"
+    " policy_refused INTEGER NOT NULL, reason TEXT NOT NULL);"
+    "INSERT INTO mgmt_compliance VALUES(1, 0, '');",
 };
 
 static int64_t mono_ms(void)
@@ -142,8 +160,21 @@ static void send_hello(struct mgmt *g, bool status)
 	h.device_id = id;
 	h.agent_version = CELLS_VERSION;
 	h.policy_version = policy_installed_version(g->d);
-	h.compliance = h.policy_version ? CELLS__V1__COMPLIANCE__COMPLIANT
-					: CELLS__V1__COMPLIANCE__NONCOMPLIANT_NO_POLICY;
+	/* compliance from the real state, with its reasons (compliance.h) */
+	struct compliance c;
+	char *reasons[COMPLIANCE_MAX_REASONS];
+	compliance_compute(g->d, &c);
+	for (size_t i = 0; i < c.n; i++)
+		reasons[i] = c.reasons[i];
+	h.compliance = compliance_code(&c);
+	h.compliance_reasons = reasons;
+	h.n_compliance_reasons = c.n;
+	/* the audit log's head and what the server acknowledged: the server sees a head
+	 * that goes backwards (a cut tail) */
+	uint64_t head = 0;
+	if (audit_head(g->d->audit, &head, NULL, NULL) == 0)
+		h.audit_head_seq = head;
+	h.audit_uploaded_seq = audit_mgmt_acked_seq(g->d);
 	if (status) {
 		env.body_case = CELLS__V1__ENVELOPE__BODY_STATUS;
 		env.status = &h;
@@ -153,8 +184,58 @@ static void send_hello(struct mgmt *g, bool status)
 	}
 	cleanup_free uint8_t *b = NULL;
 	size_t n;
-	if (cells_envelope_encode(&env, &b, &n, &err) == 0)
+	if (cells_envelope_encode(&env, &b, &n, &err) == 0) {
 		net_send_raw(g, b, n);
+		if (g->state & MGMT_ST_ONLINE) {
+			g->reported = c;
+			g->reported_version = h.policy_version;
+			g->reported_valid = true;
+		}
+	}
+}
+
+void mgmt_report_status(struct cellsd *d)
+{
+	struct mgmt *g = d->mgmt;
+	if (!g || !(g->state & MGMT_ST_ONLINE))
+		return;
+	struct compliance c;
+	compliance_compute(d, &c);
+	if (g->reported_valid && compliance_equal(&c, &g->reported) &&
+	    g->reported_version == policy_installed_version(d))
+		return;
+	log_info("mgmt: compliance changed: %s%s", c.n ? "non-compliant: " : "compliant",
+		 c.n ? c.reasons[0] : "");
+	send_hello(g, true);
+}
+
+static void on_compliance_timer(struct loop *l, void *data)
+{
+	struct mgmt *g = data;
+	(void)l;
+	mgmt_report_status(g->d);
+	g->compliance_timer =
+	    loop_add_timer(g->d->loop, COMPLIANCE_CHECK_MS, on_compliance_timer, g);
+}
+
+/* The channel's contribution to compliance: the last MDM policy was refused. */
+static void compliance_source(struct cellsd *d, struct compliance *c)
+{
+	if (d->mgmt && d->mgmt->policy_refused)
+		compliance_reason_add(c, "policy-refused");
+}
+
+static void set_policy_refused(struct mgmt *g, bool refused, const char *reason)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	g->policy_refused = refused;
+	if (statedb_prepare(g->d->db,
+			    "UPDATE mgmt_compliance SET policy_refused=?, reason=? WHERE id=1", &st,
+			    NULL) < 0)
+		return;
+	sqlite3_bind_int(st, 1, refused);
+	sqlite3_bind_text(st, 2, reason ? reason : "", -1, SQLITE_TRANSIENT);
+	sqlite3_step(st);
 }
 
 static void flush_outbox(struct mgmt *g)
@@ -435,23 +516,24 @@ static void handle_policy(struct mgmt *g, const Cells__V1__Envelope *env)
 	cells_err_t err = {0};
 	cleanup_free uint8_t *blob = NULL;
 	size_t n;
-	/* the delegations came with the enrollment (or a TrustUpdate): the engine has them */
+	/* the delegations came with the enrollment (or a TrustUpdate): the engine has them.
+	 * Nothing of the payload is read here: only the engine parses it, after verifying
+	 * it; the version logged is the verified policy's */
 	int r = pol_signed_pack(env->policy, &blob, &n, &err);
 	if (r == 0)
 		r = policy_install(g->d, blob, n, "mdm", &err);
-	char cid[40] = "policy:?";
-	Cells__V1__Policy *p =
-	    cells__v1__policy__unpack(NULL, env->policy->payload.len, env->policy->payload.data);
-	if (p) {
-		snprintf(cid, sizeof cid, "policy:%llu", (unsigned long long)p->version);
-		cells__v1__policy__free_unpacked(p, NULL);
-	}
-	if (r >= 0)
+	char cid[40] = "policy:?"; /* a refused policy: its unverified version is not read */
+	if (r >= 0) {
+		snprintf(cid, sizeof cid, "policy:%llu",
+			 (unsigned long long)policy_installed_version(g->d));
 		log_info("mgmt: %s %s", cid, r == 1 ? "was already installed" : "installed");
-	if (r == 0)
-		send_hello(g, true); /* a status update: the new policy version */
-	else
-		log_warn("mgmt: %s refused: %s", cid, err.msg);
+		if (g->policy_refused)
+			set_policy_refused(g, false, NULL);
+	} else {
+		log_warn("mgmt: a policy from the MDM was refused: %s", err.msg);
+		set_policy_refused(g, true, err.msg);
+	}
+	mgmt_report_status(g->d); /* a status update when the version or compliance changed */
 	finish_inbound(g, env->message_id, cid,
 		       r >= 0 ? CELLS__V1__RESULT_STATUS__RESULT_DONE
 			      : CELLS__V1__RESULT_STATUS__RESULT_REJECTED,
@@ -523,6 +605,10 @@ static void handle_command(struct mgmt *g, const Cells__V1__Envelope *env)
 static void handle_ack(struct mgmt *g, const Cells__V1__Ack *a)
 {
 	for (size_t i = 0; i < a->n_message_ids; i++) {
+		/* the audit batch in flight leaves the outbox only on a verified audit_ack:
+		 * a bare or forged Ack keeps it queued (it is sent again on reconnect) */
+		if (audit_mgmt_on_ack(g->d, a->message_ids[i], a->audit_ack) < 0)
+			continue;
 		cleanup_stmt sqlite3_stmt *q = NULL;
 		cleanup_envelope Cells__V1__Envelope *env = NULL;
 		if (statedb_prepare(g->d->db, "SELECT envelope FROM mgmt_outbox WHERE message_id=?",
@@ -541,7 +627,6 @@ static void handle_ack(struct mgmt *g, const Cells__V1__Ack *a)
 			return;
 		sqlite3_bind_text(st, 1, a->message_ids[i], -1, SQLITE_TRANSIENT);
 		sqlite3_step(st);
-		audit_mgmt_on_ack(g->d, a->message_ids[i]);
 	}
 }
 
@@ -631,7 +716,8 @@ static int on_enroll_result(struct mgmt *g, struct netipc_msg *m)
 		rc = enroll_complete(g, m->enroll_result->envelope.data,
 				     m->enroll_result->envelope.len, c->result, &err);
 	if (rc < 0) {
-		audit_net(g, "mgmt.enroll", "failed", err.msg);
+		audit_net(g, "mgmt.enroll", err.code == EKEYREJECTED ? "refused" : "failed",
+			  err.msg);
 		if (g->enrolled) {
 			/* back to the existing identity's session */
 			g->reconfigure = true;
@@ -716,6 +802,19 @@ static int net_program(char out[PATH_MAX])
 	return 0;
 }
 
+/* TRANSITION, remove at merge: spawn_net (being moved to mgmt_link.c) hands cellsd-net
+ * the key device_key_load() returns. cellsd-net must hold the TLS key, never the
+ * identity key: until spawn_net calls device_tls_key_load() itself, its call is
+ * redirected here. */
+static int net_key_load(const char *state_dir, EVP_PKEY **key, char id[DEVICE_ID_LEN + 1],
+			cells_err_t *err)
+{
+	if (device_key_load(state_dir, NULL, id, err) < 0)
+		return -1;
+	return device_tls_key_load(state_dir, key, err);
+}
+#define device_key_load net_key_load
+
 static void spawn_net(struct mgmt *g)
 {
 	cells_err_t err = {0};
@@ -797,6 +896,7 @@ static void spawn_net(struct mgmt *g)
 		send_config(g);
 	}
 }
+#undef device_key_load
 
 static int load_enrollment(struct mgmt *g, cells_err_t *err)
 {
@@ -835,6 +935,15 @@ int mgmt_init(struct cellsd *d, cells_err_t *err)
 	if (statedb_migrate(d->db, "mgmt", steps, CELLS_ARRAY_SIZE(steps), err) < 0 ||
 	    load_enrollment(g, err) < 0)
 		return cells_err_prefix(err, "mgmt");
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	if (statedb_prepare(d->db, "SELECT policy_refused FROM mgmt_compliance WHERE id=1", &st,
+			    err) < 0)
+		return cells_err_prefix(err, "mgmt");
+	if (sqlite3_step(st) == SQLITE_ROW)
+		g->policy_refused = sqlite3_column_int(st, 0) != 0;
+	if (compliance_source_add("mgmt", compliance_source) < 0)
+		return cells_err_set(err, ENOSPC, "mgmt: compliance sources full");
+	g->compliance_timer = loop_add_timer(d->loop, COMPLIANCE_CHECK_MS, on_compliance_timer, g);
 	spawn_net(g);
 	return 0;
 }
@@ -849,7 +958,10 @@ void mgmt_stop(struct cellsd *d)
 		loop_cancel_timer(d->loop, g->restart_timer);
 	if (g->enroll_timer)
 		loop_cancel_timer(d->loop, g->enroll_timer);
+	if (g->compliance_timer)
+		loop_cancel_timer(d->loop, g->compliance_timer);
 	net_gone(g, "stopping");
+	EVP_PKEY_free(g->enroll_tls);
 	free(g->ca_pem);
 	free(g->cert_pem);
 	free(g->enroll_ca);
@@ -885,6 +997,10 @@ void mgmt_status_json(struct cellsd *d, json_object *o)
 	json_object_object_add(o, "outbox", json_object_new_int64(outbox));
 	json_object_object_add(o, "commands_done", json_object_new_int64(cmds));
 	json_object_object_add(o, "received", json_object_new_int64((int64_t)g->received));
+	json_object_object_add(o, "policy_refused", json_object_new_boolean(g->policy_refused));
+	struct compliance c;
+	compliance_compute(d, &c);
+	compliance_json(&c, o);
 	audit_mgmt_status_json(d, o);
 }
 
@@ -919,6 +1035,11 @@ int mgmt_enroll_start(struct cellsd *d, struct ctl_call *c, const char *url, con
 		return cells_err_set(err, EBUSY, "an enrollment is already in progress");
 	if (g->enrolled && (g->state & MGMT_ST_ONLINE))
 		log_info("mgmt: re-enrolling (replaces the device certificate)");
+	/* the trust root this device will pin is the one the token's digest names: the
+	 * admin handed the token over out of band, cellsd-net cannot change it */
+	uint8_t digest[ROOT_DIGEST_LEN];
+	if (enroll_token_digest(token, digest, err) < 0)
+		return -1;
 	cleanup_x509 X509 *ca = pem_cert(ca_pem, ca_len);
 	if (!ca)
 		return cells_err_set(err, EINVAL, "--ca: not a PEM certificate");
@@ -926,17 +1047,26 @@ int mgmt_enroll_start(struct cellsd *d, struct ctl_call *c, const char *url, con
 	char id[DEVICE_ID_LEN + 1];
 	if (device_key_load(d->state_dir, &key, id, err) < 0)
 		return -1;
-	/* the CSR: signed with the device key, which never leaves the device */
+	/* the CSR carries a new TLS key (the one cellsd-net will hold), CN = device id; the
+	 * identity key signs the binding of that CSR to the identity and stays here */
+	cleanup_pkey EVP_PKEY *tls = pol_key_generate(err);
+	if (!tls)
+		return -1;
 	cleanup_x509_req X509_REQ *req = X509_REQ_new();
-	if (!req || !X509_REQ_set_pubkey(req, key) ||
+	if (!req || !X509_REQ_set_pubkey(req, tls) ||
 	    !X509_NAME_add_entry_by_txt(X509_REQ_get_subject_name(req), "CN", MBSTRING_ASC,
 					(const unsigned char *)id, -1, -1, 0) ||
-	    X509_REQ_sign(req, key, NULL) <= 0)
+	    X509_REQ_sign(req, tls, NULL) <= 0)
 		return cells_err_ssl(err, "CSR");
 	unsigned char *der = NULL;
 	int dl = i2d_X509_REQ(req, &der);
 	if (dl <= 0)
 		return cells_err_ssl(err, "CSR");
+	cleanup_signed Cells__V1__Signed *binding = NULL;
+	if (device_enroll_binding(key, der, (size_t)dl, &binding, err) < 0) {
+		OPENSSL_free(der);
+		return -1;
+	}
 	Cells__V1__Envelope env = CELLS__V1__ENVELOPE__INIT;
 	Cells__V1__EnrollRequest er = CELLS__V1__ENROLL_REQUEST__INIT;
 	char mid[40];
@@ -946,6 +1076,7 @@ int mgmt_enroll_start(struct cellsd *d, struct ctl_call *c, const char *url, con
 	er.csr_der.data = der;
 	er.csr_der.len = (size_t)dl;
 	er.agent_version = CELLS_VERSION;
+	er.identity_binding = binding;
 	env.body_case = CELLS__V1__ENVELOPE__BODY_ENROLL_REQUEST;
 	env.enroll_request = &er;
 	cleanup_free uint8_t *eb = NULL;
@@ -979,6 +1110,9 @@ int mgmt_enroll_start(struct cellsd *d, struct ctl_call *c, const char *url, con
 	} else if (netipc_send_pb(g->ipc_fd, NETIPC_ENROLL, &ne.base, err) < 0) {
 		return -1;
 	}
+	memcpy(g->enroll_digest, digest, sizeof digest);
+	EVP_PKEY_free(g->enroll_tls);
+	g->enroll_tls = steal_pointer(&tls);
 	g->enroll_call = c;
 	g->state |= MGMT_ST_ENROLLING;
 	g->enroll_timer = loop_add_timer(d->loop, ENROLL_TIMEOUT_MS, on_enroll_timeout, g);
@@ -1009,11 +1143,12 @@ static int enroll_complete(struct mgmt *g, const uint8_t *p, size_t n, json_obje
 	if (X509_cmp(rca, ca) != 0)
 		return cells_err_set(err, EKEYREJECTED,
 				     "enrollment answer: the server's CA is not the pinned one");
-	cleanup_pkey EVP_PKEY *key = NULL;
-	char id[DEVICE_ID_LEN + 1];
-	if (device_key_load(g->d->state_dir, &key, id, err) < 0)
+	char id[DEVICE_ID_LEN + 1], cn[128] = "";
+	if (device_key_load(g->d->state_dir, NULL, id, err) < 0)
 		return -1;
-	if (EVP_PKEY_eq(X509_get0_pubkey(cert), key) != 1 || strcmp(r->device_id, id))
+	X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof cn);
+	if (!g->enroll_tls || EVP_PKEY_eq(X509_get0_pubkey(cert), g->enroll_tls) != 1 ||
+	    strcmp(r->device_id, id) || strcmp(cn, id))
 		return cells_err_set(err, EKEYREJECTED,
 				     "enrollment answer: the certificate is not for this device");
 	cleanup_x509_store X509_STORE *st = X509_STORE_new();
@@ -1027,6 +1162,14 @@ static int enroll_complete(struct mgmt *g, const uint8_t *p, size_t n, json_obje
 				     X509_verify_cert_error_string(X509_STORE_CTX_get_error(xs)));
 	if (!r->trust_root || !r->trust_root->n_root_keys)
 		return cells_err_set(err, EBADMSG, "enrollment answer: no trust root");
+	/* the root is pinned only when it is the one the token names */
+	uint8_t dg[ROOT_DIGEST_LEN];
+	if (trust_root_digest(r->trust_root, dg, err) < 0)
+		return cells_err_prefix(err, "enrollment answer");
+	if (CRYPTO_memcmp(dg, g->enroll_digest, sizeof dg) != 0)
+		return cells_err_set(err, EKEYREJECTED,
+				     "enrollment answer: the trust root is not the one the token "
+				     "names (digest mismatch): nothing pinned");
 	cleanup_bio BIO *b = BIO_new(BIO_s_mem());
 	char *cpem;
 	if (!b || !PEM_write_bio_X509(b, cert))
@@ -1041,6 +1184,12 @@ static int enroll_complete(struct mgmt *g, const uint8_t *p, size_t n, json_obje
 	if (policy_trust_pin_enrolled(g->d, r->trust_root, r->delegations, r->n_delegations, err) <
 	    0)
 		return -1;
+	/* the TLS key of the new certificate replaces the old one (cellsd-net restarts with
+	 * it below) */
+	if (device_tls_key_store(g->d->state_dir, g->enroll_tls, err) < 0)
+		return -1;
+	EVP_PKEY_free(g->enroll_tls);
+	g->enroll_tls = NULL;
 	if (statedb_begin(g->d->db, err) < 0)
 		return -1;
 	cleanup_stmt sqlite3_stmt *ins = NULL;

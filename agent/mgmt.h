@@ -34,6 +34,11 @@ int mgmt_outbox_drop(struct cellsd *d, const char *message_id, cells_err_t *err)
 /* True while a session with the MDM is open. */
 bool mgmt_online(struct cellsd *d);
 
+/* Compute compliance (compliance.h) and send a status update (DeviceHello as `status`)
+ * when it or the policy version differs from what was last reported on the session. Cheap when
+ * unchanged; also run every 10 s. Modules call it after a change that may affect compliance. */
+void mgmt_report_status(struct cellsd *d);
+
 /* Fill o with the channel's state (enrolled, url, connected, last error, outbox...). */
 void mgmt_status_json(struct cellsd *d, json_object *o);
 

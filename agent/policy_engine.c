@@ -997,3 +997,40 @@ json_object *policy_describe(struct cellsd *d)
 	}
 	return o;
 }
+
+int policy_verify_audit_ack(struct cellsd *d, const Cells__V1__Signed *s, Cells__V1__AuditAck **out,
+			    cells_err_t *err)
+{
+	struct policy_engine *pe = d->pe;
+	if (!pe || !pe->have_root)
+		return cells_err_set(err, EKEYREJECTED, "no trust root is pinned");
+	if (!s)
+		return cells_err_set(err, EKEYREJECTED, "the Ack carries no signed audit_ack");
+	/* kind and size first, then the signature, and only then the payload is parsed */
+	if (cells_signed_check(s, CELLS__V1__SIGNED_KIND__SIGNED_AUDIT_ACK, err) < 0 ||
+	    pol_signed_by_role(pe->dels, pe->ndels, s, CELLS__V1__KEY_ROLE__KEY_ROLE_COMMAND,
+			       time(NULL), err) < 0)
+		return cells_err_prefix(err, "audit ack");
+	Cells__V1__AuditAck *a =
+	    cells__v1__audit_ack__unpack(NULL, s->payload.len, s->payload.data);
+	if (!a)
+		return cells_err_set(err, EBADMSG, "audit ack is not a valid protobuf message");
+	if (!a->device_id || strcmp(a->device_id, pe->device_id)) {
+		cells_err_set(err, ENODEV, "audit ack is for device %s, this is device %s",
+			      a->device_id ? a->device_id : "", pe->device_id);
+		cells__v1__audit_ack__free_unpacked(a, NULL);
+		return -1;
+	}
+	*out = a;
+	return 0;
+}
+
+const Cells__V1__Policy *policy_in_force(struct cellsd *d)
+{
+	return d->pe ? d->pe->policy : NULL;
+}
+
+const char *policy_apply_error(struct cellsd *d)
+{
+	return d->pe && d->pe->apply_failed ? d->pe->apply_error : NULL;
+}

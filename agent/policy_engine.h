@@ -91,4 +91,15 @@ int policy_set_local(struct cellsd *d, const char *vp, char *const *settings, si
 /* A JSON description (owned) for `cellctl policy show`. */
 json_object *policy_describe(struct cellsd *d);
 
+/* A SIGNED_AUDIT_ACK of the MDM: kind, signature by a key the pinned root delegated for
+ * the command role, device id. *out owned (cells__v1__audit_ack__free_unpacked). The
+ * caller matches it with the batch in flight. */
+int policy_verify_audit_ack(struct cellsd *d, const Cells__V1__Signed *s, Cells__V1__AuditAck **out,
+			    cells_err_t *err);
+
+/* The MDM policy in force (borrowed, valid until the next install); NULL when none. */
+const Cells__V1__Policy *policy_in_force(struct cellsd *d);
+/* The reason the last apply failed ("enforcer NAME: ..."), NULL when it did not. */
+const char *policy_apply_error(struct cellsd *d);
+
 #endif

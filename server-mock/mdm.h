@@ -57,6 +57,26 @@ X509 *mdm_load_cert(const struct mdm *m, const char *name, cells_err_t *err);
 int mdm_ca_issue(const struct mdm *m, const uint8_t *csr_der, size_t n, char device_id[33],
 		 char serial_hex[33], uint8_t **cert_der, size_t *cert_len, uint8_t **ca_der,
 		 size_t *ca_len, cells_err_t *err);
+/* The same for an enrollment: the certificate's CN is cn (the device id = hash of the
+ * identity key the EnrollBinding proved), its key the CSR's (the TLS key, whose raw
+ * form goes to tls_pub when not NULL). cn NULL: CN = hash of the CSR's key. */
+int mdm_ca_issue_for(const struct mdm *m, const uint8_t *csr_der, size_t n, const char *cn,
+		     char device_id[33], uint8_t tls_pub[32], char serial_hex[33],
+		     uint8_t **cert_der, size_t *cert_len, uint8_t **ca_der, size_t *ca_len,
+		     cells_err_t *err);
+/* The trust-root digest enrollment tokens carry (docs/PROTOCOL.md): SHA-256 of
+ * "cells.v1.root-digest" || 0x00 || u32be(threshold) || u32be(n) || key_1 .. key_n over
+ * the serialized TrustRoot tr; and that of the server's trust_root.bin in hex. */
+#define MDM_ROOT_DIGEST_LEN 32
+int mdm_root_digest(const uint8_t *tr, size_t n, uint8_t out[MDM_ROOT_DIGEST_LEN],
+		    cells_err_t *err);
+int mdm_root_digest_hex(const struct mdm *m, char hex[2 * MDM_ROOT_DIGEST_LEN + 1],
+			cells_err_t *err);
+/* Verify an EnrollRequest's identity_binding: kind, the signature by the identity key it
+ * names, the CSR's hash, its time within an hour of now. identity gets the key. */
+#include "wire.h"
+int mdm_enroll_binding_verify(const Cells__V1__Signed *b, const uint8_t *csr_der, size_t csr_len,
+			      int64_t now, uint8_t identity[32], cells_err_t *err);
 int mdm_cmd_ca_cert(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 int mdm_cmd_enroll_token(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 

@@ -329,6 +329,21 @@ int mdm_audit_store_batch(struct mdm_audit_store *s, const char *device_id, cons
 				     device_id, b->device_id);
 	if (audit_batch_check(b, err) < 0)
 		return -1;
+	/* a full record's details_hash, when present, must be the hash of its details: the
+	 * chain covers the details, so a record saying otherwise is inconsistent */
+	for (size_t i = 0; i < b->n_records; i++) {
+		const Cells__V1__AuditRecord *p = b->records[i];
+		uint8_t h[AUDIT_HASH_LEN];
+		if (p->details_withheld || !p->details_hash.len)
+			continue;
+		audit_details_hash(p->details ? p->details : "", h);
+		if (p->details_hash.len != AUDIT_HASH_LEN ||
+		    memcmp(p->details_hash.data, h, AUDIT_HASH_LEN))
+			return cells_err_set(err, EBADMSG,
+					     "audit upload: record %" PRIu64
+					     ": details_hash does not match its details",
+					     p->seq);
+	}
 	if (db_exec(s->db, "BEGIN IMMEDIATE", err) < 0)
 		return -1;
 	int r = store_locked(s, device_id, pub, b, res, err);

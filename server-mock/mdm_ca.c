@@ -19,6 +19,7 @@
 #include <openssl/ec.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <openssl/x509v3.h>
 
 #define CA_LIFETIME_DAYS 3650
@@ -195,6 +196,15 @@ int mdm_ca_issue(const struct mdm *m, const uint8_t *csr_der, size_t n, char dev
 		 char serial_hex[33], uint8_t **cert_der, size_t *cert_len, uint8_t **ca_der,
 		 size_t *ca_len, cells_err_t *err)
 {
+	return mdm_ca_issue_for(m, csr_der, n, NULL, device_id, NULL, serial_hex, cert_der,
+				cert_len, ca_der, ca_len, err);
+}
+
+int mdm_ca_issue_for(const struct mdm *m, const uint8_t *csr_der, size_t n, const char *cn,
+		     char device_id[33], uint8_t tls_pub[32], char serial_hex[33],
+		     uint8_t **cert_der, size_t *cert_len, uint8_t **ca_der, size_t *ca_len,
+		     cells_err_t *err)
+{
 	const unsigned char *p = csr_der;
 	cleanup_x509_req X509_REQ *req = d2i_X509_REQ(NULL, &p, (long)n);
 	if (!req || p != csr_der + n)
@@ -207,8 +217,14 @@ int mdm_ca_issue(const struct mdm *m, const uint8_t *csr_der, size_t n, char dev
 	uint8_t raw[POL_PUBKEY_LEN], h[POL_KEYID_LEN];
 	if (pol_key_raw_public(pub, raw, err) < 0)
 		return -1;
-	pol_key_id(raw, h);
-	cells_hex(h, 16, device_id);
+	if (cn) {
+		snprintf(device_id, 33, "%s", cn);
+	} else {
+		pol_key_id(raw, h);
+		cells_hex(h, 16, device_id);
+	}
+	if (tls_pub)
+		memcpy(tls_pub, raw, POL_PUBKEY_LEN);
 	cleanup_pkey EVP_PKEY *cakey = load_any_key(m, "ca.key", err);
 	cleanup_x509 X509 *ca = cakey ? mdm_load_cert(m, "ca.pem", err) : NULL;
 	if (!ca)
@@ -281,12 +297,19 @@ int mdm_cmd_enroll_token(struct mdm *m, const struct mdm_cmd *cmd, int argc, cha
 		}
 	}
 	uint8_t b[24];
-	char tok[2 * sizeof b + 1];
+	char tok[2 * sizeof b + 1 + 2 * MDM_ROOT_DIGEST_LEN + 1], dg[2 * MDM_ROOT_DIGEST_LEN + 1];
 	if (RAND_bytes(b, sizeof b) != 1) {
 		fprintf(stderr, "cells-mdm: enroll-token: no randomness\n");
 		return 1;
 	}
+	/* SECRET.ROOTDIGEST: the device pins only the root whose digest this is */
+	if (mdm_root_digest_hex(m, dg, &err) < 0) {
+		fprintf(stderr, "cells-mdm: enroll-token: %s\n", err.msg);
+		return 1;
+	}
 	cells_hex(b, sizeof b, tok);
+	tok[2 * sizeof b] = '.';
+	memcpy(tok + 2 * sizeof b + 1, dg, sizeof dg);
 	struct mdm_store *s = NULL;
 	int64_t exp = time(NULL) + ttl;
 	if (mdm_store_open(m->state_dir, &s, &err) < 0 ||
@@ -301,4 +324,86 @@ int mdm_cmd_enroll_token(struct mdm *m, const struct mdm_cmd *cmd, int argc, cha
 	else
 		printf("one-time enrollment token, valid for %ld s:\n%s\n", ttl, tok);
 	return 0;
+}
+
+int mdm_root_digest(const uint8_t *tr, size_t n, uint8_t out[MDM_ROOT_DIGEST_LEN], cells_err_t *err)
+{
+	cleanup_trust_root_pb Cells__V1__TrustRoot *r = cells__v1__trust_root__unpack(NULL, n, tr);
+	if (!r || !r->n_root_keys || r->n_root_keys > 64)
+		return cells_err_set(err, EBADMSG, "trust root: malformed or without keys");
+	static const char domain[] = "cells.v1.root-digest";
+	uint8_t buf[sizeof domain + 8 + 64 * POL_PUBKEY_LEN];
+	size_t len = sizeof domain; /* with its NUL */
+	memcpy(buf, domain, len);
+	uint32_t t = r->threshold, k = (uint32_t)r->n_root_keys;
+	for (int i = 0; i < 4; i++) {
+		buf[len + (size_t)i] = (uint8_t)(t >> (24 - 8 * i));
+		buf[len + 4 + (size_t)i] = (uint8_t)(k >> (24 - 8 * i));
+	}
+	len += 8;
+	for (size_t i = 0; i < r->n_root_keys; i++) {
+		if (r->root_keys[i].len != POL_PUBKEY_LEN)
+			return cells_err_set(err, EBADMSG, "trust root key %zu is not 32 bytes", i);
+		memcpy(buf + len, r->root_keys[i].data, POL_PUBKEY_LEN);
+		len += POL_PUBKEY_LEN;
+	}
+	SHA256(buf, len, out);
+	return 0;
+}
+
+int mdm_root_digest_hex(const struct mdm *m, char hex[2 * MDM_ROOT_DIGEST_LEN + 1],
+			cells_err_t *err)
+{
+	char p[PATH_MAX];
+	mdm_path(m, "trust_root.bin", p);
+	cleanup_free uint8_t *tr = NULL;
+	size_t n;
+	uint8_t d[MDM_ROOT_DIGEST_LEN];
+	if (cells_read_file(p, CELLS_MAX_TRUST_ROOT, &tr, &n, err) < 0 ||
+	    mdm_root_digest(tr, n, d, err) < 0)
+		return -1;
+	cells_hex(d, sizeof d, hex);
+	return 0;
+}
+
+int mdm_enroll_binding_verify(const Cells__V1__Signed *b, const uint8_t *csr_der, size_t csr_len,
+			      int64_t now, uint8_t identity[POL_PUBKEY_LEN], cells_err_t *err)
+{
+	if (!b)
+		return cells_err_set(err, EKEYREJECTED, "the request carries no identity binding");
+	/* kind and size before anything is parsed; the signature before the fields are
+	 * trusted (the key that signs is in the payload: self-certifying, like a CSR; what
+	 * it proves is that the holder of the identity key asked for this CSR) */
+	if (cells_signed_check(b, CELLS__V1__SIGNED_KIND__SIGNED_ENROLL_BINDING, err) < 0)
+		return cells_err_prefix(err, "identity binding");
+	Cells__V1__EnrollBinding *u =
+	    cells__v1__enroll_binding__unpack(NULL, b->payload.len, b->payload.data);
+	if (!u)
+		return cells_err_set(err, EBADMSG, "identity binding: not a valid EnrollBinding");
+	int r = 0;
+	uint8_t h[SHA256_DIGEST_LENGTH];
+	SHA256(csr_der, csr_len, h);
+	if (u->identity_key.len != POL_PUBKEY_LEN || pol_key_has_small_order(u->identity_key.data))
+		r = cells_err_set(err, EKEYREJECTED, "identity binding: bad identity key");
+	else if (u->csr_sha256.len != sizeof h || CRYPTO_memcmp(u->csr_sha256.data, h, sizeof h))
+		r = cells_err_set(err, EKEYREJECTED, "identity binding: it binds another CSR");
+	else if (u->at < now - 3600 || u->at > now + 3600)
+		r = cells_err_set(err, EKEYREJECTED, "identity binding: signed at %lld, not now",
+				  (long long)u->at);
+	else {
+		bool ok = false;
+		for (size_t i = 0; i < b->n_signatures && !ok; i++) {
+			const Cells__V1__Signature *sg = b->signatures[i];
+			ok = sg->signature.len == POL_SIG_LEN &&
+			     pol_verify_raw(u->identity_key.data, b->kind, b->payload.data,
+					    b->payload.len, sg->signature.data, NULL) == 0;
+		}
+		if (!ok)
+			r = cells_err_set(err, EKEYREJECTED,
+					  "identity binding: not signed by the identity key");
+		else
+			memcpy(identity, u->identity_key.data, POL_PUBKEY_LEN);
+	}
+	cells__v1__enroll_binding__free_unpacked(u, NULL);
+	return r;
 }

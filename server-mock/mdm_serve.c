@@ -183,8 +183,12 @@ static void send_error(struct sess *ss, const char *corr, unsigned code, const c
 	sess_send(ss, &env);
 }
 
-/* The device id of the verified peer certificate: CN must equal the id derived from the
- * certificate's Ed25519 key (its raw form goes to pub_out when not NULL). */
+/* The device of the verified peer certificate: its CN names the device (the CA set it
+ * to the hash of the identity key the device proved at enrollment); the registry gives
+ * that device's identity key (to pub_out when not NULL: what its receipts, checkpoints
+ * and results are verified with, never the certificate's key) and the TLS key the
+ * certificate must carry. A device enrolled before identity binding has no keys row: its
+ * certificate key is its identity (CN = hash of it). */
 static int peer_device(struct lws *wsi, char out[33], uint8_t *pub_out, cells_err_t *err)
 {
 	SSL *ssl = lws_get_ssl(wsi);
@@ -196,17 +200,29 @@ static int peer_device(struct lws *wsi, char out[33], uint8_t *pub_out, cells_er
 	if (SSL_get_verify_result(ssl) != X509_V_OK)
 		return cells_err_set(err, EPERM, "client certificate not verified");
 	EVP_PKEY *pk = X509_get0_pubkey(c);
-	uint8_t raw[POL_PUBKEY_LEN], h[POL_KEYID_LEN];
+	uint8_t raw[POL_PUBKEY_LEN], h[POL_KEYID_LEN], idk[POL_PUBKEY_LEN], tls[POL_PUBKEY_LEN];
 	if (!pk || EVP_PKEY_id(pk) != EVP_PKEY_ED25519 || pol_key_raw_public(pk, raw, err) < 0)
 		return cells_err_set(err, EPERM, "client certificate key is not Ed25519");
-	pol_key_id(raw, h);
-	cells_hex(h, 16, out);
 	char cn[128] = "";
 	X509_NAME_get_text_by_NID(X509_get_subject_name(c), NID_commonName, cn, sizeof cn);
+	if (strlen(cn) != 32)
+		return cells_err_set(err, EPERM, "certificate CN is not a device id");
+	int k = mdm_store_device_keys(S.st, cn, idk, tls, err);
+	if (k < 0)
+		return -1;
+	if (k == 0) {
+		memcpy(idk, raw, sizeof idk);
+		memcpy(tls, raw, sizeof tls);
+	}
+	pol_key_id(idk, h);
+	cells_hex(h, 16, out);
 	if (strcmp(cn, out))
-		return cells_err_set(err, EPERM, "certificate CN does not match its key");
+		return cells_err_set(err, EPERM, "certificate CN is not its device's identity");
+	if (memcmp(raw, tls, sizeof raw))
+		return cells_err_set(err, EPERM,
+				     "certificate key is not the device's current TLS key");
 	if (pub_out)
-		memcpy(pub_out, raw, POL_PUBKEY_LEN);
+		memcpy(pub_out, idk, POL_PUBKEY_LEN);
 	return 0;
 }
 
@@ -224,21 +240,33 @@ static void handle_enroll(struct sess *ss, const Cells__V1__Envelope *env)
 	cleanup_free uint8_t *ca = NULL;
 	size_t cl, cal;
 	unsigned code = 4;
+	uint8_t idk[POL_PUBKEY_LEN], tls[POL_PUBKEY_LEN], h[POL_KEYID_LEN];
+	char cn[33];
 	if (strlen(rq->token) > 128) {
 		code = 1;
 		cells_err_set(&err, EINVAL, "token too long");
 		goto fail;
 	}
-	if (mdm_ca_issue(S.m, rq->csr_der.data, rq->csr_der.len, dev, serial, &cert, &cl, &ca, &cal,
-			 &err) < 0) {
-		code = 1;
-		goto fail;
-	}
+	/* the token first: nothing is signed for an unauthenticated request */
 	if (mdm_store_token_consume(S.st, rq->token, now_s(), &err) < 0) {
 		code = err.code == ETIME ? 7 : 4;
 		goto fail;
 	}
-	if (mdm_store_device_enroll(S.st, dev, serial, now_s(), &err) < 0) {
+	/* the identity key binds the CSR's TLS key; CN = device id = hash(identity key) */
+	if (mdm_enroll_binding_verify(rq->identity_binding, rq->csr_der.data, rq->csr_der.len,
+				      now_s(), idk, &err) < 0) {
+		code = 4;
+		goto fail;
+	}
+	pol_key_id(idk, h);
+	cells_hex(h, 16, cn);
+	if (mdm_ca_issue_for(S.m, rq->csr_der.data, rq->csr_der.len, cn, dev, tls, serial, &cert,
+			     &cl, &ca, &cal, &err) < 0) {
+		code = 1;
+		goto fail;
+	}
+	if (mdm_store_device_enroll(S.st, dev, serial, now_s(), &err) < 0 ||
+	    mdm_store_device_keys_set(S.st, dev, idk, tls, &err) < 0) {
 		code = 5;
 		goto fail;
 	}
@@ -290,6 +318,60 @@ static void ack(struct sess *ss, const char *msg_id)
 	sess_send(ss, &out);
 }
 
+/* The signing key (delegated for the policy and command roles): it signs audit acks. */
+static EVP_PKEY *ack_key(void)
+{
+	static EVP_PKEY *k;
+	cells_err_t err = {0};
+	if (!k && !(k = mdm_load_key(S.m, "signing.key", &err)))
+		log_warn("audit ack: %s", err.msg);
+	return k;
+}
+
+/* Ack a stored batch with a SIGNED_AUDIT_ACK: the device lets its records' cursor move
+ * only on this (cellsd-net, which relays it, cannot make one). */
+static void audit_ack(struct sess *ss, const Cells__V1__Envelope *env,
+		      const struct mdm_audit_store_result *res)
+{
+	cells_err_t err = {0};
+	const Cells__V1__AuditBatch *b = env->audit_batch;
+	Cells__V1__AuditAck aa = CELLS__V1__AUDIT_ACK__INIT;
+	aa.device_id = ss->device;
+	aa.seq = res->last_seq;
+	if (b->n_records)
+		aa.head_hash = b->records[b->n_records - 1]->hash;
+	aa.batch_message_id = env->message_id;
+	aa.at = now_s();
+	uint8_t buf[CELLS_MAX_AUDIT_ACK];
+	size_t n = cells__v1__audit_ack__get_packed_size(&aa);
+	EVP_PKEY *k = ack_key();
+	Cells__V1__Signed sg = CELLS__V1__SIGNED__INIT;
+	if (!k || n > sizeof buf) {
+		send_error(ss, env->message_id, 5, "the server cannot sign audit acks");
+		return;
+	}
+	cells__v1__audit_ack__pack(&aa, buf);
+	if (pol_sign(&sg, CELLS__V1__SIGNED_KIND__SIGNED_AUDIT_ACK, buf, n, k, &err) < 0) {
+		log_warn("audit ack: %s", err.msg);
+		send_error(ss, env->message_id, 5, "the server cannot sign audit acks");
+		return;
+	}
+	Cells__V1__Envelope out = CELLS__V1__ENVELOPE__INIT;
+	Cells__V1__Ack a = CELLS__V1__ACK__INIT;
+	char id[48];
+	char *ids[1] = {env->message_id};
+	new_id(id, sizeof id, "a");
+	out.message_id = id;
+	out.correlation_id = env->message_id;
+	a.message_ids = ids;
+	a.n_message_ids = 1;
+	a.audit_ack = &sg;
+	out.body_case = CELLS__V1__ENVELOPE__BODY_ACK;
+	out.ack = &a;
+	sess_send(ss, &out);
+	pol_signed_clear(&sg);
+}
+
 /* An AuditBatch on an authenticated session: the device and its key come from the
  * client certificate; the payload naming another device is refused by the store. Stored
  * (all or nothing, continuity checked) and acknowledged, or refused with Error 9 and
@@ -313,7 +395,53 @@ static void handle_audit(struct sess *ss, const Cells__V1__Envelope *env)
 	const char *crash = getenv("CELLS_TEST_CRASH_AT");
 	if (crash && !strcmp(crash, "mdm-audit-before-ack"))
 		raise(SIGKILL);
-	ack(ss, env->message_id);
+	audit_ack(ss, env, &res);
+}
+
+/* Compliance reasons and audit seqs of a DeviceHello; a head that went backwards is
+ * logged and flagged for `cells-mdm devices`. */
+static void device_report(struct sess *ss, const Cells__V1__DeviceHello *h)
+{
+	cells_err_t err = {0};
+	json_object *arr = json_object_new_array();
+	for (size_t i = 0; i < h->n_compliance_reasons && i < 64; i++)
+		json_object_array_add(
+		    arr, json_object_new_string_len(h->compliance_reasons[i],
+						    (int)strnlen(h->compliance_reasons[i], 128)));
+	char flag[200];
+	if (mdm_store_device_report(
+		S.st, ss->device, json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN),
+		h->audit_head_seq, h->audit_uploaded_seq, now_s(), flag, &err) < 0)
+		log_warn("device %s: %s", ss->device, err.msg);
+	else if (flag[0])
+		log_warn("device %s: AUDIT ALERT: %s", ss->device, flag);
+	json_object_put(arr);
+	if (h->compliance != CELLS__V1__COMPLIANCE__COMPLIANT)
+		log_info("device %s: non-compliant (%zu reasons)", ss->device,
+			 h->n_compliance_reasons);
+}
+
+/* The newest policy version queued, delivered or installed for device. */
+static uint64_t latest_policy_version(const char *device)
+{
+	cells_err_t err = {0};
+	uint64_t installed = 0, v = 0;
+	cleanup_free uint8_t *blob = NULL;
+	size_t n;
+	if (mdm_store_latest_policy_blob(S.st, device, &installed, &blob, &n, &err) < 0) {
+		log_warn("device %s: %s", device, err.msg);
+		return installed;
+	}
+	if (blob) { /* our own entry: a Signed policy we signed */
+		cleanup_signed Cells__V1__Signed *sg = NULL;
+		if (cells_signed_decode(blob, n, &sg, NULL) == 0) {
+			cleanup_policy_pb Cells__V1__Policy *p =
+			    cells__v1__policy__unpack(NULL, sg->payload.len, sg->payload.data);
+			if (p)
+				v = p->version;
+		}
+	}
+	return v > installed ? v : installed;
 }
 
 /* A CommandResult on an authenticated session. Its correlation_id, when set, must name
@@ -407,6 +535,7 @@ static void handle_device(struct sess *ss, const Cells__V1__Envelope *env)
 		if (mdm_store_device_seen(S.st, ss->device, true, now_s(), h->policy_version,
 					  h->agent_version, h->compliance, &err) < 0)
 			log_warn("device %s: %s", ss->device, err.msg);
+		device_report(ss, h);
 		if (env->body_case == CELLS__V1__ENVELOPE__BODY_HELLO) {
 			/* a new session: what was delivered on an earlier one is sent again */
 			if (mdm_store_queue_requeue(S.st, ss->device, &err) < 0)
@@ -418,6 +547,7 @@ static void handle_device(struct sess *ss, const Cells__V1__Envelope *env)
 			out.message_id = id;
 			out.correlation_id = env->message_id;
 			sh.server_time = now_s();
+			sh.latest_policy_version = latest_policy_version(ss->device);
 			out.body_case = CELLS__V1__ENVELOPE__BODY_SERVER_HELLO;
 			out.server_hello = &sh;
 			sess_send(ss, &out);

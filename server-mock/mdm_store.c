@@ -39,7 +39,16 @@ static const char *const schema =
     " key_status INTEGER NOT NULL, wrapped_key_destroyed INTEGER NOT NULL,"
     " recreated INTEGER NOT NULL, verified INTEGER NOT NULL, reason TEXT NOT NULL,"
     " signed BLOB NOT NULL, device_key BLOB NOT NULL, received_at INTEGER NOT NULL,"
-    " PRIMARY KEY(device, command_id));";
+    " PRIMARY KEY(device, command_id));"
+    /* added with identity binding: the identity key (device id = its hash; it signs
+     * receipts, checkpoints, results) and the TLS key of the certificate issued */
+    "CREATE TABLE IF NOT EXISTS device_keys(id TEXT PRIMARY KEY, identity_key BLOB NOT NULL,"
+    " tls_key BLOB NOT NULL);"
+    /* added with computed compliance and audit seqs of DeviceHello */
+    "CREATE TABLE IF NOT EXISTS device_report(id TEXT PRIMARY KEY,"
+    " compliance_reasons TEXT NOT NULL DEFAULT '[]', audit_head INTEGER NOT NULL DEFAULT 0,"
+    " audit_uploaded INTEGER NOT NULL DEFAULT 0, audit_max_head INTEGER NOT NULL DEFAULT 0,"
+    " audit_flag TEXT NOT NULL DEFAULT '', audit_flag_at INTEGER NOT NULL DEFAULT 0);";
 
 static int sql_err(struct mdm_store *s, const char *what, cells_err_t *err)
 {
@@ -179,6 +188,119 @@ int mdm_store_device_enroll(struct mdm_store *s, const char *id, const char *cer
 	return 0;
 }
 
+int mdm_store_device_keys_set(struct mdm_store *s, const char *id, const uint8_t identity[32],
+			      const uint8_t tls[32], cells_err_t *err)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	if (prep(s, "INSERT OR REPLACE INTO device_keys(id, identity_key, tls_key) VALUES(?,?,?)",
+		 &st, err) < 0)
+		return -1;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_blob(st, 2, identity, 32, SQLITE_TRANSIENT);
+	sqlite3_bind_blob(st, 3, tls, 32, SQLITE_TRANSIENT);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		return sql_err(s, "device keys", err);
+	return 0;
+}
+
+int mdm_store_device_keys(struct mdm_store *s, const char *id, uint8_t identity[32],
+			  uint8_t tls[32], cells_err_t *err)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	if (prep(s, "SELECT identity_key, tls_key FROM device_keys WHERE id=?", &st, err) < 0)
+		return -1;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+	int r = sqlite3_step(st);
+	if (r == SQLITE_DONE)
+		return 0;
+	if (r != SQLITE_ROW)
+		return sql_err(s, "device keys", err);
+	if (sqlite3_column_bytes(st, 0) != 32 || sqlite3_column_bytes(st, 1) != 32)
+		return cells_err_set(err, EIO, "device keys of %s: corrupt", id);
+	memcpy(identity, sqlite3_column_blob(st, 0), 32);
+	memcpy(tls, sqlite3_column_blob(st, 1), 32);
+	return 1;
+}
+
+int mdm_store_device_report(struct mdm_store *s, const char *id, const char *reasons_json,
+			    uint64_t head, uint64_t uploaded, int64_t now, char flag[200],
+			    cells_err_t *err)
+{
+	flag[0] = 0;
+	uint64_t max_head = 0, prev_up = 0, prev_head = 0;
+	cleanup_stmt sqlite3_stmt *q = NULL;
+	if (prep(s,
+		 "SELECT audit_head, audit_uploaded, audit_max_head FROM device_report WHERE id=?",
+		 &q, err) < 0)
+		return -1;
+	sqlite3_bind_text(q, 1, id, -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(q) == SQLITE_ROW) {
+		prev_head = (uint64_t)sqlite3_column_int64(q, 0);
+		prev_up = (uint64_t)sqlite3_column_int64(q, 1);
+		max_head = (uint64_t)sqlite3_column_int64(q, 2);
+	}
+	(void)prev_head;
+	/* a head below one reported before, or below what was uploaded: the device's log
+	 * lost its tail (records and checkpoints cut) */
+	if (head < max_head)
+		snprintf(flag, 200, "audit head went backwards: %llu, earlier %llu",
+			 (unsigned long long)head, (unsigned long long)max_head);
+	else if (head < uploaded || head < prev_up)
+		snprintf(flag, 200, "audit head %llu is below the uploaded %llu",
+			 (unsigned long long)head,
+			 (unsigned long long)(uploaded > prev_up ? uploaded : prev_up));
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	if (prep(s,
+		 "INSERT INTO device_report(id, compliance_reasons, audit_head, audit_uploaded,"
+		 " audit_max_head, audit_flag, audit_flag_at) VALUES(?1,?2,?3,?4,?5,?6,?7) "
+		 "ON CONFLICT(id) DO UPDATE SET compliance_reasons=?2, audit_head=?3,"
+		 " audit_uploaded=?4, audit_max_head=max(audit_max_head, ?5),"
+		 " audit_flag=CASE WHEN ?6<>'' THEN ?6 ELSE audit_flag END,"
+		 " audit_flag_at=CASE WHEN ?6<>'' THEN ?7 ELSE audit_flag_at END",
+		 &st, err) < 0)
+		return -1;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, reasons_json, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 3, (int64_t)head);
+	sqlite3_bind_int64(st, 4, (int64_t)uploaded);
+	sqlite3_bind_int64(st, 5, (int64_t)head);
+	sqlite3_bind_text(st, 6, flag, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 7, now);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		return sql_err(s, "device report", err);
+	return 0;
+}
+
+int mdm_store_latest_policy_blob(struct mdm_store *s, const char *id, uint64_t *installed,
+				 uint8_t **blob, size_t *len, cells_err_t *err)
+{
+	*blob = NULL;
+	*len = 0;
+	*installed = 0;
+	cleanup_stmt sqlite3_stmt *q = NULL;
+	if (prep(s, "SELECT policy_version FROM devices WHERE id=?", &q, err) < 0)
+		return -1;
+	sqlite3_bind_text(q, 1, id, -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(q) == SQLITE_ROW)
+		*installed = (uint64_t)sqlite3_column_int64(q, 0);
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	if (prep(s,
+		 "SELECT blob FROM queue WHERE device=? AND kind=1 AND state IN (0,1,2) "
+		 "ORDER BY seq DESC LIMIT 1",
+		 &st, err) < 0)
+		return -1;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(st) != SQLITE_ROW)
+		return 0;
+	size_t n = (size_t)sqlite3_column_bytes(st, 0);
+	*blob = malloc(n ? n : 1);
+	if (!*blob)
+		return cells_err_sys(err, ENOMEM, "policy blob");
+	memcpy(*blob, sqlite3_column_blob(st, 0), n);
+	*len = n;
+	return 1;
+}
+
 int mdm_store_device_known(struct mdm_store *s, const char *id, cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
@@ -228,7 +350,8 @@ int mdm_store_devices_reset_online(struct mdm_store *s, cells_err_t *err)
 }
 
 static const char *const compliance_names[] = {
-    "unknown", "compliant", "no-policy", "policy-expired", "apply-failed", "audit-full",
+    "unknown",	    "compliant",  "no-policy",	   "policy-expired",
+    "apply-failed", "audit-full", "non-compliant",
 };
 
 int mdm_store_devices_json(struct mdm_store *s, json_object **out, cells_err_t *err)
@@ -239,8 +362,12 @@ int mdm_store_devices_json(struct mdm_store *s, json_object **out, cells_err_t *
 		 "d.agent_version, d.compliance, "
 		 "(SELECT count(*) FROM queue q WHERE q.device=d.id AND q.state IN (0,1)), "
 		 "(SELECT count(*) FROM queue q WHERE q.device=d.id AND q.state=2), "
-		 "(SELECT count(*) FROM queue q WHERE q.device=d.id AND q.state=3) "
-		 "FROM devices d WHERE d.active=1 ORDER BY d.enrolled_at, d.id",
+		 "(SELECT count(*) FROM queue q WHERE q.device=d.id AND q.state=3), "
+		 "r.compliance_reasons, r.audit_head, r.audit_uploaded, r.audit_flag, "
+		 "r.audit_flag_at, k.id IS NOT NULL "
+		 "FROM devices d LEFT JOIN device_report r ON r.id=d.id "
+		 "LEFT JOIN device_keys k ON k.id=d.id "
+		 "WHERE d.active=1 ORDER BY d.enrolled_at, d.id",
 		 &st, err) < 0)
 		return -1;
 	json_object *arr = json_object_new_array();
@@ -273,6 +400,23 @@ int mdm_store_devices_json(struct mdm_store *s, json_object **out, cells_err_t *
 				       json_object_new_int64(sqlite3_column_int64(st, 8)));
 		json_object_object_add(o, "failed",
 				       json_object_new_int64(sqlite3_column_int64(st, 9)));
+		const char *rj = (const char *)sqlite3_column_text(st, 10);
+		json_object *reasons = rj ? json_tokener_parse(rj) : NULL;
+		if (!reasons || !json_object_is_type(reasons, json_type_array)) {
+			json_object_put(reasons);
+			reasons = json_object_new_array();
+		}
+		json_object_object_add(o, "compliance_reasons", reasons);
+		json_object_object_add(o, "audit_head_seq",
+				       json_object_new_int64(sqlite3_column_int64(st, 11)));
+		json_object_object_add(o, "audit_uploaded_seq",
+				       json_object_new_int64(sqlite3_column_int64(st, 12)));
+		const char *fl = (const char *)sqlite3_column_text(st, 13);
+		json_object_object_add(o, "audit_flag", json_object_new_string(fl ? fl : ""));
+		json_object_object_add(o, "audit_flag_at",
+				       json_object_new_int64(sqlite3_column_int64(st, 14)));
+		json_object_object_add(o, "identity_bound",
+				       json_object_new_boolean(sqlite3_column_int(st, 15)));
 		json_object_array_add(arr, o);
 	}
 	if (r != SQLITE_DONE) {

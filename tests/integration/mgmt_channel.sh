@@ -16,7 +16,7 @@ check "server certificate chains to the CA" openssl verify -CAfile "$CELLS_MDM_S
 cells-mdm ca-cert >"$T/ca.pem"
 check "ca-cert prints the CA" cmp "$T/ca.pem" "$CELLS_MDM_STATE_DIR/ca.pem"
 TOKEN=$(cells-mdm enroll-token --ttl 600 | tail -1)
-check "enroll-token prints the token alone on its last line" grep -qE '^[0-9a-f]{48}$' <<<"$TOKEN"
+check "enroll-token prints the token alone on its last line: SECRET.ROOTDIGEST" grep -qE '^[0-9a-f]{48}\.[0-9a-f]{64}$' <<<"$TOKEN"
 start_mdm || exit 1
 start_cellsd || exit 1
 DEV=$(cellctl device id)

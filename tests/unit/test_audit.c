@@ -10,6 +10,8 @@
 #include "audit.h"
 #include "audit_chain.h"
 #include "cleanup_ssl.h"
+#include "device_key.h"
+#include "mdm.h"
 #include "mdm_audit.h"
 #include "pol_sig.h"
 #include "util.h"
@@ -18,7 +20,11 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <openssl/sha.h>
+#include <openssl/x509.h>
 
 static void unhex(const char *h, uint8_t *out, size_t n)
 {
@@ -388,6 +394,144 @@ static void test_bundle_garbage(void **state)
 	assert_int_equal(audit_batch_decode(junk, sizeof junk, &b, &err), -1);
 }
 
+/* A full record whose details_hash is not the hash of its details: refused (the server
+ * answers Error 9), nothing stored. */
+static void test_full_record_details_hash(void **state)
+{
+	struct fixture *f = *state;
+	cells_err_t err;
+	char p[PATH_MAX];
+	snprintf(p, sizeof p, "%s/mdm-audit3.db", f->dir);
+	struct mdm_audit_store *s = NULL;
+	assert_int_equal(mdm_audit_store_open(p, &s, &err), 0);
+	struct mdm_audit_store_result res;
+	append_n(f->a, "", 3);
+	Cells__V1__AuditBatch *b = NULL;
+	assert_int_equal(audit_upload_batch(f->a, 1, 3, NULL, NULL, &b, &err), 0);
+	assert_int_equal(b->n_records, 3);
+	assert_false(b->records[1]->details_withheld);
+	uint8_t h[32], wrong[32] = {7};
+	audit_details_hash(b->records[1]->details, h);
+	/* the right hash on a full record is fine */
+	uint8_t *saved = b->records[1]->details_hash.data;
+	size_t saved_len = b->records[1]->details_hash.len;
+	b->records[1]->details_hash.data = h;
+	b->records[1]->details_hash.len = 32;
+	assert_int_equal(mdm_audit_store_batch(s, f->id, f->pub, b, &res, &err), 0);
+	/* a wrong one is refused */
+	b->records[1]->details_hash.data = wrong;
+	assert_int_equal(mdm_audit_store_batch(s, f->id, f->pub, b, &res, &err), -1);
+	assert_non_null(strstr(err.msg, "details_hash does not match"));
+	b->records[1]->details_hash.data = saved;
+	b->records[1]->details_hash.len = saved_len;
+	audit_batch_free(b);
+	mdm_audit_store_close(s);
+}
+
+/* The trust-root digest: the agent's and the server's computations agree, depend on
+ * every key, the key order and the threshold, and tokens parse strictly. */
+static void test_root_digest(void **state)
+{
+	(void)state;
+	cells_err_t err;
+	uint8_t k1[32], k2[32];
+	memset(k1, 0x11, 32);
+	memset(k2, 0x22, 32);
+	ProtobufCBinaryData keys[2] = {{32, k1}, {32, k2}};
+	Cells__V1__TrustRoot tr = CELLS__V1__TRUST_ROOT__INIT;
+	tr.version = 1;
+	tr.root_keys = keys;
+	tr.n_root_keys = 2;
+	tr.threshold = 1;
+	uint8_t buf[512], a[32], b[32], c[32];
+	size_t n = cells__v1__trust_root__pack(&tr, buf);
+	assert_int_equal(trust_root_digest(&tr, a, &err), 0);
+	assert_int_equal(mdm_root_digest(buf, n, b, &err), 0);
+	assert_memory_equal(a, b, 32);
+	/* the definition, spelled out */
+	uint8_t m[21 + 8 + 64] = "cells.v1.root-digest";
+	memcpy(m + 21, "\0\0\0\1\0\0\0\2", 8);
+	memcpy(m + 29, k1, 32);
+	memcpy(m + 61, k2, 32);
+	SHA256(m, sizeof m, c);
+	assert_memory_equal(a, c, 32);
+	tr.threshold = 2;
+	assert_int_equal(trust_root_digest(&tr, c, &err), 0);
+	assert_memory_not_equal(a, c, 32);
+	tr.threshold = 1;
+	keys[0].data = k2;
+	keys[1].data = k1;
+	assert_int_equal(trust_root_digest(&tr, c, &err), 0);
+	assert_memory_not_equal(a, c, 32);
+	tr.n_root_keys = 0;
+	assert_int_equal(trust_root_digest(&tr, c, &err), -1);
+	/* tokens */
+	char tok[200], hex[65];
+	cells_hex(a, 32, hex);
+	snprintf(tok, sizeof tok, "00ff.%s", hex);
+	assert_int_equal(enroll_token_digest(tok, c, &err), 0);
+	assert_memory_equal(a, c, 32);
+	assert_int_equal(enroll_token_digest("00ff", c, &err), -1);
+	assert_int_equal(enroll_token_digest(hex, c, &err), -1); /* no secret, no dot */
+	snprintf(tok, sizeof tok, ".%s", hex);
+	assert_int_equal(enroll_token_digest(tok, c, &err), -1);
+	snprintf(tok, sizeof tok, "00ff.%s0", hex);
+	assert_int_equal(enroll_token_digest(tok, c, &err), -1);
+	hex[5] = 'A';
+	snprintf(tok, sizeof tok, "00ff.%s", hex);
+	assert_int_equal(enroll_token_digest(tok, c, &err), -1);
+}
+
+/* The EnrollBinding: made by the identity key over the CSR; the server accepts it for
+ * that CSR only, signed by the key it names, of its kind. */
+static void test_enroll_binding(void **state)
+{
+	(void)state;
+	cells_err_t err;
+	cleanup_pkey EVP_PKEY *id = pol_key_generate(&err);
+	cleanup_pkey EVP_PKEY *other = pol_key_generate(&err);
+	assert_non_null(id);
+	assert_non_null(other);
+	uint8_t csr[100], pub[32], got[32];
+	memset(csr, 0x5a, sizeof csr);
+	assert_int_equal(pol_key_raw_public(id, pub, &err), 0);
+	Cells__V1__Signed *b = NULL;
+	assert_int_equal(device_enroll_binding(id, csr, sizeof csr, &b, &err), 0);
+	int64_t now = time(NULL);
+	assert_int_equal(mdm_enroll_binding_verify(b, csr, sizeof csr, now, got, &err), 0);
+	assert_memory_equal(got, pub, 32);
+	/* another CSR */
+	csr[0] ^= 1;
+	assert_int_equal(mdm_enroll_binding_verify(b, csr, sizeof csr, now, got, &err), -1);
+	assert_non_null(strstr(err.msg, "another CSR"));
+	csr[0] ^= 1;
+	/* long ago */
+	assert_int_equal(mdm_enroll_binding_verify(b, csr, sizeof csr, now + 7200, got, &err), -1);
+	/* a signature flipped */
+	b->signatures[0]->signature.data[3] ^= 1;
+	assert_int_equal(mdm_enroll_binding_verify(b, csr, sizeof csr, now, got, &err), -1);
+	assert_non_null(strstr(err.msg, "not signed by the identity key"));
+	b->signatures[0]->signature.data[3] ^= 1;
+	/* the wrong kind */
+	b->kind = CELLS__V1__SIGNED_KIND__SIGNED_WIPE_RECEIPT;
+	assert_int_equal(mdm_enroll_binding_verify(b, csr, sizeof csr, now, got, &err), -1);
+	b->kind = CELLS__V1__SIGNED_KIND__SIGNED_ENROLL_BINDING;
+	cells__v1__signed__free_unpacked(b, NULL);
+	/* signed by a key other than the one it names */
+	Cells__V1__Signed *b2 = NULL;
+	assert_int_equal(device_enroll_binding(other, csr, sizeof csr, &b2, &err), 0);
+	Cells__V1__EnrollBinding *eb =
+	    cells__v1__enroll_binding__unpack(NULL, b2->payload.len, b2->payload.data);
+	assert_non_null(eb);
+	memcpy(eb->identity_key.data, pub, 32); /* claims id, signed by other */
+	b2->payload.len = cells__v1__enroll_binding__pack(eb, b2->payload.data);
+	cells__v1__enroll_binding__free_unpacked(eb, NULL);
+	assert_int_equal(mdm_enroll_binding_verify(b2, csr, sizeof csr, now, got, &err), -1);
+	cells__v1__signed__free_unpacked(b2, NULL);
+	/* none */
+	assert_int_equal(mdm_enroll_binding_verify(NULL, csr, sizeof csr, now, got, &err), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -397,6 +541,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_near_full_fails_closed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_upload_and_server_continuity, setup, teardown),
 	    cmocka_unit_test(test_bundle_garbage),
+	    cmocka_unit_test_setup_teardown(test_full_record_details_hash, setup, teardown),
+	    cmocka_unit_test(test_root_digest),
+	    cmocka_unit_test(test_enroll_binding),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
