@@ -318,6 +318,7 @@ void mgmt_status_json(struct cellsd *d, json_object *o)
 	json_object_object_add(o, "outbox", json_object_new_int64(outbox));
 	json_object_object_add(o, "commands_done", json_object_new_int64(cmds));
 	json_object_object_add(o, "received", json_object_new_int64((int64_t)g->received));
+	mgmt_link_status_json(g, o);
 	audit_mgmt_status_json(d, o);
 }
 

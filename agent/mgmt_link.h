@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <json-c/json.h>
+
 #include "cellsd.h"
 #include "err.h"
 #include "netipc.h"
@@ -70,6 +72,15 @@ int mgmt_link_init(struct mgmt *g, const struct mgmt_ops *ops, cells_err_t *err)
 void mgmt_link_start(struct mgmt *g);
 /* Stop the network process (no restart) and free the link's part of g. */
 void mgmt_link_stop(struct mgmt *g);
+
+/* cellsd options (no cellsd flag yet: see the report of issue 13): the network process's
+ * uid/gid (default: the `cellsd-net` system user, else CELLS_NET_UID/GID = 65500), and
+ * the cap of its reconnect backoff in ms (passed as --retry-max-ms; <=0: its default). */
+void mgmt_set_net_ids(uid_t uid, gid_t gid);
+void mgmt_set_net_retry_max_ms(int ms);
+
+/* The link's counters for `cellctl mgmt status` (queued, dropped, stalls). */
+void mgmt_link_status_json(struct mgmt *g, json_object *o);
 
 /* A fresh message id "PREFIX-<24 hex>". */
 void new_msg_id(char out[40], const char *prefix);
