@@ -21,7 +21,9 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <linux/sockios.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -50,14 +52,21 @@
 #define FLUSH_BATCH 16
 /* Inbound limits (token buckets): policies and commands, and all received envelopes.
  * Over either: the rest is dropped before any DB write and the process restarted. */
-#define IN_CMD_BURST 64
-#define IN_CMD_RATE 16 /* per second */
+#define IN_CMD_BURST 32
+#define IN_CMD_RATE 4 /* per second */
 #define IN_ALL_BURST 1024
 #define IN_ALL_RATE 256
+#define IN_STATUS_BURST 16 /* connection status reports (each open one costs a hello) */
+#define IN_STATUS_RATE 2
 /* At most this many outbox rows: past it, results of refused messages are not stored. */
 #define OUTBOX_REFUSED_CAP 256
 /* Refusals of one kind less than this apart are one burst (one audit record). */
 #define BURST_QUIET_MS (2 * RESTART_MAX_MS)
+/* Time cellsd spends on inbound messages per wakeup of the loop. */
+#define IPC_BUDGET_MS 5
+/* A queue that does not move for this long is a stall too. */
+#define STALL_MS 20000
+#define STALL_TICK_MS 2000
 
 struct qmsg {
 	struct qmsg *next;
@@ -82,10 +91,14 @@ struct mgmt_link {
 	bool dead;     /* killed: nothing more is sent to it or read from it */
 	bool flushing; /* the outbox resend is in progress (up to flush_seq) */
 	int64_t flush_seq;
-	struct bucket in_cmd, in_all;
+	struct bucket in_cmd, in_all, in_status;
 	struct burst stall, flood, capped, body;
 	uint64_t dropped; /* messages refused by the limits (status) */
-	int log_fd;	  /* the network process's stderr */
+	uint64_t stall_timer;
+	int64_t progress_ms;  /* last time the queue moved */
+	int64_t unread_since; /* bytes in the socket it has not read since then */
+	int last_outq;
+	int log_fd; /* the network process's stderr */
 	char logbuf[1024];
 	size_t loglen;
 	struct bucket logb;
@@ -167,12 +180,50 @@ static void q_clear(struct mgmt_link *L)
 	L->n = L->bytes = 0;
 }
 
+static void link_stalled(struct mgmt *g);
+
+static void on_stall_timer(struct loop *l, void *data);
+
+static void stall_timer_set(struct mgmt *g, bool on)
+{
+	struct mgmt_link *L = g->link;
+	if (L->stall_timer && !on) {
+		loop_cancel_timer(g->d->loop, L->stall_timer);
+		L->stall_timer = 0;
+	} else if (!L->stall_timer && on) {
+		L->stall_timer = loop_add_timer(g->d->loop, STALL_TICK_MS, on_stall_timer, g);
+	}
+}
+
+/* Every STALL_TICK_MS while the process lives: a queue that has not moved, or bytes in
+ * the socket it has not read, for STALL_MS is a stall (it never reads). */
+static void on_stall_timer(struct loop *l, void *data)
+{
+	struct mgmt *g = data;
+	struct mgmt_link *L = g->link;
+	L->stall_timer = 0;
+	if (L->dead || g->ipc_fd < 0)
+		return;
+	int64_t now = mono_ms();
+	int outq = 0;
+	if (ioctl(g->ipc_fd, SIOCOUTQ, &outq) < 0 || outq <= 0 || outq < L->last_outq)
+		L->unread_since = now; /* it read something (or there is nothing to read) */
+	L->last_outq = outq;
+	if ((L->head && now - L->progress_ms >= STALL_MS) || now - L->unread_since >= STALL_MS) {
+		link_stalled(g);
+		return;
+	}
+	stall_timer_set(g, true);
+}
+
 static void want_out(struct mgmt *g, bool on)
 {
 	struct mgmt_link *L = g->link;
 	if (L->want_out == on || g->ipc_fd < 0)
 		return;
 	L->want_out = on;
+	if (on)
+		L->progress_ms = mono_ms();
 	loop_mod_fd(g->d->loop, g->ipc_fd, EPOLLIN | (on ? EPOLLOUT : 0));
 }
 
@@ -189,6 +240,7 @@ static void link_stalled(struct mgmt *g)
 	log_warn("mgmt: %s", why);
 	q_clear(L);
 	want_out(g, false);
+	stall_timer_set(g, false);
 	kill_net(g, "stalled");
 }
 
@@ -379,6 +431,7 @@ static void net_gone(struct mgmt *g, const char *why)
 {
 	log_close(g);
 	q_clear(g->link);
+	stall_timer_set(g, false);
 	g->link->want_out = false;
 	g->link->flushing = false;
 	g->link->dead = true;
@@ -653,6 +706,8 @@ static int on_recv(struct mgmt *g, struct netipc_msg *m)
 
 static int on_status(struct mgmt *g, struct netipc_msg *m)
 {
+	if (!bucket_take(&g->link->in_status, IN_STATUS_RATE, IN_STATUS_BURST))
+		return link_flood(g, "status reports over the rate limit");
 	bool was = g->state & MGMT_ST_ONLINE;
 	if (m->status->connected) {
 		g->state = (g->state & ~MGMT_ST_IDLE) | MGMT_ST_ONLINE;
@@ -705,6 +760,7 @@ static void link_drain(struct mgmt *g)
 			return; /* it is gone: the pidfd reports the exit */
 		}
 		g->sent++;
+		L->progress_ms = mono_ms();
 		L->head = q->next;
 		if (!L->head)
 			L->tail = &L->head;
@@ -724,7 +780,11 @@ static void on_ipc(struct loop *l, int fd, uint32_t events, void *data)
 		return; /* killed: what it still sent is not read; the pidfd reports the exit */
 	if (events & EPOLLOUT)
 		link_drain(g);
-	for (int i = 0; i < 64 && g->ipc_fd == fd && !g->link->dead; i++) {
+	/* a time budget per wakeup: a verified message may cost fsyncs, and the control
+	 * socket and the other modules must get their turn (epoll calls us again) */
+	int64_t t0 = mono_ms();
+	for (int i = 0;
+	     i < 64 && g->ipc_fd == fd && !g->link->dead && mono_ms() - t0 < IPC_BUDGET_MS; i++) {
 		ssize_t n = recv(fd, g->rxbuf, NETIPC_MAX_DGRAM + 1, MSG_DONTWAIT | MSG_TRUNC);
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -956,6 +1016,9 @@ static void spawn_net(struct mgmt *g)
 	fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
 	q_clear(g->link);
 	g->link->want_out = g->link->dead = g->link->flushing = false;
+	g->link->unread_since = g->link->progress_ms = mono_ms();
+	g->link->last_outq = 0;
+	stall_timer_set(g, true);
 	g->pid = pid;
 	g->pidfd = pidfd;
 	g->ipc_fd = sv[0];

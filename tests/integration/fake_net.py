@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """fake_net.py - a compromised cellsd-net for tests (run by `cellsd --net-helper`).
 It writes forged and out-of-state messages on the socketpair; cellsd must refuse them.
-Each start is one round (counter in $FAKE_NET_DIR/round)."""
+Each start is one round (counter in DIR/round). cellsd starts it with a clean
+environment: the test copies it with @FAKE_NET_DIR@ and @FAKE_NET_DEVICE@ filled in."""
 import os, socket, struct, sys, time
 
-D = os.environ["FAKE_NET_DIR"]
-DEV = os.environ["FAKE_NET_DEVICE"]
+D = os.environ.get("FAKE_NET_DIR", "@FAKE_NET_DIR@")
+DEV = os.environ.get("FAKE_NET_DEVICE", "@FAKE_NET_DEVICE@")
 fd = int(sys.argv[sys.argv.index("--ipc-fd") + 1])
 s = socket.socket(fileno=fd)
 

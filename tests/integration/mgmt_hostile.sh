@@ -98,8 +98,11 @@ done
 STARTED=$(audit_count mgmt.command.started)
 stop_cellsd
 mkdir -p "$T/fake" && chmod 777 "$T/fake" && chmod 711 "$T"
-export FAKE_NET_DIR="$T/fake" FAKE_NET_DEVICE="$DEV"
-start_cellsd --net-helper "$CELLS_SRC/tests/integration/fake_net.py" || exit 1
+# cellsd gives the helper a clean environment: the settings are written into its copy
+sed -e "s|@FAKE_NET_DIR@|$T/fake|" -e "s|@FAKE_NET_DEVICE@|$DEV|" \
+	"$CELLS_SRC/tests/integration/fake_net.py" >"$T/fake/fake_net.py"
+chmod 755 "$T/fake/fake_net.py"
+start_cellsd --net-helper "$T/fake/fake_net.py" || exit 1
 check "the fake network process ran all its rounds" wait_for 40 test -e "$T/fake/done"
 check_eq "the policy did not change" 2 "$(mgmt_field policy_version)"
 check "the forged policy was rejected and audited" bash -c "[ \$(sqlite3 '$CELLS_STATE/audit.db' \"select count(*) from audit where event='policy.rejected'\") -ge 1 ]"
