@@ -4,7 +4,9 @@ It starts the real cellsd-net behind itself, relays the socketpair both ways and
 per the mode in DIR/mode (read at each start), tampers once it sees the session open:
   relay     relay only; every RECV datagram is recorded in DIR/rec (for `replay`)
   flood     forged commands and policies (fresh message ids) as fast as it can
-  flood_all like flood, then forged acks, at every start (the benchmark)
+  flood_all forged acks, commands and policies for ever at just under cellsd's rate
+            limits (200 acks/s, 3 commands or policies/s), at every start (the
+            benchmark: the most a network process can make cellsd do)
   noread    never reads what cellsd sends again; a few forged commands, so that
             cellsd has results to send
   replay    sends every recorded datagram again, three times
@@ -94,13 +96,24 @@ def send_up(d):
 
 def tamper():
     if M not in ("relay", "flood_all", "bad"): open(done, "w").write("1")
-    if M in ("flood", "flood_all"):
+    if M == "flood":
         i = 0
         t0 = time.time()
         while time.time() - t0 < 30:
             send_up(forged_command(i)); send_up(forged_policy(i))
-            if M == "flood_all": send_up(forged_ack(i))
             i += 1
+    elif M == "flood_all":
+        i, t0 = 0, time.time()
+        while True:
+            send_up(forged_ack(i))
+            if i % 67 == 0: send_up(forged_command(i) if i % 2 else forged_policy(i))
+            i += 1
+            # keep relaying the real process's messages meanwhile
+            r, _, _ = select.select([a, up], [], [], 0)
+            if a in r: send_up(a.recv(2 << 20))
+            if up in r: a.send(up.recv(2 << 20))
+            delay = t0 + i / 200.0 - time.time()
+            if delay > 0: time.sleep(delay)
     elif M == "noread":
         for i in range(20): send_up(forged_command(i))
     elif M == "replay":
