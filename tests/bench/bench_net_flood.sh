@@ -29,7 +29,7 @@ wait_for 30 connected || { echo "the flooding network process did not connect"; 
 sleep 2
 R0=$(mgmt_field received)
 one() { local s e; s=$(date +%s%N); "$@" cellctl ping >/dev/null 2>&1 || echo 99999 >>"$T/err"; e=$(date +%s%N); echo $(((e - s) / 1000000)); }
-: >"$T/flood.ms"; : >"$T/idle.ms"
+: >"$T/flood.ms"; : >"$T/idle.ms"; : >"$T/err"
 T0=$(date +%s)
 for _ in $(seq 1 "$N"); do
 	one env >>"$T/flood.ms"

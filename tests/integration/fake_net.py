@@ -40,6 +40,17 @@ env_policy = vi(1, 1) + ld(2, "forged-policy") + ld(14, policy)
 env_command = vi(1, 1) + ld(2, "forged-command") + ld(15, command)
 env_enroll = vi(1, 1) + ld(2, "forged-enroll") + ld(13, ld(1, DEV))
 
+# what cellsd gave us, for the test to check: uid, capabilities, environment, fds (the
+# list holds one more: the directory fd of listdir itself)
+fds = " ".join(sorted(os.listdir("/proc/self/fd"), key=int))
+with open(os.path.join(D, "confinement.%d" % os.getpid()), "w") as f:
+    st = {l.split(":")[0]: l.split(":", 1)[1].strip() for l in open("/proc/self/status")}
+    print("uid", os.getuid(), os.geteuid(), "gid", os.getgid(), "groups", len(os.getgroups()), file=f)
+    print("CapBnd", st["CapBnd"], "CapInh", st["CapInh"], "CapAmb", st["CapAmb"], "CapEff", st["CapEff"], file=f)
+    print("NoNewPrivs", st["NoNewPrivs"], file=f)
+    print("environ", len(open("/proc/self/environ", "rb").read()), file=f)
+    print("fds", fds, file=f)
+
 path = os.path.join(D, "round")
 r = int(open(path).read()) if os.path.exists(path) else 0
 open(path, "w").write(str(r + 1))
