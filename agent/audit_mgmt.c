@@ -1,5 +1,6 @@
 /* audit_mgmt.c - audit uploads over the management channel (see audit_mgmt.h). */
 #include "audit_mgmt.h"
+#include "offline.h"
 #include "audit.h"
 #include "cleanup.h"
 #include "cleanup_sqlite.h"
@@ -337,6 +338,9 @@ int audit_mgmt_on_ack(struct cellsd *d, const char *message_id, const Cells__V1_
 		u->acked = u->inflight_last;
 	log_info("audit: upload %s acknowledged: records up to %" PRIu64 " are on the server",
 		 u->inflight, u->acked);
+	/* the MDM's signature over the batch this agent just sent: the device reached its
+	 * MDM (the offline limits count from here; cellsd-net's "connected" is not proof) */
+	offline_contact(d);
 	u->inflight[0] = 0;
 	u->inflight_first = u->inflight_last = 0;
 	u->last_error[0] = 0;

@@ -26,6 +26,7 @@
 
 #include <libwebsockets.h>
 #include <openssl/pem.h>
+#include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
 #define MAX_OUT 1024
@@ -42,6 +43,7 @@ static struct net {
 	struct lws_context *ctx;
 	struct lws_vhost *ipc_vh, *cli_vh;
 	int ipc_fd;
+	int retry_max_ms; /* --retry-max-ms: cap of the reconnect backoff */
 	EVP_PKEY *key;
 	enum mode mode;
 	char host[256], path[32];
@@ -81,6 +83,7 @@ static void usage(FILE *f)
 		"Options:\n"
 		"  --ipc-fd N     the SOCK_SEQPACKET socket to cellsd\n"
 		"  --key-fd N     the device key (PEM), read once and closed\n"
+		"  --retry-max-ms N  cap of the reconnect backoff (0: the default)\n"
 		"  --version      print the version and exit\n"
 		"  -h, --help     show this help and exit\n");
 }
@@ -162,11 +165,9 @@ static void schedule_retry(void)
 		return;
 	char conceal;
 	uint32_t ms = lws_retry_get_delay_ms(N.ctx, &retry, &N.retry_count, &conceal);
-	/* $CELLS_NET_RETRY_MAX_MS caps the backoff (a test option; cellsd passes its
-	 * environment through) */
-	const char *cap = getenv("CELLS_NET_RETRY_MAX_MS");
-	if (cap && atoi(cap) > 0 && ms > (uint32_t)atoi(cap))
-		ms = (uint32_t)atoi(cap);
+	/* --retry-max-ms caps the backoff (cellsd passes it; its environment is not) */
+	if (N.retry_max_ms > 0 && ms > (uint32_t)N.retry_max_ms)
+		ms = (uint32_t)N.retry_max_ms;
 	log_info("reconnecting in %u ms", ms);
 	lws_sul_schedule(N.ctx, 0, &N.sul, do_connect, (lws_usec_t)ms * 1000);
 }
@@ -576,6 +577,8 @@ int main(int argc, char **argv)
 			N.ipc_fd = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--key-fd") && i + 1 < argc)
 			key_fd = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--retry-max-ms") && i + 1 < argc)
+			N.retry_max_ms = atoi(argv[++i]);
 		else {
 			usage(stderr);
 			return 2;
@@ -620,6 +623,8 @@ int main(int argc, char **argv)
 		log_error("lws vhost");
 		return 1;
 	}
+	/* everything read from files is read now: the sandbox's view is empty */
+	OPENSSL_init_ssl(OPENSSL_INIT_LOAD_CONFIG, NULL);
 	if (net_sandbox_apply(&err) < 0) {
 		log_error("sandbox: %s", err.msg);
 		return 1;

@@ -7,6 +7,7 @@
 #include "cleanup.h"
 #include "log.h"
 #include "tel.h"
+#include "vplock.h"
 #include "wipe.h"
 
 static const struct mgmt_command_handler handlers[] = {
@@ -15,6 +16,7 @@ static const struct mgmt_command_handler handlers[] = {
     {CELLS__V1__COMMAND__ACTION_REVOKE_NUMBER, "revoke number", tel_cmd_revoke_result, NULL},
     {CELLS__V1__COMMAND__ACTION_WIPE, "wipe", wipe_cmd_result, wipe_cmd_replay},
     {CELLS__V1__COMMAND__ACTION_AUDIT_UPLOAD, "audit upload", audit_mgmt_cmd_upload, NULL},
+    {CELLS__V1__COMMAND__ACTION_LOCK, "lock", vplock_cmd_result, NULL},
 };
 
 const struct mgmt_command_handler *mgmt_command_find(Cells__V1__Command__ActionCase action)

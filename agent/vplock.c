@@ -1,5 +1,6 @@
 /* vplock.c - locked and paused VPs: freezer, network, lock screen (see vplock.h). */
 #include "vplock.h"
+#include "compliance.h"
 #include "cleanup.h"
 #include "cleanup_sqlite.h"
 #include "display.h"
@@ -291,8 +292,40 @@ static void on_tick(struct loop *l, void *data)
 	g.timer = loop_add_timer(l, VPLOCK_TICK_MS, on_tick, d);
 }
 
+/* Compliance (compliance.h): a locked VP is not compliant ("vp-locked:VP"); a lock the
+ * offline limit set also says "offline-too-long". A pause the employee chose is not a
+ * compliance problem. */
+static void compliance_source(struct cellsd *d, struct compliance *c)
+{
+	for (size_t i = 0; g.d == d && i < g.n; i++) {
+		if (g.e[i].paused)
+			continue;
+		compliance_reason_add(c, "vp-locked:%s", g.e[i].vp);
+		if (!strcmp(g.e[i].reason, "offline"))
+			compliance_reason_add(c, "offline-too-long");
+	}
+}
+
+/* The MDM's LockVp command (mgmt_commands.c): its signature is the authority, so no
+ * password; unlock lifts any lock but one an expired policy holds. */
+int vplock_cmd_result(struct cellsd *d, const Cells__V1__Command *cmd,
+		      Cells__V1__CommandResult *res, cells_err_t *err)
+{
+	(void)res;
+	const Cells__V1__LockVp *l = cmd->lock;
+	if (!l || cells_valid_name(l->vp, err) < 0)
+		return cells_err_set(err, EINVAL, "lock: no valid VP name");
+	if (!vpm_exists(d, l->vp))
+		return cells_err_set(err, ENOENT, "lock: no VP %s", l->vp);
+	if (l->unlock)
+		return vplock_is_locked(d, l->vp) ? vplock_clear(d, l->vp, "mdm", err) : 0;
+	return vplock_is_locked(d, l->vp) ? 0 : vplock_set(d, l->vp, false, "mdm", err);
+}
+
 int vplock_init(struct cellsd *d, cells_err_t *err)
 {
+	if (compliance_source_add("vplock", compliance_source) < 0)
+		return cells_err_set(err, ENOSPC, "vp locks: compliance sources full");
 	if (statedb_migrate(d->db, "vplock", vplock_schema, CELLS_ARRAY_SIZE(vplock_schema), err) <
 	    0)
 		return cells_err_prefix(err, "vp locks");

@@ -29,6 +29,7 @@
 #include <json-c/json.h>
 
 #include "cellsd.h"
+#include "cells.pb-c.h"
 #include "err.h"
 
 /* Migrate the table, follow VP starts, freeze running locked VPs again, start the
@@ -56,5 +57,8 @@ bool vplock_is_paused(struct cellsd *d, const char *vp);
 void vplock_describe(struct cellsd *d, const char *vp, json_object *o);
 /* Forget vp's lock (the VP is destroyed or wiped). */
 void vplock_forget(struct cellsd *d, const char *vp);
+/* The MDM's LockVp command (mgmt_commands.h's handler signature). */
+int vplock_cmd_result(struct cellsd *d, const Cells__V1__Command *cmd,
+		      Cells__V1__CommandResult *res, cells_err_t *err);
 
 #endif

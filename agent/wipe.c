@@ -2,6 +2,7 @@
 #include "wipe.h"
 #include "testhook.h"
 #include "cleanup.h"
+#include "compliance.h"
 #include "cleanup_sqlite.h"
 #include "cleanup_ssl.h"
 #include "device_key.h"
@@ -1475,10 +1476,24 @@ int wipe_vp_storage_lock(struct cellsd *d, const char *vp, cells_err_t *err)
 	return 0;
 }
 
+/* Compliance (compliance.h): a wipe that was ordered and has not finished. */
+static void compliance_source(struct cellsd *d, struct compliance *c)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	if (statedb_prepare(d->db, "SELECT DISTINCT vp FROM wipe_ops WHERE state != 'done'", &st,
+			    NULL) < 0)
+		return;
+	while (sqlite3_step(st) == SQLITE_ROW)
+		compliance_reason_add(c, "wipe-pending:%s",
+				      (const char *)sqlite3_column_text(st, 0));
+}
+
 int wipe_init(struct cellsd *d, cells_err_t *err)
 {
 	if (statedb_migrate(d->db, "wipe", migrations, CELLS_ARRAY_SIZE(migrations), err) < 0)
 		return cells_err_prefix(err, "wipe");
+	if (compliance_source_add("wipe", compliance_source) < 0)
+		return cells_err_set(err, ENOSPC, "wipe: compliance sources full");
 	if (!d->wipe) {
 		d->wipe = calloc(1, sizeof *d->wipe);
 		if (!d->wipe)

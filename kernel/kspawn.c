@@ -429,6 +429,109 @@ int ksp_exec(int vp_pidfd, const int *procs_fds, size_t nprocs, const struct ksp
 	return 0;
 }
 
+/* The helper's child: fds in place, credentials dropped, exec from the descriptor. */
+static void child_helper(int errfd, const struct ksp_helper *h)
+{
+	struct {
+		void *handler;
+		unsigned long flags;
+		void *restorer;
+		uint64_t mask;
+	} ksa;
+	memset(&ksa, 0, sizeof ksa); /* SIG_DFL */
+	for (int sig = 1; sig <= 64; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			(void)syscall(SYS_rt_sigaction, sig, &ksa, NULL, 8);
+	uint64_t none = 0;
+	CHECK(syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, 8), "sigprocmask", NULL);
+	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	/* move everything above the final range first (cloexec), then into place */
+	int hi = 3 + KSP_HELPER_MAX_FDS + 2, t[3 + KSP_HELPER_MAX_FDS + 1];
+	size_t n = h->nfds;
+	for (int i = 0; i < 3; i++) {
+		if (h->stdio[i] >= 0)
+			t[i] = fcntl(h->stdio[i], F_DUPFD_CLOEXEC, hi);
+		else
+			t[i] = open("/dev/null", (i ? O_WRONLY : O_RDONLY) | O_CLOEXEC);
+		if (t[i] < 0)
+			child_fail(errfd, "stdio", NULL, errno);
+	}
+	for (size_t i = 0; i < n; i++)
+		CHECK(t[3 + i] = fcntl(h->fds[i], F_DUPFD_CLOEXEC, hi), "dup", NULL);
+	int xfd;
+	CHECK(xfd = fcntl(h->exec_fd, F_DUPFD_CLOEXEC, hi), "dup", NULL);
+	for (int i = 0; i < 3; i++)
+		CHECK(dup2(t[i], i), "dup2", NULL);
+	for (size_t i = 0; i < n; i++)
+		CHECK(dup2(t[3 + i], 3 + (int)i), "dup2", NULL);
+	int first_closed = 3 + (int)n;
+	if (h->exec_script) {
+		CHECK(dup2(xfd, first_closed), "dup2", NULL);
+		xfd = first_closed++;
+	}
+	/* everything else is closed at exec (the error pipe too: it tells the parent that
+	 * exec succeeded) */
+	CHECK(syscall(SYS_close_range, first_closed, ~0U, CLOSE_RANGE_CLOEXEC), "close_range",
+	      NULL);
+	/* capabilities: the bounding set while still root, ambient; then the uid drops
+	 * effective and permitted; inheritable is cleared last */
+	for (int cap = 0; cap <= 63; cap++)
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+			child_fail(errfd, "drop capability from the bounding set", NULL, errno);
+	(void)prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+	CHECK(syscall(SYS_setgroups, 0, NULL), "setgroups", NULL);
+	CHECK(syscall(SYS_setresgid, h->gid, h->gid, h->gid), "setresgid", NULL);
+	CHECK(syscall(SYS_setresuid, h->uid, h->uid, h->uid), "setresuid", NULL);
+	struct __user_cap_header_struct ch = {_LINUX_CAPABILITY_VERSION_3, 0};
+	struct __user_cap_data_struct d[2];
+	memset(d, 0, sizeof d);
+	CHECK(syscall(SYS_capset, &ch, d), "capset", NULL);
+	CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs", NULL);
+	syscall(SYS_execveat, xfd, "", h->argv, h->envp, AT_EMPTY_PATH);
+	child_fail(errfd, "exec", h->argv[0], errno);
+}
+
+int ksp_spawn_helper(const struct ksp_helper *h, pid_t *pid, int *pidfd, cells_err_t *err)
+{
+	if (h->nfds > KSP_HELPER_MAX_FDS)
+		return cells_err_set(err, EINVAL, "helper: too many fds");
+	int ep[2];
+	if (pipe2(ep, O_CLOEXEC) < 0)
+		return cells_err_sys(err, errno, "pipe");
+	int pfd = -1;
+	pid_t p = do_clone3(h->clone_flags, &pfd, -1);
+	if (p == 0) {
+		int errfd = ep[1];
+		close(ep[0]);
+		child_helper(errfd, h);
+	}
+	int e = errno;
+	close(ep[1]);
+	if (p < 0) {
+		close(ep[0]);
+		return cells_err_sys(err, e, "clone3");
+	}
+	struct child_err m;
+	ssize_t r;
+	do
+		r = read(ep[0], &m, sizeof m);
+	while (r < 0 && errno == EINTR);
+	close(ep[0]);
+	if (r != 0) {
+		int st;
+		waitpid(p, &st, 0);
+		close(pfd);
+		if (r == (ssize_t)sizeof m) {
+			m.step[sizeof m.step - 1] = 0;
+			return cells_err_sys(err, m.code, "helper: %s", m.step);
+		}
+		return cells_err_set(err, EIO, "helper: died before exec");
+	}
+	*pid = p;
+	*pidfd = pfd;
+	return 0;
+}
+
 unsigned long long ksp_start_time(pid_t pid)
 {
 	char p[64], buf[1024];

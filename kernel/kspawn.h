@@ -52,6 +52,31 @@ int ksp_release(int go_fd, int err_fd, cells_err_t *err);
 int ksp_exec(int vp_pidfd, const int *procs_fds, size_t nprocs, const struct ksp_confine *c,
 	     pid_t *pid, int *pidfd, cells_err_t *err);
 
+/* A helper program outside any VP (e.g. cellsd-net): started from a descriptor the parent
+ * opened (execveat AT_EMPTY_PATH, so the program may live under a directory the helper's
+ * uid cannot search), as uid/gid with no supplementary groups, an empty capability
+ * bounding set and no ambient/inheritable capabilities, no_new_privs, not dumpable until
+ * its exec, in new namespaces (clone_flags), with exactly the envp given (nothing
+ * inherited) and only fds 0-2 (stdio, -1: /dev/null) and fds[i] as 3+i. */
+struct ksp_helper {
+	int exec_fd;	  /* the program (O_PATH is enough), borrowed */
+	bool exec_script; /* a "#!" script: its interpreter opens /dev/fd/N, so the program
+			   * fd stays open across exec as fd 3+nfds */
+	const int *fds;	  /* borrowed; at most KSP_HELPER_MAX_FDS */
+	size_t nfds;
+	int stdio[3]; /* borrowed; -1: /dev/null */
+	uid_t uid;
+	gid_t gid;
+	uint64_t clone_flags; /* CLONE_NEW* */
+	char *const *argv;
+	char *const *envp;
+};
+#define KSP_HELPER_MAX_FDS 8
+
+/* Start h; returns once the child has exec'd (0, *pid and *pidfd owned by the caller) or
+ * failed (-1, err names the step). */
+int ksp_spawn_helper(const struct ksp_helper *h, pid_t *pid, int *pidfd, cells_err_t *err);
+
 /* The start time of a process (field 22 of /proc/PID/stat), 0 when it does not exist:
  * with the pid it identifies a process across cellsd restarts. */
 unsigned long long ksp_start_time(pid_t pid);

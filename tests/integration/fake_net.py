@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """fake_net.py - a compromised cellsd-net for tests (run by `cellsd --net-helper`).
 It writes forged and out-of-state messages on the socketpair; cellsd must refuse them.
-Each start is one round (counter in $FAKE_NET_DIR/round)."""
+Each start is one round (counter in DIR/round). cellsd starts it with a clean
+environment: the test copies it with @FAKE_NET_DIR@ and @FAKE_NET_DEVICE@ filled in."""
 import os, socket, struct, sys, time
 
-D = os.environ["FAKE_NET_DIR"]
-DEV = os.environ["FAKE_NET_DEVICE"]
+D = os.environ.get("FAKE_NET_DIR", "@FAKE_NET_DIR@")
+DEV = os.environ.get("FAKE_NET_DEVICE", "@FAKE_NET_DEVICE@")
 fd = int(sys.argv[sys.argv.index("--ipc-fd") + 1])
 s = socket.socket(fileno=fd)
 
@@ -38,6 +39,17 @@ command = b"\x08\x02" + ld(2, ld(1, "c-forged") + ld(2, DEV) + vi(4, int(time.ti
 env_policy = vi(1, 1) + ld(2, "forged-policy") + ld(14, policy)
 env_command = vi(1, 1) + ld(2, "forged-command") + ld(15, command)
 env_enroll = vi(1, 1) + ld(2, "forged-enroll") + ld(13, ld(1, DEV))
+
+# what cellsd gave us, for the test to check: uid, capabilities, environment, fds (the
+# list holds one more: the directory fd of listdir itself)
+fds = " ".join(sorted(os.listdir("/proc/self/fd"), key=int))
+with open(os.path.join(D, "confinement.%d" % os.getpid()), "w") as f:
+    st = {l.split(":")[0]: l.split(":", 1)[1].strip() for l in open("/proc/self/status")}
+    print("uid", os.getuid(), os.geteuid(), "gid", os.getgid(), "groups", len(os.getgroups()), file=f)
+    print("CapBnd", st["CapBnd"], "CapInh", st["CapInh"], "CapAmb", st["CapAmb"], "CapEff", st["CapEff"], file=f)
+    print("NoNewPrivs", st["NoNewPrivs"], file=f)
+    print("environ", len(open("/proc/self/environ", "rb").read()), file=f)
+    print("fds", fds, file=f)
 
 path = os.path.join(D, "round")
 r = int(open(path).read()) if os.path.exists(path) else 0

@@ -20,13 +20,24 @@ check "enroll-token prints the token alone on its last line: SECRET.ROOTDIGEST" 
 start_mdm || exit 1
 start_cellsd || exit 1
 DEV=$(cellctl device id)
-check "cellsd-net runs as an unprivileged uid" bash -c \
-	"[ \$(stat -c %u /proc/\$(cellctl --json mgmt status | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"net_pid\"])')) != 0 ]"
 NETPID=$(mgmt_field net_pid)
+# the sandbox of cellsd-net, seen from outside (/proc), once it has applied it
+wait_for 10 grep -q 'Seccomp:.*2' /proc/$NETPID/status
+check "cellsd-net runs as its own unprivileged uid (not root, not nobody)" bash -c \
+	"awk '/^Uid:/ {exit !(\$2 != 0 && \$2 != 65534 && \$2 == \$3 && \$3 == \$4 && \$4 == \$5)}' /proc/$NETPID/status"
 check "cellsd-net has no_new_privs and a seccomp filter" bash -c \
 	"grep -q 'NoNewPrivs:.*1' /proc/$NETPID/status && grep -q 'Seccomp:.*2' /proc/$NETPID/status"
-check "cellsd-net is in its own mount/ipc/uts namespaces" bash -c \
-	"[ \$(readlink /proc/$NETPID/ns/ipc) != \$(readlink /proc/self/ns/ipc) ] && [ \$(readlink /proc/$NETPID/ns/mnt) != \$(readlink /proc/self/ns/mnt) ]"
+check "cellsd-net has no capabilities at all (bounding set empty)" bash -c \
+	"grep -qx 'CapBnd:[[:space:]]*0000000000000000' /proc/$NETPID/status && grep -qx 'CapInh:[[:space:]]*0000000000000000' /proc/$NETPID/status && grep -qx 'CapAmb:[[:space:]]*0000000000000000' /proc/$NETPID/status && grep -qx 'CapEff:[[:space:]]*0000000000000000' /proc/$NETPID/status"
+check "cellsd-net is not dumpable (its /proc files belong to root)" bash -c \
+	"[ \$(stat -c %u /proc/$NETPID/environ) = 0 ]"
+check "cellsd-net has an empty environment" bash -c "[ \$(wc -c </proc/$NETPID/environ) = 0 ]"
+check "cellsd-net holds only stdio, the IPC socket and what it opened itself" bash -c \
+	"[ -z \"\$(ls /proc/$NETPID/fd | grep -vxE '[0-6]')\" ] && readlink /proc/$NETPID/fd/3 | grep -q '^socket:' && ! ls -l /proc/$NETPID/fd | grep -qE 'cellsd.log|state|audit|\\.db'"
+check "cellsd-net's root is not the host's (empty tmpfs: only etc)" bash -c \
+	"[ \"\$(ls -A /proc/$NETPID/root)\" = etc ] && ! [ -e /proc/$NETPID/root/usr ]"
+check "cellsd-net is in its own mount/ipc/uts (and user) namespaces" bash -c \
+	"[ \$(readlink /proc/$NETPID/ns/ipc) != \$(readlink /proc/self/ns/ipc) ] && [ \$(readlink /proc/$NETPID/ns/mnt) != \$(readlink /proc/self/ns/mnt) ] && [ \$(readlink /proc/$NETPID/ns/user) != \$(readlink /proc/self/ns/user) ]"
 
 # enrollment
 check_fails "an unknown token is refused" "unknown or already used" cellctl enroll "$URL" "00$TOKEN" --ca "$T/ca.pem"

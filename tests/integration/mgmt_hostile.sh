@@ -98,9 +98,23 @@ done
 STARTED=$(audit_count mgmt.command.started)
 stop_cellsd
 mkdir -p "$T/fake" && chmod 777 "$T/fake" && chmod 711 "$T"
-export FAKE_NET_DIR="$T/fake" FAKE_NET_DEVICE="$DEV"
-start_cellsd --net-helper "$CELLS_SRC/tests/integration/fake_net.py" || exit 1
+# cellsd gives the helper a clean environment: the settings are written into its copy
+sed -e "s|@FAKE_NET_DIR@|$T/fake|" -e "s|@FAKE_NET_DEVICE@|$DEV|" \
+	"$CELLS_SRC/tests/integration/fake_net.py" >"$T/fake/fake_net.py"
+chmod 755 "$T/fake/fake_net.py"
+start_cellsd --net-helper "$T/fake/fake_net.py" || exit 1
 check "the fake network process ran all its rounds" wait_for 40 test -e "$T/fake/done"
+# how cellsd starts any network process (kspawn ksp_spawn_helper), seen by the helper
+C=$(cat "$T/fake"/confinement.* | head -5)
+echo "$C" >"$T/confinement.txt"
+check "the helper runs as the dedicated uid, no groups" grep -qE "^uid ([1-9][0-9]*) \1 gid [1-9][0-9]* groups 0$" "$T/confinement.txt"
+check "the helper's uid is not nobody's" bash -c "! grep -q '^uid 65534' '$T/confinement.txt'"
+check "the helper has no capabilities (bounding set empty)" grep -q "^CapBnd 0000000000000000 CapInh 0000000000000000 CapAmb 0000000000000000 CapEff 0000000000000000$" "$T/confinement.txt"
+check "the helper has no_new_privs" grep -q "^NoNewPrivs 1$" "$T/confinement.txt"
+check "the helper got an empty environment" grep -q "^environ 0$" "$T/confinement.txt"
+# 0-2 stdio, 3 ipc, 4 key, 5 the script (its interpreter reads it), then python's own
+check "the helper inherited only stdio, the IPC socket, the key and its program" bash -c \
+	"grep '^fds' '$T/confinement.txt' | grep -qE '^fds 0 1 2 3 4 5( [0-9]+)?$'"
 check_eq "the policy did not change" 2 "$(mgmt_field policy_version)"
 check "the forged policy was rejected and audited" bash -c "[ \$(sqlite3 '$CELLS_STATE/audit.db' \"select count(*) from audit where event='policy.rejected'\") -ge 1 ]"
 check "the forged command was rejected and audited" bash -c "[ \$(sqlite3 '$CELLS_STATE/audit.db' \"select count(*) from audit where event='mgmt.command.rejected'\") -ge 1 ]"

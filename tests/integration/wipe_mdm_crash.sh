@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A remote wipe survives the agent dying at any step: `cells-mdm wipe DEV work` reaches
-# cellsd, which SIGKILLs itself after wipe step N (CELLS_TEST_CRASH_AT); the restarted
+# cellsd, which SIGKILLs itself after wipe step N (cellsd --test-crash-at, a CELLS_TEST_HOOKS build); the restarted
 # agent finishes the wipe, the server sends the unanswered command again and gets the
 # stored receipt: exactly one receipt per command reaches the server, verified with the
 # device key, and the wipe ran once. The work VP's data (written inside the running VP)
@@ -19,13 +19,13 @@ check "create personal" cellctl vp create personal --image "$IMG" --init /bin/sh
 check "start personal" cellctl vp start personal
 check "personal writes data" cellctl vp exec personal -- sh -c 'echo keep-me >/keep.txt'
 
-for N in 0 2 4 6; do
+for N in 0 2 4 5 7; do
 	check "step $N: work runs" bash -c "cellctl vp start work >/dev/null 2>&1; [ \"\$(cellctl --json vp status work | json_get \"d['state']\")\" = running ]"
 	check "step $N: work writes data" cellctl vp exec work -- sh -c "echo secret-$N >/secret.txt"
 	UP="$CELLS_RUN_DIR/wipe/mnt/vp/work/upper/secret.txt"
 	check_eq "step $N: it is in work's encrypted directory" "secret-$N" "$(cat "$UP" 2>&1)"
 	stop_cellsd
-	CELLS_TEST_CRASH_AT="wipe-step-$N" start_cellsd || exit 1
+	start_cellsd --test-crash-at "wipe-step-$N" || exit 1
 	wait_for 15 connected
 	WID=$(cells-mdm --json wipe "$DEV" work | json_get "d['id']")
 	wait "$CELLSD_PID"
