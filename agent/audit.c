@@ -58,9 +58,6 @@ int audit_open(const char *path, struct audit **out, cells_err_t *err)
 	snprintf(tmp, sizeof tmp, "%s", path);
 	snprintf(a->dir, sizeof a->dir, "%s", dirname(tmp));
 	a->near_full_bytes = AUDIT_NEAR_FULL_DEFAULT;
-	const char *nf = getenv("CELLS_AUDIT_NEAR_FULL_BYTES");
-	if (nf && *nf)
-		a->near_full_bytes = strtoull(nf, NULL, 10);
 	a->retain = AUDIT_RETAIN_DEFAULT;
 	audit_set_private_vp(a, "personal");
 	if (statedb_open(path, &a->db, err) < 0 ||

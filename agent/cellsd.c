@@ -36,7 +36,9 @@
 
 /* getopt code of the options devns_option() parses */
 #define OPT_DEVNS 1000
-#define OPT_ENCRYPTED_VPS 1002
+#define OPT_WIPE 1002
+#define OPT_NET 1003
+#define OPT_AUDIT 1004
 #ifdef CELLS_TEST_HOOKS
 #include "testhook.h"
 /* getopt code of the test-only options (testhook.h; CELLS_TEST_HOOKS builds only) */
@@ -69,6 +71,15 @@ static void usage(FILE *f)
 		"  --encrypted-vps LIST comma list of VPs whose data is encrypted when neither\n"
 		"                       `vp create --encrypted` nor the policy says (default\n"
 		"                       work; \"\" for none)\n"
+		"  --wipe-storage K     auto|image|host: where encrypted VP data lives (default\n"
+		"                       auto: the state dir's ext4 if it has `encrypt`, else\n"
+		"                       a loop-mounted image STATE_DIR/wipe/vpdata.img)\n"
+		"  --wipe-image-mb N    size of that image when it is created (default 4096)\n"
+		"  --net-user U         cellsd-net's user: NAME or UID:GID (default the\n"
+		"                       cellsd-net user, else 65500:65500)\n"
+		"  --net-retry-max-ms N cap of cellsd-net's reconnect backoff (default its own)\n"
+		"  --audit-near-full-mb N  free space below which the audit log is near full\n"
+		"                       (default 32)\n"
 		"  --check-kernel       report the kernel features Cells needs and exit\n"
 		"  --json               with --check-kernel: machine-readable report\n"
 		"  --version            print the version and exit\n"
@@ -160,7 +171,12 @@ int main(int argc, char **argv)
 	    {"ksm", required_argument, NULL, OPT_DEVNS},
 	    {"ksm-threshold", required_argument, NULL, OPT_DEVNS},
 	    {"bvp-oom-adj", required_argument, NULL, OPT_DEVNS},
-	    {"encrypted-vps", required_argument, NULL, OPT_ENCRYPTED_VPS},
+	    {"encrypted-vps", required_argument, NULL, OPT_WIPE},
+	    {"wipe-storage", required_argument, NULL, OPT_WIPE},
+	    {"wipe-image-mb", required_argument, NULL, OPT_WIPE},
+	    {"net-user", required_argument, NULL, OPT_NET},
+	    {"net-retry-max-ms", required_argument, NULL, OPT_NET},
+	    {"audit-near-full-mb", required_argument, NULL, OPT_AUDIT},
 #ifdef CELLS_TEST_HOOKS
 	    {"test-fail", required_argument, NULL, OPT_TEST},
 	    {"test-crash-at", required_argument, NULL, OPT_TEST},
@@ -171,6 +187,7 @@ int main(int argc, char **argv)
 	const char *state_dir = "/var/lib/cells", *run_dir = "/run/cells", *group = NULL;
 	const char *display = NULL, *input = NULL;
 	const char *modem = NULL;
+	uint64_t near_full = AUDIT_NEAR_FULL_DEFAULT;
 	int level = LOG_INFO, c, oi = 0;
 	bool use_syslog = false, check_kernel = false, json = false;
 	while ((c = getopt_long(argc, argv, "h", opts, &oi)) != -1) {
@@ -226,12 +243,26 @@ int main(int argc, char **argv)
 			}
 			break;
 		}
-		case OPT_ENCRYPTED_VPS: {
+		case OPT_WIPE:
+		case OPT_NET: {
 			cells_err_t oe;
-			if (wipe_set_default_encrypted(optarg, &oe) < 0) {
-				fprintf(stderr, "cellsd: --encrypted-vps: %s\n", oe.msg);
+			if ((c == OPT_WIPE ? wipe_option : mgmt_option)(opts[oi].name, optarg,
+									&oe) < 0) {
+				fprintf(stderr, "cellsd: %s\n", oe.msg);
 				return 2;
 			}
+			break;
+		}
+		case OPT_AUDIT: {
+			char *end;
+			unsigned long mb = strtoul(optarg, &end, 10);
+			if (!*optarg || *end || mb > (1ul << 20)) {
+				fprintf(stderr,
+					"cellsd: --audit-near-full-mb %s: want 0..1048576\n",
+					optarg);
+				return 2;
+			}
+			near_full = (uint64_t)mb << 20;
 			break;
 		}
 #ifdef CELLS_TEST_HOOKS
@@ -302,6 +333,7 @@ int main(int argc, char **argv)
 	snprintf(path, sizeof path, "%s/audit.db", d.state_dir);
 	if (audit_open(path, &d.audit, &err) < 0)
 		goto out;
+	audit_set_near_full(d.audit, near_full);
 	if (device_key_load(d.state_dir, NULL, id, &err) < 0)
 		goto out;
 	if (audit_attach(d.audit, d.loop, d.state_dir, &err) < 0)

@@ -3,6 +3,7 @@
  * the VP password (local configuration); the peer is root or the control group. */
 #include "cleanup.h"
 #include "handlers.h"
+#include "mgmt.h"
 #include "password.h"
 #include "policy_engine.h"
 #include "util.h"
@@ -36,6 +37,7 @@ int h_policy_apply(struct ctl_call *c, cells_err_t *err)
 	snprintf(src, sizeof src, "cellctl %s", c->actor);
 	if (policy_install(c->d, b->data.data, b->data.len, src, err) < 0)
 		return -1;
+	mgmt_report_status(c->d); /* the MDM hears of the new version and compliance now */
 	json_object_object_add(c->result, "version",
 			       json_object_new_int64((int64_t)policy_version(c->d)));
 	json_object_object_add(c->result, "status", json_object_new_string("in force"));
@@ -84,6 +86,7 @@ int h_vp_password(struct ctl_call *c, cells_err_t *err)
 	if (password_set(c->d, p->name, p->new_password.data, p->new_password.len,
 			 p->old_password.data, p->old_password.len, c->actor, err) < 0)
 		return -1;
+	mgmt_report_status(c->d); /* "password-not-set" may be gone */
 	json_object_object_add(c->result, "vp", json_object_new_string(p->name));
 	json_object_object_add(c->result, "password", json_object_new_string("set"));
 	return 0;

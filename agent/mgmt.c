@@ -245,6 +245,7 @@ static void handle_command(struct mgmt *g, const Cells__V1__Envelope *env)
 		       r == 0 ? "" : err.msg, c->command_id, res.receipt);
 	if (res.receipt)
 		cells__v1__signed__free_unpacked(res.receipt, NULL);
+	mgmt_report_status(g->d); /* a lock, a wipe: compliance may have changed */
 }
 
 static void handle_ack(struct mgmt *g, const Cells__V1__Ack *a)

@@ -22,6 +22,8 @@ struct ctl_call;
 
 /* Use PATH instead of cellsd-net (cellsd --net-helper: a test/debug option). */
 void mgmt_set_net_helper(const char *path);
+/* cellsd's channel options: --net-user NAME|UID:GID, --net-retry-max-ms N. */
+int mgmt_option(const char *name, const char *value, cells_err_t *err);
 int mgmt_init(struct cellsd *d, cells_err_t *err);
 void mgmt_stop(struct cellsd *d);
 

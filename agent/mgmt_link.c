@@ -831,6 +831,40 @@ static void on_ipc(struct loop *l, int fd, uint32_t events, void *data)
 	}
 }
 
+int mgmt_option(const char *name, const char *value, cells_err_t *err)
+{
+	char *end;
+	if (!strcmp(name, "net-retry-max-ms")) {
+		long v = strtol(value, &end, 10);
+		if (!*value || *end || v < 0 || v > 3600000)
+			return cells_err_set(err, EINVAL, "--net-retry-max-ms %s: want 0..3600000",
+					     value);
+		mgmt_set_net_retry_max_ms((int)v);
+		return 0;
+	}
+	if (!strcmp(name, "net-user")) {
+		unsigned long u, g = 0;
+		u = strtoul(value, &end, 10);
+		if (end != value && *end == ':') {
+			char *e2;
+			g = strtoul(end + 1, &e2, 10);
+			if (e2 == end + 1 || *e2 || !u || !g || u > 0xfffffffe || g > 0xfffffffe)
+				return cells_err_set(err, EINVAL,
+						     "--net-user %s: want NAME or UID:GID (not 0)",
+						     value);
+			mgmt_set_net_ids((uid_t)u, (gid_t)g);
+			return 0;
+		}
+		struct passwd *pw = getpwnam(value);
+		if (!pw || !pw->pw_uid || !pw->pw_gid)
+			return cells_err_set(err, EINVAL, "--net-user %s: no such (non-root) user",
+					     value);
+		mgmt_set_net_ids(pw->pw_uid, pw->pw_gid);
+		return 0;
+	}
+	return cells_err_set(err, EINVAL, "unknown option --%s", name);
+}
+
 void mgmt_set_net_ids(uid_t uid, gid_t gid)
 {
 	net_uid = uid;
@@ -1056,10 +1090,6 @@ int mgmt_link_init(struct mgmt *g, const struct mgmt_ops *ops, cells_err_t *err)
 		return cells_err_sys(err, ENOMEM, "mgmt");
 	g->link->tail = &g->link->head;
 	g->link->log_fd = -1;
-	/* interim: the test suite's reconnect cap, until cellsd has an option for it */
-	const char *cap = getenv("CELLS_NET_RETRY_MAX_MS");
-	if (net_retry_max_ms < 0 && cap && atoi(cap) > 0)
-		net_retry_max_ms = atoi(cap);
 	return 0;
 }
 

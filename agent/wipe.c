@@ -78,6 +78,33 @@ static const char *const migrations[] = {
  * (cellsd --encrypted-vps). */
 static char default_encrypted[512] = "work";
 
+/* cellsd --wipe-storage / --wipe-image-mb (wipe_option): fixed at first use per state dir */
+static char storage_pref[8] = "auto";
+static unsigned image_mb = 4096;
+
+int wipe_option(const char *name, const char *value, cells_err_t *err)
+{
+	if (!strcmp(name, "wipe-storage")) {
+		if (strcmp(value, "auto") && strcmp(value, "image") && strcmp(value, "host"))
+			return cells_err_set(err, EINVAL,
+					     "--wipe-storage %s: want auto, image or host", value);
+		snprintf(storage_pref, sizeof storage_pref, "%s", value);
+		return 0;
+	}
+	if (!strcmp(name, "wipe-image-mb")) {
+		char *end;
+		unsigned long v = strtoul(value, &end, 10);
+		if (!*value || *end || v < 16 || v > (1ul << 20))
+			return cells_err_set(err, EINVAL, "--wipe-image-mb %s: want 16..1048576",
+					     value);
+		image_mb = (unsigned)v;
+		return 0;
+	}
+	if (!strcmp(name, "encrypted-vps"))
+		return wipe_set_default_encrypted(value, err);
+	return cells_err_set(err, EINVAL, "unknown wipe option --%s", name);
+}
+
 int wipe_set_default_encrypted(const char *list, cells_err_t *err)
 {
 	if (strlen(list) >= sizeof default_encrypted)
@@ -150,8 +177,8 @@ static int storage_mode(struct cellsd *d, char mode[16], cells_err_t *err)
 {
 	if (config_get(d, "storage", mode, 16) == 1)
 		return 0;
-	const char *want = getenv("CELLS_WIPE_STORAGE");
-	if (!want || !*want || !strcmp(want, "auto")) {
+	const char *want = storage_pref;
+	if (!strcmp(want, "auto")) {
 		cleanup_close int fd = open(d->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (fd < 0)
 			return cells_err_sys(err, errno, "open %s", d->state_dir);
@@ -159,9 +186,6 @@ static int storage_mode(struct cellsd *d, char mode[16], cells_err_t *err)
 		if (s < 0)
 			return -1;
 		want = s ? "host" : "image";
-	} else if (strcmp(want, "image") && strcmp(want, "host")) {
-		return cells_err_set(err, EINVAL, "CELLS_WIPE_STORAGE=%s: want auto, image or host",
-				     want);
 	}
 	snprintf(mode, 16, "%s", want);
 	return config_set(d, "storage", mode, err);
@@ -195,9 +219,7 @@ static int area_open(struct cellsd *d, char root[PATH_MAX], cells_err_t *err)
 		if (!loopdev_is_mountpoint(root)) {
 			image_path(d, p);
 			if (access(p, F_OK) < 0) {
-				const char *mb = getenv("CELLS_WIPE_IMAGE_MB");
-				uint64_t size = (mb && atoll(mb) > 0 ? (uint64_t)atoll(mb) : 4096)
-						<< 20;
+				uint64_t size = (uint64_t)image_mb << 20;
 				char dir[PATH_MAX];
 				snprintf(dir, sizeof dir, "%s/wipe", d->state_dir);
 				if (cells_mkdir_p(dir, 0700, err) < 0 ||

@@ -60,6 +60,10 @@ void wipe_set_vp_hooks(struct cellsd *d, const struct wipe_vp_hooks *h);
 /* The daemon-level default list of encrypted VPs (cellsd --encrypted-vps, comma list of
  * VP names, "" for none). */
 int wipe_set_default_encrypted(const char *list, cells_err_t *err);
+/* cellsd's wipe options: --encrypted-vps LIST, --wipe-storage auto|image|host (where the
+ * encrypted area lives: the state dir's own ext4 with `encrypt`, or a loop-mounted image),
+ * --wipe-image-mb N (the image's size when it is created). */
+int wipe_option(const char *name, const char *value, cells_err_t *err);
 /* Whether vp's data is encrypted (a stored key, table wipe_vps, the policy, else the
  * default list). */
 bool wipe_vp_encrypted(struct cellsd *d, const char *vp);

@@ -136,8 +136,26 @@ cells-mdm command list
 for _ in $(seq 1 50); do cells-mdm --json devices | grep -q '"policy_version":3' && break; sleep 0.2; done
 cells-mdm devices
 
+step "The MDM locks the work VP: it freezes, the screen shows the lock screen, compliance says why"
+cellctl vp exec work --password-file "$W/work.pw" -- sh -c \
+	'(i=0; while :; do i=$((i+1)); echo $i >/tmp/tick; sleep 0.1; done) >/dev/null 2>&1 &'
+tick() { cat "/proc/$(cellctl --json vp status work | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])')/root/tmp/tick"; }
+LID=$(cells-mdm --json lock "$DEV" work | python3 -c 'import json,sys; d=json.load(sys.stdin); print((d[0] if isinstance(d, list) else d)["id"])')
+for _ in $(seq 1 100); do [ "$(cellctl --json vp status work | python3 -c 'import json,sys; print(json.load(sys.stdin).get("lock") or "")')" ] && break; sleep 0.2; done
+T1=$(tick); sleep 1; T2=$(tick)
+echo "work's counter while locked: $T1 -> $T2 ($([ "$T1" = "$T2" ] && echo frozen || echo running))"
+cellctl switch work >/dev/null 2>&1 || true
+echo "the screen shows: $(top "$W/locked.png")"
+comp() { cells-mdm --json devices | python3 -c 'import json,sys; d=json.load(sys.stdin)[0]; print(d["compliance"], ",".join(d.get("compliance_reasons", [])))'; }
+for _ in $(seq 1 100); do comp | grep -q "vp-locked:work" && break; sleep 0.2; done
+echo "the MDM sees: $(comp)"
+cellctl vp unlock work --password-file "$W/work.pw"
+for _ in $(seq 1 100); do [ "$(comp)" = "compliant " ] && break; sleep 0.2; done
+T1=$(tick); sleep 1; T2=$(tick)
+echo "after the employee unlocked it: counter $T1 -> $T2 ($([ "$T1" = "$T2" ] && echo frozen || echo running)); the MDM sees: $(comp)"
+
 step "The employee leaves: the MDM wipes the work VP (crypto-erase, signed receipt)"
-cellctl vp exec work -- sh -c 'echo quarterly numbers >/report.txt'
+cellctl vp exec work --password-file "$W/work.pw" -- sh -c 'echo quarterly numbers >/report.txt'
 cellctl vp exec personal -- sh -c 'echo holiday photos >/photos.txt'
 WORK=$(cellctl wipe prepare work)
 echo "work's files live in its fscrypt directory: $(ls "$WORK/upper" | paste -sd' ' -)"
@@ -153,6 +171,11 @@ cells-mdm receipt verify "$W/receipt.bin" --device-key "$W/device.pub"
 cellctl vp status work >/dev/null 2>&1 || echo "work VP: gone"
 [ ! -e "$WORK/upper/report.txt" ] && echo "work data: gone"
 [ "$(cellctl vp exec personal -- cat /photos.txt)" = "holiday photos" ] && echo "personal data: intact"
+
+step "The personal VP (not encrypted) is destroyed: a wipe that deletes its files, and the receipt says how many"
+cellctl vp destroy personal # no password is set for personal; destroying a VP with data is a wipe
+cellctl --json wipe status personal | python3 -c 'import json,sys; o=json.load(sys.stdin)["ops"][-1]; print("personal wipe receipt: method %s, %s files, %s bytes removed" % (o.get("method"), o.get("files_removed"), o.get("bytes_removed")))'
+grep -rqF "holiday photos" "$W/state" && echo "personal data: still on disk!" || echo "personal data: gone from the disk"
 
 step "The device's audit log reaches the MDM (uploaded over the channel); the auditor verifies it there"
 cellctl vp start nosuch >/dev/null 2>&1 || true # a refused request: audited on the device

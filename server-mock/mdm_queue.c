@@ -71,19 +71,33 @@ int mdm_cmd_devices(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **a
 	if (m->json) {
 		print_json(arr);
 	} else {
-		printf("%-32s %-7s %-7s %-15s %-7s %-5s %-6s\n", "DEVICE", "ONLINE", "POLICY",
-		       "COMPLIANCE", "PENDING", "ACKED", "FAILED");
+		printf("%-32s %-7s %-7s %-15s %-7s %-5s %-6s %s\n", "DEVICE", "ONLINE", "POLICY",
+		       "COMPLIANCE", "PENDING", "ACKED", "FAILED", "REASONS / AUDIT");
 		for (size_t i = 0; i < json_object_array_length(arr); i++) {
 			json_object *o = json_object_array_get_idx(arr, i);
 #define F(k) json_object_object_get(o, k)
-			printf("%-32s %-7s %-7lld %-15s %-7lld %-5lld %-6lld\n",
+			/* the reasons, comma-joined, and an audit alert when there is one */
+			char why[512] = "";
+			json_object *rs = F("compliance_reasons");
+			for (size_t k = 0; rs && k < json_object_array_length(rs); k++) {
+				size_t l = strlen(why);
+				snprintf(why + l, sizeof why - l, "%s%s", l ? "," : "",
+					 json_object_get_string(json_object_array_get_idx(rs, k)));
+			}
+			const char *flag = json_object_get_string(F("audit_flag"));
+			if (flag && *flag) {
+				size_t l = strlen(why);
+				snprintf(why + l, sizeof why - l, "%saudit: %s", l ? "; " : "",
+					 flag);
+			}
+			printf("%-32s %-7s %-7lld %-15s %-7lld %-5lld %-6lld %s\n",
 			       json_object_get_string(F("device_id")),
 			       json_object_get_boolean(F("online")) ? "yes" : "no",
 			       (long long)json_object_get_int64(F("policy_version")),
 			       json_object_get_string(F("compliance")),
 			       (long long)json_object_get_int64(F("pending")),
 			       (long long)json_object_get_int64(F("acknowledged")),
-			       (long long)json_object_get_int64(F("failed")));
+			       (long long)json_object_get_int64(F("failed")), why[0] ? why : "-");
 #undef F
 		}
 	}

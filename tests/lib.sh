@@ -47,9 +47,16 @@ check_fails() {
 check_eq() { if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1 (expected '$2', got '$3')"; fi; }
 
 # start_cellsd [ARGS...]: start the agent on $CELLS_STATE/$CELLS_RUN_DIR, wait for it.
+# The test settings below (variables of the test scripts, never read by cellsd itself)
+# become cellsd options here.
 start_cellsd() {
 	mkdir -p "$CELLS_STATE" "$CELLS_RUN_DIR"
-	cellsd --state-dir "$CELLS_STATE" --run-dir "$CELLS_RUN_DIR" "$@" >>"$T/cellsd.log" 2>&1 &
+	local o=()
+	[ -n "${CELLS_WIPE_STORAGE:-}" ] && o+=(--wipe-storage "$CELLS_WIPE_STORAGE")
+	[ -n "${CELLS_WIPE_IMAGE_MB:-}" ] && o+=(--wipe-image-mb "$CELLS_WIPE_IMAGE_MB")
+	[ -n "${CELLS_NET_RETRY_MAX_MS:-}" ] && o+=(--net-retry-max-ms "$CELLS_NET_RETRY_MAX_MS")
+	[ -n "${CELLS_AUDIT_NEAR_FULL_MB:-}" ] && o+=(--audit-near-full-mb "$CELLS_AUDIT_NEAR_FULL_MB")
+	cellsd --state-dir "$CELLS_STATE" --run-dir "$CELLS_RUN_DIR" "${o[@]}" "$@" >>"$T/cellsd.log" 2>&1 &
 	CELLSD_PID=$!
 	PIDS+=("$CELLSD_PID")
 	for _ in $(seq 1 100); do

@@ -21,9 +21,9 @@ finish() {
 	rm -rf "$T"
 }
 trap finish EXIT
-export CELLS_RUN_DIR="$T/run" CELLS_WIPE_STORAGE=image CELLS_WIPE_IMAGE_MB=4096
+export CELLS_RUN_DIR="$T/run"
 mkdir -p "$T/state" "$T/run"
-cellsd --state-dir "$T/state" --run-dir "$T/run" --log-level warn >"$T/cellsd.log" 2>&1 &
+cellsd --state-dir "$T/state" --run-dir "$T/run" --wipe-storage image --wipe-image-mb 4096 --log-level warn >"$T/cellsd.log" 2>&1 &
 PID=$!
 for _ in $(seq 1 100); do cellctl ping >/dev/null 2>&1 && break; sleep 0.1; done
 # `cellctl vp wipe` needs the VP's password: a signed policy naming work, and a password

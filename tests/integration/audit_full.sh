@@ -43,7 +43,7 @@ check "really full: the log verifies" "$TOOL" verify "$DB"
 # 3. cellsd with its state on a nearly full filesystem fails closed
 rm -f "$FS/a/"*
 export CELLS_STATE="$FS/a"
-CELLS_AUDIT_NEAR_FULL_BYTES=$((8 * 1024 * 1024)) start_cellsd
+start_cellsd --audit-near-full-mb 8
 check_eq "cellsd reports the audit log closed" closed \
 	"$(cellctl --json status | sed -n 's/.*"audit": *"\([a-z]*\)".*/\1/p')"
 check_fails "a security-relevant request is refused (fail closed)" "audit log cannot be written|fail closed" \

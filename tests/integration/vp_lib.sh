@@ -17,8 +17,12 @@ vp_leftovers() {
 	# (the agent's encrypted storage area is not a VP's: it stays while cellsd runs)
 	grep -F "$T/" /proc/self/mountinfo | awk -v a="$CELLS_RUN_DIR/wipe/mnt" '$5 != a {print "mount " $5}' || true
 	nft list table ip "cells_$id" >/dev/null 2>&1 && echo "nft table cells_$id"
+	# a zombie holds nothing but its pid: an init adopted after a cellsd restart is the
+	# child of whoever started the old cellsd (here the test shell, in production PID 1),
+	# which reaps it, not cellsd
 	for p in /proc/[0-9]*; do
-		grep -qs "cells-$id-" "$p/cgroup" && echo "process ${p#/proc/}"
+		grep -qs "cells-$id-" "$p/cgroup" && ! grep -qs '^State:.*zombie' "$p/status" &&
+			echo "process ${p#/proc/}"
 	done
 	return 0
 }

@@ -45,7 +45,7 @@ for N in 0 2 4 5 7; do
 	cellctl vp start personal >/dev/null 2>&1 # a clean stop stopped it; the crash did not
 	check_eq "step $N: personal's data stays" keep-me "$(cellctl vp exec personal -- cat /keep.txt)"
 done
-check_eq "four wipes, four receipts at the server" 4 "$(cells-mdm --json receipts "$DEV" | json_get "len(d)")"
+check_eq "five wipes, five receipts at the server" 5 "$(cells-mdm --json receipts "$DEV" | json_get "len(d)")"
 check "clean shutdown" stop_cellsd
 [ "$FAIL" -eq 0 ] || tail -30 "$T/cellsd.log"
 finish
