@@ -1,5 +1,6 @@
 /* vplock.c - locked and paused VPs: freezer, network, lock screen (see vplock.h). */
 #include "vplock.h"
+#include "wipe.h"
 #include "compliance.h"
 #include "cleanup.h"
 #include "cleanup_sqlite.h"
@@ -73,8 +74,18 @@ static int apply(struct cellsd *d, const char *vp, bool locked, bool paused, cel
 {
 	struct kcg *cg = vpm_kcg(d, vp);
 	int rc = 0;
+	bool enc = d->wipe && wipe_vp_encrypted(d, vp);
+	cells_err_t ek = {0};
+	char dir[PATH_MAX];
+	/* unlock: the VP's fscrypt key comes back before its processes run again */
+	if (!locked && enc && wipe_prepare_vp_storage(d, vp, dir, &ek) < 0)
+		return cells_err_set(err, ek.code, "VP %s: unlock its storage: %s", vp, ek.msg);
 	if (cg && kcg_freeze(cg, locked, err) < 0)
 		rc = cells_err_prefix(err, "VP %s: %s", vp, locked ? "freeze" : "thaw");
+	/* lock: frozen first, then its key leaves the kernel (as Android does for
+	 * credential-encrypted storage): what it does not hold open is ciphertext */
+	if (locked && rc == 0 && enc && wipe_vp_storage_lock(d, vp, false, &ek) < 0)
+		log_warn("VP %s: lock its storage: %s", vp, ek.msg);
 	char veth[IFNAMSIZ];
 	cells_err_t e2 = {0};
 	if (vpm_veth(d, vp, veth, sizeof veth) && link_set(veth, !paused, &e2) < 0) {

@@ -379,7 +379,7 @@ static void vp_stopped(struct cellsd *d, struct vp_rt *rt, int status)
 	/* a stopped encrypted VP's files are ciphertext until it starts again (Android's
 	 * credential-encrypted storage): its fscrypt key leaves the kernel */
 	if (d->wipe && wipe_vp_encrypted(d, rt->name) &&
-	    wipe_vp_storage_lock(d, rt->name, &err) < 0)
+	    wipe_vp_storage_lock(d, rt->name, true, &err) < 0)
 		log_warn("VP %s: %s", rt->name, err.msg);
 	if (rt->nat && !any_nat(m, rt)) {
 		char t[32];

@@ -1462,7 +1462,7 @@ static int migrate_legacy_keys(struct cellsd *d, cells_err_t *err)
 	return 0;
 }
 
-int wipe_vp_storage_lock(struct cellsd *d, const char *vp, cells_err_t *err)
+int wipe_vp_storage_lock(struct cellsd *d, const char *vp, bool wait, cells_err_t *err)
 {
 	if (cells_valid_name(vp, err) < 0)
 		return -1;
@@ -1484,6 +1484,14 @@ int wipe_vp_storage_lock(struct cellsd *d, const char *vp, cells_err_t *err)
 			return cells_err_prefix(err, "lock storage of %s", vp);
 		if (st == FSCRYPT_KEY_ABSENT_STATE)
 			break;
+		if (!wait) {
+			/* a locked VP's frozen processes keep their open files: the master key is
+			 * wiped and every other inode evicted; the rest goes at their close */
+			log_info("VP %s: storage locked (fscrypt key removed; the files its frozen "
+				 "processes hold open stay readable to them)",
+				 vp);
+			return 0;
+		}
 		if (tries >= 20)
 			return cells_err_set(err, EBUSY,
 					     "lock storage of %s: files still open (key only "

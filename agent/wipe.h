@@ -82,8 +82,10 @@ int wipe_prepare_vp_storage(struct cellsd *d, const char *vp, char upper_dir_out
 /* Lock an encrypted VP's storage (VP stopped or locked): remove its fscrypt key from the
  * kernel (all users) until the key status is absent; the wrapped key stays, the files
  * are ciphertext (encrypted names, ENOKEY on open) until wipe_prepare_vp_storage adds
- * the key again. 0 also when vp has no encrypted storage; EBUSY when files stay open. */
-int wipe_vp_storage_lock(struct cellsd *d, const char *vp, cells_err_t *err);
+ * the key again. 0 also when vp has no encrypted storage; with wait, EBUSY when files
+ * stay open; without (a frozen, locked VP), one removal: the master key is wiped and the
+ * inodes not in use are evicted (ENOKEY for them), those open stay until closed. */
+int wipe_vp_storage_lock(struct cellsd *d, const char *vp, bool wait, cells_err_t *err);
 
 /* Wipe vp now. reason_or_command_id: a command id (replays are acknowledged, not run
  * again) or a bare reason such as "local" or "password-limit", to which ":<time>" is

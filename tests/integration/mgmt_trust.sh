@@ -14,7 +14,13 @@ PORT=$(free_port)
 URL="wss://localhost:$PORT"
 R="$T/relay"
 mkdir -p "$R" && chmod 777 "$R" && chmod 711 "$T"
-export RELAY_DIR="$R" RELAY_REAL="$CELLS_BUILD/agent/cellsd-net"
+# the relay runs as cellsd-net's uid with an empty environment: its settings are written
+# into its own copy, and the real cellsd-net is copied where that uid can run it (the
+# build may live under a 0700 directory)
+cp "$CELLS_BUILD/agent/cellsd-net" "$R/cellsd-net" && chmod 755 "$R/cellsd-net"
+sed -e "s|@RELAY_DIR@|$R|" -e "s|@RELAY_REAL@|$R/cellsd-net|" \
+	"$CELLS_SRC/tests/integration/relay_net.py" >"$R/relay_net.py"
+chmod 755 "$R/relay_net.py"
 mode() { echo "$1" >"$R/mode"; }
 sdb() { sqlite3 "$CELLS_STATE/state.db" "$1"; }
 mdb() { sqlite3 "$CELLS_MDM_STATE_DIR/mdm.db" "$1"; }
@@ -26,7 +32,7 @@ cells-mdm init >/dev/null || exit 1
 cells-mdm ca-cert >"$T/ca.pem"
 start_mdm || exit 1
 mode pass
-start_cellsd --net-helper "$CELLS_SRC/tests/integration/relay_net.py" || exit 1
+start_cellsd --net-helper "$R/relay_net.py" || exit 1
 DEV=$(cellctl device id)
 echo "$DEV" >"$R/device"
 check "the relay runs as the network process" wait_for 10 test -s "$R/netkey"
@@ -155,7 +161,7 @@ HEAD=$(sqlite3 "$CELLS_STATE/audit.db" "select max(seq) from audit")
 CUT=$((HEAD - 10))
 sqlite3 "$CELLS_STATE/audit.db" "delete from audit where seq>$CUT; delete from audit_checkpoint where seq>$CUT"
 sdb "update audit_upload set acked_seq=min(acked_seq, $CUT), inflight_id='', inflight_first=0, inflight_last=0"
-start_cellsd --net-helper "$CELLS_SRC/tests/integration/relay_net.py" || exit 1
+start_cellsd --net-helper "$R/relay_net.py" || exit 1
 check "after root cut the log's tail the MDM flags the device" wait_for 30 bash -c \
 	"cells-mdm --json devices | json_get \"d[0]['audit_flag']\" | grep -q 'went backwards'"
 check "...and logged it" grep -q "AUDIT ALERT: audit head went backwards" "$T/mdm.log"

@@ -2,9 +2,9 @@
 """relay_net.py - a compromised cellsd-net for tests (run by `cellsd --net-helper`).
 
 It holds what a compromised network process holds: the IPC socket to cellsd and the
-TLS key (read from --key-fd). It runs the real cellsd-net ($RELAY_REAL) behind a
+TLS key (read from --key-fd). It runs the real cellsd-net (RELAY_REAL) behind a
 socketpair of its own (handing it the same key on a fresh memfd), relays every message
-both ways, and tampers according to $RELAY_DIR/mode (read at each message):
+both ways, and tampers according to RELAY_DIR/mode (read at each message):
   pass        relay only
   swap-root   the EnrollResponse's trust_root gets another key (an attacker's root)
   bare-ack    an Ack from the server loses its signed audit_ack
@@ -12,11 +12,13 @@ both ways, and tampers according to $RELAY_DIR/mode (read at each message):
   resign-tls  what the device sends signed by its identity key is re-signed with the
               TLS key: audit checkpoints, and every CommandResult gets a wipe receipt
               signed with the TLS key
-Each tampering appends a line to $RELAY_DIR/log."""
+Each tampering appends a line to RELAY_DIR/log."""
 import os, select, socket, struct, sys, time
 
-D = os.environ["RELAY_DIR"]
-REAL = os.environ["RELAY_REAL"]
+# cellsd starts its network process with an empty environment: the test writes these
+# into its copy of this file (mgmt_trust.sh)
+D = "@RELAY_DIR@"
+REAL = "@RELAY_REAL@"
 HDR = ">HBBI"
 MAXD = 2 * 1024 * 1024
 

@@ -66,6 +66,22 @@ X sh -c 'echo ff0000 >/tmp/colour; cells-draw --file /tmp/colour >/dev/null 2>&1
 i=0; while :; do i=$((i+1)); echo $i >/tmp/count; usleep 50000; done >/dev/null 2>&1 &' >/dev/null
 check "work's counter advances" advancing
 check "work's frame (red) is on the screen" wait_screen "ff0000 5400"
+X sh -c 'echo locked-secret >/secret.txt' >/dev/null
+# work is encrypted (cellsd's default): its overlay upper dir in its fscrypt directory
+UPPER=$(ls -d "$CELLS_RUN_DIR/wipe/mnt/vp/work/upper" "$CELLS_STATE/wipe/data/vp/work/upper" 2>/dev/null | head -1)
+check_eq "work's file is in its encrypted upper dir (control: readable while unlocked)" locked-secret "$(cat "$UPPER/secret.txt" 2>&1)"
+KEYID=$(cellctl --json wipe status work | python3 -c 'import json,sys; print([v["key_id"] for v in json.load(sys.stdin)["keys"] if v["vp"] == "work"][0])')
+# the kernel's own word on work's key: 1 absent, 2 present, 3 incompletely removed
+key_status() {
+	python3 - "${UPPER%/vp/work/upper}" "$KEYID" <<'PY'
+import fcntl, os, struct, sys
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+arg = bytearray(struct.pack("<II", 2, 0) + bytes.fromhex(sys.argv[2]).ljust(32, b"\0") + bytes(88))
+fcntl.ioctl(fd, (3 << 30) | (len(arg) << 16) | (ord("f") << 8) | 26, arg)
+print(struct.unpack_from("<I", arg, 64)[0])
+PY
+}
+check_eq "control: the kernel has work's key while it runs (present)" 2 "$(key_status)"
 
 # --- lock ---
 check "cellctl vp lock work" cellctl vp lock work
@@ -79,6 +95,7 @@ esac
 check "every task of the VP is stopped by the freezer (/proc/PID/wchan)" tasks_frozen
 check "the counter inside the VP stopped (seen through /proc/PID/root)" stalled
 check_eq "vp status says locked" locked "$(jf work lock)"
+check_eq "its fscrypt key left the kernel (FS_IOC_GET_ENCRYPTION_KEY_STATUS: incompletely removed, its secret wiped; the frozen VP's open files stay)" 3 "$(key_status)"
 check "vp list shows it" bash -c "cellctl vp list | grep -E '^work +\\* +running +locked'"
 check_eq "the screen shows the lock screen, not work's frame" "$LOCKSCREEN" "$(screen)"
 check_fails "exec refused while locked" "the VP is locked" X true
@@ -93,6 +110,8 @@ check "still frozen after the wrong password" stalled
 check "unlock with its password" cellctl vp unlock work --password-file "$T/pw"
 check_eq "the failure count is reset" 0 "$(sqlite3 "$CELLS_STATE/state.db" "select failures from vp_password where vp='work'")"
 check "the counter advances again" advancing
+check_eq "the key is back after the unlock (present)" 2 "$(key_status)"
+check_eq "the file reads again after the unlock" locked-secret "$(cat "$UPPER/secret.txt" 2>&1)"
 check "the screen shows work's frame again" wait_screen "ff0000 5400"
 check "exec works again" X true
 X cells-input-read --count 2 --timeout 3 >"$T/in" 2>&1 &

@@ -389,7 +389,7 @@ static void test_storage_lock(void **state)
 	assert_non_null(fp);
 	fputs("secret-content", fp);
 	fclose(fp);
-	assert_int_equal(wipe_vp_storage_lock(&D, "enc", &e), 0);
+	assert_int_equal(wipe_vp_storage_lock(&D, "enc", true, &e), 0);
 	/* seen from outside: the plaintext name is gone, the entry's name is encrypted and
 	 * opening it fails with ENOKEY */
 	assert_int_equal(access(f, F_OK), -1);
@@ -420,7 +420,7 @@ static void test_storage_lock(void **state)
 	assert_memory_equal(buf, "secret-content", 14);
 	free(buf);
 	/* locking a VP without encrypted storage does nothing */
-	assert_int_equal(wipe_vp_storage_lock(&D, "scratch", &e), 0);
+	assert_int_equal(wipe_vp_storage_lock(&D, "scratch", true, &e), 0);
 	/* the wipe of an encrypted VP is a crypto-erase */
 	assert_int_equal(wipe_start(&D, "enc", "local", false, &e), 0);
 	json_object *j = json_object_new_object();
