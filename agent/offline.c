@@ -156,26 +156,10 @@ static void check_vp(struct cellsd *d, const char *vp, int64_t now)
 	}
 }
 
-/* The names of the defined VPs (a new array, owned). */
-static json_object *vp_names(struct cellsd *d)
-{
-	cells_err_t err;
-	json_object *all = vpm_describe(d, NULL, &err);
-	json_object *names = json_object_new_array();
-	json_object *vps = all ? json_object_object_get(all, "vps") : NULL;
-	for (size_t i = 0; vps && i < json_object_array_length(vps); i++) {
-		json_object *n = json_object_object_get(json_object_array_get_idx(vps, i), "name");
-		if (n)
-			json_object_array_add(names, json_object_get(n));
-	}
-	json_object_put(all);
-	return names;
-}
-
 static void on_tick(struct loop *l, void *data)
 {
 	struct cellsd *d = data;
-	json_object *names = vp_names(d);
+	json_object *names = vpm_names(d);
 	int64_t now = cells_now_us();
 	for (size_t i = 0; i < json_object_array_length(names); i++)
 		check_vp(d, json_object_get_string(json_object_array_get_idx(names, i)), now);
@@ -195,7 +179,7 @@ void offline_contact(struct cellsd *d)
 		return;
 	}
 	/* back in touch: lift the locks the offline limit set */
-	json_object *names = vp_names(d);
+	json_object *names = vpm_names(d);
 	for (size_t i = 0; i < json_object_array_length(names); i++) {
 		const char *vp = json_object_get_string(json_object_array_get_idx(names, i));
 		json_object *o = json_object_new_object();
@@ -213,7 +197,7 @@ json_object *offline_describe(struct cellsd *d)
 	json_object *o = json_object_new_object();
 	json_object_object_add(o, "last_contact_us", json_object_new_int64(last_contact(d)));
 	json_object *arr = json_object_new_array();
-	json_object *names = vp_names(d);
+	json_object *names = vpm_names(d);
 	int64_t now = cells_now_us();
 	for (size_t i = 0; i < json_object_array_length(names); i++) {
 		const char *vp = json_object_get_string(json_object_array_get_idx(names, i));

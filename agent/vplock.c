@@ -265,27 +265,11 @@ static void on_vp_start(struct cellsd *d, const char *vp, void *data)
 		log_error("VP %s is locked: %s", vp, err.msg);
 }
 
-/* The names of the defined VPs (a new array, owned). */
-static json_object *vp_names(struct cellsd *d)
-{
-	cells_err_t err;
-	json_object *all = vpm_describe(d, NULL, &err);
-	json_object *names = json_object_new_array();
-	json_object *vps = all ? json_object_object_get(all, "vps") : NULL;
-	for (size_t i = 0; vps && i < json_object_array_length(vps); i++) {
-		json_object *n = json_object_object_get(json_object_array_get_idx(vps, i), "name");
-		if (n)
-			json_object_array_add(names, json_object_get(n));
-	}
-	json_object_put(all);
-	return names;
-}
-
 /* lock_on_expiry: an expired policy keeps its VPs locked; a valid one lifts that lock. */
 static void on_tick(struct loop *l, void *data)
 {
 	struct cellsd *d = data;
-	json_object *names = vp_names(d);
+	json_object *names = vpm_names(d);
 	for (size_t i = 0; i < json_object_array_length(names); i++) {
 		const char *vp = json_object_get_string(json_object_array_get_idx(names, i));
 		struct lock_ent *e = find(vp);

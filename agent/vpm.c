@@ -1138,3 +1138,15 @@ const char *vpm_veth(struct cellsd *d, const char *vp, char *buf, size_t n)
 	snprintf(buf, n, "%s", rt->veth);
 	return buf;
 }
+
+json_object *vpm_names(struct cellsd *d)
+{
+	json_object *names = json_object_new_array();
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	if (statedb_prepare(d->db, "SELECT name FROM vp ORDER BY name", &st, NULL) < 0)
+		return names;
+	while (sqlite3_step(st) == SQLITE_ROW)
+		json_object_array_add(
+		    names, json_object_new_string((const char *)sqlite3_column_text(st, 0)));
+	return names;
+}

@@ -101,5 +101,7 @@ struct kcg;
 struct kcg *vpm_kcg(struct cellsd *d, const char *vp);
 /* The host end of a running nat VP's veth into buf (n >= IFNAMSIZ); NULL when none. */
 const char *vpm_veth(struct cellsd *d, const char *vp, char *buf, size_t n);
+/* The names of the defined VPs as a new JSON array (owned; empty on error). */
+json_object *vpm_names(struct cellsd *d);
 
 #endif

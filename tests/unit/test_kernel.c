@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "test_skip.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
@@ -62,16 +64,6 @@ static int child_open(struct kcg *cg, unsigned ma, unsigned mi)
 	unlink(path);
 	return WEXITSTATUS(st);
 }
-
-/* A test that cannot run here skips; under CI=true that is a failure whatever the user
- * (the suite must not pass by skipping what it is there to check). */
-#define SKIP_OR_FAIL(why)                                                                          \
-	do {                                                                                       \
-		const char *ci_ = getenv("CI");                                                    \
-		if (ci_ && !strcmp(ci_, "true"))                                                   \
-			fail_msg("would skip under CI=true: %s", why);                             \
-		skip();                                                                            \
-	} while (0)
 
 /* which: 1 = v1 devices only, 2 = v2 BPF program only */
 static void device_control(int which)
