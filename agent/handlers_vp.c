@@ -179,15 +179,21 @@ int h_vp_list(struct ctl_call *c, cells_err_t *err)
 	return c->result ? 0 : -1;
 }
 
-/* Safe: read-only; the name is validated. */
-int h_vp_status(struct ctl_call *c, cells_err_t *err)
+/* The answer of a request about one VP: its status with its lock state. */
+static int answer_vp(struct ctl_call *c, const char *name, cells_err_t *err)
 {
-	const char *name = c->req->vp_status ? c->req->vp_status->name : "";
 	json_object_put(c->result);
 	c->result = vpm_describe(c->d, name, err);
 	if (c->result)
 		add_lock_state(c, c->result);
 	return c->result ? 0 : -1;
+}
+
+/* Safe: read-only; the name is validated. */
+int h_vp_status(struct ctl_call *c, cells_err_t *err)
+{
+	const char *name = c->req->vp_status ? c->req->vp_status->name : "";
+	return answer_vp(c, name, err);
 }
 
 /* Safe: starts a defined VP with its stored definition; the container is confined
@@ -468,11 +474,7 @@ int h_vp_lock(struct ctl_call *c, cells_err_t *err)
 	}
 	if (vplock_set(c->d, name, m->pause, c->actor, err) < 0)
 		return -1;
-	json_object_put(c->result);
-	c->result = vpm_describe(c->d, name, err);
-	if (c->result)
-		add_lock_state(c, c->result);
-	return c->result ? 0 : -1;
+	return answer_vp(c, name, err);
 }
 
 /* Safe: lifting a lock needs the VP's password (throttled, failures counted; a VP no
@@ -493,9 +495,5 @@ int h_vp_unlock(struct ctl_call *c, cells_err_t *err)
 		return refused(c, name, "vp.unlock", err);
 	if (vplock_clear(c->d, name, c->actor, err) < 0)
 		return -1;
-	json_object_put(c->result);
-	c->result = vpm_describe(c->d, name, err);
-	if (c->result)
-		add_lock_state(c, c->result);
-	return c->result ? 0 : -1;
+	return answer_vp(c, name, err);
 }

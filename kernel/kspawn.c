@@ -205,11 +205,11 @@ static void child_execvp(char *const argv[], char *const envp[])
 	errno = saved;
 }
 
-/* Confine the current process and exec. Never returns. */
-static void child_confine_exec(int errfd, const struct ksp_confine *c, bool report_to_stderr)
+/* In a child before exec: every signal back to SIG_DFL and none blocked (cellsd blocks
+ * SIGTERM/SIGINT for its signalfd and ignores SIGPIPE). Raw syscalls: no sanitizer
+ * interceptors between clone and exec. */
+static void child_signals_default(int errfd)
 {
-	/* cellsd blocks SIGTERM/SIGINT (signalfd) and ignores SIGPIPE: undo both */
-	/* raw syscalls: no sanitizer interceptors between clone and exec */
 	struct {
 		void *handler;
 		unsigned long flags;
@@ -222,6 +222,12 @@ static void child_confine_exec(int errfd, const struct ksp_confine *c, bool repo
 			(void)syscall(SYS_rt_sigaction, sig, &ksa, NULL, 8);
 	uint64_t none = 0;
 	CHECK(syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, 8), "sigprocmask", NULL);
+}
+
+/* Confine the current process and exec. Never returns. */
+static void child_confine_exec(int errfd, const struct ksp_confine *c, bool report_to_stderr)
+{
+	child_signals_default(errfd);
 	int t[3];
 	for (int i = 0; i < 3; i++) {
 		if (c->stdio[i] >= 0)
@@ -432,18 +438,7 @@ int ksp_exec(int vp_pidfd, const int *procs_fds, size_t nprocs, const struct ksp
 /* The helper's child: fds in place, credentials dropped, exec from the descriptor. */
 static void child_helper(int errfd, const struct ksp_helper *h)
 {
-	struct {
-		void *handler;
-		unsigned long flags;
-		void *restorer;
-		uint64_t mask;
-	} ksa;
-	memset(&ksa, 0, sizeof ksa); /* SIG_DFL */
-	for (int sig = 1; sig <= 64; sig++)
-		if (sig != SIGKILL && sig != SIGSTOP)
-			(void)syscall(SYS_rt_sigaction, sig, &ksa, NULL, 8);
-	uint64_t none = 0;
-	CHECK(syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, 8), "sigprocmask", NULL);
+	child_signals_default(errfd);
 	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	/* move everything above the final range first (cloexec), then into place */
 	int hi = 3 + KSP_HELPER_MAX_FDS + 2, t[3 + KSP_HELPER_MAX_FDS + 1];
