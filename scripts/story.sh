@@ -140,6 +140,7 @@ step "The MDM locks the work VP: it freezes, the screen shows the lock screen, c
 cellctl vp exec work --password-file "$W/work.pw" -- sh -c \
 	'(i=0; while :; do i=$((i+1)); echo $i >/tmp/tick; sleep 0.1; done) >/dev/null 2>&1 &'
 tick() { cat "/proc/$(cellctl --json vp status work | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])')/root/tmp/tick"; }
+for _ in $(seq 1 50); do [ "$(tick 2>/dev/null || echo 0)" -ge 5 ] && break; sleep 0.1; done # it runs
 LID=$(cells-mdm --json lock "$DEV" work | python3 -c 'import json,sys; d=json.load(sys.stdin); print((d[0] if isinstance(d, list) else d)["id"])')
 for _ in $(seq 1 100); do [ "$(cellctl --json vp status work | python3 -c 'import json,sys; print(json.load(sys.stdin).get("lock") or "")')" ] && break; sleep 0.2; done
 T1=$(tick); sleep 1; T2=$(tick)
