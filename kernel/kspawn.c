@@ -43,6 +43,22 @@ struct child_err {
 	char step[120];
 };
 
+/* Read a child's setup report from fd (closed here): 0 at EOF (it exec'd, or its setup
+ * went through), 1 with *m filled (a step failed), -1 when it died mid-report. */
+static int read_report(int fd, struct child_err *m)
+{
+	ssize_t n;
+	do
+		n = read(fd, m, sizeof *m);
+	while (n < 0 && errno == EINTR);
+	close(fd);
+	if (n == (ssize_t)sizeof *m) {
+		m->step[sizeof m->step - 1] = 0;
+		return 1;
+	}
+	return n == 0 ? 0 : -1;
+}
+
 static size_t child_strlen(const char *s)
 {
 	size_t n = 0;
@@ -351,25 +367,20 @@ int ksp_spawn_init(const struct ksp_init *s, pid_t *pid, int *pidfd, int *go_fd,
 
 int ksp_release(int go_fd, int err_fd, cells_err_t *err)
 {
-	int rc = 0;
-	if (write(go_fd, "g", 1) != 1)
-		rc = cells_err_sys(err, errno, "release the VP's init");
-	close(go_fd);
-	if (rc == 0) {
-		struct child_err m;
-		ssize_t n;
-		do
-			n = read(err_fd, &m, sizeof m);
-		while (n < 0 && errno == EINTR);
-		if (n == (ssize_t)sizeof m) {
-			m.step[sizeof m.step - 1] = 0;
-			rc = cells_err_sys(err, m.code, "%s", m.step);
-		} else if (n != 0) {
-			rc = cells_err_set(err, EIO, "the VP's init died during setup");
-		}
+	if (write(go_fd, "g", 1) != 1) {
+		int e = errno;
+		close(go_fd);
+		close(err_fd);
+		return cells_err_sys(err, e, "release the VP's init");
 	}
-	close(err_fd);
-	return rc;
+	close(go_fd);
+	struct child_err m;
+	int r = read_report(err_fd, &m);
+	if (r == 1)
+		return cells_err_sys(err, m.code, "%s", m.step);
+	if (r < 0)
+		return cells_err_set(err, EIO, "the VP's init died during setup");
+	return 0;
 }
 
 int ksp_exec(int vp_pidfd, const int *procs_fds, size_t nprocs, const struct ksp_confine *c,
@@ -418,13 +429,7 @@ int ksp_exec(int vp_pidfd, const int *procs_fds, size_t nprocs, const struct ksp
 	}
 	/* wait for the setup report: EOF once both helper and command closed it */
 	struct child_err m;
-	ssize_t n;
-	do
-		n = read(ep[0], &m, sizeof m);
-	while (n < 0 && errno == EINTR);
-	close(ep[0]);
-	if (n == (ssize_t)sizeof m) {
-		m.step[sizeof m.step - 1] = 0;
+	if (read_report(ep[0], &m) == 1) {
 		siginfo_t si;
 		waitid(P_PIDFD, (id_t)pfd, &si, WEXITED);
 		close(pfd);
@@ -507,19 +512,13 @@ int ksp_spawn_helper(const struct ksp_helper *h, pid_t *pid, int *pidfd, cells_e
 		return cells_err_sys(err, e, "clone3");
 	}
 	struct child_err m;
-	ssize_t r;
-	do
-		r = read(ep[0], &m, sizeof m);
-	while (r < 0 && errno == EINTR);
-	close(ep[0]);
+	int r = read_report(ep[0], &m);
 	if (r != 0) {
 		int st;
 		waitpid(p, &st, 0);
 		close(pfd);
-		if (r == (ssize_t)sizeof m) {
-			m.step[sizeof m.step - 1] = 0;
+		if (r == 1)
 			return cells_err_sys(err, m.code, "helper: %s", m.step);
-		}
 		return cells_err_set(err, EIO, "helper: died before exec");
 	}
 	*pid = p;
