@@ -192,32 +192,6 @@ void offline_contact(struct cellsd *d)
 	json_object_put(names);
 }
 
-json_object *offline_describe(struct cellsd *d)
-{
-	json_object *o = json_object_new_object();
-	json_object_object_add(o, "last_contact_us", json_object_new_int64(last_contact(d)));
-	json_object *arr = json_object_new_array();
-	json_object *names = vpm_names(d);
-	int64_t now = cells_now_us();
-	for (size_t i = 0; i < json_object_array_length(names); i++) {
-		const char *vp = json_object_get_string(json_object_array_get_idx(names, i));
-		uint32_t lock_s, wipe_s;
-		int64_t start, wiped_for;
-		int64_t off = offline_s(d, vp, now, &lock_s, &wipe_s, &start, &wiped_for);
-		if (off < 0)
-			continue;
-		json_object *v = json_object_new_object();
-		json_object_object_add(v, "vp", json_object_new_string(vp));
-		json_object_object_add(v, "lock_after_s", json_object_new_int64(lock_s));
-		json_object_object_add(v, "wipe_after_s", json_object_new_int64(wipe_s));
-		json_object_object_add(v, "offline_s", json_object_new_int64(off));
-		json_object_array_add(arr, v);
-	}
-	json_object_put(names);
-	json_object_object_add(o, "vps", arr);
-	return o;
-}
-
 int offline_init(struct cellsd *d, cells_err_t *err)
 {
 	if (statedb_migrate(d->db, "offline", offline_schema, CELLS_ARRAY_SIZE(offline_schema),

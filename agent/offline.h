@@ -26,8 +26,5 @@ void offline_fini(struct cellsd *d);
 /* The management channel established a session with the MDM (mutual TLS, hello
  * answered): persist the time; lift the VPs' offline locks. */
 void offline_contact(struct cellsd *d);
-/* {"last_contact_us":..., "vps":[{"vp", "lock_after_s", "wipe_after_s", "offline_s",
- * "locked", "wiped"}]} (a new object) for status output. */
-json_object *offline_describe(struct cellsd *d);
 
 #endif
