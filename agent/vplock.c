@@ -63,12 +63,6 @@ bool vplock_is_paused(struct cellsd *d, const char *vp)
 	return e && e->paused;
 }
 
-static int link_set(const char *ifname, bool up, cells_err_t *err)
-{
-	char *argv[] = {"ip", "link", "set", "dev", (char *)ifname, up ? "up" : "down", NULL};
-	return knet_run(argv, NULL, err);
-}
-
 /* Carry a lock (or its absence) out on a running VP. */
 static int apply(struct cellsd *d, const char *vp, bool locked, bool paused, cells_err_t *err)
 {
@@ -88,7 +82,7 @@ static int apply(struct cellsd *d, const char *vp, bool locked, bool paused, cel
 		log_warn("VP %s: lock its storage: %s", vp, ek.msg);
 	char veth[IFNAMSIZ];
 	cells_err_t e2 = {0};
-	if (vpm_veth(d, vp, veth, sizeof veth) && link_set(veth, !paused, &e2) < 0) {
+	if (vpm_veth(d, vp, veth, sizeof veth) && knet_link_set(veth, !paused, &e2) < 0) {
 		log_warn("VP %s: network %s: %s", vp, paused ? "block" : "unblock", e2.msg);
 		if (rc == 0)
 			rc = cells_err_set(err, e2.code, "VP %s: network: %s", vp, e2.msg);

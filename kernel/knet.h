@@ -3,8 +3,9 @@
  * (cells_<id>) that masquerades VP traffic to the uplink and drops traffic between
  * VPs and from a VP to any address of the host (input chain: only replies to
  * connections the host opened pass). The host end has no IPv6, so nothing reaches
- * the host around the IPv4 table. Uses the `ip` and `nft` programs (iproute2, nftables): their
- * netlink code is well tested and their batch input keeps each step one process. */
+ * the host around the IPv4 table. Links, addresses and routes go over rtnetlink (libmnl);
+ * the table is one nftables script run by libnftables (one transaction). No program is
+ * started. */
 #ifndef CELLS_KNET_H
 #define CELLS_KNET_H
 
@@ -34,8 +35,7 @@ int knet_nat_setup(const char *table, const char *ifprefix, cells_err_t *err);
 int knet_nat_del(const char *table, cells_err_t *err);
 bool knet_nat_exists(const char *table);
 
-/* Run argv (looked up in PATH) with `input` on stdin; 0 when it exits 0, else the first
- * line of its stderr in err. */
-int knet_run(char *const argv[], const char *input, cells_err_t *err);
+/* Set the link up or down (administratively). */
+int knet_link_set(const char *ifname, bool up, cells_err_t *err);
 
 #endif
