@@ -1,11 +1,11 @@
 #include "loopdev.h"
 #include "cleanup.h"
+#include "kspawn.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <linux/loop.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -14,25 +14,33 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-extern char **environ;
-
-static int run_quiet(char *const argv[], cells_err_t *err)
+/* Run a program of the host's system directories the one way this code starts
+ * programs (ksp_spawn_helper): a clean environment, stdio on /dev/null, no other fd, no
+ * capabilities (mkfs on a file cellsd created needs none). */
+static int run_quiet(const char *prog, char *const argv[], cells_err_t *err)
 {
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	static const char *const dirs[] = {"/usr/sbin", "/sbin", "/usr/bin", "/bin"};
+	cleanup_close int fd = -1;
+	for (size_t i = 0; i < sizeof dirs / sizeof dirs[0] && fd < 0; i++) {
+		char p[64];
+		snprintf(p, sizeof p, "%s/%s", dirs[i], prog);
+		fd = open(p, O_PATH | O_CLOEXEC);
+	}
+	if (fd < 0)
+		return cells_err_set(err, ENOENT, "%s: not installed", prog);
+	char *const envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", NULL};
+	struct ksp_helper h = {.exec_fd = fd, .stdio = {-1, -1, -1}, .argv = argv, .envp = envp};
 	pid_t pid;
-	int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	if (rc != 0)
-		return cells_err_sys(err, rc, "run %s", argv[0]);
+	int pidfd;
+	if (ksp_spawn_helper(&h, &pid, &pidfd, err) < 0)
+		return cells_err_prefix(err, "run %s", prog);
+	close(pidfd);
 	int st;
 	while (waitpid(pid, &st, 0) < 0)
 		if (errno != EINTR)
-			return cells_err_sys(err, errno, "wait %s", argv[0]);
+			return cells_err_sys(err, errno, "wait %s", prog);
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-		return cells_err_set(err, EIO, "%s failed (status %d)", argv[0], st);
+		return cells_err_set(err, EIO, "%s failed (status %d)", prog, st);
 	return 0;
 }
 
@@ -48,7 +56,7 @@ int loopdev_make_ext4_image(const char *path, uint64_t size_bytes, cells_err_t *
 	/* -E nodiscard: the image is sparse already; lazy init keeps mkfs fast */
 	char *const argv[] = {"mkfs.ext4", "-q", "-F",	     "-O",	   "encrypt", "-E",
 			      "nodiscard", "-L", "cells-vp", (char *)path, NULL};
-	if (run_quiet(argv, err) < 0) {
+	if (run_quiet("mkfs.ext4", argv, err) < 0) {
 		unlink(path);
 		return cells_err_prefix(err, "mkfs %s", path);
 	}
