@@ -1,5 +1,6 @@
 /* devprofile.c - strict parser of device profiles (see devprofile.h). */
 #include "devprofile.h"
+#include "cjson.h"
 #include "cleanup.h"
 #include "util.h"
 
@@ -78,58 +79,29 @@ static bool printable(const char *s)
 	return true;
 }
 
-/* Reject any key not in allowed (NULL-terminated). */
-static int only_keys(json_object *o, const char *const *allowed, const char *where,
-		     cells_err_t *err)
-{
-	json_object_object_foreach(o, k, v)
-	{
-		(void)v;
-		bool ok = false;
-		for (size_t i = 0; allowed[i]; i++)
-			if (!strcmp(k, allowed[i]))
-				ok = true;
-		if (!ok)
-			return cells_err_set(err, EINVAL, "%s: unknown key \"%.40s\"", where, k);
-	}
-	return 0;
-}
-
+/* A bounded, printable string into out ("" when absent and not required). */
 static int get_string(json_object *o, const char *key, bool required, char *out, size_t max,
 		      const char *where, cells_err_t *err)
 {
-	json_object *v;
-	if (!json_object_object_get_ex(o, key, &v)) {
-		if (required)
-			return cells_err_set(err, EINVAL, "%s: \"%s\" is missing", where, key);
-		out[0] = 0;
+	const char *s = NULL;
+	int rc = cj_str(o, where, key, max - 1, &s, err);
+	if (rc == 0 && required)
+		rc = cj_required(rc, where, key, err);
+	if (rc < 0)
+		return -1;
+	out[0] = 0;
+	if (rc == 0)
 		return 0;
-	}
-	if (!json_object_is_type(v, json_type_string))
-		return cells_err_set(err, EINVAL, "%s: \"%s\" must be a string", where, key);
-	const char *s = json_object_get_string(v);
-	size_t n = (size_t)json_object_get_string_len(v);
-	if (n != strlen(s))
-		return cells_err_set(err, EINVAL, "%s: \"%s\" contains a NUL byte", where, key);
-	if (n >= max)
-		return cells_err_set(err, EINVAL, "%s: \"%s\" is longer than %zu bytes", where, key,
-				     max - 1);
 	if (!printable(s))
-		return cells_err_set(err, EINVAL, "%s: \"%s\" has control characters", where, key);
-	memcpy(out, s, n + 1);
+		return cells_err_set(err, EINVAL, "%s.%s: has control characters", where, key);
+	memcpy(out, s, strlen(s) + 1);
 	return 0;
 }
 
 static int get_bool(json_object *o, const char *key, bool *out, const char *where, cells_err_t *err)
 {
-	json_object *v;
 	*out = false;
-	if (!json_object_object_get_ex(o, key, &v))
-		return 0;
-	if (!json_object_is_type(v, json_type_boolean))
-		return cells_err_set(err, EINVAL, "%s: \"%s\" must be true or false", where, key);
-	*out = json_object_get_boolean(v);
-	return 0;
+	return cj_bool(o, where, key, out, err) < 0 ? -1 : 0;
 }
 
 /* "c 10:200", "b 8:*" */
@@ -166,7 +138,7 @@ static int parse_node(json_object *o, struct devprofile_node *n, const char *whe
 	static const char *const keys[] = {"path", "dev", "perm", "virtual", NULL};
 	if (!json_object_is_type(o, json_type_object))
 		return cells_err_set(err, EINVAL, "%s: a node must be an object", where);
-	if (only_keys(o, keys, where, err) < 0)
+	if (cj_only_keys(o, where, keys, err) < 0)
 		return -1;
 	char dev[24];
 	if (get_string(o, "path", false, n->path, sizeof n->path, where, err) < 0 ||
@@ -217,7 +189,7 @@ static int parse_class(json_object *o, struct devprofile_class *c, size_t idx, c
 	snprintf(where, sizeof where, "classes[%zu]", idx);
 	if (!json_object_is_type(o, json_type_object))
 		return cells_err_set(err, EINVAL, "%s: must be an object", where);
-	if (only_keys(o, keys, where, err) < 0 ||
+	if (cj_only_keys(o, where, keys, err) < 0 ||
 	    get_string(o, "class", true, c->name, sizeof c->name, where, err) < 0 ||
 	    get_string(o, "description", false, c->description, sizeof c->description, where, err) <
 		0 ||
@@ -308,7 +280,7 @@ int devprofile_parse(const uint8_t *buf, size_t len, struct devprofile **out, ce
 		cells_err_set(err, EINVAL, "device profile must be a JSON object");
 		goto out;
 	}
-	if (only_keys(root, keys, "profile", err) < 0 ||
+	if (cj_only_keys(root, "profile", keys, err) < 0 ||
 	    get_string(root, "format", true, fmt, sizeof fmt, "profile", err) < 0 ||
 	    get_string(root, "name", true, p->name, sizeof p->name, "profile", err) < 0 ||
 	    get_string(root, "description", false, p->description, sizeof p->description, "profile",

@@ -1,5 +1,6 @@
 /* pol_json.c - policy JSON <-> protobuf Policy (strict). */
 #include "pol_json.h"
+#include "cjson.h"
 #include "cleanup.h"
 #include "pol_policy.h"
 
@@ -52,85 +53,15 @@ static void arena_free(struct arena *a)
 	free(a->p);
 }
 
-/* Refuse keys of obj not in allowed (NULL-terminated). */
-static int only_keys(json_object *obj, const char *path, const char *const *allowed,
-		     cells_err_t *err)
-{
-	json_object_object_foreach(obj, k, v)
-	{
-		(void)v;
-		bool ok = false;
-		for (size_t i = 0; allowed[i] && !ok; i++)
-			ok = !strcmp(allowed[i], k);
-		if (!ok)
-			return cells_err_set(err, EINVAL, "%s%s%s: unknown key", path,
-					     *path ? "." : "", k);
-	}
-	return 0;
-}
-
-static json_object *get(json_object *o, const char *k)
-{
-	json_object *v = NULL;
-	return json_object_object_get_ex(o, k, &v) ? v : NULL;
-}
-
-static int get_int(json_object *o, const char *path, const char *k, int64_t min, int64_t max,
-		   int64_t *out, cells_err_t *err)
-{
-	json_object *v = get(o, k);
-	if (!v)
-		return 0;
-	if (!json_object_is_type(v, json_type_int))
-		return cells_err_set(err, EINVAL, "%s%s%s: not an integer", path, *path ? "." : "",
-				     k);
-	errno = 0;
-	int64_t x = json_object_get_int64(v);
-	if (errno || x < min || x > max)
-		return cells_err_set(err, EINVAL, "%s%s%s: %lld is out of range %lld..%lld", path,
-				     *path ? "." : "", k, (long long)x, (long long)min,
-				     (long long)max);
-	*out = x;
-	return 1;
-}
-
+/* The policy's booleans are protobuf-c's type. */
 static int get_bool(json_object *o, const char *path, const char *k, protobuf_c_boolean *out,
 		    cells_err_t *err)
 {
-	json_object *v = get(o, k);
-	if (!v)
-		return 0;
-	if (!json_object_is_type(v, json_type_boolean))
-		return cells_err_set(err, EINVAL, "%s%s%s: not true or false", path,
-				     *path ? "." : "", k);
-	*out = json_object_get_boolean(v);
-	return 1;
-}
-
-static int get_str(json_object *o, const char *path, const char *k, const char **out,
-		   cells_err_t *err)
-{
-	json_object *v = get(o, k);
-	if (!v)
-		return 0;
-	if (!json_object_is_type(v, json_type_string))
-		return cells_err_set(err, EINVAL, "%s%s%s: not a string", path, *path ? "." : "",
-				     k);
-	*out = json_object_get_string(v);
-	return 1;
-}
-
-static int get_obj(json_object *o, const char *path, const char *k, json_object **out,
-		   cells_err_t *err)
-{
-	json_object *v = get(o, k);
-	if (!v)
-		return 0;
-	if (!json_object_is_type(v, json_type_object))
-		return cells_err_set(err, EINVAL, "%s%s%s: not an object", path, *path ? "." : "",
-				     k);
-	*out = v;
-	return 1;
+	bool b;
+	int rc = cj_bool(o, path, k, &b, err);
+	if (rc > 0)
+		*out = b;
+	return rc;
 }
 
 static const char *const expiry_names[] = {"keep-noncompliant", "keep-noncompliant", "lock-vp"};
@@ -166,22 +97,22 @@ static int parse_vp(struct arena *a, json_object *o, const char *path, Cells__V1
 					   NULL};
 	if (!json_object_is_type(o, json_type_object))
 		return cells_err_set(err, EINVAL, "%s: not an object", path);
-	if (only_keys(o, path, keys, err) < 0)
+	if (cj_only_keys(o, path, keys, err) < 0)
 		return -1;
 	const char *s = NULL;
-	if (get_str(o, path, "name", &s, err) < 0)
+	if (cj_str(o, path, "name", 0, &s, err) < 0)
 		return -1;
-	if (get(o, "vp")) { /* the protobuf field's name, accepted as an alias */
+	if (cj_get(o, "vp")) { /* the protobuf field's name, accepted as an alias */
 		if (s)
 			return cells_err_set(err, EINVAL, "%s: give name or vp, not both", path);
-		if (get_str(o, path, "vp", &s, err) < 0)
+		if (cj_str(o, path, "vp", 0, &s, err) < 0)
 			return -1;
 	}
 	if (!s)
 		return cells_err_set(err, EINVAL, "%s.name: missing", path);
 	r->vp = arena_strdup(a, s);
 	json_object *devs = NULL;
-	if (get_obj(o, path, "devices", &devs, err) < 0)
+	if (cj_obj(o, path, "devices", &devs, err) < 0)
 		return -1;
 	if (devs) {
 		size_t n = (size_t)json_object_object_length(devs);
@@ -212,9 +143,9 @@ static int parse_vp(struct arena *a, json_object *o, const char *path, Cells__V1
 			r->devices[r->n_devices++] = d;
 		}
 	}
-	if (get_str(o, path, "net", &s, err) < 0)
+	if (cj_str(o, path, "net", 0, &s, err) < 0)
 		return -1;
-	if (get(o, "net")) {
+	if (cj_get(o, "net")) {
 		Cells__V1__NetMode nm;
 		if (pol_net_parse(s, &nm) < 0)
 			return cells_err_set(err, EINVAL, "%s.net: must be none or nat", path);
@@ -222,7 +153,7 @@ static int parse_vp(struct arena *a, json_object *o, const char *path, Cells__V1
 	}
 	json_object *sub = NULL;
 	char p2[96];
-	if (get_obj(o, path, "foreground", &sub, err) < 0)
+	if (cj_obj(o, path, "foreground", &sub, err) < 0)
 		return -1;
 	if (sub) {
 		static const char *const k2[] = {"may_be_foreground", "incoming_call_switches",
@@ -232,13 +163,13 @@ static int parse_vp(struct arena *a, json_object *o, const char *path, Cells__V1
 		if (!r->foreground)
 			return cells_err_sys(err, ENOMEM, "policy JSON");
 		cells__v1__foreground_rule__init(r->foreground);
-		if (only_keys(sub, p2, k2, err) < 0 ||
+		if (cj_only_keys(sub, p2, k2, err) < 0 ||
 		    get_bool(sub, p2, k2[0], &r->foreground->may_be_foreground, err) < 0 ||
 		    get_bool(sub, p2, k2[1], &r->foreground->incoming_call_switches, err) < 0)
 			return -1;
 	}
 	sub = NULL;
-	if (get_obj(o, path, "calls", &sub, err) < 0)
+	if (cj_obj(o, path, "calls", &sub, err) < 0)
 		return -1;
 	if (sub) {
 		static const char *const k2[] = {"allow_incoming", "allow_outgoing", NULL};
@@ -247,13 +178,13 @@ static int parse_vp(struct arena *a, json_object *o, const char *path, Cells__V1
 		if (!r->calls)
 			return cells_err_sys(err, ENOMEM, "policy JSON");
 		cells__v1__call_rule__init(r->calls);
-		if (only_keys(sub, p2, k2, err) < 0 ||
+		if (cj_only_keys(sub, p2, k2, err) < 0 ||
 		    get_bool(sub, p2, k2[0], &r->calls->allow_incoming, err) < 0 ||
 		    get_bool(sub, p2, k2[1], &r->calls->allow_outgoing, err) < 0)
 			return -1;
 	}
 	sub = NULL;
-	if (get_obj(o, path, "password", &sub, err) < 0)
+	if (cj_obj(o, path, "password", &sub, err) < 0)
 		return -1;
 	if (sub) {
 		static const char *const k2[] = {"required", "min_length", "max_failed_attempts",
@@ -264,23 +195,23 @@ static int parse_vp(struct arena *a, json_object *o, const char *path, Cells__V1
 			return cells_err_sys(err, ENOMEM, "policy JSON");
 		cells__v1__password_rule__init(r->password);
 		int64_t v = 0;
-		if (only_keys(sub, p2, k2, err) < 0 ||
+		if (cj_only_keys(sub, p2, k2, err) < 0 ||
 		    get_bool(sub, p2, k2[0], &r->password->required, err) < 0 ||
 		    get_bool(sub, p2, k2[3], &r->password->wipe_on_limit, err) < 0)
 			return -1;
-		int g = get_int(sub, p2, k2[1], 0, POL_MAX_PASSWORD_LEN, &v, err);
+		int g = cj_int(sub, p2, k2[1], 0, POL_MAX_PASSWORD_LEN, &v, err);
 		if (g < 0)
 			return -1;
 		r->password->min_length = (uint32_t)(g ? v : 0);
 		v = 0;
-		g = get_int(sub, p2, k2[2], 0, POL_MAX_FAILED_ATTEMPTS, &v, err);
+		g = cj_int(sub, p2, k2[2], 0, POL_MAX_FAILED_ATTEMPTS, &v, err);
 		if (g < 0)
 			return -1;
 		r->password->max_failed_attempts = (uint32_t)(g ? v : 0);
 	}
-	if (get(o, "audit_upload")) {
+	if (cj_get(o, "audit_upload")) {
 		int u = 0;
-		if (get_str(o, path, "audit_upload", &s, err) < 0 ||
+		if (cj_str(o, path, "audit_upload", 0, &s, err) < 0 ||
 		    parse_name(s, upload_names, 4, path, "audit_upload", &u, err) < 0)
 			return -1;
 		r->audit = arena_alloc(a, sizeof *r->audit);
@@ -293,8 +224,8 @@ static int parse_vp(struct arena *a, json_object *o, const char *path, Cells__V1
 	    get_bool(o, path, "lock_on_expiry", &r->lock_on_expiry, err) < 0)
 		return -1;
 	int64_t lock_s = 0, wipe_s = 0;
-	if (get_int(o, path, "lock_after_offline_s", 0, POL_MAX_OFFLINE_S, &lock_s, err) < 0 ||
-	    get_int(o, path, "wipe_after_offline_s", 0, POL_MAX_OFFLINE_S, &wipe_s, err) < 0)
+	if (cj_int(o, path, "lock_after_offline_s", 0, POL_MAX_OFFLINE_S, &lock_s, err) < 0 ||
+	    cj_int(o, path, "wipe_after_offline_s", 0, POL_MAX_OFFLINE_S, &wipe_s, err) < 0)
 		return -1;
 	if (lock_s && wipe_s && wipe_s < lock_s)
 		return cells_err_set(
@@ -304,7 +235,7 @@ static int parse_vp(struct arena *a, json_object *o, const char *path, Cells__V1
 		    path, (long long)wipe_s, (long long)lock_s);
 	r->lock_after_offline_s = (uint32_t)lock_s;
 	r->wipe_after_offline_s = (uint32_t)wipe_s;
-	json_object *w = get(o, "wifi_status_allowed");
+	json_object *w = cj_get(o, "wifi_status_allowed");
 	if (w) {
 		if (!json_object_is_type(w, json_type_array) || json_object_array_length(w) > 16)
 			return cells_err_set(err, EINVAL,
@@ -339,39 +270,39 @@ static int parse_policy(struct arena *a, json_object *o, Cells__V1__Policy *p, c
 					   NULL};
 	if (!json_object_is_type(o, json_type_object))
 		return cells_err_set(err, EINVAL, "policy JSON is not an object");
-	if (only_keys(o, "", keys, err) < 0)
+	if (cj_only_keys(o, "", keys, err) < 0)
 		return -1;
 	int64_t v = 0;
-	int g = get_int(o, "", "version", 1, INT64_MAX, &v, err);
+	int g = cj_int(o, "", "version", 1, INT64_MAX, &v, err);
 	if (g <= 0)
 		return g < 0 ? -1 : cells_err_set(err, EINVAL, "version: missing");
 	p->version = (uint64_t)v;
 	const char *s = NULL;
-	if (get_str(o, "", "device", &s, err) < 0)
+	if (cj_str(o, "", "device", 0, &s, err) < 0)
 		return -1;
 	p->device_id = arena_strdup(a, s ? s : ""); /* absent: a template (see pol_json.h) */
 	v = 0;
-	if (get_int(o, "", "issued_at", 0, INT64_MAX, &v, err) < 0)
+	if (cj_int(o, "", "issued_at", 0, INT64_MAX, &v, err) < 0)
 		return -1;
 	p->issued_at = v;
 	v = 0;
-	if (get_int(o, "", "expires_at", 0, INT64_MAX, &v, err) < 0)
+	if (cj_int(o, "", "expires_at", 0, INT64_MAX, &v, err) < 0)
 		return -1;
 	p->expires_at = v;
 	v = 0;
-	if (get_int(o, "", "audit_upload_interval_s", 0, UINT32_MAX, &v, err) < 0)
+	if (cj_int(o, "", "audit_upload_interval_s", 0, UINT32_MAX, &v, err) < 0)
 		return -1;
 	p->audit_upload_interval_s = (uint32_t)v;
 	if (get_bool(o, "", "bvp_wifi_status_allowed", &p->bvp_wifi_status_allowed, err) < 0)
 		return -1;
-	if (get(o, "on_expiry")) {
+	if (cj_get(o, "on_expiry")) {
 		int e = 0;
-		if (get_str(o, "", "on_expiry", &s, err) < 0 ||
+		if (cj_str(o, "", "on_expiry", 0, &s, err) < 0 ||
 		    parse_name(s, expiry_names, 3, "policy", "on_expiry", &e, err) < 0)
 			return -1;
 		p->on_expiry = (Cells__V1__ExpiryMode)e;
 	}
-	json_object *vps = get(o, "vps");
+	json_object *vps = cj_get(o, "vps");
 	if (!vps || !json_object_is_type(vps, json_type_array))
 		return cells_err_set(err, EINVAL, "vps: missing or not an array");
 	size_t n = json_object_array_length(vps);
