@@ -6,6 +6,7 @@
 #include "cellctl_display.h"
 #include "cellctl_devns.h"
 #include "cleanup.h"
+#include "cmdtab.h"
 #include "ctl_io.h"
 #include "util.h"
 
@@ -118,6 +119,10 @@ static const struct cellctl_cmd commands[] = {
      cellctl_cmd_device_list},
 };
 
+CMDTAB_ENTRY_CHECK(struct cellctl_cmd);
+static const struct cmdtab table = {"cellctl", commands, CELLS_ARRAY_SIZE(commands),
+				    sizeof commands[0], 34};
+
 static void usage(FILE *f)
 {
 	fprintf(f, "Usage: cellctl [--run-dir DIR] [--json] COMMAND [ARGS]\n"
@@ -127,28 +132,12 @@ static void usage(FILE *f)
 		   "  --json          machine-readable output\n"
 		   "  -h, --help      show this help (also: cellctl COMMAND --help)\n\n"
 		   "Commands:\n");
-	for (size_t i = 0; i < CELLS_ARRAY_SIZE(commands); i++)
-		fprintf(f, "  %-16s %-34s %s\n", commands[i].words, commands[i].args,
-			commands[i].summary);
+	cmdtab_list(&table, f);
 }
 
 int cellctl_usage(const struct cellctl_cmd *cmd)
 {
-	fprintf(stderr, "cellctl: %s: usage: cellctl %s %s\n", cmd->words, cmd->words, cmd->args);
-	return 2;
-}
-
-/* How many of argv's leading words match `words`; 0 when they do not all match. */
-static int match_words(const char *words, int argc, char **argv)
-{
-	char buf[64];
-	snprintf(buf, sizeof buf, "%s", words);
-	int n = 0;
-	char *save = NULL;
-	for (char *w = strtok_r(buf, " ", &save); w; w = strtok_r(NULL, " ", &save), n++)
-		if (n >= argc || strcmp(argv[n], w) != 0)
-			return 0;
-	return n;
+	return cmdtab_usage(&table, cmd);
 }
 
 int main(int argc, char **argv)
@@ -190,39 +179,9 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	const struct cellctl_cmd *best = NULL;
-	int best_n = 0;
-	for (size_t i = 0; i < CELLS_ARRAY_SIZE(commands); i++) {
-		int n = match_words(commands[i].words, argc, argv);
-		if (n > best_n) {
-			best = &commands[i];
-			best_n = n;
-		}
-	}
-	if (!best) {
-		fprintf(stderr, "cellctl: unknown command '%s' (see cellctl --help)\n", argv[0]);
-		return 2;
-	}
-	for (int i = best_n; i < argc; i++) {
-		if (!strcmp(argv[i], "--"))
-			break;
-		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			printf("Usage: cellctl %s %s\n%s\n", best->words, best->args,
-			       best->summary);
-			return 0;
-		}
-		if (!strcmp(argv[i], "--json"))
-			cc.json = true;
-	}
-	/* strip a --json given after the command */
-	int n = 0;
-	bool after_dd = false;
-	for (int i = best_n; i < argc; i++) {
-		if (!strcmp(argv[i], "--"))
-			after_dd = true;
-		if (!after_dd && !strcmp(argv[i], "--json"))
-			continue;
-		argv[best_n + n++] = argv[i];
-	}
-	return best->run(&cc, best, n, argv + best_n);
+	int rc, n;
+	char **args;
+	const struct cellctl_cmd *cmd =
+	    cmdtab_dispatch(&table, argc, argv, &cc.json, &rc, &n, &args);
+	return cmd ? cmd->run(&cc, cmd, n, args) : rc;
 }

@@ -6,8 +6,7 @@
 
 #define PLACE(where, key) (where), *(where) ? "." : "", (key)
 
-int cj_only_keys(json_object *obj, const char *where, const char *const *allowed,
-		 cells_err_t *err)
+int cj_only_keys(json_object *obj, const char *where, const char *const *allowed, cells_err_t *err)
 {
 	json_object_object_foreach(obj, k, v)
 	{
@@ -16,7 +15,8 @@ int cj_only_keys(json_object *obj, const char *where, const char *const *allowed
 		for (size_t i = 0; allowed[i] && !ok; i++)
 			ok = !strcmp(allowed[i], k);
 		if (!ok)
-			return cells_err_set(err, EINVAL, "%s%s%.40s: unknown key", PLACE(where, k));
+			return cells_err_set(err, EINVAL, "%s%s%.40s: unknown key",
+					     PLACE(where, k));
 	}
 	return 0;
 }

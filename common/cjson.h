@@ -25,8 +25,7 @@ static inline void cells_json_putp(json_object **o)
 #define cleanup_json __attribute__((cleanup(cells_json_putp)))
 
 /* Refuse a key of obj not in allowed (NULL-terminated). */
-int cj_only_keys(json_object *obj, const char *where, const char *const *allowed,
-		 cells_err_t *err);
+int cj_only_keys(json_object *obj, const char *where, const char *const *allowed, cells_err_t *err);
 json_object *cj_get(json_object *obj, const char *key);
 int cj_int(json_object *obj, const char *where, const char *key, int64_t min, int64_t max,
 	   int64_t *out, cells_err_t *err);
