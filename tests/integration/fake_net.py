@@ -3,35 +3,18 @@
 It writes forged and out-of-state messages on the socketpair; cellsd must refuse them.
 Each start is one round (counter in DIR/round). cellsd starts it with a clean
 environment: the test copies it with @FAKE_NET_DIR@ and @FAKE_NET_DEVICE@ filled in."""
-import os, socket, struct, sys, time
+import os, socket, sys, time
 
 D = os.environ.get("FAKE_NET_DIR", "@FAKE_NET_DIR@")
+# cellsd runs this copy through /dev/fd (execveat): pbwire.py is found beside it in D
+sys.path.insert(0, D)
+from pbwire import f_varint as vi, f_bytes as ld, dgram  # noqa: E402
 DEV = os.environ.get("FAKE_NET_DEVICE", "@FAKE_NET_DEVICE@")
 fd = int(sys.argv[sys.argv.index("--ipc-fd") + 1])
 s = socket.socket(fileno=fd)
 
-def vi(n, v):
-    key, out = n << 3, b""
-    b = bytes([key]) if key < 128 else bytes([(key & 0x7f) | 0x80, key >> 7])
-    while True:
-        x = v & 0x7f; v >>= 7
-        if v: out += bytes([x | 0x80])
-        else: out += bytes([x]); break
-    return b + out
-
-def ld(n, data):
-    if isinstance(data, str): data = data.encode()
-    ln, l = b"", len(data)
-    while True:
-        x = l & 0x7f; l >>= 7
-        if l: ln += bytes([x | 0x80])
-        else: ln += bytes([x]); break
-    key = n << 3 | 2
-    kb = bytes([key]) if key < 128 else bytes([(key & 0x7f) | 0x80, key >> 7])
-    return kb + ln + data
-
 def ipc(t, payload):
-    s.send(struct.pack(">HBBI", 0xCE11, 1, t, len(payload)) + payload)
+    s.send(dgram(t, payload))
 
 sig = ld(3, ld(1, os.urandom(32)) + ld(2, os.urandom(64)))
 policy = b"\x08\x01" + ld(2, vi(1, 99) + ld(4, DEV)) + sig

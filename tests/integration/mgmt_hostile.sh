@@ -102,6 +102,7 @@ mkdir -p "$T/fake" && chmod 777 "$T/fake" && chmod 711 "$T"
 sed -e "s|@FAKE_NET_DIR@|$T/fake|" -e "s|@FAKE_NET_DEVICE@|$DEV|" \
 	"$CELLS_SRC/tests/integration/fake_net.py" >"$T/fake/fake_net.py"
 chmod 755 "$T/fake/fake_net.py"
+install -m 644 "$CELLS_SRC/tests/integration/pbwire.py" "$T/fake/pbwire.py"
 start_cellsd --net-helper "$T/fake/fake_net.py" || exit 1
 check "the fake network process ran all its rounds" wait_for 40 test -e "$T/fake/done"
 # how cellsd starts any network process (kspawn ksp_spawn_helper), seen by the helper

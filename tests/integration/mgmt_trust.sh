@@ -21,6 +21,7 @@ cp "$CELLS_BUILD/agent/cellsd-net" "$R/cellsd-net" && chmod 755 "$R/cellsd-net"
 sed -e "s|@RELAY_DIR@|$R|" -e "s|@RELAY_REAL@|$R/cellsd-net|" \
 	"$CELLS_SRC/tests/integration/relay_net.py" >"$R/relay_net.py"
 chmod 755 "$R/relay_net.py"
+install -m 644 "$CELLS_SRC/tests/integration/pbwire.py" "$R/pbwire.py"
 mode() { echo "$1" >"$R/mode"; }
 sdb() { sqlite3 "$CELLS_STATE/state.db" "$1"; }
 mdb() { sqlite3 "$CELLS_MDM_STATE_DIR/mdm.db" "$1"; }

@@ -1,5 +1,6 @@
 # net_lib.sh - helpers of the hostile-network-process tests (after mgmt_lib.sh).
 # relay_setup: $T/relay (world-writable) with a copy of cellsd-net and of net_relay.py
+# (and pbwire.py, which it imports)
 # that the helper's uid can execute even when the build lives under a 0700 directory.
 relay_setup() {
 	chmod 711 "$T"
@@ -11,6 +12,7 @@ relay_setup() {
 	sed -e "s|@DIR@|$T/relay|" -e "s|@NET@|$T/relay/cellsd-net|" -e "s|@DEV@|${DEV:-}|" \
 		"$CELLS_SRC/tests/integration/net_relay.py" >"$T/relay/net_relay.py"
 	chmod 755 "$T/relay/net_relay.py"
+	install -m 644 "$CELLS_SRC/tests/integration/pbwire.py" "$T/relay/pbwire.py"
 	[ -e "$T/relay/mode" ] || echo relay >"$T/relay/mode"
 }
 relay_mode() { echo "$1" >"$T/relay/mode"; }

@@ -18,6 +18,9 @@ cellsd-net it can execute) and @DEV@ filled in."""
 import ctypes, os, select, signal, socket, struct, subprocess, sys, time
 
 D, NET, DEV = "@DIR@", "@NET@", "@DEV@"
+# cellsd runs this copy through /dev/fd (execveat): pbwire.py is found beside it in D
+sys.path.insert(0, D)
+from pbwire import f_varint as vi, f_bytes as ld, dgram  # noqa: E402
 args = sys.argv[1:]
 up = socket.socket(fileno=int(args[args.index("--ipc-fd") + 1]))
 keyfd = int(args[args.index("--key-fd") + 1])
@@ -37,29 +40,6 @@ net = subprocess.Popen([NET, "--ipc-fd", str(b.fileno()), "--key-fd", str(keyfd)
                        preexec_fn=die_with_parent)
 b.close()
 os.close(keyfd)
-
-def vi(n, v):
-    key, out = n << 3, b""
-    kb = bytes([key]) if key < 128 else bytes([(key & 0x7f) | 0x80, key >> 7])
-    while True:
-        x = v & 0x7f; v >>= 7
-        if v: out += bytes([x | 0x80])
-        else: out += bytes([x]); break
-    return kb + out
-
-def ld(n, data):
-    if isinstance(data, str): data = data.encode()
-    ln, l = b"", len(data)
-    while True:
-        x = l & 0x7f; l >>= 7
-        if l: ln += bytes([x | 0x80])
-        else: ln += bytes([x]); break
-    key = n << 3 | 2
-    kb = bytes([key]) if key < 128 else bytes([(key & 0x7f) | 0x80, key >> 7])
-    return kb + ln + data
-
-def dgram(t, payload, length=None):
-    return struct.pack(">HBBI", 0xCE11, 1, t, len(payload) if length is None else length) + payload
 
 sig = ld(3, ld(1, os.urandom(32)) + ld(2, os.urandom(64)))
 def forged_command(i):

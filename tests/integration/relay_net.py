@@ -18,6 +18,8 @@ import os, select, socket, struct, sys, time
 # cellsd starts its network process with an empty environment: the test writes these
 # into its copy of this file (mgmt_trust.sh)
 D = "@RELAY_DIR@"
+# cellsd runs this copy through /dev/fd (execveat): pbwire.py is found beside it in D
+sys.path.insert(0, D)
 REAL = "@RELAY_REAL@"
 HDR = ">HBBI"
 MAXD = 2 * 1024 * 1024
@@ -35,63 +37,8 @@ def mode():
         return "pass"
 
 
-# --- a minimal protobuf codec: a message is a list of [field, wiretype, value] ---
-def rv(b, i):
-    v = s = 0
-    while True:
-        x = b[i]; i += 1
-        v |= (x & 0x7F) << s; s += 7
-        if x < 0x80:
-            return v, i
-
-
-def wv(v):
-    o = b""
-    while True:
-        x = v & 0x7F; v >>= 7
-        if v:
-            o += bytes([x | 0x80])
-        else:
-            return o + bytes([x])
-
-
-def parse(b):
-    out, i = [], 0
-    while i < len(b):
-        k, i = rv(b, i)
-        f, t = k >> 3, k & 7
-        if t == 0:
-            v, i = rv(b, i)
-        elif t == 2:
-            n, i = rv(b, i); v = bytes(b[i:i + n]); i += n
-        elif t == 1:
-            v = bytes(b[i:i + 8]); i += 8
-        elif t == 5:
-            v = bytes(b[i:i + 4]); i += 4
-        else:
-            raise ValueError("wire type %d" % t)
-        out.append([f, t, v])
-    return out
-
-
-def ser(m):
-    o = b""
-    for f, t, v in m:
-        o += wv(f << 3 | t)
-        if t == 0:
-            o += wv(v)
-        elif t == 2:
-            o += wv(len(v)) + v
-        else:
-            o += v
-    return o
-
-
-def get(m, f):
-    for e in m:
-        if e[0] == f:
-            return e
-    return None
+# --- the protobuf wire format: a message is a list of [field, wiretype, value]
+from pbwire import fields as parse, ser, get  # noqa: E402
 
 
 # --- the TLS key (what cellsd gave the network process) ---

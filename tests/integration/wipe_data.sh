@@ -43,22 +43,11 @@ check "receipt verifies with the device key" verify_receipt "$T/s1.json"
 "$PY" -c "import json,sys; j=json.load(open(sys.argv[1])); open(sys.argv[2],'wb').write(bytes.fromhex(j['ops'][0]['receipt']))" "$T/s1.json" "$T/r1.bin"
 decode_receipt() {
 	"$PY" - "$1" <<'PY'
-import sys
-def varint(b, i):
-    v = s = 0
-    while True:
-        c = b[i]; i += 1; v |= (c & 0x7f) << s; s += 7
-        if c < 0x80: return v, i
+import os, sys
+sys.path.insert(0, os.path.join(os.environ["CELLS_SRC"], "tests", "integration"))
+from pbwire import by_field
 def fields(b):
-    i, out = 0, {}
-    while i < len(b):
-        k, i = varint(b, i); f, t = k >> 3, k & 7
-        if t == 0: v, i = varint(b, i)
-        elif t == 2:
-            n, i = varint(b, i); v = b[i:i + n]; i += n
-        else: raise SystemExit("wire type %d" % t)
-        out.setdefault(f, v)
-    return out
+    return {f: v[0] for f, v in by_field(b).items()}
 signed = fields(open(sys.argv[1], "rb").read())
 r = fields(signed[2])  # Signed.payload = WipeReceipt
 print(r.get(9, b"").decode(), r.get(10, 0), r.get(11, 0))
