@@ -1,5 +1,6 @@
 /* cellctl_audit.c - `cellctl audit query|verify|export`: the auditor's commands. */
 #include "cellctl.h"
+#include "cjson.h"
 #include "../policy/audit_time.h"
 #include "cellctl_audit.h"
 #include "cleanup.h"
@@ -104,7 +105,7 @@ int cmd_audit_query(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,
 	}
 	req.req_case = CELLS__CTL__V1__CTL_REQUEST__REQ_AUDIT_QUERY;
 	req.audit_query = &q;
-	json_object *res = NULL;
+	cleanup_json json_object *res = NULL;
 	int code;
 	if (cellctl_call(cc, cmd->words, &req, NULL, 0, &res, &code))
 		return 1;
@@ -113,7 +114,6 @@ int cmd_audit_query(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,
 		print_csv(arr);
 	else
 		cellctl_print(cc, res, "records", query_cols);
-	json_object_put(res);
 	return 0;
 }
 
@@ -125,7 +125,7 @@ int cmd_audit_verify(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc
 		return cellctl_usage(cmd);
 	req.req_case = CELLS__CTL__V1__CTL_REQUEST__REQ_AUDIT_VERIFY;
 	req.audit_verify = &e;
-	json_object *res = NULL;
+	cleanup_json json_object *res = NULL;
 	int code;
 	if (cellctl_call(cc, cmd->words, &req, NULL, 0, &res, &code))
 		return 1;
@@ -143,7 +143,6 @@ int cmd_audit_verify(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc
 		fprintf(stderr, "cellctl: audit verify: BROKEN at record %s: %s\n",
 			json_object_get_string(json_object_object_get(res, "bad_seq")),
 			json_object_get_string(json_object_object_get(res, "reason")));
-	json_object_put(res);
 	return ok ? 0 : 1;
 }
 
@@ -160,7 +159,7 @@ int cmd_audit_export(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc
 		fprintf(stderr, "cellctl: %s: %s: %s\n", cmd->words, argv[0], strerror(errno));
 		return 1;
 	}
-	json_object *res = NULL;
+	cleanup_json json_object *res = NULL;
 	int code;
 	if (cellctl_call(cc, cmd->words, &req, &fd, 1, &res, &code)) {
 		unlink(argv[0]);
@@ -171,6 +170,5 @@ int cmd_audit_export(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc
 	else
 		printf("exported %s records to %s\n",
 		       json_object_get_string(json_object_object_get(res, "records")), argv[0]);
-	json_object_put(res);
 	return 0;
 }

@@ -1,5 +1,6 @@
 /* cellctl_common.c - the request/response and output helpers every cellctl command uses. */
 #include "cellctl.h"
+#include "cjson.h"
 #include "cleanup.h"
 #include "ctl_io.h"
 #include "util.h"
@@ -99,7 +100,7 @@ static void print_table(json_object *arr, const char *const *columns)
 int cellctl_request(struct cellctl *cc, const char *words, Cells__Ctl__V1__CtlRequest *req,
 		    const char *field, void (*text)(json_object *res))
 {
-	json_object *res = NULL;
+	cleanup_json json_object *res = NULL;
 	int code;
 	if (cellctl_call(cc, words, req, NULL, 0, &res, &code))
 		return 1;
@@ -109,7 +110,6 @@ int cellctl_request(struct cellctl *cc, const char *words, Cells__Ctl__V1__CtlRe
 		text(res);
 	else
 		printf("%s\n", json_object_get_string(json_object_object_get(res, field)));
-	json_object_put(res);
 	return 0;
 }
 

@@ -1,5 +1,6 @@
 /* cellctl_display.c - cellctl switch, input, screenshot, display status. */
 #include "cellctl.h"
+#include "cjson.h"
 #include "cellctl_display.h"
 #include "cleanup.h"
 
@@ -102,7 +103,7 @@ int cellctl_cmd_screenshot(struct cellctl *cc, const struct cellctl_cmd *cmd, in
 	Cells__Ctl__V1__Empty e = CELLS__CTL__V1__EMPTY__INIT;
 	req.req_case = CELLS__CTL__V1__CTL_REQUEST__REQ_SCREENSHOT;
 	req.screenshot = &e;
-	json_object *res = NULL;
+	cleanup_json json_object *res = NULL;
 	int code;
 	if (cellctl_call(cc, cmd->words, &req, &fd, 1, &res, &code)) {
 		unlink(tmp);
@@ -111,12 +112,10 @@ int cellctl_cmd_screenshot(struct cellctl *cc, const struct cellctl_cmd *cmd, in
 	if (fsync(fd) < 0 || rename(tmp, argv[0]) < 0) {
 		fprintf(stderr, "cellctl: %s: %s: %s\n", cmd->words, argv[0], strerror(errno));
 		unlink(tmp);
-		json_object_put(res);
 		return 1;
 	}
 	json_object_object_add(res, "file", json_object_new_string(argv[0]));
 	cellctl_print(cc, res, NULL, NULL);
-	json_object_put(res);
 	return 0;
 }
 
@@ -129,12 +128,11 @@ int cellctl_cmd_display_status(struct cellctl *cc, const struct cellctl_cmd *cmd
 	Cells__Ctl__V1__Empty e = CELLS__CTL__V1__EMPTY__INIT;
 	req.req_case = CELLS__CTL__V1__CTL_REQUEST__REQ_DISPLAY_STATUS;
 	req.display_status = &e;
-	json_object *res = NULL;
+	cleanup_json json_object *res = NULL;
 	int code;
 	if (cellctl_call(cc, cmd->words, &req, NULL, 0, &res, &code))
 		return 1;
 	static const char *const cols[] = {"vp", "state", "input_delivered", "input_dropped", NULL};
 	cellctl_print(cc, res, "vps", cols);
-	json_object_put(res);
 	return 0;
 }

@@ -1,5 +1,6 @@
 /* cellctl_mgmt.c - `cellctl enroll` and `cellctl mgmt status`. */
 #include "cellctl.h"
+#include "cjson.h"
 #include "cleanup.h"
 
 #include <stdio.h>
@@ -32,7 +33,7 @@ int cellctl_cmd_enroll(struct cellctl *cc, const struct cellctl_cmd *cmd, int ar
 	e.ca_pem.len = n;
 	req.req_case = CELLS__CTL__V1__CTL_REQUEST__REQ_ENROLL;
 	req.enroll = &e;
-	json_object *res = NULL;
+	cleanup_json json_object *res = NULL;
 	if (cellctl_call(cc, cmd->words, &req, NULL, 0, &res, NULL))
 		return 1;
 	if (cc->json)
@@ -41,7 +42,6 @@ int cellctl_cmd_enroll(struct cellctl *cc, const struct cellctl_cmd *cmd, int ar
 		printf("enrolled device %s with %s\n",
 		       json_object_get_string(json_object_object_get(res, "device_id")),
 		       json_object_get_string(json_object_object_get(res, "url")));
-	json_object_put(res);
 	return 0;
 }
 

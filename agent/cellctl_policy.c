@@ -1,5 +1,6 @@
 /* cellctl_policy.c - trust pin, policy apply/verify/show, vp password, vp config. */
 #include "cellctl.h"
+#include "cjson.h"
 #include "cleanup.h"
 #include "util.h"
 
@@ -35,11 +36,10 @@ int cellctl_cmd_trust_pin(struct cellctl *cc, const struct cellctl_cmd *cmd, int
 {
 	if (argc != 1)
 		return cellctl_usage(cmd);
-	json_object *res = NULL;
+	cleanup_json json_object *res = NULL;
 	if (blob_call(cc, cmd, argv[0], CELLS__CTL__V1__CTL_REQUEST__REQ_TRUST_PIN, &res, NULL))
 		return 1;
 	cellctl_print(cc, res, NULL, NULL);
-	json_object_put(res);
 	return 0;
 }
 
@@ -48,7 +48,7 @@ int cellctl_cmd_policy_apply(struct cellctl *cc, const struct cellctl_cmd *cmd, 
 {
 	if (argc != 1)
 		return cellctl_usage(cmd);
-	json_object *res = NULL;
+	cleanup_json json_object *res = NULL;
 	if (blob_call(cc, cmd, argv[0], CELLS__CTL__V1__CTL_REQUEST__REQ_POLICY_APPLY, &res, NULL))
 		return 1;
 	if (cc->json)
@@ -56,7 +56,6 @@ int cellctl_cmd_policy_apply(struct cellctl *cc, const struct cellctl_cmd *cmd, 
 	else
 		printf("policy version %s in force\n",
 		       json_object_get_string(json_object_object_get(res, "version")));
-	json_object_put(res);
 	return 0;
 }
 
@@ -65,7 +64,7 @@ int cellctl_cmd_policy_verify(struct cellctl *cc, const struct cellctl_cmd *cmd,
 {
 	if (argc != 1)
 		return cellctl_usage(cmd);
-	json_object *res = NULL;
+	cleanup_json json_object *res = NULL;
 	int code = 0;
 	if (blob_call(cc, cmd, argv[0], CELLS__CTL__V1__CTL_REQUEST__REQ_POLICY_VERIFY, &res,
 		      &code))
@@ -80,7 +79,6 @@ int cellctl_cmd_policy_verify(struct cellctl *cc, const struct cellctl_cmd *cmd,
 		else
 			printf("reject: %s\n", r ? json_object_get_string(r) : "?");
 	}
-	json_object_put(res);
 	return code ? 1 : 0;
 }
 
@@ -93,12 +91,11 @@ int cellctl_cmd_policy_show(struct cellctl *cc, const struct cellctl_cmd *cmd, i
 	Cells__Ctl__V1__Empty e = CELLS__CTL__V1__EMPTY__INIT;
 	req.req_case = CELLS__CTL__V1__CTL_REQUEST__REQ_POLICY_SHOW;
 	req.policy_show = &e;
-	json_object *res = NULL;
+	cleanup_json json_object *res = NULL;
 	if (cellctl_call(cc, cmd->words, &req, NULL, 0, &res, NULL))
 		return 1;
 	if (cc->json) {
 		cellctl_print(cc, res, NULL, NULL);
-		json_object_put(res);
 		return 0;
 	}
 	static const char *const top[] = {"version", "accepted_version", "compliance",
@@ -118,7 +115,6 @@ int cellctl_cmd_policy_show(struct cellctl *cc, const struct cellctl_cmd *cmd, i
 		    printf(" %s=%s", k, json_object_get_string(m));
 		putchar('\n');
 	}
-	json_object_put(res);
 	return 0;
 }
 

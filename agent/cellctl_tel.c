@@ -1,5 +1,6 @@
 /* cellctl_tel.c - `cellctl tel ...`: the telephony proxy. */
 #include "cellctl.h"
+#include "cjson.h"
 
 #include <stdio.h>
 
@@ -11,7 +12,7 @@ int cellctl_cmd_tel_status(struct cellctl *cc, const struct cellctl_cmd *cmd, in
 		return cellctl_usage(cmd);
 	req.req_case = CELLS__CTL__V1__CTL_REQUEST__REQ_TEL_STATUS;
 	req.tel_status = &e;
-	json_object *res = NULL;
+	cleanup_json json_object *res = NULL;
 	int code;
 	if (cellctl_call(cc, cmd->words, &req, NULL, 0, &res, &code))
 		return 1;
@@ -33,6 +34,5 @@ int cellctl_cmd_tel_status(struct cellctl *cc, const struct cellctl_cmd *cmd, in
 		cellctl_print(cc, only, "vps", cols);
 		json_object_put(only);
 	}
-	json_object_put(res);
 	return 0;
 }

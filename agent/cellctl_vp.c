@@ -1,5 +1,6 @@
 /* cellctl_vp.c - the `cellctl vp ...` commands (the VP runtime). */
 #include "cellctl_vp.h"
+#include "cjson.h"
 #include "cleanup.h"
 
 #include <openssl/crypto.h>
@@ -114,7 +115,7 @@ int cellctl_vp_list(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,
 		return cellctl_usage(cmd);
 	req.req_case = REQ(VP_LIST);
 	req.vp_list = &e;
-	json_object *res = NULL;
+	cleanup_json json_object *res = NULL;
 	if (cellctl_call(cc, cmd->words, &req, NULL, 0, &res, NULL))
 		return 1;
 	/* the text table marks the foreground VP with '*' in an FG column (the JSON has
@@ -131,7 +132,6 @@ int cellctl_vp_list(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,
 	static const char *const cols[] = {"name", "fg",  "state", "lock",
 					   "net",  "pid", "image", NULL};
 	cellctl_print(cc, res, "vps", cols);
-	json_object_put(res);
 	return 0;
 }
 
@@ -239,13 +239,12 @@ int cellctl_vp_destroy(struct cellctl *cc, const struct cellctl_cmd *cmd, int ar
 static int finish_cmd(struct cellctl *cc, const char *words, Cells__Ctl__V1__CtlRequest *req)
 {
 	const int fds[3] = {0, 1, 2};
-	json_object *res = NULL;
+	cleanup_json json_object *res = NULL;
 	int code = 0;
 	if (cellctl_call(cc, words, req, fds, 3, &res, &code))
 		return 125;
 	if (cc->json)
 		cellctl_print(cc, res, NULL, NULL);
-	json_object_put(res);
 	return code;
 }
 

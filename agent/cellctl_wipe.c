@@ -1,6 +1,7 @@
 /* cellctl_wipe.c - cellctl commands of the wipe module: vp wipe, wipe status, wipe
  * prepare. */
 #include "cellctl.h"
+#include "cjson.h"
 #include "cleanup.h"
 
 #include <stdio.h>
@@ -40,7 +41,7 @@ int cellctl_vp_wipe(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,
 	w.recreate = recreate;
 	req.req_case = CELLS__CTL__V1__CTL_REQUEST__REQ_VP_WIPE;
 	req.vp_wipe = &w;
-	json_object *res = NULL;
+	cleanup_json json_object *res = NULL;
 	int code;
 	int rc = cellctl_call(cc, cmd->words, &req, NULL, 0, &res, &code);
 	OPENSSL_cleanse(pw, len);
@@ -76,7 +77,6 @@ int cellctl_vp_wipe(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,
 							       : method,
 			       rc2 ? "signed receipt stored" : "no receipt yet");
 	}
-	json_object_put(res);
 	return 0;
 }
 
@@ -89,7 +89,7 @@ int cellctl_wipe_status(struct cellctl *cc, const struct cellctl_cmd *cmd, int a
 	n.name = argc ? argv[0] : "";
 	req.req_case = CELLS__CTL__V1__CTL_REQUEST__REQ_WIPE_STATUS;
 	req.wipe_status = &n;
-	json_object *res = NULL;
+	cleanup_json json_object *res = NULL;
 	int code;
 	if (cellctl_call(cc, cmd->words, &req, NULL, 0, &res, &code))
 		return 1;
@@ -106,7 +106,6 @@ int cellctl_wipe_status(struct cellctl *cc, const struct cellctl_cmd *cmd, int a
 					   "receipt_acked",
 					   NULL};
 	cellctl_print(cc, res, "ops", cc->json ? NULL : cols);
-	json_object_put(res);
 	return 0;
 }
 

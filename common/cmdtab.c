@@ -71,14 +71,13 @@ const void *cmdtab_dispatch(const struct cmdtab *t, int argc, char **argv, bool 
 void cmdtab_list(const struct cmdtab *t, FILE *f)
 {
 	for (size_t i = 0; i < t->n; i++)
-		fprintf(f, "  %-16s %-*s %s\n", entry(t, i)->words, t->args_width, entry(t, i)->args,
-			entry(t, i)->summary);
+		fprintf(f, "  %-16s %-*s %s\n", entry(t, i)->words, t->args_width,
+			entry(t, i)->args, entry(t, i)->summary);
 }
 
 int cmdtab_usage(const struct cmdtab *t, const void *e)
 {
 	const struct cmdtab_head *c = e;
-	fprintf(stderr, "%s: %s: usage: %s %s %s\n", t->prog, c->words, t->prog, c->words,
-		c->args);
+	fprintf(stderr, "%s: %s: usage: %s %s %s\n", t->prog, c->words, t->prog, c->words, c->args);
 	return 2;
 }

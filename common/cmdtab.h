@@ -27,10 +27,10 @@ struct cmdtab_head {
 		       #T " does not begin like struct cmdtab_head")
 
 struct cmdtab {
-	const char *prog;     /* "cellctl" */
-	const void *entries;  /* the tool's table */
-	size_t n, size;	      /* entries and the size of one */
-	int args_width;	      /* column of the summaries in the list */
+	const char *prog;    /* "cellctl" */
+	const void *entries; /* the tool's table */
+	size_t n, size;	     /* entries and the size of one */
+	int args_width;	     /* column of the summaries in the list */
 };
 
 /* The entry argv's leading words name, with its arguments in *cargc and *cargv (argv is
