@@ -1,6 +1,7 @@
 /* audit.c - the tamper-evident audit log: durable hash-chained sqlite appends, signed
  * checkpoints, query, verification, export, rotation and upload batches (audit.h). */
 #include "audit.h"
+#include "cjson.h"
 #include "cleanup.h"
 #include "cleanup_sqlite.h"
 #include "cleanup_ssl.h"
@@ -213,7 +214,7 @@ static int insert_one(struct audit *a, uint64_t *head, uint8_t hash[AUDIT_HASH_L
 		      const struct audit_entry *e, cells_err_t *err)
 {
 	json_object *det = e->details;
-	json_object *stripped = NULL;
+	cleanup_json json_object *stripped = NULL;
 	if (det && !json_object_is_type(det, json_type_object))
 		return cells_err_set(err, EINVAL, "audit %s: details are not a JSON object",
 				     e->event);
@@ -261,8 +262,6 @@ static int insert_one(struct audit *a, uint64_t *head, uint8_t hash[AUDIT_HASH_L
 	memcpy(hash, r.hash, AUDIT_HASH_LEN);
 	rc = 0;
 out:
-	if (stripped)
-		json_object_put(stripped);
 	return rc;
 }
 
@@ -452,14 +451,13 @@ int audit_attach(struct audit *a, struct loop *l, const char *state_dir, cells_e
 	uint64_t head = 0;
 	if (audit_head(a, &head, NULL, err) < 0)
 		return -1;
-	json_object *d = json_object_new_object();
+	cleanup_json json_object *d = json_object_new_object();
 	json_object_object_add(d, "head_seq", json_object_new_int64((int64_t)head));
 	json_object_object_add(d, "checkpoint_seq", json_object_new_int64((int64_t)a->last_cp_seq));
 	cells_err_t e2;
 	/* not fatal: the daemon then starts with the log closed and fails closed */
 	if (audit_append(a, "", "cellsd", "audit.opened", "ok", d, NULL, &e2) < 0)
 		log_error("audit log: %s", e2.msg);
-	json_object_put(d);
 	a->loop = l;
 	a->timer = loop_add_timer(l, AUDIT_CP_PERIOD_S * 1000ull, on_tick, a);
 	return 0;
@@ -543,7 +541,7 @@ int audit_query(struct audit *a, const struct audit_filter *f, json_object *arr,
 		lim = 100000;
 	sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":limit"), lim);
 	/* newest first, within the response budget; then handed out oldest first */
-	json_object *rows = json_object_new_array();
+	cleanup_json json_object *rows = json_object_new_array();
 	size_t bytes = 0;
 	int rc, truncated = 0;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -572,7 +570,6 @@ int audit_query(struct audit *a, const struct audit_filter *f, json_object *arr,
 	size_t n = json_object_array_length(rows);
 	for (size_t i = n; i > 0; i--)
 		json_object_array_add(arr, json_object_get(json_object_array_get_idx(rows, i - 1)));
-	json_object_put(rows);
 	if (rc != SQLITE_DONE)
 		return statedb_err(a->db, "audit query", err);
 	return truncated;
@@ -1008,12 +1005,15 @@ int audit_prune(struct audit *a, uint64_t below, cells_err_t *err)
 		statedb_err(a->db, "audit rotation", err);
 		goto fail;
 	}
-	json_object *det = json_object_new_object();
-	json_object_object_add(det, "pruned_below", json_object_new_int64((int64_t)below));
-	json_object_object_add(det, "checkpoint_seq", json_object_new_int64((int64_t)(below - 1)));
-	struct audit_entry e = {"", "cellsd", "audit.rotated", "ok", det};
-	int r = insert_one(a, &head, hash, &e, err);
-	json_object_put(det);
+	int r;
+	{
+		cleanup_json json_object *det = json_object_new_object();
+		json_object_object_add(det, "pruned_below", json_object_new_int64((int64_t)below));
+		json_object_object_add(det, "checkpoint_seq",
+				       json_object_new_int64((int64_t)(below - 1)));
+		struct audit_entry e = {"", "cellsd", "audit.rotated", "ok", det};
+		r = insert_one(a, &head, hash, &e, err);
+	}
 	if (r < 0)
 		goto fail;
 	if (statedb_commit(a->db, err) < 0)

@@ -1,5 +1,6 @@
 /* audit_mgmt.c - audit uploads over the management channel (see audit_mgmt.h). */
 #include "audit_mgmt.h"
+#include "cjson.h"
 #include "offline.h"
 #include "audit.h"
 #include "cleanup.h"
@@ -297,12 +298,11 @@ static void ack_refused(struct audit_mgmt *u, const char *reason)
 	u->forged_acks++;
 	log_warn("audit: acknowledgement of upload %s refused: %s", u->inflight, reason);
 	snprintf(u->last_error, sizeof u->last_error, "ack refused: %s", reason);
-	json_object *det = json_object_new_object();
+	cleanup_json json_object *det = json_object_new_object();
 	json_object_object_add(det, "message_id", json_object_new_string(u->inflight));
 	json_object_object_add(det, "last_seq", json_object_new_int64((int64_t)u->inflight_last));
 	json_object_object_add(det, "reason", json_object_new_string(reason));
 	cellsd_audit(u->d, "", "mdm", "audit.upload.ack_refused", "refused", det, NULL);
-	json_object_put(det);
 }
 
 int audit_mgmt_on_ack(struct cellsd *d, const char *message_id, const Cells__V1__Signed *audit_ack)
@@ -361,14 +361,13 @@ void audit_mgmt_on_error(struct cellsd *d, const char *correlation_id, unsigned 
 	log_warn("audit: the server refused upload %s (records %" PRIu64 "..%" PRIu64
 		 ", code %u): %s",
 		 u->inflight, u->inflight_first, u->inflight_last, code, reason);
-	json_object *det = json_object_new_object();
+	cleanup_json json_object *det = json_object_new_object();
 	json_object_object_add(det, "message_id", json_object_new_string(u->inflight));
 	json_object_object_add(det, "first_seq", json_object_new_int64((int64_t)u->inflight_first));
 	json_object_object_add(det, "last_seq", json_object_new_int64((int64_t)u->inflight_last));
 	json_object_object_add(det, "code", json_object_new_int((int)code));
 	json_object_object_add(det, "reason", json_object_new_string(reason ? reason : ""));
 	cellsd_audit(d, "", "mdm", "audit.upload.refused", "refused", det, NULL);
-	json_object_put(det);
 	snprintf(u->last_error, sizeof u->last_error, "refused: %s", reason ? reason : "");
 	u->refused++;
 	/* the server answered: the batch leaves the outbox; the cursor stays, and the next

@@ -1,4 +1,5 @@
 #include "ctl_server.h"
+#include "cjson.h"
 #include "cleanup.h"
 #include "handlers.h"
 #include "log.h"
@@ -231,14 +232,13 @@ void ctl_call_finish(struct ctl_call *c, int rc, const cells_err_t *err)
 
 static void audit_refusal(struct ctl_conn *cn, const char *what, const char *reason)
 {
-	json_object *det = json_object_new_object();
+	cleanup_json json_object *det = json_object_new_object();
 	json_object_object_add(det, "request", json_object_new_string(what));
 	json_object_object_add(det, "reason", json_object_new_string(reason));
 	json_object_object_add(det, "pid", json_object_new_int(cn->cred.pid));
 	char actor[32];
 	conn_actor(cn, actor);
 	cellsd_audit(cn->d, "", actor, "control.refused", "refused", det, NULL);
-	json_object_put(det);
 }
 
 /* Refused frames (truncated, stalled, oversized, malformed) cost a peer one connection
@@ -266,12 +266,11 @@ static void frame_audit_flush(struct loop *l, void *data)
 	snprintf(reason, sizeof reason,
 		 "%lu more refused requests since the last record; the last: %s", frame_audit.held,
 		 frame_audit.reason);
-	json_object *det = json_object_new_object();
+	cleanup_json json_object *det = json_object_new_object();
 	json_object_object_add(det, "request", json_object_new_string("request"));
 	json_object_object_add(det, "reason", json_object_new_string(reason));
 	json_object_object_add(det, "count", json_object_new_int64((int64_t)frame_audit.held));
 	cellsd_audit(frame_audit.d, "", frame_audit.actor, "control.refused", "refused", det, NULL);
-	json_object_put(det);
 	frame_audit.held = 0;
 	frame_audit.last_ns = cells_mono_ns();
 }

@@ -3,6 +3,7 @@
  * stops leaves it (the foreground moves on first, then its devices go).
  */
 #include "display_int.h"
+#include "cjson.h"
 #include "fg.h"
 #include "log.h"
 
@@ -39,7 +40,7 @@ static void follow(struct cellsd *d)
 		return;
 	}
 	cells_err_t err = {0};
-	json_object *all = vpm_describe(d, NULL, &err);
+	cleanup_json json_object *all = vpm_describe(d, NULL, &err);
 	json_object *arr = all ? json_object_object_get(all, "vps") : NULL;
 	for (size_t i = 0; arr && i < json_object_array_length(arr); i++) {
 		json_object *v = json_object_array_get_idx(arr, i);
@@ -48,7 +49,6 @@ static void follow(struct cellsd *d)
 		if (name && state && !strcmp(state, "running") && vpm_running(d, name))
 			on_start(d, name, NULL);
 	}
-	json_object_put(all);
 }
 
 static void follow_later(struct loop *l, void *data)

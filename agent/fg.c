@@ -1,5 +1,6 @@
 /* fg.c - the foreground VP and its switch (see fg.h). */
 #include "fg.h"
+#include "cjson.h"
 #include "cleanup.h"
 #include "enforce.h"
 #include "log.h"
@@ -154,13 +155,12 @@ static void set_current(struct cellsd *d, const char *vp)
 static int audit_switch(struct cellsd *d, const char *vp, const char *actor, const char *outcome,
 			const char *reason, cells_err_t *err)
 {
-	json_object *det = json_object_new_object();
+	cleanup_json json_object *det = json_object_new_object();
 	json_object_object_add(det, "from", json_object_new_string(d->fg->cur));
 	json_object_object_add(det, "to", json_object_new_string(vp ? vp : ""));
 	if (reason)
 		json_object_object_add(det, "reason", json_object_new_string(reason));
 	int r = cellsd_audit(d, vp ? vp : "", actor, "fg.switch", outcome, det, err);
-	json_object_put(det);
 	return r;
 }
 

@@ -1,6 +1,7 @@
 /* handlers_display.c - control requests of the foreground, display and input module:
  * switch_to, input, screenshot, display_status. */
 #include "cleanup.h"
+#include "cjson.h"
 #include "display.h"
 #include "fg.h"
 #include "handlers.h"
@@ -65,12 +66,11 @@ int h_input(struct ctl_call *c, cells_err_t *err)
 		ev[i].input_event_usec = tv.tv_usec;
 	}
 	const char *fvp = fg_current(c->d);
-	json_object *det = json_object_new_object();
+	cleanup_json json_object *det = json_object_new_object();
 	json_object_object_add(det, "kind", json_object_new_string(in->touch ? "touch" : "key"));
 	if (!in->touch)
 		json_object_object_add(det, "code", json_object_new_int((int)in->code));
 	int ar = cellsd_audit(c->d, fvp ? fvp : "", c->actor, "input.inject", "ok", det, err);
-	json_object_put(det);
 	if (ar < 0)
 		return cells_err_prefix(err, "input: audit");
 	int r = disp_input(c->d, ev, n, gen, err);

@@ -1,5 +1,6 @@
 /* handlers_mgmt.c - control requests of the management channel. */
 #include "handlers.h"
+#include "cjson.h"
 #include "mgmt.h"
 #include "netipc.h"
 
@@ -24,10 +25,9 @@ int h_enroll(struct ctl_call *c, cells_err_t *err)
 		return cells_err_set(err, EINVAL, "malformed enrollment token");
 	if (!e->ca_pem.len || e->ca_pem.len > NETIPC_MAX_PEM)
 		return cells_err_set(err, EINVAL, "--ca: missing or too large");
-	json_object *det = json_object_new_object();
+	cleanup_json json_object *det = json_object_new_object();
 	json_object_object_add(det, "url", json_object_new_string(e->url));
 	int a = cellsd_audit(c->d, "", c->actor, "mgmt.enroll.requested", "ok", det, err);
-	json_object_put(det);
 	if (a < 0)
 		return -1;
 	return mgmt_enroll_start(c->d, c, e->url, e->token, e->ca_pem.data, e->ca_pem.len, err);

@@ -2,6 +2,7 @@
  * show / verify, vp password, vp config. Authority: the request's signature (policy) or
  * the VP password (local configuration); the peer is root or the control group. */
 #include "cleanup.h"
+#include "cjson.h"
 #include "handlers.h"
 #include "mgmt.h"
 #include "password.h"
@@ -20,11 +21,10 @@ int h_trust_pin(struct ctl_call *c, cells_err_t *err)
 	if (policy_trust_pin(c->d, b->data.data, b->data.len, c->actor, err) < 0)
 		return -1;
 	json_object_object_add(c->result, "pinned", json_object_new_boolean(1));
-	json_object *desc = policy_describe(c->d);
+	cleanup_json json_object *desc = policy_describe(c->d);
 	json_object *r = NULL;
 	if (json_object_object_get_ex(desc, "trust_root", &r))
 		json_object_object_add(c->result, "trust_root", json_object_get(r));
-	json_object_put(desc);
 	return 0;
 }
 

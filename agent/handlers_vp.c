@@ -10,6 +10,7 @@
  * required password is not set yet. A locked VP (vplock.h) is not started,
  * exec'd into or configured. */
 #include "handlers.h"
+#include "cjson.h"
 #include "cleanup.h"
 #include "log.h"
 #include "password.h"
@@ -38,10 +39,9 @@ static json_object *det_reason(const cells_err_t *e)
 /* Audit a refused/failed request (best effort: nothing was changed). */
 static int refused(struct ctl_call *c, const char *vp, const char *event, cells_err_t *err)
 {
-	json_object *det = det_reason(err);
+	cleanup_json json_object *det = det_reason(err);
 	cellsd_audit(c->d, vp && cells_valid_name(vp, NULL) == 0 ? vp : "", c->actor, event,
 		     "refused", det, NULL);
-	json_object_put(det);
 	return -1;
 }
 
@@ -154,11 +154,10 @@ int h_vp_create(struct ctl_call *c, cells_err_t *err)
 	}
 	vpm_def_free(&def);
 	vplock_forget(c->d, name); /* a new VP never inherits an old one's lock */
-	json_object *det = json_object_new_object();
+	cleanup_json json_object *det = json_object_new_object();
 	json_object_object_add(det, "image", json_object_new_string(m->image));
 	json_object_object_add(det, "net", json_object_new_string(*m->net ? m->net : "none"));
 	int rc = audit_ok(c, name, "vp.create", det, err);
-	json_object_put(det);
 	if (rc < 0) {
 		cells_err_t e2;
 		vpm_destroy(c->d, name, &e2);
@@ -329,13 +328,12 @@ int h_vp_exec(struct ctl_call *c, cells_err_t *err)
 	if (not_locked(c, name, "vp exec", err) < 0 ||
 	    vp_password(c, name, &m->password, "vp exec", true, err) < 0)
 		return refused(c, name, "vp.exec", err);
-	json_object *det = json_object_new_object();
+	cleanup_json json_object *det = json_object_new_object();
 	json_object *argv = json_object_new_array();
 	for (size_t i = 0; i < m->n_argv; i++)
 		json_object_array_add(argv, json_object_new_string(m->argv[i]));
 	json_object_object_add(det, "argv", argv);
 	int rc = audit_ok(c, name, "vp.exec", det, err);
-	json_object_put(det);
 	if (rc < 0)
 		return -1;
 	cleanup_free char **av = calloc(m->n_argv + 1, sizeof *av);
@@ -420,14 +418,13 @@ int h_vp_run(struct ctl_call *c, cells_err_t *err)
 		vpm_def_free(&def);
 		created = true;
 	}
-	json_object *det = json_object_new_object();
+	cleanup_json json_object *det = json_object_new_object();
 	json_object *argv = json_object_new_array();
 	for (size_t i = 0; i < m->n_argv; i++)
 		json_object_array_add(argv, json_object_new_string(m->argv[i]));
 	json_object_object_add(det, "argv", argv);
 	json_object_object_add(det, "created", json_object_new_boolean(created));
 	int rc = audit_ok(c, name, "vp.run", det, err);
-	json_object_put(det);
 	cells_err_t e2;
 	if (rc < 0) {
 		if (created)

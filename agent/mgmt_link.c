@@ -1,5 +1,6 @@
 /* mgmt_link.c - the link to cellsd-net and the durable outbox (see mgmt_link.h). */
 #include "mgmt_link.h"
+#include "cjson.h"
 #include "audit_mgmt.h"
 #include "cleanup.h"
 #include "cleanup_sqlite.h"
@@ -125,11 +126,10 @@ static int64_t mono_ms(void)
 
 void audit_net(struct mgmt *g, const char *event, const char *outcome, const char *reason)
 {
-	json_object *det = json_object_new_object();
+	cleanup_json json_object *det = json_object_new_object();
 	if (reason)
 		json_object_object_add(det, "reason", json_object_new_string(reason));
 	cellsd_audit(g->d, "", "cellsd", event, outcome, det, NULL);
-	json_object_put(det);
 }
 
 void new_msg_id(char out[40], const char *prefix)

@@ -1,5 +1,6 @@
 /* offline.c - lock and wipe VPs after an offline period (see offline.h). */
 #include "offline.h"
+#include "cjson.h"
 #include "cleanup.h"
 #include "cleanup_sqlite.h"
 #include "log.h"
@@ -75,7 +76,8 @@ static void vp_unarm(struct cellsd *d, const char *vp)
 	if (statedb_prepare(d->db, "DELETE FROM offline_vp WHERE vp=?", &st, &err) < 0)
 		return;
 	sqlite3_bind_text(st, 1, vp, -1, SQLITE_STATIC);
-	sqlite3_step(st);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		log_warn("offline %s: limit not disarmed: %s", vp, sqlite3_errmsg(d->db));
 }
 
 static int set_wiped_for(struct cellsd *d, const char *vp, int64_t start, cells_err_t *err)
@@ -111,13 +113,12 @@ static int64_t offline_s(struct cellsd *d, const char *vp, int64_t now, uint32_t
 static void audit_limit(struct cellsd *d, const char *vp, const char *event, int64_t off,
 			uint32_t limit, const char *outcome, const char *why)
 {
-	json_object *det = json_object_new_object();
+	cleanup_json json_object *det = json_object_new_object();
 	json_object_object_add(det, "offline_s", json_object_new_int64(off));
 	json_object_object_add(det, "limit_s", json_object_new_int64(limit));
 	if (why)
 		json_object_object_add(det, "reason", json_object_new_string(why));
 	cellsd_audit(d, vp, "offline", event, outcome, det, NULL);
-	json_object_put(det);
 }
 
 static void check_vp(struct cellsd *d, const char *vp, int64_t now)
@@ -159,11 +160,10 @@ static void check_vp(struct cellsd *d, const char *vp, int64_t now)
 static void on_tick(struct loop *l, void *data)
 {
 	struct cellsd *d = data;
-	json_object *names = vpm_names(d);
+	cleanup_json json_object *names = vpm_names(d);
 	int64_t now = cells_now_us();
 	for (size_t i = 0; i < json_object_array_length(names); i++)
 		check_vp(d, json_object_get_string(json_object_array_get_idx(names, i)), now);
-	json_object_put(names);
 	g.timer = loop_add_timer(l, OFFLINE_TICK_MS, on_tick, d);
 }
 
@@ -179,7 +179,7 @@ void offline_contact(struct cellsd *d)
 		return;
 	}
 	/* back in touch: lift the locks the offline limit set */
-	json_object *names = vpm_names(d);
+	cleanup_json json_object *names = vpm_names(d);
 	for (size_t i = 0; i < json_object_array_length(names); i++) {
 		const char *vp = json_object_get_string(json_object_array_get_idx(names, i));
 		json_object *o = json_object_new_object();
@@ -189,7 +189,6 @@ void offline_contact(struct cellsd *d)
 			log_error("offline: unlock %s: %s", vp, err.msg);
 		json_object_put(o);
 	}
-	json_object_put(names);
 }
 
 int offline_init(struct cellsd *d, cells_err_t *err)

@@ -1,5 +1,6 @@
 /* password.c - per-VP configuration passwords, persistent throttling, lock at limit. */
 #include "password.h"
+#include "cjson.h"
 #include "cleanup.h"
 #include "cleanup_sqlite.h"
 #include "log.h"
@@ -207,12 +208,11 @@ void password_limit_reached(struct cellsd *d, const char *vp, bool wipe)
 static void audit_pw(struct cellsd *d, const char *vp, const char *actor, const char *event,
 		     const char *outcome, const char *reason, uint32_t failures)
 {
-	json_object *det = json_object_new_object();
+	cleanup_json json_object *det = json_object_new_object();
 	if (reason)
 		json_object_object_add(det, "reason", json_object_new_string(reason));
 	json_object_object_add(det, "failures", json_object_new_int64(failures));
 	cellsd_audit(d, vp, actor, event, outcome, det, NULL);
-	json_object_put(det);
 }
 
 static int store_hash(struct cellsd *d, const char *vp, const struct pol_pw_hash *h,
@@ -312,9 +312,8 @@ static int check(struct cellsd *d, const char *vp, struct pw_row *r, const uint8
 
 int password_unlock(struct cellsd *d, const char *vp, const char *actor, cells_err_t *err)
 {
-	json_object *det = json_object_new_object();
+	cleanup_json json_object *det = json_object_new_object();
 	int a = cellsd_audit(d, vp, actor, "password.unlock", "ok", det, err);
-	json_object_put(det);
 	if (a < 0)
 		return cells_err_prefix(err, "unlock refused: audit log");
 	return exec_vp(d,
@@ -369,10 +368,9 @@ int password_set(struct cellsd *d, const char *vp, const uint8_t *new_pw, size_t
 	struct pol_pw_hash h;
 	if (pol_pw_hash_new(new_pw, new_len, pepper.p, pepper.len, &h, err) < 0)
 		return -1;
-	json_object *det = json_object_new_object();
+	cleanup_json json_object *det = json_object_new_object();
 	json_object_object_add(det, "first", json_object_new_boolean(!r.set));
 	int a = cellsd_audit(d, vp, actor, "password.changed", "ok", det, err);
-	json_object_put(det);
 	if (a < 0) {
 		OPENSSL_cleanse(&h, sizeof h);
 		return cells_err_prefix(err, "password unchanged: audit log");

@@ -12,8 +12,8 @@
  * setting the stricter of the two (device modes no-access < shared < exclusive; net
  * none < nat). Enforcers and policy_vp_rule() see the effective policy.
  *
- * Test hook (compiled in, inert unless set): CELLS_TEST_CRASH_AT=policy-before-persist
- * or policy-after-persist makes cellsd kill itself with SIGKILL at that point of an
+ * Test hook (test builds only, testhook.h): `cellsd --test-crash-at policy-before-persist`
+ * or `policy-after-persist` makes cellsd kill itself with SIGKILL at that point of an
  * install (docs/PROTOCOL.md "Policies"). */
 #ifndef CELLS_POLICY_ENGINE_H
 #define CELLS_POLICY_ENGINE_H

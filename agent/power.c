@@ -1,5 +1,6 @@
 /* power.c - per-VP power requests (see power.h). */
 #include "power.h"
+#include "cjson.h"
 #include "cleanup.h"
 #include "log.h"
 #include "util.h"
@@ -117,13 +118,12 @@ static void refusal(struct power *p, struct power_vp *v, const char *req, const 
 	int64_t now = cells_mono_ns() / 1000000;
 	if (v->refused > 1 && now - v->last_refusal_audit_ms < REFUSAL_AUDIT_INTERVAL_MS)
 		return; /* aggregated into the next record */
-	json_object *d = json_object_new_object();
+	cleanup_json json_object *d = json_object_new_object();
 	json_object_object_add(d, "request", json_object_new_string(req));
 	json_object_object_add(d, "reason", json_object_new_string(reason));
 	json_object_object_add(d, "count", json_object_new_uint64(v->refused_unreported));
 	if (p->audit)
 		p->audit(p->ctx, v->name, "power.refused", "refused", d);
-	json_object_put(d);
 	v->refused_unreported = 0;
 	v->last_refusal_audit_ms = now;
 }

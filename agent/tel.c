@@ -1,6 +1,7 @@
 /* tel.c - the telephony proxy: per-VP virtual modems multiplexed onto the real modem.
  * See tel.h for what it does and docs/TELEPHONY.md for the AT subset and the routing. */
 #include "tel.h"
+#include "cjson.h"
 #include "fg.h"
 #include "at.h"
 #include "buf.h"
@@ -350,11 +351,10 @@ static void incoming_ring(struct tel *t)
 
 static void reject_call(struct tel *t, const char *number, const char *reason)
 {
-	json_object *det = json_object_new_object();
+	cleanup_json json_object *det = json_object_new_object();
 	json_object_object_add(det, "caller_id", json_object_new_string(number));
 	json_object_object_add(det, "reason", json_object_new_string(reason));
 	cellsd_audit(t->d, "", "tel", "tel.call.incoming", "refused", det, NULL);
-	json_object_put(det);
 	log_info("tel: incoming call from %s rejected: %s", number, reason);
 	t->ring_pending = false;
 	enqueue(t, NULL, TP_INIT, "AT+CHUP", TEL_CMD_TIMEOUT_MS);
@@ -389,11 +389,10 @@ static void incoming_clip(struct tel *t, const char *line, size_t len)
 	/* Ring first (latency), then record; a call that cannot be audited is ended. */
 	vp_line(v, "RING");
 	send_clip(v);
-	json_object *det = json_object_new_object();
+	cleanup_json json_object *det = json_object_new_object();
 	json_object_object_add(det, "caller", json_object_new_string(caller));
 	json_object_object_add(det, "digit", json_object_new_int(digit));
 	int r = cellsd_audit(t->d, v->name, "tel", "tel.call.incoming", "ok", det, NULL);
-	json_object_put(det);
 	if (r < 0) {
 		enqueue(t, NULL, TP_HANGUP, "AT+CHUP", TEL_CMD_TIMEOUT_MS);
 		pump(t);
@@ -550,13 +549,12 @@ static void modem_lost(struct tel *t, const char *why)
 
 static void refuse_dial(struct tel *t, struct tel_vp *v, const char *number, const char *why)
 {
-	json_object *det = json_object_new_object();
+	cleanup_json json_object *det = json_object_new_object();
 	json_object_object_add(det, "to", json_object_new_string(number));
 	json_object_object_add(det, "reason", json_object_new_string(why));
 	char actor[48];
 	snprintf(actor, sizeof actor, "vp:%s", v->name);
 	cellsd_audit(t->d, v->name, actor, "tel.call.outgoing", "refused", det, NULL);
-	json_object_put(det);
 	log_info("tel: %s may not dial: %s", v->name, why);
 	vp_line(v, "ERROR");
 }
@@ -576,13 +574,12 @@ static void vp_dial(struct tel *t, struct tel_vp *v, const char *number)
 		return refuse_dial(t, v, number, "the real modem is not available");
 	if (t->call_vp)
 		return refuse_dial(t, v, number, "a call is in progress");
-	json_object *det = json_object_new_object();
+	cleanup_json json_object *det = json_object_new_object();
 	json_object_object_add(det, "to", json_object_new_string(number));
 	json_object_object_add(det, "as", json_object_new_string(v->number));
 	char actor[48];
 	snprintf(actor, sizeof actor, "vp:%s", v->name);
 	int r = cellsd_audit(t->d, v->name, actor, "tel.call.outgoing", "ok", det, NULL);
-	json_object_put(det);
 	if (r < 0) {
 		vp_line(v, "ERROR"); /* fail closed: no unaudited call */
 		return;
@@ -615,13 +612,12 @@ static void vp_bad_input(struct tel *t, struct tel_vp *v, const char *what)
 	if (v->bad_audit_ns && now - v->bad_audit_ns < TEL_BAD_AUDIT_EVERY_NS)
 		return; /* rate-limited: a flooding VP cannot fill the audit log */
 	v->bad_audit_ns = now;
-	json_object *det = json_object_new_object();
+	cleanup_json json_object *det = json_object_new_object();
 	json_object_object_add(det, "reason", json_object_new_string(what));
 	json_object_object_add(det, "rejected_lines", json_object_new_int64(v->bad_lines));
 	char actor[48];
 	snprintf(actor, sizeof actor, "vp:%s", v->name);
 	cellsd_audit(t->d, v->name, actor, "tel.at.rejected", "refused", det, NULL);
-	json_object_put(det);
 }
 
 static void on_vp_line(void *data, enum at_line_status st, const char *line, size_t len)

@@ -1,5 +1,6 @@
 /* vplock.c - locked and paused VPs: freezer, network, lock screen (see vplock.h). */
 #include "vplock.h"
+#include "cjson.h"
 #include "wipe.h"
 #include "compliance.h"
 #include "cleanup.h"
@@ -124,14 +125,13 @@ static void audit_lock(struct cellsd *d, const char *vp, const char *actor, cons
 		       const char *outcome, bool paused, const char *reason, const char *why,
 		       cells_err_t *err)
 {
-	json_object *det = json_object_new_object();
+	cleanup_json json_object *det = json_object_new_object();
 	json_object_object_add(det, "paused", json_object_new_boolean(paused));
 	if (reason)
 		json_object_object_add(det, "reason", json_object_new_string(reason));
 	if (why)
 		json_object_object_add(det, "refused", json_object_new_string(why));
 	cellsd_audit(d, vp, actor, event, outcome, det, err);
-	json_object_put(det);
 }
 
 int vplock_set_reason(struct cellsd *d, const char *vp, bool pause, const char *actor,
@@ -199,11 +199,10 @@ int vplock_clear(struct cellsd *d, const char *vp, const char *actor, cells_err_
 		return -1;
 	}
 	bool paused = e->paused;
-	json_object *det = json_object_new_object();
+	cleanup_json json_object *det = json_object_new_object();
 	json_object_object_add(det, "was", json_object_new_string(paused ? "paused" : "locked"));
 	json_object_object_add(det, "reason", json_object_new_string(e->reason));
 	int a = cellsd_audit(d, vp, actor, "vp.unlock", "ok", det, err);
-	json_object_put(det);
 	if (a < 0)
 		return cells_err_set(err, EIO,
 				     "vp unlock %s: the audit log cannot be written "
@@ -263,7 +262,7 @@ static void on_vp_start(struct cellsd *d, const char *vp, void *data)
 static void on_tick(struct loop *l, void *data)
 {
 	struct cellsd *d = data;
-	json_object *names = vpm_names(d);
+	cleanup_json json_object *names = vpm_names(d);
 	for (size_t i = 0; i < json_object_array_length(names); i++) {
 		const char *vp = json_object_get_string(json_object_array_get_idx(names, i));
 		struct lock_ent *e = find(vp);
@@ -277,7 +276,6 @@ static void on_tick(struct loop *l, void *data)
 				log_error("lock_on_expiry %s: unlock: %s", vp, err.msg);
 		}
 	}
-	json_object_put(names);
 	g.timer = loop_add_timer(l, VPLOCK_TICK_MS, on_tick, d);
 }
 

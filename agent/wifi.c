@@ -1,5 +1,6 @@
 /* wifi.c - the per-VP WiFi control proxy (see wifi.h). */
 #include "wifi.h"
+#include "cjson.h"
 #include "cleanup.h"
 #include "log.h"
 #include "util.h"
@@ -167,7 +168,7 @@ static void refusal(struct wifi *w, struct wifi_vp *v, const char *req, const ch
 	int64_t now = cells_mono_ns() / 1000000;
 	if (v->refused > 1 && now - v->last_refusal_audit_ms < REFUSAL_AUDIT_INTERVAL_MS)
 		return;
-	json_object *d = json_object_new_object();
+	cleanup_json json_object *d = json_object_new_object();
 	char word[32];
 	snprintf(word, sizeof word, "%.*s", (int)strcspn(req, " \t\r\n"), req);
 	json_object_object_add(d, "request", json_object_new_string(word));
@@ -175,7 +176,6 @@ static void refusal(struct wifi *w, struct wifi_vp *v, const char *req, const ch
 	json_object_object_add(d, "count", json_object_new_uint64(v->refused_unreported));
 	if (w->audit)
 		w->audit(w->ctx, v->name, "wifi.refused", "refused", d);
-	json_object_put(d);
 	v->refused_unreported = 0;
 	v->last_refusal_audit_ms = now;
 }

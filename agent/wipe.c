@@ -1013,7 +1013,9 @@ static int op_fail(struct cellsd *d, struct op *o, const char *step, cells_err_t
 	if (statedb_prepare(d->db, "UPDATE wipe_ops SET error=? WHERE id=?", &st, NULL) == 0) {
 		sqlite3_bind_text(st, 1, err->msg, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_int64(st, 2, o->id);
-		sqlite3_step(st);
+		if (sqlite3_step(st) != SQLITE_DONE)
+			log_warn("wipe %s: step error not recorded: %s", o->vp,
+				 sqlite3_errmsg(d->db));
 	}
 	cells_err_t e2;
 	audit_step(d, o->vp, o->actor, o->id, o->command_id, "wipe.step", step, "failed", err->msg,

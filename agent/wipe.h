@@ -27,8 +27,8 @@
  *     bytes_removed bytes deleted), or "nothing" (no data existed).
  * A wipe interrupted at any point is finished by wipe_init() at the next start. A
  * command id seen before is acknowledged and not repeated.
- * Test hook: CELLS_TEST_CRASH_AT=wipe-step-N makes cellsd SIGKILL itself right after
- * carrying out step N and before recording it (inert unless set). */
+ * Test hook (test builds only, testhook.h): `cellsd --test-crash-at wipe-step-N` makes
+ * cellsd SIGKILL itself right after carrying out step N and before recording it. */
 #ifndef CELLS_WIPE_H
 #define CELLS_WIPE_H
 
