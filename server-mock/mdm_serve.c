@@ -17,6 +17,7 @@
 #include "mdm_audit.h"
 #include "mdm_store.h"
 #include "pol_sig.h"
+#include "testhook.h"
 #include "util.h"
 
 #include <arpa/inet.h>
@@ -392,9 +393,7 @@ static void handle_audit(struct sess *ss, const Cells__V1__Envelope *env)
 		 (unsigned long long)res.checkpoint_seq);
 	/* test hook: die after storing, before the Ack (the device must re-send; the server
 	 * must not store twice) */
-	const char *crash = getenv("CELLS_TEST_CRASH_AT");
-	if (crash && !strcmp(crash, "mdm-audit-before-ack"))
-		raise(SIGKILL);
+	testhook_crash_point("mdm-audit-before-ack");
 	audit_ack(ss, env, &res);
 }
 
@@ -965,6 +964,13 @@ int mdm_cmd_serve(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **arg
 			so.pty_link = argv[++i];
 		} else if (!strcmp(argv[i], "--gateway") && i + 1 < argc) {
 			so.gateway = argv[++i];
+#ifdef CELLS_TEST_HOOKS
+		} else if (!strcmp(argv[i], "--test-crash-at") && i + 1 < argc) {
+			if (testhook_option("test-crash-at", argv[++i], &err) < 0) {
+				fprintf(stderr, "cells-mdm: serve: %s\n", err.msg);
+				return 2;
+			}
+#endif
 		} else {
 			return mdm_usage(cmd);
 		}

@@ -81,9 +81,9 @@ stop_mdm
 make_records 2
 A0=$(up acked_seq)
 H3=$(head_seq)
-export CELLS_TEST_CRASH_AT=mdm-audit-before-ack
+MDM_ARGS=(--test-crash-at mdm-audit-before-ack) # a test build's crash point (testhook.h)
 start_mdm
-unset CELLS_TEST_CRASH_AT
+MDM_ARGS=()
 check "the server stored the batch and died before acking" wait_for 20 bash -c "! kill -0 $MDM_PID 2>/dev/null"
 check "the server holds the batch" bash -c "[ $(server_max) -ge $H3 ]"
 check_eq "the device's cursor did not advance without the Ack" "$A0" "$(up acked_seq)"

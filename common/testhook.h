@@ -1,6 +1,7 @@
-/* testhook.h - failure injection and crash points for the tests. They exist only in a
- * build configured with -DCELLS_TEST_HOOKS=ON (scripts/build.sh test): a release build
- * has neither the options nor the code, and nothing is ever read from the environment.
+/* testhook.h - failure injection and crash points for the tests, shared by cellsd and
+ * cells-mdm serve. They exist only in a build configured with -DCELLS_TEST_HOOKS=ON
+ * (scripts/build.sh test): a release build has neither the options nor the code, and
+ * nothing is ever read from the environment.
  *
  *   cellsd --test-fail OP:ERRNO:WHEN
  *       the OS op OP (dev_set: the device cgroup; node_set: a node in a VP's /dev) fails
@@ -8,12 +9,12 @@
  *       Nth call since cellsd started, 1-based) or the call's description (dev_set:
  *       "allow:c10:229" / "deny:c10:229"; node_set: "add:/dev/fuse" / "del:/dev/fuse"),
  *       every time it matches
- *   cellsd --test-crash-at POINT
- *       cellsd SIGKILLs itself when it reaches the crash point POINT (logged first as
- *       "test crash point POINT: killing cellsd")
+ *   cellsd --test-crash-at POINT, cells-mdm serve --test-crash-at POINT
+ *       the process SIGKILLs itself when it reaches the crash point POINT (logged first
+ *       as "test crash point POINT: killing PROGRAM"); points: policy-before-persist,
+ *       policy-after-persist, wipe-step-N (cellsd), mdm-audit-before-ack (cells-mdm)
  *
- * Each option may be given once. The definitions live with the policy engine
- * (agent/policy_engine.c), whose crash points they serve first. */
+ * Each option may be given once. */
 #ifndef CELLS_TESTHOOK_H
 #define CELLS_TESTHOOK_H
 
