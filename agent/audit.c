@@ -8,7 +8,7 @@
 #include "device_key.h"
 #include "log.h"
 #include "pol_sig.h"
-#include "statedb.h"
+#include "sqldb.h"
 #include "util.h"
 
 #include <errno.h>
@@ -61,15 +61,14 @@ int audit_open(const char *path, struct audit **out, cells_err_t *err)
 	a->near_full_bytes = AUDIT_NEAR_FULL_DEFAULT;
 	a->retain = AUDIT_RETAIN_DEFAULT;
 	audit_set_private_vp(a, "personal");
-	if (statedb_open(path, &a->db, err) < 0 ||
-	    statedb_migrate(a->db, "audit", audit_schema, CELLS_ARRAY_SIZE(audit_schema), err) <
-		0 ||
-	    statedb_prepare(a->db, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-			    &a->st_head, err) < 0 ||
-	    statedb_prepare(a->db,
-			    "INSERT INTO audit(seq,time_us,vp,actor,event,outcome,details,"
-			    "prev_hash,hash) VALUES(?,?,?,?,?,?,?,?,?)",
-			    &a->st_insert, err) < 0) {
+	if (sqldb_open(path, SQLDB_DURABLE, 5000, &a->db, err) < 0 ||
+	    sqldb_migrate(a->db, "audit", audit_schema, CELLS_ARRAY_SIZE(audit_schema), err) < 0 ||
+	    sqldb_prepare(a->db, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+			  &a->st_head, err) < 0 ||
+	    sqldb_prepare(a->db,
+			  "INSERT INTO audit(seq,time_us,vp,actor,event,outcome,details,"
+			  "prev_hash,hash) VALUES(?,?,?,?,?,?,?,?,?)",
+			  &a->st_insert, err) < 0) {
 		audit_close(a);
 		return cells_err_prefix(err, "audit log %s", path);
 	}
@@ -140,7 +139,7 @@ static int read_head(struct audit *a, uint64_t *seq, uint8_t hash[AUDIT_HASH_LEN
 	}
 	sqlite3_reset(a->st_head);
 	if (rc != SQLITE_DONE)
-		return statedb_err(a->db, "audit head", err);
+		return sqldb_err(a->db, "audit head", err);
 	return 0;
 }
 
@@ -255,7 +254,7 @@ static int insert_one(struct audit *a, uint64_t *head, uint8_t hash[AUDIT_HASH_L
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 	if (s != SQLITE_DONE) {
-		statedb_err(a->db, "audit append", err);
+		sqldb_err(a->db, "audit append", err);
 		goto out;
 	}
 	*head = r.seq;
@@ -271,7 +270,7 @@ static int store_cp(struct audit *a, uint64_t seq, const uint8_t head[AUDIT_HASH
 static int append_locked(struct audit *a, const struct audit_entry *e, size_t n, uint64_t *last,
 			 cells_err_t *err)
 {
-	if (statedb_begin(a->db, err) < 0)
+	if (sqldb_begin(a->db, err) < 0)
 		return cells_err_prefix(err, "audit append");
 	uint64_t head;
 	uint8_t hash[AUDIT_HASH_LEN];
@@ -287,13 +286,13 @@ static int append_locked(struct audit *a, const struct audit_entry *e, size_t n,
 		if (store_cp(a, head, hash, 0, &e2) < 0)
 			log_warn("audit checkpoint: %s", e2.msg);
 	}
-	if (statedb_commit(a->db, err) < 0)
+	if (sqldb_commit(a->db, err) < 0)
 		return cells_err_prefix(err, "audit append");
 	if (last)
 		*last = head;
 	return 0;
 fail:
-	statedb_rollback(a->db);
+	sqldb_rollback(a->db);
 	return -1;
 }
 
@@ -379,10 +378,10 @@ static int store_cp(struct audit *a, uint64_t seq, const uint8_t head[AUDIT_HASH
 	if (sign_cp(a, seq, head, pruned_below, &t, &blob, &n, err) < 0)
 		return -1;
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(a->db,
-			    "INSERT OR REPLACE INTO audit_checkpoint(seq,time_us,head_hash,"
-			    "pruned_below,signed) VALUES(?,?,?,?,?)",
-			    &st, err) < 0)
+	if (sqldb_prepare(a->db,
+			  "INSERT OR REPLACE INTO audit_checkpoint(seq,time_us,head_hash,"
+			  "pruned_below,signed) VALUES(?,?,?,?,?)",
+			  &st, err) < 0)
 		return -1;
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
 	sqlite3_bind_int64(st, 2, t);
@@ -390,7 +389,7 @@ static int store_cp(struct audit *a, uint64_t seq, const uint8_t head[AUDIT_HASH
 	sqlite3_bind_int64(st, 4, (sqlite3_int64)pruned_below);
 	sqlite3_bind_blob(st, 5, blob, (int)n, SQLITE_STATIC);
 	if (sqlite3_step(st) != SQLITE_DONE)
-		return statedb_err(a->db, "store audit checkpoint", err);
+		return sqldb_err(a->db, "store audit checkpoint", err);
 	if (seq > a->last_cp_seq)
 		a->last_cp_seq = seq;
 	return 0;
@@ -398,7 +397,7 @@ static int store_cp(struct audit *a, uint64_t seq, const uint8_t head[AUDIT_HASH
 
 int audit_checkpoint_now(struct audit *a, uint64_t *seq, cells_err_t *err)
 {
-	if (statedb_begin(a->db, err) < 0)
+	if (sqldb_begin(a->db, err) < 0)
 		return cells_err_prefix(err, "audit checkpoint");
 	uint64_t head;
 	uint8_t hash[AUDIT_HASH_LEN];
@@ -406,13 +405,13 @@ int audit_checkpoint_now(struct audit *a, uint64_t *seq, cells_err_t *err)
 		goto fail;
 	if (head && head != a->last_cp_seq && store_cp(a, head, hash, 0, err) < 0)
 		goto fail;
-	if (statedb_commit(a->db, err) < 0)
+	if (sqldb_commit(a->db, err) < 0)
 		return cells_err_prefix(err, "audit checkpoint");
 	if (seq)
 		*seq = head;
 	return 0;
 fail:
-	statedb_rollback(a->db);
+	sqldb_rollback(a->db);
 	return cells_err_prefix(err, "audit checkpoint");
 }
 
@@ -429,7 +428,7 @@ static void on_tick(struct loop *l, void *data)
 			/* prune to `retain` records; the first remaining must exist */
 			cleanup_stmt sqlite3_stmt *q = NULL;
 			uint64_t first = 0;
-			if (statedb_prepare(a->db, "SELECT min(seq) FROM audit", &q, &e) == 0 &&
+			if (sqldb_prepare(a->db, "SELECT min(seq) FROM audit", &q, &e) == 0 &&
 			    sqlite3_step(q) == SQLITE_ROW)
 				first = (uint64_t)sqlite3_column_int64(q, 0);
 			if (first && head - first + 1 > a->retain + AUDIT_CP_INTERVAL &&
@@ -525,7 +524,7 @@ int audit_query(struct audit *a, const struct audit_filter *f, json_object *arr,
 	ADD(" ORDER BY seq DESC LIMIT :limit");
 #undef ADD
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(a->db, sql, &st, err) < 0)
+	if (sqldb_prepare(a->db, sql, &st, err) < 0)
 		return cells_err_prefix(err, "audit query");
 	sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":since"), f->since_us);
 	sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":until"), f->until_us);
@@ -571,7 +570,7 @@ int audit_query(struct audit *a, const struct audit_filter *f, json_object *arr,
 	for (size_t i = n; i > 0; i--)
 		json_object_array_add(arr, json_object_get(json_object_array_get_idx(rows, i - 1)));
 	if (rc != SQLITE_DONE)
-		return statedb_err(a->db, "audit query", err);
+		return sqldb_err(a->db, "audit query", err);
 	return truncated;
 }
 
@@ -585,8 +584,8 @@ static int load_cps(struct audit *a, struct cp_list *l, struct audit_verify_resu
 		    cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(a->db, "SELECT seq, signed FROM audit_checkpoint ORDER BY seq", &st,
-			    err) < 0)
+	if (sqldb_prepare(a->db, "SELECT seq, signed FROM audit_checkpoint ORDER BY seq", &st,
+			  err) < 0)
 		return -1;
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -613,7 +612,7 @@ static int load_cps(struct audit *a, struct cp_list *l, struct audit_verify_resu
 		l->v[l->n++] = cp;
 	}
 	if (rc != SQLITE_DONE)
-		return statedb_err(a->db, "audit verify: reading checkpoints", err);
+		return sqldb_err(a->db, "audit verify: reading checkpoints", err);
 	return 0;
 }
 
@@ -627,14 +626,14 @@ int audit_verify(struct audit *a, struct audit_verify_result *res, cells_err_t *
 	int ret = -1;
 	cleanup_stmt sqlite3_stmt *st = NULL;
 	/* a read transaction: one consistent snapshot */
-	if (statedb_exec(a->db, "BEGIN", err) < 0)
+	if (sqldb_exec(a->db, "BEGIN", err) < 0)
 		return cells_err_prefix(err, "audit verify");
 	if (a->key) {
 		res->signed_checkpoints = true;
 		if (load_cps(a, &cps, res, err) < 0)
 			goto out;
 	}
-	if (statedb_prepare(a->db, "SELECT " REC_COLS " FROM audit ORDER BY seq", &st, err) < 0)
+	if (sqldb_prepare(a->db, "SELECT " REC_COLS " FROM audit ORDER BY seq", &st, err) < 0)
 		goto out;
 	size_t ci = 0;
 	int rc;
@@ -654,7 +653,7 @@ int audit_verify(struct audit *a, struct audit_verify_result *res, cells_err_t *
 			audit_verifier_checkpoint(&v, &cps.v[ci++], &e2);
 	}
 	if (!v.broken && rc != SQLITE_DONE) {
-		statedb_err(a->db, "audit verify: reading the log", err);
+		sqldb_err(a->db, "audit verify: reading the log", err);
 		goto out;
 	}
 	while (!v.broken && ci < cps.n)
@@ -674,7 +673,7 @@ int audit_verify(struct audit *a, struct audit_verify_result *res, cells_err_t *
 	ret = 0;
 out:
 	free(cps.v);
-	statedb_rollback(a->db);
+	sqldb_rollback(a->db);
 	return ret;
 }
 
@@ -760,7 +759,7 @@ static int batch_fill(struct audit *a, struct batch_buf *bb, sqlite3_stmt *st, s
 		*next = r.seq + 1;
 	}
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return statedb_err(a->db, "audit: reading the log", err);
+		return sqldb_err(a->db, "audit: reading the log", err);
 	bb->b.records = bb->ptrs;
 	bb->b.n_records = n;
 	return 0;
@@ -776,12 +775,12 @@ static int attach_cp(struct audit *a, struct batch_buf *bb, uint64_t seq,
 		if (seq != a->last_cp_seq && store_cp(a, seq, head, 0, err) < 0)
 			return -1;
 		cleanup_stmt sqlite3_stmt *q = NULL;
-		if (statedb_prepare(a->db, "SELECT signed FROM audit_checkpoint WHERE seq=?", &q,
-				    err) < 0)
+		if (sqldb_prepare(a->db, "SELECT signed FROM audit_checkpoint WHERE seq=?", &q,
+				  err) < 0)
 			return -1;
 		sqlite3_bind_int64(q, 1, (sqlite3_int64)seq);
 		if (sqlite3_step(q) != SQLITE_ROW)
-			return statedb_err(a->db, "audit checkpoint", err);
+			return sqldb_err(a->db, "audit checkpoint", err);
 		n = (size_t)sqlite3_column_bytes(q, 0);
 		blob = malloc(n ? n : 1);
 		if (!blob)
@@ -821,7 +820,7 @@ static int anchor_cp(struct audit *a, uint64_t first, uint8_t **blob, size_t *n,
 	if (first <= 1)
 		return 0;
 	cleanup_stmt sqlite3_stmt *q = NULL;
-	if (statedb_prepare(a->db, "SELECT signed FROM audit_checkpoint WHERE seq=?", &q, err) < 0)
+	if (sqldb_prepare(a->db, "SELECT signed FROM audit_checkpoint WHERE seq=?", &q, err) < 0)
 		return -1;
 	sqlite3_bind_int64(q, 1, (sqlite3_int64)(first - 1));
 	if (sqlite3_step(q) != SQLITE_ROW)
@@ -842,7 +841,7 @@ int audit_export(struct audit *a, int fd, uint64_t *records, cells_err_t *err)
 	uint8_t hash[AUDIT_HASH_LEN];
 	if (audit_checkpoint_now(a, NULL, err) < 0)
 		return -1;
-	if (statedb_exec(a->db, "BEGIN", err) < 0)
+	if (sqldb_exec(a->db, "BEGIN", err) < 0)
 		return cells_err_prefix(err, "audit export");
 	int ret = -1;
 	uint64_t count = 0;
@@ -856,13 +855,13 @@ int audit_export(struct audit *a, int fd, uint64_t *records, cells_err_t *err)
 		cells_err_sys(err, errno, "audit export: write");
 		goto out;
 	}
-	if (statedb_prepare(a->db, "SELECT " REC_COLS " FROM audit ORDER BY seq", &st, err) < 0)
+	if (sqldb_prepare(a->db, "SELECT " REC_COLS " FROM audit ORDER BY seq", &st, err) < 0)
 		goto out;
 	{
 		/* anchor batch when the log was pruned */
 		cleanup_stmt sqlite3_stmt *q = NULL;
 		uint64_t first = 0;
-		if (statedb_prepare(a->db, "SELECT min(seq) FROM audit", &q, err) < 0)
+		if (sqldb_prepare(a->db, "SELECT min(seq) FROM audit", &q, err) < 0)
 			goto out;
 		if (sqlite3_step(q) == SQLITE_ROW)
 			first = (uint64_t)sqlite3_column_int64(q, 0);
@@ -901,7 +900,7 @@ int audit_export(struct audit *a, int fd, uint64_t *records, cells_err_t *err)
 		*records = count;
 	ret = 0;
 out:
-	statedb_rollback(a->db);
+	sqldb_rollback(a->db);
 	return ret;
 }
 
@@ -913,7 +912,7 @@ int audit_upload_batch(struct audit *a, uint64_t since_seq, size_t max,
 		return cells_err_set(err, ENOKEY, "audit upload: no device key to sign with");
 	if (max > CELLS_MAX_AUDIT_BATCH_RECORDS)
 		max = CELLS_MAX_AUDIT_BATCH_RECORDS;
-	if (statedb_begin(a->db, err) < 0)
+	if (sqldb_begin(a->db, err) < 0)
 		return cells_err_prefix(err, "audit upload");
 	int ret = -1;
 	struct batch_buf bb = {0};
@@ -922,8 +921,8 @@ int audit_upload_batch(struct audit *a, uint64_t since_seq, size_t max,
 	uint64_t head, next = 0;
 	uint8_t hash[AUDIT_HASH_LEN];
 	if (read_head(a, &head, hash, err) < 0 ||
-	    statedb_prepare(a->db, "SELECT " REC_COLS " FROM audit WHERE seq >= ? ORDER BY seq",
-			    &st, err) < 0)
+	    sqldb_prepare(a->db, "SELECT " REC_COLS " FROM audit WHERE seq >= ? ORDER BY seq", &st,
+			  err) < 0)
 		goto out;
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)since_seq);
 	if (batch_fill(a, &bb, st, max, mode_fn, data, &next, err) < 0)
@@ -944,7 +943,7 @@ int audit_upload_batch(struct audit *a, uint64_t since_seq, size_t max,
 		cells_err_set(err, ENOMEM, "audit upload: repack");
 		goto out;
 	}
-	if (statedb_commit(a->db, err) < 0) {
+	if (sqldb_commit(a->db, err) < 0) {
 		cells__v1__audit_batch__free_unpacked(*out, NULL);
 		*out = NULL;
 		batch_buf_free(&bb);
@@ -954,7 +953,7 @@ int audit_upload_batch(struct audit *a, uint64_t since_seq, size_t max,
 out:
 	batch_buf_free(&bb);
 	if (ret < 0)
-		statedb_rollback(a->db);
+		sqldb_rollback(a->db);
 	return ret;
 }
 
@@ -968,7 +967,7 @@ int audit_prune(struct audit *a, uint64_t below, cells_err_t *err)
 {
 	if (!a->key)
 		return cells_err_set(err, ENOKEY, "audit rotation: no device key to sign with");
-	if (statedb_begin(a->db, err) < 0)
+	if (sqldb_begin(a->db, err) < 0)
 		return cells_err_prefix(err, "audit rotation");
 	uint64_t head;
 	uint8_t hash[AUDIT_HASH_LEN];
@@ -984,7 +983,7 @@ int audit_prune(struct audit *a, uint64_t below, cells_err_t *err)
 			      below, head);
 		goto fail;
 	}
-	if (statedb_prepare(a->db, "SELECT hash FROM audit WHERE seq=?", &q, err) < 0)
+	if (sqldb_prepare(a->db, "SELECT hash FROM audit WHERE seq=?", &q, err) < 0)
 		goto fail;
 	sqlite3_bind_int64(q, 1, (sqlite3_int64)(below - 1));
 	if (sqlite3_step(q) != SQLITE_ROW) {
@@ -996,13 +995,13 @@ int audit_prune(struct audit *a, uint64_t below, cells_err_t *err)
 	col_hash(q, 0, h);
 	if (store_cp(a, below - 1, h, below, err) < 0)
 		goto fail;
-	if (statedb_prepare(a->db, "DELETE FROM audit WHERE seq < ?", &d1, err) < 0 ||
-	    statedb_prepare(a->db, "DELETE FROM audit_checkpoint WHERE seq < ?", &d2, err) < 0)
+	if (sqldb_prepare(a->db, "DELETE FROM audit WHERE seq < ?", &d1, err) < 0 ||
+	    sqldb_prepare(a->db, "DELETE FROM audit_checkpoint WHERE seq < ?", &d2, err) < 0)
 		goto fail;
 	sqlite3_bind_int64(d1, 1, (sqlite3_int64)below);
 	sqlite3_bind_int64(d2, 1, (sqlite3_int64)(below - 1));
 	if (sqlite3_step(d1) != SQLITE_DONE || sqlite3_step(d2) != SQLITE_DONE) {
-		statedb_err(a->db, "audit rotation", err);
+		sqldb_err(a->db, "audit rotation", err);
 		goto fail;
 	}
 	int r;
@@ -1016,10 +1015,10 @@ int audit_prune(struct audit *a, uint64_t below, cells_err_t *err)
 	}
 	if (r < 0)
 		goto fail;
-	if (statedb_commit(a->db, err) < 0)
+	if (sqldb_commit(a->db, err) < 0)
 		return cells_err_prefix(err, "audit rotation");
 	return 0;
 fail:
-	statedb_rollback(a->db);
+	sqldb_rollback(a->db);
 	return -1;
 }

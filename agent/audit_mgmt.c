@@ -9,7 +9,7 @@
 #include "log.h"
 #include "mgmt.h"
 #include "policy_engine.h"
-#include "statedb.h"
+#include "sqldb.h"
 #include "util.h"
 
 #include <errno.h>
@@ -53,10 +53,10 @@ static int64_t mono_ms(void)
 static int save(struct audit_mgmt *u, cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(u->d->db,
-			    "UPDATE audit_upload SET acked_seq=?, inflight_id=?, inflight_first=?, "
-			    "inflight_last=?, inflight_hash=? WHERE id=1",
-			    &st, err) < 0)
+	if (sqldb_prepare(u->d->db,
+			  "UPDATE audit_upload SET acked_seq=?, inflight_id=?, inflight_first=?, "
+			  "inflight_last=?, inflight_hash=? WHERE id=1",
+			  &st, err) < 0)
 		return -1;
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)u->acked);
 	sqlite3_bind_text(st, 2, u->inflight, -1, SQLITE_STATIC);
@@ -64,20 +64,20 @@ static int save(struct audit_mgmt *u, cells_err_t *err)
 	sqlite3_bind_int64(st, 4, (sqlite3_int64)u->inflight_last);
 	sqlite3_bind_blob(st, 5, u->inflight_hash, sizeof u->inflight_hash, SQLITE_STATIC);
 	if (sqlite3_step(st) != SQLITE_DONE)
-		return statedb_err(u->d->db, "audit upload cursor", err);
+		return sqldb_err(u->d->db, "audit upload cursor", err);
 	return 0;
 }
 
 static int load(struct audit_mgmt *u, cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(u->d->db,
-			    "SELECT acked_seq, inflight_id, inflight_first, inflight_last, "
-			    "inflight_hash FROM audit_upload WHERE id=1",
-			    &st, err) < 0)
+	if (sqldb_prepare(u->d->db,
+			  "SELECT acked_seq, inflight_id, inflight_first, inflight_last, "
+			  "inflight_hash FROM audit_upload WHERE id=1",
+			  &st, err) < 0)
 		return -1;
 	if (sqlite3_step(st) != SQLITE_ROW)
-		return statedb_err(u->d->db, "audit upload cursor", err);
+		return sqldb_err(u->d->db, "audit upload cursor", err);
 	u->acked = (uint64_t)sqlite3_column_int64(st, 0);
 	snprintf(u->inflight, sizeof u->inflight, "%s", (const char *)sqlite3_column_text(st, 1));
 	u->inflight_first = (uint64_t)sqlite3_column_int64(st, 2);
@@ -115,8 +115,7 @@ static int apply_policy(struct cellsd *d, const Cells__V1__Policy *nw, const Cel
 static bool inflight_queued(struct audit_mgmt *u)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(u->d->db, "SELECT 1 FROM mgmt_outbox WHERE message_id=?", &st, NULL) <
-	    0)
+	if (sqldb_prepare(u->d->db, "SELECT 1 FROM mgmt_outbox WHERE message_id=?", &st, NULL) < 0)
 		return true; /* do not send a second one on a read error */
 	sqlite3_bind_text(st, 1, u->inflight, -1, SQLITE_STATIC);
 	return sqlite3_step(st) == SQLITE_ROW;
@@ -160,7 +159,7 @@ static int queue_batch(struct audit_mgmt *u, uint64_t since, cells_err_t *err)
 		uint64_t first = b->records[0]->seq, last = b->records[b->n_records - 1]->seq;
 		const ProtobufCBinaryData *lh = &b->records[b->n_records - 1]->hash;
 		int r = -1;
-		if (statedb_begin(d->db, err) == 0) {
+		if (sqldb_begin(d->db, err) == 0) {
 			snprintf(u->inflight, sizeof u->inflight, "%s", mid);
 			u->inflight_first = first;
 			u->inflight_last = last;
@@ -168,10 +167,10 @@ static int queue_batch(struct audit_mgmt *u, uint64_t since, cells_err_t *err)
 			if (lh->len == sizeof u->inflight_hash)
 				memcpy(u->inflight_hash, lh->data, lh->len);
 			if (save(u, err) == 0 && mgmt_outbox_put(d, &env, err) == 0 &&
-			    statedb_commit(d->db, err) == 0)
+			    sqldb_commit(d->db, err) == 0)
 				r = 0;
 			else
-				statedb_rollback(d->db);
+				sqldb_rollback(d->db);
 		}
 		audit_batch_free(b);
 		if (r < 0) {
@@ -253,7 +252,7 @@ int audit_mgmt_init(struct cellsd *d, cells_err_t *err)
 	u->d = d;
 	d->audit_up = u;
 	u->last_ms = mono_ms();
-	if (statedb_migrate(d->db, "audit_upload", steps, CELLS_ARRAY_SIZE(steps), err) < 0 ||
+	if (sqldb_migrate(d->db, "audit_upload", steps, CELLS_ARRAY_SIZE(steps), err) < 0 ||
 	    load(u, err) < 0)
 		return cells_err_prefix(err, "audit upload");
 	struct enforcer e = {"audit-upload", apply_policy};

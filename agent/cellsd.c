@@ -15,7 +15,7 @@
 #include "log.h"
 #include "password.h"
 #include "policy_engine.h"
-#include "statedb.h"
+#include "sqldb.h"
 #include "tel.h"
 #include "util.h"
 #include "wipe.h"
@@ -328,7 +328,7 @@ int main(int argc, char **argv)
 	if (!d.loop)
 		goto out;
 	snprintf(path, sizeof path, "%s/state.db", d.state_dir);
-	if (statedb_open(path, &d.db, &err) < 0)
+	if (sqldb_open(path, SQLDB_DURABLE, 5000, &d.db, &err) < 0)
 		goto out;
 	snprintf(path, sizeof path, "%s/audit.db", d.state_dir);
 	if (audit_open(path, &d.audit, &err) < 0)

@@ -15,7 +15,7 @@
 #include "policy_engine.h"
 #include "netipc.h"
 #include "pol_sig.h"
-#include "statedb.h"
+#include "sqldb.h"
 #include "util.h"
 
 #include <errno.h>
@@ -143,9 +143,9 @@ static void set_policy_refused(struct mgmt *g, bool refused, const char *reason)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
 	g->policy_refused = refused;
-	if (statedb_prepare(g->d->db,
-			    "UPDATE mgmt_compliance SET policy_refused=?, reason=? WHERE id=1", &st,
-			    NULL) < 0)
+	if (sqldb_prepare(g->d->db,
+			  "UPDATE mgmt_compliance SET policy_refused=?, reason=? WHERE id=1", &st,
+			  NULL) < 0)
 		return;
 	sqlite3_bind_int(st, 1, refused);
 	sqlite3_bind_text(st, 2, reason ? reason : "", -1, SQLITE_TRANSIENT);
@@ -203,8 +203,8 @@ static void handle_command(struct mgmt *g, const Cells__V1__Envelope *env)
 	}
 	/* idempotent by command id: a replay is answered with the recorded outcome */
 	cleanup_stmt sqlite3_stmt *q = NULL;
-	if (statedb_prepare(g->d->db, "SELECT status, reason FROM mgmt_commands WHERE command_id=?",
-			    &q, &err) == 0) {
+	if (sqldb_prepare(g->d->db, "SELECT status, reason FROM mgmt_commands WHERE command_id=?",
+			  &q, &err) == 0) {
 		sqlite3_bind_text(q, 1, c->command_id, -1, SQLITE_TRANSIENT);
 		if (sqlite3_step(q) == SQLITE_ROW) {
 			char reason[300];
@@ -257,8 +257,8 @@ static void handle_ack(struct mgmt *g, const Cells__V1__Ack *a)
 			continue;
 		cleanup_stmt sqlite3_stmt *q = NULL;
 		cleanup_envelope Cells__V1__Envelope *env = NULL;
-		if (statedb_prepare(g->d->db, "SELECT envelope FROM mgmt_outbox WHERE message_id=?",
-				    &q, NULL) == 0) {
+		if (sqldb_prepare(g->d->db, "SELECT envelope FROM mgmt_outbox WHERE message_id=?",
+				  &q, NULL) == 0) {
 			sqlite3_bind_text(q, 1, a->message_ids[i], -1, SQLITE_TRANSIENT);
 			if (sqlite3_step(q) == SQLITE_ROW &&
 			    cells_envelope_decode(sqlite3_column_blob(q, 0),
@@ -268,8 +268,8 @@ static void handle_ack(struct mgmt *g, const Cells__V1__Ack *a)
 				mgmt_command_result_acked(g->d, env->result); /* hook: receipts */
 		}
 		cleanup_stmt sqlite3_stmt *st = NULL;
-		if (statedb_prepare(g->d->db, "DELETE FROM mgmt_outbox WHERE message_id=?", &st,
-				    NULL) < 0)
+		if (sqldb_prepare(g->d->db, "DELETE FROM mgmt_outbox WHERE message_id=?", &st,
+				  NULL) < 0)
 			return;
 		sqlite3_bind_text(st, 1, a->message_ids[i], -1, SQLITE_TRANSIENT);
 		sqlite3_step(st);
@@ -311,8 +311,8 @@ static int on_enroll_result(struct mgmt *g, struct netipc_msg *m)
 static int load_enrollment(struct mgmt *g, cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(g->d->db, "SELECT url, ca_pem, cert_pem FROM mgmt_enrollment", &st,
-			    err) < 0)
+	if (sqldb_prepare(g->d->db, "SELECT url, ca_pem, cert_pem FROM mgmt_enrollment", &st, err) <
+	    0)
 		return -1;
 	if (sqlite3_step(st) != SQLITE_ROW)
 		return 0;
@@ -349,12 +349,12 @@ int mgmt_init(struct cellsd *d, cells_err_t *err)
 	d->mgmt = g;
 	if (mgmt_link_init(g, &mgmt_ops, err) < 0)
 		return -1;
-	if (statedb_migrate(d->db, "mgmt", steps, CELLS_ARRAY_SIZE(steps), err) < 0 ||
+	if (sqldb_migrate(d->db, "mgmt", steps, CELLS_ARRAY_SIZE(steps), err) < 0 ||
 	    load_enrollment(g, err) < 0)
 		return cells_err_prefix(err, "mgmt");
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(d->db, "SELECT policy_refused FROM mgmt_compliance WHERE id=1", &st,
-			    err) < 0)
+	if (sqldb_prepare(d->db, "SELECT policy_refused FROM mgmt_compliance WHERE id=1", &st,
+			  err) < 0)
 		return cells_err_prefix(err, "mgmt");
 	if (sqlite3_step(st) == SQLITE_ROW)
 		g->policy_refused = sqlite3_column_int(st, 0) != 0;
@@ -399,10 +399,10 @@ void mgmt_status_json(struct cellsd *d, json_object *o)
 			       json_object_new_int64((int64_t)policy_installed_version(d)));
 	int64_t outbox = 0, cmds = 0;
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(d->db,
-			    "SELECT (SELECT count(*) FROM mgmt_outbox), (SELECT count(*) FROM "
-			    "mgmt_commands)",
-			    &st, NULL) == 0 &&
+	if (sqldb_prepare(d->db,
+			  "SELECT (SELECT count(*) FROM mgmt_outbox), (SELECT count(*) FROM "
+			  "mgmt_commands)",
+			  &st, NULL) == 0 &&
 	    sqlite3_step(st) == SQLITE_ROW) {
 		outbox = sqlite3_column_int64(st, 0);
 		cmds = sqlite3_column_int64(st, 1);
@@ -604,12 +604,12 @@ static int enroll_complete(struct mgmt *g, const uint8_t *p, size_t n, json_obje
 		return -1;
 	EVP_PKEY_free(g->enroll_tls);
 	g->enroll_tls = NULL;
-	if (statedb_begin(g->d->db, err) < 0)
+	if (sqldb_begin(g->d->db, err) < 0)
 		return -1;
 	cleanup_stmt sqlite3_stmt *ins = NULL;
-	if (statedb_prepare(g->d->db, "INSERT OR REPLACE INTO mgmt_enrollment VALUES(1,?,?,?,?,?)",
-			    &ins, err) < 0) {
-		statedb_rollback(g->d->db);
+	if (sqldb_prepare(g->d->db, "INSERT OR REPLACE INTO mgmt_enrollment VALUES(1,?,?,?,?,?)",
+			  &ins, err) < 0) {
+		sqldb_rollback(g->d->db);
 		return -1;
 	}
 	sqlite3_bind_text(ins, 1, g->enroll_url, -1, SQLITE_TRANSIENT);
@@ -618,11 +618,11 @@ static int enroll_complete(struct mgmt *g, const uint8_t *p, size_t n, json_obje
 	sqlite3_bind_text(ins, 4, id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(ins, 5, time(NULL));
 	if (sqlite3_step(ins) != SQLITE_DONE) {
-		statedb_err(g->d->db, "enrollment", err);
-		statedb_rollback(g->d->db);
+		sqldb_err(g->d->db, "enrollment", err);
+		sqldb_rollback(g->d->db);
 		return -1;
 	}
-	if (statedb_commit(g->d->db, err) < 0 || load_enrollment(g, err) < 0)
+	if (sqldb_commit(g->d->db, err) < 0 || load_enrollment(g, err) < 0)
 		return -1;
 	json_object_object_add(result, "device_id", json_object_new_string(id));
 	json_object_object_add(result, "url", json_object_new_string(g->url));

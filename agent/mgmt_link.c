@@ -11,7 +11,7 @@
 #include "mgmt.h"
 #include "pol_sig.h"
 #include "kspawn.h"
-#include "statedb.h"
+#include "sqldb.h"
 #include "util.h"
 
 #include <errno.h>
@@ -322,11 +322,10 @@ static void flush_more(struct mgmt *g)
 	while (L->flushing && !L->dead && g->ipc_fd >= 0 && (g->state & MGMT_ST_ONLINE) &&
 	       L->n < FLUSH_LOW_MSGS) {
 		cleanup_stmt sqlite3_stmt *st = NULL;
-		if (statedb_prepare(
-			g->d->db,
-			"SELECT seq, envelope FROM mgmt_outbox WHERE seq>? ORDER BY seq "
-			"LIMIT ?",
-			&st, NULL) < 0)
+		if (sqldb_prepare(g->d->db,
+				  "SELECT seq, envelope FROM mgmt_outbox WHERE seq>? ORDER BY seq "
+				  "LIMIT ?",
+				  &st, NULL) < 0)
 			break;
 		sqlite3_bind_int64(st, 1, L->flush_seq);
 		sqlite3_bind_int(st, 2, FLUSH_BATCH);
@@ -355,7 +354,7 @@ static void flush_outbox(struct mgmt *g)
 static int outbox_count(struct mgmt *g)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(g->d->db, "SELECT count(*) FROM mgmt_outbox", &st, NULL) < 0 ||
+	if (sqldb_prepare(g->d->db, "SELECT count(*) FROM mgmt_outbox", &st, NULL) < 0 ||
 	    sqlite3_step(st) != SQLITE_ROW)
 		return 0;
 	return sqlite3_column_int(st, 0);
@@ -376,16 +375,16 @@ static int outbox_store(struct cellsd *d, const Cells__V1__Envelope *env, char i
 	if (cells_envelope_encode(&e, bytes, len, err) < 0)
 		return -1;
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(d->db,
-			    "INSERT OR IGNORE INTO mgmt_outbox(message_id, envelope, created) "
-			    "VALUES(?,?,?)",
-			    &st, err) < 0)
+	if (sqldb_prepare(d->db,
+			  "INSERT OR IGNORE INTO mgmt_outbox(message_id, envelope, created) "
+			  "VALUES(?,?,?)",
+			  &st, err) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, e.message_id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_blob(st, 2, *bytes, (int)*len, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, time(NULL));
 	if (sqlite3_step(st) != SQLITE_DONE)
-		return statedb_err(d->db, "outbox", err);
+		return sqldb_err(d->db, "outbox", err);
 	if (id_out)
 		snprintf(id_out, 40, "%s", e.message_id);
 	return 0;
@@ -399,11 +398,11 @@ bool mgmt_online(struct cellsd *d)
 int mgmt_outbox_drop(struct cellsd *d, const char *message_id, cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(d->db, "DELETE FROM mgmt_outbox WHERE message_id=?", &st, err) < 0)
+	if (sqldb_prepare(d->db, "DELETE FROM mgmt_outbox WHERE message_id=?", &st, err) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, message_id, -1, SQLITE_TRANSIENT);
 	if (sqlite3_step(st) != SQLITE_DONE)
-		return statedb_err(d->db, "outbox", err);
+		return sqldb_err(d->db, "outbox", err);
 	return 0;
 }
 
@@ -548,14 +547,14 @@ static int result_to_outbox(struct mgmt *g, const char *corr, const char *comman
 static int inbox_record(struct mgmt *g, const char *msg_id, const char *rid, cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(g->d->db, "INSERT OR REPLACE INTO mgmt_inbox VALUES(?,?,?)", &st, err) <
+	if (sqldb_prepare(g->d->db, "INSERT OR REPLACE INTO mgmt_inbox VALUES(?,?,?)", &st, err) <
 	    0)
 		return -1;
 	sqlite3_bind_text(st, 1, msg_id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 2, rid, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(st, 3, time(NULL));
 	if (sqlite3_step(st) != SQLITE_DONE)
-		return statedb_err(g->d->db, "inbox", err);
+		return sqldb_err(g->d->db, "inbox", err);
 	return 0;
 }
 
@@ -566,10 +565,10 @@ static int inbox_record(struct mgmt *g, const char *msg_id, const char *rid, cel
 static int inbox_replay(struct mgmt *g, const char *msg_id, bool is_command)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(g->d->db,
-			    "SELECT o.envelope FROM mgmt_inbox i LEFT JOIN mgmt_outbox o ON "
-			    "o.message_id=i.result_id WHERE i.message_id=?",
-			    &st, NULL) < 0)
+	if (sqldb_prepare(g->d->db,
+			  "SELECT o.envelope FROM mgmt_inbox i LEFT JOIN mgmt_outbox o ON "
+			  "o.message_id=i.result_id WHERE i.message_id=?",
+			  &st, NULL) < 0)
 		return 0;
 	sqlite3_bind_text(st, 1, msg_id, -1, SQLITE_TRANSIENT);
 	if (sqlite3_step(st) != SQLITE_ROW)
@@ -610,7 +609,7 @@ void finish_inbound(struct mgmt *g, const char *msg_id, const char *command_id,
 		log_warn("mgmt: outbox full: the refusal of %s is not stored", msg_id);
 		return;
 	}
-	if (statedb_begin(g->d->db, &err) < 0)
+	if (sqldb_begin(g->d->db, &err) < 0)
 		goto fail;
 	if (result_to_outbox(g, msg_id, command_id, status, reason, receipt, rid, &b, &n, &err) <
 		0 ||
@@ -618,24 +617,24 @@ void finish_inbound(struct mgmt *g, const char *msg_id, const char *command_id,
 		goto fail_rb;
 	if (done_command) {
 		cleanup_stmt sqlite3_stmt *st = NULL;
-		if (statedb_prepare(g->d->db, "INSERT OR IGNORE INTO mgmt_commands VALUES(?,?,?,?)",
-				    &st, &err) < 0)
+		if (sqldb_prepare(g->d->db, "INSERT OR IGNORE INTO mgmt_commands VALUES(?,?,?,?)",
+				  &st, &err) < 0)
 			goto fail_rb;
 		sqlite3_bind_text(st, 1, done_command, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_int(st, 2, status);
 		sqlite3_bind_text(st, 3, reason ? reason : "", -1, SQLITE_TRANSIENT);
 		sqlite3_bind_int64(st, 4, time(NULL));
 		if (sqlite3_step(st) != SQLITE_DONE) {
-			statedb_err(g->d->db, "commands", &err);
+			sqldb_err(g->d->db, "commands", &err);
 			goto fail_rb;
 		}
 	}
-	if (statedb_commit(g->d->db, &err) < 0)
+	if (sqldb_commit(g->d->db, &err) < 0)
 		goto fail;
 	send_new(g, b, n);
 	return;
 fail_rb:
-	statedb_rollback(g->d->db);
+	sqldb_rollback(g->d->db);
 fail:
 	log_error("mgmt: cannot record the result of %s: %s", msg_id, err.msg);
 }

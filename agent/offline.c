@@ -5,7 +5,7 @@
 #include "cleanup_sqlite.h"
 #include "log.h"
 #include "policy_engine.h"
-#include "statedb.h"
+#include "sqldb.h"
 #include "util.h"
 #include "vplock.h"
 #include "vpm.h"
@@ -35,7 +35,7 @@ static int64_t last_contact(struct cellsd *d)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
 	cells_err_t err;
-	if (statedb_prepare(d->db, "SELECT last_us FROM offline_contact WHERE id=1", &st, &err) < 0)
+	if (sqldb_prepare(d->db, "SELECT last_us FROM offline_contact WHERE id=1", &st, &err) < 0)
 		return 0;
 	return sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
 }
@@ -46,8 +46,8 @@ static int vp_row(struct cellsd *d, const char *vp, int64_t now, int64_t *since,
 	cells_err_t err;
 	{
 		cleanup_stmt sqlite3_stmt *st = NULL;
-		if (statedb_prepare(d->db, "SELECT since_us, wiped_for FROM offline_vp WHERE vp=?",
-				    &st, &err) < 0)
+		if (sqldb_prepare(d->db, "SELECT since_us, wiped_for FROM offline_vp WHERE vp=?",
+				  &st, &err) < 0)
 			return -1;
 		sqlite3_bind_text(st, 1, vp, -1, SQLITE_STATIC);
 		if (sqlite3_step(st) == SQLITE_ROW) {
@@ -57,8 +57,8 @@ static int vp_row(struct cellsd *d, const char *vp, int64_t now, int64_t *since,
 		}
 	}
 	cleanup_stmt sqlite3_stmt *ins = NULL;
-	if (statedb_prepare(d->db, "INSERT INTO offline_vp(vp, since_us) VALUES(?, ?)", &ins,
-			    &err) < 0)
+	if (sqldb_prepare(d->db, "INSERT INTO offline_vp(vp, since_us) VALUES(?, ?)", &ins, &err) <
+	    0)
 		return -1;
 	sqlite3_bind_text(ins, 1, vp, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(ins, 2, now);
@@ -73,7 +73,7 @@ static void vp_unarm(struct cellsd *d, const char *vp)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
 	cells_err_t err;
-	if (statedb_prepare(d->db, "DELETE FROM offline_vp WHERE vp=?", &st, &err) < 0)
+	if (sqldb_prepare(d->db, "DELETE FROM offline_vp WHERE vp=?", &st, &err) < 0)
 		return;
 	sqlite3_bind_text(st, 1, vp, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) != SQLITE_DONE)
@@ -83,12 +83,12 @@ static void vp_unarm(struct cellsd *d, const char *vp)
 static int set_wiped_for(struct cellsd *d, const char *vp, int64_t start, cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(d->db, "UPDATE offline_vp SET wiped_for=? WHERE vp=?", &st, err) < 0)
+	if (sqldb_prepare(d->db, "UPDATE offline_vp SET wiped_for=? WHERE vp=?", &st, err) < 0)
 		return -1;
 	sqlite3_bind_int64(st, 1, start);
 	sqlite3_bind_text(st, 2, vp, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) != SQLITE_DONE)
-		return statedb_err(d->db, "offline wipe", err);
+		return sqldb_err(d->db, "offline wipe", err);
 	return 0;
 }
 
@@ -171,9 +171,8 @@ void offline_contact(struct cellsd *d)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
 	cells_err_t err;
-	if (statedb_prepare(d->db,
-			    "INSERT OR REPLACE INTO offline_contact(id, last_us) VALUES(1, ?)", &st,
-			    &err) < 0 ||
+	if (sqldb_prepare(d->db, "INSERT OR REPLACE INTO offline_contact(id, last_us) VALUES(1, ?)",
+			  &st, &err) < 0 ||
 	    (sqlite3_bind_int64(st, 1, cells_now_us()), sqlite3_step(st)) != SQLITE_DONE) {
 		log_error("offline: cannot record the MDM contact: %s", sqlite3_errmsg(d->db));
 		return;
@@ -193,8 +192,8 @@ void offline_contact(struct cellsd *d)
 
 int offline_init(struct cellsd *d, cells_err_t *err)
 {
-	if (statedb_migrate(d->db, "offline", offline_schema, CELLS_ARRAY_SIZE(offline_schema),
-			    err) < 0)
+	if (sqldb_migrate(d->db, "offline", offline_schema, CELLS_ARRAY_SIZE(offline_schema), err) <
+	    0)
 		return cells_err_prefix(err, "offline limits");
 	g.d = d;
 	g.timer = loop_add_timer(d->loop, OFFLINE_TICK_MS, on_tick, d);

@@ -7,7 +7,7 @@
 #include "pol_password.h"
 #include "pol_throttle.h"
 #include "policy_engine.h"
-#include "statedb.h"
+#include "sqldb.h"
 #include "util.h"
 #include "wipe.h"
 #include "wipe_key.h"
@@ -117,14 +117,14 @@ struct pw_row {
 
 int password_init(struct cellsd *d, cells_err_t *err)
 {
-	if (statedb_migrate(d->db, "password", password_schema, CELLS_ARRAY_SIZE(password_schema),
-			    err) < 0)
+	if (sqldb_migrate(d->db, "password", password_schema, CELLS_ARRAY_SIZE(password_schema),
+			  err) < 0)
 		return cells_err_prefix(err, "passwords");
 	if (pepper_load(d->state_dir, err) < 0)
 		return cells_err_prefix(err, "passwords");
 	/* every count of failures waits its full delay again, from now */
 	cleanup_stmt sqlite3_stmt *q = NULL;
-	if (statedb_prepare(d->db, "SELECT vp FROM vp_password WHERE failures > 0", &q, err) < 0)
+	if (sqldb_prepare(d->db, "SELECT vp FROM vp_password WHERE failures > 0", &q, err) < 0)
 		return cells_err_prefix(err, "passwords");
 	while (sqlite3_step(q) == SQLITE_ROW)
 		fail_ref((const char *)sqlite3_column_text(q, 0), true);
@@ -135,17 +135,17 @@ static int load_row(struct cellsd *d, const char *vp, struct pw_row *r, cells_er
 {
 	memset(r, 0, sizeof *r);
 	cleanup_stmt sqlite3_stmt *q = NULL;
-	if (statedb_prepare(d->db,
-			    "SELECT m_kib, t, p, salt, hash, failures, last_failure, locked, "
-			    "peppered FROM vp_password WHERE vp=?",
-			    &q, err) < 0)
+	if (sqldb_prepare(d->db,
+			  "SELECT m_kib, t, p, salt, hash, failures, last_failure, locked, "
+			  "peppered FROM vp_password WHERE vp=?",
+			  &q, err) < 0)
 		return -1;
 	sqlite3_bind_text(q, 1, vp, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(q);
 	if (rc == SQLITE_DONE)
 		return 0;
 	if (rc != SQLITE_ROW)
-		return statedb_err(d->db, "password", err);
+		return sqldb_err(d->db, "password", err);
 	r->exists = true;
 	if (sqlite3_column_type(q, 4) == SQLITE_BLOB &&
 	    sqlite3_column_bytes(q, 4) == POL_PW_HASH_LEN &&
@@ -167,12 +167,12 @@ static int load_row(struct cellsd *d, const char *vp, struct pw_row *r, cells_er
 static int exec_vp(struct cellsd *d, const char *sql, const char *vp, int64_t a, cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(d->db, sql, &st, err) < 0)
+	if (sqldb_prepare(d->db, sql, &st, err) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, vp, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, a);
 	if (sqlite3_step(st) != SQLITE_DONE)
-		return statedb_err(d->db, "password state", err);
+		return sqldb_err(d->db, "password state", err);
 	return 0;
 }
 
@@ -219,10 +219,10 @@ static int store_hash(struct cellsd *d, const char *vp, const struct pol_pw_hash
 		      cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(d->db,
-			    "UPDATE vp_password SET m_kib=?, t=?, p=?, salt=?, hash=?, failures=0,"
-			    " last_failure=0, peppered=1 WHERE vp=?",
-			    &st, err) < 0)
+	if (sqldb_prepare(d->db,
+			  "UPDATE vp_password SET m_kib=?, t=?, p=?, salt=?, hash=?, failures=0,"
+			  " last_failure=0, peppered=1 WHERE vp=?",
+			  &st, err) < 0)
 		return -1;
 	sqlite3_bind_int64(st, 1, h->m_kib);
 	sqlite3_bind_int64(st, 2, h->t);
@@ -231,7 +231,7 @@ static int store_hash(struct cellsd *d, const char *vp, const struct pol_pw_hash
 	sqlite3_bind_blob(st, 5, h->hash, sizeof h->hash, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 6, vp, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) != SQLITE_DONE)
-		return statedb_err(d->db, "store password", err);
+		return sqldb_err(d->db, "store password", err);
 	return 0;
 }
 

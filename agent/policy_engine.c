@@ -8,7 +8,7 @@
 #include "pol_json.h"
 #include "pol_policy.h"
 #include "pol_trust.h"
-#include "statedb.h"
+#include "sqldb.h"
 #include "testhook.h"
 #include "util.h"
 
@@ -107,7 +107,7 @@ static Cells__V1__Policy *make_effective(struct cellsd *d, const Cells__V1__Poli
 		return NULL;
 	}
 	cleanup_stmt sqlite3_stmt *q = NULL;
-	if (statedb_prepare(d->db, "SELECT key, value FROM vp_config WHERE vp=?", &q, err) < 0) {
+	if (sqldb_prepare(d->db, "SELECT key, value FROM vp_config WHERE vp=?", &q, err) < 0) {
 		cells__v1__policy__free_unpacked(e, NULL);
 		return NULL;
 	}
@@ -162,8 +162,7 @@ static int load_delegations(struct cellsd *d, cells_err_t *err)
 	struct policy_engine *pe = d->pe;
 	cleanup_stmt sqlite3_stmt *q = NULL;
 	pe->ndels = 0;
-	if (statedb_prepare(d->db, "SELECT signed FROM policy_delegation ORDER BY kid", &q, err) <
-	    0)
+	if (sqldb_prepare(d->db, "SELECT signed FROM policy_delegation ORDER BY kid", &q, err) < 0)
 		return -1;
 	while (sqlite3_step(q) == SQLITE_ROW && pe->ndels < POL_MAX_DELEGATIONS) {
 		const uint8_t *b = sqlite3_column_blob(q, 0);
@@ -182,8 +181,7 @@ static int load_delegations(struct cellsd *d, cells_err_t *err)
 
 int policy_engine_init(struct cellsd *d, cells_err_t *err)
 {
-	if (statedb_migrate(d->db, "policy", policy_schema, CELLS_ARRAY_SIZE(policy_schema), err) <
-	    0)
+	if (sqldb_migrate(d->db, "policy", policy_schema, CELLS_ARRAY_SIZE(policy_schema), err) < 0)
 		return cells_err_prefix(err, "policy engine");
 	struct policy_engine *pe = calloc(1, sizeof *pe);
 	if (!pe)
@@ -192,7 +190,7 @@ int policy_engine_init(struct cellsd *d, cells_err_t *err)
 	if (device_key_load(d->state_dir, NULL, pe->device_id, err) < 0)
 		return cells_err_prefix(err, "policy engine");
 	cleanup_stmt sqlite3_stmt *q = NULL;
-	if (statedb_prepare(d->db, "SELECT root FROM policy_root WHERE id=1", &q, err) < 0)
+	if (sqldb_prepare(d->db, "SELECT root FROM policy_root WHERE id=1", &q, err) < 0)
 		return -1;
 	if (sqlite3_step(q) == SQLITE_ROW) {
 		if (pol_root_decode(sqlite3_column_blob(q, 0), (size_t)sqlite3_column_bytes(q, 0),
@@ -226,7 +224,7 @@ static int make_in_force(struct cellsd *d, Cells__V1__Policy **p, cells_err_t *e
 
 static int mark_applied(struct cellsd *d, cells_err_t *err)
 {
-	if (statedb_exec(d->db, "UPDATE policy_state SET applied=1 WHERE id=1", err) < 0)
+	if (sqldb_exec(d->db, "UPDATE policy_state SET applied=1 WHERE id=1", err) < 0)
 		return -1;
 	d->pe->acc_applied = true;
 	return 0;
@@ -236,11 +234,10 @@ int policy_engine_start(struct cellsd *d, cells_err_t *err)
 {
 	struct policy_engine *pe = d->pe;
 	cleanup_stmt sqlite3_stmt *q = NULL;
-	if (statedb_prepare(
-		d->db,
-		"SELECT version, hash, payload, prev_payload, applied FROM policy_state "
-		"WHERE id=1",
-		&q, err) < 0)
+	if (sqldb_prepare(d->db,
+			  "SELECT version, hash, payload, prev_payload, applied FROM policy_state "
+			  "WHERE id=1",
+			  &q, err) < 0)
 		return -1;
 	if (sqlite3_step(q) != SQLITE_ROW)
 		return 0;
@@ -347,13 +344,13 @@ int policy_trust_pin(struct cellsd *d, const uint8_t *p, size_t n, const char *a
 	size_t bn;
 	cleanup_stmt sqlite3_stmt *st = NULL;
 	if (pol_root_encode(&r, &b, &bn, err) < 0 ||
-	    statedb_prepare(d->db, "INSERT INTO policy_root(id, root, pinned_at) VALUES(1, ?, ?)",
-			    &st, err) < 0)
+	    sqldb_prepare(d->db, "INSERT INTO policy_root(id, root, pinned_at) VALUES(1, ?, ?)",
+			  &st, err) < 0)
 		return -1;
 	sqlite3_bind_blob(st, 1, b, (int)bn, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)time(NULL));
 	if (sqlite3_step(st) != SQLITE_DONE)
-		return statedb_err(d->db, "pin trust root", err);
+		return sqldb_err(d->db, "pin trust root", err);
 	pe->root = r;
 	pe->have_root = true;
 	pe->ndels = 0;
@@ -448,7 +445,7 @@ static int persist(struct cellsd *d, struct verified *v, const uint8_t *blob, si
 		   const char *source, cells_err_t *err)
 {
 	struct policy_engine *pe = d->pe;
-	if (statedb_begin(d->db, err) < 0)
+	if (sqldb_begin(d->db, err) < 0)
 		return -1;
 	int rc = -1;
 	cleanup_free uint8_t *rb = NULL;
@@ -457,13 +454,12 @@ static int persist(struct cellsd *d, struct verified *v, const uint8_t *blob, si
 	if (v->rotated) {
 		cleanup_stmt sqlite3_stmt *st = NULL;
 		if (pol_root_encode(&v->root, &rb, &rn, err) < 0 ||
-		    statedb_exec(d->db, "DELETE FROM policy_delegation", err) < 0 ||
-		    statedb_prepare(d->db, "UPDATE policy_root SET root=? WHERE id=1", &st, err) <
-			0)
+		    sqldb_exec(d->db, "DELETE FROM policy_delegation", err) < 0 ||
+		    sqldb_prepare(d->db, "UPDATE policy_root SET root=? WHERE id=1", &st, err) < 0)
 			goto out;
 		sqlite3_bind_blob(st, 1, rb, (int)rn, SQLITE_STATIC);
 		if (sqlite3_step(st) != SQLITE_DONE) {
-			statedb_err(d->db, "store root", err);
+			sqldb_err(d->db, "store root", err);
 			goto out;
 		}
 	}
@@ -477,17 +473,17 @@ static int persist(struct cellsd *d, struct verified *v, const uint8_t *blob, si
 		struct pol_delegation dl;
 		if (pol_delegation_verify(&v->root, v->ins[i], &dl, err) < 0 ||
 		    pol_signed_pack(v->ins[i], &sb, &sn, err) < 0 ||
-		    statedb_prepare(d->db,
-				    "INSERT OR REPLACE INTO policy_delegation(kid, serial, signed) "
-				    "VALUES(?, ?, ?)",
-				    &st, err) < 0)
+		    sqldb_prepare(d->db,
+				  "INSERT OR REPLACE INTO policy_delegation(kid, serial, signed) "
+				  "VALUES(?, ?, ?)",
+				  &st, err) < 0)
 			goto out;
 		memcpy(kid, dl.kid, 32);
 		sqlite3_bind_blob(st, 1, kid, 32, SQLITE_TRANSIENT);
 		sqlite3_bind_int64(st, 2, (sqlite3_int64)dl.serial);
 		sqlite3_bind_blob(st, 3, sb, (int)sn, SQLITE_STATIC);
 		if (sqlite3_step(st) != SQLITE_DONE) {
-			statedb_err(d->db, "store delegation", err);
+			sqldb_err(d->db, "store delegation", err);
 			goto out;
 		}
 	}
@@ -498,12 +494,11 @@ static int persist(struct cellsd *d, struct verified *v, const uint8_t *blob, si
 		SHA256(s->payload.data, s->payload.len, h);
 		if (pe->policy && pack_policy(pe->policy, &prev, &pn, err) < 0)
 			goto out;
-		if (statedb_prepare(
-			d->db,
-			"INSERT OR REPLACE INTO policy_state(id, version, hash, payload,"
-			" prev_payload, applied, accepted_at, source)"
-			" VALUES(1, ?, ?, ?, ?, 0, ?, ?)",
-			&st, err) < 0)
+		if (sqldb_prepare(d->db,
+				  "INSERT OR REPLACE INTO policy_state(id, version, hash, payload,"
+				  " prev_payload, applied, accepted_at, source)"
+				  " VALUES(1, ?, ?, ?, ?, 0, ?, ?)",
+				  &st, err) < 0)
 			goto out;
 		sqlite3_bind_int64(st, 1, (sqlite3_int64)v->pol->version);
 		sqlite3_bind_blob(st, 2, h, 32, SQLITE_TRANSIENT);
@@ -515,17 +510,17 @@ static int persist(struct cellsd *d, struct verified *v, const uint8_t *blob, si
 		sqlite3_bind_int64(st, 5, (sqlite3_int64)time(NULL));
 		sqlite3_bind_text(st, 6, source, -1, SQLITE_STATIC);
 		if (sqlite3_step(st) != SQLITE_DONE) {
-			statedb_err(d->db, "store policy", err);
+			sqldb_err(d->db, "store policy", err);
 			goto out;
 		}
 		memcpy(pe->acc_hash, h, 32);
 	}
-	if (statedb_commit(d->db, err) < 0)
+	if (sqldb_commit(d->db, err) < 0)
 		goto out;
 	rc = 0;
 out:
 	if (rc < 0)
-		statedb_rollback(d->db);
+		sqldb_rollback(d->db);
 	(void)blob;
 	(void)n;
 	return rc;
@@ -817,23 +812,23 @@ int policy_set_local(struct cellsd *d, const char *vp, char *const *settings, si
 		return cells_err_prefix(err, "vp config refused: audit log");
 	}
 	json_object_put(det);
-	if (statedb_begin(d->db, err) < 0)
+	if (sqldb_begin(d->db, err) < 0)
 		return -1;
 	for (size_t i = 0; i < n; i++) {
 		cleanup_stmt sqlite3_stmt *st = NULL;
 		parse_setting(bounds, settings[i], key, sizeof key, &val, NULL);
-		if (statedb_prepare(
-			d->db, "INSERT OR REPLACE INTO vp_config(vp, key, value) VALUES(?,?,?)",
-			&st, err) < 0) {
-			statedb_rollback(d->db);
+		if (sqldb_prepare(d->db,
+				  "INSERT OR REPLACE INTO vp_config(vp, key, value) VALUES(?,?,?)",
+				  &st, err) < 0) {
+			sqldb_rollback(d->db);
 			return -1;
 		}
 		sqlite3_bind_text(st, 1, vp, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, key, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_text(st, 3, val, -1, SQLITE_STATIC);
 		if (sqlite3_step(st) != SQLITE_DONE) {
-			statedb_err(d->db, "store vp config", err);
-			statedb_rollback(d->db);
+			sqldb_err(d->db, "store vp config", err);
+			sqldb_rollback(d->db);
 			return -1;
 		}
 	}
@@ -841,10 +836,10 @@ int policy_set_local(struct cellsd *d, const char *vp, char *const *settings, si
 	Cells__V1__Policy *eff = make_effective(d, pe->policy, err);
 	if (!eff || apply_all(d, eff, pe->effective, err) < 0) {
 		policy_freep(&eff);
-		statedb_rollback(d->db);
+		sqldb_rollback(d->db);
 		return cells_err_prefix(err, "vp config %s", vp);
 	}
-	if (statedb_commit(d->db, err) < 0) {
+	if (sqldb_commit(d->db, err) < 0) {
 		cells_err_t e2;
 		if (apply_all(d, pe->effective, eff, &e2) < 0)
 			log_error("vp config rollback: %s", e2.msg);

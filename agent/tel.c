@@ -9,7 +9,7 @@
 #include "cleanup_sqlite.h"
 #include "log.h"
 #include "policy_engine.h"
-#include "statedb.h"
+#include "sqldb.h"
 #include "util.h"
 #include "vpm.h"
 
@@ -124,7 +124,7 @@ static const char *const tel_migrations[] = {
 
 static int tel_migrate(sqlite3 *db, cells_err_t *err)
 {
-	return statedb_migrate(db, "tel", tel_migrations, CELLS_ARRAY_SIZE(tel_migrations), err);
+	return sqldb_migrate(db, "tel", tel_migrations, CELLS_ARRAY_SIZE(tel_migrations), err);
 }
 
 /* ---- writing to a VP -------------------------------------------------------------- */
@@ -933,8 +933,7 @@ int tel_start(struct cellsd *d, const char *modem_path, cells_err_t *err)
 	cells_wbuf_init(&t->cur_text, 4096);
 	d->tel = t;
 	cleanup_stmt sqlite3_stmt *q = NULL;
-	if (statedb_prepare(d->db, "SELECT vp, number, digit, gateway FROM tel_numbers", &q, err) <
-	    0)
+	if (sqldb_prepare(d->db, "SELECT vp, number, digit, gateway FROM tel_numbers", &q, err) < 0)
 		goto fail;
 	int rc;
 	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
@@ -944,7 +943,7 @@ int tel_start(struct cellsd *d, const char *modem_path, cells_err_t *err)
 			goto fail;
 	}
 	if (rc != SQLITE_DONE) {
-		statedb_err(d->db, "tel numbers", err);
+		sqldb_err(d->db, "tel numbers", err);
 		goto fail;
 	}
 	/* listeners look d->tel up when called: tel_stop() may run before vpm_shutdown() */
@@ -1043,11 +1042,11 @@ int tel_cmd_assign(struct cellsd *d, const Cells__V1__Command *cmd, cells_err_t 
 				  "gateway access number is not an E.164 number");
 	cleanup_stmt sqlite3_stmt *q = NULL;
 	cleanup_stmt sqlite3_stmt *u = NULL;
-	if (tel_migrate(d->db, err) < 0 || statedb_begin(d->db, err) < 0)
+	if (tel_migrate(d->db, err) < 0 || sqldb_begin(d->db, err) < 0)
 		return cells_err_prefix(err, "%s", ev);
-	if (statedb_prepare(d->db,
-			    "SELECT vp FROM tel_numbers WHERE vp<>?1 AND (digit=?2 OR number=?3)",
-			    &q, err) < 0)
+	if (sqldb_prepare(d->db,
+			  "SELECT vp FROM tel_numbers WHERE vp<>?1 AND (digit=?2 OR number=?3)", &q,
+			  err) < 0)
 		goto fail;
 	sqlite3_bind_text(q, 1, vp, -1, SQLITE_STATIC);
 	sqlite3_bind_int(q, 2, (int)a->digit);
@@ -1056,13 +1055,13 @@ int tel_cmd_assign(struct cellsd *d, const Cells__V1__Command *cmd, cells_err_t 
 		char msg[128];
 		snprintf(msg, sizeof msg, "number or digit already assigned to VP %s",
 			 (const char *)sqlite3_column_text(q, 0));
-		statedb_rollback(d->db);
+		sqldb_rollback(d->db);
 		return refuse_cmd(d, vp, ev, cmd, err, EEXIST, msg);
 	}
-	if (statedb_prepare(d->db,
-			    "INSERT OR REPLACE INTO tel_numbers(vp, number, digit, gateway, "
-			    "command_id, updated_us) VALUES(?,?,?,?,?,?)",
-			    &u, err) < 0)
+	if (sqldb_prepare(d->db,
+			  "INSERT OR REPLACE INTO tel_numbers(vp, number, digit, gateway, "
+			  "command_id, updated_us) VALUES(?,?,?,?,?,?)",
+			  &u, err) < 0)
 		goto fail;
 	sqlite3_bind_text(u, 1, vp, -1, SQLITE_STATIC);
 	sqlite3_bind_text(u, 2, a->number, -1, SQLITE_STATIC);
@@ -1071,7 +1070,7 @@ int tel_cmd_assign(struct cellsd *d, const Cells__V1__Command *cmd, cells_err_t 
 	sqlite3_bind_text(u, 5, cmd->command_id ? cmd->command_id : "", -1, SQLITE_STATIC);
 	sqlite3_bind_int64(u, 6, cells_now_us());
 	if (sqlite3_step(u) != SQLITE_DONE) {
-		statedb_err(d->db, "store number", err);
+		sqldb_err(d->db, "store number", err);
 		goto fail;
 	}
 	json_object *det = json_object_new_object();
@@ -1080,14 +1079,14 @@ int tel_cmd_assign(struct cellsd *d, const Cells__V1__Command *cmd, cells_err_t 
 	json_object_object_add(det, "gateway", json_object_new_string(gw));
 	if (audit_cmd(d, vp, ev, "ok", cmd, det, err) < 0)
 		goto fail; /* fail closed: an unaudited assignment is not made */
-	if (statedb_commit(d->db, err) < 0)
+	if (sqldb_commit(d->db, err) < 0)
 		return cells_err_prefix(err, "%s", ev);
 	if (d->tel && tel_apply(d->tel, vp, a->number, (int)a->digit, gw, err) < 0)
 		return cells_err_prefix(err, "%s: stored, but not applied live", ev);
 	log_info("tel: %s answers to %s (digit %u)", vp, a->number, a->digit);
 	return 0;
 fail:
-	statedb_rollback(d->db);
+	sqldb_rollback(d->db);
 	return cells_err_prefix(err, "%s", ev);
 }
 
@@ -1102,13 +1101,13 @@ int tel_cmd_revoke(struct cellsd *d, const Cells__V1__Command *cmd, cells_err_t 
 	if (cells_valid_name(vp, &why) < 0)
 		return refuse_cmd(d, "", ev, cmd, err, EINVAL, why.msg);
 	cleanup_stmt sqlite3_stmt *u = NULL;
-	if (tel_migrate(d->db, err) < 0 || statedb_begin(d->db, err) < 0)
+	if (tel_migrate(d->db, err) < 0 || sqldb_begin(d->db, err) < 0)
 		return cells_err_prefix(err, "%s", ev);
-	if (statedb_prepare(d->db, "DELETE FROM tel_numbers WHERE vp=?", &u, err) < 0)
+	if (sqldb_prepare(d->db, "DELETE FROM tel_numbers WHERE vp=?", &u, err) < 0)
 		goto fail;
 	sqlite3_bind_text(u, 1, vp, -1, SQLITE_STATIC);
 	if (sqlite3_step(u) != SQLITE_DONE) {
-		statedb_err(d->db, "delete number", err);
+		sqldb_err(d->db, "delete number", err);
 		goto fail;
 	}
 	json_object *det = json_object_new_object();
@@ -1116,14 +1115,14 @@ int tel_cmd_revoke(struct cellsd *d, const Cells__V1__Command *cmd, cells_err_t 
 			       json_object_new_boolean(sqlite3_changes(d->db) > 0));
 	if (audit_cmd(d, vp, ev, "ok", cmd, det, err) < 0)
 		goto fail;
-	if (statedb_commit(d->db, err) < 0)
+	if (sqldb_commit(d->db, err) < 0)
 		return cells_err_prefix(err, "%s", ev);
 	if (d->tel)
 		tel_apply(d->tel, vp, NULL, 0, NULL, err);
 	log_info("tel: %s has no number any more", vp);
 	return 0;
 fail:
-	statedb_rollback(d->db);
+	sqldb_rollback(d->db);
 	return cells_err_prefix(err, "%s", ev);
 }
 

@@ -10,7 +10,7 @@
 #include "knet.h"
 #include "log.h"
 #include "policy_engine.h"
-#include "statedb.h"
+#include "sqldb.h"
 #include "util.h"
 #include "vpm.h"
 
@@ -95,10 +95,10 @@ static int apply(struct cellsd *d, const char *vp, bool locked, bool paused, cel
 static int db_put(struct cellsd *d, const struct lock_ent *e, cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(d->db,
-			    "INSERT OR REPLACE INTO vp_lock(vp, paused, reason, actor, since_us)"
-			    " VALUES(?,?,?,?,?)",
-			    &st, err) < 0)
+	if (sqldb_prepare(d->db,
+			  "INSERT OR REPLACE INTO vp_lock(vp, paused, reason, actor, since_us)"
+			  " VALUES(?,?,?,?,?)",
+			  &st, err) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, e->vp, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 2, e->paused);
@@ -106,18 +106,18 @@ static int db_put(struct cellsd *d, const struct lock_ent *e, cells_err_t *err)
 	sqlite3_bind_text(st, 4, e->actor, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, e->since_us);
 	if (sqlite3_step(st) != SQLITE_DONE)
-		return statedb_err(d->db, "vp lock", err);
+		return sqldb_err(d->db, "vp lock", err);
 	return 0;
 }
 
 static int db_del(struct cellsd *d, const char *vp, cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(d->db, "DELETE FROM vp_lock WHERE vp=?", &st, err) < 0)
+	if (sqldb_prepare(d->db, "DELETE FROM vp_lock WHERE vp=?", &st, err) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, vp, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) != SQLITE_DONE)
-		return statedb_err(d->db, "vp unlock", err);
+		return sqldb_err(d->db, "vp unlock", err);
 	return 0;
 }
 
@@ -313,13 +313,12 @@ int vplock_init(struct cellsd *d, cells_err_t *err)
 {
 	if (compliance_source_add("vplock", compliance_source) < 0)
 		return cells_err_set(err, ENOSPC, "vp locks: compliance sources full");
-	if (statedb_migrate(d->db, "vplock", vplock_schema, CELLS_ARRAY_SIZE(vplock_schema), err) <
-	    0)
+	if (sqldb_migrate(d->db, "vplock", vplock_schema, CELLS_ARRAY_SIZE(vplock_schema), err) < 0)
 		return cells_err_prefix(err, "vp locks");
 	memset(&g, 0, sizeof g);
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(d->db, "SELECT vp, paused, reason, actor, since_us FROM vp_lock", &st,
-			    err) < 0)
+	if (sqldb_prepare(d->db, "SELECT vp, paused, reason, actor, since_us FROM vp_lock", &st,
+			  err) < 0)
 		return -1;
 	while (sqlite3_step(st) == SQLITE_ROW && g.n < VPLOCK_MAX) {
 		struct lock_ent *e = &g.e[g.n++];

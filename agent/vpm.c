@@ -9,7 +9,7 @@
 #include "ksec.h"
 #include "kspawn.h"
 #include "log.h"
-#include "statedb.h"
+#include "sqldb.h"
 #include "util.h"
 #include "wipe.h"
 
@@ -140,7 +140,7 @@ static int db_set_state(struct cellsd *d, const char *vp, const char *state, pid
 			unsigned long long start, int block, cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(
+	if (sqldb_prepare(
 		d->db, "UPDATE vp SET state=?, init_pid=?, init_start=?, net_block=? WHERE name=?",
 		&st, err) < 0)
 		return -1;
@@ -150,7 +150,7 @@ static int db_set_state(struct cellsd *d, const char *vp, const char *state, pid
 	sqlite3_bind_int(st, 4, block);
 	sqlite3_bind_text(st, 5, vp, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) != SQLITE_DONE)
-		return statedb_err(d->db, "update vp state", err);
+		return sqldb_err(d->db, "update vp state", err);
 	return 0;
 }
 
@@ -212,14 +212,14 @@ static void row_from_stmt(sqlite3_stmt *st, struct vp_row *r)
 static int db_get(struct cellsd *d, const char *vp, struct vp_row *r, cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(d->db, "SELECT " ROW_COLS " FROM vp WHERE name=?", &st, err) < 0)
+	if (sqldb_prepare(d->db, "SELECT " ROW_COLS " FROM vp WHERE name=?", &st, err) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, vp, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(st);
 	if (rc == SQLITE_DONE)
 		return 0;
 	if (rc != SQLITE_ROW)
-		return statedb_err(d->db, "read vp", err);
+		return sqldb_err(d->db, "read vp", err);
 	row_from_stmt(st, r);
 	return 1;
 }
@@ -777,14 +777,13 @@ int vpm_create(struct cellsd *d, const struct vpm_def *def, cells_err_t *err)
 		return cells_err_set(err, EEXIST, "a VP named '%s' already exists", def->name);
 	}
 	cleanup_stmt sqlite3_stmt *ins = NULL;
-	if (statedb_prepare(
-		d->db,
-		"INSERT INTO vp(name,image,net,memory,pids,init,hostname,slot,transient,"
-		"created_us) VALUES(?,?,?,?,?,?,?,"
-		"(SELECT COALESCE(MIN(s.slot+1),1) FROM (SELECT 0 AS slot UNION ALL "
-		"SELECT slot FROM vp) s WHERE NOT EXISTS (SELECT 1 FROM vp v WHERE "
-		"v.slot=s.slot+1)),?,?)",
-		&ins, err) < 0)
+	if (sqldb_prepare(d->db,
+			  "INSERT INTO vp(name,image,net,memory,pids,init,hostname,slot,transient,"
+			  "created_us) VALUES(?,?,?,?,?,?,?,"
+			  "(SELECT COALESCE(MIN(s.slot+1),1) FROM (SELECT 0 AS slot UNION ALL "
+			  "SELECT slot FROM vp) s WHERE NOT EXISTS (SELECT 1 FROM vp v WHERE "
+			  "v.slot=s.slot+1)),?,?)",
+			  &ins, err) < 0)
 		return -1;
 	sqlite3_bind_text(ins, 1, def->name, -1, SQLITE_STATIC);
 	sqlite3_bind_text(ins, 2, real, -1, SQLITE_STATIC);
@@ -796,17 +795,17 @@ int vpm_create(struct cellsd *d, const struct vpm_def *def, cells_err_t *err)
 	sqlite3_bind_int(ins, 8, def->transient ? 1 : 0);
 	sqlite3_bind_int64(ins, 9, cells_now_us());
 	if (sqlite3_step(ins) != SQLITE_DONE)
-		return statedb_err(d->db, "insert vp", err);
+		return sqldb_err(d->db, "insert vp", err);
 	return 0;
 }
 
 static int set_transient(struct cellsd *d, const char *vp, cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(d->db, "UPDATE vp SET transient=1 WHERE name=?", &st, err) < 0)
+	if (sqldb_prepare(d->db, "UPDATE vp SET transient=1 WHERE name=?", &st, err) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, vp, -1, SQLITE_STATIC);
-	return sqlite3_step(st) == SQLITE_DONE ? 0 : statedb_err(d->db, "update vp", err);
+	return sqlite3_step(st) == SQLITE_DONE ? 0 : sqldb_err(d->db, "update vp", err);
 }
 
 static int remove_files(struct cellsd *d, const char *vp, cells_err_t *err)
@@ -836,11 +835,11 @@ int vpm_destroy(struct cellsd *d, const char *vp, cells_err_t *err)
 	if (rt_find(d->vpm, vp) && vpm_stop(d, vp, err) < 0)
 		return -1;
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(d->db, "DELETE FROM vp WHERE name=?", &st, err) < 0)
+	if (sqldb_prepare(d->db, "DELETE FROM vp WHERE name=?", &st, err) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, vp, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) != SQLITE_DONE)
-		return statedb_err(d->db, "delete vp", err);
+		return sqldb_err(d->db, "delete vp", err);
 	if (remove_files(d, vp, err) < 0)
 		return cells_err_prefix(err, "destroy VP %s", vp);
 	return 0;
@@ -904,7 +903,7 @@ json_object *vpm_describe(struct cellsd *d, const char *vp, cells_err_t *err)
 		return o;
 	}
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(d->db, "SELECT " ROW_COLS " FROM vp ORDER BY name", &st, err) < 0)
+	if (sqldb_prepare(d->db, "SELECT " ROW_COLS " FROM vp ORDER BY name", &st, err) < 0)
 		return NULL;
 	json_object *arr = json_object_new_array();
 	while (sqlite3_step(st) == SQLITE_ROW) {
@@ -1015,7 +1014,7 @@ static int recover(struct cellsd *d, cells_err_t *err)
 {
 	struct vpm *m = d->vpm;
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(d->db, "SELECT " ROW_COLS " FROM vp", &st, err) < 0)
+	if (sqldb_prepare(d->db, "SELECT " ROW_COLS " FROM vp", &st, err) < 0)
 		return -1;
 	const size_t max = 1024;
 	cleanup_free struct vp_row *rows = calloc(max, sizeof *rows);
@@ -1074,7 +1073,7 @@ static int recover(struct cellsd *d, cells_err_t *err)
 
 int vpm_init(struct cellsd *d, cells_err_t *err)
 {
-	if (statedb_migrate(d->db, "vp", vp_schema, CELLS_ARRAY_SIZE(vp_schema), err) < 0)
+	if (sqldb_migrate(d->db, "vp", vp_schema, CELLS_ARRAY_SIZE(vp_schema), err) < 0)
 		return -1;
 	struct vpm *m = calloc(1, sizeof *m);
 	if (!m)
@@ -1143,7 +1142,7 @@ json_object *vpm_names(struct cellsd *d)
 {
 	json_object *names = json_object_new_array();
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(d->db, "SELECT name FROM vp ORDER BY name", &st, NULL) < 0)
+	if (sqldb_prepare(d->db, "SELECT name FROM vp ORDER BY name", &st, NULL) < 0)
 		return names;
 	while (sqlite3_step(st) == SQLITE_ROW)
 		json_object_array_add(

@@ -12,7 +12,7 @@
 #include "mgmt.h"
 #include "pol_sig.h"
 #include "policy_engine.h"
-#include "statedb.h"
+#include "sqldb.h"
 #include "util.h"
 #include "vpm.h"
 #include "wipe_key.h"
@@ -132,7 +132,7 @@ static void crash_point(int step)
 static int config_get(struct cellsd *d, const char *key, char *out, size_t cap)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(d->db, "SELECT value FROM wipe_config WHERE key=?", &st, NULL) < 0)
+	if (sqldb_prepare(d->db, "SELECT value FROM wipe_config WHERE key=?", &st, NULL) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) != SQLITE_ROW)
@@ -144,13 +144,13 @@ static int config_get(struct cellsd *d, const char *key, char *out, size_t cap)
 static int config_set(struct cellsd *d, const char *key, const char *value, cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(d->db, "INSERT OR REPLACE INTO wipe_config(key,value) VALUES(?,?)", &st,
-			    err) < 0)
+	if (sqldb_prepare(d->db, "INSERT OR REPLACE INTO wipe_config(key,value) VALUES(?,?)", &st,
+			  err) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) != SQLITE_DONE)
-		return statedb_err(d->db, "wipe config", err);
+		return sqldb_err(d->db, "wipe config", err);
 	return 0;
 }
 
@@ -252,7 +252,7 @@ bool wipe_vp_encrypted(struct cellsd *d, const char *vp)
 	if (key_row(d, vp, NULL, NULL, NULL) == 1)
 		return true;
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(d->db, "SELECT encrypted FROM wipe_vps WHERE vp=?", &st, NULL) == 0) {
+	if (sqldb_prepare(d->db, "SELECT encrypted FROM wipe_vps WHERE vp=?", &st, NULL) == 0) {
 		sqlite3_bind_text(st, 1, vp, -1, SQLITE_STATIC);
 		if (sqlite3_step(st) == SQLITE_ROW)
 			return sqlite3_column_int(st, 0) != 0;
@@ -277,13 +277,13 @@ int wipe_set_encrypted(struct cellsd *d, const char *vp, bool encrypted, cells_e
 	if (cells_valid_name(vp, err) < 0)
 		return -1;
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(d->db, "INSERT OR REPLACE INTO wipe_vps(vp,encrypted) VALUES(?,?)", &st,
-			    err) < 0)
+	if (sqldb_prepare(d->db, "INSERT OR REPLACE INTO wipe_vps(vp,encrypted) VALUES(?,?)", &st,
+			  err) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, vp, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 2, encrypted);
 	if (sqlite3_step(st) != SQLITE_DONE)
-		return statedb_err(d->db, "wipe vps", err);
+		return sqldb_err(d->db, "wipe vps", err);
 	return 0;
 }
 
@@ -541,14 +541,14 @@ static int op_load(struct cellsd *d, const char *where, const char *arg, struct 
 		 "key_destroyed,state,counted,files_removed,bytes_removed FROM wipe_ops WHERE %s",
 		 where);
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(d->db, sql, &st, err) < 0)
+	if (sqldb_prepare(d->db, sql, &st, err) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(st);
 	if (rc == SQLITE_DONE)
 		return 0;
 	if (rc != SQLITE_ROW)
-		return statedb_err(d->db, "wipe ops", err);
+		return sqldb_err(d->db, "wipe ops", err);
 	memset(o, 0, sizeof *o);
 	o->id = sqlite3_column_int64(st, 0);
 	snprintf(o->command_id, sizeof o->command_id, "%s", sqlite3_column_text(st, 1));
@@ -573,16 +573,16 @@ static int op_load(struct cellsd *d, const char *where, const char *arg, struct 
 static int op_advance(struct cellsd *d, struct op *o, int step, cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(d->db,
-			    "UPDATE wipe_ops SET step=?, key_status=?, key_destroyed=? WHERE id=?",
-			    &st, err) < 0)
+	if (sqldb_prepare(d->db,
+			  "UPDATE wipe_ops SET step=?, key_status=?, key_destroyed=? WHERE id=?",
+			  &st, err) < 0)
 		return -1;
 	sqlite3_bind_int(st, 1, step + 1);
 	sqlite3_bind_int(st, 2, o->key_status);
 	sqlite3_bind_int(st, 3, o->key_destroyed);
 	sqlite3_bind_int64(st, 4, o->id);
 	if (sqlite3_step(st) != SQLITE_DONE)
-		return statedb_err(d->db, "wipe step", err);
+		return sqldb_err(d->db, "wipe step", err);
 	o->step = step + 1;
 	return 0;
 }
@@ -745,13 +745,13 @@ static int checkpoint_truncate(struct cellsd *d, cells_err_t *err)
 {
 	for (int tries = 0; tries < 50; tries++) {
 		cleanup_stmt sqlite3_stmt *st = NULL;
-		if (statedb_prepare(d->db, "PRAGMA wal_checkpoint(TRUNCATE)", &st, err) < 0)
+		if (sqldb_prepare(d->db, "PRAGMA wal_checkpoint(TRUNCATE)", &st, err) < 0)
 			return -1;
 		int rc = sqlite3_step(st);
 		if (rc == SQLITE_ROW && sqlite3_column_int(st, 0) == 0)
 			return 0;
 		if (rc != SQLITE_ROW && rc != SQLITE_BUSY)
-			return statedb_err(d->db, "wal checkpoint", err);
+			return sqldb_err(d->db, "wal checkpoint", err);
 		struct timespec ts = {0, 20 * 1000 * 1000};
 		nanosleep(&ts, NULL);
 	}
@@ -768,14 +768,14 @@ static int do_destroy_wrapped(struct cellsd *d, struct op *o, cells_err_t *err)
 		return cells_err_prefix(err, "destroy key slot of %s", o->vp);
 	/* rows an older version kept in the state DB */
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(d->db, "DELETE FROM wipe_keys WHERE vp=?", &st, err) < 0)
+	if (sqldb_prepare(d->db, "DELETE FROM wipe_keys WHERE vp=?", &st, err) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, o->vp, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) != SQLITE_DONE)
-		return statedb_err(d->db, "delete wrapped key", err);
+		return sqldb_err(d->db, "delete wrapped key", err);
 	/* secure_delete zeroed the row in its page; now get the old page images out of the
 	 * WAL and rewrite the file so no free page or WAL frame keeps a copy */
-	if (checkpoint_truncate(d, err) < 0 || statedb_exec(d->db, "VACUUM", err) < 0 ||
+	if (checkpoint_truncate(d, err) < 0 || sqldb_exec(d->db, "VACUUM", err) < 0 ||
 	    checkpoint_truncate(d, err) < 0)
 		return cells_err_prefix(err, "scrub state DB");
 	o->key_destroyed = true;
@@ -842,16 +842,16 @@ static int do_delete_data(struct cellsd *d, struct op *o, int afd, const char *d
 		for (int i = 0; i < nd; i++)
 			count_tree(AT_FDCWD, dirs[i], &files, &bytes, 0);
 		cleanup_stmt sqlite3_stmt *st = NULL;
-		if (statedb_prepare(d->db,
-				    "UPDATE wipe_ops SET counted=1, files_removed=?, "
-				    "bytes_removed=? WHERE id=?",
-				    &st, err) < 0)
+		if (sqldb_prepare(d->db,
+				  "UPDATE wipe_ops SET counted=1, files_removed=?, "
+				  "bytes_removed=? WHERE id=?",
+				  &st, err) < 0)
 			return -1;
 		sqlite3_bind_int64(st, 1, (sqlite3_int64)files);
 		sqlite3_bind_int64(st, 2, (sqlite3_int64)bytes);
 		sqlite3_bind_int64(st, 3, o->id);
 		if (sqlite3_step(st) != SQLITE_DONE)
-			return statedb_err(d->db, "wipe counts", err);
+			return sqldb_err(d->db, "wipe counts", err);
 		o->counted = true;
 		o->files_removed = files;
 		o->bytes_removed = bytes;
@@ -950,19 +950,19 @@ static int do_receipt(struct cellsd *d, struct op *o, cells_err_t *err)
 	pol_signed_clear(&s);
 	if (rc < 0)
 		return cells_err_prefix(err, "sign receipt");
-	if (statedb_begin(d->db, err) < 0)
+	if (sqldb_begin(d->db, err) < 0)
 		return -1;
 	cleanup_stmt sqlite3_stmt *st = NULL;
 	cleanup_stmt sqlite3_stmt *up = NULL;
-	if (statedb_prepare(d->db,
-			    "INSERT OR IGNORE INTO wipe_receipts(op_id,command_id,vp,signed,"
-			    "created_us) VALUES(?,?,?,?,?)",
-			    &st, err) < 0 ||
-	    statedb_prepare(d->db,
-			    "UPDATE wipe_ops SET state='done', step=?, finished_us=?, error=NULL "
-			    "WHERE id=?",
-			    &up, err) < 0) {
-		statedb_rollback(d->db);
+	if (sqldb_prepare(d->db,
+			  "INSERT OR IGNORE INTO wipe_receipts(op_id,command_id,vp,signed,"
+			  "created_us) VALUES(?,?,?,?,?)",
+			  &st, err) < 0 ||
+	    sqldb_prepare(d->db,
+			  "UPDATE wipe_ops SET state='done', step=?, finished_us=?, error=NULL "
+			  "WHERE id=?",
+			  &up, err) < 0) {
+		sqldb_rollback(d->db);
 		return -1;
 	}
 	sqlite3_bind_int64(st, 1, o->id);
@@ -974,11 +974,11 @@ static int do_receipt(struct cellsd *d, struct op *o, cells_err_t *err)
 	sqlite3_bind_int64(up, 2, cells_now_us());
 	sqlite3_bind_int64(up, 3, o->id);
 	if (sqlite3_step(st) != SQLITE_DONE || sqlite3_step(up) != SQLITE_DONE) {
-		statedb_err(d->db, "store receipt", err);
-		statedb_rollback(d->db);
+		sqldb_err(d->db, "store receipt", err);
+		sqldb_rollback(d->db);
 		return -1;
 	}
-	if (statedb_commit(d->db, err) < 0)
+	if (sqldb_commit(d->db, err) < 0)
 		return -1;
 	/* A wipe run for an MDM command in flight carries its receipt in that command's
 	 * result (wipe_cmd_result). Any other wipe (local, password-limit, or one finished
@@ -1010,7 +1010,7 @@ static int do_receipt(struct cellsd *d, struct op *o, cells_err_t *err)
 static int op_fail(struct cellsd *d, struct op *o, const char *step, cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(d->db, "UPDATE wipe_ops SET error=? WHERE id=?", &st, NULL) == 0) {
+	if (sqldb_prepare(d->db, "UPDATE wipe_ops SET error=? WHERE id=?", &st, NULL) == 0) {
 		sqlite3_bind_text(st, 1, err->msg, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_int64(st, 2, o->id);
 		if (sqlite3_step(st) != SQLITE_DONE)
@@ -1102,10 +1102,10 @@ static int op_create(struct cellsd *d, const char *vp, const char *command_id, c
 	if (audit_step(d, vp, actor, 0, command_id, "wipe.requested", NULL, "ok", NULL, err) < 0)
 		return cells_err_prefix(err, "wipe %s: audit (fail closed)", vp);
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(d->db,
-			    "INSERT INTO wipe_ops(command_id,vp,actor,recreate,encrypted,key_id,"
-			    "step,state,started_us) VALUES(?,?,?,?,?,?,?,'running',?)",
-			    &st, err) < 0)
+	if (sqldb_prepare(d->db,
+			  "INSERT INTO wipe_ops(command_id,vp,actor,recreate,encrypted,key_id,"
+			  "step,state,started_us) VALUES(?,?,?,?,?,?,?,'running',?)",
+			  &st, err) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, command_id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, vp, -1, SQLITE_STATIC);
@@ -1119,7 +1119,7 @@ static int op_create(struct cellsd *d, const char *vp, const char *command_id, c
 	sqlite3_bind_int(st, 7, STEP_INTENT + 1);
 	sqlite3_bind_int64(st, 8, cells_now_us());
 	if (sqlite3_step(st) != SQLITE_DONE)
-		return statedb_err(d->db, "record wipe intent", err);
+		return sqldb_err(d->db, "record wipe intent", err);
 	o->id = sqlite3_last_insert_rowid(d->db);
 	o->step = STEP_INTENT + 1;
 	crash_point(STEP_INTENT);
@@ -1211,15 +1211,15 @@ int wipe_receipt_get(struct cellsd *d, const char *command_id, Cells__V1__Signed
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
 	*out = NULL;
-	if (statedb_prepare(d->db, "SELECT signed FROM wipe_receipts WHERE command_id=?", &st,
-			    err) < 0)
+	if (sqldb_prepare(d->db, "SELECT signed FROM wipe_receipts WHERE command_id=?", &st, err) <
+	    0)
 		return -1;
 	sqlite3_bind_text(st, 1, command_id, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(st);
 	if (rc == SQLITE_DONE)
 		return 0;
 	if (rc != SQLITE_ROW)
-		return statedb_err(d->db, "wipe receipt", err);
+		return sqldb_err(d->db, "wipe receipt", err);
 	if (cells_signed_decode(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0),
 				out, err) < 0)
 		return cells_err_prefix(err, "stored receipt of %s", command_id);
@@ -1255,16 +1255,15 @@ int wipe_cmd_replay(struct cellsd *d, const Cells__V1__Command *cmd, Cells__V1__
 int wipe_receipt_acked(struct cellsd *d, const char *command_id, cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(
-		d->db,
-		"UPDATE wipe_receipts SET acked_us=? WHERE command_id=? AND acked_us IS "
-		"NULL",
-		&st, err) < 0)
+	if (sqldb_prepare(d->db,
+			  "UPDATE wipe_receipts SET acked_us=? WHERE command_id=? AND acked_us IS "
+			  "NULL",
+			  &st, err) < 0)
 		return -1;
 	sqlite3_bind_int64(st, 1, cells_now_us());
 	sqlite3_bind_text(st, 2, command_id, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) != SQLITE_DONE)
-		return statedb_err(d->db, "receipt ack", err);
+		return sqldb_err(d->db, "receipt ack", err);
 	return sqlite3_changes(d->db);
 }
 
@@ -1330,13 +1329,12 @@ int wipe_status_json(struct cellsd *d, const char *vp, json_object *out, cells_e
 	json_object *ops = json_object_new_array();
 	json_object_object_add(out, "ops", ops);
 	cleanup_stmt sqlite3_stmt *os = NULL;
-	if (statedb_prepare(
-		d->db,
-		"SELECT o.id,o.command_id,o.vp,o.state,o.step,o.key_status,"
-		"o.key_destroyed,o.recreate,o.error,o.key_id,r.signed,r.acked_us,"
-		"o.files_removed,o.bytes_removed "
-		"FROM wipe_ops o LEFT JOIN wipe_receipts r ON r.op_id=o.id ORDER BY o.id",
-		&os, err) < 0)
+	if (sqldb_prepare(d->db,
+			  "SELECT o.id,o.command_id,o.vp,o.state,o.step,o.key_status,"
+			  "o.key_destroyed,o.recreate,o.error,o.key_id,r.signed,r.acked_us,"
+			  "o.files_removed,o.bytes_removed "
+			  "FROM wipe_ops o LEFT JOIN wipe_receipts r ON r.op_id=o.id ORDER BY o.id",
+			  &os, err) < 0)
 		return -1;
 	while (sqlite3_step(os) == SQLITE_ROW) {
 		const char *v = (const char *)sqlite3_column_text(os, 2);
@@ -1421,8 +1419,7 @@ static int migrate_legacy_keys(struct cellsd *d, cells_err_t *err)
 	int moved = 0;
 	{
 		cleanup_stmt sqlite3_stmt *st = NULL;
-		if (statedb_prepare(d->db, "SELECT vp, wrapped, key_id FROM wipe_keys", &st, err) <
-		    0)
+		if (sqldb_prepare(d->db, "SELECT vp, wrapped, key_id FROM wipe_keys", &st, err) < 0)
 			return -1;
 		while (sqlite3_step(st) == SQLITE_ROW) {
 			const char *vp = (const char *)sqlite3_column_text(st, 0);
@@ -1456,8 +1453,8 @@ static int migrate_legacy_keys(struct cellsd *d, cells_err_t *err)
 	}
 	if (!moved)
 		return 0;
-	if (statedb_exec(d->db, "DELETE FROM wipe_keys", err) < 0 ||
-	    checkpoint_truncate(d, err) < 0 || statedb_exec(d->db, "VACUUM", err) < 0 ||
+	if (sqldb_exec(d->db, "DELETE FROM wipe_keys", err) < 0 ||
+	    checkpoint_truncate(d, err) < 0 || sqldb_exec(d->db, "VACUUM", err) < 0 ||
 	    checkpoint_truncate(d, err) < 0)
 		return -1;
 	log_info("wipe: moved %d wrapped key(s) from the state DB to the key-slot file", moved);
@@ -1512,8 +1509,8 @@ int wipe_vp_storage_lock(struct cellsd *d, const char *vp, bool wait, cells_err_
 static void compliance_source(struct cellsd *d, struct compliance *c)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (statedb_prepare(d->db, "SELECT DISTINCT vp FROM wipe_ops WHERE state != 'done'", &st,
-			    NULL) < 0)
+	if (sqldb_prepare(d->db, "SELECT DISTINCT vp FROM wipe_ops WHERE state != 'done'", &st,
+			  NULL) < 0)
 		return;
 	while (sqlite3_step(st) == SQLITE_ROW)
 		compliance_reason_add(c, "wipe-pending:%s",
@@ -1522,7 +1519,7 @@ static void compliance_source(struct cellsd *d, struct compliance *c)
 
 int wipe_init(struct cellsd *d, cells_err_t *err)
 {
-	if (statedb_migrate(d->db, "wipe", migrations, CELLS_ARRAY_SIZE(migrations), err) < 0)
+	if (sqldb_migrate(d->db, "wipe", migrations, CELLS_ARRAY_SIZE(migrations), err) < 0)
 		return cells_err_prefix(err, "wipe");
 	if (compliance_source_add("wipe", compliance_source) < 0)
 		return cells_err_set(err, ENOSPC, "wipe: compliance sources full");

@@ -5,6 +5,8 @@
 #include "../policy/audit_time.h"
 #include "cleanup.h"
 #include "cleanup_sqlite.h"
+#include "sqldb.h"
+#include "log.h"
 #include "mdm.h"
 #include "util.h"
 
@@ -36,31 +38,9 @@ static const char *const store_schema =
     "CREATE TABLE IF NOT EXISTS mdm_audit_alert(id INTEGER PRIMARY KEY, device_id TEXT NOT NULL,"
     " seq INTEGER NOT NULL, time_us INTEGER NOT NULL, reason TEXT NOT NULL);";
 
-static int db_err(sqlite3 *db, const char *what, cells_err_t *err)
-{
-	int c = sqlite3_errcode(db);
-	return cells_err_set(err, c == SQLITE_FULL ? ENOSPC : EIO, "%s: %s", what,
-			     sqlite3_errmsg(db));
-}
-
-static int db_exec(sqlite3 *db, const char *sql, cells_err_t *err)
-{
-	cleanup_sqlite_str char *msg = NULL;
-	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
-		return cells_err_set(err, EIO, "audit store: %s", msg ? msg : sqlite3_errmsg(db));
-	return 0;
-}
-
-static int prep(sqlite3 *db, const char *sql, sqlite3_stmt **st, cells_err_t *err)
-{
-	if (sqlite3_prepare_v2(db, sql, -1, st, NULL) != SQLITE_OK)
-		return db_err(db, "audit store", err);
-	return 0;
-}
-
 int mdm_audit_store_attach(sqlite3 *db, struct mdm_audit_store **out, cells_err_t *err)
 {
-	if (db_exec(db, store_schema, err) < 0)
+	if (sqldb_exec(db, store_schema, err) < 0)
 		return -1;
 	struct mdm_audit_store *s = calloc(1, sizeof *s);
 	if (!s)
@@ -73,15 +53,10 @@ int mdm_audit_store_attach(sqlite3 *db, struct mdm_audit_store **out, cells_err_
 int mdm_audit_store_open(const char *path, struct mdm_audit_store **out, cells_err_t *err)
 {
 	sqlite3 *db = NULL;
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
-	    SQLITE_OK) {
-		cells_err_set(err, EIO, "open %s: %s", path, db ? sqlite3_errmsg(db) : "no memory");
-		sqlite3_close_v2(db);
+	if (sqldb_open(path, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", 5000, &db, err) <
+	    0)
 		return -1;
-	}
-	sqlite3_busy_timeout(db, 5000);
-	if (db_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", err) < 0 ||
-	    mdm_audit_store_attach(db, out, err) < 0) {
+	if (mdm_audit_store_attach(db, out, err) < 0) {
 		sqlite3_close_v2(db);
 		return cells_err_prefix(err, "%s", path);
 	}
@@ -104,11 +79,12 @@ static int stored_hash(sqlite3 *db, const char *dev, uint64_t seq, bool cps,
 		       uint8_t out[AUDIT_HASH_LEN], cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *q = NULL;
-	if (prep(db,
-		 cps ? "SELECT head_hash FROM mdm_audit_checkpoint WHERE device_id=? AND seq=? "
-		       "ORDER BY time_us LIMIT 1"
-		     : "SELECT hash FROM mdm_audit_record WHERE device_id=? AND seq=?",
-		 &q, err) < 0)
+	if (sqldb_prepare(
+		db,
+		cps ? "SELECT head_hash FROM mdm_audit_checkpoint WHERE device_id=? AND seq=? "
+		      "ORDER BY time_us LIMIT 1"
+		    : "SELECT hash FROM mdm_audit_record WHERE device_id=? AND seq=?",
+		&q, err) < 0)
 		return -1;
 	sqlite3_bind_text(q, 1, dev, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(q, 2, (sqlite3_int64)seq);
@@ -116,7 +92,7 @@ static int stored_hash(sqlite3 *db, const char *dev, uint64_t seq, bool cps,
 	if (rc == SQLITE_DONE)
 		return 0;
 	if (rc != SQLITE_ROW)
-		return db_err(db, "audit store", err);
+		return sqldb_err(db, "audit store", err);
 	if (sqlite3_column_bytes(q, 0) != AUDIT_HASH_LEN)
 		return cells_err_set(err, EIO, "audit store: malformed stored hash");
 	memcpy(out, sqlite3_column_blob(q, 0), AUDIT_HASH_LEN);
@@ -125,25 +101,27 @@ static int stored_hash(sqlite3 *db, const char *dev, uint64_t seq, bool cps,
 
 static void add_alert(sqlite3 *db, const char *dev, uint64_t seq, const char *reason)
 {
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(db,
-			       "INSERT INTO mdm_audit_alert(device_id,seq,time_us,reason) "
-			       "VALUES(?,?,?,?)",
-			       -1, &st, NULL) != SQLITE_OK)
-		return;
-	sqlite3_bind_text(st, 1, dev, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
-	sqlite3_bind_int64(st, 3, cells_now_us());
-	sqlite3_bind_text(st, 4, reason, -1, SQLITE_STATIC);
-	sqlite3_step(st);
-	sqlite3_finalize(st);
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	cells_err_t err;
+	if (sqldb_prepare(
+		db, "INSERT INTO mdm_audit_alert(device_id,seq,time_us,reason) VALUES(?,?,?,?)",
+		&st, &err) == 0) {
+		sqlite3_bind_text(st, 1, dev, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
+		sqlite3_bind_int64(st, 3, cells_now_us());
+		sqlite3_bind_text(st, 4, reason, -1, SQLITE_STATIC);
+		if (sqldb_step_done(db, st, "audit alert", &err) == 0)
+			return;
+	}
+	log_error("device %s: audit alert at %llu not recorded (%s): %s", dev,
+		  (unsigned long long)seq, reason, err.msg);
 }
 
 /* Register the device's key on first sight; refuse a different key later. */
 static int check_device(sqlite3 *db, const char *dev, const uint8_t pub[32], cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *q = NULL;
-	if (prep(db, "SELECT pubkey FROM mdm_audit_device WHERE device_id=?", &q, err) < 0)
+	if (sqldb_prepare(db, "SELECT pubkey FROM mdm_audit_device WHERE device_id=?", &q, err) < 0)
 		return -1;
 	sqlite3_bind_text(q, 1, dev, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(q);
@@ -154,14 +132,15 @@ static int check_device(sqlite3 *db, const char *dev, const uint8_t pub[32], cel
 		return 0;
 	}
 	if (rc != SQLITE_DONE)
-		return db_err(db, "audit store", err);
+		return sqldb_err(db, "audit store", err);
 	cleanup_stmt sqlite3_stmt *ins = NULL;
-	if (prep(db, "INSERT INTO mdm_audit_device(device_id,pubkey) VALUES(?,?)", &ins, err) < 0)
+	if (sqldb_prepare(db, "INSERT INTO mdm_audit_device(device_id,pubkey) VALUES(?,?)", &ins,
+			  err) < 0)
 		return -1;
 	sqlite3_bind_text(ins, 1, dev, -1, SQLITE_STATIC);
 	sqlite3_bind_blob(ins, 2, pub, 32, SQLITE_STATIC);
 	if (sqlite3_step(ins) != SQLITE_DONE)
-		return db_err(db, "audit store", err);
+		return sqldb_err(db, "audit store", err);
 	return 0;
 }
 
@@ -241,10 +220,11 @@ static int store_locked(struct mdm_audit_store *s, const char *dev, const uint8_
 		}
 		/* a checkpoint signed later never covers less, unless the log was truncated */
 		cleanup_stmt sqlite3_stmt *q = NULL;
-		if (prep(db,
-			 "SELECT seq, time_us FROM mdm_audit_checkpoint WHERE device_id=? AND "
-			 "seq > ? AND time_us < ? ORDER BY seq DESC LIMIT 1",
-			 &q, err) < 0)
+		if (sqldb_prepare(
+			db,
+			"SELECT seq, time_us FROM mdm_audit_checkpoint WHERE device_id=? AND "
+			"seq > ? AND time_us < ? ORDER BY seq DESC LIMIT 1",
+			&q, err) < 0)
 			return -1;
 		sqlite3_bind_text(q, 1, dev, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(q, 2, (sqlite3_int64)cp.seq);
@@ -259,11 +239,12 @@ static int store_locked(struct mdm_audit_store *s, const char *dev, const uint8_
 		/* and a record already held beyond it must not exist either */
 	}
 	cleanup_stmt sqlite3_stmt *ins = NULL;
-	if (prep(db,
-		 "INSERT OR IGNORE INTO mdm_audit_record(device_id,seq,time_us,vp,actor,event,"
-		 "outcome,details,details_withheld,details_hash,prev_hash,hash,received_us) "
-		 "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
-		 &ins, err) < 0)
+	if (sqldb_prepare(
+		db,
+		"INSERT OR IGNORE INTO mdm_audit_record(device_id,seq,time_us,vp,actor,event,"
+		"outcome,details,details_withheld,details_hash,prev_hash,hash,received_us) "
+		"VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
+		&ins, err) < 0)
 		return -1;
 	int64_t now = cells_now_us();
 	for (size_t i = 0; i < b->n_records; i++) {
@@ -287,7 +268,7 @@ static int store_locked(struct mdm_audit_store *s, const char *dev, const uint8_
 		sqlite3_bind_blob(ins, 12, p->hash.data, AUDIT_HASH_LEN, SQLITE_STATIC);
 		sqlite3_bind_int64(ins, 13, now);
 		if (sqlite3_step(ins) != SQLITE_DONE)
-			return db_err(db, "audit store", err);
+			return sqldb_err(db, "audit store", err);
 		res->stored += (uint64_t)sqlite3_changes(db);
 	}
 	if (b->checkpoint) {
@@ -297,11 +278,11 @@ static int store_locked(struct mdm_audit_store *s, const char *dev, const uint8_
 		if (!blob)
 			return cells_err_sys(err, ENOMEM, "audit store");
 		cells__v1__signed__pack(b->checkpoint, blob);
-		if (prep(db,
-			 "INSERT OR IGNORE INTO "
-			 "mdm_audit_checkpoint(device_id,seq,head_hash,time_us,"
-			 "signed,received_us) VALUES(?,?,?,?,?,?)",
-			 &c, err) < 0)
+		if (sqldb_prepare(db,
+				  "INSERT OR IGNORE INTO "
+				  "mdm_audit_checkpoint(device_id,seq,head_hash,time_us,"
+				  "signed,received_us) VALUES(?,?,?,?,?,?)",
+				  &c, err) < 0)
 			return -1;
 		sqlite3_bind_text(c, 1, dev, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(c, 2, (sqlite3_int64)cp.seq);
@@ -310,7 +291,7 @@ static int store_locked(struct mdm_audit_store *s, const char *dev, const uint8_
 		sqlite3_bind_blob(c, 5, blob, (int)n, SQLITE_STATIC);
 		sqlite3_bind_int64(c, 6, now);
 		if (sqlite3_step(c) != SQLITE_DONE)
-			return db_err(db, "audit store", err);
+			return sqldb_err(db, "audit store", err);
 	}
 	return 0;
 }
@@ -344,11 +325,11 @@ int mdm_audit_store_batch(struct mdm_audit_store *s, const char *device_id, cons
 					     ": details_hash does not match its details",
 					     p->seq);
 	}
-	if (db_exec(s->db, "BEGIN IMMEDIATE", err) < 0)
+	if (sqldb_exec(s->db, "BEGIN IMMEDIATE", err) < 0)
 		return -1;
 	int r = store_locked(s, device_id, pub, b, res, err);
 	if (r < 0) {
-		db_exec(s->db, "ROLLBACK", NULL);
+		sqldb_exec(s->db, "ROLLBACK", NULL);
 		if (r == -1 && !(err && err->code == EBADMSG))
 			return cells_err_prefix(err, "audit upload from %s", device_id);
 		/* a continuity or integrity break: keep an alert */
@@ -360,8 +341,8 @@ int mdm_audit_store_batch(struct mdm_audit_store *s, const char *device_id, cons
 		add_alert(s->db, device_id, seq, err ? err->msg : "break");
 		return cells_err_prefix(err, "audit upload from %s refused", device_id);
 	}
-	if (db_exec(s->db, "COMMIT", err) < 0) {
-		db_exec(s->db, "ROLLBACK", NULL);
+	if (sqldb_exec(s->db, "COMMIT", err) < 0) {
+		sqldb_exec(s->db, "ROLLBACK", NULL);
 		return -1;
 	}
 	return 0;
@@ -406,7 +387,8 @@ int mdm_audit_verify_device(struct mdm_audit_store *s, const char *device_id, bo
 	uint8_t pub[32];
 	{
 		cleanup_stmt sqlite3_stmt *q = NULL;
-		if (prep(db, "SELECT pubkey FROM mdm_audit_device WHERE device_id=?", &q, err) < 0)
+		if (sqldb_prepare(db, "SELECT pubkey FROM mdm_audit_device WHERE device_id=?", &q,
+				  err) < 0)
 			return -1;
 		sqlite3_bind_text(q, 1, device_id, -1, SQLITE_STATIC);
 		if (sqlite3_step(q) != SQLITE_ROW || sqlite3_column_bytes(q, 0) != 32)
@@ -424,10 +406,11 @@ int mdm_audit_verify_device(struct mdm_audit_store *s, const char *device_id, bo
 	v.allow_any_start = true;
 	cells_err_t e2;
 	int ret = -1;
-	db_exec(db, "BEGIN", NULL);
+	sqldb_exec(db, "BEGIN", NULL);
 	cleanup_stmt sqlite3_stmt *q = NULL;
-	if (prep(db, "SELECT " SREC_COLS " FROM mdm_audit_record WHERE device_id=? ORDER BY seq",
-		 &q, err) < 0)
+	if (sqldb_prepare(
+		db, "SELECT " SREC_COLS " FROM mdm_audit_record WHERE device_id=? ORDER BY seq", &q,
+		err) < 0)
 		goto out;
 	sqlite3_bind_text(q, 1, device_id, -1, SQLITE_STATIC);
 	int rc;
@@ -452,17 +435,17 @@ int mdm_audit_verify_device(struct mdm_audit_store *s, const char *device_id, bo
 		nrec++;
 	}
 	if (!problem[0] && rc != SQLITE_DONE) {
-		db_err(db, "audit verify", err);
+		sqldb_err(db, "audit verify", err);
 		goto out;
 	}
 	/* every checkpoint: signature, agreement with the record at its seq, and monotonic
 	 * in signing time */
 	{
 		cleanup_stmt sqlite3_stmt *c = NULL;
-		if (prep(db,
-			 "SELECT seq, signed FROM mdm_audit_checkpoint WHERE device_id=? "
-			 "ORDER BY time_us, seq",
-			 &c, err) < 0)
+		if (sqldb_prepare(db,
+				  "SELECT seq, signed FROM mdm_audit_checkpoint WHERE device_id=? "
+				  "ORDER BY time_us, seq",
+				  &c, err) < 0)
 			goto out;
 		sqlite3_bind_text(c, 1, device_id, -1, SQLITE_STATIC);
 		uint64_t max_seq = 0;
@@ -505,10 +488,11 @@ int mdm_audit_verify_device(struct mdm_audit_store *s, const char *device_id, bo
 	}
 	{
 		cleanup_stmt sqlite3_stmt *a = NULL;
-		if (prep(db,
-			 "SELECT seq, time_us, reason FROM mdm_audit_alert WHERE device_id=? "
-			 "ORDER BY id",
-			 &a, err) < 0)
+		if (sqldb_prepare(
+			db,
+			"SELECT seq, time_us, reason FROM mdm_audit_alert WHERE device_id=? "
+			"ORDER BY id",
+			&a, err) < 0)
 			goto out;
 		sqlite3_bind_text(a, 1, device_id, -1, SQLITE_STATIC);
 		while (sqlite3_step(a) == SQLITE_ROW) {
@@ -544,7 +528,7 @@ int mdm_audit_verify_device(struct mdm_audit_store *s, const char *device_id, bo
 	rep = NULL;
 	ret = 0;
 out:
-	db_exec(db, "ROLLBACK", NULL);
+	sqldb_exec(db, "ROLLBACK", NULL);
 	json_object_put(gaps);
 	json_object_put(alerts);
 	json_object_put(rep);

@@ -2,6 +2,7 @@
 #include "mdm_store.h"
 #include "cleanup.h"
 #include "cleanup_sqlite.h"
+#include "sqldb.h"
 #include "util.h"
 
 #include <errno.h>
@@ -50,31 +51,6 @@ static const char *const schema =
     " audit_uploaded INTEGER NOT NULL DEFAULT 0, audit_max_head INTEGER NOT NULL DEFAULT 0,"
     " audit_flag TEXT NOT NULL DEFAULT '', audit_flag_at INTEGER NOT NULL DEFAULT 0);";
 
-static int sql_err(struct mdm_store *s, const char *what, cells_err_t *err)
-{
-	int code = sqlite3_errcode(s->db);
-	return cells_err_set(err,
-			     code == SQLITE_FULL   ? ENOSPC
-			     : code == SQLITE_BUSY ? EBUSY
-						   : EIO,
-			     "%s: %s", what, sqlite3_errmsg(s->db));
-}
-
-static int prep(struct mdm_store *s, const char *sql, sqlite3_stmt **st, cells_err_t *err)
-{
-	if (sqlite3_prepare_v2(s->db, sql, -1, st, NULL) != SQLITE_OK)
-		return sql_err(s, "prepare", err);
-	return 0;
-}
-
-static int exec(struct mdm_store *s, const char *sql, cells_err_t *err)
-{
-	cleanup_sqlite_str char *msg = NULL;
-	if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK)
-		return cells_err_set(err, EIO, "sql: %s", msg ? msg : sqlite3_errmsg(s->db));
-	return 0;
-}
-
 int mdm_store_open(const char *state_dir, struct mdm_store **out, cells_err_t *err)
 {
 	char path[PATH_MAX];
@@ -82,19 +58,12 @@ int mdm_store_open(const char *state_dir, struct mdm_store **out, cells_err_t *e
 	struct mdm_store *s = calloc(1, sizeof *s);
 	if (!s)
 		return cells_err_sys(err, ENOMEM, "store");
-	if (sqlite3_open_v2(path, &s->db,
-			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-			    NULL) != SQLITE_OK) {
-		cells_err_set(err, EIO, "open %s: %s", path,
-			      s->db ? sqlite3_errmsg(s->db) : "no memory");
+	/* the admin tools and the server share the file */
+	if (sqldb_open(path, SQLDB_SHARED, 10000, &s->db, err) < 0) {
 		mdm_store_close(s);
 		return -1;
 	}
-	sqlite3_busy_timeout(s->db, 10000);
-	/* WAL + NORMAL: a committed change survives a crash of the server process; the
-	 * admin tools and the server share the file. */
-	if (exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", err) < 0 ||
-	    exec(s, schema, err) < 0) {
+	if (sqldb_exec(s->db, schema, err) < 0) {
 		cells_err_prefix(err, "%s", path);
 		mdm_store_close(s);
 		return -1;
@@ -113,16 +82,12 @@ void mdm_store_close(struct mdm_store *s)
 
 int mdm_store_begin(struct mdm_store *s, cells_err_t *err)
 {
-	return exec(s, "BEGIN IMMEDIATE", err);
+	return sqldb_begin(s->db, err);
 }
 
 int mdm_store_commit(struct mdm_store *s, cells_err_t *err)
 {
-	if (exec(s, "COMMIT", err) < 0) {
-		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-		return -1;
-	}
-	return 0;
+	return sqldb_commit(s->db, err);
 }
 
 static void token_hash(const char *token, char out[65])
@@ -137,13 +102,14 @@ int mdm_store_token_add(struct mdm_store *s, const char *token, int64_t expires,
 	char h[65];
 	token_hash(token, h);
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (prep(s, "INSERT INTO tokens(hash, created, expires) VALUES(?,?,?)", &st, err) < 0)
+	if (sqldb_prepare(s->db, "INSERT INTO tokens(hash, created, expires) VALUES(?,?,?)", &st,
+			  err) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, h, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(st, 2, cells_now_us() / 1000000);
 	sqlite3_bind_int64(st, 3, expires);
 	if (sqlite3_step(st) != SQLITE_DONE)
-		return sql_err(s, "add token", err);
+		return sqldb_err(s->db, "add token", err);
 	return 0;
 }
 
@@ -153,16 +119,17 @@ int mdm_store_token_consume(struct mdm_store *s, const char *token, int64_t now,
 	token_hash(token, h);
 	cleanup_stmt sqlite3_stmt *st = NULL;
 	/* one statement: a token is used at most once even with several front ends */
-	if (prep(s, "UPDATE tokens SET used=1 WHERE hash=? AND used=0 AND expires>?", &st, err) < 0)
+	if (sqldb_prepare(s->db, "UPDATE tokens SET used=1 WHERE hash=? AND used=0 AND expires>?",
+			  &st, err) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, h, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(st, 2, now);
 	if (sqlite3_step(st) != SQLITE_DONE)
-		return sql_err(s, "consume token", err);
+		return sqldb_err(s->db, "consume token", err);
 	if (sqlite3_changes(s->db) == 1)
 		return 0;
 	cleanup_stmt sqlite3_stmt *q = NULL;
-	if (prep(s, "SELECT used, expires FROM tokens WHERE hash=?", &q, err) < 0)
+	if (sqldb_prepare(s->db, "SELECT used, expires FROM tokens WHERE hash=?", &q, err) < 0)
 		return -1;
 	sqlite3_bind_text(q, 1, h, -1, SQLITE_TRANSIENT);
 	if (sqlite3_step(q) == SQLITE_ROW && !sqlite3_column_int(q, 0))
@@ -174,17 +141,17 @@ int mdm_store_device_enroll(struct mdm_store *s, const char *id, const char *cer
 			    int64_t now, cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (prep(s,
-		 "INSERT INTO devices(id, cert_serial, enrolled_at) VALUES(?,?,?) "
-		 "ON CONFLICT(id) DO UPDATE SET cert_serial=excluded.cert_serial, "
-		 "enrolled_at=excluded.enrolled_at, active=1",
-		 &st, err) < 0)
+	if (sqldb_prepare(s->db,
+			  "INSERT INTO devices(id, cert_serial, enrolled_at) VALUES(?,?,?) "
+			  "ON CONFLICT(id) DO UPDATE SET cert_serial=excluded.cert_serial, "
+			  "enrolled_at=excluded.enrolled_at, active=1",
+			  &st, err) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 2, cert_serial, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(st, 3, now);
 	if (sqlite3_step(st) != SQLITE_DONE)
-		return sql_err(s, "enroll device", err);
+		return sqldb_err(s->db, "enroll device", err);
 	return 0;
 }
 
@@ -192,14 +159,16 @@ int mdm_store_device_keys_set(struct mdm_store *s, const char *id, const uint8_t
 			      const uint8_t tls[32], cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (prep(s, "INSERT OR REPLACE INTO device_keys(id, identity_key, tls_key) VALUES(?,?,?)",
-		 &st, err) < 0)
+	if (sqldb_prepare(
+		s->db,
+		"INSERT OR REPLACE INTO device_keys(id, identity_key, tls_key) VALUES(?,?,?)", &st,
+		err) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_blob(st, 2, identity, 32, SQLITE_TRANSIENT);
 	sqlite3_bind_blob(st, 3, tls, 32, SQLITE_TRANSIENT);
 	if (sqlite3_step(st) != SQLITE_DONE)
-		return sql_err(s, "device keys", err);
+		return sqldb_err(s->db, "device keys", err);
 	return 0;
 }
 
@@ -207,14 +176,15 @@ int mdm_store_device_keys(struct mdm_store *s, const char *id, uint8_t identity[
 			  uint8_t tls[32], cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (prep(s, "SELECT identity_key, tls_key FROM device_keys WHERE id=?", &st, err) < 0)
+	if (sqldb_prepare(s->db, "SELECT identity_key, tls_key FROM device_keys WHERE id=?", &st,
+			  err) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
 	int r = sqlite3_step(st);
 	if (r == SQLITE_DONE)
 		return 0;
 	if (r != SQLITE_ROW)
-		return sql_err(s, "device keys", err);
+		return sqldb_err(s->db, "device keys", err);
 	if (sqlite3_column_bytes(st, 0) != 32 || sqlite3_column_bytes(st, 1) != 32)
 		return cells_err_set(err, EIO, "device keys of %s: corrupt", id);
 	memcpy(identity, sqlite3_column_blob(st, 0), 32);
@@ -229,9 +199,10 @@ int mdm_store_device_report(struct mdm_store *s, const char *id, const char *rea
 	flag[0] = 0;
 	uint64_t max_head = 0, prev_up = 0, prev_head = 0;
 	cleanup_stmt sqlite3_stmt *q = NULL;
-	if (prep(s,
-		 "SELECT audit_head, audit_uploaded, audit_max_head FROM device_report WHERE id=?",
-		 &q, err) < 0)
+	if (sqldb_prepare(
+		s->db,
+		"SELECT audit_head, audit_uploaded, audit_max_head FROM device_report WHERE id=?",
+		&q, err) < 0)
 		return -1;
 	sqlite3_bind_text(q, 1, id, -1, SQLITE_TRANSIENT);
 	if (sqlite3_step(q) == SQLITE_ROW) {
@@ -250,14 +221,15 @@ int mdm_store_device_report(struct mdm_store *s, const char *id, const char *rea
 			 (unsigned long long)head,
 			 (unsigned long long)(uploaded > prev_up ? uploaded : prev_up));
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (prep(s,
-		 "INSERT INTO device_report(id, compliance_reasons, audit_head, audit_uploaded,"
-		 " audit_max_head, audit_flag, audit_flag_at) VALUES(?1,?2,?3,?4,?5,?6,?7) "
-		 "ON CONFLICT(id) DO UPDATE SET compliance_reasons=?2, audit_head=?3,"
-		 " audit_uploaded=?4, audit_max_head=max(audit_max_head, ?5),"
-		 " audit_flag=CASE WHEN ?6<>'' THEN ?6 ELSE audit_flag END,"
-		 " audit_flag_at=CASE WHEN ?6<>'' THEN ?7 ELSE audit_flag_at END",
-		 &st, err) < 0)
+	if (sqldb_prepare(
+		s->db,
+		"INSERT INTO device_report(id, compliance_reasons, audit_head, audit_uploaded,"
+		" audit_max_head, audit_flag, audit_flag_at) VALUES(?1,?2,?3,?4,?5,?6,?7) "
+		"ON CONFLICT(id) DO UPDATE SET compliance_reasons=?2, audit_head=?3,"
+		" audit_uploaded=?4, audit_max_head=max(audit_max_head, ?5),"
+		" audit_flag=CASE WHEN ?6<>'' THEN ?6 ELSE audit_flag END,"
+		" audit_flag_at=CASE WHEN ?6<>'' THEN ?7 ELSE audit_flag_at END",
+		&st, err) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 2, reasons_json, -1, SQLITE_TRANSIENT);
@@ -267,7 +239,7 @@ int mdm_store_device_report(struct mdm_store *s, const char *id, const char *rea
 	sqlite3_bind_text(st, 6, flag, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(st, 7, now);
 	if (sqlite3_step(st) != SQLITE_DONE)
-		return sql_err(s, "device report", err);
+		return sqldb_err(s->db, "device report", err);
 	return 0;
 }
 
@@ -278,16 +250,16 @@ int mdm_store_latest_policy_blob(struct mdm_store *s, const char *id, uint64_t *
 	*len = 0;
 	*installed = 0;
 	cleanup_stmt sqlite3_stmt *q = NULL;
-	if (prep(s, "SELECT policy_version FROM devices WHERE id=?", &q, err) < 0)
+	if (sqldb_prepare(s->db, "SELECT policy_version FROM devices WHERE id=?", &q, err) < 0)
 		return -1;
 	sqlite3_bind_text(q, 1, id, -1, SQLITE_TRANSIENT);
 	if (sqlite3_step(q) == SQLITE_ROW)
 		*installed = (uint64_t)sqlite3_column_int64(q, 0);
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (prep(s,
-		 "SELECT blob FROM queue WHERE device=? AND kind=1 AND state IN (0,1,2) "
-		 "ORDER BY seq DESC LIMIT 1",
-		 &st, err) < 0)
+	if (sqldb_prepare(s->db,
+			  "SELECT blob FROM queue WHERE device=? AND kind=1 AND state IN (0,1,2) "
+			  "ORDER BY seq DESC LIMIT 1",
+			  &st, err) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
 	if (sqlite3_step(st) != SQLITE_ROW)
@@ -304,7 +276,7 @@ int mdm_store_latest_policy_blob(struct mdm_store *s, const char *id, uint64_t *
 int mdm_store_device_known(struct mdm_store *s, const char *id, cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (prep(s, "SELECT 1 FROM devices WHERE id=? AND active=1", &st, err) < 0)
+	if (sqldb_prepare(s->db, "SELECT 1 FROM devices WHERE id=? AND active=1", &st, err) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
 	int r = sqlite3_step(st);
@@ -312,7 +284,7 @@ int mdm_store_device_known(struct mdm_store *s, const char *id, cells_err_t *err
 		return 1;
 	if (r == SQLITE_DONE)
 		return 0;
-	return sql_err(s, "device lookup", err);
+	return sqldb_err(s->db, "device lookup", err);
 }
 
 int mdm_store_device_seen(struct mdm_store *s, const char *id, bool online, int64_t now,
@@ -321,10 +293,10 @@ int mdm_store_device_seen(struct mdm_store *s, const char *id, bool online, int6
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
 	if (agent_version) {
-		if (prep(s,
-			 "UPDATE devices SET online=?, last_seen=?, policy_version=?, "
-			 "agent_version=?, compliance=? WHERE id=?",
-			 &st, err) < 0)
+		if (sqldb_prepare(s->db,
+				  "UPDATE devices SET online=?, last_seen=?, policy_version=?, "
+				  "agent_version=?, compliance=? WHERE id=?",
+				  &st, err) < 0)
 			return -1;
 		sqlite3_bind_int(st, 1, online);
 		sqlite3_bind_int64(st, 2, now);
@@ -333,20 +305,21 @@ int mdm_store_device_seen(struct mdm_store *s, const char *id, bool online, int6
 		sqlite3_bind_int(st, 5, compliance);
 		sqlite3_bind_text(st, 6, id, -1, SQLITE_TRANSIENT);
 	} else {
-		if (prep(s, "UPDATE devices SET online=?, last_seen=? WHERE id=?", &st, err) < 0)
+		if (sqldb_prepare(s->db, "UPDATE devices SET online=?, last_seen=? WHERE id=?", &st,
+				  err) < 0)
 			return -1;
 		sqlite3_bind_int(st, 1, online);
 		sqlite3_bind_int64(st, 2, now);
 		sqlite3_bind_text(st, 3, id, -1, SQLITE_TRANSIENT);
 	}
 	if (sqlite3_step(st) != SQLITE_DONE)
-		return sql_err(s, "device seen", err);
+		return sqldb_err(s->db, "device seen", err);
 	return 0;
 }
 
 int mdm_store_devices_reset_online(struct mdm_store *s, cells_err_t *err)
 {
-	return exec(s, "UPDATE devices SET online=0 WHERE online<>0", err);
+	return sqldb_exec(s->db, "UPDATE devices SET online=0 WHERE online<>0", err);
 }
 
 static const char *const compliance_names[] = {
@@ -357,18 +330,19 @@ static const char *const compliance_names[] = {
 int mdm_store_devices_json(struct mdm_store *s, json_object **out, cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (prep(s,
-		 "SELECT d.id, d.enrolled_at, d.last_seen, d.online, d.policy_version, "
-		 "d.agent_version, d.compliance, "
-		 "(SELECT count(*) FROM queue q WHERE q.device=d.id AND q.state IN (0,1)), "
-		 "(SELECT count(*) FROM queue q WHERE q.device=d.id AND q.state=2), "
-		 "(SELECT count(*) FROM queue q WHERE q.device=d.id AND q.state=3), "
-		 "r.compliance_reasons, r.audit_head, r.audit_uploaded, r.audit_flag, "
-		 "r.audit_flag_at, k.id IS NOT NULL "
-		 "FROM devices d LEFT JOIN device_report r ON r.id=d.id "
-		 "LEFT JOIN device_keys k ON k.id=d.id "
-		 "WHERE d.active=1 ORDER BY d.enrolled_at, d.id",
-		 &st, err) < 0)
+	if (sqldb_prepare(
+		s->db,
+		"SELECT d.id, d.enrolled_at, d.last_seen, d.online, d.policy_version, "
+		"d.agent_version, d.compliance, "
+		"(SELECT count(*) FROM queue q WHERE q.device=d.id AND q.state IN (0,1)), "
+		"(SELECT count(*) FROM queue q WHERE q.device=d.id AND q.state=2), "
+		"(SELECT count(*) FROM queue q WHERE q.device=d.id AND q.state=3), "
+		"r.compliance_reasons, r.audit_head, r.audit_uploaded, r.audit_flag, "
+		"r.audit_flag_at, k.id IS NOT NULL "
+		"FROM devices d LEFT JOIN device_report r ON r.id=d.id "
+		"LEFT JOIN device_keys k ON k.id=d.id "
+		"WHERE d.active=1 ORDER BY d.enrolled_at, d.id",
+		&st, err) < 0)
 		return -1;
 	json_object *arr = json_object_new_array();
 	int r;
@@ -421,7 +395,7 @@ int mdm_store_devices_json(struct mdm_store *s, json_object **out, cells_err_t *
 	}
 	if (r != SQLITE_DONE) {
 		json_object_put(arr);
-		return sql_err(s, "list devices", err);
+		return sqldb_err(s->db, "list devices", err);
 	}
 	*out = arr;
 	return 0;
@@ -462,7 +436,7 @@ static int collect_ids(struct mdm_store *s, sqlite3_stmt *st, char ***ids, size_
 	}
 	if (r != SQLITE_DONE) {
 		mdm_store_free_ids(v, cnt);
-		return sql_err(s, "ids", err);
+		return sqldb_err(s->db, "ids", err);
 	}
 	*ids = v;
 	*n = cnt;
@@ -472,7 +446,7 @@ static int collect_ids(struct mdm_store *s, sqlite3_stmt *st, char ***ids, size_
 int mdm_store_device_ids(struct mdm_store *s, char ***ids, size_t *n, cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (prep(s, "SELECT id FROM devices WHERE active=1 ORDER BY id", &st, err) < 0)
+	if (sqldb_prepare(s->db, "SELECT id FROM devices WHERE active=1 ORDER BY id", &st, err) < 0)
 		return -1;
 	return collect_ids(s, st, ids, n, err);
 }
@@ -510,10 +484,10 @@ int mdm_store_queue_add(struct mdm_store *s, struct mdm_qentry *e, bool replace,
 {
 	if (e->dedup[0]) {
 		cleanup_stmt sqlite3_stmt *q = NULL;
-		if (prep(s,
-			 "SELECT " ENTRY_COLS " FROM queue WHERE device=? AND dedup=? AND "
-			 "state IN (0,1) ORDER BY seq DESC LIMIT 1",
-			 &q, err) < 0)
+		if (sqldb_prepare(s->db,
+				  "SELECT " ENTRY_COLS " FROM queue WHERE device=? AND dedup=? AND "
+				  "state IN (0,1) ORDER BY seq DESC LIMIT 1",
+				  &q, err) < 0)
 			return -1;
 		sqlite3_bind_text(q, 1, e->device, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_text(q, 2, e->dedup, -1, SQLITE_TRANSIENT);
@@ -537,10 +511,11 @@ int mdm_store_queue_add(struct mdm_store *s, struct mdm_qentry *e, bool replace,
 	cells_hex(rnd, sizeof rnd, hex);
 	snprintf(e->id, sizeof e->id, "q-%s", hex);
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (prep(s,
-		 "INSERT INTO queue(id, device, kind, priority, state, created, expires, dedup, "
-		 "what, blob) VALUES(?,?,?,?,0,?,?,?,?,?)",
-		 &st, err) < 0)
+	if (sqldb_prepare(
+		s->db,
+		"INSERT INTO queue(id, device, kind, priority, state, created, expires, dedup, "
+		"what, blob) VALUES(?,?,?,?,0,?,?,?,?,?)",
+		&st, err) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, e->id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 2, e->device, -1, SQLITE_TRANSIENT);
@@ -552,7 +527,7 @@ int mdm_store_queue_add(struct mdm_store *s, struct mdm_qentry *e, bool replace,
 	sqlite3_bind_text(st, 8, e->what, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_blob(st, 9, e->blob, (int)e->blob_len, SQLITE_TRANSIENT);
 	if (sqlite3_step(st) != SQLITE_DONE)
-		return sql_err(s, "queue add", err);
+		return sqldb_err(s->db, "queue add", err);
 	e->seq = sqlite3_last_insert_rowid(s->db);
 	e->state = MDM_Q_QUEUED;
 	return 0;
@@ -566,7 +541,7 @@ static int step_entry(struct mdm_store *s, sqlite3_stmt *st, struct mdm_qentry *
 	if (r == SQLITE_DONE)
 		return 0;
 	if (r != SQLITE_ROW)
-		return sql_err(s, what, err);
+		return sqldb_err(s->db, what, err);
 	memset(e, 0, sizeof *e);
 	row_to_entry(st, e);
 	int n = sqlite3_column_bytes(st, 10);
@@ -582,10 +557,10 @@ int mdm_store_queue_next(struct mdm_store *s, const char *device, int64_t now, s
 			 cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (prep(s,
-		 "SELECT " ENTRY_COLS ", blob FROM queue WHERE device=?1 AND state=0 AND "
-		 "(expires=0 OR expires>?2) ORDER BY priority DESC, seq LIMIT 1",
-		 &st, err) < 0)
+	if (sqldb_prepare(s->db,
+			  "SELECT " ENTRY_COLS ", blob FROM queue WHERE device=?1 AND state=0 AND "
+			  "(expires=0 OR expires>?2) ORDER BY priority DESC, seq LIMIT 1",
+			  &st, err) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, device, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(st, 2, now);
@@ -602,7 +577,7 @@ int mdm_store_queue_set_state(struct mdm_store *s, const char *id, const char *d
 		  "AND device=?2 AND state=0"
 		: "UPDATE queue SET state=?4, done_at=?3, reason=?5 WHERE id=?1 AND device=?2 "
 		  "AND state IN (0,1)";
-	if (prep(s, sql, &st, err) < 0)
+	if (sqldb_prepare(s->db, sql, &st, err) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 2, device, -1, SQLITE_TRANSIENT);
@@ -612,56 +587,57 @@ int mdm_store_queue_set_state(struct mdm_store *s, const char *id, const char *d
 		sqlite3_bind_text(st, 5, reason ? reason : "", -1, SQLITE_TRANSIENT);
 	}
 	if (sqlite3_step(st) != SQLITE_DONE)
-		return sql_err(s, "queue state", err);
+		return sqldb_err(s->db, "queue state", err);
 	return sqlite3_changes(s->db);
 }
 
 int mdm_store_queue_expire(struct mdm_store *s, int64_t now, cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *x = NULL;
-	if (prep(s,
-		 "UPDATE queue SET state=4, done_at=?1, reason='expired before delivery' "
-		 "WHERE state=0 AND expires>0 AND expires<=?1",
-		 &x, err) < 0)
+	if (sqldb_prepare(s->db,
+			  "UPDATE queue SET state=4, done_at=?1, reason='expired before delivery' "
+			  "WHERE state=0 AND expires>0 AND expires<=?1",
+			  &x, err) < 0)
 		return -1;
 	sqlite3_bind_int64(x, 1, now);
 	if (sqlite3_step(x) != SQLITE_DONE)
-		return sql_err(s, "queue expire", err);
+		return sqldb_err(s->db, "queue expire", err);
 	return 0;
 }
 
 int mdm_store_queue_requeue(struct mdm_store *s, const char *device, cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (prep(s, "UPDATE queue SET state=0 WHERE device=? AND state=1", &st, err) < 0)
+	if (sqldb_prepare(s->db, "UPDATE queue SET state=0 WHERE device=? AND state=1", &st, err) <
+	    0)
 		return -1;
 	sqlite3_bind_text(st, 1, device, -1, SQLITE_TRANSIENT);
 	if (sqlite3_step(st) != SQLITE_DONE)
-		return sql_err(s, "requeue", err);
+		return sqldb_err(s->db, "requeue", err);
 	return 0;
 }
 
 int mdm_store_queue_requeue_all(struct mdm_store *s, cells_err_t *err)
 {
-	return exec(s, "UPDATE queue SET state=0 WHERE state=1", err);
+	return sqldb_exec(s->db, "UPDATE queue SET state=0 WHERE state=1", err);
 }
 
 int mdm_store_queue_cancel(struct mdm_store *s, const char *id, cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (prep(s,
-		 "UPDATE queue SET state=5, done_at=?2, reason='cancelled by the admin' "
-		 "WHERE id=?1 AND state IN (0,1)",
-		 &st, err) < 0)
+	if (sqldb_prepare(s->db,
+			  "UPDATE queue SET state=5, done_at=?2, reason='cancelled by the admin' "
+			  "WHERE id=?1 AND state IN (0,1)",
+			  &st, err) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(st, 2, cells_now_us() / 1000000);
 	if (sqlite3_step(st) != SQLITE_DONE)
-		return sql_err(s, "cancel", err);
+		return sqldb_err(s->db, "cancel", err);
 	if (sqlite3_changes(s->db) == 1)
 		return 0;
 	cleanup_stmt sqlite3_stmt *q = NULL;
-	if (prep(s, "SELECT state FROM queue WHERE id=?", &q, err) < 0)
+	if (sqldb_prepare(s->db, "SELECT state FROM queue WHERE id=?", &q, err) < 0)
 		return -1;
 	sqlite3_bind_text(q, 1, id, -1, SQLITE_TRANSIENT);
 	if (sqlite3_step(q) == SQLITE_ROW)
@@ -674,10 +650,11 @@ int mdm_store_queue_json(struct mdm_store *s, const char *device, json_object **
 			 cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (prep(s,
-		 "SELECT " ENTRY_COLS ", delivered_at, done_at, attempts, reason FROM queue "
-		 "WHERE ?1 IS NULL OR device=?1 ORDER BY seq",
-		 &st, err) < 0)
+	if (sqldb_prepare(s->db,
+			  "SELECT " ENTRY_COLS
+			  ", delivered_at, done_at, attempts, reason FROM queue "
+			  "WHERE ?1 IS NULL OR device=?1 ORDER BY seq",
+			  &st, err) < 0)
 		return -1;
 	if (device)
 		sqlite3_bind_text(st, 1, device, -1, SQLITE_TRANSIENT);
@@ -707,7 +684,7 @@ int mdm_store_queue_json(struct mdm_store *s, const char *device, json_object **
 	}
 	if (r != SQLITE_DONE) {
 		json_object_put(arr);
-		return sql_err(s, "list queue", err);
+		return sqldb_err(s->db, "list queue", err);
 	}
 	*out = arr;
 	return 0;
@@ -717,18 +694,19 @@ int mdm_store_queue_changed(struct mdm_store *s, int64_t *since, char ***ids, si
 			    cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *m = NULL;
-	if (prep(s, "SELECT coalesce(max(seq),0) FROM queue", &m, err) < 0)
+	if (sqldb_prepare(s->db, "SELECT coalesce(max(seq),0) FROM queue", &m, err) < 0)
 		return -1;
 	if (sqlite3_step(m) != SQLITE_ROW)
-		return sql_err(s, "queue max", err);
+		return sqldb_err(s->db, "queue max", err);
 	int64_t top = sqlite3_column_int64(m, 0);
 	*ids = NULL;
 	*n = 0;
 	if (top <= *since)
 		return 0;
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (prep(s, "SELECT DISTINCT device FROM queue WHERE seq>? AND seq<=? AND state=0", &st,
-		 err) < 0)
+	if (sqldb_prepare(s->db,
+			  "SELECT DISTINCT device FROM queue WHERE seq>? AND seq<=? AND state=0",
+			  &st, err) < 0)
 		return -1;
 	sqlite3_bind_int64(st, 1, *since);
 	sqlite3_bind_int64(st, 2, top);
@@ -742,7 +720,8 @@ int mdm_store_queue_get(struct mdm_store *s, const char *id, const char *device,
 			struct mdm_qentry *e, cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (prep(s, "SELECT " ENTRY_COLS ", blob FROM queue WHERE id=? AND device=?", &st, err) < 0)
+	if (sqldb_prepare(s->db, "SELECT " ENTRY_COLS ", blob FROM queue WHERE id=? AND device=?",
+			  &st, err) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 2, device, -1, SQLITE_TRANSIENT);
@@ -761,7 +740,7 @@ int mdm_store_receipt_put(struct mdm_store *s, const struct mdm_receipt *r, cell
 		  "signed=?10, device_key=?11, received_at=?12 WHERE receipts.verified=0"
 		: "INSERT INTO receipts VALUES(?1,?2,?3,?4,?5,?6,?7,?8,0,?9,?10,?11,?12) "
 		  "ON CONFLICT(device, command_id) DO NOTHING";
-	if (prep(s, sql, &st, err) < 0)
+	if (sqldb_prepare(s->db, sql, &st, err) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, r->device, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 2, r->command_id, -1, SQLITE_TRANSIENT);
@@ -776,7 +755,7 @@ int mdm_store_receipt_put(struct mdm_store *s, const struct mdm_receipt *r, cell
 	sqlite3_bind_blob(st, 11, r->device_key, 32, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(st, 12, r->received_at);
 	if (sqlite3_step(st) != SQLITE_DONE)
-		return sql_err(s, "store receipt", err);
+		return sqldb_err(s->db, "store receipt", err);
 	return sqlite3_changes(s->db) > 0;
 }
 
@@ -785,11 +764,11 @@ int mdm_store_receipts_json(struct mdm_store *s, const char *device, json_object
 {
 	static const char *const ks[] = {"unspecified", "absent", "present", "not-encrypted"};
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (prep(s,
-		 "SELECT device, vp, command_id, queue_id, wiped_at, key_status, "
-		 "wrapped_key_destroyed, recreated, verified, reason, received_at, signed "
-		 "FROM receipts WHERE ?1 IS NULL OR device=?1 ORDER BY received_at, rowid",
-		 &st, err) < 0)
+	if (sqldb_prepare(s->db,
+			  "SELECT device, vp, command_id, queue_id, wiped_at, key_status, "
+			  "wrapped_key_destroyed, recreated, verified, reason, received_at, signed "
+			  "FROM receipts WHERE ?1 IS NULL OR device=?1 ORDER BY received_at, rowid",
+			  &st, err) < 0)
 		return -1;
 	if (device)
 		sqlite3_bind_text(st, 1, device, -1, SQLITE_TRANSIENT);
@@ -832,7 +811,7 @@ int mdm_store_receipts_json(struct mdm_store *s, const char *device, json_object
 	}
 	if (r != SQLITE_DONE) {
 		json_object_put(arr);
-		return sql_err(s, "list receipts", err);
+		return sqldb_err(s->db, "list receipts", err);
 	}
 	*out = arr;
 	return 0;
@@ -842,15 +821,16 @@ int mdm_store_queue_receipt_verified(struct mdm_store *s, const char *id, const 
 				     int64_t now, cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (prep(s,
-		 "UPDATE queue SET state=2, done_at=?3, reason='' WHERE id=?1 AND device=?2 AND "
-		 "(state IN (0,1) OR (state=3 AND reason LIKE 'receipt refused:%'))",
-		 &st, err) < 0)
+	if (sqldb_prepare(
+		s->db,
+		"UPDATE queue SET state=2, done_at=?3, reason='' WHERE id=?1 AND device=?2 AND "
+		"(state IN (0,1) OR (state=3 AND reason LIKE 'receipt refused:%'))",
+		&st, err) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 2, device, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(st, 3, now);
 	if (sqlite3_step(st) != SQLITE_DONE)
-		return sql_err(s, "queue state", err);
+		return sqldb_err(s->db, "queue state", err);
 	return sqlite3_changes(s->db);
 }

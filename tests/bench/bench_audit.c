@@ -11,7 +11,7 @@
 #include "cleanup.h"
 #include "cleanup_sqlite.h"
 #include "pol_sig.h"
-#include "statedb.h"
+#include "sqldb.h"
 #include "util.h"
 
 #include <inttypes.h>
@@ -46,7 +46,7 @@ static double run_plain(sqlite3 *db, sqlite3_stmt *ins, uint64_t *seq, int n, in
 	cells_err_t e;
 	double t0 = now_s();
 	for (int i = 0; i < n; i += per) {
-		if (per > 1 && statedb_begin(db, &e) < 0)
+		if (per > 1 && sqldb_begin(db, &e) < 0)
 			die(&e);
 		for (int k = 0; k < per; k++) {
 			sqlite3_reset(ins);
@@ -62,11 +62,11 @@ static double run_plain(sqlite3 *db, sqlite3_stmt *ins, uint64_t *seq, int n, in
 			sqlite3_bind_blob(ins, 8, h, 32, SQLITE_STATIC);
 			sqlite3_bind_blob(ins, 9, h, 32, SQLITE_STATIC);
 			if (sqlite3_step(ins) != SQLITE_DONE) {
-				statedb_err(db, "plain insert", &e);
+				sqldb_err(db, "plain insert", &e);
 				die(&e);
 			}
 		}
-		if (per > 1 && statedb_commit(db, &e) < 0)
+		if (per > 1 && sqldb_commit(db, &e) < 0)
 			die(&e);
 	}
 	return now_s() - t0;
@@ -107,9 +107,9 @@ int main(int argc, char **argv)
 	struct audit *a;
 	sqlite3 *pdb;
 	cleanup_stmt sqlite3_stmt *ins = NULL;
-	if (audit_open(p1, &a, &e) < 0 || statedb_open(p2, &pdb, &e) < 0 ||
-	    statedb_exec(pdb, schema, &e) < 0 ||
-	    statedb_prepare(pdb, "INSERT INTO plain VALUES(?,?,?,?,?,?,?,?,?)", &ins, &e) < 0)
+	if (audit_open(p1, &a, &e) < 0 || sqldb_open(p2, SQLDB_DURABLE, 5000, &pdb, &e) < 0 ||
+	    sqldb_exec(pdb, schema, &e) < 0 ||
+	    sqldb_prepare(pdb, "INSERT INTO plain VALUES(?,?,?,?,?,?,?,?,?)", &ins, &e) < 0)
 		die(&e);
 	EVP_PKEY *k = pol_key_generate(&e);
 	if (!k || audit_set_signer(a, k, &e) < 0)

@@ -4,7 +4,7 @@
  *   tel_assign STATE_DIR revoke VP */
 #include "audit.h"
 #include "cellsd.h"
-#include "statedb.h"
+#include "sqldb.h"
 #include "tel.h"
 
 #include <stdio.h>
@@ -31,7 +31,7 @@ int main(int argc, char **argv)
 	char p[PATH_MAX + 16];
 	cells_err_t err = {0};
 	snprintf(p, sizeof p, "%s/state.db", argv[1]);
-	if (statedb_open(p, &d.db, &err) < 0)
+	if (sqldb_open(p, SQLDB_DURABLE, 5000, &d.db, &err) < 0)
 		goto fail;
 	snprintf(p, sizeof p, "%s/audit.db", argv[1]);
 	if (audit_open(p, &d.audit, &err) < 0)

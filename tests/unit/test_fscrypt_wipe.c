@@ -30,7 +30,7 @@
 #include "cleanup_ssl.h"
 #include "device_key.h"
 #include "pol_sig.h"
-#include "statedb.h"
+#include "sqldb.h"
 #include "util.h"
 #include "wipe.h"
 #include "wipe_key.h"
@@ -62,7 +62,7 @@ static int setup(void **state)
 	char p[PATH_MAX + 16];
 	cells_err_t e;
 	snprintf(p, sizeof p, "%s/state.db", tmp);
-	if (statedb_open(p, &D.db, &e) < 0)
+	if (sqldb_open(p, SQLDB_DURABLE, 5000, &D.db, &e) < 0)
 		return -1;
 	snprintf(p, sizeof p, "%s/audit.db", tmp);
 	if (audit_open(p, &D.audit, &e) < 0 || wipe_init(&D, &e) < 0) {

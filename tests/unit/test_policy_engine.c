@@ -22,7 +22,7 @@
 #include "pol_json.h"
 #include "pol_sig.h"
 #include "policy_engine.h"
-#include "statedb.h"
+#include "sqldb.h"
 #include "util.h"
 
 static struct cellsd d;
@@ -113,7 +113,7 @@ static int setup(void **state)
 	snprintf(d.state_dir, sizeof d.state_dir, "%s", dir);
 	d.state = CELLSD_ST_READY;
 	snprintf(p, sizeof p, "%s/state.db", dir);
-	assert_int_equal(statedb_open(p, &d.db, NULL), 0);
+	assert_int_equal(sqldb_open(p, SQLDB_DURABLE, 5000, &d.db, NULL), 0);
 	snprintf(p, sizeof p, "%s/audit.db", dir);
 	assert_int_equal(audit_open(p, &d.audit, NULL), 0);
 	cells_err_t err;

@@ -19,7 +19,7 @@
 #include "audit.h"
 #include "cellsd.h"
 #include "cleanup.h"
-#include "statedb.h"
+#include "sqldb.h"
 #include "tel.h"
 #include "util.h"
 
@@ -53,7 +53,7 @@ static int setup(void **state)
 	char p[PATH_MAX + 16];
 	cells_err_t err;
 	snprintf(p, sizeof p, "%s/state.db", f->dir);
-	assert_int_equal(statedb_open(p, &f->d.db, &err), 0);
+	assert_int_equal(sqldb_open(p, SQLDB_DURABLE, 5000, &f->d.db, &err), 0);
 	snprintf(p, sizeof p, "%s/audit.db", f->dir);
 	assert_int_equal(audit_open(p, &f->d.audit, &err), 0);
 	f->d.loop = loop_new(&err);
