@@ -7,6 +7,7 @@
 #include "cleanup_ssl.h"
 #include "device_key.h"
 #include "fscrypt.h"
+#include "knsrun.h"
 #include "log.h"
 #include "loopdev.h"
 #include "mgmt.h"
@@ -624,9 +625,24 @@ static int mounts_using(const char *mountinfo, const char *dir, char mps[WIPE_MA
 	return n;
 }
 
+struct detach_arg {
+	char (*mps)[PATH_MAX];
+	int n;
+};
+
+/* In the namespace (knsrun): lazily unmount the mounts, innermost first. */
+static int detach_in_ns(struct knsrun_ctx *c, void *arg)
+{
+	(void)c;
+	const struct detach_arg *a = arg;
+	for (int i = a->n - 1; i >= 0; i--)
+		umount2(a->mps[i], MNT_DETACH);
+	return 0;
+}
+
 /* A mount namespace made while a mount over dir existed holds a copy of it, which pins
  * the VP's files (the key stays "incompletely removed"). Detach such copies inside every
- * other mount namespace (setns in a forked child). */
+ * other mount namespace (knsrun.h). */
 static void detach_elsewhere(const char *dir)
 {
 	struct stat self;
@@ -657,24 +673,18 @@ static void detach_elsewhere(const char *dir)
 		int n = mounts_using(mi, dir, mps);
 		if (n <= 0)
 			continue;
-		int nsfd = open(p, O_RDONLY | O_CLOEXEC);
+		cleanup_close int nsfd = open(p, O_RDONLY | O_CLOEXEC);
 		if (nsfd < 0)
 			continue;
-		pid_t c = fork();
-		if (c == 0) {
-			if (setns(nsfd, CLONE_NEWNS) < 0)
-				_exit(1);
-			for (int i = n - 1; i >= 0; i--)
-				umount2(mps[i], MNT_DETACH);
-			_exit(0);
-		}
-		close(nsfd);
-		int status;
-		if (c > 0 && waitpid(c, &status, 0) == c && WIFEXITED(status) &&
-		    !WEXITSTATUS(status))
+		struct detach_arg a = {mps, n};
+		cells_err_t err;
+		if (knsrun(nsfd, -1, detach_in_ns, &a, &err) == 0)
 			log_info(
 			    "wipe: detached %d mount(s) using %s in the mount namespace of pid %d",
 			    n, dir, pid);
+		else
+			log_warn("wipe: mounts using %s in the mount namespace of pid %d: %s", dir,
+				 pid, err.msg);
 	}
 }
 
