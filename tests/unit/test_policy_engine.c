@@ -168,8 +168,8 @@ static void test_engine(void **state)
 	Cells__V1__Signed *bad =
 	    delegation(sign_key, sign_key, CELLS__V1__KEY_ROLE__KEY_ROLE_POLICY,
 		       CELLS__V1__KEY_ROLE__KEY_ROLE_POLICY, 1);
-	assert_int_equal(policy_trust_update(&d, NULL, 0, &bad, 1, "test", &err), -1);
-	assert_int_equal(policy_trust_update(&d, NULL, 0, &del, 1, "test", &err), 0);
+	assert_int_equal(policy_trust_update(&d, NULL, 0, &bad, 1, true, "test", &err), -1);
+	assert_int_equal(policy_trust_update(&d, NULL, 0, &del, 1, true, "test", &err), 0);
 	if (policy_install(&d, b1, n, "test", &err) < 0)
 		fail_msg("%s", err.msg);
 	assert_string_equal(log_buf, "A1<0 ");
@@ -238,14 +238,14 @@ static void test_engine(void **state)
 	cells__v1__signed__init(rot);
 	pol_sign(rot, CELLS__V1__SIGNED_KIND__SIGNED_ROOT_ROTATION, tb, tn, root_key, NULL);
 	pol_sign(rot, rot->kind, tb, tn, root2_key, NULL);
-	assert_int_equal(policy_trust_update(&d, &rot, 1, NULL, 0, "test", &err), 0);
+	assert_int_equal(policy_trust_update(&d, &rot, 1, NULL, 0, true, "test", &err), 0);
 	assert_int_equal(policy_verify_command(&d, &cs, &out, &err), -1);
 	assert_non_null(strstr(err.msg, "unknown key"));
 	/* the new root delegates again */
 	Cells__V1__Signed *del2 =
 	    delegation(root2_key, sign_key, CELLS__V1__KEY_ROLE__KEY_ROLE_COMMAND,
 		       CELLS__V1__KEY_ROLE__KEY_ROLE_COMMAND, 2);
-	assert_int_equal(policy_trust_update(&d, NULL, 0, &del2, 1, "test", &err), 0);
+	assert_int_equal(policy_trust_update(&d, NULL, 0, &del2, 1, true, "test", &err), 0);
 	assert_int_equal(policy_verify_command(&d, &cs, &out, &err), 0);
 	cells__v1__command__free_unpacked(out, NULL);
 
