@@ -345,12 +345,9 @@ static void test_update_decode(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_good_chain),
-	    cmocka_unit_test(test_skipped_version),
-	    cmocka_unit_test(test_rollback),
-	    cmocka_unit_test(test_forged_by_new_key_only),
-	    cmocka_unit_test(test_revoked_serial),
-	    cmocka_unit_test(test_expired_delegation),
+	    cmocka_unit_test(test_good_chain),	   cmocka_unit_test(test_skipped_version),
+	    cmocka_unit_test(test_rollback),	   cmocka_unit_test(test_forged_by_new_key_only),
+	    cmocka_unit_test(test_revoked_serial), cmocka_unit_test(test_expired_delegation),
 	    cmocka_unit_test(test_update_decode),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
