@@ -269,8 +269,8 @@ int mdm_keys_rotate_root(const struct mdm *m, struct pol_root *out, struct pol_d
 	return 0;
 }
 
-int mdm_keys_revoke(const struct mdm *m, uint64_t serial, struct pol_delegation *out,
-		    bool *already, cells_err_t *err)
+int mdm_keys_revoke(const struct mdm *m, uint64_t serial, struct pol_delegation *out, bool *already,
+		    cells_err_t *err)
 {
 	struct pol_root root;
 	struct pol_delegation cur;
@@ -278,9 +278,9 @@ int mdm_keys_revoke(const struct mdm *m, uint64_t serial, struct pol_delegation 
 	if (mdm_keys_current(m, &root, &cur, err) < 0)
 		return -1;
 	if (serial > cur.serial)
-		return cells_err_set(err, ENOENT,
-				     "no delegation serial %llu was issued (the current one is %llu)",
-				     (unsigned long long)serial, (unsigned long long)cur.serial);
+		return cells_err_set(
+		    err, ENOENT, "no delegation serial %llu was issued (the current one is %llu)",
+		    (unsigned long long)serial, (unsigned long long)cur.serial);
 	if (serial < cur.revoke_below) {
 		*already = true;
 		*out = cur;
@@ -293,9 +293,8 @@ int mdm_keys_revoke(const struct mdm *m, uint64_t serial, struct pol_delegation 
 	return mdm_keys_delegate(m, &o, out, err);
 }
 
-int mdm_keys_update_blob(const struct mdm *m, uint8_t **out, size_t *len,
-			 struct pol_root *root_out, struct pol_delegation *del_out,
-			 cells_err_t *err)
+int mdm_keys_update_blob(const struct mdm *m, uint8_t **out, size_t *len, struct pol_root *root_out,
+			 struct pol_delegation *del_out, cells_err_t *err)
 {
 	struct pol_root root;
 	struct pol_delegation del;
@@ -394,8 +393,8 @@ int mdm_keys_push_all(const struct mdm *m, struct mdm_store *s, size_t *count, c
 	    mdm_store_device_ids(s, &ids, &nids, err) < 0)
 		return -1;
 	char what[128];
-	snprintf(what, sizeof what, "trust root v%llu serial %llu", (unsigned long long)root.version,
-		 (unsigned long long)del.serial);
+	snprintf(what, sizeof what, "trust root v%llu serial %llu",
+		 (unsigned long long)root.version, (unsigned long long)del.serial);
 	int rc = mdm_store_begin(s, err);
 	for (size_t i = 0; rc == 0 && i < nids; i++) {
 		struct mdm_qentry e;
@@ -410,8 +409,8 @@ int mdm_keys_push_all(const struct mdm *m, struct mdm_store *s, size_t *count, c
 	return rc;
 }
 
-int mdm_keys_renew_due(const struct mdm *m, struct mdm_store *s, int64_t renew_before,
-		       int64_t now, bool *renewed, cells_err_t *err)
+int mdm_keys_renew_due(const struct mdm *m, struct mdm_store *s, int64_t renew_before, int64_t now,
+		       bool *renewed, cells_err_t *err)
 {
 	struct pol_root root;
 	struct pol_delegation cur;
