@@ -29,15 +29,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct pol_trust out, again;
 	struct pol_trust_result res;
 	if (pol_trust_advance(&cur, u->root_rotations, u->n_root_rotations, u->delegations,
-			      u->n_delegations, FUZZ_NOW, POL_TRUST_STRICT, &out, &res, &err) == 0) {
+			      u->n_delegations, FUZZ_NOW, POL_TRUST_STRICT, &out, &res,
+			      &err) == 0) {
 		if (out.root.version < cur.root.version)
 			abort();
 		for (size_t i = 0; i < out.ndels; i++)
 			if (out.dels[i].serial < res.floor)
 				abort();
-		if (pol_trust_advance(&out, u->root_rotations, u->n_root_rotations,
-				      u->delegations, u->n_delegations, FUZZ_NOW, POL_TRUST_STRICT,
-				      &again, &res, &err) == 0)
+		if (pol_trust_advance(&out, u->root_rotations, u->n_root_rotations, u->delegations,
+				      u->n_delegations, FUZZ_NOW, POL_TRUST_STRICT, &again, &res,
+				      &err) == 0)
 			abort(); /* a replay was taken */
 	}
 	if (pol_trust_advance(&cur, u->root_rotations, u->n_root_rotations, u->delegations,
