@@ -45,6 +45,9 @@ struct mdm_delegate_opts {
 	uint64_t revoke_below; /* 0: the new serial (it supersedes every earlier one) */
 	const char *why;       /* for keys.log */
 };
+/* Take the lock of every change of the keys (flock on STATE_DIR/keys.lock; blocks):
+ * the fd to close, or -1. The admin commands and serve's renewal hold it. */
+int mdm_keys_lock(const struct mdm *m, cells_err_t *err);
 /* The current root (trust_root.bin) and delegation (delegation.bin, verified). */
 int mdm_keys_current(const struct mdm *m, struct pol_root *root, struct pol_delegation *d,
 		     cells_err_t *err);

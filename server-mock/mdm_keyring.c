@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,6 +46,21 @@ void mdm_keys_log(const struct mdm *m, const char *fmt, ...)
 		dprintf(fd, "%s %s\n", ts, line);
 		close(fd);
 	}
+}
+
+int mdm_keys_lock(const struct mdm *m, cells_err_t *err)
+{
+	char p[PATH_MAX];
+	mdm_path(m, "keys.lock", p);
+	int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return cells_err_sys(err, errno, "open %s", p);
+	if (flock(fd, LOCK_EX) < 0) {
+		int e = errno;
+		close(fd);
+		return cells_err_sys(err, e, "lock %s", p);
+	}
+	return fd;
 }
 
 static int load_root(const struct mdm *m, struct pol_root *r, cells_err_t *err)
@@ -416,6 +432,12 @@ int mdm_keys_renew_due(const struct mdm *m, struct mdm_store *s, int64_t renew_b
 	struct pol_delegation cur;
 	*renewed = false;
 	if (mdm_keys_current(m, &root, &cur, err) < 0)
+		return -1;
+	if (cur.expires_at - now > renew_before)
+		return 0;
+	/* due: again under the lock (an admin command may be changing the keys) */
+	cleanup_close int lk = mdm_keys_lock(m, err);
+	if (lk < 0 || mdm_keys_current(m, &root, &cur, err) < 0)
 		return -1;
 	if (cur.expires_at - now > renew_before)
 		return 0;

@@ -239,7 +239,8 @@ int mdm_cmd_keys_rotate_root(struct mdm *m, const struct mdm_cmd *cmd, int argc,
 		return mdm_usage(cmd);
 	struct pol_root r;
 	struct pol_delegation d;
-	if (mdm_keys_rotate_root(m, &r, &d, &err) < 0)
+	cleanup_close int lk = mdm_keys_lock(m, &err);
+	if (lk < 0 || mdm_keys_rotate_root(m, &r, &d, &err) < 0)
 		return keys_fail(cmd, &err);
 	print_keys(m, "root rotated (push it: cells-mdm keys push --all)", &r, &d, NULL);
 	return 0;
@@ -290,7 +291,9 @@ static int delegate_cmd(struct mdm *m, const struct mdm_cmd *cmd, int argc, char
 	}
 	struct pol_root r;
 	struct pol_delegation d;
-	if (mdm_keys_delegate(m, &o, &d, &err) < 0 || mdm_keys_current(m, &r, &d, &err) < 0)
+	cleanup_close int lk = mdm_keys_lock(m, &err);
+	if (lk < 0 || mdm_keys_delegate(m, &o, &d, &err) < 0 ||
+	    mdm_keys_current(m, &r, &d, &err) < 0)
 		return keys_fail(cmd, &err);
 	print_keys(m,
 		   renew ? "signing key renewed (push it: cells-mdm keys push --all)"
@@ -322,7 +325,8 @@ int mdm_cmd_keys_revoke(struct mdm *m, const struct mdm_cmd *cmd, int argc, char
 	struct pol_root r;
 	struct pol_delegation d;
 	bool already;
-	if (mdm_keys_revoke(m, serial, &d, &already, &err) < 0 ||
+	cleanup_close int lk = mdm_keys_lock(m, &err);
+	if (lk < 0 || mdm_keys_revoke(m, serial, &d, &already, &err) < 0 ||
 	    mdm_keys_current(m, &r, &d, &err) < 0)
 		return keys_fail(cmd, &err);
 	json_object *x = json_object_new_object();
