@@ -188,6 +188,30 @@ static void handle_policy(struct mgmt *g, const Cells__V1__Envelope *env)
 		       NULL, NULL);
 }
 
+/* A TrustUpdate (`cells-mdm keys push`): the policy engine walks the rotation chain from
+ * the pinned root and takes the delegations, strictly (docs/PROTOCOL.md "Trust updates");
+ * signatures are checked before any payload is read. Answered like a command: a
+ * CommandResult "trust:vN" done, or rejected with the one-line reason (audited as
+ * trust.update refused by the engine). */
+static void handle_trust(struct mgmt *g, const Cells__V1__Envelope *env)
+{
+	cells_err_t err = {0};
+	const Cells__V1__TrustUpdate *u = env->trust_update;
+	int r = u ? policy_trust_update(g->d, u->root_rotations, u->n_root_rotations,
+					u->delegations, u->n_delegations, true, "mdm", &err)
+		  : cells_err_set(&err, EBADMSG, "empty trust update");
+	char cid[40];
+	snprintf(cid, sizeof cid, "trust:%s", env->message_id);
+	if (r < 0)
+		log_warn("mgmt: a trust update from the MDM was refused: %s", err.msg);
+	else
+		log_info("mgmt: trust update %s taken", env->message_id);
+	finish_inbound(g, env->message_id, cid,
+		       r == 0 ? CELLS__V1__RESULT_STATUS__RESULT_DONE
+			      : CELLS__V1__RESULT_STATUS__RESULT_REJECTED,
+		       r == 0 ? "" : err.msg, NULL, NULL);
+}
+
 static void handle_command(struct mgmt *g, const Cells__V1__Envelope *env)
 {
 	cells_err_t err = {0};
@@ -336,6 +360,7 @@ static const struct mgmt_ops mgmt_ops = {
     .hello = send_hello,
     .policy = handle_policy,
     .command = handle_command,
+    .trust = handle_trust,
     .ack = handle_ack,
     .enroll_result = on_enroll_result,
 };

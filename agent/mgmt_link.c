@@ -680,6 +680,7 @@ static int on_recv(struct mgmt *g, struct netipc_msg *m)
 		return 0;
 	case CELLS__V1__ENVELOPE__BODY_POLICY:
 	case CELLS__V1__ENVELOPE__BODY_COMMAND:
+	case CELLS__V1__ENVELOPE__BODY_TRUST_UPDATE:
 		/* bounded before anything is written: a flood is refused, the process
 		 * restarted (the server sends a genuine message again) */
 		if (!bucket_take(&g->link->in_cmd, IN_CMD_RATE, IN_CMD_BURST))
@@ -689,6 +690,8 @@ static int on_recv(struct mgmt *g, struct netipc_msg *m)
 			return 0;
 		if (env->body_case == CELLS__V1__ENVELOPE__BODY_POLICY)
 			g->ops->policy(g, env);
+		else if (env->body_case == CELLS__V1__ENVELOPE__BODY_TRUST_UPDATE)
+			g->ops->trust(g, env);
 		else
 			g->ops->command(g, env);
 		return 0;

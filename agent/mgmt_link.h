@@ -36,6 +36,7 @@ struct mgmt_ops {
 	void (*hello)(struct mgmt *g, bool status); /* send DeviceHello / a status update */
 	void (*policy)(struct mgmt *g, const Cells__V1__Envelope *env);
 	void (*command)(struct mgmt *g, const Cells__V1__Envelope *env);
+	void (*trust)(struct mgmt *g, const Cells__V1__Envelope *env); /* a TrustUpdate */
 	void (*ack)(struct mgmt *g, const Cells__V1__Ack *a);
 	int (*enroll_result)(struct mgmt *g, struct netipc_msg *m);
 };

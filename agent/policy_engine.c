@@ -363,7 +363,8 @@ struct verified {
 	Cells__V1__Signed *const *rots, *const *ins; /* rotations and delegations offered */
 	size_t nrots, nins;
 	struct pol_root root;
-	bool rotated;
+	bool rotated, dropped;
+	uint64_t floor; /* delegation serials below it are revoked */
 	struct pol_delegation dels[POL_MAX_DELEGATIONS];
 	size_t ndels;
 	bool taken[POL_MAX_DELEGATIONS]; /* offered delegations to store */
@@ -377,41 +378,28 @@ static void verified_free(struct verified *v)
 	policy_freep(&v->pol);
 }
 
-/* Verify offered rotations (oldest first) and delegations against the pinned root. */
-static int verify_trust(struct policy_engine *pe, struct verified *v, cells_err_t *err)
+/* Verify offered rotations (oldest first) and delegations against the pinned root
+ * (pol_trust_advance: the TUF walk, revocation floor; strict for a TrustUpdate). */
+static int verify_trust(struct policy_engine *pe, struct verified *v, bool strict, cells_err_t *err)
 {
-	if (v->nins > POL_MAX_DELEGATIONS || v->nrots > POL_MAX_BUNDLE_ROTATIONS)
+	if (v->nins > POL_MAX_DELEGATIONS || v->nrots > POL_TRUST_MAX_ROTATIONS)
 		return cells_err_set(err, EINVAL, "too many delegations or rotations offered");
-	v->root = pe->root;
-	for (size_t i = 0; i < v->nrots; i++) {
-		struct pol_root nr;
-		if (pol_root_rotate(&v->root, v->rots[i], &nr, err) < 0)
-			return -1;
-		v->root = nr;
-		v->rotated = true;
-	}
-	/* a root rotation revokes every delegation of the old root */
-	if (!v->rotated) {
-		memcpy(v->dels, pe->dels, pe->ndels * sizeof *pe->dels);
-		v->ndels = pe->ndels;
-	}
-	for (size_t i = 0; i < v->nins; i++) {
-		struct pol_delegation dl;
-		if (pol_delegation_verify(&v->root, v->ins[i], &dl, err) < 0)
-			return -1;
-		size_t k = 0;
-		while (k < v->ndels && memcmp(v->dels[k].kid, dl.kid, POL_KEYID_LEN))
-			k++;
-		if (k < v->ndels && v->dels[k].serial > dl.serial)
-			continue; /* older than the one we hold: revoked by replacement */
-		if (k == v->ndels) {
-			if (v->ndels >= POL_MAX_DELEGATIONS)
-				return cells_err_set(err, ENOSPC, "too many key delegations");
-			v->ndels++;
-		}
-		v->dels[k] = dl;
-		v->taken[i] = true;
-	}
+	struct pol_trust cur, out;
+	struct pol_trust_result res;
+	cur.root = pe->root;
+	memcpy(cur.dels, pe->dels, pe->ndels * sizeof *pe->dels);
+	cur.ndels = pe->ndels;
+	if (pol_trust_advance(&cur, v->rots, v->nrots, v->ins, v->nins, time(NULL),
+			      strict ? POL_TRUST_STRICT : 0, &out, &res, err) < 0)
+		return -1;
+	v->root = out.root;
+	v->rotated = res.rotated;
+	v->dropped = res.dropped;
+	v->floor = res.floor;
+	memcpy(v->dels, out.dels, out.ndels * sizeof *out.dels);
+	v->ndels = out.ndels;
+	for (size_t i = 0; i < v->nins; i++)
+		v->taken[i] = res.taken[i];
 	return 0;
 }
 
@@ -429,7 +417,7 @@ static int verify_bundle(struct cellsd *d, const uint8_t *blob, size_t n, struct
 	v->nrots = v->b.nrotations;
 	v->ins = v->b.delegations;
 	v->nins = v->b.ndelegations;
-	if (verify_trust(pe, v, err) < 0)
+	if (verify_trust(pe, v, false, err) < 0)
 		return -1;
 	struct pol_installed inst = {.have = pe->have_accepted, .version = pe->acc_version};
 	memcpy(inst.hash, pe->acc_hash, 32);
@@ -460,6 +448,16 @@ static int persist(struct cellsd *d, struct verified *v, const uint8_t *blob, si
 		sqlite3_bind_blob(st, 1, rb, (int)rn, SQLITE_STATIC);
 		if (sqlite3_step(st) != SQLITE_DONE) {
 			sqldb_err(d->db, "store root", err);
+			goto out;
+		}
+	} else if (v->dropped) {
+		cleanup_stmt sqlite3_stmt *st = NULL;
+		if (sqldb_prepare(d->db, "DELETE FROM policy_delegation WHERE serial < ?", &st,
+				  err) < 0)
+			goto out;
+		sqlite3_bind_int64(st, 1, (sqlite3_int64)v->floor);
+		if (sqlite3_step(st) != SQLITE_DONE) {
+			sqldb_err(d->db, "revoke delegations", err);
 			goto out;
 		}
 	}
@@ -559,7 +557,7 @@ int policy_install(struct cellsd *d, const uint8_t *signed_blob, size_t n, const
 	}
 	uint64_t ver = v.pol->version;
 	if (v.same && pe->acc_applied && !pe->apply_failed) {
-		bool trust_changed = v.rotated;
+		bool trust_changed = v.rotated || v.dropped;
 		for (size_t i = 0; i < v.nins; i++)
 			trust_changed |= v.taken[i];
 		if (trust_changed && persist(d, &v, signed_blob, n, source, err) == 0) {
@@ -622,8 +620,8 @@ int policy_install(struct cellsd *d, const uint8_t *signed_blob, size_t n, const
 }
 
 int policy_trust_update(struct cellsd *d, Cells__V1__Signed *const *rotations, size_t nrot,
-			Cells__V1__Signed *const *delegations, size_t ndel, const char *source,
-			cells_err_t *err)
+			Cells__V1__Signed *const *delegations, size_t ndel, bool strict,
+			const char *source, cells_err_t *err)
 {
 	struct policy_engine *pe = d->pe;
 	struct verified v;
@@ -650,9 +648,15 @@ int policy_trust_update(struct cellsd *d, Cells__V1__Signed *const *rotations, s
 					       CELLS__V1__SIGNED_KIND__SIGNED_KEY_DELEGATION,
 					       err) < 0)
 				goto out;
-		rc = verify_trust(pe, &v, err);
+		rc = verify_trust(pe, &v, strict, err);
 	}
 out:
+	if (rc == 0) {
+		json_object_object_add(det, "root_version",
+				       json_object_new_int64((int64_t)v.root.version));
+		json_object_object_add(det, "revoked_below",
+				       json_object_new_int64((int64_t)v.floor));
+	}
 	if (rc < 0) {
 		json_object_object_add(det, "reason", json_object_new_string(err->msg));
 		cellsd_audit(d, "", source, "trust.update", "refused", det, NULL);
@@ -686,7 +690,8 @@ int policy_trust_pin_enrolled(struct cellsd *d, const Cells__V1__TrustRoot *root
 	/* re-enrollment with the root already pinned is a no-op; another root is refused */
 	if (policy_trust_pin(d, b, n, "mgmt:enrollment", err) < 0)
 		return cells_err_prefix(err, "enrollment");
-	if (ndels && policy_trust_update(d, NULL, 0, dels, ndels, "mgmt:enrollment", err) < 0)
+	if (ndels &&
+	    policy_trust_update(d, NULL, 0, dels, ndels, false, "mgmt:enrollment", err) < 0)
 		return -1;
 	return 0;
 }

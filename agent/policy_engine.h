@@ -41,11 +41,13 @@ int policy_trust_pin(struct cellsd *d, const uint8_t *p, size_t n, const char *a
 
 /* Take root rotations (oldest first) and KeyDelegations offered by the MDM (a
  * TrustUpdate, or the delegations of an EnrollResponse after policy_trust_pin of its
- * TrustRoot): verified against the pinned root, persisted in one transaction, audited
- * (trust.update). A rotation revokes the old root's delegations. */
+ * TrustRoot): verified against the pinned root (pol_trust_advance; strict for a
+ * TrustUpdate: stale, revoked, expired or replayed is refused), persisted in one
+ * transaction, audited (trust.update ok / refused with the reason). A rotation revokes
+ * the old root's delegations; a delegation's revoke_below those of lower serials. */
 int policy_trust_update(struct cellsd *d, Cells__V1__Signed *const *rotations, size_t nrot,
-			Cells__V1__Signed *const *delegations, size_t ndel, const char *source,
-			cells_err_t *err);
+			Cells__V1__Signed *const *delegations, size_t ndel, bool strict,
+			const char *source, cells_err_t *err);
 
 /* Enrollment: pin the EnrollResponse's TrustRoot (unless the same root is pinned
  * already) and take its delegations (policy_trust_update). */

@@ -190,7 +190,196 @@ int pol_delegation_verify(const struct pol_root *root, const Cells__V1__Signed *
 	out->not_before = d->not_before;
 	out->expires_at = d->expires_at;
 	out->serial = d->serial;
+	out->revoke_below = d->revoke_below;
 	return 0;
+}
+
+uint64_t pol_trust_floor(const struct pol_delegation *dels, size_t n)
+{
+	uint64_t f = 0;
+	for (size_t i = 0; i < n; i++)
+		if (dels[i].revoke_below > f)
+			f = dels[i].revoke_below;
+	return f;
+}
+
+/* Walk the rotation chain from t->root (see pol_trust_advance). */
+static int walk_rotations(struct pol_trust *t, Cells__V1__Signed *const *rots, size_t nrots,
+			  bool *rotated, cells_err_t *err)
+{
+	bool verified_one = false;
+	cells_err_t last = {0};
+	for (size_t i = 0; i < nrots; i++) {
+		if (cells_signed_check(rots[i], CELLS__V1__SIGNED_KIND__SIGNED_ROOT_ROTATION, err) <
+		    0)
+			return cells_err_prefix(err, "root rotation %zu", i);
+		/* the signature first: the payload is read only once the root in force signed */
+		if (pol_root_check_threshold(&t->root, rots[i], &last) < 0) {
+			if (verified_one)
+				return cells_err_set(err, last.code,
+						     "root rotation %zu: by the current root: %s",
+						     i, last.msg);
+			if (i + 1 == nrots) /* the chain ends in a rotation we cannot verify */
+				return cells_err_set(err, last.code,
+						     "root rotation %zu: by the current root "
+						     "(version %llu): %s",
+						     i, (unsigned long long)t->root.version,
+						     last.msg);
+			continue; /* history before our root */
+		}
+		verified_one = true;
+		struct pol_root nr;
+		if (pol_root_decode(rots[i]->payload.data, rots[i]->payload.len, &nr, err) < 0)
+			return cells_err_prefix(err, "root rotation %zu", i);
+		if (nr.version <= t->root.version) {
+			if (*rotated)
+				return cells_err_set(err, ESTALE,
+						     "root rotation %zu to version %llu is out of "
+						     "order (the chain reached %llu)",
+						     i, (unsigned long long)nr.version,
+						     (unsigned long long)t->root.version);
+			continue; /* held already */
+		}
+		if (t->root.version != 0 && nr.version != t->root.version + 1)
+			return cells_err_set(err, ERANGE,
+					     "root rotation %zu to version %llu skips version %llu",
+					     i, (unsigned long long)nr.version,
+					     (unsigned long long)t->root.version + 1);
+		if (pol_root_check_threshold(&nr, rots[i], err) < 0)
+			return cells_err_prefix(err, "root rotation %zu: by the new root", i);
+		t->root = nr;
+		t->ndels = 0; /* a rotation revokes every delegation of the old root */
+		*rotated = true;
+	}
+	return 0;
+}
+
+int pol_trust_advance(const struct pol_trust *cur, Cells__V1__Signed *const *rots, size_t nrots,
+		      Cells__V1__Signed *const *dels, size_t ndels, int64_t now, unsigned flags,
+		      struct pol_trust *out, struct pol_trust_result *res, cells_err_t *err)
+{
+	bool strict = flags & POL_TRUST_STRICT;
+	memset(res, 0, sizeof *res);
+	if (nrots > POL_TRUST_MAX_ROTATIONS || ndels > CELLS_MAX_SIGNED_LIST)
+		return cells_err_set(
+		    err, EMSGSIZE, "%zu rotations and %zu delegations offered (at most %d and %d)",
+		    nrots, ndels, POL_TRUST_MAX_ROTATIONS, CELLS_MAX_SIGNED_LIST);
+	struct pol_trust t = *cur;
+	uint64_t floor = pol_trust_floor(cur->dels, cur->ndels);
+	if (walk_rotations(&t, rots, nrots, &res->rotated, err) < 0)
+		return -1;
+	/* pass 1: verify every offered delegation under the resulting root, find the floor */
+	struct pol_delegation in[CELLS_MAX_SIGNED_LIST];
+	for (size_t i = 0; i < ndels; i++) {
+		if (pol_delegation_verify(&t.root, dels[i], &in[i], err) < 0)
+			return cells_err_prefix(err, "delegation %zu", i);
+		if (in[i].revoke_below > in[i].serial)
+			return cells_err_set(err, EBADMSG,
+					     "delegation %zu (serial %llu) revokes itself", i,
+					     (unsigned long long)in[i].serial);
+		if (in[i].revoke_below > floor)
+			floor = in[i].revoke_below;
+	}
+	/* pass 2: take the new ones */
+	for (size_t i = 0; i < ndels; i++) {
+		const struct pol_delegation *dl = &in[i];
+		char ks[17];
+		pol_kid_short(dl->kid, ks);
+		if (strict && now >= dl->expires_at)
+			return cells_err_set(
+			    err, EKEYEXPIRED, "delegation serial %llu of key %s expired at %lld",
+			    (unsigned long long)dl->serial, ks, (long long)dl->expires_at);
+		if (dl->serial < floor) {
+			if (strict)
+				return cells_err_set(err, ESTALE,
+						     "delegation serial %llu of key %s is revoked "
+						     "(serials below %llu are)",
+						     (unsigned long long)dl->serial, ks,
+						     (unsigned long long)floor);
+			continue;
+		}
+		size_t k = 0;
+		while (k < t.ndels && memcmp(t.dels[k].kid, dl->kid, POL_KEYID_LEN))
+			k++;
+		if (k < t.ndels && t.dels[k].serial >= dl->serial) {
+			if (strict && t.dels[k].serial > dl->serial)
+				return cells_err_set(err, ESTALE,
+						     "delegation serial %llu of key %s is older "
+						     "than serial %llu held",
+						     (unsigned long long)dl->serial, ks,
+						     (unsigned long long)t.dels[k].serial);
+			continue; /* held already, or older: revoked by replacement */
+		}
+		if (k == t.ndels) {
+			if (t.ndels >= POL_MAX_DELEGATIONS)
+				return cells_err_set(err, ENOSPC, "too many key delegations");
+			t.ndels++;
+		}
+		t.dels[k] = *dl;
+		res->taken[i] = true;
+	}
+	/* drop what the floor revokes */
+	size_t w = 0;
+	for (size_t k = 0; k < t.ndels; k++) {
+		if (t.dels[k].serial < floor) {
+			res->dropped = true;
+			continue;
+		}
+		t.dels[w++] = t.dels[k];
+	}
+	t.ndels = w;
+	res->floor = floor;
+	bool changed = res->rotated || res->dropped;
+	for (size_t i = 0; i < ndels; i++)
+		changed |= res->taken[i];
+	if (strict && !changed)
+		return cells_err_set(err, ESTALE,
+				     "trust update brings nothing newer than root version %llu and "
+				     "the delegations held (a replay?)",
+				     (unsigned long long)cur->root.version);
+	*out = t;
+	return 0;
+}
+
+int pol_trust_update_decode(const uint8_t *p, size_t n, Cells__V1__TrustUpdate **out,
+			    cells_err_t *err)
+{
+	if (n > POL_MAX_TRUST_UPDATE)
+		return cells_err_set(err, EMSGSIZE,
+				     "trust update of %zu bytes is over the limit of %d", n,
+				     POL_MAX_TRUST_UPDATE);
+	Cells__V1__TrustUpdate *u = cells__v1__trust_update__unpack(NULL, n, p);
+	if (!u)
+		return cells_err_set(err, EBADMSG, "trust update is not a valid protobuf message");
+	int rc = -1;
+	if (u->n_root_rotations > POL_TRUST_MAX_ROTATIONS ||
+	    u->n_delegations > CELLS_MAX_SIGNED_LIST) {
+		cells_err_set(
+		    err, EMSGSIZE,
+		    "trust update has %zu rotations and %zu delegations (at most %d and %d)",
+		    u->n_root_rotations, u->n_delegations, POL_TRUST_MAX_ROTATIONS,
+		    CELLS_MAX_SIGNED_LIST);
+		goto out;
+	}
+	for (size_t i = 0; i < u->n_root_rotations; i++)
+		if (cells_signed_check(u->root_rotations[i],
+				       CELLS__V1__SIGNED_KIND__SIGNED_ROOT_ROTATION, err) < 0) {
+			cells_err_prefix(err, "trust update: rotation %zu", i);
+			goto out;
+		}
+	for (size_t i = 0; i < u->n_delegations; i++)
+		if (cells_signed_check(u->delegations[i],
+				       CELLS__V1__SIGNED_KIND__SIGNED_KEY_DELEGATION, err) < 0) {
+			cells_err_prefix(err, "trust update: delegation %zu", i);
+			goto out;
+		}
+	*out = u;
+	u = NULL;
+	rc = 0;
+out:
+	if (u)
+		cells__v1__trust_update__free_unpacked(u, NULL);
+	return rc;
 }
 
 static const char *role_name(Cells__V1__KeyRole r)

@@ -33,6 +33,58 @@ EVP_PKEY *mdm_load_key(const struct mdm *m, const char *name, cells_err_t *err);
 int mdm_cmd_init(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 int mdm_cmd_export_root(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 
+/* mdm_keyring.c: the key lifecycle (docs/PROTOCOL.md "Trust updates"). */
+#include <stdint.h>
+#include "pol_trust.h"
+struct mdm_store;
+struct mdm_qentry;
+struct mdm_delegate_opts {
+	bool new_key;	       /* a fresh signing key (else the current one again) */
+	int64_t lifetime;      /* seconds; 0: that of the current delegation */
+	uint32_t roles;	       /* bit (1u << KeyRole); 0: those of the current delegation */
+	uint64_t revoke_below; /* 0: the new serial (it supersedes every earlier one) */
+	const char *why;       /* for keys.log */
+};
+/* Take the lock of every change of the keys (flock on STATE_DIR/keys.lock; blocks):
+ * the fd to close, or -1. The admin commands and serve's renewal hold it. */
+int mdm_keys_lock(const struct mdm *m, cells_err_t *err);
+/* The current root (trust_root.bin) and delegation (delegation.bin, verified). */
+int mdm_keys_current(const struct mdm *m, struct pol_root *root, struct pol_delegation *d,
+		     cells_err_t *err);
+/* Delegate (the next serial) under the current root; out may be NULL. */
+int mdm_keys_delegate(const struct mdm *m, const struct mdm_delegate_opts *o,
+		      struct pol_delegation *out, cells_err_t *err);
+/* A new root of version + 1 signed by the old and the new root key (rotation-N.bin), the
+ * signing key delegated again under it. */
+int mdm_keys_rotate_root(const struct mdm *m, struct pol_root *out, struct pol_delegation *del,
+			 cells_err_t *err);
+/* Revoke delegation serial (a new delegation with revoke_below = serial + 1; a new key
+ * when serial is the current one). *already: it was revoked already, nothing done. */
+int mdm_keys_revoke(const struct mdm *m, uint64_t serial, struct pol_delegation *out, bool *already,
+		    cells_err_t *err);
+/* The TrustUpdate of the current state: the last POL_TRUST_MAX_ROTATIONS rotations,
+ * oldest first, and the current delegation (*out owned). */
+int mdm_keys_update_blob(const struct mdm *m, uint8_t **out, size_t *len, struct pol_root *root_out,
+			 struct pol_delegation *del_out, cells_err_t *err);
+/* Queue a TrustUpdate blob for device (kind MDM_QK_TRUST; replaces a queued one). e is
+ * filled (clear it with mdm_qentry_clear); 1 when an identical live entry existed. */
+int mdm_keys_queue(struct mdm_store *s, const char *device, const uint8_t *blob, size_t n,
+		   const char *what, struct mdm_qentry *e, cells_err_t *err);
+/* Queue the current TrustUpdate for every active device. */
+int mdm_keys_push_all(const struct mdm *m, struct mdm_store *s, size_t *count, cells_err_t *err);
+/* Renew the signing key when it expires within renew_before seconds of now, and push it
+ * (serve). *renewed tells. EINVAL when its lifetime is not longer than renew_before. */
+int mdm_keys_renew_due(const struct mdm *m, struct mdm_store *s, int64_t renew_before, int64_t now,
+		       bool *renewed, cells_err_t *err);
+void mdm_keys_log(const struct mdm *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* mdm_keys.c: cells-mdm keys status|rotate-root|delegate|revoke|renew|push */
+int mdm_cmd_keys_status(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_keys_rotate_root(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_keys_delegate(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_keys_revoke(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_keys_renew(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_keys_push(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+
 /* sim_cli.c (telephony simulators, sim_modem.h) */
 int mdm_cmd_modem_sim(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 int mdm_cmd_call(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);

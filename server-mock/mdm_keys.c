@@ -3,14 +3,20 @@
 #include "cleanup.h"
 #include "cleanup_ssl.h"
 #include "mdm.h"
+#include "mdm_store.h"
 #include "pol_sig.h"
+#include "pol_trust.h"
 #include "util.h"
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
 
 #define DELEGATION_LIFETIME_S (365LL * 24 * 3600)
 
@@ -72,6 +78,7 @@ int mdm_cmd_init(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv
 	del.not_before = time(NULL) - 60;
 	del.expires_at = time(NULL) + DELEGATION_LIFETIME_S;
 	del.serial = 1;
+	del.revoke_below = 1;
 	del.comment = "cells-mdm signing key";
 	uint8_t dbuf[CELLS_MAX_DELEGATION];
 	size_t dn = cells__v1__key_delegation__get_packed_size(&del);
@@ -130,4 +137,299 @@ int mdm_cmd_export_root(struct mdm *m, const struct mdm_cmd *cmd, int argc, char
 	}
 	fputs(pem, stdout);
 	return 0;
+}
+
+/* ---- cells-mdm keys ... (the lifecycle itself is in mdm_keyring.c) ---- */
+
+static const char *roles_text(uint32_t roles, char buf[32])
+{
+	snprintf(buf, 32, "%s%s%s",
+		 roles & (1u << CELLS__V1__KEY_ROLE__KEY_ROLE_POLICY) ? "policy" : "",
+		 (roles & (1u << CELLS__V1__KEY_ROLE__KEY_ROLE_POLICY)) &&
+			 (roles & (1u << CELLS__V1__KEY_ROLE__KEY_ROLE_COMMAND))
+		     ? ","
+		     : "",
+		 roles & (1u << CELLS__V1__KEY_ROLE__KEY_ROLE_COMMAND) ? "command" : "");
+	return buf;
+}
+
+static void print_keys(const struct mdm *m, const char *action, const struct pol_root *r,
+		       const struct pol_delegation *d, json_object *extra)
+{
+	char rk[2 * POL_KEYID_LEN + 1], dk[2 * POL_KEYID_LEN + 1], roles[32];
+	uint8_t id[POL_KEYID_LEN];
+	pol_key_id(r->keys[0], id);
+	cells_hex(id, sizeof id, rk);
+	cells_hex(d->kid, sizeof d->kid, dk);
+	roles_text(d->roles, roles);
+	int64_t now = time(NULL);
+	if (m->json) {
+		json_object *o = extra ? extra : json_object_new_object();
+		json_object_object_add(o, "action", json_object_new_string(action));
+		json_object_object_add(o, "root_version",
+				       json_object_new_int64((int64_t)r->version));
+		json_object_object_add(o, "root_key_id", json_object_new_string(rk));
+		json_object_object_add(o, "root_threshold", json_object_new_int64(r->threshold));
+		json_object_object_add(o, "serial", json_object_new_int64((int64_t)d->serial));
+		json_object_object_add(o, "signing_key_id", json_object_new_string(dk));
+		json_object_object_add(o, "roles", json_object_new_string(roles));
+		json_object_object_add(o, "not_before", json_object_new_int64(d->not_before));
+		json_object_object_add(o, "expires_at", json_object_new_int64(d->expires_at));
+		json_object_object_add(o, "expires_in", json_object_new_int64(d->expires_at - now));
+		json_object_object_add(o, "revoke_below",
+				       json_object_new_int64((int64_t)d->revoke_below));
+		printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+		json_object_put(o);
+		return;
+	}
+	if (extra)
+		json_object_put(extra);
+	printf("%s\nroot: version %llu, key %s, threshold %u\n"
+	       "signing key: %s, serial %llu, roles %s, expires in %.1f days, serials below %llu "
+	       "revoked\n",
+	       action, (unsigned long long)r->version, rk, r->threshold, dk,
+	       (unsigned long long)d->serial, roles, (double)(d->expires_at - now) / 86400.0,
+	       (unsigned long long)d->revoke_below);
+}
+
+static int keys_fail(const struct mdm_cmd *cmd, const cells_err_t *err)
+{
+	fprintf(stderr, "cells-mdm: %s: %s\n", cmd->words, err->msg);
+	return 1;
+}
+
+/* A positive number of seconds (optionally with a d/h/m suffix). */
+static int parse_seconds(const char *s, int64_t *out)
+{
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	int64_t mul = 1;
+	if (*end == 'd')
+		mul = 86400, end++;
+	else if (*end == 'h')
+		mul = 3600, end++;
+	else if (*end == 'm')
+		mul = 60, end++;
+	if (errno || end == s || *end || v <= 0 || v > 20LL * 365 * 86400 / mul)
+		return -1;
+	*out = v * mul;
+	return 0;
+}
+
+int mdm_cmd_keys_status(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv)
+{
+	cells_err_t err = {0};
+	(void)argv;
+	if (argc)
+		return mdm_usage(cmd);
+	struct pol_root r;
+	struct pol_delegation d;
+	if (mdm_keys_current(m, &r, &d, &err) < 0)
+		return keys_fail(cmd, &err);
+	print_keys(m, "status", &r, &d, NULL);
+	return 0;
+}
+
+int mdm_cmd_keys_rotate_root(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv)
+{
+	cells_err_t err = {0};
+	(void)argv;
+	if (argc)
+		return mdm_usage(cmd);
+	struct pol_root r;
+	struct pol_delegation d;
+	cleanup_close int lk = mdm_keys_lock(m, &err);
+	if (lk < 0 || mdm_keys_rotate_root(m, &r, &d, &err) < 0)
+		return keys_fail(cmd, &err);
+	print_keys(m, "root rotated (push it: cells-mdm keys push --all)", &r, &d, NULL);
+	return 0;
+}
+
+static int roles_parse(const char *s, uint32_t *out)
+{
+	char buf[64];
+	snprintf(buf, sizeof buf, "%s", s);
+	*out = 0;
+	char *save = NULL;
+	for (char *w = strtok_r(buf, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+		if (!strcmp(w, "policy"))
+			*out |= 1u << CELLS__V1__KEY_ROLE__KEY_ROLE_POLICY;
+		else if (!strcmp(w, "command"))
+			*out |= 1u << CELLS__V1__KEY_ROLE__KEY_ROLE_COMMAND;
+		else
+			return -1;
+	}
+	return *out ? 0 : -1;
+}
+
+/* delegate and renew: [--lifetime S] (delegate also [--roles R] [--keep-key]) */
+static int delegate_cmd(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv, bool renew)
+{
+	cells_err_t err = {0};
+	struct mdm_delegate_opts o = {.new_key = !renew, .why = renew ? "renew" : "delegate"};
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--lifetime") && i + 1 < argc) {
+			if (parse_seconds(argv[++i], &o.lifetime) < 0) {
+				fprintf(stderr,
+					"cells-mdm: %s: --lifetime takes seconds (or Nd, "
+					"Nh, Nm)\n",
+					cmd->words);
+				return 2;
+			}
+		} else if (!renew && !strcmp(argv[i], "--roles") && i + 1 < argc) {
+			if (roles_parse(argv[++i], &o.roles) < 0) {
+				fprintf(stderr, "cells-mdm: %s: --roles takes policy,command\n",
+					cmd->words);
+				return 2;
+			}
+		} else if (!renew && !strcmp(argv[i], "--keep-key")) {
+			o.new_key = false;
+		} else {
+			return mdm_usage(cmd);
+		}
+	}
+	struct pol_root r;
+	struct pol_delegation d;
+	cleanup_close int lk = mdm_keys_lock(m, &err);
+	if (lk < 0 || mdm_keys_delegate(m, &o, &d, &err) < 0 ||
+	    mdm_keys_current(m, &r, &d, &err) < 0)
+		return keys_fail(cmd, &err);
+	print_keys(m,
+		   renew ? "signing key renewed (push it: cells-mdm keys push --all)"
+			 : "signing key delegated (push it: cells-mdm keys push --all)",
+		   &r, &d, NULL);
+	return 0;
+}
+
+int mdm_cmd_keys_delegate(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv)
+{
+	return delegate_cmd(m, cmd, argc, argv, false);
+}
+
+int mdm_cmd_keys_renew(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv)
+{
+	return delegate_cmd(m, cmd, argc, argv, true);
+}
+
+int mdm_cmd_keys_revoke(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv)
+{
+	cells_err_t err = {0};
+	if (argc != 1)
+		return mdm_usage(cmd);
+	char *end;
+	errno = 0;
+	unsigned long long serial = strtoull(argv[0], &end, 10);
+	if (errno || end == argv[0] || *end || argv[0][0] == '-')
+		return mdm_usage(cmd);
+	struct pol_root r;
+	struct pol_delegation d;
+	bool already;
+	cleanup_close int lk = mdm_keys_lock(m, &err);
+	if (lk < 0 || mdm_keys_revoke(m, serial, &d, &already, &err) < 0 ||
+	    mdm_keys_current(m, &r, &d, &err) < 0)
+		return keys_fail(cmd, &err);
+	json_object *x = json_object_new_object();
+	json_object_object_add(x, "revoked", json_object_new_int64((int64_t)serial));
+	json_object_object_add(x, "already", json_object_new_boolean(already));
+	print_keys(m,
+		   already ? "already revoked (superseded by a later serial)"
+			   : "revoked (push it: cells-mdm keys push --all)",
+		   &r, &d, x);
+	return 0;
+}
+
+int mdm_cmd_keys_push(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv)
+{
+	cells_err_t err = {0};
+	const char *target = NULL, *from = NULL, *save = NULL;
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--from") && i + 1 < argc)
+			from = argv[++i];
+		else if (!strcmp(argv[i], "-o") && i + 1 < argc)
+			save = argv[++i];
+		else if (!target)
+			target = argv[i];
+		else
+			return mdm_usage(cmd);
+	}
+	if (!target)
+		return mdm_usage(cmd);
+	cleanup_free uint8_t *b = NULL;
+	size_t n;
+	char what[128];
+	if (from) {
+		/* a saved update as it is (checked for shape; the device verifies it) */
+		Cells__V1__TrustUpdate *u = NULL;
+		if (cells_read_file(from, POL_MAX_TRUST_UPDATE, &b, &n, &err) < 0 ||
+		    pol_trust_update_decode(b, n, &u, &err) < 0)
+			return keys_fail(cmd, &err);
+		cells__v1__trust_update__free_unpacked(u, NULL);
+		snprintf(what, sizeof what, "trust update from %.100s", from);
+	} else {
+		struct pol_root r;
+		struct pol_delegation d;
+		if (mdm_keys_update_blob(m, &b, &n, &r, &d, &err) < 0)
+			return keys_fail(cmd, &err);
+		snprintf(what, sizeof what, "trust root v%llu serial %llu",
+			 (unsigned long long)r.version, (unsigned long long)d.serial);
+	}
+	if (save && cells_write_file_atomic(save, b, n, 0644, &err) < 0)
+		return keys_fail(cmd, &err);
+	char p[PATH_MAX];
+	mdm_path(m, "mdm.db", p);
+	struct mdm_store *s = NULL;
+	if (access(p, F_OK) != 0)
+		return cells_err_set(&err, ENOENT, "%s is missing (run 'cells-mdm init' first)", p),
+		       keys_fail(cmd, &err);
+	if (mdm_store_open(m->state_dir, &s, &err) < 0)
+		return keys_fail(cmd, &err);
+	char **ids = NULL;
+	size_t nids = 0;
+	char *one[1] = {(char *)target};
+	int rc = 0;
+	bool all = !strcmp(target, "--all");
+	if (all) {
+		if (mdm_store_device_ids(s, &ids, &nids, &err) < 0)
+			rc = -1;
+	} else {
+		int k = mdm_store_device_known(s, target, &err);
+		if (k <= 0) {
+			if (k == 0)
+				cells_err_set(&err, ENOENT, "%s: no such enrolled device", target);
+			rc = -1;
+		}
+	}
+	json_object *out = json_object_new_array();
+	char **list = all ? ids : one;
+	size_t cnt = all ? nids : (rc == 0 ? 1 : 0);
+	if (rc == 0 && mdm_store_begin(s, &err) < 0)
+		rc = -1;
+	for (size_t i = 0; rc == 0 && i < cnt; i++) {
+		struct mdm_qentry e;
+		int q = mdm_keys_queue(s, list[i], b, n, what, &e, &err);
+		if (q < 0) {
+			rc = -1;
+		} else {
+			json_object *o = json_object_new_object();
+			json_object_object_add(o, "id", json_object_new_string(e.id));
+			json_object_object_add(o, "device_id", json_object_new_string(e.device));
+			json_object_object_add(o, "what", json_object_new_string(e.what));
+			json_object_array_add(out, o);
+			if (!m->json)
+				printf("queued %s for %s: %s\n", e.what, e.device, e.id);
+		}
+		mdm_qentry_clear(&e);
+	}
+	if (rc == 0 && cnt && mdm_store_commit(s, &err) < 0)
+		rc = -1;
+	mdm_store_free_ids(ids, nids);
+	mdm_store_close(s);
+	if (rc == 0) {
+		mdm_keys_log(m, "push %s to %zu device(s)", what, cnt);
+		if (m->json)
+			printf("%s\n", json_object_to_json_string_ext(out, JSON_C_TO_STRING_PLAIN));
+	}
+	json_object_put(out);
+	return rc == 0 ? 0 : keys_fail(cmd, &err);
 }

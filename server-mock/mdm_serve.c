@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,7 +45,8 @@
 #define ENROLL_MAX_MESSAGE 8192
 #define HDR_MAX 4096
 #define RX_CHUNK 16384
-#define WINDOW 16 /* queue entries in flight per device */
+#define WINDOW 16				    /* queue entries in flight per device */
+#define MDM_RENEW_BEFORE_DEFAULT (30LL * 24 * 3600) /* serve --renew-before */
 #define HASH_SIZE 16384
 #define TLS12_CIPHERS                                                                              \
 	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-"      \
@@ -87,7 +89,9 @@ struct srv {
 	size_t trust_root_len;
 	uint8_t *delegation;
 	size_t delegation_len;
-	int watch_fd; /* inotify on the state dir (-1: none, the timer polls) */
+	int watch_fd;	      /* inotify on the state dir (-1: none, the timer polls) */
+	int64_t renew_before; /* --renew-before: seconds before expiry the key is renewed */
+	bool renew_off;
 };
 
 static struct srv S;
@@ -227,6 +231,47 @@ static int peer_device(struct lws *wsi, char out[33], uint8_t *pub_out, cells_er
 	return 0;
 }
 
+/* Read trust_root.bin and delegation.bin again: `cells-mdm keys` may have changed them
+ * since the server started. */
+static int reload_trust(cells_err_t *err)
+{
+	char p[PATH_MAX];
+	cleanup_free uint8_t *tr = NULL;
+	uint8_t *del = NULL;
+	size_t trn, dn;
+	mdm_path(S.m, "trust_root.bin", p);
+	if (cells_read_file(p, sizeof S.trust_root, &tr, &trn, err) < 0)
+		return -1;
+	mdm_path(S.m, "delegation.bin", p);
+	if (cells_read_file(p, CELLS_MAX_SIGNED_BLOB, &del, &dn, err) < 0)
+		return -1;
+	memcpy(S.trust_root, tr, trn);
+	S.trust_root_len = trn;
+	free(S.delegation);
+	S.delegation = del;
+	S.delegation_len = dn;
+	return 0;
+}
+
+/* A token of the form SECRET.ROOTDIGEST whose digest is not that of the current root
+ * (made before a `keys rotate-root`): the device would refuse the answer. */
+static int token_root_check(const char *token, cells_err_t *err)
+{
+	const char *dot = strrchr(token, '.');
+	if (!dot || strlen(dot + 1) != 2 * MDM_ROOT_DIGEST_LEN)
+		return 0; /* no digest: the device refuses such a token itself */
+	uint8_t dg[MDM_ROOT_DIGEST_LEN];
+	char hex[2 * MDM_ROOT_DIGEST_LEN + 1];
+	if (mdm_root_digest(S.trust_root, S.trust_root_len, dg, err) < 0)
+		return -1;
+	cells_hex(dg, sizeof dg, hex);
+	if (strcmp(hex, dot + 1))
+		return cells_err_set(err, EACCES,
+				     "the token names another trust root (rotated since it was "
+				     "made): make a new token");
+	return 0;
+}
+
 static void handle_enroll(struct sess *ss, const Cells__V1__Envelope *env)
 {
 	cells_err_t err = {0};
@@ -246,6 +291,16 @@ static void handle_enroll(struct sess *ss, const Cells__V1__Envelope *env)
 	if (strlen(rq->token) > 128) {
 		code = 1;
 		cells_err_set(&err, EINVAL, "token too long");
+		goto fail;
+	}
+	/* the current keys, and the token's root digest checked before the token is used
+	 * up: a token made for a rotated root is refused and stays unconsumed */
+	if (reload_trust(&err) < 0) {
+		code = 5;
+		goto fail;
+	}
+	if (token_root_check(rq->token, &err) < 0) {
+		code = 4;
 		goto fail;
 	}
 	/* the token first: nothing is signed for an unauthenticated request */
@@ -320,12 +375,26 @@ static void ack(struct sess *ss, const char *msg_id)
 }
 
 /* The signing key (delegated for the policy and command roles): it signs audit acks. */
+/* The signing key, loaded again when signing.key changed (keys delegate/revoke). */
 static EVP_PKEY *ack_key(void)
 {
 	static EVP_PKEY *k;
+	static struct timespec mt;
 	cells_err_t err = {0};
-	if (!k && !(k = mdm_load_key(S.m, "signing.key", &err)))
-		log_warn("audit ack: %s", err.msg);
+	char p[PATH_MAX];
+	struct stat st;
+	mdm_path(S.m, "signing.key", p);
+	if (k && stat(p, &st) == 0 &&
+	    (st.st_mtim.tv_sec != mt.tv_sec || st.st_mtim.tv_nsec != mt.tv_nsec)) {
+		EVP_PKEY_free(k);
+		k = NULL;
+	}
+	if (!k) {
+		if (stat(p, &st) == 0)
+			mt = st.st_mtim;
+		if (!(k = mdm_load_key(S.m, "signing.key", &err)))
+			log_warn("audit ack: %s", err.msg);
+	}
 	return k;
 }
 
@@ -585,8 +654,13 @@ static int send_next(struct sess *ss)
 		ss->want_check = false;
 		return 0;
 	}
-	Cells__V1__Signed *sg = cells__v1__signed__unpack(NULL, e.blob_len, e.blob);
-	if (!sg) {
+	Cells__V1__Signed *sg = NULL;
+	Cells__V1__TrustUpdate *tu = NULL;
+	if (e.kind == MDM_QK_TRUST)
+		tu = cells__v1__trust_update__unpack(NULL, e.blob_len, e.blob);
+	else
+		sg = cells__v1__signed__unpack(NULL, e.blob_len, e.blob);
+	if (!sg && !tu) {
 		mdm_store_queue_set_state(S.st, e.id, ss->device, MDM_Q_FAILED, "corrupt entry",
 					  now_s(), NULL);
 		mdm_qentry_clear(&e);
@@ -594,7 +668,10 @@ static int send_next(struct sess *ss)
 	}
 	Cells__V1__Envelope out = CELLS__V1__ENVELOPE__INIT;
 	out.message_id = e.id;
-	if (e.kind == MDM_QK_POLICY) {
+	if (e.kind == MDM_QK_TRUST) {
+		out.body_case = CELLS__V1__ENVELOPE__BODY_TRUST_UPDATE;
+		out.trust_update = tu;
+	} else if (e.kind == MDM_QK_POLICY) {
 		out.body_case = CELLS__V1__ENVELOPE__BODY_POLICY;
 		out.policy = sg;
 	} else {
@@ -606,7 +683,10 @@ static int send_next(struct sess *ss)
 		log_warn("device %s: %s", ss->device, err.msg);
 	sess_send(ss, &out);
 	ss->inflight++;
-	cells__v1__signed__free_unpacked(sg, NULL);
+	if (sg)
+		cells__v1__signed__free_unpacked(sg, NULL);
+	if (tu)
+		cells__v1__trust_update__free_unpacked(tu, NULL);
 	mdm_qentry_clear(&e);
 	return 1;
 }
@@ -841,12 +921,35 @@ static void check_queue(void)
 	mdm_store_free_ids(ids, n);
 }
 
+/* Renew the signing key when it is within --renew-before of its expiry, and push it
+ * (mdm_keyring.c; logged in keys.log). A configuration that would renew at every look
+ * (a lifetime not longer than --renew-before) is reported once and left alone. */
+static void renew_check(void)
+{
+	cells_err_t err = {0};
+	bool renewed;
+	if (S.renew_off)
+		return;
+	if (mdm_keys_renew_due(S.m, S.st, S.renew_before, now_s(), &renewed, &err) < 0) {
+		log_error("keys: %s", err.msg);
+		mdm_keys_log(S.m, "renew failed: %s", err.msg);
+		if (err.code == EINVAL)
+			S.renew_off = true;
+		return;
+	}
+	if (renewed) {
+		log_info("keys: the signing key was renewed and pushed (keys.log)");
+		check_queue();
+	}
+}
+
 static void on_poll(lws_sorted_usec_list_t *sul)
 {
 	cells_err_t err = {0};
 	static unsigned ticks;
 	if (++ticks % 5 == 0 && mdm_store_queue_expire(S.st, now_s(), &err) < 0)
 		log_warn("expire: %s", err.msg); /* every 5 s: a write, kept rare */
+	renew_check();
 	check_queue();
 	lws_sul_schedule(S.ctx, 0, &S.sul, on_poll, POLL_US);
 }
@@ -954,6 +1057,7 @@ int mdm_cmd_serve(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **arg
 	int port = 0;
 	/* --modem-pty: the carrier/modem simulator in a thread of the server (sim_modem.h) */
 	struct sim_modem_opts so = {.gateway = "+15550000"};
+	bool renew_set = false;
 	for (int i = 0; i < argc; i++) {
 		if (!strcmp(argv[i], "--listen") && i + 1 < argc) {
 			if (parse_listen(argv[++i], host, &port) < 0) {
@@ -971,12 +1075,23 @@ int mdm_cmd_serve(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **arg
 				return 2;
 			}
 #endif
+		} else if (!strcmp(argv[i], "--renew-before") && i + 1 < argc) {
+			char *end;
+			long long v = strtoll(argv[++i], &end, 10);
+			if (end == argv[i] || *end || v < 0 || v > 10LL * 365 * 86400) {
+				fprintf(stderr, "cells-mdm: serve: --renew-before takes seconds\n");
+				return 2;
+			}
+			S.renew_before = v;
+			renew_set = true;
 		} else {
 			return mdm_usage(cmd);
 		}
 	}
 	if (!port)
 		return mdm_usage(cmd);
+	if (!renew_set)
+		S.renew_before = MDM_RENEW_BEFORE_DEFAULT;
 	S.m = m;
 	char p[PATH_MAX], cert[PATH_MAX], key[PATH_MAX], ca[PATH_MAX];
 	mdm_path(m, "trust_root.bin", p);

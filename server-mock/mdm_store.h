@@ -32,6 +32,7 @@ enum mdm_qstate {
 enum mdm_qkind {
 	MDM_QK_POLICY = 1,  /* blob: a Signed SIGNED_POLICY */
 	MDM_QK_COMMAND = 2, /* blob: a Signed SIGNED_COMMAND */
+	MDM_QK_TRUST = 3,   /* blob: a TrustUpdate (mdm_keyring.c), dedup key "trust" */
 };
 
 #define MDM_QID_LEN 40

@@ -140,6 +140,19 @@ static int fuzz_seeds(const char *base)
 	Cells__V1__Signed cs = CELLS__V1__SIGNED__INIT;
 	pol_sign(&cs, CELLS__V1__SIGNED_KIND__SIGNED_COMMAND, cb, cn, sk, NULL);
 	put(dir, "command.bin", out, pack_bundle(&cs, &cdel, 1, NULL, 0, out));
+	/* trust updates (`cells-mdm keys push`): the chain to nroot with its delegation, and
+	 * a delegation alone (the directory must exist) */
+	snprintf(dir, sizeof dir, "%s/fuzz_trust_update", base);
+	Cells__V1__TrustUpdate tu = CELLS__V1__TRUST_UPDATE__INIT;
+	tu.root_rotations = &rp;
+	tu.n_root_rotations = 1;
+	tu.delegations = &ndel;
+	tu.n_delegations = 1;
+	put(dir, "chain.bin", out, cells__v1__trust_update__pack(&tu, out));
+	Cells__V1__TrustUpdate td = CELLS__V1__TRUST_UPDATE__INIT;
+	td.delegations = &del;
+	td.n_delegations = 1;
+	put(dir, "delegation.bin", out, cells__v1__trust_update__pack(&td, out));
 	printf("seeds written under %s\n", base);
 	return 0;
 }

@@ -42,7 +42,8 @@ static int setup(void **state)
 	if (target == 0) {
 		char m[128];
 		snprintf(m, sizeof m, "%s/marker", dir);
-		if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+		if (unshare(CLONE_NEWNS) < 0 ||
+		    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
 		    mount("tmpfs", dir, "tmpfs", 0, "size=64k") < 0 ||
 		    close(open(m, O_CREAT | O_WRONLY, 0600)) < 0)
 			_exit(1);

@@ -56,8 +56,9 @@ int cellsd_audit(struct cellsd *dd, const char *vp, const char *actor, const cha
 	return audit_append(dd->audit, vp, actor, event, outcome, details, NULL, err);
 }
 
-static Cells__V1__Signed *delegation(EVP_PKEY *by, EVP_PKEY *k, Cells__V1__KeyRole r0,
-				     Cells__V1__KeyRole r1, uint64_t serial)
+static Cells__V1__Signed *delegation_rb(EVP_PKEY *by, EVP_PKEY *k, Cells__V1__KeyRole r0,
+					Cells__V1__KeyRole r1, uint64_t serial,
+					uint64_t revoke_below)
 {
 	uint8_t pub[32], buf[512];
 	pol_key_raw_public(k, pub, NULL);
@@ -69,12 +70,19 @@ static Cells__V1__Signed *delegation(EVP_PKEY *by, EVP_PKEY *k, Cells__V1__KeyRo
 	del.n_roles = 2;
 	del.expires_at = time(NULL) + 3600;
 	del.serial = serial;
+	del.revoke_below = revoke_below;
 	size_t n = cells__v1__key_delegation__pack(&del, buf);
 	Cells__V1__Signed *s = calloc(1, sizeof *s);
 	cells__v1__signed__init(s);
 	assert_int_equal(
 	    pol_sign(s, CELLS__V1__SIGNED_KIND__SIGNED_KEY_DELEGATION, buf, n, by, NULL), 0);
 	return s;
+}
+
+static Cells__V1__Signed *delegation(EVP_PKEY *by, EVP_PKEY *k, Cells__V1__KeyRole r0,
+				     Cells__V1__KeyRole r1, uint64_t serial)
+{
+	return delegation_rb(by, k, r0, r1, serial, 0);
 }
 
 static void sfree(Cells__V1__Signed *s)
@@ -168,8 +176,8 @@ static void test_engine(void **state)
 	Cells__V1__Signed *bad =
 	    delegation(sign_key, sign_key, CELLS__V1__KEY_ROLE__KEY_ROLE_POLICY,
 		       CELLS__V1__KEY_ROLE__KEY_ROLE_POLICY, 1);
-	assert_int_equal(policy_trust_update(&d, NULL, 0, &bad, 1, "test", &err), -1);
-	assert_int_equal(policy_trust_update(&d, NULL, 0, &del, 1, "test", &err), 0);
+	assert_int_equal(policy_trust_update(&d, NULL, 0, &bad, 1, true, "test", &err), -1);
+	assert_int_equal(policy_trust_update(&d, NULL, 0, &del, 1, true, "test", &err), 0);
 	if (policy_install(&d, b1, n, "test", &err) < 0)
 		fail_msg("%s", err.msg);
 	assert_string_equal(log_buf, "A1<0 ");
@@ -238,14 +246,14 @@ static void test_engine(void **state)
 	cells__v1__signed__init(rot);
 	pol_sign(rot, CELLS__V1__SIGNED_KIND__SIGNED_ROOT_ROTATION, tb, tn, root_key, NULL);
 	pol_sign(rot, rot->kind, tb, tn, root2_key, NULL);
-	assert_int_equal(policy_trust_update(&d, &rot, 1, NULL, 0, "test", &err), 0);
+	assert_int_equal(policy_trust_update(&d, &rot, 1, NULL, 0, true, "test", &err), 0);
 	assert_int_equal(policy_verify_command(&d, &cs, &out, &err), -1);
 	assert_non_null(strstr(err.msg, "unknown key"));
 	/* the new root delegates again */
 	Cells__V1__Signed *del2 =
 	    delegation(root2_key, sign_key, CELLS__V1__KEY_ROLE__KEY_ROLE_COMMAND,
 		       CELLS__V1__KEY_ROLE__KEY_ROLE_COMMAND, 2);
-	assert_int_equal(policy_trust_update(&d, NULL, 0, &del2, 1, "test", &err), 0);
+	assert_int_equal(policy_trust_update(&d, NULL, 0, &del2, 1, true, "test", &err), 0);
 	assert_int_equal(policy_verify_command(&d, &cs, &out, &err), 0);
 	cells__v1__command__free_unpacked(out, NULL);
 
@@ -259,6 +267,28 @@ static void test_engine(void **state)
 	/* the new root delegated sign_key for commands only: signatures come first */
 	assert_int_equal(policy_install(&d, b1, n, "test", &err), -1);
 	assert_non_null(strstr(err.msg, "not delegated for the policy role"));
+
+	/* revocation by serial (issue 19): serial 3 of another key with revoke_below 3
+	 * drops serial 2, also across a restart; serial 2 offered again is refused, and so
+	 * is the same update again (a replay) */
+	EVP_PKEY *k3 = pol_key_generate(NULL);
+	Cells__V1__Signed *del3 =
+	    delegation_rb(root2_key, k3, CELLS__V1__KEY_ROLE__KEY_ROLE_COMMAND,
+			  CELLS__V1__KEY_ROLE__KEY_ROLE_COMMAND, 3, 3);
+	assert_int_equal(policy_trust_update(&d, NULL, 0, &del3, 1, true, "test", &err), 0);
+	assert_int_equal(policy_verify_command(&d, &cs, &out, &err), -1);
+	assert_non_null(strstr(err.msg, "unknown key"));
+	policy_engine_free(&d);
+	assert_int_equal(policy_engine_init(&d, &err), 0);
+	assert_int_equal(policy_engine_start(&d, &err), 0);
+	assert_int_equal(policy_verify_command(&d, &cs, &out, &err), -1);
+	assert_non_null(strstr(err.msg, "unknown key"));
+	assert_int_equal(policy_trust_update(&d, NULL, 0, &del2, 1, true, "test", &err), -1);
+	assert_non_null(strstr(err.msg, "is revoked"));
+	assert_int_equal(policy_trust_update(&d, NULL, 0, &del3, 1, true, "test", &err), -1);
+	assert_non_null(strstr(err.msg, "nothing newer"));
+	sfree(del3);
+	EVP_PKEY_free(k3);
 
 	pol_signed_clear(&cs);
 	free(b1);
