@@ -24,6 +24,11 @@ struct mdm_cmd {
 };
 
 int mdm_usage(const struct mdm_cmd *cmd);
+struct mdm_store;
+/* The devices a command addresses: every enrolled device for "--all" (none at all is
+ * fine: *n is 0), else target when it is enrolled (ENOENT otherwise). *ids holds copies
+ * (mdm_store_free_ids). */
+int mdm_targets(struct mdm_store *s, const char *target, char ***ids, size_t *n, cells_err_t *err);
 /* Paths of the server's key material under the state dir. */
 void mdm_path(const struct mdm *m, const char *name, char out[PATH_MAX]);
 /* Load a private key file of the state dir ("root.key", "signing.key"). */

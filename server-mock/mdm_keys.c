@@ -384,25 +384,10 @@ int mdm_cmd_keys_push(struct mdm *m, const struct mdm_cmd *cmd, int argc, char *
 		       keys_fail(cmd, &err);
 	if (mdm_store_open(m->state_dir, &s, &err) < 0)
 		return keys_fail(cmd, &err);
-	char **ids = NULL;
-	size_t nids = 0;
-	char *one[1] = {(char *)target};
-	int rc = 0;
-	bool all = !strcmp(target, "--all");
-	if (all) {
-		if (mdm_store_device_ids(s, &ids, &nids, &err) < 0)
-			rc = -1;
-	} else {
-		int k = mdm_store_device_known(s, target, &err);
-		if (k <= 0) {
-			if (k == 0)
-				cells_err_set(&err, ENOENT, "%s: no such enrolled device", target);
-			rc = -1;
-		}
-	}
+	char **list = NULL;
+	size_t cnt = 0;
+	int rc = mdm_targets(s, target, &list, &cnt, &err) < 0 ? -1 : 0;
 	json_object *out = json_object_new_array();
-	char **list = all ? ids : one;
-	size_t cnt = all ? nids : (rc == 0 ? 1 : 0);
 	if (rc == 0 && mdm_store_begin(s, &err) < 0)
 		rc = -1;
 	for (size_t i = 0; rc == 0 && i < cnt; i++) {
@@ -423,7 +408,7 @@ int mdm_cmd_keys_push(struct mdm *m, const struct mdm_cmd *cmd, int argc, char *
 	}
 	if (rc == 0 && cnt && mdm_store_commit(s, &err) < 0)
 		rc = -1;
-	mdm_store_free_ids(ids, nids);
+	mdm_store_free_ids(list, cnt);
 	mdm_store_close(s);
 	if (rc == 0) {
 		mdm_keys_log(m, "push %s to %zu device(s)", what, cnt);

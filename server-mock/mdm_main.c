@@ -2,6 +2,7 @@
  * device registry, audit collection, and the outside-world simulators. */
 #include "mdm.h"
 #include "cleanup.h"
+#include "cmdtab.h"
 #include "log.h"
 #include "pol_sig.h"
 #include "util.h"
@@ -79,6 +80,10 @@ static const struct mdm_cmd commands[] = {
     {"unlock", "DEVICE VP", "queue a signed unlock of a VP", mdm_cmd_unlock},
 };
 
+CMDTAB_ENTRY_CHECK(struct mdm_cmd);
+static const struct cmdtab table = {"cells-mdm", commands, CELLS_ARRAY_SIZE(commands),
+				    sizeof commands[0], 30};
+
 static void usage(FILE *f)
 {
 	fprintf(f, "Usage: cells-mdm [--state-dir DIR] [--json] COMMAND [ARGS]\n"
@@ -88,21 +93,7 @@ static void usage(FILE *f)
 		   "  --json            machine-readable output\n"
 		   "  -h, --help        show this help (also: cells-mdm COMMAND --help)\n\n"
 		   "Commands:\n");
-	for (size_t i = 0; i < CELLS_ARRAY_SIZE(commands); i++)
-		fprintf(f, "  %-16s %-30s %s\n", commands[i].words, commands[i].args,
-			commands[i].summary);
-}
-
-static int match_words(const char *words, int argc, char **argv)
-{
-	char buf[64];
-	snprintf(buf, sizeof buf, "%s", words);
-	int n = 0;
-	char *save = NULL;
-	for (char *w = strtok_r(buf, " ", &save); w; w = strtok_r(NULL, " ", &save), n++)
-		if (n >= argc || strcmp(argv[n], w) != 0)
-			return 0;
-	return n;
+	cmdtab_list(&table, f);
 }
 
 int main(int argc, char **argv)
@@ -144,32 +135,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	cells_log_init("cells-mdm", LOG_INFO, false);
-	const struct mdm_cmd *best = NULL;
-	int best_n = 0;
-	for (size_t i = 0; i < CELLS_ARRAY_SIZE(commands); i++) {
-		int n = match_words(commands[i].words, argc, argv);
-		if (n > best_n) {
-			best = &commands[i];
-			best_n = n;
-		}
-	}
-	if (!best) {
-		fprintf(stderr, "cells-mdm: unknown command '%s' (see cells-mdm --help)\n",
-			argv[0]);
-		return 2;
-	}
-	int n = 0;
-	for (int i = best_n; i < argc; i++) {
-		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			printf("Usage: cells-mdm %s %s\n%s\n", best->words, best->args,
-			       best->summary);
-			return 0;
-		}
-		if (!strcmp(argv[i], "--json")) {
-			m.json = true;
-			continue;
-		}
-		argv[best_n + n++] = argv[i];
-	}
-	return best->run(&m, best, n, argv + best_n);
+	int rc, n;
+	char **args;
+	const struct mdm_cmd *cmd = cmdtab_dispatch(&table, argc, argv, &m.json, &rc, &n, &args);
+	return cmd ? cmd->run(&m, cmd, n, args) : rc;
 }

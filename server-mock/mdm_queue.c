@@ -220,26 +220,13 @@ int mdm_cmd_policy_push(struct mdm *m, const struct mdm_cmd *cmd, int argc, char
 	struct mdm_store *s = open_store(m, "policy push");
 	if (!s)
 		return 1;
-	char **ids = NULL;
-	size_t nids = 0;
-	char *one[1] = {(char *)target};
-	if (!strcmp(target, "--all")) {
-		if (mdm_store_device_ids(s, &ids, &nids, &err) < 0) {
-			fprintf(stderr, "cells-mdm: policy push: %s\n", err.msg);
-			mdm_store_close(s);
-			return 1;
-		}
-	} else {
-		int k = mdm_store_device_known(s, target, &err);
-		if (k <= 0) {
-			fprintf(stderr, "cells-mdm: policy push: %s\n",
-				k < 0 ? err.msg : "no such enrolled device");
-			mdm_store_close(s);
-			return 1;
-		}
+	char **list = NULL;
+	size_t cnt = 0;
+	if (mdm_targets(s, target, &list, &cnt, &err) < 0) {
+		fprintf(stderr, "cells-mdm: policy push: %s\n", err.msg);
+		mdm_store_close(s);
+		return 1;
 	}
-	char **list = ids ? ids : one;
-	size_t cnt = ids ? nids : 1;
 	json_object *out = json_object_new_array();
 	int rc = 0;
 	int64_t t0 = cells_mono_ns();
@@ -282,8 +269,10 @@ int mdm_cmd_policy_push(struct mdm *m, const struct mdm_cmd *cmd, int argc, char
 	else if (!rc && cnt > 1)
 		printf("queued for %zu devices in %.3f s\n", cnt,
 		       (double)(cells_mono_ns() - t0) / 1e9);
+	else if (!rc && !cnt)
+		printf("no enrolled device: nothing queued\n");
 	json_object_put(out);
-	mdm_store_free_ids(ids, nids);
+	mdm_store_free_ids(list, cnt);
 	mdm_store_close(s);
 	return rc;
 }

@@ -2,17 +2,40 @@
  * that link the library get them too). */
 #include "cleanup.h"
 #include "mdm.h"
+#include "cmdtab.h"
+#include "mdm_store.h"
 #include "pol_sig.h"
 #include "util.h"
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 int mdm_usage(const struct mdm_cmd *cmd)
 {
-	fprintf(stderr, "cells-mdm: %s: usage: cells-mdm %s %s\n", cmd->words, cmd->words,
-		cmd->args);
-	return 2;
+	const struct cmdtab t = {"cells-mdm", cmd, 1, sizeof *cmd, 0};
+	return cmdtab_usage(&t, cmd);
+}
+
+int mdm_targets(struct mdm_store *s, const char *target, char ***ids, size_t *n, cells_err_t *err)
+{
+	*ids = NULL;
+	*n = 0;
+	if (!strcmp(target, "--all"))
+		return mdm_store_device_ids(s, ids, n, err);
+	int k = mdm_store_device_known(s, target, err);
+	if (k <= 0)
+		return k < 0 ? -1
+			     : cells_err_set(err, ENOENT, "%s: no such enrolled device", target);
+	*ids = calloc(1, sizeof **ids);
+	if (!*ids || !((*ids)[0] = strdup(target))) {
+		free(*ids);
+		*ids = NULL;
+		return cells_err_sys(err, ENOMEM, "targets");
+	}
+	*n = 1;
+	return 0;
 }
 
 void mdm_path(const struct mdm *m, const char *name, char out[PATH_MAX])
