@@ -142,14 +142,17 @@ static void compliance_source(struct cellsd *d, struct compliance *c)
 static void set_policy_refused(struct mgmt *g, bool refused, const char *reason)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
+	cells_err_t err;
 	g->policy_refused = refused;
 	if (sqldb_prepare(g->d->db,
 			  "UPDATE mgmt_compliance SET policy_refused=?, reason=? WHERE id=1", &st,
-			  NULL) < 0)
-		return;
-	sqlite3_bind_int(st, 1, refused);
-	sqlite3_bind_text(st, 2, reason ? reason : "", -1, SQLITE_TRANSIENT);
-	sqlite3_step(st);
+			  &err) == 0) {
+		sqlite3_bind_int(st, 1, refused);
+		sqlite3_bind_text(st, 2, reason ? reason : "", -1, SQLITE_TRANSIENT);
+		if (sqldb_step_done(g->d->db, st, "compliance", &err) == 0)
+			return;
+	}
+	log_warn("mgmt: the policy refusal is not persisted (reported until restart): %s", err.msg);
 }
 
 /* ---- inbound ---- */
@@ -292,11 +295,14 @@ static void handle_ack(struct mgmt *g, const Cells__V1__Ack *a)
 				mgmt_command_result_acked(g->d, env->result); /* hook: receipts */
 		}
 		cleanup_stmt sqlite3_stmt *st = NULL;
+		cells_err_t err;
 		if (sqldb_prepare(g->d->db, "DELETE FROM mgmt_outbox WHERE message_id=?", &st,
-				  NULL) < 0)
+				  &err) < 0)
 			return;
 		sqlite3_bind_text(st, 1, a->message_ids[i], -1, SQLITE_TRANSIENT);
-		sqlite3_step(st);
+		/* not deleted: the message is sent again and the MDM acknowledges it by id */
+		if (sqldb_step_done(g->d->db, st, "outbox ack", &err) < 0)
+			log_warn("mgmt: %s", err.msg);
 	}
 }
 
