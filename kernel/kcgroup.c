@@ -206,10 +206,13 @@ int kcg_bpf_build(const struct kcg_dev *rules, size_t n, void *out, size_t max)
 	return (int)k;
 }
 
-static int bpf_apply(struct kcg *cg, cells_err_t *err)
+/* Load the program of rules and attach it to cg's v2 directory in one step (replacing
+ * the one before); cg's own rule list is not touched. */
+static int bpf_apply(const struct kcg *cg, const struct kcg_dev *rules, size_t nrules,
+		     cells_err_t *err)
 {
 	struct bpf_insn insns[4 + KCG_MAX_DEVS * 5 + 2];
-	int n = kcg_bpf_build(cg->devs, cg->ndevs, insns, CELLS_ARRAY_SIZE(insns));
+	int n = kcg_bpf_build(rules, nrules, insns, CELLS_ARRAY_SIZE(insns));
 	if (n < 0)
 		return cells_err_set(err, E2BIG, "too many device rules");
 	char log[1024] = "";
@@ -311,7 +314,7 @@ int kcg_create(struct kcg *cg, const struct kcg_limits *lim, cells_err_t *err)
 			if (write_str(cg->v2, "cpu.weight", val, err) < 0)
 				return -1;
 		}
-		if (bpf_apply(cg, err) < 0)
+		if (bpf_apply(cg, cg->devs, cg->ndevs, err) < 0)
 			return -1;
 		cg->v2_fd = open(cg->v2, O_PATH | O_DIRECTORY | O_CLOEXEC);
 		if (cg->v2_fd < 0)
@@ -389,17 +392,22 @@ int kcg_dev_set(struct kcg *cg, char type, unsigned major, unsigned minor, bool 
 			return -1;
 	if (!cg->v2[0])
 		return 0;
-	/* drop an identical earlier rule, append the new one (the last match wins) */
+	/* the new list: an identical earlier rule dropped, the new one appended (the last
+	 * match wins); it becomes cg's only once the kernel took its program */
+	struct kcg_dev next[KCG_MAX_DEVS];
 	size_t k = 0;
 	for (size_t i = 0; i < cg->ndevs; i++)
 		if (!(cg->devs[i].type == type && cg->devs[i].major == major &&
 		      cg->devs[i].minor == minor))
-			cg->devs[k++] = cg->devs[i];
-	cg->ndevs = k;
-	if (cg->ndevs >= KCG_MAX_DEVS)
+			next[k++] = cg->devs[i];
+	if (k >= KCG_MAX_DEVS)
 		return cells_err_set(err, E2BIG, "too many device rules");
-	cg->devs[cg->ndevs++] = (struct kcg_dev){type, major, minor, allow};
-	return bpf_apply(cg, err);
+	next[k++] = (struct kcg_dev){type, major, minor, allow};
+	if (bpf_apply(cg, next, k, err) < 0)
+		return -1;
+	memcpy(cg->devs, next, k * sizeof next[0]);
+	cg->ndevs = k;
+	return 0;
 }
 
 bool kcg_exists(const struct kcg *cg)
