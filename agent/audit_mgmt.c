@@ -8,6 +8,7 @@
 #include "enforce.h"
 #include "log.h"
 #include "mgmt.h"
+#include "outbox.h"
 #include "policy_engine.h"
 #include "sqldb.h"
 #include "util.h"
@@ -114,11 +115,8 @@ static int apply_policy(struct cellsd *d, const Cells__V1__Policy *nw, const Cel
 /* The outbox entry of the batch in flight still exists (it was not acknowledged). */
 static bool inflight_queued(struct audit_mgmt *u)
 {
-	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (sqldb_prepare(u->d->db, "SELECT 1 FROM mgmt_outbox WHERE message_id=?", &st, NULL) < 0)
-		return true; /* do not send a second one on a read error */
-	sqlite3_bind_text(st, 1, u->inflight, -1, SQLITE_STATIC);
-	return sqlite3_step(st) == SQLITE_ROW;
+	/* a read error counts as queued: no second batch is sent */
+	return outbox_has(u->d, u->inflight) != 0;
 }
 
 static void arm(struct audit_mgmt *u, uint64_t ms);
@@ -166,7 +164,7 @@ static int queue_batch(struct audit_mgmt *u, uint64_t since, cells_err_t *err)
 			memset(u->inflight_hash, 0, sizeof u->inflight_hash);
 			if (lh->len == sizeof u->inflight_hash)
 				memcpy(u->inflight_hash, lh->data, lh->len);
-			if (save(u, err) == 0 && mgmt_outbox_put(d, &env, err) == 0 &&
+			if (save(u, err) == 0 && outbox_put(d, &env, err) == 0 &&
 			    sqldb_commit(d->db, err) == 0)
 				r = 0;
 			else
@@ -371,7 +369,7 @@ void audit_mgmt_on_error(struct cellsd *d, const char *correlation_id, unsigned 
 	u->refused++;
 	/* the server answered: the batch leaves the outbox; the cursor stays, and the next
 	 * period tries again from it */
-	if (mgmt_outbox_drop(d, u->inflight, &err) < 0)
+	if (outbox_drop(d, u->inflight, &err) < 0)
 		log_warn("audit: %s", err.msg);
 	u->inflight[0] = 0;
 	u->inflight_first = u->inflight_last = 0;

@@ -1,7 +1,7 @@
 /* audit_mgmt.h - uploads of the audit log to the MDM over the management channel.
  *
  * The device sends its audit records as Cells.v1.AuditBatch envelopes through the
- * durable outbox (mgmt_outbox_put): after each connect, when AUDIT_UPLOAD_THRESHOLD new
+ * durable outbox (outbox.h): after each connect, when AUDIT_UPLOAD_THRESHOLD new
  * records wait, and every policy.audit_upload_interval_s seconds (0: AUDIT_UPLOAD_PERIOD_S)
  * while records wait, and on a signed RequestAuditUpload command. One batch is in flight
  * at a time. The cursor (the last seq the server acknowledged) lives in the state DB

@@ -1,5 +1,6 @@
 /* mgmt.c - the management channel, cellsd's side (see mgmt.h). */
 #include "mgmt.h"
+#include "outbox.h"
 #include "offline.h"
 #include "audit.h"
 #include "audit_mgmt.h"
@@ -69,7 +70,7 @@ static void send_hello(struct mgmt *g, bool status)
 		return;
 	Cells__V1__Envelope env = CELLS__V1__ENVELOPE__INIT;
 	Cells__V1__DeviceHello h = CELLS__V1__DEVICE_HELLO__INIT;
-	new_msg_id(mid, "h");
+	outbox_msg_id(mid, "h");
 	env.message_id = mid;
 	h.device_id = id;
 	h.agent_version = CELLS_VERSION;
@@ -282,27 +283,13 @@ static void handle_ack(struct mgmt *g, const Cells__V1__Ack *a)
 		 * a bare or forged Ack keeps it queued (it is sent again on reconnect) */
 		if (audit_mgmt_on_ack(g->d, a->message_ids[i], a->audit_ack) < 0)
 			continue;
-		cleanup_stmt sqlite3_stmt *q = NULL;
-		cleanup_envelope Cells__V1__Envelope *env = NULL;
-		if (sqldb_prepare(g->d->db, "SELECT envelope FROM mgmt_outbox WHERE message_id=?",
-				  &q, NULL) == 0) {
-			sqlite3_bind_text(q, 1, a->message_ids[i], -1, SQLITE_TRANSIENT);
-			if (sqlite3_step(q) == SQLITE_ROW &&
-			    cells_envelope_decode(sqlite3_column_blob(q, 0),
-						  (size_t)sqlite3_column_bytes(q, 0), &env,
-						  NULL) == 0 &&
-			    env->body_case == CELLS__V1__ENVELOPE__BODY_RESULT)
-				mgmt_command_result_acked(g->d, env->result); /* hook: receipts */
-		}
-		cleanup_stmt sqlite3_stmt *st = NULL;
+		cleanup_envelope Cells__V1__Envelope *env = outbox_get(g->d, a->message_ids[i]);
+		if (env && env->body_case == CELLS__V1__ENVELOPE__BODY_RESULT)
+			mgmt_command_result_acked(g->d, env->result); /* hook: receipts */
+		/* not removed: the message is sent again and the MDM acknowledges it by id */
 		cells_err_t err;
-		if (sqldb_prepare(g->d->db, "DELETE FROM mgmt_outbox WHERE message_id=?", &st,
-				  &err) < 0)
-			return;
-		sqlite3_bind_text(st, 1, a->message_ids[i], -1, SQLITE_TRANSIENT);
-		/* not deleted: the message is sent again and the MDM acknowledges it by id */
-		if (sqldb_step_done(g->d->db, st, "outbox ack", &err) < 0)
-			log_warn("mgmt: %s", err.msg);
+		if (outbox_drop(g->d, a->message_ids[i], &err) < 0)
+			log_warn("mgmt: ack of %s: %s", a->message_ids[i], err.msg);
 	}
 }
 
@@ -515,7 +502,7 @@ int mgmt_enroll_start(struct cellsd *d, struct ctl_call *c, const char *url, con
 	Cells__V1__Envelope env = CELLS__V1__ENVELOPE__INIT;
 	Cells__V1__EnrollRequest er = CELLS__V1__ENROLL_REQUEST__INIT;
 	char mid[40];
-	new_msg_id(mid, "enroll");
+	outbox_msg_id(mid, "enroll");
 	env.message_id = mid;
 	er.token = (char *)token;
 	er.csr_der.data = der;

@@ -27,12 +27,6 @@ int mgmt_option(const char *name, const char *value, cells_err_t *err);
 int mgmt_init(struct cellsd *d, cells_err_t *err);
 void mgmt_stop(struct cellsd *d);
 
-/* Queue env for the server, durably (it stays in the state DB until the server
- * acknowledges it). An empty message_id gets a fresh one. */
-int mgmt_outbox_put(struct cellsd *d, const Cells__V1__Envelope *env, cells_err_t *err);
-
-/* Drop an outbox entry the server answered without an Ack (an Error it correlated). */
-int mgmt_outbox_drop(struct cellsd *d, const char *message_id, cells_err_t *err);
 /* True while a session with the MDM is open. */
 bool mgmt_online(struct cellsd *d);
 

@@ -1,5 +1,6 @@
 /* mgmt_link.c - the link to cellsd-net and the durable outbox (see mgmt_link.h). */
 #include "mgmt_link.h"
+#include "outbox.h"
 #include "cjson.h"
 #include "audit_mgmt.h"
 #include "cleanup.h"
@@ -130,15 +131,6 @@ void audit_net(struct mgmt *g, const char *event, const char *outcome, const cha
 	if (reason)
 		json_object_object_add(det, "reason", json_object_new_string(reason));
 	cellsd_audit(g->d, "", "cellsd", event, outcome, det, NULL);
-}
-
-void new_msg_id(char out[40], const char *prefix)
-{
-	uint8_t b[12];
-	char hex[25];
-	RAND_bytes(b, sizeof b);
-	cells_hex(b, sizeof b, hex);
-	snprintf(out, 40, "%s-%s", prefix, hex);
 }
 
 /* True when this event starts a new burst (the first one, or after a quiet period). */
@@ -314,6 +306,19 @@ static void send_new(struct mgmt *g, const uint8_t *p, size_t n)
 		net_send_raw(g, p, n);
 }
 
+/* The outbox's sender (outbox_set_sender). */
+static void outbox_sender(void *ctx, const uint8_t *p, size_t n)
+{
+	send_new(ctx, p, n);
+}
+
+static void flush_one(void *ctx, int64_t seq, const uint8_t *p, size_t n)
+{
+	struct mgmt *g = ctx;
+	g->link->flush_seq = seq;
+	net_send_raw(g, p, n);
+}
+
 /* The outbox resend: what the server has not acknowledged, in order, in batches while
  * the send queue is short (continued when it drains). */
 static void flush_more(struct mgmt *g)
@@ -321,21 +326,9 @@ static void flush_more(struct mgmt *g)
 	struct mgmt_link *L = g->link;
 	while (L->flushing && !L->dead && g->ipc_fd >= 0 && (g->state & MGMT_ST_ONLINE) &&
 	       L->n < FLUSH_LOW_MSGS) {
-		cleanup_stmt sqlite3_stmt *st = NULL;
-		if (sqldb_prepare(g->d->db,
-				  "SELECT seq, envelope FROM mgmt_outbox WHERE seq>? ORDER BY seq "
-				  "LIMIT ?",
-				  &st, NULL) < 0)
+		int rows = outbox_each(g->d, L->flush_seq, FLUSH_BATCH, flush_one, g);
+		if (rows < 0)
 			break;
-		sqlite3_bind_int64(st, 1, L->flush_seq);
-		sqlite3_bind_int(st, 2, FLUSH_BATCH);
-		int rows = 0;
-		while (sqlite3_step(st) == SQLITE_ROW) {
-			rows++;
-			L->flush_seq = sqlite3_column_int64(st, 0);
-			net_send_raw(g, sqlite3_column_blob(st, 1),
-				     (size_t)sqlite3_column_bytes(st, 1));
-		}
 		if (!rows)
 			L->flushing = false;
 	}
@@ -351,70 +344,9 @@ static void flush_outbox(struct mgmt *g)
 	flush_more(g);
 }
 
-static int outbox_count(struct mgmt *g)
-{
-	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (sqldb_prepare(g->d->db, "SELECT count(*) FROM mgmt_outbox", &st, NULL) < 0 ||
-	    sqlite3_step(st) != SQLITE_ROW)
-		return 0;
-	return sqlite3_column_int(st, 0);
-}
-
-/* Store env in the outbox (inside the caller's transaction when there is one). */
-static int outbox_store(struct cellsd *d, const Cells__V1__Envelope *env, char id_out[40],
-			uint8_t **bytes, size_t *len, cells_err_t *err)
-{
-	Cells__V1__Envelope e = *env;
-	char mid[40];
-	if (!e.message_id || !e.message_id[0]) {
-		new_msg_id(mid, "o");
-		e.message_id = mid;
-	}
-	if (!e.correlation_id)
-		e.correlation_id = "";
-	if (cells_envelope_encode(&e, bytes, len, err) < 0)
-		return -1;
-	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (sqldb_prepare(d->db,
-			  "INSERT OR IGNORE INTO mgmt_outbox(message_id, envelope, created) "
-			  "VALUES(?,?,?)",
-			  &st, err) < 0)
-		return -1;
-	sqlite3_bind_text(st, 1, e.message_id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_blob(st, 2, *bytes, (int)*len, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, time(NULL));
-	if (sqlite3_step(st) != SQLITE_DONE)
-		return sqldb_err(d->db, "outbox", err);
-	if (id_out)
-		snprintf(id_out, 40, "%s", e.message_id);
-	return 0;
-}
-
 bool mgmt_online(struct cellsd *d)
 {
 	return d->mgmt && (d->mgmt->state & MGMT_ST_ONLINE);
-}
-
-int mgmt_outbox_drop(struct cellsd *d, const char *message_id, cells_err_t *err)
-{
-	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (sqldb_prepare(d->db, "DELETE FROM mgmt_outbox WHERE message_id=?", &st, err) < 0)
-		return -1;
-	sqlite3_bind_text(st, 1, message_id, -1, SQLITE_TRANSIENT);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		return sqldb_err(d->db, "outbox", err);
-	return 0;
-}
-
-int mgmt_outbox_put(struct cellsd *d, const Cells__V1__Envelope *env, cells_err_t *err)
-{
-	cleanup_free uint8_t *b = NULL;
-	size_t n;
-	if (outbox_store(d, env, NULL, &b, &n, err) < 0)
-		return -1;
-	if (d->mgmt)
-		send_new(d->mgmt, b, n);
-	return 0;
 }
 
 static void on_restart_timer(struct loop *l, void *data)
@@ -531,7 +463,7 @@ static int result_to_outbox(struct mgmt *g, const char *corr, const char *comman
 	Cells__V1__Envelope env = CELLS__V1__ENVELOPE__INIT;
 	Cells__V1__CommandResult r = CELLS__V1__COMMAND_RESULT__INIT;
 	char mid[40];
-	new_msg_id(mid, "r");
+	outbox_msg_id(mid, "r");
 	env.message_id = mid;
 	env.correlation_id = (char *)corr;
 	r.command_id = (char *)command_id;
@@ -599,7 +531,7 @@ void finish_inbound(struct mgmt *g, const char *msg_id, const char *command_id,
 	cleanup_free uint8_t *b = NULL;
 	size_t n = 0;
 	if (status == CELLS__V1__RESULT_STATUS__RESULT_REJECTED && !done_command &&
-	    outbox_count(g) >= OUTBOX_REFUSED_CAP) {
+	    outbox_count(g->d) >= OUTBOX_REFUSED_CAP) {
 		/* a flood of refused messages must not grow the state DB: past the cap their
 		 * results are not stored (a genuine message is sent again by the server) */
 		g->link->dropped++;
@@ -1092,6 +1024,7 @@ int mgmt_link_init(struct mgmt *g, const struct mgmt_ops *ops, cells_err_t *err)
 		return cells_err_sys(err, ENOMEM, "mgmt");
 	g->link->tail = &g->link->head;
 	g->link->log_fd = -1;
+	outbox_set_sender(outbox_sender, g);
 	return 0;
 }
 
@@ -1108,6 +1041,7 @@ void mgmt_link_stop(struct mgmt *g)
 		return;
 	}
 	g->stopping = true;
+	outbox_set_sender(NULL, NULL);
 	if (g->restart_timer)
 		loop_cancel_timer(g->d->loop, g->restart_timer);
 	g->restart_timer = 0;

@@ -95,8 +95,6 @@ void mgmt_set_net_retry_max_ms(int ms);
 /* The link's counters for `cellctl mgmt status` (queued, dropped, stalls). */
 void mgmt_link_status_json(struct mgmt *g, json_object *o);
 
-/* A fresh message id "PREFIX-<24 hex>". */
-void new_msg_id(char out[40], const char *prefix);
 /* An audit record by "cellsd" about the channel, with details {reason}. */
 void audit_net(struct mgmt *g, const char *event, const char *outcome, const char *reason);
 /* Send envelope bytes to the server when online (queued, never blocks; dropped when

@@ -10,7 +10,7 @@
 #include "knsrun.h"
 #include "log.h"
 #include "loopdev.h"
-#include "mgmt.h"
+#include "outbox.h"
 #include "pol_sig.h"
 #include "policy_engine.h"
 #include "sqldb.h"
@@ -1011,7 +1011,7 @@ static int do_receipt(struct cellsd *d, struct op *o, cells_err_t *err)
 		env.correlation_id = "";
 		env.body_case = CELLS__V1__ENVELOPE__BODY_RESULT;
 		env.result = &res;
-		if (mgmt_outbox_put(d, &env, err) < 0)
+		if (outbox_put(d, &env, err) < 0)
 			log_warn("wipe %s: receipt not queued to the MDM yet: %s", o->vp, err->msg);
 	}
 	return 0;
