@@ -1,6 +1,7 @@
 /* audit.c - the tamper-evident audit log: durable hash-chained sqlite appends, signed
  * checkpoints, query, verification, export, rotation and upload batches (audit.h). */
 #include "audit.h"
+#include "cellsd.h"
 #include "cjson.h"
 #include "cleanup.h"
 #include "cleanup_sqlite.h"
@@ -1021,4 +1022,25 @@ int audit_prune(struct audit *a, uint64_t below, cells_err_t *err)
 fail:
 	sqldb_rollback(a->db);
 	return -1;
+}
+
+/* ---- the daemon's audit API (audit.h: cellsd_audit) ---- */
+
+int cellsd_audit(struct cellsd *d, const char *vp, const char *actor, const char *event,
+		 const char *outcome, struct json_object *details, cells_err_t *err)
+{
+	cells_err_t local;
+	if (!err)
+		err = &local;
+	if (!d->audit)
+		cells_err_set(err, EIO, "the audit log is not open");
+	if (!d->audit ||
+	    audit_append(d->audit, vp, actor, event, outcome, details, NULL, err) < 0) {
+		if (!(d->state & CELLSD_ST_AUDIT_CLOSED))
+			log_error("audit log cannot be written (%s): failing closed",
+				  d->audit ? err->msg : "not open");
+		d->state = CELLSD_ST_AUDIT_CLOSED;
+		return -1;
+	}
+	return 0;
 }

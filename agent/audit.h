@@ -108,4 +108,11 @@ int audit_upload_batch(struct audit *a, uint64_t since_seq, size_t max,
 		       cells_err_t *err);
 void audit_batch_free(Cells__V1__AuditBatch *b);
 
+/* The daemon's audit API, which every module calls: append a record to cellsd's log;
+ * details may be NULL. A failure switches the daemon to CELLSD_ST_AUDIT_CLOSED (it
+ * fails closed: only what that state permits is served) and returns -1. */
+struct cellsd;
+int cellsd_audit(struct cellsd *d, const char *vp, const char *actor, const char *event,
+		 const char *outcome, json_object *details, cells_err_t *err);
+
 #endif

@@ -86,23 +86,6 @@ static void usage(FILE *f)
 		"  -h, --help           show this help and exit\n");
 }
 
-int cellsd_audit(struct cellsd *d, const char *vp, const char *actor, const char *event,
-		 const char *outcome, struct json_object *details, cells_err_t *err)
-{
-	cells_err_t local;
-	if (!err)
-		err = &local;
-	if (!d->audit ||
-	    audit_append(d->audit, vp, actor, event, outcome, details, NULL, err) < 0) {
-		if (!(d->state & CELLSD_ST_AUDIT_CLOSED))
-			log_error("audit log cannot be written (%s): failing closed",
-				  d->audit ? err->msg : "not open");
-		d->state = CELLSD_ST_AUDIT_CLOSED;
-		return -1;
-	}
-	return 0;
-}
-
 /* One cellsd per state directory: an exclusive flock on STATE_DIR/cellsd.lock, held
  * (fd open, O_CLOEXEC) for the daemon's life; the kernel releases it when cellsd dies,
  * however it dies. Returns the fd, or -1 with one clear line printed. */

@@ -51,10 +51,4 @@ struct cellsd {
 	struct audit_mgmt *audit_up; /* audit uploads to the MDM (audit_mgmt.h, owned) */
 };
 
-/* Append an audit record for this daemon (see audit.h); details may be NULL.
- * A failure switches the daemon to CELLSD_ST_AUDIT_CLOSED and returns -1. */
-struct json_object;
-int cellsd_audit(struct cellsd *d, const char *vp, const char *actor, const char *event,
-		 const char *outcome, struct json_object *details, cells_err_t *err);
-
 #endif

@@ -1,4 +1,5 @@
 #include "ctl_server.h"
+#include "audit.h"
 #include "cjson.h"
 #include "cleanup.h"
 #include "handlers.h"

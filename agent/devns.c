@@ -1,5 +1,6 @@
 /* devns.c - device namespaces in cellsd (see devns.h). */
 #include "devns.h"
+#include "audit.h"
 #include "cleanup.h"
 #include "devmode.h"
 #include "devnode.h"

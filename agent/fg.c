@@ -1,5 +1,6 @@
 /* fg.c - the foreground VP and its switch (see fg.h). */
 #include "fg.h"
+#include "audit.h"
 #include "cjson.h"
 #include "cleanup.h"
 #include "enforce.h"

@@ -1,6 +1,7 @@
 /* handlers_display.c - control requests of the foreground, display and input module:
  * switch_to, input, screenshot, display_status. */
 #include "cleanup.h"
+#include "audit.h"
 #include "cjson.h"
 #include "display.h"
 #include "fg.h"

@@ -1,5 +1,6 @@
 /* handlers_mgmt.c - control requests of the management channel. */
 #include "handlers.h"
+#include "audit.h"
 #include "cjson.h"
 #include "mgmt.h"
 #include "netipc.h"

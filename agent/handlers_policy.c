@@ -2,6 +2,7 @@
  * show / verify, vp password, vp config. Authority: the request's signature (policy) or
  * the VP password (local configuration); the peer is root or the control group. */
 #include "cleanup.h"
+#include "audit.h"
 #include "cjson.h"
 #include "handlers.h"
 #include "mgmt.h"

@@ -10,6 +10,7 @@
  * required password is not set yet. A locked VP (vplock.h) is not started,
  * exec'd into or configured. */
 #include "handlers.h"
+#include "audit.h"
 #include "cjson.h"
 #include "cleanup.h"
 #include "log.h"

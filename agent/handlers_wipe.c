@@ -1,6 +1,7 @@
 /* handlers_wipe.c - control requests of the wipe module: vp wipe, wipe status, wipe
  * prepare. */
 #include "handlers.h"
+#include "audit.h"
 #include "password.h"
 #include "util.h"
 #include "wipe.h"

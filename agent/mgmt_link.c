@@ -1,5 +1,6 @@
 /* mgmt_link.c - the link to cellsd-net and the durable outbox (see mgmt_link.h). */
 #include "mgmt_link.h"
+#include "audit.h"
 #include "outbox.h"
 #include "cjson.h"
 #include "audit_mgmt.h"

@@ -1,5 +1,6 @@
 /* offline.c - lock and wipe VPs after an offline period (see offline.h). */
 #include "offline.h"
+#include "audit.h"
 #include "cjson.h"
 #include "cleanup.h"
 #include "cleanup_sqlite.h"

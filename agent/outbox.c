@@ -30,8 +30,8 @@ void outbox_set_sender(outbox_send_fn fn, void *ctx)
 	sender.ctx = ctx;
 }
 
-int outbox_store(struct cellsd *d, const Cells__V1__Envelope *env, char id_out[40],
-		 uint8_t **bytes, size_t *len, cells_err_t *err)
+int outbox_store(struct cellsd *d, const Cells__V1__Envelope *env, char id_out[40], uint8_t **bytes,
+		 size_t *len, cells_err_t *err)
 {
 	Cells__V1__Envelope e = *env;
 	char mid[40];
@@ -83,8 +83,8 @@ Cells__V1__Envelope *outbox_get(struct cellsd *d, const char *message_id)
 {
 	cleanup_stmt sqlite3_stmt *q = NULL;
 	Cells__V1__Envelope *env = NULL;
-	if (sqldb_prepare(d->db, "SELECT envelope FROM mgmt_outbox WHERE message_id=?", &q,
-			  NULL) < 0)
+	if (sqldb_prepare(d->db, "SELECT envelope FROM mgmt_outbox WHERE message_id=?", &q, NULL) <
+	    0)
 		return NULL;
 	sqlite3_bind_text(q, 1, message_id, -1, SQLITE_TRANSIENT);
 	if (sqlite3_step(q) != SQLITE_ROW ||

@@ -29,8 +29,8 @@ void outbox_set_sender(outbox_send_fn fn, void *ctx);
  * when there is one) and hand it to the sender. */
 int outbox_put(struct cellsd *d, const Cells__V1__Envelope *env, cells_err_t *err);
 /* Store only: the id in id_out (may be NULL), the encoded bytes in *bytes (owned). */
-int outbox_store(struct cellsd *d, const Cells__V1__Envelope *env, char id_out[40],
-		 uint8_t **bytes, size_t *len, cells_err_t *err);
+int outbox_store(struct cellsd *d, const Cells__V1__Envelope *env, char id_out[40], uint8_t **bytes,
+		 size_t *len, cells_err_t *err);
 /* Remove the message (acknowledged, or answered by a correlated Error). */
 int outbox_drop(struct cellsd *d, const char *message_id, cells_err_t *err);
 /* The envelope of a queued message (decoded, owned), NULL when it is not queued. */

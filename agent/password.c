@@ -1,5 +1,6 @@
 /* password.c - per-VP configuration passwords, persistent throttling, lock at limit. */
 #include "password.h"
+#include "audit.h"
 #include "cjson.h"
 #include "cleanup.h"
 #include "cleanup_sqlite.h"

@@ -1,5 +1,6 @@
 /* policy_engine.c - trust root, delegations, install/apply of signed policies. */
 #include "policy_engine.h"
+#include "audit.h"
 #include "cleanup.h"
 #include "cleanup_sqlite.h"
 #include "device_key.h"

@@ -1,6 +1,7 @@
 /* tel.c - the telephony proxy: per-VP virtual modems multiplexed onto the real modem.
  * See tel.h for what it does and docs/TELEPHONY.md for the AT subset and the routing. */
 #include "tel.h"
+#include "audit.h"
 #include "cjson.h"
 #include "fg.h"
 #include "at.h"

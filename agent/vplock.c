@@ -1,5 +1,6 @@
 /* vplock.c - locked and paused VPs: freezer, network, lock screen (see vplock.h). */
 #include "vplock.h"
+#include "audit.h"
 #include "cjson.h"
 #include "wipe.h"
 #include "compliance.h"

@@ -1,6 +1,7 @@
 /* vpm.c - the VP manager (see vpm.h): definitions in the state DB, lifecycle of the
  * containers, recovery after a cellsd restart. */
 #include "vpm.h"
+#include "audit.h"
 #include "cleanup.h"
 #include "cleanup_sqlite.h"
 #include "fg.h"

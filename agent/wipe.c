@@ -1,5 +1,6 @@
 /* wipe.c - encrypted VP storage and the wipe state machine (see wipe.h). */
 #include "wipe.h"
+#include "audit.h"
 #include "testhook.h"
 #include "cleanup.h"
 #include "compliance.h"

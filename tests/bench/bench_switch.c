@@ -36,17 +36,6 @@
 #define H 2400
 #define FRAME ((size_t)W * H * 4)
 
-static int64_t audit_ns; /* time spent writing audit records in the current switch */
-
-int cellsd_audit(struct cellsd *d, const char *vp, const char *actor, const char *event,
-		 const char *outcome, struct json_object *details, cells_err_t *err)
-{
-	int64_t t0 = cells_mono_ns();
-	int r = audit_append(d->audit, vp, actor, event, outcome, details, NULL, err);
-	audit_ns += cells_mono_ns() - t0;
-	return r;
-}
-
 static int cmp(const void *a, const void *b)
 {
 	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -228,7 +217,6 @@ int main(int argc, char **argv)
 	for (int i = 0; i < n; i++) {
 		const char *to = i % 2 ? "a" : "b";
 		uint32_t colour = i % 2 ? 0xff0000 : 0x00ff00;
-		audit_ns = 0;
 		int64_t t0 = cells_mono_ns();
 		if (fg_switch(&d, to, "uid:0", &err) < 0)
 			die("switch", &err);
@@ -239,8 +227,11 @@ int main(int argc, char **argv)
 				die("the new frame never showed", NULL);
 		sw[i] = cells_mono_ns() - t0;
 		in[i] = t1 - t0;
-		au[i] = audit_ns;
-		dp[i] = sw[i] - audit_ns;
+		/* the audit share: one record of the same shape, timed right after */
+		int64_t a0 = cells_mono_ns();
+		cellsd_audit(&d, to, "uid:0", "bench.audit_cost", "ok", NULL, NULL);
+		au[i] = cells_mono_ns() - a0;
+		dp[i] = sw[i] - au[i];
 	}
 	/* the copy approach's limits, same run, same machine */
 	uint8_t *src = malloc(FRAME), *dst = malloc(FRAME);

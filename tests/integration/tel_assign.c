@@ -11,17 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* cellsd_audit lives in cellsd.c (not in the agent library): the same contract here. */
-int cellsd_audit(struct cellsd *d, const char *vp, const char *actor, const char *event,
-		 const char *outcome, struct json_object *details, cells_err_t *err)
-{
-	if (audit_append(d->audit, vp, actor, event, outcome, details, NULL, err) < 0) {
-		d->state = CELLSD_ST_AUDIT_CLOSED;
-		return -1;
-	}
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
 	if (argc < 4)

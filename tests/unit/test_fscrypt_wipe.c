@@ -35,13 +35,6 @@
 #include "wipe.h"
 #include "wipe_key.h"
 
-/* cellsd.c is not in the agent library: the same contract, for the test */
-int cellsd_audit(struct cellsd *d, const char *vp, const char *actor, const char *event,
-		 const char *outcome, struct json_object *details, cells_err_t *err)
-{
-	return audit_append(d->audit, vp, actor, event, outcome, details, NULL, err);
-}
-
 static struct cellsd D;
 static char tmp[64];
 

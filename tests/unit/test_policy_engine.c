@@ -49,13 +49,6 @@ static int enf_fail(struct cellsd *dd, const Cells__V1__Policy *nw, const Cells_
 	return 0;
 }
 
-/* cellsd.c is not in the agent library: the same contract, for the test */
-int cellsd_audit(struct cellsd *dd, const char *vp, const char *actor, const char *event,
-		 const char *outcome, struct json_object *details, cells_err_t *err)
-{
-	return audit_append(dd->audit, vp, actor, event, outcome, details, NULL, err);
-}
-
 static Cells__V1__Signed *delegation_rb(EVP_PKEY *by, EVP_PKEY *k, Cells__V1__KeyRole r0,
 					Cells__V1__KeyRole r1, uint64_t serial,
 					uint64_t revoke_below)

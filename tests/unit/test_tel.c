@@ -23,19 +23,6 @@
 #include "tel.h"
 #include "util.h"
 
-/* cellsd_audit lives in cellsd.c: the same contract here. */
-int cellsd_audit(struct cellsd *d, const char *vp, const char *actor, const char *event,
-		 const char *outcome, struct json_object *details, cells_err_t *err)
-{
-	if (!d->audit ||
-	    audit_append(d->audit, vp, actor, event, outcome, details, NULL, err) < 0) {
-		cells_err_set(err, EIO, "audit log cannot be written");
-		d->state = CELLSD_ST_AUDIT_CLOSED;
-		return -1;
-	}
-	return 0;
-}
-
 struct fx {
 	char dir[64];
 	struct cellsd d;
