@@ -131,6 +131,47 @@ static void on_signal(struct loop *l, int fd, uint32_t events, void *data)
 	}
 }
 
+/* The settings of the modules that take them from the command line. */
+static const char *opt_display, *opt_input, *opt_modem;
+
+static int disp_module_init(struct cellsd *d, cells_err_t *err)
+{
+	return disp_init(d, opt_display, opt_input, err);
+}
+
+static int tel_module_init(struct cellsd *d, cells_err_t *err)
+{
+	return tel_start(d, opt_modem, err);
+}
+
+/* cellsd's modules, in start order: main runs every init forwards; at the end (or when an
+ * init fails) it runs the stops of those that started backwards, then their frees
+ * backwards. A module registers its VP, foreground and policy hooks in its init
+ * (vpm_add_listener, fg listeners, enforce_register), so the order below is the order
+ * of dependence. */
+struct module {
+	const char *name;
+	int (*init)(struct cellsd *d, cells_err_t *err);
+	void (*stop)(struct cellsd *d); /* stop serving: sockets, processes, VPs */
+	void (*free)(struct cellsd *d); /* release what init made */
+};
+static const struct module modules[] = {
+    {"policy engine", policy_engine_init, NULL, policy_engine_free},
+    {"password", password_init, NULL, NULL},
+    {"VP manager", vpm_init, vpm_shutdown, NULL},
+    {"foreground", fg_init, NULL, fg_shutdown},
+    {"display", disp_module_init, NULL, disp_shutdown},
+    {"wipe", wipe_init, NULL, wipe_fini}, /* after vpm: finishes interrupted wipes */
+    {"lock", vplock_init, NULL, vplock_fini},
+    {"offline limits", offline_init, NULL, offline_fini},
+    {"devices", devns_init, NULL, devns_free},
+    {"audit upload", audit_mgmt_init, audit_mgmt_stop, NULL},
+    {"policy", policy_engine_start, NULL, NULL}, /* after every enforcer registered */
+    {"control socket", ctl_server_start, ctl_server_stop, NULL},
+    {"telephony", tel_module_init, tel_stop, NULL}, /* before mgmt: commands reach it */
+    {"management", mgmt_init, mgmt_stop, NULL},
+};
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -168,8 +209,6 @@ int main(int argc, char **argv)
 	};
 	struct cellsd d = {.ctl_fd = -1, .state = CELLSD_ST_READY};
 	const char *state_dir = "/var/lib/cells", *run_dir = "/run/cells", *group = NULL;
-	const char *display = NULL, *input = NULL;
-	const char *modem = NULL;
 	uint64_t near_full = AUDIT_NEAR_FULL_DEFAULT;
 	int level = LOG_INFO, c, oi = 0;
 	bool use_syslog = false, check_kernel = false, json = false;
@@ -198,13 +237,13 @@ int main(int argc, char **argv)
 			mgmt_set_net_helper(optarg);
 			break;
 		case 'D':
-			display = optarg;
+			opt_display = optarg;
 			break;
 		case 'I':
-			input = optarg;
+			opt_input = optarg;
 			break;
 		case 'M':
-			modem = optarg;
+			opt_modem = optarg;
 			break;
 		case 'K':
 			check_kernel = true;
@@ -307,6 +346,7 @@ int main(int argc, char **argv)
 	char path[PATH_MAX + 32];
 	char id[DEVICE_ID_LEN + 1];
 	int rc = 1;
+	size_t started = 0;
 	d.loop = loop_new(&err);
 	if (!d.loop)
 		goto out;
@@ -321,30 +361,14 @@ int main(int argc, char **argv)
 		goto out;
 	if (audit_attach(d.audit, d.loop, d.state_dir, &err) < 0)
 		goto out;
-	if (policy_engine_init(&d, &err) < 0 || password_init(&d, &err) < 0)
-		goto out;
 	if (loop_add_fd(d.loop, sfd, EPOLLIN, on_signal, &d, &err) < 0)
 		goto out;
-	if (vpm_init(&d, &err) < 0)
-		goto out;
-	if (fg_init(&d, &err) < 0 || disp_init(&d, display, input, &err) < 0)
-		goto out;
-	if (wipe_init(&d, &err) < 0) /* after vpm: finishes interrupted wipes */
-		goto out;
-	if (vplock_init(&d, &err) < 0 || offline_init(&d, &err) < 0) /* after vpm, disp, wipe */
-		goto out;
-	if (devns_init(&d, &err) < 0)
-		goto out;
-	if (audit_mgmt_init(&d, &err) < 0)
-		goto out;
-	if (policy_engine_start(&d, &err) < 0) /* after every enforcer registered */
-		goto out;
-	if (ctl_server_start(&d, &err) < 0)
-		goto out;
-	if (tel_start(&d, modem, &err) < 0) /* before mgmt: MDM commands reach telephony */
-		goto out;
-	if (mgmt_init(&d, &err) < 0)
-		goto out;
+	for (; started < CELLS_ARRAY_SIZE(modules); started++)
+		if (modules[started].init && modules[started].init(&d, &err) < 0) {
+			cells_err_prefix(&err, "%s", modules[started].name);
+			started++; /* its stop and free clean up what it had done */
+			goto out;
+		}
 	cellsd_audit(&d, "", "cellsd", "agent.started", "ok", NULL, NULL);
 	log_info("cellsd %s ready: device %s, state %s, control %s/control.sock", CELLS_VERSION, id,
 		 d.state_dir, d.run_dir);
@@ -354,20 +378,14 @@ int main(int argc, char **argv)
 out:
 	if (rc)
 		fprintf(stderr, "cellsd: %s\n", err.msg);
-	mgmt_stop(&d);
-	audit_mgmt_stop(&d);
-	ctl_server_stop(&d);
-	tel_stop(&d);
-	/* VPs stop first, while every module that hooks VP and foreground events is alive;
-	 * the modules are then freed in the reverse order of their init. */
-	vpm_shutdown(&d);
-	offline_fini(&d);
-	vplock_fini(&d);
-	devns_free(&d);
-	policy_engine_free(&d);
-	wipe_fini(&d);
-	disp_shutdown(&d);
-	fg_shutdown(&d);
+	/* every module that started, backwards: first stop (the VPs stop while every module
+	 * that hooks VP and foreground events is alive), then free */
+	for (size_t i = started; i > 0; i--)
+		if (modules[i - 1].stop)
+			modules[i - 1].stop(&d);
+	for (size_t i = started; i > 0; i--)
+		if (modules[i - 1].free)
+			modules[i - 1].free(&d);
 	audit_close(d.audit);
 	if (d.db)
 		sqlite3_close_v2(d.db);
