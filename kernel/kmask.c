@@ -60,8 +60,8 @@ int kmask_apply(const char *devnull, const char **step, const char **path)
 	for (size_t i = 0; i < kmask_count; i++) {
 		const char *p = kmask_table[i].path + 1; /* relative to the new root */
 		*path = kmask_table[i].path;
-		int rc = kmask_table[i].kind == KMASK_HIDE ? hide(p, devnull, step)
-							   : readonly(p, step);
+		int rc =
+		    kmask_table[i].kind == KMASK_HIDE ? hide(p, devnull, step) : readonly(p, step);
 		if (rc < 0)
 			return -1;
 	}

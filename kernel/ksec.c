@@ -41,13 +41,13 @@ static const char *const allowed[] = {
 	"fallocate", "fadvise64", "fadvise64_64", "readahead", "sendfile", "sendfile64", "splice",
 	"tee", "vmsplice", "copy_file_range", "stat", "stat64", "lstat", "lstat64", "fstat",
 	"fstat64", "newfstatat", "fstatat64", "statx", "statfs", "statfs64", "fstatfs", "fstatfs64",
-	"access", "faccessat", "faccessat2", "getdents", "getdents64", "getcwd", "chdir", "fchdir",
-	"mkdir", "mkdirat", "rmdir", "rename", "renameat", "renameat2", "link", "linkat", "unlink",
-	"unlinkat", "symlink", "symlinkat", "readlink", "readlinkat", "chmod", "fchmod", "fchmodat",
-	"fchmodat2", "chown", "chown32", "fchown", "fchown32", "fchownat", "lchown", "lchown32",
-	"umask", "utime", "utimes", "utimensat", "utimensat_time64", "futimesat", "setxattr",
-	"lsetxattr", "fsetxattr", "getxattr", "lgetxattr", "fgetxattr", "listxattr", "llistxattr",
-	"flistxattr", "removexattr", "lremovexattr", "fremovexattr", "inotify_init",
+	"access", "faccessat", "faccessat2", "getdents", "getdents64", "chroot", "getcwd", "chdir",
+	"fchdir", "mkdir", "mkdirat", "rmdir", "rename", "renameat", "renameat2", "link", "linkat",
+	"unlink", "unlinkat", "symlink", "symlinkat", "readlink", "readlinkat", "chmod", "fchmod",
+	"fchmodat", "fchmodat2", "chown", "chown32", "fchown", "fchown32", "fchownat", "lchown",
+	"lchown32", "umask", "utime", "utimes", "utimensat", "utimensat_time64", "futimesat",
+	"setxattr", "lsetxattr", "fsetxattr", "getxattr", "lgetxattr", "fgetxattr", "listxattr",
+	"llistxattr", "flistxattr", "removexattr", "lremovexattr", "fremovexattr", "inotify_init",
 	"inotify_init1", "inotify_add_watch", "inotify_rm_watch", "fanotify_mark", "cachestat",
 	/* polling and event descriptors */
 	"select", "_newselect", "pselect6", "pselect6_time64", "poll", "ppoll", "ppoll_time64",
@@ -132,27 +132,60 @@ static const unsigned denied_ioctl[] = {TIOCSTI, TIOCLINUX};
 /* mknod/mknodat: files, FIFOs and sockets; not character or block devices. */
 static const unsigned allowed_node[] = {0, S_IFREG, S_IFIFO, S_IFSOCK};
 
-static int rule(scmp_filter_ctx ctx, const char *name, int nr, unsigned n,
+/* The filter being built: for one architecture only (the native one in cellsd; another
+ * one in the tests). */
+struct fbuild {
+	scmp_filter_ctx ctx;
+	uint32_t arch;
+};
+
+/* The number of name on arch, __NR_SCMP_ERROR when it has none. */
+static int resolve(uint32_t arch, const char *name)
+{
+	int nr = seccomp_syscall_resolve_name_arch(arch, name);
+	if (nr < 0) /* unknown, or a pseudo number: not on this architecture */
+		nr = __NR_SCMP_ERROR;
+	if (nr == __NR_SCMP_ERROR)
+		for (size_t j = 0; j < CELLS_ARRAY_SIZE(allowed_new); j++)
+			if (!strcmp(allowed_new[j].name, name))
+				nr = allowed_new[j].nr;
+	return nr;
+}
+
+/* A rule for name when b's architecture has it. libseccomp takes the native number and
+ * translates it to the filter's architecture (the same one, except in the tests). */
+static int rule(const struct fbuild *b, uint32_t action, const char *name, unsigned n,
 		const struct scmp_arg_cmp *cmp, cells_err_t *err)
 {
-	int rc = seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, nr, n, cmp);
+	int nr = resolve(seccomp_arch_native(), name);
+	if (resolve(b->arch, name) == __NR_SCMP_ERROR || nr == __NR_SCMP_ERROR)
+		return 0; /* not on this architecture */
+	if (b->arch != seccomp_arch_native() && seccomp_syscall_resolve_name(name) < 0)
+		return 0; /* a number libseccomp does not know cannot be translated */
+	int rc = seccomp_rule_add_array(b->ctx, action, nr, n, cmp);
 	if (rc < 0)
 		return cells_err_sys(err, -rc, "seccomp rule for %s", name);
 	return 0;
 }
 
-/* Allow syscall nr when its argument arg (all 64 bits) lies in [lo, hi]: one masked
- * equality per aligned block (a rule takes one comparison per argument). */
-static int allow_range(scmp_filter_ctx ctx, const char *name, int nr, unsigned arg, uint64_t lo,
+static int allow_masked(const struct fbuild *b, const char *name, unsigned arg, uint64_t mask,
+			uint64_t value, cells_err_t *err)
+{
+	struct scmp_arg_cmp c = {
+	    .arg = arg, .op = SCMP_CMP_MASKED_EQ, .datum_a = mask, .datum_b = value};
+	return rule(b, SCMP_ACT_ALLOW, name, 1, &c, err);
+}
+
+/* Allow name when its argument arg (all 64 bits) lies in [lo, hi]: one masked equality
+ * per aligned block (a rule takes one comparison per argument). */
+static int allow_range(const struct fbuild *b, const char *name, unsigned arg, uint64_t lo,
 		       uint64_t hi, cells_err_t *err)
 {
 	while (lo <= hi) {
 		uint64_t size = lo ? lo & -lo : UINT64_C(1) << 63;
 		while (size > 1 && lo + size - 1 > hi)
 			size >>= 1;
-		struct scmp_arg_cmp c = {
-		    .arg = arg, .op = SCMP_CMP_MASKED_EQ, .datum_a = ~(size - 1), .datum_b = lo};
-		if (rule(ctx, name, nr, 1, &c, err) < 0)
+		if (allow_masked(b, name, arg, ~(size - 1), lo, err) < 0)
 			return -1;
 		if (lo + size - 1 == hi)
 			break;
@@ -164,79 +197,83 @@ static int allow_range(scmp_filter_ctx ctx, const char *name, int nr, unsigned a
 /* ioctl's request is an unsigned int to the kernel, which drops the upper half: allow
  * requests whose upper half is zero (or the sign extension of a negative int, as musl
  * passes them) and whose lower half is not denied. */
-static int allow_ioctl(scmp_filter_ctx ctx, cells_err_t *err)
+static int allow_ioctl(const struct fbuild *b, cells_err_t *err)
 {
-	int nr = SCMP_SYS(ioctl);
 	uint64_t from = 0;
 	for (size_t i = 0; i < CELLS_ARRAY_SIZE(denied_ioctl); i++) {
 		if (denied_ioctl[i] > from &&
-		    allow_range(ctx, "ioctl", nr, 1, from, denied_ioctl[i] - 1, err) < 0)
+		    allow_range(b, "ioctl", 1, from, denied_ioctl[i] - 1, err) < 0)
 			return -1;
 		from = (uint64_t)denied_ioctl[i] + 1;
 	}
-	if (allow_range(ctx, "ioctl", nr, 1, from, UINT32_MAX, err) < 0)
+	if (allow_range(b, "ioctl", 1, from, UINT32_MAX, err) < 0)
 		return -1;
-	return allow_range(ctx, "ioctl", nr, 1, UINT64_C(0xffffffff80000000), UINT64_MAX, err);
+	return allow_range(b, "ioctl", 1, UINT64_C(0xffffffff80000000), UINT64_MAX, err);
 }
 
-static int allow_masked(scmp_filter_ctx ctx, const char *name, unsigned arg, uint64_t mask,
-			uint64_t value, cells_err_t *err)
+static int build_rules(const struct fbuild *b, cells_err_t *err)
 {
-	int nr = seccomp_syscall_resolve_name(name);
-	if (nr == __NR_SCMP_ERROR)
-		return 0; /* not on this architecture */
-	struct scmp_arg_cmp c = {
-	    .arg = arg, .op = SCMP_CMP_MASKED_EQ, .datum_a = mask, .datum_b = value};
-	return rule(ctx, name, nr, 1, &c, err);
-}
-
-static int build_rules(scmp_filter_ctx ctx, cells_err_t *err)
-{
-	/* only the native ABI: x32 (x86-64 numbers with bit 30), i386 and arm compat
-	 * calls get ENOSYS from the bad-architecture action */
-	int rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_ERRNO(ENOSYS));
+	/* only this ABI: x32 (x86-64 numbers with bit 30), i386 and arm compat calls get
+	 * ENOSYS from the bad-architecture action */
+	int rc = seccomp_attr_set(b->ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_ERRNO(ENOSYS));
 	if (rc < 0)
 		return cells_err_sys(err, -rc, "seccomp bad-architecture action");
-	for (size_t i = 0; i < CELLS_ARRAY_SIZE(allowed); i++) {
-		int nr = seccomp_syscall_resolve_name(allowed[i]);
-		if (nr == __NR_SCMP_ERROR)
-			for (size_t j = 0; j < CELLS_ARRAY_SIZE(allowed_new); j++)
-				if (!strcmp(allowed_new[j].name, allowed[i]))
-					nr = allowed_new[j].nr;
-		if (nr == __NR_SCMP_ERROR)
-			continue; /* not on this architecture */
-		if (rule(ctx, allowed[i], nr, 0, NULL, err) < 0)
+	for (size_t i = 0; i < CELLS_ARRAY_SIZE(allowed); i++)
+		if (rule(b, SCMP_ACT_ALLOW, allowed[i], 0, NULL, err) < 0)
 			return -1;
-	}
 	/* clone without namespace flags; clone3 (whose flags sit in memory, out of a
 	 * filter's reach) fails with ENOSYS so that libc falls back to clone */
 	const uint64_t nsflags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER |
 				 CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWCGROUP;
-	if (allow_masked(ctx, "clone", 0, nsflags, 0, err) < 0)
+	if (allow_masked(b, "clone", 0, nsflags, 0, err) < 0 ||
+	    rule(b, SCMP_ACT_ERRNO(ENOSYS), "clone3", 0, NULL, err) < 0)
 		return -1;
-	rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
-	if (rc < 0)
-		return cells_err_sys(err, -rc, "seccomp rule for clone3");
 	for (size_t i = 0; i < CELLS_ARRAY_SIZE(allowed_af); i++)
-		if (allow_masked(ctx, "socket", 0, UINT32_MAX, (uint64_t)allowed_af[i], err) < 0)
+		if (allow_masked(b, "socket", 0, UINT32_MAX, (uint64_t)allowed_af[i], err) < 0)
 			return -1;
 	for (size_t i = 0; i < CELLS_ARRAY_SIZE(allowed_persona); i++)
-		if (allow_masked(ctx, "personality", 0, UINT32_MAX, allowed_persona[i], err) < 0)
+		if (allow_masked(b, "personality", 0, UINT32_MAX, allowed_persona[i], err) < 0)
 			return -1;
 	for (size_t i = 0; i < CELLS_ARRAY_SIZE(allowed_node); i++)
-		if (allow_masked(ctx, "mknod", 1, S_IFMT, allowed_node[i], err) < 0 ||
-		    allow_masked(ctx, "mknodat", 2, S_IFMT, allowed_node[i], err) < 0)
+		if (allow_masked(b, "mknod", 1, S_IFMT, allowed_node[i], err) < 0 ||
+		    allow_masked(b, "mknodat", 2, S_IFMT, allowed_node[i], err) < 0)
 			return -1;
-	return allow_ioctl(ctx, err);
+	return allow_ioctl(b, err);
+}
+
+size_t ksec_allowlist_count(uint32_t arch)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < CELLS_ARRAY_SIZE(allowed); i++)
+		n += resolve(arch ? arch : seccomp_arch_native(), allowed[i]) != __NR_SCMP_ERROR;
+	return n;
 }
 
 int ksec_filter_build(struct sock_fprog *prog, cells_err_t *err)
 {
+	return ksec_filter_build_arch(0, prog, err);
+}
+
+int ksec_filter_build_arch(uint32_t arch, struct sock_fprog *prog, cells_err_t *err)
+{
 	memset(prog, 0, sizeof *prog);
-	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(EPERM));
-	if (!ctx)
+	struct fbuild b = {.ctx = seccomp_init(SCMP_ACT_ERRNO(EPERM)),
+			   .arch = arch ? arch : seccomp_arch_native()};
+	if (!b.ctx)
 		return cells_err_set(err, ENOMEM, "seccomp_init");
-	if (build_rules(ctx, err) < 0) {
+	int rc = 0;
+	if (b.arch != seccomp_arch_native()) {
+		rc = seccomp_arch_add(b.ctx, b.arch);
+		if (rc == 0)
+			rc = seccomp_arch_remove(b.ctx, SCMP_ARCH_NATIVE);
+		if (rc < 0) {
+			seccomp_release(b.ctx);
+			return cells_err_sys(err, -rc, "seccomp architecture %#x",
+					     (unsigned)b.arch);
+		}
+	}
+	scmp_filter_ctx ctx = b.ctx;
+	if (build_rules(&b, err) < 0) {
 		seccomp_release(ctx);
 		return -1;
 	}
@@ -245,7 +282,7 @@ int ksec_filter_build(struct sock_fprog *prog, cells_err_t *err)
 		seccomp_release(ctx);
 		return cells_err_sys(err, errno, "memfd_create");
 	}
-	int rc = seccomp_export_bpf(ctx, fd);
+	rc = seccomp_export_bpf(ctx, fd);
 	seccomp_release(ctx);
 	if (rc < 0)
 		return cells_err_sys(err, -rc, "seccomp_export_bpf");

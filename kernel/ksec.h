@@ -7,6 +7,7 @@
 
 #include <linux/filter.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "err.h"
@@ -19,6 +20,11 @@
  * whose flags can be checked). Only the native ABI: x32, i386 and arm compat calls
  * fail with ENOSYS. *prog is owned (ksec_filter_free). */
 int ksec_filter_build(struct sock_fprog *prog, cells_err_t *err);
+/* The same filter for another architecture (an SCMP_ARCH_* token, 0: native), for the
+ * tests: a phone is aarch64, CI is x86-64. */
+int ksec_filter_build_arch(uint32_t arch, struct sock_fprog *prog, cells_err_t *err);
+/* How many names of the allowlist table exist on arch (0: native). */
+size_t ksec_allowlist_count(uint32_t arch);
 void ksec_filter_free(struct sock_fprog *prog);
 
 /* Capabilities a VP keeps (bitmask of CAP_*): a container-default set without

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "kcgroup.h"
+#include <seccomp.h>
 #include "kmask.h"
 #include "ksec.h"
 #include "kspawn.h"
@@ -240,6 +241,31 @@ static void test_seccomp_filter(void **state)
 	ksec_filter_free(&prog);
 }
 
+/* The same table builds for x86-64 and aarch64 (a phone), each program checks its own
+ * architecture first, and most of the table exists on each. */
+static void test_seccomp_arches(void **state)
+{
+	const uint32_t arches[] = {SCMP_ARCH_X86_64, SCMP_ARCH_AARCH64};
+	const uint32_t audit[] = {0xc000003e /* AUDIT_ARCH_X86_64 */,
+				  0xc00000b7 /* AUDIT_ARCH_AARCH64 */};
+	for (size_t i = 0; i < 2; i++) {
+		struct sock_fprog prog;
+		cells_err_t err;
+		int rc = ksec_filter_build_arch(arches[i], &prog, &err);
+		if (rc < 0)
+			print_message("build for %#x: %s\n", (unsigned)arches[i], err.msg);
+		assert_int_equal(rc, 0);
+		assert_true(prog.len > 200);
+		/* ld arch; jeq AUDIT_ARCH_* */
+		assert_int_equal(prog.filter[1].k, audit[i]);
+		size_t n = ksec_allowlist_count(arches[i]);
+		print_message("arch %#x: %zu allowlisted syscalls, %u instructions\n",
+			      (unsigned)arches[i], n, (unsigned)prog.len);
+		assert_true(n >= 250);
+		ksec_filter_free(&prog);
+	}
+}
+
 /* The mask table holds at least what runc/crun/Docker mask and make read-only. */
 static void test_mask_table(void **state)
 {
@@ -405,13 +431,10 @@ int main(void)
 	snprintf(node_dir, sizeof node_dir, "/tmp/cells-unit-nodes-%d", (int)getpid());
 	mkdir(node_dir, 0700);
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_bpf_build_limits),
-	    cmocka_unit_test(test_devices_v1),
-	    cmocka_unit_test(test_devices_v2_bpf),
-	    cmocka_unit_test(test_seccomp_filter),
-	    cmocka_unit_test(test_mask_table),
-	    cmocka_unit_test(test_mask_apply),
-	    cmocka_unit_test(test_caps),
+	    cmocka_unit_test(test_bpf_build_limits), cmocka_unit_test(test_devices_v1),
+	    cmocka_unit_test(test_devices_v2_bpf),   cmocka_unit_test(test_seccomp_filter),
+	    cmocka_unit_test(test_seccomp_arches),   cmocka_unit_test(test_mask_table),
+	    cmocka_unit_test(test_mask_apply),	     cmocka_unit_test(test_caps),
 	    cmocka_unit_test(test_start_time),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
