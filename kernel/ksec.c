@@ -103,7 +103,6 @@ static const char *const allowed[] = {
 	"uname", "sysinfo", "getrandom",
 };
 /* clang-format on */
-/* clang-format on */
 
 /* Syscalls newer than some libseccomp releases know by name, with their number, which
  * is the same on every architecture from 5.1 on (the unified table from 424). Used only
