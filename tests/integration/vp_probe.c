@@ -147,14 +147,40 @@ static int escape_probe(void)
 		waitpid((pid_t)r, NULL, 0);
 	r = syscall(SYS_clone3, NULL, 0);
 	report("clone3", r);
-	/* TIOCSTI on a terminal of our own: the host's root may (CAP_SYS_ADMIN) */
-	int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC), s = -1;
-	if (m >= 0 && grantpt(m) == 0 && unlockpt(m) == 0)
-		s = open(ptsname(m), O_RDWR | O_NOCTTY | O_CLOEXEC);
-	char c = '\n';
-	report("tiocsti", s < 0 ? (errno = EBADF, -1) : ioctl(s, TIOCSTI, &c));
-	close(s);
-	close(m);
+	/* TIOCSTI on our own controlling terminal (a new session's pty), which the
+	 * kernel allows without CAP_SYS_ADMIN (dev.tty.legacy_tiocsti=1): only a filter
+	 * refuses it */
+	int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (m < 0 || grantpt(m) < 0 || unlockpt(m) < 0) {
+		report("tiocsti", -1);
+	} else {
+		int sp[2];
+		if (pipe(sp) < 0)
+			return 1;
+		pid_t k = fork();
+		if (k == 0) {
+			char c = '\n';
+			int e = 0, s = -1;
+			if (setsid() < 0 || (s = open(ptsname(m), O_RDWR | O_CLOEXEC)) < 0 ||
+			    ioctl(s, TIOCSCTTY, 0) < 0)
+				e = errno ? errno : EIO;
+			else if (ioctl(s, TIOCSTI, &c) < 0)
+				e = errno;
+			(void)!write(sp[1], &e, sizeof e);
+			_exit(0);
+		}
+		int e = EIO;
+		close(sp[1]);
+		if (k < 0 || read(sp[0], &e, sizeof e) != sizeof e)
+			e = EIO;
+		if (k > 0)
+			waitpid(k, NULL, 0);
+		close(sp[0]);
+		errno = e;
+		report("tiocsti", e ? -1 : 0);
+	}
+	if (m >= 0)
+		close(m);
 	/* x32 ABI: getpid with bit 30 set */
 	report("x32_getpid", syscall(0x40000000 | SYS_getpid));
 	return 0;
