@@ -7,16 +7,24 @@
 
 #include <linux/filter.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "err.h"
 
-/* The VP seccomp filter: mount, umount, pivot_root, unshare, setns, namespace clones,
- * keyctl/add_key/request_key, bpf, kexec_*, *_module, open_by_handle_at,
- * perf_event_open, mknod of device nodes, reboot, swapon/off, the new mount API, ...
- * fail with EPERM; clone3 fails with ENOSYS (so libc falls back to clone, whose flags
- * can be checked). *prog is owned (ksec_filter_free). */
+/* The VP seccomp filter: an allowlist after Docker's default profile (ksec.c, one table
+ * with a comment per group); anything else fails with EPERM. Argument filters: clone
+ * without namespace flags, socket for AF_UNIX/INET/INET6/NETLINK/PACKET only,
+ * personality PER_LINUX/PER_LINUX32/query only, mknod(at) of no device node, ioctl
+ * except TIOCSTI/TIOCLINUX. clone3 fails with ENOSYS (so libc falls back to clone,
+ * whose flags can be checked). Only the native ABI: x32, i386 and arm compat calls
+ * fail with ENOSYS. *prog is owned (ksec_filter_free). */
 int ksec_filter_build(struct sock_fprog *prog, cells_err_t *err);
+/* The same filter for another architecture (an SCMP_ARCH_* token, 0: native), for the
+ * tests: a phone is aarch64, CI is x86-64. */
+int ksec_filter_build_arch(uint32_t arch, struct sock_fprog *prog, cells_err_t *err);
+/* How many names of the allowlist table exist on arch (0: native). */
+size_t ksec_allowlist_count(uint32_t arch);
 void ksec_filter_free(struct sock_fprog *prog);
 
 /* Capabilities a VP keeps (bitmask of CAP_*): a container-default set without

@@ -2,6 +2,7 @@
  * between clone and execve: async-signal-safe only (raw syscalls, stack buffers). */
 #include "kspawn.h"
 #include "cleanup.h"
+#include "kmask.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -102,24 +103,6 @@ static void child_node(int errfd, const char *p, unsigned ma, unsigned mi)
 	CHECK(mknod(p, S_IFCHR | 0666, makedev(ma, mi)), "mknod", p);
 }
 
-static void child_ro_bind(int errfd, const char *p)
-{
-	if (mount(p, p, NULL, MS_BIND | MS_REC, NULL) < 0) {
-		if (errno == ENOENT)
-			return;
-		child_fail(errfd, "bind", p, errno);
-	}
-	CHECK(mount(NULL, p, NULL,
-		    MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL),
-	      "remount ro", p);
-}
-
-static void child_mask(int errfd, const char *p)
-{
-	if (mount("dev/null", p, NULL, MS_BIND, NULL) < 0 && errno != ENOENT)
-		child_fail(errfd, "mask", p, errno);
-}
-
 /* Bring the loopback interface of the new network namespace up. */
 static void child_lo_up(int errfd)
 {
@@ -177,17 +160,10 @@ static void child_mounts(int errfd, const struct ksp_init *s)
 			    NULL),
 		      "remount", "/dev/cells");
 	}
-	/* /proc: what would reach the host read-only or masked */
-	child_ro_bind(errfd, "proc/sys");
-	child_ro_bind(errfd, "proc/sysrq-trigger");
-	child_ro_bind(errfd, "proc/irq");
-	child_ro_bind(errfd, "proc/bus");
-	child_ro_bind(errfd, "proc/fs");
-	child_mask(errfd, "proc/kcore");
-	child_mask(errfd, "proc/keys");
-	child_mask(errfd, "proc/timer_list");
-	child_mask(errfd, "proc/sched_debug");
-	child_mask(errfd, "proc/latency_stats");
+	/* /proc and /sys: what would reach the host masked or read-only (kmask.c) */
+	const char *step = NULL, *path = NULL;
+	if (kmask_apply("dev/null", &step, &path) < 0)
+		child_fail(errfd, step, path, errno);
 	/* pivot_root(".", "."): the old root ends up on top; detach it */
 	CHECK(syscall(SYS_pivot_root, ".", "."), "pivot_root", NULL);
 	CHECK(umount2(".", MNT_DETACH), "detach old root", NULL);
