@@ -116,6 +116,21 @@ static void device_control(int which)
 	assert_int_equal(kcg_dev_set(&cg, 'c', 1, ~0u, true, &err), 0);
 	assert_int_equal(child_open(&cg, 1, 11), 0); /* wildcard minor */
 	assert_int_equal(kcg_dev_set(&cg, 'x', 1, 1, true, &err), -1);
+	if (which == 2) {
+		/* a program the kernel did not take leaves the rule list as it was */
+		size_t n0 = cg.ndevs;
+		struct kcg_dev last = cg.devs[n0 - 1];
+		char keep[sizeof cg.v2];
+		memcpy(keep, cg.v2, sizeof keep);
+		snprintf(cg.v2, sizeof cg.v2, "/nonexistent/cells-unit-cgroup");
+		assert_int_equal(kcg_dev_set(&cg, 'c', 240, 42, true, &err), -1);
+		memcpy(cg.v2, keep, sizeof keep);
+		assert_int_equal(cg.ndevs, n0);
+		assert_memory_equal(&cg.devs[n0 - 1], &last, sizeof last);
+		assert_int_equal(kcg_dev_set(&cg, 'c', 1, 3, true, &err), 0);
+		for (size_t i = 0; i < cg.ndevs; i++)
+			assert_false(cg.devs[i].major == 240 && cg.devs[i].minor == 42);
+	}
 	assert_int_equal(kcg_destroy(&cg, &err), 0);
 	assert_false(kcg_exists(&cg));
 }
