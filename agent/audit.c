@@ -360,12 +360,8 @@ static int sign_cp(struct audit *a, uint64_t seq, const uint8_t head[AUDIT_HASH_
 	size_t plen;
 	if (audit_cp_payload(&cp, &payload, &plen, err) < 0)
 		return -1;
-	Cells__V1__Signed s = CELLS__V1__SIGNED__INIT;
-	int r = pol_sign(&s, CELLS__V1__SIGNED_KIND__SIGNED_AUDIT_CHECKPOINT, payload, plen, a->key,
-			 err);
-	if (r == 0)
-		r = pol_signed_pack(&s, out, len, err);
-	pol_signed_clear(&s);
+	int r = pol_sign_packed(CELLS__V1__SIGNED_KIND__SIGNED_AUDIT_CHECKPOINT, payload, plen,
+				a->key, out, len, err);
 	*time_us = cp.time_us;
 	return r;
 }

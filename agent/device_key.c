@@ -153,14 +153,10 @@ int device_enroll_binding(EVP_PKEY *identity, const uint8_t *csr_der, size_t csr
 	if (n > sizeof buf)
 		return cells_err_set(err, EMSGSIZE, "enroll binding over the limit");
 	cells__v1__enroll_binding__pack(&b, buf);
-	Cells__V1__Signed s = CELLS__V1__SIGNED__INIT;
 	cleanup_free uint8_t *packed = NULL;
 	size_t pn;
-	int r = pol_sign(&s, CELLS__V1__SIGNED_KIND__SIGNED_ENROLL_BINDING, buf, n, identity, err);
-	if (r == 0)
-		r = pol_signed_pack(&s, &packed, &pn, err);
-	pol_signed_clear(&s);
-	if (r < 0)
+	if (pol_sign_packed(CELLS__V1__SIGNED_KIND__SIGNED_ENROLL_BINDING, buf, n, identity,
+			    &packed, &pn, err) < 0)
 		return -1;
 	return cells_signed_decode(packed, pn, out, err);
 }

@@ -177,6 +177,17 @@ int pol_sign(Cells__V1__Signed *s, Cells__V1__SignedKind kind, const uint8_t *pa
 	return 0;
 }
 
+int pol_sign_packed(Cells__V1__SignedKind kind, const uint8_t *payload, size_t len, EVP_PKEY *key,
+		    uint8_t **out, size_t *out_len, cells_err_t *err)
+{
+	Cells__V1__Signed s = CELLS__V1__SIGNED__INIT;
+	int r = pol_sign(&s, kind, payload, len, key, err);
+	if (r == 0)
+		r = pol_signed_pack(&s, out, out_len, err);
+	pol_signed_clear(&s);
+	return r;
+}
+
 void pol_signed_clear(Cells__V1__Signed *s)
 {
 	for (size_t i = 0; i < s->n_signatures; i++) {

@@ -40,6 +40,9 @@ int pol_sign(Cells__V1__Signed *s, Cells__V1__SignedKind kind, const uint8_t *pa
 void pol_signed_clear(Cells__V1__Signed *s);
 /* Pack a Signed into a new buffer. */
 int pol_signed_pack(const Cells__V1__Signed *s, uint8_t **out, size_t *len, cells_err_t *err);
+/* pol_sign + pol_signed_pack: the encoded Signed of payload by key in *out (owned). */
+int pol_sign_packed(Cells__V1__SignedKind kind, const uint8_t *payload, size_t len, EVP_PKEY *key,
+		    uint8_t **out, size_t *out_len, cells_err_t *err);
 
 /* Verify one Ed25519 signature over domain(kind)||0||payload with a raw public key.
  * Returns 0 when valid, -1 (with err) otherwise. */

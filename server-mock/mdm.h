@@ -24,6 +24,8 @@ struct mdm_cmd {
 };
 
 int mdm_usage(const struct mdm_cmd *cmd);
+/* Write k's private key (PEM, 0600, atomically) as NAME under the state dir. */
+int mdm_write_key(const struct mdm *m, const char *name, EVP_PKEY *k, cells_err_t *err);
 struct mdm_store;
 /* The devices a command addresses: every enrolled device for "--all" (none at all is
  * fine: *n is 0), else target when it is enrolled (ENOENT otherwise). *ids holds copies

@@ -104,16 +104,6 @@ static int64_t lifetime_of(const struct pol_delegation *d)
 	return l > 0 ? l : 1;
 }
 
-static int write_key(const struct mdm *m, const char *name, EVP_PKEY *k, cells_err_t *err)
-{
-	char p[PATH_MAX];
-	cleanup_free char *pem = NULL;
-	mdm_path(m, name, p);
-	if (pol_key_to_pem(k, true, &pem, err) < 0)
-		return -1;
-	return cells_write_file_atomic(p, pem, strlen(pem), 0600, err);
-}
-
 static int rename_in(const struct mdm *m, const char *from, const char *to, cells_err_t *err)
 {
 	char a[PATH_MAX], b[PATH_MAX];
@@ -154,14 +144,10 @@ static int write_delegation(const struct mdm *m, const char *name, EVP_PKEY *roo
 	if (dn > sizeof dbuf)
 		return cells_err_set(err, EMSGSIZE, "delegation too large");
 	cells__v1__key_delegation__pack(&del, dbuf);
-	Cells__V1__Signed sd = CELLS__V1__SIGNED__INIT;
 	cleanup_free uint8_t *sb = NULL;
 	size_t sn;
-	int r = pol_sign(&sd, CELLS__V1__SIGNED_KIND__SIGNED_KEY_DELEGATION, dbuf, dn, root, err);
-	if (r == 0)
-		r = pol_signed_pack(&sd, &sb, &sn, err);
-	pol_signed_clear(&sd);
-	if (r < 0)
+	if (pol_sign_packed(CELLS__V1__SIGNED_KIND__SIGNED_KEY_DELEGATION, dbuf, dn, root, &sb, &sn,
+			    err) < 0)
 		return -1;
 	char p[PATH_MAX];
 	mdm_path(m, name, p);
@@ -203,7 +189,7 @@ int mdm_keys_delegate(const struct mdm *m, const struct mdm_delegate_opts *o,
 	    o->new_key ? pol_key_generate(err) : mdm_load_key(m, "signing.key", err);
 	if (!rk || !key)
 		return -1;
-	if (o->new_key && write_key(m, "signing.next.key", key, err) < 0)
+	if (o->new_key && mdm_write_key(m, "signing.next.key", key, err) < 0)
 		return -1;
 	if (write_delegation(m, "delegation.next.bin", rk, key, roles, lifetime, serial, rb, out,
 			     err) < 0)
@@ -260,7 +246,7 @@ int mdm_keys_rotate_root(const struct mdm *m, struct pol_root *out, struct pol_d
 	char p[PATH_MAX], name[64];
 	snprintf(name, sizeof name, "rotation-%llu.bin", (unsigned long long)tr.version);
 	mdm_path(m, name, p);
-	if (write_key(m, "root.next.key", nk, err) < 0 ||
+	if (mdm_write_key(m, "root.next.key", nk, err) < 0 ||
 	    cells_write_file_atomic(p, rb, rn, 0644, err) < 0)
 		return -1;
 	/* the signing key again, under the new root (the old root's delegations die with it) */

@@ -20,16 +20,6 @@
 
 #define DELEGATION_LIFETIME_S (365LL * 24 * 3600)
 
-static int write_key(const struct mdm *m, const char *name, EVP_PKEY *k, cells_err_t *err)
-{
-	char p[PATH_MAX];
-	cleanup_free char *pem = NULL;
-	mdm_path(m, name, p);
-	if (pol_key_to_pem(k, true, &pem, err) < 0)
-		return -1;
-	return cells_write_file_atomic(p, pem, strlen(pem), 0600, err);
-}
-
 static int write_signed(const struct mdm *m, const char *name, Cells__V1__Signed *s,
 			cells_err_t *err)
 {
@@ -105,8 +95,8 @@ int mdm_cmd_init(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv
 	mdm_path(m, "trust_root.bin", p);
 	if (cells_write_file_atomic(p, tbuf, tn, 0644, &err) < 0)
 		goto fail;
-	if (write_key(m, "signing.key", signing, &err) < 0 ||
-	    write_key(m, "root.key", root, &err) < 0)
+	if (mdm_write_key(m, "signing.key", signing, &err) < 0 ||
+	    mdm_write_key(m, "root.key", root, &err) < 0)
 		goto fail;
 	if (mdm_ca_init(m, &err) < 0)
 		goto fail;

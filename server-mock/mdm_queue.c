@@ -127,17 +127,6 @@ static int enqueue(struct mdm *m, struct mdm_store *s, struct mdm_qentry *e, boo
 	return 0;
 }
 
-static int sign_blob(EVP_PKEY *key, Cells__V1__SignedKind kind, const uint8_t *p, size_t n,
-		     uint8_t **out, size_t *out_len, cells_err_t *err)
-{
-	Cells__V1__Signed sg = CELLS__V1__SIGNED__INIT;
-	int r = pol_sign(&sg, kind, p, n, key, err);
-	if (r == 0)
-		r = pol_signed_pack(&sg, out, out_len, err);
-	pol_signed_clear(&sg);
-	return r;
-}
-
 /* Build the signed policy for one device from the JSON's payload. */
 static int policy_for(const uint8_t *payload, size_t n, const char *device, EVP_PKEY *key,
 		      uint8_t **out, size_t *out_len, uint64_t *version, cells_err_t *err)
@@ -161,8 +150,8 @@ static int policy_for(const uint8_t *payload, size_t n, const char *device, EVP_
 	int r = -1;
 	if (b) {
 		cells__v1__policy__pack(p, b);
-		r = sign_blob(key, CELLS__V1__SIGNED_KIND__SIGNED_POLICY, b, len, out, out_len,
-			      err);
+		r = pol_sign_packed(CELLS__V1__SIGNED_KIND__SIGNED_POLICY, b, len, key, out,
+				    out_len, err);
 	} else {
 		cells_err_sys(err, ENOMEM, "policy");
 	}
@@ -385,8 +374,8 @@ static int queue_command(struct mdm *m, const char *words, Cells__V1__Command *c
 	snprintf(e.what, sizeof e.what, "%s", what);
 	json_object *out = json_object_new_array();
 	int rc = 1;
-	if (sign_blob(key, CELLS__V1__SIGNED_KIND__SIGNED_COMMAND, buf, n, &e.blob, &e.blob_len,
-		      &err) < 0)
+	if (pol_sign_packed(CELLS__V1__SIGNED_KIND__SIGNED_COMMAND, buf, n, key, &e.blob,
+			    &e.blob_len, &err) < 0)
 		fprintf(stderr, "cells-mdm: %s: %s\n", words, err.msg);
 	else if (enqueue(m, s, &e, replace, out) == 0)
 		rc = 0;

@@ -38,6 +38,16 @@ int mdm_targets(struct mdm_store *s, const char *target, char ***ids, size_t *n,
 	return 0;
 }
 
+int mdm_write_key(const struct mdm *m, const char *name, EVP_PKEY *k, cells_err_t *err)
+{
+	char p[PATH_MAX];
+	cleanup_free char *pem = NULL;
+	mdm_path(m, name, p);
+	if (pol_key_to_pem(k, true, &pem, err) < 0)
+		return -1;
+	return cells_write_file_atomic(p, pem, strlen(pem), 0600, err);
+}
+
 void mdm_path(const struct mdm *m, const char *name, char out[PATH_MAX])
 {
 	snprintf(out, PATH_MAX, "%s/%s", m->state_dir, name);
