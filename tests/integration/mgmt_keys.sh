@@ -18,16 +18,8 @@ sdb() { sqlite3 "$CELLS_STATE/state.db" "$1"; }
 mdb() { sqlite3 "$CELLS_MDM_STATE_DIR/mdm.db" "$1"; }
 export -f sdb
 
-PORT=$(free_port)
-URL="wss://localhost:$PORT"
-cells-mdm init >/dev/null || exit 1
-cells-mdm ca-cert >"$T/ca.pem"
-start_mdm || exit 1
-start_cellsd || exit 1
-DEV=$(cellctl device id)
+check "enrolled, the channel is up" setup_enrolled
 export DEV
-check "enroll" cellctl enroll "$URL" "$(cells-mdm enroll-token | tail -1)" --ca "$T/ca.pem"
-check "the channel is up" wait_for 20 connected
 OLD_TOKEN=$(cells-mdm enroll-token --ttl 600 | tail -1)
 
 root_pinned() { sdb "select hex(root) from policy_root"; }
