@@ -53,12 +53,12 @@ int kidmap_write_maps(pid_t pid, uint32_t base, cells_err_t *err)
 	return write_file(p, map, err);
 }
 
-int kidmap_idmapped_tree(const char *path, int userns_fd, uint64_t attr, bool recursive,
-			 int *out, cells_err_t *err)
+int kidmap_idmapped_tree(const char *path, int userns_fd, uint64_t attr, bool recursive, int *out,
+			 cells_err_t *err)
 {
-	cleanup_close int t = (int)syscall(SYS_open_tree, AT_FDCWD, path,
-					   OPEN_TREE_CLONE | O_CLOEXEC |
-					       (recursive ? AT_RECURSIVE : 0));
+	cleanup_close int t =
+	    (int)syscall(SYS_open_tree, AT_FDCWD, path,
+			 OPEN_TREE_CLONE | O_CLOEXEC | (recursive ? AT_RECURSIVE : 0));
 	if (t < 0)
 		return cells_err_sys(err, errno, "open_tree %s", path);
 	struct kidmap_attr a = {.attr_set = attr | MOUNT_ATTR_IDMAP,

@@ -21,8 +21,8 @@ int kidmap_write_maps(pid_t pid, uint32_t base, cells_err_t *err);
 /* A detached clone of the tree at path (open_tree OPEN_TREE_CLONE, recursive when asked)
  * idmapped through the user namespace userns_fd (borrowed), with the MOUNT_ATTR_* bits in
  * attr set too (e.g. MOUNT_ATTR_RDONLY). *out is owned by the caller (O_CLOEXEC). */
-int kidmap_idmapped_tree(const char *path, int userns_fd, uint64_t attr, bool recursive,
-			 int *out, cells_err_t *err);
+int kidmap_idmapped_tree(const char *path, int userns_fd, uint64_t attr, bool recursive, int *out,
+			 cells_err_t *err);
 
 /* Move every file of the tree at dir (dir included, symlinks not followed, other file
  * systems not entered) whose uid or gid is below KIDMAP_RANGE into the range at base:
