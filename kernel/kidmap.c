@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #ifndef MOUNT_ATTR_IDMAP
@@ -86,6 +87,14 @@ static int shift_one(const char *p, const struct stat *st, int type, struct FTW 
 		g += shift_base;
 	if (u == st->st_uid && g == st->st_gid)
 		return 0;
+	/* overlayfs's mark of an opaque directory: a VP's overlay, mounted inside its user
+	 * namespace, keeps it in user.overlay.* (userxattr), no longer trusted.overlay.* */
+	char v[8];
+	ssize_t n = S_ISDIR(st->st_mode) ? lgetxattr(p, "trusted.overlay.opaque", v, sizeof v) : -1;
+	if (n > 0 && lsetxattr(p, "user.overlay.opaque", v, (size_t)n, 0) < 0) {
+		shift_errno = errno;
+		return 1;
+	}
 	if (lchown(p, u, g) < 0) {
 		shift_errno = errno;
 		return 1;

@@ -26,8 +26,9 @@ int kidmap_idmapped_tree(const char *path, int userns_fd, uint64_t attr, bool re
 
 /* Move every file of the tree at dir (dir included, symlinks not followed, other file
  * systems not entered) whose uid or gid is below KIDMAP_RANGE into the range at base:
- * id -> base + id. Ids already in a range are left alone. Returns the number of files
- * changed or -1. */
+ * id -> base + id. Ids already in a range are left alone; a directory's overlayfs
+ * opaque mark is copied from trusted.overlay.opaque to user.overlay.opaque (the tree is
+ * an overlay upper dir of an older cellsd). Returns the number of files changed or -1. */
 long kidmap_shift_tree(const char *dir, uint32_t base, cells_err_t *err);
 
 /* The host uid and gid that root inside pid's user namespace is (read from its maps);

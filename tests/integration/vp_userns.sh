@@ -155,6 +155,17 @@ ctl vp stop a >/dev/null && ctl vp start a >/dev/null
 check_eq "VP a keeps its range when started by the new cellsd" "$A" "$(host_base a)"
 check_eq "and its files are still there" "x" "$(cellctl vp exec a -- cat /uns-root-file)"
 
+# data of an older cellsd (VP root was host root): moves into the range at the next start
+ctl vp stop a >/dev/null
+u=$(dirname "$(on_disk uns-root-file)")
+chown -R 0:0 "$u"
+mkdir -p "$u/olddir" && echo old >"$u/olddir/oldfile" && chown 1000:1000 "$u/olddir/oldfile"
+ctl vp start a >/dev/null
+check_eq "an older VP's files move into its range at start" "$A:$A $((A + 1000)):$((A + 1000))" \
+	"$(stat -c %u:%g "$u/uns-root-file") $(stat -c %u:%g "$u/olddir/oldfile")"
+check_eq "and are its root's and uid 1000's inside" "0 1000" \
+	"$(cellctl vp exec a -- stat -c %u /uns-root-file) $(cellctl vp exec a -- stat -c %u /olddir/oldfile)"
+
 # a range is reused after destroy only
 ctl vp create c --image "$IMG" >/dev/null && ctl vp start c >/dev/null
 C=$(host_base c)
