@@ -18,6 +18,7 @@ export PATH="$B/agent:$PATH"
 [ "$(id -u)" = 0 ] || { echo "bench_vp: needs root" >&2; exit 1; }
 command -v crun >/dev/null || { echo "bench_vp: needs crun" >&2; exit 1; }
 W=$(mktemp -d /tmp/cells-bench.XXXXXX)
+chmod 0755 "$W" # crun's container root (a user-namespace range) must reach the image
 export CELLS_RUN_DIR="$W/run"
 CPID=
 finish() {
