@@ -54,6 +54,7 @@ static void usage(FILE *f)
 		"Options:\n"
 		"  --state-dir DIR      all persistent state (default /var/lib/cells)\n"
 		"  --run-dir DIR        control socket and runtime files (default /run/cells)\n"
+		"  --uid-base N         VPs' host id ranges start at N (default 1048576)\n"
 		"  --control-group GRP  also allow members of GRP on the control socket\n"
 		"  --log-level LEVEL    error|warn|info|debug (default info)\n"
 		"  --syslog             also log to syslog\n"
@@ -177,6 +178,7 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 	    {"state-dir", required_argument, NULL, 's'},
 	    {"run-dir", required_argument, NULL, 'r'},
+	    {"uid-base", required_argument, NULL, 'U'},
 	    {"control-group", required_argument, NULL, 'g'},
 	    {"log-level", required_argument, NULL, 'l'},
 	    {"syslog", no_argument, NULL, 'S'},
@@ -223,6 +225,14 @@ int main(int argc, char **argv)
 		case 'g':
 			group = optarg;
 			break;
+		case 'U': {
+			cells_err_t oe;
+			if (vpm_option_uid_base(optarg, &oe) < 0) {
+				fprintf(stderr, "cellsd: %s\n", oe.msg);
+				return 2;
+			}
+			break;
+		}
 		case 'l':
 			level = cells_log_level_parse(optarg);
 			if (level < 0) {

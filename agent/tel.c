@@ -4,6 +4,7 @@
 #include "audit.h"
 #include "cjson.h"
 #include "fg.h"
+#include "kidmap.h"
 #include "at.h"
 #include "buf.h"
 #include "cleanup.h"
@@ -819,6 +820,15 @@ static void on_attach(struct loop *l, void *data)
 	snprintf(link, sizeof link, "%s/modem", dcdir);
 	if (ep_open(t, v, ptmx, link, &err) < 0) {
 		log_warn("tel: VP %s: virtual modem: %s", v->name, err.msg);
+		return;
+	}
+	/* the slave is the VP root's (its user namespace's range), not host root's */
+	uid_t uid;
+	gid_t gid;
+	if (kidmap_root_of(pid, &uid, &gid, &err) < 0 ||
+	    (fchown(v->slave_keep, uid, gid) < 0 && cells_err_sys(&err, errno, "chown") < 0)) {
+		log_warn("tel: VP %s: give its modem to its root: %s", v->name, err.msg);
+		ep_close(t, v);
 		return;
 	}
 	struct stat st;

@@ -6,6 +6,7 @@
 #include "cleanup_sqlite.h"
 #include "fg.h"
 #include "kcgroup.h"
+#include "kidmap.h"
 #include "knet.h"
 #include "ksec.h"
 #include "kspawn.h"
@@ -49,7 +50,13 @@ static const char *const vp_schema[] = {
     " init_pid INTEGER NOT NULL DEFAULT 0,"
     " init_start INTEGER NOT NULL DEFAULT 0,"
     " net_block INTEGER NOT NULL DEFAULT -1)",
+    /* the VP's id range (kidmap.h): host uid/gid of its root, 0 until allocated; kept
+     * while the row (and so the VP's data) exists */
+    "ALTER TABLE vp ADD COLUMN uid_base INTEGER NOT NULL DEFAULT 0",
 };
+
+/* --uid-base: where VP id ranges start on the host */
+static uint32_t opt_uid_base = 1048576;
 
 struct vp_waiter {
 	struct vp_waiter *next;
@@ -71,6 +78,7 @@ struct vp_rt {
 	bool transient;
 	uint64_t kill_timer; /* SIGKILL after the stop grace period, 0: none */
 	unsigned slot;	     /* veth number, SELinux category */
+	uint32_t uid_base;   /* the VP's id range */
 };
 
 struct vpm {
@@ -164,6 +172,7 @@ struct vp_row {
 	unsigned long long init_start;
 	int net_block;
 	long long created_us;
+	uint32_t uid_base; /* 0: not allocated yet */
 };
 
 static void row_free(struct vp_row *r)
@@ -203,11 +212,12 @@ static void row_from_stmt(sqlite3_stmt *st, struct vp_row *r)
 	r->init_pid = (pid_t)sqlite3_column_int64(st, 11);
 	r->init_start = (unsigned long long)sqlite3_column_int64(st, 12);
 	r->net_block = sqlite3_column_int(st, 13);
+	r->uid_base = (uint32_t)sqlite3_column_int64(st, 14);
 }
 
 #define ROW_COLS                                                                                   \
 	"name,image,net,memory,pids,init,hostname,slot,transient,created_us,state,init_pid,"       \
-	"init_start,net_block"
+	"init_start,net_block,uid_base"
 
 /* 1 found, 0 not found, -1 error */
 static int db_get(struct cellsd *d, const char *vp, struct vp_row *r, cells_err_t *err)
@@ -223,6 +233,94 @@ static int db_get(struct cellsd *d, const char *vp, struct vp_row *r, cells_err_
 		return sqldb_err(d->db, "read vp", err);
 	row_from_stmt(st, r);
 	return 1;
+}
+
+int vpm_option_uid_base(const char *arg, cells_err_t *err)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(arg, &end, 10);
+	if (errno || end == arg || *end || v < KIDMAP_RANGE ||
+	    v + 64ull * KIDMAP_RANGE > UINT32_MAX)
+		return cells_err_set(err, EINVAL,
+				     "--uid-base %s: must be at least %u, with room for 64 VPs "
+				     "below 2^32",
+				     arg, KIDMAP_RANGE);
+	opt_uid_base = (uint32_t)v;
+	return 0;
+}
+
+/* The VP's id range: the recorded one, else the lowest range from --uid-base on that
+ * overlaps no other VP's, recorded now (in the row: it goes with the VP's destroy). */
+static int vp_uid_base(struct cellsd *d, const char *vp, uint32_t *out, cells_err_t *err)
+{
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	if (sqldb_prepare(d->db, "SELECT name,uid_base FROM vp WHERE uid_base>0", &st, err) < 0)
+		return -1;
+	uint32_t used[1024];
+	size_t n = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		uint32_t b = (uint32_t)sqlite3_column_int64(st, 1);
+		if (!strcmp((const char *)sqlite3_column_text(st, 0), vp)) {
+			*out = b;
+			return 0;
+		}
+		if (n < CELLS_ARRAY_SIZE(used))
+			used[n++] = b;
+	}
+	if (rc != SQLITE_DONE)
+		return sqldb_err(d->db, "read id ranges", err);
+	sqlite3_finalize(st);
+	st = NULL;
+	uint64_t c = opt_uid_base;
+	for (bool moved = true; moved;) {
+		moved = false;
+		for (size_t i = 0; i < n; i++)
+			if (c < (uint64_t)used[i] + KIDMAP_RANGE && used[i] < c + KIDMAP_RANGE) {
+				c = (uint64_t)used[i] + KIDMAP_RANGE;
+				moved = true;
+			}
+	}
+	if (c + KIDMAP_RANGE > UINT32_MAX)
+		return cells_err_set(err, ENOSPC, "no id range left for VP %s", vp);
+	if (sqldb_prepare(d->db, "UPDATE vp SET uid_base=? WHERE name=?", &st, err) < 0)
+		return -1;
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)c);
+	sqlite3_bind_text(st, 2, vp, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		return sqldb_err(d->db, "record the id range", err);
+	*out = (uint32_t)c;
+	return 0;
+}
+
+/* The VP's writable storage owned by its range: the data dir holding upper and work,
+ * and their trees (files of an older cellsd, when the VP's root was host root, move
+ * into the range once). */
+static int own_storage(const char *upper, const char *work, uint32_t base, cells_err_t *err)
+{
+	const char *dirs[] = {upper, work};
+	for (size_t i = 0; i < CELLS_ARRAY_SIZE(dirs); i++) {
+		struct stat st;
+		if (stat(dirs[i], &st) < 0)
+			return cells_err_sys(err, errno, "stat %s", dirs[i]);
+		if (st.st_uid == base && st.st_gid == base)
+			continue;
+		long n = kidmap_shift_tree(dirs[i], base, err);
+		if (n < 0)
+			return -1;
+		if (n > 1)
+			log_info("%s: %ld files moved into the id range at %u", dirs[i], n, base);
+	}
+	char parent[PATH_MAX];
+	snprintf(parent, sizeof parent, "%s", upper);
+	char *sl = strrchr(parent, '/');
+	if (sl && sl != parent) {
+		*sl = 0;
+		if (chown(parent, base, base) < 0)
+			return cells_err_sys(err, errno, "chown %s", parent);
+	}
+	return 0;
 }
 
 void vpm_def_free(struct vpm_def *def)
@@ -529,6 +627,10 @@ int vpm_start(struct cellsd *d, const char *vp, char *const *init, const int std
 	if (cells_mkdir_p(upper, 0755, err) < 0 || cells_mkdir_p(work, 0700, err) < 0 ||
 	    cells_mkdir_p(root, 0755, err) < 0 || cells_mkdir_p(devcells, 0755, err) < 0)
 		goto fail;
+	if (vp_uid_base(d, vp, &rt->uid_base, err) < 0 ||
+	    own_storage(upper, work, rt->uid_base, err) < 0)
+		goto fail;
+	T("id range");
 	if (mount("tmpfs", devcells, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=16m") < 0) {
 		cells_err_sys(err, errno, "mount devcells %s", devcells);
 		goto fail;
@@ -553,6 +655,9 @@ int vpm_start(struct cellsd *d, const char *vp, char *const *init, const int std
 	struct ksp_init s = {
 	    .root = root,
 	    .overlay_opts = opts,
+	    .image = row.def.image,
+	    .upper = upper,
+	    .work = work,
 	    .devcells = devcells,
 	    .hostname = row.def.hostname,
 	    .cgroup_fd = rt->cg.v2_fd,
@@ -566,7 +671,8 @@ int vpm_start(struct cellsd *d, const char *vp, char *const *init, const int std
 					 : def_init,
 		  .envp = default_env,
 		  .cwd = "/",
-		  .fallback = init || row.def.init ? NULL : "/bin/sh"},
+		  .fallback = init || row.def.init ? NULL : "/bin/sh",
+		  .id_base = rt->uid_base},
 	};
 	if (ksp_spawn_init(&s, &rt->pid, &rt->pidfd, &go, &efd, err) < 0)
 		goto fail;
@@ -797,7 +903,8 @@ int vpm_create(struct cellsd *d, const struct vpm_def *def, cells_err_t *err)
 	sqlite3_bind_int64(ins, 9, cells_now_us());
 	if (sqlite3_step(ins) != SQLITE_DONE)
 		return sqldb_err(d->db, "insert vp", err);
-	return 0;
+	uint32_t base;
+	return vp_uid_base(d, def->name, &base, err);
 }
 
 static int set_transient(struct cellsd *d, const char *vp, cells_err_t *err)
@@ -870,6 +977,7 @@ static json_object *row_json(struct cellsd *d, const struct vp_row *r)
 		json_object_array_add(init, json_object_new_string(*p));
 	json_object_object_add(o, "init", init);
 	json_object_object_add(o, "pid", json_object_new_int(rt ? rt->pid : 0));
+	json_object_object_add(o, "uid_base", json_object_new_int64(r->uid_base));
 	const char *fvp = fg_current(d);
 	json_object_object_add(o, "foreground",
 			       json_object_new_boolean(rt && fvp && !strcmp(fvp, r->def.name)));
@@ -947,7 +1055,8 @@ int vpm_exec(struct cellsd *d, const char *vp, char *const argv[], char *const e
 				.stdio = {stdio[0], stdio[1], stdio[2]},
 				.argv = argv,
 				.envp = envp ? envp : default_env,
-				.cwd = cwd ? cwd : "/"};
+				.cwd = cwd ? cwd : "/",
+				.id_base = rt->uid_base};
 	pid_t pid;
 	int rc = ksp_exec(rt->pidfd, procs, np, &c, &pid, pidfd, err);
 	for (size_t i = 0; i < np; i++)
@@ -1001,6 +1110,7 @@ static int adopt(struct cellsd *d, const struct vp_row *r)
 	rt->nat = !strcmp(r->def.net, "nat");
 	rt->transient = r->transient;
 	rt->slot = (unsigned)r->slot;
+	rt->uid_base = r->uid_base;
 	veth_name(m, r->slot, rt->veth, sizeof rt->veth);
 	if (r->net_block >= 0)
 		knet_block_addr((unsigned)r->net_block, &rt->addr);

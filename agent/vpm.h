@@ -69,6 +69,9 @@ struct vpm_def {
 };
 void vpm_def_free(struct vpm_def *def);
 int vpm_create(struct cellsd *d, const struct vpm_def *def, cells_err_t *err);
+/* cellsd --uid-base N: VP id ranges (65536 ids each, kidmap.h) are allocated from host
+ * id N up (default 1048576); a VP keeps its range until it is destroyed. */
+int vpm_option_uid_base(const char *arg, cells_err_t *err);
 /* Start a VP; init (borrowed, NULL: the defined one) and stdio (borrowed; NULL or -1:
  * /dev/null inside the VP) for `vp run`. */
 int vpm_start(struct cellsd *d, const char *vp, char *const *init, const int stdio[3],

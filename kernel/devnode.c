@@ -1,6 +1,7 @@
 /* devnode.c - device nodes in a VP's /dev (see devnode.h). */
 #include "devnode.h"
 #include "cleanup.h"
+#include "kidmap.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -43,7 +44,7 @@ static void child_check_dev(int wfd, dev_t host_dev)
 }
 
 static void child_run(int wfd, int mntfd, int rootfd, const char *path, mode_t mode, dev_t dev,
-		      bool present, dev_t host_dev)
+		      bool present, dev_t host_dev, uid_t uid, gid_t gid)
 {
 	if (setns(mntfd, CLONE_NEWNS) < 0)
 		child_fail(wfd, errno, "setns mnt", "");
@@ -68,7 +69,7 @@ static void child_run(int wfd, int mntfd, int rootfd, const char *path, mode_t m
 	struct stat st;
 	if (lstat(path, &st) == 0) {
 		if ((st.st_mode & S_IFMT) == (mode & S_IFMT) && st.st_rdev == dev) {
-			if (chmod(path, mode & 07777) < 0)
+			if (chmod(path, mode & 07777) < 0 || lchown(path, uid, gid) < 0)
 				child_fail(wfd, errno, "chmod", path);
 			_exit(0);
 		}
@@ -77,6 +78,9 @@ static void child_run(int wfd, int mntfd, int rootfd, const char *path, mode_t m
 	}
 	if (mknod(path, mode, dev) < 0)
 		child_fail(wfd, errno, "mknod", path);
+	/* owned by the VP's root (its user namespace's range) */
+	if (lchown(path, uid, gid) < 0)
+		child_fail(wfd, errno, "chown", path);
 	_exit(0);
 }
 
@@ -132,6 +136,13 @@ int devnode_bind_in_ns(pid_t pid, const char *src, const char *path, cells_err_t
 	struct stat host_dev;
 	if (stat("/dev", &host_dev) < 0)
 		return cells_err_sys(err, errno, "stat /dev");
+	/* the node is the VP root's (a VP with a user namespace: its range's root) */
+	uid_t uid;
+	gid_t gid;
+	if (kidmap_root_of(pid, &uid, &gid, err) < 0)
+		return -1;
+	if ((uid || gid) && chown(src, uid, gid) < 0)
+		return cells_err_sys(err, errno, "chown %s", src);
 	cleanup_close int tree =
 	    (int)syscall(SYS_open_tree, AT_FDCWD, src, OPEN_TREE_CLONE | O_CLOEXEC);
 	if (tree < 0)
@@ -187,12 +198,16 @@ int devnode_set(pid_t pid, const char *path, char type, unsigned major, unsigned
 	struct stat host_dev;
 	if (stat("/dev", &host_dev) < 0)
 		return cells_err_sys(err, errno, "stat /dev");
+	uid_t uid;
+	gid_t gid;
+	if (kidmap_root_of(pid, &uid, &gid, err) < 0)
+		return -1;
 	pid_t c = fork();
 	if (c < 0)
 		return cells_err_sys(err, errno, "fork");
 	if (c == 0)
 		child_run(wfd, mntfd, rootfd, path, mode, makedev(major, minor), present,
-			  host_dev.st_dev);
+			  host_dev.st_dev, uid, gid);
 	close(take_fd(&wfd));
 	return child_wait(c, rfd, err);
 }

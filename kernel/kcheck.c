@@ -1,5 +1,6 @@
 #include "kcheck.h"
 #include "cleanup.h"
+#include "kidmap.h"
 
 #include <errno.h>
 #include <linux/bpf.h>
@@ -35,6 +36,22 @@ int kcheck_run(struct kcheck_item *it, int max)
 		it[n] = (struct kcheck_item){.name = ns[i], .required = true};
 		it[n].present = exists(p);
 		snprintf(it[n].detail, sizeof it[n].detail, "%s namespace", ns[i]);
+	}
+	if (n < max) {
+		/* a child in a new user namespace whose uid/gid maps this process writes */
+		it[n] = (struct kcheck_item){.name = "userns", .required = true};
+		it[n].present = kidmap_probe_userns();
+		snprintf(it[n].detail, sizeof it[n].detail,
+			 "user namespaces (VP root is a subordinate id range)");
+		n++;
+	}
+	if (n < max) {
+		/* open_tree + mount_setattr(MOUNT_ATTR_IDMAP) of / through such a namespace */
+		it[n] = (struct kcheck_item){.name = "idmap", .required = true};
+		it[n].present = kidmap_probe_idmap();
+		snprintf(it[n].detail, sizeof it[n].detail,
+			 "idmapped mounts (the shared base image seen in a VP's range)");
+		n++;
 	}
 	if (n < max) {
 		it[n] = (struct kcheck_item){.name = "overlay", .required = true};

@@ -2,6 +2,7 @@
  * between clone and execve: async-signal-safe only (raw syscalls, stack buffers). */
 #include "kspawn.h"
 #include "cleanup.h"
+#include "kidmap.h"
 #include "kmask.h"
 
 #include <errno.h>
@@ -20,6 +21,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -36,6 +38,15 @@
 struct ksp_clone_args {
 	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
 	    set_tid_size, cgroup;
+};
+
+/* What the init's child receives from its parent (a user-namespace VP): fds the parent
+ * opened before clone3 (inherited) and those it made after (idmapped through the
+ * child's own user namespace, passed with SCM_RIGHTS). -1: none. */
+struct child_fds {
+	int dev;	       /* inherited */
+	int lower, devcells;   /* received */
+	int root, upper, work; /* opened by the child in its mount namespace */
 };
 
 /* The message a failing child sends on the error pipe. */
@@ -103,6 +114,104 @@ static void child_node(int errfd, const char *p, unsigned ma, unsigned mi)
 	CHECK(mknod(p, S_IFCHR | 0666, makedev(ma, mi)), "mknod", p);
 }
 
+/* In a user namespace: become its root (host uid/gid id_base), no supplementary
+ * groups. Capabilities in the namespace stay (not root -> root). */
+static void child_userns_root(int errfd)
+{
+	CHECK(syscall(SYS_setresgid, 0, 0, 0), "setresgid in the user namespace", NULL);
+	CHECK(syscall(SYS_setgroups, 0, NULL), "setgroups in the user namespace", NULL);
+	CHECK(syscall(SYS_setresuid, 0, 0, 0), "setresuid in the user namespace", NULL);
+}
+
+/* Receive the fds the parent made after clone3 (lower, then devcells when expected). */
+static void child_recv_fds(int errfd, int sock, struct child_fds *f, bool devcells)
+{
+	char b;
+	struct iovec iov = {.iov_base = &b, .iov_len = 1};
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(2 * sizeof(int))];
+	} u;
+	memset(&u, 0, sizeof u);
+	struct msghdr mh = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+	if (syscall(SYS_recvmsg, sock, &mh, MSG_CMSG_CLOEXEC) != 1)
+		_exit(1); /* the parent gave up */
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	size_t want = devcells ? 2 : 1;
+	if (!c || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(want * sizeof(int)))
+		child_fail(errfd, "receive the idmapped mounts", NULL, EPROTO);
+	int fds[2];
+	memcpy(fds, CMSG_DATA(c), want * sizeof(int));
+	f->lower = fds[0];
+	f->devcells = devcells ? fds[1] : -1;
+}
+
+/* Open the host directories the VP's root is built from, in the child's own mount
+ * namespace (an fd opened by the parent would name the parent's mounts), while its
+ * fsuid is still host root's: the agent's directories are root's, mode 0700, and the
+ * range cannot search them. */
+static void child_open_dirs(int errfd, const struct ksp_init *s, struct child_fds *f)
+{
+	CHECK(f->root = open(s->root, O_PATH | O_DIRECTORY | O_CLOEXEC), "open", s->root);
+	CHECK(f->upper = open(s->upper, O_PATH | O_DIRECTORY | O_CLOEXEC), "open", s->upper);
+	CHECK(f->work = open(s->work, O_PATH | O_DIRECTORY | O_CLOEXEC), "open", s->work);
+}
+
+/* "/proc/self/fd/N" into buf (at least 32 bytes) */
+static const char *child_fd_path(char *buf, int fd)
+{
+	static const char pre[] = "/proc/self/fd/";
+	char digits[12];
+	int n = 0;
+	do
+		digits[n++] = (char)('0' + fd % 10);
+	while ((fd /= 10) > 0 && n < 11);
+	memcpy(buf, pre, sizeof pre - 1);
+	size_t k = sizeof pre - 1;
+	while (n > 0)
+		buf[k++] = digits[--n];
+	buf[k] = 0;
+	return buf;
+}
+
+/* The VP's root in a user namespace: the idmapped base image is attached over the root
+ * dir (where overlayfs can take it as its lower layer), the overlay, mounted by the VP's
+ * root (so its copy-ups are done as the range's root), is attached on top; the cwd is
+ * the overlay's root afterwards. Paths on the host go through fds the parent opened: the
+ * range cannot search the agent's directories. */
+static void child_root_userns(int errfd, const struct child_fds *f)
+{
+	char lower[32], upper[32], work[32];
+	CHECK(syscall(SYS_move_mount, f->lower, "", f->root, "",
+		      MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH),
+	      "attach the base image", NULL);
+	int fs = (int)syscall(SYS_fsopen, "overlay", FSOPEN_CLOEXEC);
+	CHECK(fs, "fsopen", "overlay");
+	CHECK(syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "lowerdir",
+		      child_fd_path(lower, f->lower), 0),
+	      "overlay lowerdir", NULL);
+	CHECK(syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "upperdir",
+		      child_fd_path(upper, f->upper), 0),
+	      "overlay upperdir", NULL);
+	CHECK(syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "workdir",
+		      child_fd_path(work, f->work), 0),
+	      "overlay workdir", NULL);
+	/* trusted.* xattrs need host privilege: overlayfs keeps its state in user.* */
+	CHECK(syscall(SYS_fsconfig, fs, FSCONFIG_SET_FLAG, "userxattr", NULL, 0),
+	      "overlay userxattr", NULL);
+	CHECK(syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0), "mount overlay", NULL);
+	int m =
+	    (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+	CHECK(m, "fsmount", "overlay");
+	CHECK(syscall(SYS_move_mount, m, "", f->root, "",
+		      MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH),
+	      "attach the overlay", NULL);
+	CHECK(fchdir(m), "chdir", "into the overlay");
+	close(m);
+	close(fs);
+}
+
 /* Bring the loopback interface of the new network namespace up. */
 static void child_lo_up(int errfd)
 {
@@ -118,12 +227,17 @@ static void child_lo_up(int errfd)
 }
 
 /* Mount the VP's root at s->root and pivot into it. cwd is the new root afterwards. */
-static void child_mounts(int errfd, const struct ksp_init *s)
+static void child_mounts(int errfd, const struct ksp_init *s, const struct child_fds *f)
 {
+	bool userns = s->c.id_base != 0;
 	CHECK(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), "make / private", NULL);
-	CHECK(mount("overlay", s->root, "overlay", MS_NOSUID | MS_NODEV, s->overlay_opts),
-	      "mount overlay on", s->root);
-	CHECK(chdir(s->root), "chdir", s->root);
+	if (userns) {
+		child_root_userns(errfd, f);
+	} else {
+		CHECK(mount("overlay", s->root, "overlay", MS_NOSUID | MS_NODEV, s->overlay_opts),
+		      "mount overlay on", s->root);
+		CHECK(chdir(s->root), "chdir", s->root);
+	}
 	child_mkdir("proc");
 	child_mkdir("sys");
 	child_mkdir("dev");
@@ -132,28 +246,41 @@ static void child_mounts(int errfd, const struct ksp_init *s)
 	      "/proc");
 	CHECK(mount("sysfs", "sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL),
 	      "mount", "/sys");
-	CHECK(mount("tmpfs", "dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=1024k"), "mount",
-	      "/dev");
-	child_node(errfd, "dev/null", 1, 3);
-	child_node(errfd, "dev/zero", 1, 5);
-	child_node(errfd, "dev/full", 1, 7);
-	child_node(errfd, "dev/random", 1, 8);
-	child_node(errfd, "dev/urandom", 1, 9);
-	child_node(errfd, "dev/tty", 5, 0);
-	child_mkdir("dev/pts");
+	if (userns) {
+		/* made by the parent: a file system of the user namespace could hold no
+		 * usable device node */
+		CHECK(syscall(SYS_move_mount, f->dev, "", AT_FDCWD, "dev", MOVE_MOUNT_F_EMPTY_PATH),
+		      "attach", "/dev");
+	} else {
+		CHECK(mount("tmpfs", "dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=1024k"),
+		      "mount", "/dev");
+		child_node(errfd, "dev/null", 1, 3);
+		child_node(errfd, "dev/zero", 1, 5);
+		child_node(errfd, "dev/full", 1, 7);
+		child_node(errfd, "dev/random", 1, 8);
+		child_node(errfd, "dev/urandom", 1, 9);
+		child_node(errfd, "dev/tty", 5, 0);
+		child_mkdir("dev/pts");
+	}
 	CHECK(mount("devpts", "dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
 		    "newinstance,ptmxmode=0666,mode=0620,gid=5"),
 	      "mount", "/dev/pts");
-	CHECK(symlink("pts/ptmx", "dev/ptmx"), "symlink", "/dev/ptmx");
-	CHECK(symlink("/proc/self/fd", "dev/fd"), "symlink", "/dev/fd");
-	CHECK(symlink("/proc/self/fd/0", "dev/stdin"), "symlink", "/dev/stdin");
-	CHECK(symlink("/proc/self/fd/1", "dev/stdout"), "symlink", "/dev/stdout");
-	CHECK(symlink("/proc/self/fd/2", "dev/stderr"), "symlink", "/dev/stderr");
-	child_mkdir("dev/shm");
+	if (!userns) {
+		CHECK(symlink("pts/ptmx", "dev/ptmx"), "symlink", "/dev/ptmx");
+		CHECK(symlink("/proc/self/fd", "dev/fd"), "symlink", "/dev/fd");
+		CHECK(symlink("/proc/self/fd/0", "dev/stdin"), "symlink", "/dev/stdin");
+		CHECK(symlink("/proc/self/fd/1", "dev/stdout"), "symlink", "/dev/stdout");
+		CHECK(symlink("/proc/self/fd/2", "dev/stderr"), "symlink", "/dev/stderr");
+		child_mkdir("dev/shm");
+	}
 	CHECK(mount("tmpfs", "dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
 		    "mode=1777,size=65536k"),
 	      "mount", "/dev/shm");
-	if (s->devcells) {
+	if (s->devcells && userns) {
+		CHECK(syscall(SYS_move_mount, f->devcells, "", AT_FDCWD, "dev/cells",
+			      MOVE_MOUNT_F_EMPTY_PATH),
+		      "attach", "/dev/cells");
+	} else if (s->devcells) {
 		child_mkdir("dev/cells");
 		CHECK(mount(s->devcells, "dev/cells", NULL, MS_BIND, NULL), "bind", "/dev/cells");
 		CHECK(mount(NULL, "dev/cells", NULL, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NOEXEC,
@@ -291,19 +418,133 @@ static pid_t do_clone3(uint64_t flags, int *pidfd, int cgroup_fd)
 	return (pid_t)syscall(SYS_clone3, &a, sizeof a);
 }
 
+/* The VP's /dev as a detached tmpfs made here, by real root (a tmpfs mounted inside
+ * the user namespace could hold no usable device node): owned by the range, with the
+ * standard nodes, the mount points (pts, shm, cells) and the links. */
+static int dev_tree(uint32_t base, int *out, cells_err_t *err)
+{
+	char id[16];
+	snprintf(id, sizeof id, "%u", base);
+	cleanup_close int fs = (int)syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC);
+	if (fs < 0)
+		return cells_err_sys(err, errno, "fsopen tmpfs");
+	static const char *const kv[][2] = {{"mode", "755"}, {"size", "1024k"}};
+	for (size_t i = 0; i < CELLS_ARRAY_SIZE(kv); i++)
+		if (syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, kv[i][0], kv[i][1], 0) < 0)
+			return cells_err_sys(err, errno, "/dev tmpfs: %s", kv[i][0]);
+	if (syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "uid", id, 0) < 0 ||
+	    syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "gid", id, 0) < 0 ||
+	    syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+		return cells_err_sys(err, errno, "/dev tmpfs");
+	cleanup_close int m =
+	    (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC);
+	if (m < 0)
+		return cells_err_sys(err, errno, "fsmount /dev tmpfs");
+	static const struct {
+		const char *name;
+		unsigned ma, mi;
+	} nodes[] = {{"null", 1, 3},   {"zero", 1, 5},	  {"full", 1, 7},
+		     {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0}};
+	for (size_t i = 0; i < CELLS_ARRAY_SIZE(nodes); i++)
+		if (mknodat(m, nodes[i].name, S_IFCHR | 0666, makedev(nodes[i].ma, nodes[i].mi)) <
+			0 ||
+		    fchmodat(m, nodes[i].name, 0666, 0) < 0)
+			return cells_err_sys(err, errno, "mknod /dev/%s", nodes[i].name);
+	static const char *const dirs[] = {"pts", "shm", "cells"};
+	for (size_t i = 0; i < CELLS_ARRAY_SIZE(dirs); i++)
+		if (mkdirat(m, dirs[i], 0755) < 0)
+			return cells_err_sys(err, errno, "mkdir /dev/%s", dirs[i]);
+	static const char *const links[][2] = {{"pts/ptmx", "ptmx"},
+					       {"/proc/self/fd", "fd"},
+					       {"/proc/self/fd/0", "stdin"},
+					       {"/proc/self/fd/1", "stdout"},
+					       {"/proc/self/fd/2", "stderr"}};
+	for (size_t i = 0; i < CELLS_ARRAY_SIZE(links); i++)
+		if (symlinkat(links[i][0], m, links[i][1]) < 0)
+			return cells_err_sys(err, errno, "symlink /dev/%s", links[i][1]);
+	const char *all[CELLS_ARRAY_SIZE(nodes) + CELLS_ARRAY_SIZE(dirs) + CELLS_ARRAY_SIZE(links)];
+	size_t n = 0;
+	for (size_t i = 0; i < CELLS_ARRAY_SIZE(nodes); i++)
+		all[n++] = nodes[i].name;
+	for (size_t i = 0; i < CELLS_ARRAY_SIZE(dirs); i++)
+		all[n++] = dirs[i];
+	for (size_t i = 0; i < CELLS_ARRAY_SIZE(links); i++)
+		all[n++] = links[i][1];
+	for (size_t i = 0; i < n; i++)
+		if (fchownat(m, all[i], base, base, AT_SYMLINK_NOFOLLOW) < 0)
+			return cells_err_sys(err, errno, "chown /dev/%s", all[i]);
+	*out = take_fd(&m);
+	return 0;
+}
+
+/* After clone3 of a user-namespace init: its maps, then the base image and devcells
+ * idmapped through its namespace, sent to it (it waits for them before the go byte). */
+static int userns_setup(const struct ksp_init *s, pid_t p, int sock, cells_err_t *err)
+{
+	if (kidmap_write_maps(p, s->c.id_base, err) < 0)
+		return cells_err_prefix(err, "id maps");
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/ns/user", (int)p);
+	cleanup_close int ns = open(path, O_RDONLY | O_CLOEXEC);
+	if (ns < 0)
+		return cells_err_sys(err, errno, "open %s", path);
+	cleanup_close int lower = -1;
+	cleanup_close int devc = -1;
+	if (kidmap_idmapped_tree(s->image, ns,
+				 MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, false,
+				 &lower, err) < 0 ||
+	    (s->devcells &&
+	     kidmap_idmapped_tree(s->devcells, ns, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, false,
+				  &devc, err) < 0))
+		return -1;
+	int fds[2] = {lower, devc};
+	size_t nfds = s->devcells ? 2 : 1;
+	char b = 'm';
+	struct iovec iov = {.iov_base = &b, .iov_len = 1};
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(2 * sizeof(int))];
+	} u;
+	memset(&u, 0, sizeof u);
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = u.buf,
+			    .msg_controllen = CMSG_SPACE(nfds * sizeof(int))};
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+	memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
+	if (sendmsg(sock, &mh, MSG_NOSIGNAL) != 1)
+		return cells_err_sys(err, errno, "send the idmapped mounts to the VP's init");
+	return 0;
+}
+
 int ksp_spawn_init(const struct ksp_init *s, pid_t *pid, int *pidfd, int *go_fd, int *err_fd,
 		   cells_err_t *err)
 {
+	bool userns = s->c.id_base != 0;
+	struct child_fds f = {-1, -1, -1, -1, -1, -1};
+	cleanup_close int dev_fd = -1;
+	if (userns) {
+		if (!s->image || !s->upper || !s->work)
+			return cells_err_set(err, EINVAL, "user namespace: no image/upper/work");
+		if (dev_tree(s->c.id_base, &dev_fd, err) < 0)
+			return -1;
+		f.dev = dev_fd;
+	}
+	/* the go channel: a socket, so the fds idmapped after clone3 can go over it too */
 	int go[2], ep[2];
-	if (pipe2(go, O_CLOEXEC) < 0)
-		return cells_err_sys(err, errno, "pipe");
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, go) < 0)
+		return cells_err_sys(err, errno, "socketpair");
 	if (pipe2(ep, O_CLOEXEC) < 0) {
 		close(go[0]);
 		close(go[1]);
 		return cells_err_sys(err, errno, "pipe");
 	}
 	int pfd = -1;
-	pid_t p = do_clone3(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC,
+	pid_t p = do_clone3(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWUTS |
+				CLONE_NEWIPC | (userns ? CLONE_NEWUSER : 0),
 			    &pfd, s->cgroup_fd);
 	if (p == 0) {
 		/* child */
@@ -311,15 +552,21 @@ int ksp_spawn_init(const struct ksp_init *s, pid_t *pid, int *pidfd, int *go_fd,
 		char b;
 		close(go[1]);
 		close(ep[0]);
+		if (userns)
+			child_recv_fds(errfd, go[0], &f, s->devcells != NULL);
 		if (read(go[0], &b, 1) != 1)
 			_exit(1); /* the parent gave up */
 		close(go[0]);
 		(void)prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
+		if (userns) {
+			child_open_dirs(errfd, s, &f);
+			child_userns_root(errfd);
+		}
 		umask(0);
 		/* the cgroup namespace is rooted at the VP's cgroups, joined by now */
 		CHECK(unshare(CLONE_NEWCGROUP), "unshare cgroup namespace", NULL);
 		child_lo_up(errfd);
-		child_mounts(errfd, s);
+		child_mounts(errfd, s, &f);
 		umask(022);
 		if (s->hostname)
 			CHECK(sethostname(s->hostname, child_strlen(s->hostname)), "sethostname",
@@ -333,6 +580,15 @@ int ksp_spawn_init(const struct ksp_init *s, pid_t *pid, int *pidfd, int *go_fd,
 		close(go[1]);
 		close(ep[0]);
 		return cells_err_sys(err, e, "clone3");
+	}
+	if (userns && userns_setup(s, p, go[1], err) < 0) {
+		syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0);
+		siginfo_t si;
+		waitid(P_PIDFD, (id_t)pfd, &si, WEXITED);
+		close(pfd);
+		close(go[1]);
+		close(ep[0]);
+		return cells_err_prefix(err, "user namespace");
 	}
 	*pid = p;
 	*pidfd = pfd;
@@ -373,9 +629,14 @@ int ksp_exec(int vp_pidfd, const int *procs_fds, size_t nprocs, const struct ksp
 		for (size_t i = 0; i < nprocs; i++)
 			if (procs_fds[i] >= 0)
 				CHECK(write(procs_fds[i], "0", 1), "join the VP's cgroup", NULL);
+		/* the user namespace first (setns does it first from a pidfd): the others
+		 * are owned by it */
 		CHECK(setns(vp_pidfd, CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS |
-					  CLONE_NEWIPC | CLONE_NEWCGROUP),
+					  CLONE_NEWIPC | CLONE_NEWCGROUP |
+					  (c->id_base ? CLONE_NEWUSER : 0)),
 		      "join the VP's namespaces", NULL);
+		if (c->id_base)
+			child_userns_root(errfd);
 		int gfd = -1;
 		pid_t g = do_clone3(0, &gfd, -1);
 		if (g == 0) {

@@ -25,20 +25,30 @@ struct ksp_confine {
 	char *const *envp;
 	const char *cwd;      /* inside the VP, absolute */
 	const char *fallback; /* exec this (e.g. "/bin/sh") if argv[0] is missing */
+	uint32_t id_base;     /* the VP's id range (kidmap.h): the process is in the VP's user
+			       * namespace, as its root (host uid/gid id_base); 0: none */
 };
 
 struct ksp_init {
 	const char *root;	  /* host directory the overlay is mounted on (exists) */
-	const char *overlay_opts; /* "lowerdir=..,upperdir=..,workdir=.." */
-	const char *devcells;	  /* host dir bind-mounted at /dev/cells, NULL: none */
+	const char *overlay_opts; /* without c.id_base: "lowerdir=..,upperdir=..,workdir=.." */
+	/* with c.id_base (a user namespace, CLONE_NEWUSER with the others): the overlay is
+	 * mounted inside it over the base image idmapped into the VP's range (read-only);
+	 * upper and work are owned by the range. /dev is a tmpfs the parent makes (owned by
+	 * the range, its nodes usable) and /dev/cells an idmapped bind of devcells. */
+	const char *image;
+	const char *upper;
+	const char *work;
+	const char *devcells; /* host dir bind-mounted at /dev/cells, NULL: none */
 	const char *hostname;
 	int cgroup_fd; /* v2 cgroup dir for CLONE_INTO_CGROUP, -1: none */
 	struct ksp_confine c;
 };
 
-/* Clone the init. It waits for ksp_release() before it sets up its mounts and execs
- * (so the caller can put it into v1 cgroups and give it a veth first). *go_fd and
- * *err_fd are owned by the caller and consumed by ksp_release. */
+/* Clone the init. With s->c.id_base its user namespace maps 0..65535 to the range
+ * (written here before the child goes on). It waits for ksp_release() before it sets up its mounts
+ * and execs (so the caller can put it into v1 cgroups and give it a veth first). *go_fd and *err_fd
+ * are owned by the caller and consumed by ksp_release. */
 int ksp_spawn_init(const struct ksp_init *s, pid_t *pid, int *pidfd, int *go_fd, int *err_fd,
 		   cells_err_t *err);
 /* Let the child go on, then wait until it has exec'd (0) or failed (-1, err says at

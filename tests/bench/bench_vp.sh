@@ -3,7 +3,8 @@
 # side by side and alternating:
 #   cells:   cellctl vp run X --image IMG -- /bin/true
 #   crun:    crun run of an OCI bundle over the same image with the same namespaces
-#            (pid, mount, network, uts, ipc, cgroup); crun refuses this VM's hybrid
+#            (user with a 65536-id range like a VP's, pid, mount, network, uts, ipc,
+#            cgroup); crun refuses this VM's hybrid
 #            cgroup layout, so all runs happen in a private mount namespace with
 #            /sys/fs/cgroup/unified unmounted
 #   unshare: unshare -fpmnui true (namespaces only: the floor)
@@ -17,6 +18,7 @@ export PATH="$B/agent:$PATH"
 [ "$(id -u)" = 0 ] || { echo "bench_vp: needs root" >&2; exit 1; }
 command -v crun >/dev/null || { echo "bench_vp: needs crun" >&2; exit 1; }
 W=$(mktemp -d /tmp/cells-bench.XXXXXX)
+chmod 0755 "$W" # crun's container root (a user-namespace range) must reach the image
 export CELLS_RUN_DIR="$W/run"
 CPID=
 finish() {
@@ -38,7 +40,10 @@ c = json.load(open(p))
 c["root"] = {"path": img, "readonly": True}
 c["process"]["args"] = ["/bin/true"]
 c["process"]["terminal"] = False
-c["linux"]["namespaces"] = [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")]
+c["linux"]["namespaces"] = [{"type": t} for t in ("user", "pid", "network", "ipc", "uts", "mount", "cgroup")]
+# a VP's root is a 65536-id range of its own (kidmap.h): the same for crun's container
+c["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 2000000000, "size": 65536}]
+c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 2000000000, "size": 65536}]
 json.dump(c, open(p, "w"))
 PY
 cat >"$W/loop.sh" <<'LOOP'
