@@ -1,7 +1,7 @@
 /* cellctl_audit.c - `cellctl audit query|verify|export`: the auditor's commands. */
 #include "cellctl.h"
 #include "cjson.h"
-#include "../policy/audit_time.h"
+#include "audit_time.h"
 #include "cellctl_audit.h"
 #include "cleanup.h"
 

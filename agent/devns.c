@@ -5,6 +5,8 @@
 #include "devmode.h"
 #include "devnode.h"
 #include "devprofile.h"
+#include "enforce.h"
+#include "fg.h"
 #include "handlers.h"
 #include "ksm.h"
 #include "log.h"
@@ -13,6 +15,7 @@
 #include "power.h"
 #include "testhook.h"
 #include "util.h"
+#include "vpm.h"
 #include "wifi.h"
 
 #include <errno.h>
@@ -24,19 +27,6 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
-
-#if __has_include("vpm.h")
-#include "vpm.h"
-#define DEVNS_HAVE_VPM 1
-#endif
-#if __has_include("fg.h")
-#include "fg.h"
-#define DEVNS_HAVE_FG 1
-#endif
-#if __has_include("enforce.h")
-#include "enforce.h"
-#define DEVNS_HAVE_ENFORCE 1
-#endif
 
 #define OOM_SWEEP_MS 2000
 
@@ -117,7 +107,6 @@ __attribute__((unused)) static const char *current_fg(struct devns *ns)
 /* The OOM order of every running VP. */
 static void oom_sweep(struct devns *ns)
 {
-#ifdef DEVNS_HAVE_VPM
 	const char *names[DEVMODE_MAX_VPS];
 	pid_t inits[DEVMODE_MAX_VPS];
 	size_t n = 0;
@@ -130,9 +119,6 @@ static void oom_sweep(struct devns *ns)
 	cells_err_t err;
 	if (memory_oom_apply(&ns->mem, current_fg(ns), names, inits, n, &err) < 0)
 		log_warn("oom order: %s", err.msg);
-#else
-	(void)ns;
-#endif
 }
 
 static void on_oom_timer(struct loop *l, void *data)
@@ -172,7 +158,6 @@ void devns_foreground_changed(struct cellsd *d, const char *vp)
 	foreground_changed(d->devns, vp);
 }
 
-#ifdef DEVNS_HAVE_VPM
 static int op_dev_set(void *ctx, const char *vp, char type, unsigned major, unsigned minor,
 		      bool allow, cells_err_t *err)
 {
@@ -301,16 +286,12 @@ static void on_wifi_fd(struct loop *l, int fd, uint32_t events, void *data)
 			wifi_vp_upstream(&ns->wifi, ns->wifi.vps[i].name);
 	}
 }
-#endif
 
-#ifdef DEVNS_HAVE_FG
 static void on_fg(struct cellsd *d, const char *old_vp, const char *new_vp, void *data)
 {
 	foreground_changed(data, new_vp);
 }
-#endif
 
-#ifdef DEVNS_HAVE_ENFORCE
 /* The "devices" enforcer: validate (two exclusive holders, unsupported modes), then
  * change every running VP's devices; all or nothing. */
 static int enforce_devices(struct cellsd *d, const Cells__V1__Policy *new_policy,
@@ -322,7 +303,6 @@ static int enforce_devices(struct cellsd *d, const Cells__V1__Policy *new_policy
 	ns->wifi.bvp_status_allowed = new_policy->bvp_wifi_status_allowed;
 	return 0;
 }
-#endif
 
 /* Whether the policy in force lets the VP use the virtual device class cls: allowed
  * without a policy in force or when the profile lacks the class. */
@@ -362,10 +342,8 @@ int devns_init(struct cellsd *d, cells_err_t *err)
 		snprintf(ns->prof->name, sizeof ns->prof->name, "none");
 	}
 	struct devmode_ops ops = {.audit = audit_cb, .ctx = ns};
-#ifdef DEVNS_HAVE_VPM
 	ops.dev_set = op_dev_set;
 	ops.node_set = op_node_set;
-#endif
 	devmode_init(&ns->dm, ns->prof, &ops);
 	char log[PATH_MAX + 16];
 	snprintf(log, sizeof log, "%s/power.log", d->run_dir);
@@ -392,37 +370,29 @@ int devns_init(struct cellsd *d, cells_err_t *err)
 		ns->mem.cfg.ksm = false;
 	}
 	d->devns = ns;
-#ifdef DEVNS_HAVE_VPM
 	struct vpm_listener l = {.on_start = on_vp_start, .on_stop = on_vp_stop, .data = ns};
 	if (vpm_add_listener(d, &l) < 0 || vpm_add_ready_listener(d, on_vp_ready, ns) < 0) {
 		cells_err_set(err, ENOSPC, "devns: cannot add a VP listener");
 		goto fail_registered;
 	}
-#endif
-#ifdef DEVNS_HAVE_FG
 	if (fg_add_listener(d, on_fg, ns) < 0) {
 		cells_err_set(err, ENOSPC, "devns: cannot add a foreground listener");
 		goto fail_registered;
 	}
 	foreground_changed(ns, fg_current(d));
-#endif
-#ifdef DEVNS_HAVE_ENFORCE
 	struct enforcer en = {.name = "devices", .apply = enforce_devices};
 	if (enforce_register(d, &en, err) < 0)
 		goto fail_registered;
-#endif
 	ns->oom_timer = loop_add_timer(d->loop, OOM_SWEEP_MS, on_oom_timer, ns);
 	log_info("devices: profile %s (%zu classes), power backend %s, wpa_supplicant %s, ksm %s",
 		 ns->prof->name, ns->prof->nclasses,
 		 be.kind == POWER_BACKEND_SYSFS ? "sysfs" : "record", cfg.wpa_ctrl,
 		 ns->mem.cfg.ksm ? "on" : "off");
 	return 0;
-#if defined(DEVNS_HAVE_VPM) || defined(DEVNS_HAVE_FG) || defined(DEVNS_HAVE_ENFORCE)
 fail_registered:
 	d->devns = NULL;
 	/* listeners cannot be removed: keep ns alive (leaked) so they never see freed memory */
 	return -1;
-#endif
 fail:
 	free(ns->prof);
 	free(ns);

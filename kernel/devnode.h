@@ -1,6 +1,7 @@
 /* devnode.h - create or remove a device node inside another process's mount namespace
- * (a running VP's /dev), from a forked child that enters the namespace with setns() and
- * chroots to the process's root, so that every path is resolved inside the VP. */
+ * (a running VP's /dev), through knsrun (knsrun.h: a forked child that enters the
+ * namespace and chroots to the process's root, so that every path is resolved inside
+ * the VP). */
 #ifndef CELLS_DEVNODE_H
 #define CELLS_DEVNODE_H
 

@@ -2,7 +2,7 @@
  * uploaded AuditBatch messages (mdm_audit.h), and the `cells-mdm audit` commands:
  * offline verification of export bundles, import, query and verification per device. */
 #include "mdm_audit.h"
-#include "../policy/audit_time.h"
+#include "audit_time.h"
 #include "cleanup.h"
 #include "cleanup_sqlite.h"
 #include "sqldb.h"

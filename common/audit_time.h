@@ -1,6 +1,5 @@
 /* audit_time.h - the time syntax of the audit filters (--since/--until), shared by
- * cellctl and cells-mdm. Header-only and pure so that cellctl, which links no policy
- * code, can use it. */
+ * cellctl and cells-mdm. Header-only and pure: common/, which every program links. */
 #ifndef CELLS_AUDIT_TIME_H
 #define CELLS_AUDIT_TIME_H
 
