@@ -8,7 +8,15 @@
  * (mdm_store.h). Entries added by the admin commands (other processes) wake the loop
  * at once: an inotify watch on the state dir sees the database's WAL change, and the
  * loop checks the queue for new entries (one cheap max(seq) query per burst of
- * writes); a 1 s timer does the same as a safety net and expires old entries. */
+ * writes); a 1 s timer does the same as a safety net and expires old entries.
+ *
+ * Writes are batched: the first write of a loop turn (a result's state, a delivery, a
+ * device seen or gone) opens one transaction, committed when the turn ends (after
+ * lws_service returns, before the loop sleeps again) or before anything that needs
+ * its own transaction. Every message queued for a session during the turn is held
+ * until that commit: an Ack never leaves before the write it confirms is in the
+ * database, so a crash loses at most results not acknowledged yet, which the device
+ * sends again and the queue entry's id recognises (docs/ARCHITECTURE.md). */
 #include "cleanup.h"
 #include "cleanup_ssl.h"
 #include "log.h"
@@ -70,6 +78,9 @@ struct sess {
 	uint8_t pub[POL_PUBKEY_LEN]; /* the certificate's Ed25519 key (device id = its hash) */
 	struct outmsg *head, *tail;
 	size_t nout;
+	struct outmsg *hhead, *htail; /* held until the turn's transaction commits */
+	struct sess *bnext;	      /* on B.held */
+	bool bheld;
 	uint8_t *rx;
 	size_t rx_len;
 };
@@ -96,6 +107,83 @@ struct srv {
 
 static struct srv S;
 static volatile sig_atomic_t quit;
+
+/* The loop turn's write batch: one transaction, and the sessions whose messages wait
+ * for its commit. */
+static struct {
+	bool open;
+	struct sess *held;
+} B;
+
+/* Open the turn's transaction before a write (no-op when open). If it cannot be opened
+ * the writes go one by one, as before, and nothing is held. */
+static void batch_open(void)
+{
+	cells_err_t err = {0};
+	if (B.open)
+		return;
+	if (mdm_store_begin(S.st, &err) < 0) {
+		log_warn("write batch: %s", err.msg);
+		return;
+	}
+	B.open = true;
+}
+
+/* Commit the turn's writes, then release the messages held for them. A failed commit
+ * (rolled back) sends none of them: the sessions that had some are closed, so their
+ * devices reconnect, get their delivered entries again and re-send their results. */
+static void batch_flush(void)
+{
+	cells_err_t err = {0};
+	if (!B.open)
+		return;
+	B.open = false;
+	bool ok = mdm_store_commit(S.st, &err) == 0;
+	if (!ok)
+		log_error("write batch: %s: closing the sessions that wait for it", err.msg);
+	while (B.held) {
+		struct sess *ss = B.held;
+		B.held = ss->bnext;
+		ss->bnext = NULL;
+		ss->bheld = false;
+		if (!ok) {
+			while (ss->hhead) {
+				struct outmsg *o = ss->hhead;
+				ss->hhead = o->next;
+				ss->nout--;
+				free(o);
+			}
+			ss->close_after_write = true;
+		} else if (ss->hhead) {
+			if (ss->tail)
+				ss->tail->next = ss->hhead;
+			else
+				ss->head = ss->hhead;
+			ss->tail = ss->htail;
+		}
+		ss->hhead = ss->htail = NULL;
+		lws_callback_on_writable(ss->wsi);
+	}
+}
+
+static void batch_unhold(struct sess *ss)
+{
+	if (!ss->bheld)
+		return;
+	for (struct sess **pp = &B.held; *pp; pp = &(*pp)->bnext)
+		if (*pp == ss) {
+			*pp = ss->bnext;
+			break;
+		}
+	ss->bheld = false;
+	while (ss->hhead) {
+		struct outmsg *o = ss->hhead;
+		ss->hhead = o->next;
+		ss->nout--;
+		free(o);
+	}
+	ss->htail = NULL;
+}
 
 static unsigned hash_of(const char *id)
 {
@@ -156,12 +244,25 @@ static int sess_send(struct sess *ss, Cells__V1__Envelope *env)
 	o->next = NULL;
 	o->len = n;
 	memcpy(o->data + LWS_PRE, b, n);
+	ss->nout++;
+	if (B.open) { /* after the turn's commit (batch_flush) */
+		if (ss->htail)
+			ss->htail->next = o;
+		else
+			ss->hhead = o;
+		ss->htail = o;
+		if (!ss->bheld) {
+			ss->bheld = true;
+			ss->bnext = B.held;
+			B.held = ss;
+		}
+		return 0;
+	}
 	if (ss->tail)
 		ss->tail->next = o;
 	else
 		ss->head = o;
 	ss->tail = o;
-	ss->nout++;
 	lws_callback_on_writable(ss->wsi);
 	return 0;
 }
@@ -693,6 +794,7 @@ static int send_next(struct sess *ss)
 
 static void sess_free(struct sess *ss)
 {
+	batch_unhold(ss);
 	while (ss->head) {
 		struct outmsg *o = ss->head;
 		ss->head = o->next;
@@ -863,6 +965,7 @@ static int cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 		hash_add(ss);
 		return 0;
 	case LWS_CALLBACK_RECEIVE:
+		batch_open();
 		return on_rx(ss, wsi, in, len);
 	case LWS_CALLBACK_SERVER_WRITEABLE:
 		if (ss->head) {
@@ -882,6 +985,7 @@ static int cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 					 NULL, 0);
 			return -1;
 		} else if (ss->want_check) {
+			batch_open();
 			send_next(ss);
 		}
 		if (ss->head || ss->close_after_write || ss->want_check)
@@ -890,6 +994,7 @@ static int cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 	case LWS_CALLBACK_CLOSED:
 		if (ss->hashed) {
 			hash_del(ss);
+			batch_open();
 			if (mdm_store_queue_requeue(S.st, ss->device, &err) < 0 ||
 			    mdm_store_device_seen(S.st, ss->device, false, now_s(), 0, NULL, 0,
 						  &err) < 0)
@@ -930,6 +1035,7 @@ static void renew_check(void)
 	bool renewed;
 	if (S.renew_off)
 		return;
+	batch_flush(); /* the renewal has its own transaction */
 	if (mdm_keys_renew_due(S.m, S.st, S.renew_before, now_s(), &renewed, &err) < 0) {
 		log_error("keys: %s", err.msg);
 		mdm_keys_log(S.m, "renew failed: %s", err.msg);
@@ -947,16 +1053,18 @@ static void on_poll(lws_sorted_usec_list_t *sul)
 {
 	cells_err_t err = {0};
 	static unsigned ticks;
-	if (++ticks % 5 == 0 && mdm_store_queue_expire(S.st, now_s(), &err) < 0)
-		log_warn("expire: %s", err.msg); /* every 5 s: a write, kept rare */
 	renew_check();
+	if (++ticks % 5 == 0)
+		batch_open();
+	if (ticks % 5 == 0 && mdm_store_queue_expire(S.st, now_s(), &err) < 0)
+		log_warn("expire: %s", err.msg); /* every 5 s: a write, kept rare */
 	check_queue();
 	lws_sul_schedule(S.ctx, 0, &S.sul, on_poll, POLL_US);
 }
 
 static void on_wake(lws_sorted_usec_list_t *sul)
 {
-	static const unsigned next_us[] = {45 * 1000, 200 * 1000};
+	static const unsigned next_us[] = {4 * 1000, 45 * 1000, 200 * 1000};
 	check_queue();
 	if (S.wake_step < CELLS_ARRAY_SIZE(next_us))
 		lws_sul_schedule(S.ctx, 0, &S.sul_wake, on_wake, next_us[S.wake_step++]);
@@ -985,12 +1093,13 @@ static int cb_watch(struct lws *wsi, enum lws_callback_reasons reason, void *use
 			p += sizeof *ev + ev->len;
 		}
 	if (wal) {
-		/* the WAL is written before the commit is published in the WAL index: look
-		 * now, and again 5, 50 and 250 ms later for a commit not visible yet (a
-		 * closing writer, e.g. an admin command exiting, has published it) */
+		/* the WAL is written before the commit is published in the WAL index
+		 * (microseconds later): look now, and again 1, 5, 50 and 250 ms later for a
+		 * commit not visible yet (a closing writer, e.g. an admin command exiting,
+		 * has published it) */
 		check_queue();
 		S.wake_step = 0;
-		lws_sul_schedule(S.ctx, 0, &S.sul_wake, on_wake, 5 * 1000);
+		lws_sul_schedule(S.ctx, 0, &S.sul_wake, on_wake, 1000);
 	}
 	return 0;
 }
@@ -1180,12 +1289,16 @@ int mdm_cmd_serve(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **arg
 	log_info("serving wss://%s:%d (subprotocol %s)", host, port, CELLS_WS_SUBPROTOCOL);
 	printf("cells-mdm serving wss://%s:%d\n", host, port);
 	fflush(stdout);
-	while (!quit)
-		if (lws_service(S.ctx, 0) < 0)
+	while (!quit) {
+		int r = lws_service(S.ctx, 0);
+		batch_flush(); /* the turn's writes, then the messages that wait for them */
+		if (r < 0)
 			break;
+	}
 	if (sim)
 		sim_modem_stop(sim);
 	lws_context_destroy(S.ctx);
+	batch_flush(); /* the closed sessions' requeues */
 	mdm_store_close(S.st);
 	mdm_audit_store_close(S.audit);
 	free(S.delegation);

@@ -8,7 +8,9 @@
 #   sweep while the device is offline, and when the server restarts with it already
 #   past: never handed out) and is never delivered;
 # - a cancelled entry is never delivered;
-# each proven by a later entry that IS delivered on the same reconnection.
+# each proven by a later entry that IS delivered on the same reconnection;
+# - a server killed with SIGKILL right after acknowledgements loses none of them and
+#   has nothing applied twice (each entry id delivered and applied once).
 . "$CELLS_SRC/tests/lib.sh"
 . "$CELLS_SRC/tests/integration/mgmt_lib.sh"
 need_root
@@ -92,5 +94,22 @@ check_eq "...never installed them (audit)" "0 0 0 1" "$(accepted 5) $(accepted 6
 check "...never logged them" bash -c "! grep -E 'policy:[567]\\b|$ID5|$ID6|$ID7' '$T/cellsd.log'"
 check_eq "the agent runs policy v8" 8 "$(mgmt_field policy_version)"
 check_eq "cells-mdm devices shows v8" 8 "$(dev_field policy_version)"
+
+# --- a SIGKILLed server right after acknowledgements (serve commits the acks of a loop
+# turn in one transaction and sends them only after that commit): after the restart
+# every entry is acknowledged, each delivered into the agent's inbox and applied once ---
+IDS=()
+for v in 9 10 11 12; do IDS+=("$(push "$v")"); done
+check "the first of four pushes is acknowledged" wait_for 20 entry_is "${IDS[0]}" acknowledged
+kill -9 "$MDM_PID"
+wait "$MDM_PID" 2>/dev/null
+start_mdm || exit 1
+for i in 0 1 2 3; do
+	check "v$((i + 9)) is acknowledged after the restart" wait_for 30 entry_is "${IDS[$i]}" acknowledged
+done
+check_eq "each id reached the agent's inbox once" "1 1 1 1" \
+	"$(delivered "${IDS[0]}") $(delivered "${IDS[1]}") $(delivered "${IDS[2]}") $(delivered "${IDS[3]}")"
+check_eq "...and was applied once (audit)" "1 1 1 1" "$(accepted 9) $(accepted 10) $(accepted 11) $(accepted 12)"
+check_eq "the agent runs policy v12" 12 "$(mgmt_field policy_version)"
 check "clean shutdown" stop_cellsd
 finish
