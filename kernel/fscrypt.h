@@ -2,7 +2,7 @@
  * ioctls in <linux/fscrypt.h>: is a filesystem able to encrypt, add / remove a master
  * key to / from a filesystem, set and read a directory's policy, and ask whether a key
  * is present. Keys are raw bytes (FSCRYPT_KEY_LEN); the caller keeps them in locked
- * memory and wipes them (see agent/wipe_key.h). Every fd is borrowed. */
+ * memory and wipes them (see agent/vp/wipe_key.h). Every fd is borrowed. */
 #ifndef CELLS_FSCRYPT_H
 #define CELLS_FSCRYPT_H
 

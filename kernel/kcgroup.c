@@ -379,35 +379,51 @@ size_t kcg_open_procs(struct kcg *cg, int *fds, size_t max)
 	return n;
 }
 
-int kcg_dev_set(struct kcg *cg, char type, unsigned major, unsigned minor, bool allow,
-		cells_err_t *err)
+int kcg_dev_apply(struct kcg *cg, const struct kcg_dev *rules, size_t n, cells_err_t *err)
 {
-	if (type != 'c' && type != 'b')
-		return cells_err_set(err, EINVAL, "device type must be 'c' or 'b'");
-	char rule[64];
-	dev_rule(rule, sizeof rule, type, major, minor);
-	for (size_t i = 0; i < cg->nv1; i++)
-		if (strstr(cg->v1[i], "/devices/") &&
-		    write_str(cg->v1[i], allow ? "devices.allow" : "devices.deny", rule, err) < 0)
-			return -1;
-	if (!cg->v2[0])
+	for (size_t r = 0; r < n; r++)
+		if (rules[r].type != 'c' && rules[r].type != 'b')
+			return cells_err_set(err, EINVAL, "device type must be 'c' or 'b'");
+	for (size_t r = 0; r < n; r++) {
+		char rule[64];
+		dev_rule(rule, sizeof rule, rules[r].type, rules[r].major, rules[r].minor);
+		for (size_t i = 0; i < cg->nv1; i++)
+			if (strstr(cg->v1[i], "/devices/") &&
+			    write_str(cg->v1[i], rules[r].allow ? "devices.allow" : "devices.deny",
+				      rule, err) < 0)
+				return -1;
+	}
+	if (!cg->v2[0] || !n)
 		return 0;
-	/* the new list: an identical earlier rule dropped, the new one appended (the last
-	 * match wins); it becomes cg's only once the kernel took its program */
+	/* the new list: for each rule, an identical earlier one dropped and the rule
+	 * appended (the last match wins); one program for all of them, which becomes cg's
+	 * only once the kernel took it */
 	struct kcg_dev next[KCG_MAX_DEVS];
-	size_t k = 0;
-	for (size_t i = 0; i < cg->ndevs; i++)
-		if (!(cg->devs[i].type == type && cg->devs[i].major == major &&
-		      cg->devs[i].minor == minor))
-			next[k++] = cg->devs[i];
-	if (k >= KCG_MAX_DEVS)
-		return cells_err_set(err, E2BIG, "too many device rules");
-	next[k++] = (struct kcg_dev){type, major, minor, allow};
+	size_t k = cg->ndevs;
+	memcpy(next, cg->devs, k * sizeof next[0]);
+	for (size_t r = 0; r < n; r++) {
+		size_t w = 0;
+		for (size_t i = 0; i < k; i++)
+			if (!(next[i].type == rules[r].type && next[i].major == rules[r].major &&
+			      next[i].minor == rules[r].minor))
+				next[w++] = next[i];
+		if (w >= KCG_MAX_DEVS)
+			return cells_err_set(err, E2BIG, "too many device rules");
+		next[w++] = rules[r];
+		k = w;
+	}
 	if (bpf_apply(cg, next, k, err) < 0)
 		return -1;
 	memcpy(cg->devs, next, k * sizeof next[0]);
 	cg->ndevs = k;
 	return 0;
+}
+
+int kcg_dev_set(struct kcg *cg, char type, unsigned major, unsigned minor, bool allow,
+		cells_err_t *err)
+{
+	const struct kcg_dev one = {type, major, minor, allow};
+	return kcg_dev_apply(cg, &one, 1, err);
 }
 
 bool kcg_exists(const struct kcg *cg)

@@ -58,7 +58,11 @@ int kcg_attach(struct kcg *cg, pid_t pid, bool v2_too, cells_err_t *err);
 /* Open "cgroup.procs" of every hierarchy for writing (fds[] gets -1 where absent);
  * returns the count. For a child to join with write(fd, "0") between clone and exec. */
 size_t kcg_open_procs(struct kcg *cg, int *fds, size_t max);
-/* Allow or deny a device (v1 file writes and/or the v2 BPF program). */
+/* Allow or deny the devices of rules[n] at once (v1: a file write per rule; v2: the whole
+ * new rule list in one BPF program, attached in one call; cg's list changes only once
+ * the kernel took it). */
+int kcg_dev_apply(struct kcg *cg, const struct kcg_dev *rules, size_t n, cells_err_t *err);
+/* Allow or deny one device (kcg_dev_apply of one rule). */
 int kcg_dev_set(struct kcg *cg, char type, unsigned major, unsigned minor, bool allow,
 		cells_err_t *err);
 /* Whether any of the VP's cgroup directories exist. */

@@ -5,7 +5,7 @@
  * higher adj than the foreground VP's, so that under pressure background work dies
  * first, and protects the agent and every VP's init (OOM_ADJ_PROTECTED). A process
  * inherits its parent's adj, so the adj of a VP's processes is set again by a sweep
- * (on every switch, VP start and periodically; agent/memory.c). */
+ * (on every switch, VP start and periodically; agent/devices/memory.c). */
 #ifndef CELLS_OOM_H
 #define CELLS_OOM_H
 

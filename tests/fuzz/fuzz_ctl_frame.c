@@ -1,4 +1,4 @@
-/* fuzz_ctl_frame.c - cellsd's non-blocking control frame reader (agent/ctl_io.c
+/* fuzz_ctl_frame.c - cellsd's non-blocking control frame reader (agent/ctl/ctl_io.c
  * ctl_rx_read) on untrusted bytes arriving in pieces: the first input byte picks the
  * piece size, the rest is written into a socketpair piece by piece, then closed; every
  * complete frame is decoded as a control request. */

@@ -1,4 +1,4 @@
-/* fuzz_devprofile.c - the strict device profile parser (agent/devprofile.c). */
+/* fuzz_devprofile.c - the strict device profile parser (agent/devices/devprofile.c). */
 #include <stdlib.h>
 
 #include "devprofile.h"

@@ -151,7 +151,7 @@ wait "$HOLD"
 check_eq "work: the fd opened before v2 still works (TUNGETFEATURES), a new open fails" \
 	"held=ok|used=ok|reopen=ENOENT" "$(paste -sd'|' "$T/hold.out")"
 check "audited: device.access for work denies vpn under v2" audit_match work '"denied":\["vpn"\].*"policy_version":2\b'
-# personal is the private VP (agent/audit.h): its records keep only content-free keys
+# personal is the private VP (agent/core/audit.h): its records keep only content-free keys
 check_eq "audited: one device.access record for (private) personal under v2" \
 	"$((NPA + 1)) {\"content_withheld\":true}" "$(audit_count personal device.access ok) $(audit_last personal device.access)"
 check_eq "device list: vpn held by personal" "personal ['personal']" "$(dlist "c['vpn']['holder'], c['vpn']['access']")"

@@ -2,7 +2,7 @@
 # Crypto-erase survives forensics: the state directory lives on an ext4 image the test
 # makes and loop-mounts (fscrypt on the state filesystem itself). Before the wipe the
 # test records the KEK (wipe.kek), the work VP's wrapped key (wipe.slots) and, by
-# unwrapping it (AES-256-GCM, agent/wipe_key.h), the raw fscrypt key. After the wipe,
+# unwrapping it (AES-256-GCM, agent/vp/wipe_key.h), the raw fscrypt key. After the wipe,
 # cellsd stops, the image is unmounted, and the raw image - free blocks, journal and all
 # - holds none of them. Controls: before the wipe the same search finds the KEK and the
 # wrapped key in the image, and a planted random key. A second encrypted VP survives the

@@ -35,7 +35,7 @@ file_has_hex() {
 	"$PY" -c "import sys; sys.exit(0 if bytes.fromhex(sys.argv[2]) in open(sys.argv[1],'rb').read() else 1)" "$1" "$2"
 }
 
-# slot_wrapped VP: hex of VP's wrapped key in STATE/wipe.slots (agent/wipe_key.h layout:
+# slot_wrapped VP: hex of VP's wrapped key in STATE/wipe.slots (agent/vp/wipe_key.h layout:
 # 160-byte slots, used(1) gen(8) name(33) key id(16) wrapped(93)); empty when none.
 slot_wrapped() {
 	"$PY" - "$CELLS_STATE/wipe.slots" "$1" <<'PY'

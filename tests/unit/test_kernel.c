@@ -116,6 +116,17 @@ static void device_control(int which)
 	assert_int_equal(kcg_dev_set(&cg, 'c', 1, ~0u, true, &err), 0);
 	assert_int_equal(child_open(&cg, 1, 11), 0); /* wildcard minor */
 	assert_int_equal(kcg_dev_set(&cg, 'x', 1, 1, true, &err), -1);
+	/* several rules at once (one program on v2): kmsg and null denied, full allowed */
+	const struct kcg_dev batch[] = {
+	    {'c', 1, ~0u, false}, {'c', 1, 7, true}, {'c', 1, 11, false}};
+	assert_int_equal(kcg_dev_apply(&cg, batch, 3, &err), 0);
+	assert_int_equal(child_open(&cg, 1, 11), EPERM);
+	assert_int_equal(child_open(&cg, 1, 3), EPERM);
+	assert_int_equal(child_open(&cg, 1, 7), 0);
+	/* a bad rule anywhere in a batch: nothing of it is applied */
+	const struct kcg_dev bad[] = {{'c', 1, 11, true}, {'x', 1, 1, true}};
+	assert_int_equal(kcg_dev_apply(&cg, bad, 2, &err), -1);
+	assert_int_equal(child_open(&cg, 1, 11), EPERM);
 	if (which == 2) {
 		/* a program the kernel did not take leaves the rule list as it was */
 		size_t n0 = cg.ndevs;

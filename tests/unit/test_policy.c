@@ -690,6 +690,65 @@ static void test_ed25519_edges(void **state)
 
 /* The cache of verification contexts never changes a verdict: valid, forged, valid
  * again with one key, and more keys than the cache holds. */
+/* The effective policy: local settings only tighten, only what they name, and the
+ * input policy is left as it was. */
+static void test_effective_merge(void **state)
+{
+	(void)state;
+	Cells__V1__Policy pol = CELLS__V1__POLICY__INIT;
+	Cells__V1__VpRule r1 = CELLS__V1__VP_RULE__INIT, r2 = CELLS__V1__VP_RULE__INIT;
+	Cells__V1__DeviceRule cam = CELLS__V1__DEVICE_RULE__INIT,
+			      gps = CELLS__V1__DEVICE_RULE__INIT;
+	Cells__V1__DeviceRule *d1[2] = {&cam, &gps};
+	Cells__V1__VpRule *rs[2] = {&r1, &r2};
+	cam.device_class = "camera";
+	cam.mode = CELLS__V1__ACCESS_MODE__ACCESS_EXCLUSIVE;
+	gps.device_class = "gps";
+	gps.mode = CELLS__V1__ACCESS_MODE__ACCESS_NO_ACCESS;
+	r1.vp = "work";
+	r1.net = CELLS__V1__NET_MODE__NET_NAT;
+	r1.devices = d1;
+	r1.n_devices = 2;
+	r2.vp = "personal";
+	r2.net = CELLS__V1__NET_MODE__NET_NAT;
+	pol.version = 7;
+	pol.vps = rs;
+	pol.n_vps = 2;
+	const struct pol_local l[] = {
+	    {"work", "device.camera", "shared"},	/* tightens */
+	    {"work", "device.gps", "exclusive"},	/* would loosen: ignored */
+	    {"work", "net", "none"},			/* tightens */
+	    {"personal", "device.camera", "no-access"}, /* a class personal lacks */
+	    {"work", "colour", "blue"},			/* an unknown key */
+	    {"work", "net", "sideways"},		/* an unparsable value */
+	    {"ghost", "net", "none"},			/* a VP the policy lacks */
+	    {NULL, "net", "none"},
+	};
+	Cells__V1__Policy *e = NULL;
+	cells_err_t err;
+	assert_int_equal(pol_effective(&pol, l, CELLS_ARRAY_SIZE(l), &e, &err), 0);
+	assert_int_equal(e->version, 7);
+	assert_int_equal(e->n_vps, 2);
+	assert_int_equal(e->vps[0]->net, CELLS__V1__NET_MODE__NET_NONE);
+	assert_int_equal(pol_rule_device_mode(e->vps[0], "camera"),
+			 CELLS__V1__ACCESS_MODE__ACCESS_SHARED);
+	assert_int_equal(pol_rule_device_mode(e->vps[0], "gps"),
+			 CELLS__V1__ACCESS_MODE__ACCESS_NO_ACCESS);
+	assert_int_equal(e->vps[1]->net, CELLS__V1__NET_MODE__NET_NAT);
+	assert_int_equal(e->vps[1]->n_devices, 0);
+	/* the input is untouched */
+	assert_int_equal(r1.net, CELLS__V1__NET_MODE__NET_NAT);
+	assert_int_equal(cam.mode, CELLS__V1__ACCESS_MODE__ACCESS_EXCLUSIVE);
+	cells__v1__policy__free_unpacked(e, NULL);
+	/* no local settings: the same policy, byte for byte */
+	assert_int_equal(pol_effective(&pol, NULL, 0, &e, &err), 0);
+	uint8_t a[256], b[256];
+	size_t na = cells__v1__policy__pack(&pol, a), nb = cells__v1__policy__pack(e, b);
+	assert_int_equal(na, nb);
+	assert_memory_equal(a, b, na);
+	cells__v1__policy__free_unpacked(e, NULL);
+}
+
 static void test_verify_cache(void **state)
 {
 	static const uint8_t msg[] = "cache";
@@ -754,6 +813,7 @@ int main(void)
 	    cmocka_unit_test(test_throttle_wait),
 	    cmocka_unit_test(test_ed25519_edges),
 	    cmocka_unit_test(test_verify_cache),
+	    cmocka_unit_test(test_effective_merge),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
