@@ -2,6 +2,7 @@
 #include "pol_json.h"
 #include "cjson.h"
 #include "cleanup.h"
+#include "pol_model.h"
 #include "pol_policy.h"
 
 #include <errno.h>
@@ -376,19 +377,18 @@ int pol_json_to_policy(const char *text, size_t n, uint8_t **payload, size_t *le
 	return r;
 }
 
-static json_object *jbool(protobuf_c_boolean b)
+static json_object *jbool(bool b)
 {
 	return json_object_new_boolean(b ? 1 : 0);
 }
 
-json_object *pol_policy_to_json(const Cells__V1__Policy *p)
+json_object *pol_model_to_json(const struct pol_model *p)
 {
 	json_object *o = json_object_new_object();
 	if (!o)
 		return NULL;
 	json_object_object_add(o, "version", json_object_new_int64((int64_t)p->version));
-	json_object_object_add(o, "device",
-			       json_object_new_string(p->device_id ? p->device_id : ""));
+	json_object_object_add(o, "device", json_object_new_string(p->device_id));
 	json_object_object_add(o, "issued_at", json_object_new_int64(p->issued_at));
 	json_object_object_add(o, "expires_at", json_object_new_int64(p->expires_at));
 	json_object_object_add(
@@ -398,42 +398,35 @@ json_object *pol_policy_to_json(const Cells__V1__Policy *p)
 			       json_object_new_int64(p->audit_upload_interval_s));
 	json_object_object_add(o, "bvp_wifi_status_allowed", jbool(p->bvp_wifi_status_allowed));
 	json_object *vps = json_object_new_array();
-	for (size_t i = 0; i < p->n_vps; i++) {
-		const Cells__V1__VpRule *r = p->vps[i];
+	for (size_t i = 0; i < p->nvps; i++) {
+		const struct pol_vp_rule *r = &p->vps[i];
 		json_object *v = json_object_new_object();
-		json_object_object_add(v, "name", json_object_new_string(r->vp ? r->vp : ""));
+		json_object_object_add(v, "name", json_object_new_string(r->vp));
 		json_object *d = json_object_new_object();
-		for (size_t k = 0; k < r->n_devices; k++)
+		for (size_t k = 0; k < r->ndevices; k++)
 			json_object_object_add(
-			    d, r->devices[k]->device_class,
-			    json_object_new_string(pol_access_name(r->devices[k]->mode)));
+			    d, r->devices[k].cls,
+			    json_object_new_string(pol_access_name(r->devices[k].mode)));
 		json_object_object_add(v, "devices", d);
 		json_object_object_add(v, "net", json_object_new_string(pol_net_name(r->net)));
 		json_object *f = json_object_new_object();
-		json_object_object_add(f, "may_be_foreground",
-				       jbool(r->foreground && r->foreground->may_be_foreground));
-		json_object_object_add(
-		    f, "incoming_call_switches",
-		    jbool(r->foreground && r->foreground->incoming_call_switches));
+		json_object_object_add(f, "may_be_foreground", jbool(r->may_be_foreground));
+		json_object_object_add(f, "incoming_call_switches",
+				       jbool(r->incoming_call_switches));
 		json_object_object_add(v, "foreground", f);
 		json_object *c = json_object_new_object();
-		json_object_object_add(c, "allow_incoming",
-				       jbool(r->calls && r->calls->allow_incoming));
-		json_object_object_add(c, "allow_outgoing",
-				       jbool(r->calls && r->calls->allow_outgoing));
+		json_object_object_add(c, "allow_incoming", jbool(r->allow_incoming));
+		json_object_object_add(c, "allow_outgoing", jbool(r->allow_outgoing));
 		json_object_object_add(v, "calls", c);
 		json_object *pw = json_object_new_object();
-		json_object_object_add(pw, "required", jbool(r->password && r->password->required));
-		json_object_object_add(
-		    pw, "min_length",
-		    json_object_new_int64(r->password ? r->password->min_length : 0));
-		json_object_object_add(
-		    pw, "max_failed_attempts",
-		    json_object_new_int64(r->password ? r->password->max_failed_attempts : 0));
-		json_object_object_add(pw, "wipe_on_limit",
-				       jbool(r->password && r->password->wipe_on_limit));
+		json_object_object_add(pw, "required", jbool(r->password_required));
+		json_object_object_add(pw, "min_length",
+				       json_object_new_int64(r->password_min_length));
+		json_object_object_add(pw, "max_failed_attempts",
+				       json_object_new_int64(r->max_failed_attempts));
+		json_object_object_add(pw, "wipe_on_limit", jbool(r->wipe_on_limit));
 		json_object_object_add(v, "password", pw);
-		unsigned u = r->audit ? (unsigned)r->audit->upload : 0;
+		unsigned u = (unsigned)r->audit_upload;
 		json_object_object_add(v, "audit_upload",
 				       json_object_new_string(u < 4 ? upload_names[u] : "?"));
 		json_object_object_add(v, "encrypted", jbool(r->encrypted));
@@ -443,11 +436,20 @@ json_object *pol_policy_to_json(const Cells__V1__Policy *p)
 		json_object_object_add(v, "wipe_after_offline_s",
 				       json_object_new_int64(r->wipe_after_offline_s));
 		json_object *w = json_object_new_array();
-		for (size_t k = 0; k < r->n_wifi_status_allowed; k++)
-			json_object_array_add(w, json_object_new_string(r->wifi_status_allowed[k]));
+		for (size_t k = 0; k < r->nwifi; k++)
+			json_object_array_add(w, json_object_new_string(r->wifi[k]));
 		json_object_object_add(v, "wifi_status_allowed", w);
 		json_object_array_add(vps, v);
 	}
 	json_object_object_add(o, "vps", vps);
+	return o;
+}
+
+json_object *pol_policy_to_json(const Cells__V1__Policy *p)
+{
+	struct pol_model *m = malloc(sizeof *m);
+	cells_err_t err;
+	json_object *o = m && pol_model_from(p, m, &err) == 0 ? pol_model_to_json(m) : NULL;
+	free(m);
 	return o;
 }

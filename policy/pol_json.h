@@ -24,7 +24,11 @@
  * and every device refuse a policy without one. A VP may be named "name" or "vp". */
 int pol_json_to_policy(const char *text, size_t n, uint8_t **payload, size_t *len,
 		       cells_err_t *err);
-/* Policy -> a new JSON object in the same format (owned; NULL on ENOMEM). */
+/* Policy -> a new JSON object in the same format (owned; NULL on ENOMEM or when p does
+ * not fit a pol_model). */
 json_object *pol_policy_to_json(const Cells__V1__Policy *p);
+/* The same JSON of a policy's model (pol_model.h). */
+struct pol_model;
+json_object *pol_model_to_json(const struct pol_model *m);
 
 #endif

@@ -74,43 +74,6 @@ int pol_net_rank(Cells__V1__NetMode m)
 	return m == CELLS__V1__NET_MODE__NET_NAT ? 1 : 0;
 }
 
-int pol_effective(const Cells__V1__Policy *p, const struct pol_local *local, size_t n,
-		  Cells__V1__Policy **out, cells_err_t *err)
-{
-	/* protobuf-c has no deep copy: pack and unpack it */
-	size_t len = cells__v1__policy__get_packed_size(p);
-	cleanup_free uint8_t *b = malloc(len ? len : 1);
-	if (!b)
-		return cells_err_sys(err, ENOMEM, "effective policy");
-	cells__v1__policy__pack(p, b);
-	Cells__V1__Policy *e = cells__v1__policy__unpack(NULL, len, b);
-	if (!e)
-		return cells_err_sys(err, ENOMEM, "effective policy");
-	for (size_t i = 0; i < e->n_vps; i++) {
-		Cells__V1__VpRule *r = e->vps[i];
-		for (size_t k = 0; k < n; k++) {
-			const struct pol_local *l = &local[k];
-			if (!l->vp || !l->key || !l->value || strcmp(l->vp, r->vp))
-				continue;
-			Cells__V1__NetMode nm;
-			Cells__V1__AccessMode am;
-			if (!strcmp(l->key, "net") && pol_net_parse(l->value, &nm) == 0) {
-				if (pol_net_rank(nm) < pol_net_rank(r->net))
-					r->net = nm;
-			} else if (!strncmp(l->key, "device.", 7) &&
-				   pol_access_parse(l->value, &am) == 0) {
-				for (size_t j = 0; j < r->n_devices; j++)
-					if (!strcmp(r->devices[j]->device_class, l->key + 7) &&
-					    pol_access_rank(am) <
-						pol_access_rank(r->devices[j]->mode))
-						r->devices[j]->mode = am;
-			}
-		}
-	}
-	*out = e;
-	return 0;
-}
-
 Cells__V1__AccessMode pol_rule_device_mode(const Cells__V1__VpRule *r, const char *cls)
 {
 	for (size_t i = 0; r && i < r->n_devices; i++)
@@ -259,6 +222,12 @@ static int validate(const Cells__V1__Policy *p, bool need_device, cells_err_t *e
 		if (r->n_wifi_status_allowed > 16)
 			return cells_err_set(err, EINVAL, "VP %s: too many wifi_status_allowed",
 					     r->vp);
+		for (size_t w = 0; w < r->n_wifi_status_allowed; w++)
+			if (!r->wifi_status_allowed[w] || strlen(r->wifi_status_allowed[w]) > 64)
+				return cells_err_set(err, EINVAL,
+						     "VP %s: a wifi_status_allowed entry is empty "
+						     "or over 64 bytes",
+						     r->vp);
 		for (size_t d = 0; d < r->n_devices; d++) {
 			const char *cls = r->devices[d]->device_class;
 			if (!cls || !pol_device_class_valid(cls))

@@ -46,19 +46,6 @@ int pol_net_rank(Cells__V1__NetMode m);
 /* The mode a VP rule gives a device class (NO_ACCESS when not named). */
 Cells__V1__AccessMode pol_rule_device_mode(const Cells__V1__VpRule *r, const char *cls);
 
-/* A local setting of a VP (`cellctl vp config VP KEY=VALUE`): "net" = none|nat,
- * "device.CLASS" = no-access|shared|exclusive. Strings borrowed. */
-struct pol_local {
-	const char *vp, *key, *value;
-};
-/* The effective policy: a copy of p with the local settings merged in (owned; free with
- * cells__v1__policy__free_unpacked). A local setting only tightens: it replaces the VP
- * rule's value when it permits less, never when it permits more; a setting of a VP or a
- * device class the policy does not name, an unknown key or an unparsable value changes
- * nothing. Pure: the same inputs give the same policy. */
-int pol_effective(const Cells__V1__Policy *p, const struct pol_local *local, size_t n,
-		  Cells__V1__Policy **out, cells_err_t *err);
-
 /* A decoded bundle: every part owned (free with pol_bundle_free). */
 struct pol_bundle {
 	Cells__V1__Signed *policy;

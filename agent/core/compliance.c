@@ -48,7 +48,7 @@ int compliance_source_add(const char *name, compliance_source_fn fn)
 /* The policy engine's state: in force, expired, apply failed (and which enforcer). */
 static void from_policy(struct cellsd *d, struct compliance *c)
 {
-	const Cells__V1__Policy *p = policy_in_force(d);
+	const struct pol_model *p = policy_in_force(d);
 	const char *ae = policy_apply_error(d);
 	if (!p)
 		compliance_reason_add(c, "no-policy");

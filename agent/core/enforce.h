@@ -4,9 +4,10 @@
  * mode, ...) register an enforcer with the policy engine at start-up, after
  * policy_engine_init() and before policy_engine_start(). When a policy (or a local
  * tightening of it, `cellctl vp config`) is to take effect, the engine calls every
- * enforcer's apply(d, new, old) in registration order with the *effective* policies
- * (the MDM policy with the local tightening merged in; see policy_engine.h). When no
- * policy was in force, `old` is the empty policy (version 0, no VPs): it is never NULL.
+ * enforcer's apply(d, new, old) in registration order with the *effective* policies,
+ * as models (policy/pol_model.h: made once from the verified policy, the local
+ * tightening merged in; see policy_engine.h). When no policy was in force, `old` is the
+ * empty model (version 0, no VPs): it is never NULL.
  *
  * All or nothing: if apply() of enforcer i fails, the engine calls apply(d, old, new)
  * on enforcers i-1 .. 0 (those already applied) and reports the failure; the old policy
@@ -20,14 +21,14 @@
 #define CELLS_ENFORCE_H
 
 #include "cellsd.h"
-#include "wire.h"
+#include "pol_model.h"
 
 #define ENFORCE_MAX 16
 
 struct enforcer {
 	const char *name; /* static string */
-	int (*apply)(struct cellsd *d, const Cells__V1__Policy *new_policy,
-		     const Cells__V1__Policy *old_policy, cells_err_t *err);
+	int (*apply)(struct cellsd *d, const struct pol_model *new_policy,
+		     const struct pol_model *old_policy, cells_err_t *err);
 };
 
 /* Register an enforcer (the struct is copied). Needs policy_engine_init() first. */

@@ -7,6 +7,7 @@
 #include "enforce.h"
 #include "log.h"
 #include "pol_json.h"
+#include "pol_model.h"
 #include "pol_policy.h"
 #include "pol_trust.h"
 #include "sqldb.h"
@@ -34,16 +35,19 @@ struct policy_engine {
 	uint64_t acc_version;
 	uint8_t acc_hash[32];
 	bool acc_applied;
-	/* in force: the MDM policy and the effective one (local tightening merged) */
+	/* in force: the MDM policy (its message, for the store, and its model: the bounds
+	 * of local settings) and the effective model (local tightening merged), which the
+	 * enforcers get */
 	Cells__V1__Policy *policy;
-	Cells__V1__Policy *effective;
+	struct pol_model *model;
+	struct pol_model *effective;
 	bool apply_failed;
 	char apply_error[CELLS_ERR_MSG_MAX];
 	struct enforcer enf[ENFORCE_MAX];
 	size_t nenf;
 };
 
-static const Cells__V1__Policy empty_policy = CELLS__V1__POLICY__INIT;
+static const struct pol_model empty_model;
 
 static const char *const policy_schema[] = {
     "CREATE TABLE policy_root(id INTEGER PRIMARY KEY CHECK (id = 1), root BLOB NOT NULL,"
@@ -94,57 +98,40 @@ static int pack_policy(const Cells__V1__Policy *p, uint8_t **out, size_t *n, cel
 	return 0;
 }
 
-/* The MDM policy with the local configuration of each VP merged in (owned; the merge
- * is policy/'s pol_effective, this reads its input from the vp_config table). */
+/* The MDM policy's model with the local configuration of each VP merged in (owned; the
+ * merge is policy/'s pol_model_tighten, this reads its input from the vp_config table). */
 #define LOCAL_MAX 1024
-static Cells__V1__Policy *make_effective(struct cellsd *d, const Cells__V1__Policy *p,
-					 cells_err_t *err)
+static struct pol_model *make_effective(struct cellsd *d, const struct pol_model *m,
+					cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *q = NULL;
 	if (sqldb_prepare(d->db, "SELECT vp, key, value FROM vp_config ORDER BY rowid", &q, err) <
 	    0)
 		return NULL;
-	cleanup_free struct pol_local *l = NULL;
-	size_t n = 0, cap = 0;
-	int rc;
-	while ((rc = sqlite3_step(q)) == SQLITE_ROW && n < LOCAL_MAX) {
-		if (n == cap) {
-			struct pol_local *nl = realloc(l, (cap = cap ? 2 * cap : 16) * sizeof *l);
-			if (!nl) {
-				cells_err_sys(err, ENOMEM, "effective policy");
-				rc = SQLITE_NOMEM;
-				break;
-			}
-			l = nl;
-		}
-		/* q's row is valid only until the next step: copied */
-		const char *vp = (const char *)sqlite3_column_text(q, 0);
-		const char *k = (const char *)sqlite3_column_text(q, 1);
-		const char *v = (const char *)sqlite3_column_text(q, 2);
-		l[n] = (struct pol_local){vp ? strdup(vp) : NULL, k ? strdup(k) : NULL,
-					  v ? strdup(v) : NULL};
-		n++;
-		if ((vp && !l[n - 1].vp) || (k && !l[n - 1].key) || (v && !l[n - 1].value)) {
-			cells_err_sys(err, ENOMEM, "effective policy");
-			rc = SQLITE_NOMEM;
-			break;
-		}
+	struct pol_model *e = malloc(sizeof *e);
+	if (!e) {
+		cells_err_sys(err, ENOMEM, "effective policy");
+		return NULL;
 	}
-	Cells__V1__Policy *e = NULL;
-	if (rc == SQLITE_DONE || rc == SQLITE_ROW)
-		pol_effective(p, l, n, &e, err);
-	else if (rc != SQLITE_NOMEM)
+	*e = *m;
+	int rc;
+	size_t n = 0;
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW && n++ < LOCAL_MAX) {
+		const struct pol_local l = {(const char *)sqlite3_column_text(q, 0),
+					    (const char *)sqlite3_column_text(q, 1),
+					    (const char *)sqlite3_column_text(q, 2)};
+		pol_model_tighten(e, &l, 1);
+	}
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
 		sqldb_err(d->db, "vp_config", err);
-	for (size_t i = 0; i < n; i++) {
-		free((char *)l[i].vp);
-		free((char *)l[i].key);
-		free((char *)l[i].value);
+		free(e);
+		return NULL;
 	}
 	return e;
 }
 
 /* Apply nw over old through every enforcer; on failure undo those already applied. */
-static int apply_all(struct cellsd *d, const Cells__V1__Policy *nw, const Cells__V1__Policy *old,
+static int apply_all(struct cellsd *d, const struct pol_model *nw, const struct pol_model *old,
 		     cells_err_t *err)
 {
 	struct policy_engine *pe = d->pe;
@@ -214,17 +201,22 @@ int policy_engine_init(struct cellsd *d, cells_err_t *err)
 static int make_in_force(struct cellsd *d, Cells__V1__Policy **p, cells_err_t *err)
 {
 	struct policy_engine *pe = d->pe;
-	Cells__V1__Policy *eff = make_effective(d, *p, err);
+	cleanup_free struct pol_model *m = malloc(sizeof *m);
+	if (!m)
+		return cells_err_sys(err, ENOMEM, "policy model");
+	if (pol_model_from(*p, m, err) < 0)
+		return -1;
+	cleanup_free struct pol_model *eff = make_effective(d, m, err);
 	if (!eff)
 		return -1;
-	if (apply_all(d, eff, pe->effective ? pe->effective : &empty_policy, err) < 0) {
-		cells__v1__policy__free_unpacked(eff, NULL);
+	if (apply_all(d, eff, pe->effective ? pe->effective : &empty_model, err) < 0)
 		return -1;
-	}
 	policy_freep(&pe->policy);
-	policy_freep(&pe->effective);
+	free(pe->model);
+	free(pe->effective);
 	pe->policy = steal_pointer(p);
-	pe->effective = eff;
+	pe->model = steal_pointer(&m);
+	pe->effective = steal_pointer(&eff);
 	return 0;
 }
 
@@ -288,7 +280,8 @@ void policy_engine_free(struct cellsd *d)
 	if (!pe)
 		return;
 	policy_freep(&pe->policy);
-	policy_freep(&pe->effective);
+	free(pe->model);
+	free(pe->effective);
 	free(pe);
 	d->pe = NULL;
 }
@@ -716,29 +709,21 @@ int policy_verify_command(struct cellsd *d, const Cells__V1__Signed *s, Cells__V
 	return pol_command_verify(s, pe->dels, pe->ndels, pe->device_id, time(NULL), out, err);
 }
 
-static const Cells__V1__VpRule *find_rule(const Cells__V1__Policy *p, const char *vp)
+const struct pol_vp_rule *policy_vp_rule(struct cellsd *d, const char *vp)
 {
-	for (size_t i = 0; p && vp && i < p->n_vps; i++)
-		if (!strcmp(p->vps[i]->vp, vp))
-			return p->vps[i];
-	return NULL;
+	return d->pe ? pol_model_vp(d->pe->effective, vp) : NULL;
 }
 
-const Cells__V1__VpRule *policy_vp_rule(struct cellsd *d, const char *vp)
+const struct pol_vp_rule *policy_vp_bounds(struct cellsd *d, const char *vp)
 {
-	return d->pe ? find_rule(d->pe->effective, vp) : NULL;
-}
-
-const Cells__V1__VpRule *policy_vp_bounds(struct cellsd *d, const char *vp)
-{
-	return d->pe ? find_rule(d->pe->policy, vp) : NULL;
+	return d->pe ? pol_model_vp(d->pe->model, vp) : NULL;
 }
 
 bool policy_vp_expiry_locked(struct cellsd *d, const char *vp)
 {
-	const Cells__V1__VpRule *r = policy_vp_bounds(d, vp);
+	const struct pol_vp_rule *r = policy_vp_bounds(d, vp);
 	return r && r->lock_on_expiry &&
-	       d->pe->policy->on_expiry == CELLS__V1__EXPIRY_MODE__EXPIRY_LOCK_VP &&
+	       d->pe->model->on_expiry == CELLS__V1__EXPIRY_MODE__EXPIRY_LOCK_VP &&
 	       policy_compliance(d) == CELLS__V1__COMPLIANCE__NONCOMPLIANT_POLICY_EXPIRED;
 }
 
@@ -760,7 +745,7 @@ int policy_compliance(struct cellsd *d)
 	return CELLS__V1__COMPLIANCE__COMPLIANT;
 }
 
-static int parse_setting(const Cells__V1__VpRule *bounds, const char *s, char *key, size_t keylen,
+static int parse_setting(const struct pol_vp_rule *bounds, const char *s, char *key, size_t keylen,
 			 const char **value, cells_err_t *err)
 {
 	const char *eq = strchr(s, '=');
@@ -788,7 +773,7 @@ static int parse_setting(const Cells__V1__VpRule *bounds, const char *s, char *k
 			return cells_err_set(err, EINVAL,
 					     "%s=%s: mode must be no-access, shared or exclusive",
 					     key, *value);
-		Cells__V1__AccessMode pm = pol_rule_device_mode(bounds, key + 7);
+		Cells__V1__AccessMode pm = pol_model_device_mode(bounds, key + 7);
 		if (pol_access_rank(m) > pol_access_rank(pm))
 			return cells_err_set(err, EPERM,
 					     "%s=%s is looser than the policy's %s (local "
@@ -803,7 +788,7 @@ int policy_set_local(struct cellsd *d, const char *vp, char *const *settings, si
 		     const char *actor, cells_err_t *err)
 {
 	struct policy_engine *pe = d->pe;
-	const Cells__V1__VpRule *bounds = policy_vp_bounds(d, vp);
+	const struct pol_vp_rule *bounds = policy_vp_bounds(d, vp);
 	if (!bounds)
 		return cells_err_set(err, ENOENT, "no policy in force names VP %s", vp);
 	if (n == 0)
@@ -844,9 +829,8 @@ int policy_set_local(struct cellsd *d, const char *vp, char *const *settings, si
 		}
 	}
 	/* apply inside the transaction: a failure rolls back both */
-	Cells__V1__Policy *eff = make_effective(d, pe->policy, err);
+	cleanup_free struct pol_model *eff = make_effective(d, pe->model, err);
 	if (!eff || apply_all(d, eff, pe->effective, err) < 0) {
-		policy_freep(&eff);
 		sqldb_rollback(d->db);
 		return cells_err_prefix(err, "vp config %s", vp);
 	}
@@ -854,11 +838,10 @@ int policy_set_local(struct cellsd *d, const char *vp, char *const *settings, si
 		cells_err_t e2;
 		if (apply_all(d, pe->effective, eff, &e2) < 0)
 			log_error("vp config rollback: %s", e2.msg);
-		policy_freep(&eff);
 		return -1;
 	}
-	policy_freep(&pe->effective);
-	pe->effective = eff;
+	free(pe->effective);
+	pe->effective = steal_pointer(&eff);
 	return 0;
 }
 
@@ -922,13 +905,13 @@ json_object *policy_describe(struct cellsd *d)
 	}
 	json_object_object_add(o, "delegations", dl);
 	if (pe->policy) {
-		json_object_object_add(o, "policy", pol_policy_to_json(pe->policy));
-		json_object_object_add(o, "effective", pol_policy_to_json(pe->effective));
+		json_object_object_add(o, "policy", pol_model_to_json(pe->model));
+		json_object_object_add(o, "effective", pol_model_to_json(pe->effective));
 		json_object *locked = json_object_new_array();
-		for (size_t i = 0; i < pe->policy->n_vps; i++)
-			if (policy_vp_expiry_locked(d, pe->policy->vps[i]->vp))
-				json_object_array_add(
-				    locked, json_object_new_string(pe->policy->vps[i]->vp));
+		for (size_t i = 0; i < pe->model->nvps; i++)
+			if (policy_vp_expiry_locked(d, pe->model->vps[i].vp))
+				json_object_array_add(locked,
+						      json_object_new_string(pe->model->vps[i].vp));
 		json_object_object_add(o, "locked_on_expiry", locked);
 	}
 	return o;
@@ -961,9 +944,9 @@ int policy_verify_audit_ack(struct cellsd *d, const Cells__V1__Signed *s, Cells_
 	return 0;
 }
 
-const Cells__V1__Policy *policy_in_force(struct cellsd *d)
+const struct pol_model *policy_in_force(struct cellsd *d)
 {
-	return d->pe ? d->pe->policy : NULL;
+	return d->pe ? d->pe->model : NULL;
 }
 
 const char *policy_apply_error(struct cellsd *d)

@@ -10,7 +10,8 @@
  *
  * Effective policy: the MDM policy with each VP's local configuration merged in, each
  * setting the stricter of the two (device modes no-access < shared < exclusive; net
- * none < nat). Enforcers and policy_vp_rule() see the effective policy.
+ * none < nat; policy/pol_model_tighten). Enforcers and policy_vp_rule() see the
+ * effective policy's model.
  *
  * Test hook (test builds only, testhook.h): `cellsd --test-crash-at policy-before-persist`
  * or `policy-after-persist` makes cellsd kill itself with SIGKILL at that point of an
@@ -25,6 +26,7 @@
 #include <json-c/json.h>
 
 #include "cellsd.h"
+#include "pol_model.h"
 #include "wire.h"
 
 /* Load the state (d->pe, owned). Run after the state DB and audit log are open. */
@@ -73,9 +75,9 @@ int policy_verify_command(struct cellsd *d, const Cells__V1__Signed *s, Cells__V
 
 /* The effective rule of a VP (borrowed, valid until the next install or config change);
  * NULL when no policy names the VP. */
-const Cells__V1__VpRule *policy_vp_rule(struct cellsd *d, const char *vp);
+const struct pol_vp_rule *policy_vp_rule(struct cellsd *d, const char *vp);
 /* The MDM's rule of a VP (the bounds of local configuration); NULL when none. */
-const Cells__V1__VpRule *policy_vp_bounds(struct cellsd *d, const char *vp);
+const struct pol_vp_rule *policy_vp_bounds(struct cellsd *d, const char *vp);
 
 /* True when the policy in force expired, says on_expiry: lock-vp, and vp's rule says
  * lock_on_expiry (the documented fail state: the VP runtime keeps such a VP locked). */
@@ -99,8 +101,9 @@ json_object *policy_describe(struct cellsd *d);
 int policy_verify_audit_ack(struct cellsd *d, const Cells__V1__Signed *s, Cells__V1__AuditAck **out,
 			    cells_err_t *err);
 
-/* The MDM policy in force (borrowed, valid until the next install); NULL when none. */
-const Cells__V1__Policy *policy_in_force(struct cellsd *d);
+/* The MDM policy in force, its model (borrowed, valid until the next install); NULL
+ * when none. */
+const struct pol_model *policy_in_force(struct cellsd *d);
 /* The reason the last apply failed ("enforcer NAME: ..."), NULL when it did not. */
 const char *policy_apply_error(struct cellsd *d);
 

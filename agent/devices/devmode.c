@@ -35,21 +35,21 @@ static int class_index(const struct devprofile *p, const char *name)
 	return -1;
 }
 
-int devmode_validate(const struct devprofile *prof, const Cells__V1__Policy *pol, cells_err_t *err)
+int devmode_validate(const struct devprofile *prof, const struct pol_model *pol, cells_err_t *err)
 {
 	const char *holder[DEVPROFILE_MAX_CLASSES] = {0};
 	if (!pol)
 		return 0;
-	for (size_t v = 0; v < pol->n_vps; v++) {
-		const Cells__V1__VpRule *r = pol->vps[v];
-		for (size_t k = 0; k < r->n_devices; k++) {
-			const Cells__V1__DeviceRule *dr = r->devices[k];
-			int ci = class_index(prof, dr->device_class);
+	for (size_t v = 0; v < pol->nvps; v++) {
+		const struct pol_vp_rule *r = &pol->vps[v];
+		for (size_t k = 0; k < r->ndevices; k++) {
+			const struct pol_dev_rule *dr = &r->devices[k];
+			int ci = class_index(prof, dr->cls);
 			for (size_t k2 = 0; k2 < k; k2++)
-				if (!strcmp(r->devices[k2]->device_class, dr->device_class))
+				if (!strcmp(r->devices[k2].cls, dr->cls))
 					return cells_err_set(err, EINVAL,
 							     "VP %s: device class %s named twice",
-							     r->vp, dr->device_class);
+							     r->vp, dr->cls);
 			if (ci < 0)
 				continue;
 			enum devmode_kind m = rule_mode(dr->mode);
@@ -273,7 +273,7 @@ static int reconcile(struct devmode *dm, cells_err_t *err)
 	return 0;
 }
 
-int devmode_set_policy(struct devmode *dm, const Cells__V1__Policy *pol, cells_err_t *err)
+int devmode_set_policy(struct devmode *dm, const struct pol_model *pol, cells_err_t *err)
 {
 	if (devmode_validate(dm->prof, pol, err) < 0)
 		return -1;
@@ -284,26 +284,26 @@ int devmode_set_policy(struct devmode *dm, const Cells__V1__Policy *pol, cells_e
 		memset(dm->vps[i].mode, 0, sizeof dm->vps[i].mode);
 	}
 	dm->nunknown = 0;
-	for (size_t v = 0; pol && v < pol->n_vps; v++) {
-		const Cells__V1__VpRule *r = pol->vps[v];
+	for (size_t v = 0; pol && v < pol->nvps; v++) {
+		const struct pol_vp_rule *r = &pol->vps[v];
 		struct devmode_vp *vp = add_vp(dm, r->vp, err);
 		if (!vp) {
 			memcpy(dm, &saved, sizeof saved);
 			return -1;
 		}
 		vp->in_policy = true;
-		for (size_t k = 0; k < r->n_devices; k++) {
-			int ci = class_index(dm->prof, r->devices[k]->device_class);
+		for (size_t k = 0; k < r->ndevices; k++) {
+			int ci = class_index(dm->prof, r->devices[k].cls);
 			if (ci >= 0) {
-				vp->mode[ci] = rule_mode(r->devices[k]->mode);
+				vp->mode[ci] = rule_mode(r->devices[k].mode);
 				continue;
 			}
 			bool seen = false;
 			for (size_t u = 0; u < dm->nunknown; u++)
-				seen |= !strcmp(dm->unknown[u], r->devices[k]->device_class);
+				seen |= !strcmp(dm->unknown[u], r->devices[k].cls);
 			if (!seen && dm->nunknown < CELLS_ARRAY_SIZE(dm->unknown))
 				snprintf(dm->unknown[dm->nunknown++], sizeof dm->unknown[0],
-					 "%.32s", r->devices[k]->device_class);
+					 "%.32s", r->devices[k].cls);
 		}
 	}
 	dm->policy_version = pol ? pol->version : 0;

@@ -39,6 +39,7 @@
 #include "devprofile.h"
 #include "err.h"
 #include "kcgroup.h"
+#include "pol_model.h"
 #include "wire.h"
 
 #define DEVMODE_MAX_VPS 16
@@ -80,11 +81,11 @@ struct devmode {
 void devmode_init(struct devmode *dm, const struct devprofile *prof, const struct devmode_ops *ops);
 
 /* Check a policy against the profile without changing anything. */
-int devmode_validate(const struct devprofile *prof, const Cells__V1__Policy *pol, cells_err_t *err);
+int devmode_validate(const struct devprofile *prof, const struct pol_model *pol, cells_err_t *err);
 
 /* Make pol the policy in force and change every running VP's access accordingly (all
  * or nothing: on failure the previous policy stays in force). */
-int devmode_set_policy(struct devmode *dm, const Cells__V1__Policy *pol, cells_err_t *err);
+int devmode_set_policy(struct devmode *dm, const struct pol_model *pol, cells_err_t *err);
 /* A VP started (its /dev exists and is minimal) or stopped. */
 int devmode_vp_started(struct devmode *dm, const char *vp, cells_err_t *err);
 void devmode_vp_stopped(struct devmode *dm, const char *vp);

@@ -297,8 +297,8 @@ static void on_fg(struct cellsd *d, const char *old_vp, const char *new_vp, void
 
 /* The "devices" enforcer: validate (two exclusive holders, unsupported modes), then
  * change every running VP's devices; all or nothing. */
-static int enforce_devices(struct cellsd *d, const Cells__V1__Policy *new_policy,
-			   const Cells__V1__Policy *old_policy, cells_err_t *err)
+static int enforce_devices(struct cellsd *d, const struct pol_model *new_policy,
+			   const struct pol_model *old_policy, cells_err_t *err)
 {
 	struct devns *ns = d->devns;
 	if (devmode_set_policy(&ns->dm, new_policy, err) < 0)

@@ -146,34 +146,20 @@ static void on_foreground(struct cellsd *d, const char *old_vp, const char *new_
 
 /* May a VP with this rule use a device class? No policy naming the VP: yes; a rule
  * that does not name the class: no (the policy's "classes not named get NO_ACCESS"). */
-static bool class_allowed(const Cells__V1__VpRule *r, const char *cls)
+static bool class_allowed(const struct pol_vp_rule *r, const char *cls)
 {
-	if (!r)
-		return true;
-	for (size_t i = 0; i < r->n_devices; i++)
-		if (r->devices[i]->device_class && !strcmp(r->devices[i]->device_class, cls))
-			return r->devices[i]->mode == CELLS__V1__ACCESS_MODE__ACCESS_SHARED ||
-			       r->devices[i]->mode == CELLS__V1__ACCESS_MODE__ACCESS_EXCLUSIVE;
-	return false;
-}
-
-static const Cells__V1__VpRule *rule_in(const Cells__V1__Policy *p, const char *vp)
-{
-	for (size_t i = 0; p && i < p->n_vps; i++)
-		if (p->vps[i]->vp && !strcmp(p->vps[i]->vp, vp))
-			return p->vps[i];
-	return NULL;
+	return !r || pol_model_device_mode(r, cls) != CELLS__V1__ACCESS_MODE__ACCESS_NO_ACCESS;
 }
 
 /* The enforcer of the display and input classes: grant or revoke each running VP's
  * framebuffer and input live. */
-static int disp_enforce(struct cellsd *d, const Cells__V1__Policy *nw, const Cells__V1__Policy *old,
+static int disp_enforce(struct cellsd *d, const struct pol_model *nw, const struct pol_model *old,
 			cells_err_t *err)
 {
 	struct disp *ds = d->disp;
 	for (size_t i = 0; ds && i < ds->nvps; i++) {
 		struct disp_vp *v = ds->vps[i];
-		const Cells__V1__VpRule *r = rule_in(nw, v->name);
+		const struct pol_vp_rule *r = pol_model_vp(nw, v->name);
 		if (disp_set_allowed(d, v->name, class_allowed(r, "display"), err) < 0)
 			return -1;
 		v->input_allowed = class_allowed(r, "input");
@@ -397,7 +383,7 @@ int disp_vp_up(struct cellsd *d, const char *vp, const char *devcells_dir, cells
 		return cells_err_sys(err, ENOMEM, "display");
 	snprintf(v->name, sizeof v->name, "%s", vp);
 	v->buf.fd = v->state_fd = v->events_fd = v->input_fd = -1;
-	const Cells__V1__VpRule *rule = policy_vp_rule(d, vp);
+	const struct pol_vp_rule *rule = policy_vp_rule(d, vp);
 	v->allowed = class_allowed(rule, "display");
 	v->input_allowed = class_allowed(rule, "input");
 	v->dir_fd = open(devcells_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);

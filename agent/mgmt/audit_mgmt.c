@@ -95,14 +95,14 @@ static int upload_mode(const char *vp, void *data)
 	struct cellsd *d = data;
 	if (!vp || !vp[0])
 		return CELLS__V1__AUDIT_UPLOAD__AUDIT_UPLOAD_FULL;
-	const Cells__V1__VpRule *r = policy_vp_rule(d, vp);
-	if (!r || !r->audit)
+	const struct pol_vp_rule *r = policy_vp_rule(d, vp);
+	if (!r || r->audit_upload == CELLS__V1__AUDIT_UPLOAD__AUDIT_UPLOAD_UNSPECIFIED)
 		return CELLS__V1__AUDIT_UPLOAD__AUDIT_UPLOAD_METADATA;
-	return r->audit->upload;
+	return r->audit_upload;
 }
 
 /* Enforcer: only remembers the upload period of the policy in force. */
-static int apply_policy(struct cellsd *d, const Cells__V1__Policy *nw, const Cells__V1__Policy *old,
+static int apply_policy(struct cellsd *d, const struct pol_model *nw, const struct pol_model *old,
 			cells_err_t *err)
 {
 	(void)old;

@@ -98,7 +98,7 @@ static int set_wiped_for(struct cellsd *d, const char *vp, int64_t start, cells_
 static int64_t offline_s(struct cellsd *d, const char *vp, int64_t now, uint32_t *lock_s,
 			 uint32_t *wipe_s, int64_t *start, int64_t *wiped_for)
 {
-	const Cells__V1__VpRule *r = policy_vp_rule(d, vp);
+	const struct pol_vp_rule *r = policy_vp_rule(d, vp);
 	*lock_s = r ? r->lock_after_offline_s : 0;
 	*wipe_s = r ? r->wipe_after_offline_s : 0;
 	if (!*lock_s && !*wipe_s)

@@ -99,17 +99,16 @@ enum tel_ask { TEL_ASK_INCOMING, TEL_ASK_OUTGOING, TEL_ASK_CALL_SWITCHES_FG };
 /* What the VP's policy says; a VP no policy names is unmanaged: everything allowed. */
 static bool tel_policy_allows(struct tel *t, const char *vp, enum tel_ask what)
 {
-	const Cells__V1__VpRule *r = policy_vp_rule(t->d, vp);
+	const struct pol_vp_rule *r = policy_vp_rule(t->d, vp);
 	if (!r)
 		return true;
 	switch (what) {
 	case TEL_ASK_INCOMING:
-		return r->calls && r->calls->allow_incoming;
+		return r->allow_incoming;
 	case TEL_ASK_OUTGOING:
-		return r->calls && r->calls->allow_outgoing;
+		return r->allow_outgoing;
 	case TEL_ASK_CALL_SWITCHES_FG:
-		return r->foreground && r->foreground->may_be_foreground &&
-		       r->foreground->incoming_call_switches;
+		return r->may_be_foreground && r->incoming_call_switches;
 	}
 	return false;
 }

@@ -39,12 +39,10 @@ struct fg {
  * ways; a rule without a `foreground` part allows neither (proto3 defaults: false). */
 static bool policy_permit(struct cellsd *d, const char *vp, bool self, void *data)
 {
-	const Cells__V1__VpRule *r = policy_vp_rule(d, vp);
+	const struct pol_vp_rule *r = policy_vp_rule(d, vp);
 	if (!r)
 		return true;
-	if (!r->foreground)
-		return false;
-	return self ? r->foreground->incoming_call_switches : r->foreground->may_be_foreground;
+	return self ? r->incoming_call_switches : r->may_be_foreground;
 }
 
 static bool may_be_front(struct fg *f, struct cellsd *d, const char *vp);
@@ -72,7 +70,7 @@ static void recheck(struct loop *l, void *data)
 }
 
 /* The "foreground" enforcer: re-check once the new policy is the effective one. */
-static int fg_enforce(struct cellsd *d, const Cells__V1__Policy *nw, const Cells__V1__Policy *old,
+static int fg_enforce(struct cellsd *d, const struct pol_model *nw, const struct pol_model *old,
 		      cells_err_t *err)
 {
 	if (d->fg && !d->fg->recheck_timer)

@@ -120,12 +120,12 @@ struct pw_row {
 /* Compliance: a VP whose rule in the policy in force requires a password, without one. */
 static void compliance_source(struct cellsd *d, struct compliance *c)
 {
-	const Cells__V1__Policy *p = policy_in_force(d);
-	for (size_t i = 0; p && i < p->n_vps; i++) {
-		const Cells__V1__VpRule *r = p->vps[i];
+	const struct pol_model *p = policy_in_force(d);
+	for (size_t i = 0; p && i < p->nvps; i++) {
+		const struct pol_vp_rule *r = &p->vps[i];
 		bool set = false, locked = false;
 		uint32_t failures = 0, retry = 0;
-		if (!r->password || !r->password->required)
+		if (!r->password_required)
 			continue;
 		if (password_state(d, r->vp, &set, &failures, &locked, &retry) == 0 && !set)
 			compliance_reason_add(c, "password-not-set:%s", r->vp);
@@ -271,7 +271,7 @@ static int rehash(struct cellsd *d, const char *vp, const uint8_t *pw, size_t le
 static int check(struct cellsd *d, const char *vp, struct pw_row *r, const uint8_t *pw, size_t len,
 		 const char *actor, cells_err_t *err)
 {
-	const Cells__V1__VpRule *rule = policy_vp_bounds(d, vp);
+	const struct pol_vp_rule *rule = policy_vp_bounds(d, vp);
 	int64_t now = time(NULL);
 	if (r->locked) {
 		cells_err_set(err, EPERM,
@@ -306,13 +306,13 @@ static int check(struct cellsd *d, const char *vp, struct pw_row *r, const uint8
 		r->failures = 0;
 		return 0;
 	}
-	uint32_t max = rule && rule->password ? rule->password->max_failed_attempts : 0;
+	uint32_t max = rule ? rule->max_failed_attempts : 0;
 	if (max && failures >= max) {
 		if (exec_vp(d, "UPDATE vp_password SET locked=?2 WHERE vp=?1", vp, 1, err) < 0)
 			return -1;
 		audit_pw(d, vp, actor, "password.limit", "locked", "limit of failed attempts",
 			 failures);
-		password_limit_reached(d, vp, rule->password->wipe_on_limit);
+		password_limit_reached(d, vp, rule->wipe_on_limit);
 		return cells_err_set(err, EACCES,
 				     "wrong password for VP %s: %u failed attempts, the limit: "
 				     "configuration locked",
@@ -343,14 +343,14 @@ int password_unlock(struct cellsd *d, const char *vp, const char *actor, cells_e
 int password_authorize(struct cellsd *d, const char *vp, const uint8_t *pw, size_t len,
 		       const char *actor, cells_err_t *err)
 {
-	const Cells__V1__VpRule *rule = policy_vp_bounds(d, vp);
+	const struct pol_vp_rule *rule = policy_vp_bounds(d, vp);
 	if (!rule)
 		return cells_err_set(err, ENOENT, "no policy in force names VP %s", vp);
 	struct pw_row r;
 	if (load_row(d, vp, &r, err) < 0)
 		return -1;
 	if (!r.set) {
-		if (rule->password && rule->password->required)
+		if (rule->password_required)
 			return cells_err_set(
 			    err, EPERM,
 			    "VP %s needs a configuration password first (cellctl vp "
@@ -364,10 +364,10 @@ int password_authorize(struct cellsd *d, const char *vp, const uint8_t *pw, size
 int password_set(struct cellsd *d, const char *vp, const uint8_t *new_pw, size_t new_len,
 		 const uint8_t *old_pw, size_t old_len, const char *actor, cells_err_t *err)
 {
-	const Cells__V1__VpRule *rule = policy_vp_bounds(d, vp);
+	const struct pol_vp_rule *rule = policy_vp_bounds(d, vp);
 	if (!rule)
 		return cells_err_set(err, ENOENT, "no policy in force names VP %s", vp);
-	uint32_t min = rule->password ? rule->password->min_length : 0;
+	uint32_t min = rule->password_min_length;
 	if (min < 1)
 		min = 1;
 	if (new_len < min)

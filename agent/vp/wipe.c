@@ -259,7 +259,7 @@ bool wipe_vp_encrypted(struct cellsd *d, const char *vp)
 		if (sqlite3_step(st) == SQLITE_ROW)
 			return sqlite3_column_int(st, 0) != 0;
 	}
-	const Cells__V1__VpRule *rule = d->pe ? policy_vp_rule(d, vp) : NULL;
+	const struct pol_vp_rule *rule = d->pe ? policy_vp_rule(d, vp) : NULL;
 	if (rule)
 		return rule->encrypted;
 	const char *list = default_encrypted;

@@ -272,6 +272,7 @@ struct policy_buf {
 	Cells__V1__Policy pol;
 	Cells__V1__VpRule vr[2], *vrp[2];
 	Cells__V1__DeviceRule dr[2][8], *drp[2][8];
+	struct pol_model m; /* what the enforcer gets: the model of pol */
 };
 static void make_policy(struct policy_buf *b, uint64_t version, const struct rule *rules)
 {
@@ -294,6 +295,8 @@ static void make_policy(struct policy_buf *b, uint64_t version, const struct rul
 		b->dr[i][k].mode = r->mode;
 		b->drp[i][k] = &b->dr[i][k];
 	}
+	cells_err_t err;
+	assert_int_equal(pol_model_from(&b->pol, &b->m, &err), 0);
 }
 
 #define SH CELLS__V1__ACCESS_MODE__ACCESS_SHARED
@@ -341,7 +344,7 @@ static void test_modes_enforced(void **state)
 	    &pb, 1,
 	    (struct rule[]){
 		{"work", "vpn", NO}, {"personal", "vpn", SH}, {"personal", "fuse", SH}, {0}});
-	assert_int_equal(devmode_set_policy(&dm, &pb.pol, &err), 0);
+	assert_int_equal(devmode_set_policy(&dm, &pb.m, &err), 0);
 	assert_int_equal(devmode_vp_started(&dm, "work", &err), 0);
 	dev_calls = 0;
 	assert_int_equal(devmode_vp_started(&dm, "personal", &err), 0);
@@ -360,7 +363,7 @@ static void test_modes_enforced(void **state)
 
 	/* v2: shared for both, live */
 	make_policy(&pb, 2, (struct rule[]){{"work", "vpn", SH}, {"personal", "vpn", SH}, {0}});
-	assert_int_equal(devmode_set_policy(&dm, &pb.pol, &err), 0);
+	assert_int_equal(devmode_set_policy(&dm, &pb.m, &err), 0);
 	assert_int_equal(fake_vp_open(&vps[0], "/dev/net/tun"), 0);
 	assert_int_equal(fake_vp_open(&vps[1], "/dev/net/tun"), 0);
 	assert_int_equal(fake_vp_open(&vps[1], "/dev/fuse"), ENOENT); /* not named any more */
@@ -368,7 +371,7 @@ static void test_modes_enforced(void **state)
 
 	/* v3: exclusive fuse for work; personal's shared grant waits while work runs */
 	make_policy(&pb, 3, (struct rule[]){{"work", "fuse", EX}, {"personal", "fuse", SH}, {0}});
-	assert_int_equal(devmode_set_policy(&dm, &pb.pol, &err), 0);
+	assert_int_equal(devmode_set_policy(&dm, &pb.m, &err), 0);
 	assert_int_equal(fake_vp_open(&vps[0], "/dev/fuse"), 0);
 	assert_int_equal(fake_vp_open(&vps[1], "/dev/fuse"), ENOENT);
 	/* vpn not named any more: denied to both, live */
@@ -377,10 +380,10 @@ static void test_modes_enforced(void **state)
 
 	/* conflicting and unsupported policies are refused; nothing changes */
 	make_policy(&pb, 4, (struct rule[]){{"work", "fuse", EX}, {"personal", "fuse", EX}, {0}});
-	assert_int_equal(devmode_set_policy(&dm, &pb.pol, &err), -1);
+	assert_int_equal(devmode_set_policy(&dm, &pb.m, &err), -1);
 	assert_non_null(strstr(err.msg, "at most one VP"));
 	make_policy(&pb, 4, (struct rule[]){{"work", "storage", SH}, {0}});
-	assert_int_equal(devmode_set_policy(&dm, &pb.pol, &err), -1);
+	assert_int_equal(devmode_set_policy(&dm, &pb.m, &err), -1);
 	assert_non_null(strstr(err.msg, "does not support mode shared"));
 	assert_int_equal(dm.policy_version, 3);
 	assert_int_equal(fake_vp_open(&vps[0], "/dev/fuse"), 0);
@@ -391,7 +394,7 @@ static void test_modes_enforced(void **state)
 	    (struct rule[]){
 		{"work", "vpn", SH}, {"personal", "vpn", SH}, {"personal", "fuse", SH}, {0}});
 	fail_after = 1;
-	assert_int_equal(devmode_set_policy(&dm, &pb.pol, &err), -1);
+	assert_int_equal(devmode_set_policy(&dm, &pb.m, &err), -1);
 	fail_after = -1;
 	assert_int_equal(dm.policy_version, 3);
 	assert_int_equal(fake_vp_open(&vps[0], "/dev/fuse"), 0);
@@ -405,7 +408,7 @@ static void test_modes_enforced(void **state)
 				    {"work", "beep", SH},
 				    {"personal", "beep", SH},
 				    {0}});
-	assert_int_equal(devmode_set_policy(&dm, &pb.pol, &err), 0);
+	assert_int_equal(devmode_set_policy(&dm, &pb.m, &err), 0);
 	assert_int_equal(fake_vp_open(&vps[0], "/dev/full"), ENOENT);
 	assert_int_equal(devmode_set_foreground(&dm, "work", &err), 0);
 	assert_int_equal(fake_vp_open(&vps[0], "/dev/full"), 0);

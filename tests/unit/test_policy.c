@@ -20,6 +20,7 @@
 #include "cleanup_ssl.h"
 #include "pol_json.h"
 #include "pol_password.h"
+#include "pol_model.h"
 #include "pol_policy.h"
 #include "pol_sig.h"
 #include "pol_throttle.h"
@@ -724,29 +725,43 @@ static void test_effective_merge(void **state)
 	    {"ghost", "net", "none"},			/* a VP the policy lacks */
 	    {NULL, "net", "none"},
 	};
-	Cells__V1__Policy *e = NULL;
 	cells_err_t err;
-	assert_int_equal(pol_effective(&pol, l, CELLS_ARRAY_SIZE(l), &e, &err), 0);
+	struct pol_model *m = malloc(sizeof *m), *e = malloc(sizeof *e);
+	assert_non_null(m);
+	assert_non_null(e);
+	assert_int_equal(pol_model_from(&pol, m, &err), 0);
+	*e = *m;
+	pol_model_tighten(e, l, CELLS_ARRAY_SIZE(l));
 	assert_int_equal(e->version, 7);
-	assert_int_equal(e->n_vps, 2);
-	assert_int_equal(e->vps[0]->net, CELLS__V1__NET_MODE__NET_NONE);
-	assert_int_equal(pol_rule_device_mode(e->vps[0], "camera"),
+	assert_int_equal(e->nvps, 2);
+	assert_int_equal(e->vps[0].net, CELLS__V1__NET_MODE__NET_NONE);
+	assert_int_equal(pol_model_device_mode(&e->vps[0], "camera"),
 			 CELLS__V1__ACCESS_MODE__ACCESS_SHARED);
-	assert_int_equal(pol_rule_device_mode(e->vps[0], "gps"),
+	assert_int_equal(pol_model_device_mode(&e->vps[0], "gps"),
 			 CELLS__V1__ACCESS_MODE__ACCESS_NO_ACCESS);
-	assert_int_equal(e->vps[1]->net, CELLS__V1__NET_MODE__NET_NAT);
-	assert_int_equal(e->vps[1]->n_devices, 0);
-	/* the input is untouched */
-	assert_int_equal(r1.net, CELLS__V1__NET_MODE__NET_NAT);
-	assert_int_equal(cam.mode, CELLS__V1__ACCESS_MODE__ACCESS_EXCLUSIVE);
-	cells__v1__policy__free_unpacked(e, NULL);
-	/* no local settings: the same policy, byte for byte */
-	assert_int_equal(pol_effective(&pol, NULL, 0, &e, &err), 0);
-	uint8_t a[256], b[256];
-	size_t na = cells__v1__policy__pack(&pol, a), nb = cells__v1__policy__pack(e, b);
-	assert_int_equal(na, nb);
-	assert_memory_equal(a, b, na);
-	cells__v1__policy__free_unpacked(e, NULL);
+	assert_int_equal(e->vps[1].net, CELLS__V1__NET_MODE__NET_NAT);
+	assert_int_equal(e->vps[1].ndevices, 0);
+	/* the model it started from is untouched; the same settings again change nothing */
+	assert_int_equal(m->vps[0].net, CELLS__V1__NET_MODE__NET_NAT);
+	assert_int_equal(pol_model_device_mode(&m->vps[0], "camera"),
+			 CELLS__V1__ACCESS_MODE__ACCESS_EXCLUSIVE);
+	struct pol_model *again = malloc(sizeof *again);
+	assert_non_null(again);
+	*again = *e;
+	pol_model_tighten(again, l, CELLS_ARRAY_SIZE(l));
+	assert_memory_equal(again, e, sizeof *e);
+	/* the model renders as the message does */
+	json_object *jm = pol_model_to_json(m), *jp = pol_policy_to_json(&pol);
+	assert_string_equal(json_object_to_json_string(jm), json_object_to_json_string(jp));
+	json_object_put(jm);
+	json_object_put(jp);
+	/* a policy that does not fit the model is refused with a reason */
+	r1.vp = "a-name-that-is-longer-than-thirty-two-bytes";
+	assert_int_equal(pol_model_from(&pol, m, &err), -1);
+	assert_non_null(strstr(err.msg, "VP name"));
+	free(again);
+	free(m);
+	free(e);
 }
 
 static void test_verify_cache(void **state)

@@ -32,7 +32,7 @@ static EVP_PKEY *root_key, *sign_key, *root2_key;
 static char log_buf[1024];
 static uint64_t fail_version;
 
-static int enf_log(struct cellsd *dd, const Cells__V1__Policy *nw, const Cells__V1__Policy *old,
+static int enf_log(struct cellsd *dd, const struct pol_model *nw, const struct pol_model *old,
 		   cells_err_t *err)
 {
 	size_t n = strlen(log_buf);
@@ -41,7 +41,7 @@ static int enf_log(struct cellsd *dd, const Cells__V1__Policy *nw, const Cells__
 	return 0;
 }
 
-static int enf_fail(struct cellsd *dd, const Cells__V1__Policy *nw, const Cells__V1__Policy *old,
+static int enf_fail(struct cellsd *dd, const struct pol_model *nw, const struct pol_model *old,
 		    cells_err_t *err)
 {
 	if (nw->version == fail_version)
@@ -174,18 +174,18 @@ static void test_engine(void **state)
 	if (policy_install(&d, b1, n, "test", &err) < 0)
 		fail_msg("%s", err.msg);
 	assert_string_equal(log_buf, "A1<0 ");
-	const Cells__V1__VpRule *r = policy_vp_rule(&d, "work");
+	const struct pol_vp_rule *r = policy_vp_rule(&d, "work");
 	assert_non_null(r);
-	assert_int_equal(r->devices[0]->mode, CELLS__V1__ACCESS_MODE__ACCESS_EXCLUSIVE);
+	assert_int_equal(r->devices[0].mode, CELLS__V1__ACCESS_MODE__ACCESS_EXCLUSIVE);
 
 	/* local tightening goes through the enforcers */
 	log_buf[0] = 0;
 	char *set[] = {"device.camera=shared"};
 	assert_int_equal(policy_set_local(&d, "work", set, 1, "test", &err), 0);
 	assert_string_equal(log_buf, "A1<1 ");
-	assert_int_equal(policy_vp_rule(&d, "work")->devices[0]->mode,
+	assert_int_equal(policy_vp_rule(&d, "work")->devices[0].mode,
 			 CELLS__V1__ACCESS_MODE__ACCESS_SHARED);
-	assert_int_equal(policy_vp_bounds(&d, "work")->devices[0]->mode,
+	assert_int_equal(policy_vp_bounds(&d, "work")->devices[0].mode,
 			 CELLS__V1__ACCESS_MODE__ACCESS_EXCLUSIVE);
 	char *loose[] = {"net=nat", "device.gps=shared"};
 	assert_int_equal(policy_set_local(&d, "work", loose, 2, "test", &err), -1);
