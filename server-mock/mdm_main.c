@@ -1,6 +1,7 @@
 /* cells-mdm - the reference Cells MDM: enrollment CA, policy signing, command queue,
  * device registry, audit collection, and the outside-world simulators. */
 #include "mdm.h"
+#include "mdm_admin.h"
 #include "cleanup.h"
 #include "cmdtab.h"
 #include "log.h"
@@ -76,6 +77,15 @@ static const struct mdm_cmd commands[] = {
     {"receipts", "[DEVICE]",
      "list the wipe receipts devices sent (verified with the device key on arrival)",
      mdm_cmd_receipts},
+    {"admin add", "NAME --role admin|helpdesk|auditor [--out DIR] [--p12-password-env VAR]",
+     "issue an admin client certificate (cert, key, PKCS#12) with its role", mdm_cmd_admin_add},
+    {"admin list", "", "list admins, their roles and whether revoked", mdm_cmd_admin_list},
+    {"admin revoke", "NAME", "revoke an admin's certificates (refused from the next request)",
+     mdm_cmd_admin_revoke},
+    {"admin audit", "", "show the admin audit log (every change made through the admin API)",
+     mdm_cmd_admin_audit},
+    {"admin audit-verify", "", "verify the admin audit log's hash chain",
+     mdm_cmd_admin_audit_verify},
     {"lock", "DEVICE VP", "queue a signed lock of a VP (frozen until unlocked)", mdm_cmd_lock},
     {"unlock", "DEVICE VP", "queue a signed unlock of a VP", mdm_cmd_unlock},
 };
