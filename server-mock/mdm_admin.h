@@ -45,8 +45,9 @@ enum mdm_role {
 enum mdm_role mdm_role_parse(const char *s);
 const char *mdm_role_name(enum mdm_role r);
 
-/* mdm_admin_store.c: the admin tables (admins, admin_audit) in STATE_DIR/admin.db, and the searches of the uploaded audit records (audit.db).
- * A second backend (PostgreSQL) implements these same functions. */
+/* mdm_admin_store.c: the admin tables (admins, admin_audit) in STATE_DIR/admin.db, and the searches
+ * of the uploaded audit records (audit.db). A second backend (PostgreSQL) implements these same
+ * functions. */
 struct mdm_admin_store;
 int mdm_admin_store_open(const char *state_dir, struct mdm_admin_store **out, cells_err_t *err);
 void mdm_admin_store_close(struct mdm_admin_store *s);
@@ -118,7 +119,7 @@ struct mdm_admin_srv_opts {
 	const char *host; /* numeric IPv4 address */
 	int port;
 	struct mdm *m;
-	struct mdm_store *st;		  /* borrowed: the server's store */
+	struct mdm_store *st;	       /* borrowed: the server's store */
 	struct mdm_audit_store *audit; /* borrowed: the server's audit store */
 };
 int mdm_admin_listen(struct lws_context *ctx, const struct mdm_admin_srv_opts *o, cells_err_t *err);

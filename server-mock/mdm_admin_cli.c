@@ -208,7 +208,8 @@ int mdm_cmd_admin_list(struct mdm *m, const struct mdm_cmd *cmd, int argc, char 
 			json_object *o = json_object_array_get_idx(arr, i), *v;
 #define F(k) (json_object_object_get_ex(o, k, &v) ? json_object_get_string(v) : "")
 			printf("%-20s %-9s %-8s %s\n", F("name"), F("role"),
-			       json_object_object_get_ex(o, "revoked", &v) && json_object_get_int64(v)
+			       json_object_object_get_ex(o, "revoked", &v) &&
+				       json_object_get_int64(v)
 				   ? "revoked"
 				   : "active",
 			       F("serial"));

@@ -53,15 +53,16 @@ int mdm_admin_req_parse(enum mdm_admin_body kind, const char *body, size_t n,
 	if (!o || je != json_tokener_success) {
 		json_object_put(o);
 		return cells_err_set(err, EINVAL, "request body is not valid JSON: %s",
-				     json_tokener_error_desc(
-					 je == json_tokener_success || je == json_tokener_continue
-					     ? json_tokener_error_parse_eof
-					     : je));
+				     json_tokener_error_desc(je == json_tokener_success ||
+								     je == json_tokener_continue
+								 ? json_tokener_error_parse_eof
+								 : je));
 	}
 	for (; used < n; used++)
 		if (!strchr(" \t\r\n", body[used])) {
 			json_object_put(o);
-			return cells_err_set(err, EINVAL, "request body: data after the JSON value");
+			return cells_err_set(err, EINVAL,
+					     "request body: data after the JSON value");
 		}
 	int r = 0;
 	if (!json_object_is_type(o, json_type_object)) {
@@ -77,7 +78,8 @@ int mdm_admin_req_parse(enum mdm_admin_body kind, const char *body, size_t n,
 			have_vp = true;
 		} else if (kind == MDM_BODY_WIPE && !strcmp(key, "recreate")) {
 			if (!json_object_is_type(val, json_type_boolean)) {
-				r = cells_err_set(err, EINVAL, "\"recreate\" must be true or false");
+				r = cells_err_set(err, EINVAL,
+						  "\"recreate\" must be true or false");
 				goto done;
 			}
 			out->recreate = json_object_get_boolean(val);

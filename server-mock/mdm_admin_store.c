@@ -143,23 +143,26 @@ int mdm_admin_store_lookup(struct mdm_admin_store *s, const char *serial, char n
 int mdm_admin_store_list(struct mdm_admin_store *s, json_object **out, cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (sqldb_prepare(s->db,
-			  "SELECT name, role, serial, created, revoked FROM admins ORDER BY created, "
-			  "name",
-			  &st, err) < 0)
+	if (sqldb_prepare(
+		s->db,
+		"SELECT name, role, serial, created, revoked FROM admins ORDER BY created, "
+		"name",
+		&st, err) < 0)
 		return -1;
 	json_object *arr = json_object_new_array();
 	int r;
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
 		json_object *o = json_object_new_object();
-		json_object_object_add(o, "name",
-				       json_object_new_string((const char *)sqlite3_column_text(st, 0)));
-		json_object_object_add(o, "role",
-				       json_object_new_string((const char *)sqlite3_column_text(st, 1)));
-		json_object_object_add(o, "serial",
-				       json_object_new_string((const char *)sqlite3_column_text(st, 2)));
-		json_object_object_add(o, "created", json_object_new_int64(sqlite3_column_int64(st, 3)));
-		json_object_object_add(o, "revoked", json_object_new_int64(sqlite3_column_int64(st, 4)));
+		json_object_object_add(
+		    o, "name", json_object_new_string((const char *)sqlite3_column_text(st, 0)));
+		json_object_object_add(
+		    o, "role", json_object_new_string((const char *)sqlite3_column_text(st, 1)));
+		json_object_object_add(
+		    o, "serial", json_object_new_string((const char *)sqlite3_column_text(st, 2)));
+		json_object_object_add(o, "created",
+				       json_object_new_int64(sqlite3_column_int64(st, 3)));
+		json_object_object_add(o, "revoked",
+				       json_object_new_int64(sqlite3_column_int64(st, 4)));
 		json_object_array_add(arr, o);
 	}
 	if (r != SQLITE_DONE) {
@@ -220,16 +223,18 @@ int mdm_admin_audit_append(struct mdm_admin_store *s, const struct mdm_admin_eve
 	uint64_t seq = 1;
 	{
 		cleanup_stmt sqlite3_stmt *q = NULL;
-		if (sqldb_prepare(s->db, "SELECT seq, hash FROM admin_audit ORDER BY seq DESC LIMIT 1",
-				  &q, err) < 0)
+		if (sqldb_prepare(s->db,
+				  "SELECT seq, hash FROM admin_audit ORDER BY seq DESC LIMIT 1", &q,
+				  err) < 0)
 			goto fail;
 		int r = sqlite3_step(q);
 		if (r == SQLITE_ROW) {
 			const char *ph = (const char *)sqlite3_column_text(q, 1);
 			seq = (uint64_t)sqlite3_column_int64(q, 0) + 1;
 			if (!ph || cells_unhex(ph, prev, sizeof prev) < 0) {
-				cells_err_set(err, EBADMSG, "admin audit: the last entry's hash is "
-							    "malformed");
+				cells_err_set(err, EBADMSG,
+					      "admin audit: the last entry's hash is "
+					      "malformed");
 				goto fail;
 			}
 		} else if (r != SQLITE_DONE) {
@@ -249,7 +254,7 @@ int mdm_admin_audit_append(struct mdm_admin_store *s, const struct mdm_admin_eve
 			goto fail;
 		sqlite3_bind_int64(st, 1, (int64_t)seq);
 		sqlite3_bind_int64(st, 2, now);
-		const char *f[] = {ev->admin, ev->role,	  ev->action,
+		const char *f[] = {ev->admin,  ev->role,   ev->action,
 				   ev->target, ev->detail, ev->outcome};
 		for (int i = 0; i < 6; i++)
 			sqlite3_bind_text(st, 3 + i, f[i] ? f[i] : "", -1, SQLITE_STATIC);
@@ -271,8 +276,7 @@ static const char *col(sqlite3_stmt *st, int i)
 	return t ? t : "";
 }
 
-int mdm_admin_audit_json(struct mdm_admin_store *s, long limit, json_object **out,
-			 cells_err_t *err)
+int mdm_admin_audit_json(struct mdm_admin_store *s, long limit, json_object **out, cells_err_t *err)
 {
 	cleanup_stmt sqlite3_stmt *st = NULL;
 	if (sqldb_prepare(s->db,
@@ -287,7 +291,8 @@ int mdm_admin_audit_json(struct mdm_admin_store *s, long limit, json_object **ou
 					    "detail", "outcome", "hash"};
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
 		json_object *o = json_object_new_object();
-		json_object_object_add(o, "seq", json_object_new_int64(sqlite3_column_int64(st, 0)));
+		json_object_object_add(o, "seq",
+				       json_object_new_int64(sqlite3_column_int64(st, 0)));
 		json_object_object_add(o, "at", json_object_new_int64(sqlite3_column_int64(st, 1)));
 		for (int i = 0; i < 7; i++)
 			json_object_object_add(o, names[i], json_object_new_string(col(st, 2 + i)));
@@ -401,12 +406,13 @@ int mdm_admin_audit_records(const char *state_dir, const char *device,
 	while ((r = sqlite3_step(q)) == SQLITE_ROW) {
 		json_object *o = json_object_new_object();
 		json_object_object_add(o, "seq", json_object_new_int64(sqlite3_column_int64(q, 0)));
-		json_object_object_add(o, "time_us", json_object_new_int64(sqlite3_column_int64(q, 1)));
+		json_object_object_add(o, "time_us",
+				       json_object_new_int64(sqlite3_column_int64(q, 1)));
 		for (int c = 0; c < 5; c++)
-			json_object_object_add(o, names[c],
-					       json_object_new_string(c == 4 && sqlite3_column_int(q, 7)
-									  ? "(withheld)"
-									  : col(q, 2 + c)));
+			json_object_object_add(
+			    o, names[c],
+			    json_object_new_string(
+				c == 4 && sqlite3_column_int(q, 7) ? "(withheld)" : col(q, 2 + c)));
 		json_object_array_add(arr, o);
 	}
 	if (r != SQLITE_DONE) {

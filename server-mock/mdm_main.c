@@ -56,9 +56,12 @@ static const struct mdm_cmd commands[] = {
      "queue a signed request for the device to upload its audit log now", mdm_cmd_audit_request},
     {"ca-cert", "", "print the TLS CA certificate (PEM) that devices pin", mdm_cmd_ca_cert},
     {"enroll-token", "[--ttl SECONDS]", "make a one-time enrollment token", mdm_cmd_enroll_token},
-    {"serve", "--listen HOST:PORT [--modem-pty PATH [--gateway NUMBER]] [--renew-before S]",
-     "run the websocket server (mutual TLS); with --modem-pty also the modem simulator; "
-     "renews the signing key S seconds before it lapses (default 30 days)",
+    {"serve",
+     "--listen HOST:PORT [--admin-port PORT | --admin-listen HOST:PORT] [--modem-pty PATH "
+     "[--gateway NUMBER]] [--renew-before S]",
+     "run the websocket server (mutual TLS); with --admin-port also the admin API and web "
+     "console (HTTPS, admin certificates; loopback); with --modem-pty also the modem "
+     "simulator; renews the signing key S seconds before it lapses (default 30 days)",
      mdm_cmd_serve},
     {"devices", "", "list enrolled devices and their state", mdm_cmd_devices},
     {"policy push", "DEVICE|--all POLICY.json|POLICY.bin", "sign and queue a policy",
