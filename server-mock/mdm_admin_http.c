@@ -120,7 +120,8 @@ static void respond_error(struct req *q, int status, const char *reason)
 
 static int write_headers(struct req *q)
 {
-	uint8_t buf[LWS_PRE + 2048], *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
+	uint8_t buf[LWS_PRE + 2048], *start = buf + LWS_PRE, *p = start,
+				     *end = buf + sizeof buf - 1;
 	static const struct {
 		const char *n, *v;
 	} sec[] = {
@@ -143,9 +144,8 @@ static int write_headers(struct req *q)
 						(const unsigned char *)sec[i].v,
 						(int)strlen(sec[i].v), &p, end))
 			return -1;
-	if (q->r.close &&
-	    lws_add_http_header_by_token(q->wsi, WSI_TOKEN_CONNECTION,
-					 (const unsigned char *)"close", 5, &p, end))
+	if (q->r.close && lws_add_http_header_by_token(q->wsi, WSI_TOKEN_CONNECTION,
+						       (const unsigned char *)"close", 5, &p, end))
 		return -1;
 	return lws_finalize_write_http_header(q->wsi, start, &p, end) ? -1 : 0;
 }
@@ -171,8 +171,8 @@ static int on_writeable(struct req *q)
 		memcpy(buf + LWS_PRE, q->r.body + q->r.off, n);
 		q->r.off += n;
 		bool last = q->r.off == q->r.len;
-		if (lws_write(q->wsi, buf + LWS_PRE, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) <
-		    (int)n)
+		if (lws_write(q->wsi, buf + LWS_PRE, n,
+			      last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) < (int)n)
 			return -1;
 		if (!last) {
 			lws_callback_on_writable(q->wsi);
@@ -196,8 +196,8 @@ static void admin_audit(struct req *q, const char *detail, const char *outcome)
 	cells_err_t err = {0};
 	char target[64];
 	snprintf(target, sizeof target, "%s", q->dev[0] ? q->dev : "-");
-	struct mdm_admin_event ev = {q->name, mdm_role_name(q->role), q->rt->action, target,
-				     detail ? detail : "{}", outcome};
+	struct mdm_admin_event ev = {q->name, mdm_role_name(q->role), q->rt->action,
+				     target,  detail ? detail : "{}", outcome};
 	if (mdm_admin_audit_append(A.as, &ev, time(NULL), &err) < 0)
 		log_warn("admin audit: %s", err.msg);
 }
@@ -300,12 +300,10 @@ static void derive_vps(json_object *queue, json_object *receipts, json_object *v
 {
 	for (size_t i = 0; i < json_object_array_length(queue); i++) {
 		json_object *e = json_object_array_get_idx(queue, i), *v;
-		const char *what = json_object_object_get_ex(e, "what", &v)
-				       ? json_object_get_string(v)
-				       : "";
-		const char *state = json_object_object_get_ex(e, "state", &v)
-					? json_object_get_string(v)
-					: "";
+		const char *what =
+		    json_object_object_get_ex(e, "what", &v) ? json_object_get_string(v) : "";
+		const char *state =
+		    json_object_object_get_ex(e, "state", &v) ? json_object_get_string(v) : "";
 		char vp[40], num[40];
 		if (sscanf(what, "voip %39s %39[^ ]", vp, num) == 2 && strcmp(vp, "revoke") &&
 		    !strcmp(state, "acknowledged")) {
@@ -380,7 +378,8 @@ static int arg(struct req *q, const char *name, char *out, int len)
 			return 0;
 		if (i >= 32 || fl >= (int)sizeof frag)
 			return -1;
-		if (lws_hdr_copy_fragment(q->wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i) < 0)
+		if (lws_hdr_copy_fragment(q->wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i) <
+		    0)
 			return -1;
 		if (!strncmp(frag, name, nl) && frag[nl] == '=') {
 			if ((int)strlen(frag + nl + 1) >= len)
@@ -428,7 +427,8 @@ static void h_device_audit(struct req *q)
 	int r;
 #define ARG(n, b, field)                                                                           \
 	if ((r = arg(q, n, b, sizeof b)) < 0)                                                      \
-		return respond_error(q, 400, "query argument " n " too long (or too many arguments)");                     \
+		return respond_error(q, 400,                                                       \
+				     "query argument " n " too long (or too many arguments)");     \
 	if (r)                                                                                     \
 		field = b;
 	const char *s_since = NULL, *s_until = NULL, *s_limit = NULL, *s_fmt = NULL;
@@ -459,8 +459,8 @@ static void h_device_audit(struct req *q)
 		return respond_json(q, 200, arr);
 	char *b = NULL;
 	size_t n = 0, cap = 0;
-	static const char *const cols[] = {"seq", "time_us", "vp", "actor", "event", "outcome",
-					   "details"};
+	static const char *const cols[] = {"seq",   "time_us", "vp",	 "actor",
+					   "event", "outcome", "details"};
 	int bad = 0;
 	for (size_t c = 0; c < 7; c++)
 		bad |= csv_field(&b, &n, &cap, cols[c], c == 6);
@@ -703,7 +703,6 @@ static void h_session(struct req *q)
 	json_object_object_add(o, "may", may);
 	respond_json(q, 200, o);
 }
-
 
 /* path matches pattern ('*' = a device id: 32 lower-case hex digits, copied to dev) */
 static bool match(const char *pat, const char *path, char dev[33])
