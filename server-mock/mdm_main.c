@@ -80,6 +80,8 @@ static const struct mdm_cmd commands[] = {
     {"receipts", "[DEVICE]",
      "list the wipe receipts devices sent (verified with the device key on arrival)",
      mdm_cmd_receipts},
+    {"admin", "", "admins of the API and web console (admin add|list|revoke|audit|audit-verify)",
+     mdm_cmd_admin_list},
     {"admin add", "NAME --role admin|helpdesk|auditor [--out DIR] [--p12-password-env VAR]",
      "issue an admin client certificate (cert, key, PKCS#12) with its role", mdm_cmd_admin_add},
     {"admin list", "", "list admins, their roles and whether revoked", mdm_cmd_admin_list},

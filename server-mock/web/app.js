@@ -25,7 +25,7 @@ function h(tag, attrs, ...kids) {
 function may(action) { return session && session.may.includes(action); }
 function reads(role) { return session && session.role === role; }
 
-async function api(method, path, body) {
+async function api(method, path, body, retried) {
   const opt = { method, headers: {}, credentials: 'same-origin', cache: 'no-store' };
   if (method !== 'GET') {
     opt.headers['Content-Type'] = 'application/json';
@@ -35,6 +35,11 @@ async function api(method, path, body) {
   const r = await fetch(path, opt);
   const type = r.headers.get('content-type') || '';
   const data = type.startsWith('application/json') ? await r.json() : await r.text();
+  if (r.status === 403 && method !== 'GET' && !retried && data && /X-Cells-CSRF/.test(data.error)) {
+    /* the server restarted (a new CSRF key) or another front end answers: a new session */
+    session = await api('GET', '/api/v1/session');
+    return api(method, path, body, true);
+  }
   if (!r.ok) {
     const err = new Error((data && data.error) || ('HTTP ' + r.status));
     err.status = r.status;
