@@ -14,7 +14,8 @@
  *            i64be(at) || for admin, role, action, target, detail, outcome:
  *            u32be(len) || bytes)
  * with hash_0 = 32 zero bytes, so an edited, inserted or removed entry breaks the chain
- * (mdm_admin_audit_verify). */
+ * (mdm_admin_audit_verify); STATE_DIR/admin-audit.head ("SEQ HASH") names the newest
+ * entry, so removing entries from the end is caught too. */
 #ifndef CELLS_MDM_ADMIN_H
 #define CELLS_MDM_ADMIN_H
 

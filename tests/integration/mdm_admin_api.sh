@@ -176,6 +176,11 @@ api auditor GET /api/v1/admin-audit/verify >"$T/v.json"
 check_eq "an edited entry breaks the chain (API)" False "$(json_get "d['ok']" <"$T/v.json")"
 check_eq "... at that entry" "$SEQ" "$(json_get "d['bad_seq']" <"$T/v.json")"
 check_fails "... and the CLI says so" "does not match its hash" cells-mdm admin audit-verify
-sqlite3 "$CELLS_MDM_STATE_DIR/admin.db" "UPDATE admin_audit SET admin='the-admin' WHERE seq=$SEQ; DELETE FROM admin_audit WHERE seq=2"
+sqlite3 "$CELLS_MDM_STATE_DIR/admin.db" "UPDATE admin_audit SET admin='the-admin' WHERE seq=$SEQ"
+check "restored, it verifies again" cells-mdm admin audit-verify
+LAST=$(sqlite3 "$CELLS_MDM_STATE_DIR/admin.db" "SELECT max(seq) FROM admin_audit")
+sqlite3 "$CELLS_MDM_STATE_DIR/admin.db" "DELETE FROM admin_audit WHERE seq=$LAST"
+check_fails "the newest entry removed: caught by the head kept outside the database" "entries $LAST..$LAST are missing" cells-mdm admin audit-verify
+sqlite3 "$CELLS_MDM_STATE_DIR/admin.db" "DELETE FROM admin_audit WHERE seq=2"
 check_fails "a removed entry breaks the chain" "entry 2 is missing" cells-mdm admin audit-verify
 finish
