@@ -312,8 +312,10 @@ static void derive_vps(json_object *queue, json_object *receipts, json_object *v
 			   !strcmp(state, "acknowledged")) {
 			json_object_object_del(voip, vp);
 		}
-		if (sscanf(what, "%*s %39s", vp) == 1 && strncmp(what, "policy", 6) &&
-		    strncmp(what, "audit", 5) && strcmp(vp, "revoke") &&
+		/* the commands that name a VP: lock/unlock/wipe VP, voip VP ... */
+		bool names_vp = !strncmp(what, "lock ", 5) || !strncmp(what, "unlock ", 7) ||
+				!strncmp(what, "wipe ", 5) || !strncmp(what, "voip ", 5);
+		if (names_vp && sscanf(what, "%*s %39s", vp) == 1 && strcmp(vp, "revoke") &&
 		    !json_object_object_get_ex(vps, vp, NULL))
 			json_object_object_add(vps, vp, json_object_new_boolean(true));
 	}

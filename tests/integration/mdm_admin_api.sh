@@ -147,6 +147,12 @@ check_eq "auditor: the device page has the verified receipt of work" "True" "$(j
 check_eq "... and the queue with the wipe acknowledged" acknowledged "$(json_get "[e['state'] for e in d['queue'] if e['id']=='$WID'][0]" <"$T/dev.json")"
 check "... and its VPs" bash -c "json_get \"'work' in d['vps']\" <'$T/dev.json' | grep -q True"
 
+VID=$(cells-mdm --json voip assign "$DEV" personal +15550101 1 | json_get "d['id']")
+check "a VoIP number assignment is acknowledged" wait_for 30 entry_is "$VID" acknowledged
+api auditor GET "/api/v1/devices/$DEV" >"$T/dev.json"
+check_eq "the device page has personal's VoIP number" "+15550101/1" "$(json_get "d['voip'].get('personal')" <"$T/dev.json")"
+check_eq "... and its VPs: personal and work, nothing else" "['personal', 'work']" "$(json_get "sorted(d['vps'])" <"$T/dev.json")"
+
 # --- the device's uploaded audit log: search, filter, export, verification
 cells-mdm audit request "$DEV" >/dev/null
 check "the device uploads its audit log" wait_for 30 bash -c "[ \"\$(api auditor GET '/api/v1/devices/$DEV/audit' | json_get 'len(d)')\" -gt 0 ]"
