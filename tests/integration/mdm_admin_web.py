@@ -39,6 +39,7 @@ def browser(role):
               "--window-size=1280,900", "--user-data-dir=" + os.path.join(home, "profile"),
               "--no-first-run", "--disable-background-networking", "--disable-sync"):
         o.add_argument(a)
+    o.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     env = dict(os.environ, HOME=home)
     return webdriver.Chrome(service=Service("/usr/bin/chromedriver", env=env), options=o)
 
@@ -98,9 +99,35 @@ def api_wipe_in_page(d):
     """, DEV)
 
 
+def csp_errors(d):
+    return [e["message"] for e in d.get_log("browser") if "Content Security Policy" in e["message"]]
+
+
+def hostile_pages(d):
+    """A page of another origin: it cannot frame the console, and a form it posts with the
+    admin's certificate (the browser presents it) changes nothing."""
+    d.get("data:text/html,<iframe id=f src='%s/'></iframe>" % URL)
+    time.sleep(2)
+    d.switch_to.frame("f")
+    where = d.execute_script("return location.href")
+    framed = exists(d, "#who")
+    d.switch_to.default_content()
+    ok("a foreign page cannot frame the console (the browser refuses: %s)" % where,
+       not framed and not where.startswith(URL), where)
+    form = ("data:text/html,<form id=x method=POST enctype=text/plain action='%s/api/v1/devices/%s/wipe'>"
+            "<input name='{\"vp\":\"work\",\"x\":\"' value='\"}'></form>"
+            "<script>document.getElementById('x').submit()</script>") % (URL, DEV)
+    d.get(form)
+    body = wait(d, lambda: d.find_element(By.TAG_NAME, "body").text if "error" in d.find_element(By.TAG_NAME, "body").text else None)
+    ok("a cross-site form POST with the admin's certificate is refused", body and "X-Cells-CSRF" in body, repr(body))
+    q = subprocess.run(["cells-mdm", "--json", "command", "list", DEV], capture_output=True, text=True, check=True)
+    ok("... and queued nothing", not any(e["what"].startswith("wipe") for e in json.loads(q.stdout)))
+
+
 def run_admin():
     d = browser("admin")
     try:
+        hostile_pages(d)
         login(d, "admin")
         shot(d, "console-devices.png")
         device_page(d)
@@ -147,6 +174,7 @@ def run_admin():
         wait(d, lambda: exists(d, "#admin-audit-table"))
         chain = wait(d, lambda: text(d, "#chain") or None)
         ok("admin: the admin audit log verifies", chain and "chain verifies" in chain, repr(chain))
+        ok("admin: no Content Security Policy violation on the pages", not csp_errors(d), repr(csp_errors(d))[:300])
     finally:
         d.quit()
 
@@ -211,6 +239,7 @@ def run_auditor():
         rows = text(d, "#admin-audit-table")
         ok("auditor: it records the refused wipe", "the-auditor" in rows and "refused 403" in rows)
         shot(d, "console-admin-audit.png")
+        ok("auditor: no Content Security Policy violation on the pages", not csp_errors(d))
     finally:
         d.quit()
 
