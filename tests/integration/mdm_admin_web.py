@@ -37,7 +37,11 @@ def browser(role):
     o.binary_location = "/usr/bin/chromium"
     for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
               "--window-size=1280,900", "--user-data-dir=" + os.path.join(home, "profile"),
-              "--no-first-run", "--disable-background-networking", "--disable-sync"):
+              "--no-first-run", "--disable-background-networking", "--disable-sync",
+              "--disable-component-update", "--disable-domain-reliability", "--no-default-browser-check",
+              "--disable-client-side-phishing-detection", "--disable-features=Translate,OptimizationHints,MediaRouter",
+              # the network is loopback only: no name but localhost resolves
+              "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost"):
         o.add_argument(a)
     o.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     env = dict(os.environ, HOME=home)
