@@ -8,7 +8,8 @@ PKGS=(
 	libsqlite3-dev sqlite3 libcmocka-dev libseccomp-dev libcap-dev libargon2-dev
 	libselinux1-dev libjson-c-dev libpng-dev libmnl-dev libnftables-dev
 	busybox-static iproute2 nftables crun util-linux e2fsprogs python3 procps file
-	python3-cryptography
+	python3-cryptography curl
+	chromium chromium-driver libnss3-tools python3-selenium
 )
 missing=()
 for p in "${PKGS[@]}"; do

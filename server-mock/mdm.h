@@ -136,6 +136,10 @@ int mdm_root_digest_hex(const struct mdm *m, char hex[2 * MDM_ROOT_DIGEST_LEN + 
 #include "wire.h"
 int mdm_enroll_binding_verify(const Cells__V1__Signed *b, const uint8_t *csr_der, size_t csr_len,
 			      int64_t now, uint8_t identity[32], cells_err_t *err);
+/* An admin client certificate from the CA: a new P-256 key, CN = name, OU = role, EKU
+ * clientAuth (mdm_admin.h); *key and *cert owned. */
+int mdm_ca_issue_admin(const struct mdm *m, const char *name, const char *role, EVP_PKEY **key,
+		       X509 **cert, char serial_hex[33], cells_err_t *err);
 int mdm_cmd_ca_cert(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 int mdm_cmd_enroll_token(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 

@@ -25,6 +25,7 @@
 #define CA_LIFETIME_DAYS 3650
 #define SERVER_LIFETIME_DAYS 825
 #define DEVICE_LIFETIME_DAYS 365
+#define ADMIN_LIFETIME_DAYS 365
 #define TOKEN_DEFAULT_TTL 3600
 
 static EVP_PKEY *ec_key(cells_err_t *err)
@@ -406,4 +407,27 @@ int mdm_enroll_binding_verify(const Cells__V1__Signed *b, const uint8_t *csr_der
 	}
 	cells__v1__enroll_binding__free_unpacked(u, NULL);
 	return r;
+}
+
+int mdm_ca_issue_admin(const struct mdm *m, const char *name, const char *role, EVP_PKEY **key,
+		       X509 **cert, char serial_hex[33], cells_err_t *err)
+{
+	/* P-256 (what browsers take for client certificates); CN = name, OU = role */
+	cleanup_pkey EVP_PKEY *k = ec_key(err);
+	cleanup_pkey EVP_PKEY *cakey = k ? load_any_key(m, "ca.key", err) : NULL;
+	cleanup_x509 X509 *ca = cakey ? mdm_load_cert(m, "ca.pem", err) : NULL;
+	if (!ca)
+		return -1;
+	cleanup_x509 X509 *c = make_cert(k, name, ca, cakey, ADMIN_LIFETIME_DAYS, serial_hex, err);
+	if (!c ||
+	    !X509_NAME_add_entry_by_txt(X509_get_subject_name(c), "OU", MBSTRING_ASC,
+					(const unsigned char *)role, -1, -1, 0) ||
+	    add_ext(c, ca, NID_basic_constraints, "critical,CA:FALSE", err) < 0 ||
+	    add_ext(c, ca, NID_key_usage, "critical,digitalSignature", err) < 0 ||
+	    add_ext(c, ca, NID_ext_key_usage, "clientAuth", err) < 0 ||
+	    sign_cert(c, cakey, err) < 0)
+		return cells_err_prefix(err, "admin certificate");
+	*key = steal_pointer(&k);
+	*cert = steal_pointer(&c);
+	return 0;
 }

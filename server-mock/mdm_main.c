@@ -1,6 +1,7 @@
 /* cells-mdm - the reference Cells MDM: enrollment CA, policy signing, command queue,
  * device registry, audit collection, and the outside-world simulators. */
 #include "mdm.h"
+#include "mdm_admin.h"
 #include "cleanup.h"
 #include "cmdtab.h"
 #include "log.h"
@@ -55,9 +56,12 @@ static const struct mdm_cmd commands[] = {
      "queue a signed request for the device to upload its audit log now", mdm_cmd_audit_request},
     {"ca-cert", "", "print the TLS CA certificate (PEM) that devices pin", mdm_cmd_ca_cert},
     {"enroll-token", "[--ttl SECONDS]", "make a one-time enrollment token", mdm_cmd_enroll_token},
-    {"serve", "--listen HOST:PORT [--modem-pty PATH [--gateway NUMBER]] [--renew-before S]",
-     "run the websocket server (mutual TLS); with --modem-pty also the modem simulator; "
-     "renews the signing key S seconds before it lapses (default 30 days)",
+    {"serve",
+     "--listen HOST:PORT [--admin-port PORT | --admin-listen HOST:PORT] [--modem-pty PATH "
+     "[--gateway NUMBER]] [--renew-before S]",
+     "run the websocket server (mutual TLS); with --admin-port also the admin API and web "
+     "console (HTTPS, admin certificates; loopback); with --modem-pty also the modem "
+     "simulator; renews the signing key S seconds before it lapses (default 30 days)",
      mdm_cmd_serve},
     {"devices", "", "list enrolled devices and their state", mdm_cmd_devices},
     {"policy push", "DEVICE|--all POLICY.json|POLICY.bin", "sign and queue a policy",
@@ -76,6 +80,17 @@ static const struct mdm_cmd commands[] = {
     {"receipts", "[DEVICE]",
      "list the wipe receipts devices sent (verified with the device key on arrival)",
      mdm_cmd_receipts},
+    {"admin", "", "admins of the API and web console (admin add|list|revoke|audit|audit-verify)",
+     mdm_cmd_admin_list},
+    {"admin add", "NAME --role admin|helpdesk|auditor [--out DIR] [--p12-password-env VAR]",
+     "issue an admin client certificate (cert, key, PKCS#12) with its role", mdm_cmd_admin_add},
+    {"admin list", "", "list admins, their roles and whether revoked", mdm_cmd_admin_list},
+    {"admin revoke", "NAME", "revoke an admin's certificates (refused from the next request)",
+     mdm_cmd_admin_revoke},
+    {"admin audit", "", "show the admin audit log (every change made through the admin API)",
+     mdm_cmd_admin_audit},
+    {"admin audit-verify", "", "verify the admin audit log's hash chain",
+     mdm_cmd_admin_audit_verify},
     {"lock", "DEVICE VP", "queue a signed lock of a VP (frozen until unlocked)", mdm_cmd_lock},
     {"unlock", "DEVICE VP", "queue a signed unlock of a VP", mdm_cmd_unlock},
 };

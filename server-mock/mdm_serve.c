@@ -21,6 +21,7 @@
 #include "cleanup_ssl.h"
 #include "log.h"
 #include "mdm.h"
+#include "mdm_admin.h"
 #include "sim_modem.h"
 #include "mdm_audit.h"
 #include "mdm_store.h"
@@ -1167,12 +1168,27 @@ int mdm_cmd_serve(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **arg
 	/* --modem-pty: the carrier/modem simulator in a thread of the server (sim_modem.h) */
 	struct sim_modem_opts so = {.gateway = "+15550000"};
 	bool renew_set = false;
+	/* --admin-listen HOST:PORT / --admin-port PORT (127.0.0.1): mdm_admin_http.c */
+	char ahost[256] = "127.0.0.1";
+	int aport = 0;
 	for (int i = 0; i < argc; i++) {
 		if (!strcmp(argv[i], "--listen") && i + 1 < argc) {
 			if (parse_listen(argv[++i], host, &port) < 0) {
 				fprintf(stderr, "cells-mdm: serve: --listen takes HOST:PORT\n");
 				return 2;
 			}
+		} else if ((!strcmp(argv[i], "--admin-listen") ||
+			    !strcmp(argv[i], "--admin-port")) &&
+			   i + 1 < argc) {
+			char hp[300];
+			snprintf(hp, sizeof hp, "%s%s", argv[i][8] == 'p' ? "127.0.0.1:" : "",
+				 argv[i + 1]);
+			if (parse_listen(hp, ahost, &aport) < 0) {
+				fprintf(stderr, "cells-mdm: serve: %s takes %s\n", argv[i],
+					argv[i][8] == 'p' ? "PORT" : "HOST:PORT");
+				return 2;
+			}
+			i++;
 		} else if (!strcmp(argv[i], "--modem-pty") && i + 1 < argc) {
 			so.pty_link = argv[++i];
 		} else if (!strcmp(argv[i], "--gateway") && i + 1 < argc) {
@@ -1267,6 +1283,14 @@ int mdm_cmd_serve(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **arg
 		mdm_audit_store_close(S.audit);
 		return 1;
 	}
+	struct mdm_admin_srv_opts ao = {ahost, aport, m, S.st, S.audit};
+	if (aport && mdm_admin_listen(S.ctx, &ao, &err) < 0) {
+		fprintf(stderr, "cells-mdm: serve: %s\n", err.msg);
+		lws_context_destroy(S.ctx);
+		mdm_store_close(S.st);
+		mdm_audit_store_close(S.audit);
+		return 1;
+	}
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
 	signal(SIGPIPE, SIG_IGN);
@@ -1298,6 +1322,7 @@ int mdm_cmd_serve(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **arg
 	if (sim)
 		sim_modem_stop(sim);
 	lws_context_destroy(S.ctx);
+	mdm_admin_stop();
 	batch_flush(); /* the closed sessions' requeues */
 	mdm_store_close(S.st);
 	mdm_audit_store_close(S.audit);
