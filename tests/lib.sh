@@ -57,7 +57,7 @@ pg_start() {
 		echo "PostgreSQL did not start:"; cat "$PG_DIR/server.log"; return 1
 	fi
 	pg_as "$PG_BIN/createdb" -h "$PG_DIR" -U cells cells || return 1
-	export CELLS_MDM_DB="postgresql://cells@/cells?host=$PG_DIR"
+	export CELLS_MDM_DB="postgresql://cells@/cells?host=$PG_DIR" PG_DIR
 }
 pg_stop() {
 	[ -n "${PG_DIR:-}" ] || return 0
@@ -67,6 +67,7 @@ pg_stop() {
 }
 # pg_sql SQL: run SQL in the test's database, rows as a|b lines
 pg_sql() { psql -h "$PG_DIR" -U cells -d cells -XAtq -v ON_ERROR_STOP=1 -c "$1"; }
+export -f pg_sql
 
 ok() { PASS=$((PASS + 1)); echo "ok - $*"; }
 not_ok() { FAIL=$((FAIL + 1)); echo "not ok - $*"; }
