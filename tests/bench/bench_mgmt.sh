@@ -36,6 +36,19 @@ if [ "${BENCH_PG:-}" = 1 ]; then
 		"$CELLS_BUILD/tests/bench/bench_mgmt" "$CELLS_MDM_STATE_DIR" localhost "$pl" "$N" "${pids[0]}" | tee "$T/$name.out"
 		kill "${pids[@]}"
 		wait "${pids[@]}" 2>/dev/null || true
+		# what the database holds per device after one fan-out (and the identities)
+		if [ -n "${CELLS_MDM_DB:-}" ]; then
+			pg_sql "VACUUM ANALYZE" >/dev/null 2>&1 || true
+			pg_sql "select 'database: ' || pg_database_size(current_database()) / 1024 || ' kB, ' ||
+				round(sum(pg_total_relation_size(c.oid))::numeric / $N) || ' bytes per device in the tables (' ||
+				string_agg(c.relname || ' ' || pg_total_relation_size(c.oid) / 1024 || ' kB', ', ') || ')'
+				from pg_class c join pg_namespace n on n.oid = c.relnamespace
+				where n.nspname = 'public' and c.relkind = 'r'"
+			pg_sql "select 'rows written: ' || sum(n_tup_ins) || ' inserts, ' || sum(n_tup_upd) || ' updates, ' ||
+				round((sum(n_tup_ins) + sum(n_tup_upd))::numeric / $N, 1) || ' per device' from pg_stat_user_tables"
+		else
+			echo "database: $(($(du -sk "$CELLS_MDM_STATE_DIR" | cut -f1))) kB state dir (sqlite)"
+		fi
 	}
 	unset CELLS_MDM_DB
 	run sqlite-1 1
@@ -61,6 +74,7 @@ for k in a:
     print("%-30s %9.2f %9.2f %9.2f %8.2f %8.2f" % (k, a[k], b.get(k, float("nan")), c.get(k, float("nan")),
           r(b.get(k, float("nan")), a[k]), r(c.get(k, float("nan")), a[k])))
 PY
+	set +e # tests/lib.sh's cleanup kills what may be gone already
 	exit 0
 fi
 B=$(cd "${1:-build}" && pwd)
