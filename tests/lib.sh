@@ -13,6 +13,7 @@ FAIL=0
 PIDS=()
 
 cleanup() {
+	set +e
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
 	pg_stop
@@ -22,6 +23,10 @@ cleanup() {
 	[ -n "${KEEP_T:-}" ] || rm -rf "$T"
 }
 trap cleanup EXIT
+# a test stopped by a signal (ctest's timeout, ^C) cleans up too (a PostgreSQL it
+# started would outlive it otherwise)
+trap 'exit 143' TERM
+trap 'exit 130' INT
 
 # skip REASON: exit 77 (ctest: skipped) - a failure when CI=true.
 skip() {
