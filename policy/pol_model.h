@@ -14,8 +14,8 @@
 #include "pol_policy.h"
 #include "wire.h"
 
-#define POL_MODEL_NAME 33    /* a VP or device class name and its NUL */
-#define POL_MODEL_WIFI 16    /* wifi_status_allowed entries per VP */
+#define POL_MODEL_NAME 33     /* a VP or device class name and its NUL */
+#define POL_MODEL_WIFI 16     /* wifi_status_allowed entries per VP */
 #define POL_MODEL_WIFI_LEN 65 /* one entry and its NUL */
 
 struct pol_dev_rule {

@@ -5,7 +5,7 @@ set -euo pipefail
 PKGS=(
 	build-essential cmake pkg-config clang libclang-rt-14-dev clang-format
 	libssl-dev openssl libprotobuf-c-dev protobuf-c-compiler libwebsockets-dev
-	libsqlite3-dev sqlite3 libcmocka-dev libseccomp-dev libcap-dev libargon2-dev
+	libsqlite3-dev sqlite3 postgresql libpq-dev libcmocka-dev libseccomp-dev libcap-dev libargon2-dev
 	libselinux1-dev libjson-c-dev libpng-dev libmnl-dev libnftables-dev
 	busybox-static iproute2 nftables crun util-linux e2fsprogs python3 procps file
 	python3-cryptography curl

@@ -13,6 +13,9 @@
 
 struct mdm {
 	char state_dir[PATH_MAX];
+	/* --db / CELLS_MDM_DB: a PostgreSQL conninfo (postgresql://...) for the store and
+	 * the audit uploads; "" = sqlite files in the state dir (mdm_db.h) */
+	char db[1024];
 	bool json;
 };
 
@@ -27,6 +30,13 @@ int mdm_usage(const struct mdm_cmd *cmd);
 /* Write k's private key (PEM, 0600, atomically) as NAME under the state dir. */
 int mdm_write_key(const struct mdm *m, const char *name, EVP_PKEY *k, cells_err_t *err);
 struct mdm_store;
+/* Set m->db (--db): a PostgreSQL conninfo; bad input is a one-line error, -1. */
+int mdm_set_db(struct mdm *m, const char *db);
+/* Where the store is (mdm_store_open): --db, else the state dir. */
+static inline const char *mdm_db_where(const struct mdm *m)
+{
+	return m->db[0] ? m->db : m->state_dir;
+}
 /* The devices a command addresses: every enrolled device for "--all" (none at all is
  * fine: *n is 0), else target when it is enrolled (ENOENT otherwise). *ids holds copies
  * (mdm_store_free_ids). */

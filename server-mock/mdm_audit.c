@@ -4,8 +4,7 @@
 #include "mdm_audit.h"
 #include "audit_time.h"
 #include "cleanup.h"
-#include "cleanup_sqlite.h"
-#include "sqldb.h"
+#include "mdm_db.h"
 #include "log.h"
 #include "mdm.h"
 #include "util.h"
@@ -18,11 +17,13 @@
 #include <sys/stat.h>
 
 struct mdm_audit_store {
-	sqlite3 *db;
+	struct mdb *db;
 	bool owned;
 };
 
-static const char *const store_schema =
+/* The migrations of both backends (mdm_db.h); 1: the tables as they were when versions
+ * were introduced. */
+static const char *const store_migrations[] = {
     "CREATE TABLE IF NOT EXISTS mdm_audit_device(device_id TEXT PRIMARY KEY,"
     " pubkey BLOB NOT NULL);"
     "CREATE TABLE IF NOT EXISTS mdm_audit_record(device_id TEXT NOT NULL, seq INTEGER NOT NULL,"
@@ -36,11 +37,13 @@ static const char *const store_schema =
     " signed BLOB NOT NULL, received_us INTEGER NOT NULL,"
     " PRIMARY KEY(device_id, seq, time_us)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS mdm_audit_alert(id INTEGER PRIMARY KEY, device_id TEXT NOT NULL,"
-    " seq INTEGER NOT NULL, time_us INTEGER NOT NULL, reason TEXT NOT NULL);";
+    " seq INTEGER NOT NULL, time_us INTEGER NOT NULL, reason TEXT NOT NULL);",
+};
 
-int mdm_audit_store_attach(sqlite3 *db, struct mdm_audit_store **out, cells_err_t *err)
+int mdm_audit_store_attach(struct mdb *db, struct mdm_audit_store **out, cells_err_t *err)
 {
-	if (sqldb_exec(db, store_schema, err) < 0)
+	if (mdb_migrate(db, "mdm_audit", store_migrations, CELLS_ARRAY_SIZE(store_migrations),
+			err) < 0)
 		return -1;
 	struct mdm_audit_store *s = calloc(1, sizeof *s);
 	if (!s)
@@ -50,15 +53,14 @@ int mdm_audit_store_attach(sqlite3 *db, struct mdm_audit_store **out, cells_err_
 	return 0;
 }
 
-int mdm_audit_store_open(const char *path, struct mdm_audit_store **out, cells_err_t *err)
+int mdm_audit_store_open(const char *where, struct mdm_audit_store **out, cells_err_t *err)
 {
-	sqlite3 *db = NULL;
-	if (sqldb_open(path, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", 5000, &db, err) <
-	    0)
+	struct mdb *db = NULL;
+	if (mdb_open(where, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", &db, err) < 0)
 		return -1;
 	if (mdm_audit_store_attach(db, out, err) < 0) {
-		sqlite3_close_v2(db);
-		return cells_err_prefix(err, "%s", path);
+		mdb_close(db);
+		return mdb_is_pg(where) ? -1 : cells_err_prefix(err, "%s", where);
 	}
 	(*out)->owned = true;
 	return 0;
@@ -69,48 +71,48 @@ void mdm_audit_store_close(struct mdm_audit_store *s)
 	if (!s)
 		return;
 	if (s->owned)
-		sqlite3_close_v2(s->db);
+		mdb_close(s->db);
 	free(s);
 }
 
 /* The stored hash of (device, seq) from records (or, failing that, from a checkpoint
  * at that seq): 1 found, 0 not, -1 error. */
-static int stored_hash(sqlite3 *db, const char *dev, uint64_t seq, bool cps,
+static int stored_hash(struct mdb *db, const char *dev, uint64_t seq, bool cps,
 		       uint8_t out[AUDIT_HASH_LEN], cells_err_t *err)
 {
-	cleanup_stmt sqlite3_stmt *q = NULL;
-	if (sqldb_prepare(
+	cleanup_mdb_stmt struct mdb_stmt *q = NULL;
+	if (mdb_prepare(
 		db,
 		cps ? "SELECT head_hash FROM mdm_audit_checkpoint WHERE device_id=? AND seq=? "
 		      "ORDER BY time_us LIMIT 1"
 		    : "SELECT hash FROM mdm_audit_record WHERE device_id=? AND seq=?",
 		&q, err) < 0)
 		return -1;
-	sqlite3_bind_text(q, 1, dev, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(q, 2, (sqlite3_int64)seq);
-	int rc = sqlite3_step(q);
-	if (rc == SQLITE_DONE)
+	mdb_bind_text(q, 1, dev);
+	mdb_bind_int64(q, 2, seq);
+	int rc = mdb_step(q);
+	if (rc == MDB_DONE)
 		return 0;
-	if (rc != SQLITE_ROW)
-		return sqldb_err(db, "audit store", err);
-	if (sqlite3_column_bytes(q, 0) != AUDIT_HASH_LEN)
+	if (rc != MDB_ROW)
+		return mdb_err(db, "audit store", err);
+	if (mdb_column_bytes(q, 0) != AUDIT_HASH_LEN)
 		return cells_err_set(err, EIO, "audit store: malformed stored hash");
-	memcpy(out, sqlite3_column_blob(q, 0), AUDIT_HASH_LEN);
+	memcpy(out, mdb_column_blob(q, 0), AUDIT_HASH_LEN);
 	return 1;
 }
 
-static void add_alert(sqlite3 *db, const char *dev, uint64_t seq, const char *reason)
+static void add_alert(struct mdb *db, const char *dev, uint64_t seq, const char *reason)
 {
-	cleanup_stmt sqlite3_stmt *st = NULL;
+	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
 	cells_err_t err;
-	if (sqldb_prepare(
-		db, "INSERT INTO mdm_audit_alert(device_id,seq,time_us,reason) VALUES(?,?,?,?)",
-		&st, &err) == 0) {
-		sqlite3_bind_text(st, 1, dev, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
-		sqlite3_bind_int64(st, 3, cells_now_us());
-		sqlite3_bind_text(st, 4, reason, -1, SQLITE_STATIC);
-		if (sqldb_step_done(db, st, "audit alert", &err) == 0)
+	if (mdb_prepare(db,
+			"INSERT INTO mdm_audit_alert(device_id,seq,time_us,reason) VALUES(?,?,?,?)",
+			&st, &err) == 0) {
+		mdb_bind_text(st, 1, dev);
+		mdb_bind_int64(st, 2, seq);
+		mdb_bind_int64(st, 3, cells_now_us());
+		mdb_bind_text(st, 4, reason);
+		if (mdb_step_done(st, "audit alert", &err) == 0)
 			return;
 	}
 	log_error("device %s: audit alert at %llu not recorded (%s): %s", dev,
@@ -118,29 +120,29 @@ static void add_alert(sqlite3 *db, const char *dev, uint64_t seq, const char *re
 }
 
 /* Register the device's key on first sight; refuse a different key later. */
-static int check_device(sqlite3 *db, const char *dev, const uint8_t pub[32], cells_err_t *err)
+static int check_device(struct mdb *db, const char *dev, const uint8_t pub[32], cells_err_t *err)
 {
-	cleanup_stmt sqlite3_stmt *q = NULL;
-	if (sqldb_prepare(db, "SELECT pubkey FROM mdm_audit_device WHERE device_id=?", &q, err) < 0)
+	cleanup_mdb_stmt struct mdb_stmt *q = NULL;
+	if (mdb_prepare(db, "SELECT pubkey FROM mdm_audit_device WHERE device_id=?", &q, err) < 0)
 		return -1;
-	sqlite3_bind_text(q, 1, dev, -1, SQLITE_STATIC);
-	int rc = sqlite3_step(q);
-	if (rc == SQLITE_ROW) {
-		if (sqlite3_column_bytes(q, 0) != 32 || memcmp(sqlite3_column_blob(q, 0), pub, 32))
+	mdb_bind_text(q, 1, dev);
+	int rc = mdb_step(q);
+	if (rc == MDB_ROW) {
+		if (mdb_column_bytes(q, 0) != 32 || memcmp(mdb_column_blob(q, 0), pub, 32))
 			return cells_err_set(err, EPERM, "audit store: device %s has another key",
 					     dev);
 		return 0;
 	}
-	if (rc != SQLITE_DONE)
-		return sqldb_err(db, "audit store", err);
-	cleanup_stmt sqlite3_stmt *ins = NULL;
-	if (sqldb_prepare(db, "INSERT INTO mdm_audit_device(device_id,pubkey) VALUES(?,?)", &ins,
-			  err) < 0)
+	if (rc != MDB_DONE)
+		return mdb_err(db, "audit store", err);
+	cleanup_mdb_stmt struct mdb_stmt *ins = NULL;
+	if (mdb_prepare(db, "INSERT INTO mdm_audit_device(device_id,pubkey) VALUES(?,?)", &ins,
+			err) < 0)
 		return -1;
-	sqlite3_bind_text(ins, 1, dev, -1, SQLITE_STATIC);
-	sqlite3_bind_blob(ins, 2, pub, 32, SQLITE_STATIC);
-	if (sqlite3_step(ins) != SQLITE_DONE)
-		return sqldb_err(db, "audit store", err);
+	mdb_bind_text(ins, 1, dev);
+	mdb_bind_blob(ins, 2, pub, 32);
+	if (mdb_step(ins) != MDB_DONE)
+		return mdb_err(db, "audit store", err);
 	return 0;
 }
 
@@ -150,7 +152,7 @@ static int store_locked(struct mdm_audit_store *s, const char *dev, const uint8_
 			const Cells__V1__AuditBatch *b, struct mdm_audit_store_result *res,
 			cells_err_t *err)
 {
-	sqlite3 *db = s->db;
+	struct mdb *db = s->db;
 	if (check_device(db, dev, pub, err) < 0)
 		return -1;
 	struct audit_verifier v;
@@ -219,79 +221,76 @@ static int store_locked(struct mdm_audit_store *s, const char *dev, const uint8_
 				    cp.seq, cps ? "checkpoint" : "record");
 		}
 		/* a checkpoint signed later never covers less, unless the log was truncated */
-		cleanup_stmt sqlite3_stmt *q = NULL;
-		if (sqldb_prepare(
+		cleanup_mdb_stmt struct mdb_stmt *q = NULL;
+		if (mdb_prepare(
 			db,
 			"SELECT seq, time_us FROM mdm_audit_checkpoint WHERE device_id=? AND "
 			"seq > ? AND time_us < ? ORDER BY seq DESC LIMIT 1",
 			&q, err) < 0)
 			return -1;
-		sqlite3_bind_text(q, 1, dev, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(q, 2, (sqlite3_int64)cp.seq);
-		sqlite3_bind_int64(q, 3, cp.time_us);
-		if (sqlite3_step(q) == SQLITE_ROW)
+		mdb_bind_text(q, 1, dev);
+		mdb_bind_int64(q, 2, cp.seq);
+		mdb_bind_int64(q, 3, cp.time_us);
+		if (mdb_step(q) == MDB_ROW)
 			return cells_err_set(err, EBADMSG,
 					     "record %" PRIu64 " is missing: the device log was "
 					     "truncated (its new checkpoint covers up to %" PRIu64
 					     ", one signed earlier covered up to %" PRIu64 ")",
-					     cp.seq + 1, cp.seq,
-					     (uint64_t)sqlite3_column_int64(q, 0));
+					     cp.seq + 1, cp.seq, (uint64_t)mdb_column_int64(q, 0));
 		/* and a record already held beyond it must not exist either */
 	}
-	cleanup_stmt sqlite3_stmt *ins = NULL;
-	if (sqldb_prepare(
-		db,
-		"INSERT OR IGNORE INTO mdm_audit_record(device_id,seq,time_us,vp,actor,event,"
-		"outcome,details,details_withheld,details_hash,prev_hash,hash,received_us) "
-		"VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
-		&ins, err) < 0)
+	cleanup_mdb_stmt struct mdb_stmt *ins = NULL;
+	if (mdb_prepare(db,
+			"INSERT INTO mdm_audit_record(device_id,seq,time_us,vp,actor,event,"
+			"outcome,details,details_withheld,details_hash,prev_hash,hash,received_us) "
+			"VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+			&ins, err) < 0)
 		return -1;
 	int64_t now = cells_now_us();
 	for (size_t i = 0; i < b->n_records; i++) {
 		const Cells__V1__AuditRecord *p = b->records[i];
-		sqlite3_reset(ins);
-		sqlite3_bind_text(ins, 1, dev, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(ins, 2, (sqlite3_int64)p->seq);
-		sqlite3_bind_int64(ins, 3, p->time_us);
-		sqlite3_bind_text(ins, 4, p->vp, -1, SQLITE_STATIC);
-		sqlite3_bind_text(ins, 5, p->actor, -1, SQLITE_STATIC);
-		sqlite3_bind_text(ins, 6, p->event, -1, SQLITE_STATIC);
-		sqlite3_bind_text(ins, 7, p->outcome, -1, SQLITE_STATIC);
-		sqlite3_bind_text(ins, 8, p->details_withheld ? "" : p->details, -1, SQLITE_STATIC);
-		sqlite3_bind_int(ins, 9, p->details_withheld);
+		mdb_reset(ins);
+		mdb_bind_text(ins, 1, dev);
+		mdb_bind_int64(ins, 2, p->seq);
+		mdb_bind_int64(ins, 3, p->time_us);
+		mdb_bind_text(ins, 4, p->vp);
+		mdb_bind_text(ins, 5, p->actor);
+		mdb_bind_text(ins, 6, p->event);
+		mdb_bind_text(ins, 7, p->outcome);
+		mdb_bind_text(ins, 8, p->details_withheld ? "" : p->details);
+		mdb_bind_int64(ins, 9, p->details_withheld);
 		if (p->details_withheld)
-			sqlite3_bind_blob(ins, 10, p->details_hash.data, (int)p->details_hash.len,
-					  SQLITE_STATIC);
+			mdb_bind_blob(ins, 10, p->details_hash.data, p->details_hash.len);
 		else
-			sqlite3_bind_null(ins, 10);
-		sqlite3_bind_blob(ins, 11, p->prev_hash.data, AUDIT_HASH_LEN, SQLITE_STATIC);
-		sqlite3_bind_blob(ins, 12, p->hash.data, AUDIT_HASH_LEN, SQLITE_STATIC);
-		sqlite3_bind_int64(ins, 13, now);
-		if (sqlite3_step(ins) != SQLITE_DONE)
-			return sqldb_err(db, "audit store", err);
-		res->stored += (uint64_t)sqlite3_changes(db);
+			mdb_bind_null(ins, 10);
+		mdb_bind_blob(ins, 11, p->prev_hash.data, AUDIT_HASH_LEN);
+		mdb_bind_blob(ins, 12, p->hash.data, AUDIT_HASH_LEN);
+		mdb_bind_int64(ins, 13, now);
+		if (mdb_step(ins) != MDB_DONE)
+			return mdb_err(db, "audit store", err);
+		res->stored += (uint64_t)mdb_changes(db);
 	}
 	if (b->checkpoint) {
 		size_t n = cells__v1__signed__get_packed_size(b->checkpoint);
 		cleanup_free uint8_t *blob = malloc(n ? n : 1);
-		cleanup_stmt sqlite3_stmt *c = NULL;
+		cleanup_mdb_stmt struct mdb_stmt *c = NULL;
 		if (!blob)
 			return cells_err_sys(err, ENOMEM, "audit store");
 		cells__v1__signed__pack(b->checkpoint, blob);
-		if (sqldb_prepare(db,
-				  "INSERT OR IGNORE INTO "
-				  "mdm_audit_checkpoint(device_id,seq,head_hash,time_us,"
-				  "signed,received_us) VALUES(?,?,?,?,?,?)",
-				  &c, err) < 0)
+		if (mdb_prepare(db,
+				"INSERT INTO "
+				"mdm_audit_checkpoint(device_id,seq,head_hash,time_us,"
+				"signed,received_us) VALUES(?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+				&c, err) < 0)
 			return -1;
-		sqlite3_bind_text(c, 1, dev, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(c, 2, (sqlite3_int64)cp.seq);
-		sqlite3_bind_blob(c, 3, cp.head_hash, AUDIT_HASH_LEN, SQLITE_STATIC);
-		sqlite3_bind_int64(c, 4, cp.time_us);
-		sqlite3_bind_blob(c, 5, blob, (int)n, SQLITE_STATIC);
-		sqlite3_bind_int64(c, 6, now);
-		if (sqlite3_step(c) != SQLITE_DONE)
-			return sqldb_err(db, "audit store", err);
+		mdb_bind_text(c, 1, dev);
+		mdb_bind_int64(c, 2, cp.seq);
+		mdb_bind_blob(c, 3, cp.head_hash, AUDIT_HASH_LEN);
+		mdb_bind_int64(c, 4, cp.time_us);
+		mdb_bind_blob(c, 5, blob, n);
+		mdb_bind_int64(c, 6, now);
+		if (mdb_step(c) != MDB_DONE)
+			return mdb_err(db, "audit store", err);
 	}
 	return 0;
 }
@@ -325,11 +324,11 @@ int mdm_audit_store_batch(struct mdm_audit_store *s, const char *device_id, cons
 					     ": details_hash does not match its details",
 					     p->seq);
 	}
-	if (sqldb_exec(s->db, "BEGIN IMMEDIATE", err) < 0)
+	if (mdb_begin(s->db, err) < 0)
 		return -1;
 	int r = store_locked(s, device_id, pub, b, res, err);
 	if (r < 0) {
-		sqldb_exec(s->db, "ROLLBACK", NULL);
+		mdb_rollback(s->db);
 		if (r == -1 && !(err && err->code == EBADMSG))
 			return cells_err_prefix(err, "audit upload from %s", device_id);
 		/* a continuity or integrity break: keep an alert */
@@ -341,8 +340,8 @@ int mdm_audit_store_batch(struct mdm_audit_store *s, const char *device_id, cons
 		add_alert(s->db, device_id, seq, err ? err->msg : "break");
 		return cells_err_prefix(err, "audit upload from %s refused", device_id);
 	}
-	if (sqldb_exec(s->db, "COMMIT", err) < 0) {
-		sqldb_exec(s->db, "ROLLBACK", NULL);
+	if (mdb_commit(s->db, err) < 0) {
+		mdb_rollback(s->db);
 		return -1;
 	}
 	return 0;
@@ -350,23 +349,23 @@ int mdm_audit_store_batch(struct mdm_audit_store *s, const char *device_id, cons
 
 /* ---- verification of what is stored ----------------------------------------- */
 
-static void rec_from_row(sqlite3_stmt *q, struct audit_rec *r)
+static void rec_from_row(struct mdb_stmt *q, struct audit_rec *r)
 {
 	memset(r, 0, sizeof *r);
-	r->seq = (uint64_t)sqlite3_column_int64(q, 0);
-	r->time_us = sqlite3_column_int64(q, 1);
-	r->vp = (const char *)sqlite3_column_text(q, 2);
-	r->actor = (const char *)sqlite3_column_text(q, 3);
-	r->event = (const char *)sqlite3_column_text(q, 4);
-	r->outcome = (const char *)sqlite3_column_text(q, 5);
-	r->details = (const char *)sqlite3_column_text(q, 6);
-	r->details_withheld = sqlite3_column_int(q, 7);
-	if (sqlite3_column_bytes(q, 8) == AUDIT_HASH_LEN)
-		memcpy(r->details_hash, sqlite3_column_blob(q, 8), AUDIT_HASH_LEN);
-	if (sqlite3_column_bytes(q, 9) == AUDIT_HASH_LEN)
-		memcpy(r->prev_hash, sqlite3_column_blob(q, 9), AUDIT_HASH_LEN);
-	if (sqlite3_column_bytes(q, 10) == AUDIT_HASH_LEN)
-		memcpy(r->hash, sqlite3_column_blob(q, 10), AUDIT_HASH_LEN);
+	r->seq = (uint64_t)mdb_column_int64(q, 0);
+	r->time_us = mdb_column_int64(q, 1);
+	r->vp = mdb_column_text(q, 2);
+	r->actor = mdb_column_text(q, 3);
+	r->event = mdb_column_text(q, 4);
+	r->outcome = mdb_column_text(q, 5);
+	r->details = mdb_column_text(q, 6);
+	r->details_withheld = mdb_column_int(q, 7);
+	if (mdb_column_bytes(q, 8) == AUDIT_HASH_LEN)
+		memcpy(r->details_hash, mdb_column_blob(q, 8), AUDIT_HASH_LEN);
+	if (mdb_column_bytes(q, 9) == AUDIT_HASH_LEN)
+		memcpy(r->prev_hash, mdb_column_blob(q, 9), AUDIT_HASH_LEN);
+	if (mdb_column_bytes(q, 10) == AUDIT_HASH_LEN)
+		memcpy(r->hash, mdb_column_blob(q, 10), AUDIT_HASH_LEN);
 	if (!r->vp)
 		r->vp = "";
 	if (!r->actor)
@@ -383,18 +382,18 @@ static void rec_from_row(sqlite3_stmt *q, struct audit_rec *r)
 int mdm_audit_verify_device(struct mdm_audit_store *s, const char *device_id, bool *ok,
 			    json_object **report, cells_err_t *err)
 {
-	sqlite3 *db = s->db;
+	struct mdb *db = s->db;
 	uint8_t pub[32];
 	{
-		cleanup_stmt sqlite3_stmt *q = NULL;
-		if (sqldb_prepare(db, "SELECT pubkey FROM mdm_audit_device WHERE device_id=?", &q,
-				  err) < 0)
+		cleanup_mdb_stmt struct mdb_stmt *q = NULL;
+		if (mdb_prepare(db, "SELECT pubkey FROM mdm_audit_device WHERE device_id=?", &q,
+				err) < 0)
 			return -1;
-		sqlite3_bind_text(q, 1, device_id, -1, SQLITE_STATIC);
-		if (sqlite3_step(q) != SQLITE_ROW || sqlite3_column_bytes(q, 0) != 32)
+		mdb_bind_text(q, 1, device_id);
+		if (mdb_step(q) != MDB_ROW || mdb_column_bytes(q, 0) != 32)
 			return cells_err_set(err, ENOENT, "no audit uploads from device %s",
 					     device_id);
-		memcpy(pub, sqlite3_column_blob(q, 0), 32);
+		memcpy(pub, mdb_column_blob(q, 0), 32);
 	}
 	json_object *rep = json_object_new_object();
 	json_object *gaps = json_object_new_array();
@@ -406,15 +405,15 @@ int mdm_audit_verify_device(struct mdm_audit_store *s, const char *device_id, bo
 	v.allow_any_start = true;
 	cells_err_t e2;
 	int ret = -1;
-	sqldb_exec(db, "BEGIN", NULL);
-	cleanup_stmt sqlite3_stmt *q = NULL;
-	if (sqldb_prepare(
-		db, "SELECT " SREC_COLS " FROM mdm_audit_record WHERE device_id=? ORDER BY seq", &q,
-		err) < 0)
+	mdb_exec(db, "BEGIN", NULL);
+	cleanup_mdb_stmt struct mdb_stmt *q = NULL;
+	if (mdb_prepare(db,
+			"SELECT " SREC_COLS " FROM mdm_audit_record WHERE device_id=? ORDER BY seq",
+			&q, err) < 0)
 		goto out;
-	sqlite3_bind_text(q, 1, device_id, -1, SQLITE_STATIC);
+	mdb_bind_text(q, 1, device_id);
 	int rc;
-	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+	while ((rc = mdb_step(q)) == MDB_ROW) {
 		struct audit_rec r;
 		rec_from_row(q, &r);
 		if (v.started && r.seq > v.last_seq + 1) {
@@ -434,31 +433,31 @@ int mdm_audit_verify_device(struct mdm_audit_store *s, const char *device_id, bo
 		}
 		nrec++;
 	}
-	if (!problem[0] && rc != SQLITE_DONE) {
-		sqldb_err(db, "audit verify", err);
+	if (!problem[0] && rc != MDB_DONE) {
+		mdb_err(db, "audit verify", err);
 		goto out;
 	}
 	/* every checkpoint: signature, agreement with the record at its seq, and monotonic
 	 * in signing time */
 	{
-		cleanup_stmt sqlite3_stmt *c = NULL;
-		if (sqldb_prepare(db,
-				  "SELECT seq, signed FROM mdm_audit_checkpoint WHERE device_id=? "
-				  "ORDER BY time_us, seq",
-				  &c, err) < 0)
+		cleanup_mdb_stmt struct mdb_stmt *c = NULL;
+		if (mdb_prepare(db,
+				"SELECT seq, signed FROM mdm_audit_checkpoint WHERE device_id=? "
+				"ORDER BY time_us, seq",
+				&c, err) < 0)
 			goto out;
-		sqlite3_bind_text(c, 1, device_id, -1, SQLITE_STATIC);
+		mdb_bind_text(c, 1, device_id);
 		uint64_t max_seq = 0;
-		while (sqlite3_step(c) == SQLITE_ROW) {
+		while (mdb_step(c) == MDB_ROW) {
 			cleanup_signed Cells__V1__Signed *sg = NULL;
 			struct audit_cp cp;
-			uint64_t seq = (uint64_t)sqlite3_column_int64(c, 0);
+			uint64_t seq = (uint64_t)mdb_column_int64(c, 0);
 			uint8_t h[AUDIT_HASH_LEN];
 			ncp++;
 			if (problem[0])
 				continue;
-			if (cells_signed_decode(sqlite3_column_blob(c, 1),
-						(size_t)sqlite3_column_bytes(c, 1), &sg, &e2) < 0 ||
+			if (cells_signed_decode(mdb_column_blob(c, 1),
+						(size_t)mdb_column_bytes(c, 1), &sg, &e2) < 0 ||
 			    audit_cp_open(sg, pub, &cp, &e2) < 0 || cp.seq != seq) {
 				snprintf(problem, sizeof problem, "checkpoint at %" PRIu64 ": %s",
 					 seq, e2.msg);
@@ -487,23 +486,22 @@ int mdm_audit_verify_device(struct mdm_audit_store *s, const char *device_id, bo
 		}
 	}
 	{
-		cleanup_stmt sqlite3_stmt *a = NULL;
-		if (sqldb_prepare(
+		cleanup_mdb_stmt struct mdb_stmt *a = NULL;
+		if (mdb_prepare(
 			db,
 			"SELECT seq, time_us, reason FROM mdm_audit_alert WHERE device_id=? "
 			"ORDER BY id",
 			&a, err) < 0)
 			goto out;
-		sqlite3_bind_text(a, 1, device_id, -1, SQLITE_STATIC);
-		while (sqlite3_step(a) == SQLITE_ROW) {
+		mdb_bind_text(a, 1, device_id);
+		while (mdb_step(a) == MDB_ROW) {
 			json_object *o = json_object_new_object();
 			json_object_object_add(o, "seq",
-					       json_object_new_int64(sqlite3_column_int64(a, 0)));
+					       json_object_new_int64(mdb_column_int64(a, 0)));
 			json_object_object_add(o, "time_us",
-					       json_object_new_int64(sqlite3_column_int64(a, 1)));
-			json_object_object_add(
-			    o, "reason",
-			    json_object_new_string((const char *)sqlite3_column_text(a, 2)));
+					       json_object_new_int64(mdb_column_int64(a, 1)));
+			json_object_object_add(o, "reason",
+					       json_object_new_string(mdb_column_text(a, 2)));
 			json_object_array_add(alerts, o);
 		}
 	}
@@ -528,7 +526,7 @@ int mdm_audit_verify_device(struct mdm_audit_store *s, const char *device_id, bo
 	rep = NULL;
 	ret = 0;
 out:
-	sqldb_exec(db, "ROLLBACK", NULL);
+	mdb_exec(db, "ROLLBACK", NULL);
 	json_object_put(gaps);
 	json_object_put(alerts);
 	json_object_put(rep);
@@ -543,7 +541,7 @@ static int open_store(const struct mdm *m, struct mdm_audit_store **s, cells_err
 	if (cells_mkdir_p(m->state_dir, 0700, err) < 0)
 		return -1;
 	mdm_path(m, "audit.db", p);
-	return mdm_audit_store_open(p, s, err);
+	return mdm_audit_store_open(m->db[0] ? m->db : p, s, err);
 }
 
 /* Read a bundle frame by frame: call fn for each decoded batch. */
@@ -773,45 +771,43 @@ int mdm_cmd_audit_query(struct mdm *m, const struct mdm_cmd *cmd, int argc, char
 		fprintf(stderr, "cells-mdm: audit: %s\n", err.msg);
 		return 1;
 	}
-	sqlite3_stmt *q = NULL;
+	cleanup_mdb_stmt struct mdb_stmt *q = NULL;
 	const char *sql =
 	    "SELECT * FROM (SELECT seq,time_us,vp,actor,event,outcome,details,details_withheld "
-	    "FROM mdm_audit_record WHERE device_id=:dev AND (:since=0 OR time_us>=:since) AND "
-	    "(:until=0 OR time_us<=:until) AND (:vp IS NULL OR vp=:vp) AND (:type IS NULL OR "
-	    "event=:type OR substr(event,1,length(:type)+1)=:type||'.') AND (:outcome IS NULL OR "
-	    "outcome=:outcome) AND (:grep IS NULL OR instr(details,:grep) OR instr(event,:grep) OR "
-	    "instr(actor,:grep)) ORDER BY seq DESC LIMIT :limit) ORDER BY seq";
-	if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK) {
-		fprintf(stderr, "cells-mdm: audit: %s\n", sqlite3_errmsg(s->db));
+	    "FROM mdm_audit_record WHERE device_id=?1 AND (?2=0 OR time_us>=?2) AND "
+	    "(?3=0 OR time_us<=?3) AND (?4 IS NULL OR vp=?4) AND (?5 IS NULL OR "
+	    "event=?5 OR substr(event,1,length(?5)+1)=?5||'.') AND (?6 IS NULL OR "
+	    "outcome=?6) AND (?7 IS NULL OR instr(details,?7)>0 OR instr(event,?7)>0 OR "
+	    "instr(actor,?7)>0) ORDER BY seq DESC LIMIT ?8) AS r ORDER BY seq";
+	if (mdb_prepare(s->db, sql, &q, &err) < 0) {
+		fprintf(stderr, "cells-mdm: audit: %s\n", err.msg);
 		mdm_audit_store_close(s);
 		return 1;
 	}
-	sqlite3_bind_text(q, sqlite3_bind_parameter_index(q, ":dev"), dev, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(q, sqlite3_bind_parameter_index(q, ":since"), since);
-	sqlite3_bind_int64(q, sqlite3_bind_parameter_index(q, ":until"), until);
-	sqlite3_bind_text(q, sqlite3_bind_parameter_index(q, ":vp"), vp, -1, SQLITE_STATIC);
-	sqlite3_bind_text(q, sqlite3_bind_parameter_index(q, ":type"), type, -1, SQLITE_STATIC);
-	sqlite3_bind_text(q, sqlite3_bind_parameter_index(q, ":outcome"), outcome, -1,
-			  SQLITE_STATIC);
-	sqlite3_bind_text(q, sqlite3_bind_parameter_index(q, ":grep"), grep, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(q, sqlite3_bind_parameter_index(q, ":limit"), limit);
+	mdb_bind_text(q, 1, dev);
+	mdb_bind_int64(q, 2, since);
+	mdb_bind_int64(q, 3, until);
+	mdb_bind_text(q, 4, vp);
+	mdb_bind_text(q, 5, type);
+	mdb_bind_text(q, 6, outcome);
+	mdb_bind_text(q, 7, grep);
+	mdb_bind_int64(q, 8, limit);
 	json_object *arr = json_object_new_array();
-	while (sqlite3_step(q) == SQLITE_ROW) {
+	while (mdb_step(q) == MDB_ROW) {
 		json_object *o = json_object_new_object();
-		json_object_object_add(o, "seq", json_object_new_int64(sqlite3_column_int64(q, 0)));
-		json_object_object_add(o, "time_us",
-				       json_object_new_int64(sqlite3_column_int64(q, 1)));
+		json_object_object_add(o, "seq", json_object_new_int64(mdb_column_int64(q, 0)));
+		json_object_object_add(o, "time_us", json_object_new_int64(mdb_column_int64(q, 1)));
 		static const char *const names[] = {"vp", "actor", "event", "outcome", "details"};
 		for (int c = 0; c < 5; c++)
 			json_object_object_add(
 			    o, names[c],
-			    json_object_new_string(
-				c == 4 && sqlite3_column_int(q, 7)
-				    ? "(withheld)"
-				    : (const char *)sqlite3_column_text(q, 2 + c)));
+			    json_object_new_string(c == 4 && mdb_column_int(q, 7)
+						       ? "(withheld)"
+						       : mdb_column_text(q, 2 + c)));
 		json_object_array_add(arr, o);
 	}
-	sqlite3_finalize(q);
+	mdb_finalize(q);
+	q = NULL;
 	mdm_audit_store_close(s);
 	static const char *const cols[] = {"seq",   "time_us", "vp",	 "actor",
 					   "event", "outcome", "details"};

@@ -1,8 +1,9 @@
 /* mdm_audit.h - the server side of the audit log: storage of uploaded AuditBatch
  * messages with continuity verification, and offline verification of export bundles.
  *
- * Storage is a small interface over sqlite (tables mdm_audit_*): open it on its own
- * file or attach it to the server's database handle. mdm_audit_store_batch() is what
+ * Storage is a small interface over the MDM's SQL layer (mdm_db.h; tables mdm_audit_*):
+ * open it on its own sqlite file or on the PostgreSQL database, or attach it to a
+ * database handle. mdm_audit_store_batch() is what
  * the management transport calls for every AuditBatch a device uploads: it checks the
  * batch (shape, hash chain, the device's checkpoint signature) and its continuity with
  * what the server already holds. A batch that contradicts earlier uploads (a record or
@@ -15,17 +16,19 @@
 #include <stdint.h>
 
 #include <json-c/json.h>
-#include <sqlite3.h>
 
 #include "audit_chain.h"
 #include "err.h"
 
 struct mdm_audit_store;
 
-/* Open (create) the store at path; owned, close with mdm_audit_store_close. */
-int mdm_audit_store_open(const char *path, struct mdm_audit_store **out, cells_err_t *err);
+struct mdb;
+
+/* Open (create) the store at where: a sqlite file path or a PostgreSQL conninfo
+ * (mdm_db.h); owned, close with mdm_audit_store_close. */
+int mdm_audit_store_open(const char *where, struct mdm_audit_store **out, cells_err_t *err);
 /* Use an existing database handle (borrowed: it must outlive the store). */
-int mdm_audit_store_attach(sqlite3 *db, struct mdm_audit_store **out, cells_err_t *err);
+int mdm_audit_store_attach(struct mdb *db, struct mdm_audit_store **out, cells_err_t *err);
 void mdm_audit_store_close(struct mdm_audit_store *s);
 
 struct mdm_audit_store_result {

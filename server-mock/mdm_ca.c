@@ -187,7 +187,7 @@ int mdm_ca_init(struct mdm *m, cells_err_t *err)
 	    write_pem_cert(m, "server.pem", srv, err) < 0)
 		return -1;
 	struct mdm_store *s = NULL;
-	if (mdm_store_open(m->state_dir, &s, err) < 0)
+	if (mdm_store_open(mdm_db_where(m), &s, err) < 0)
 		return -1;
 	mdm_store_close(s);
 	return 0;
@@ -313,7 +313,7 @@ int mdm_cmd_enroll_token(struct mdm *m, const struct mdm_cmd *cmd, int argc, cha
 	memcpy(tok + 2 * sizeof b + 1, dg, sizeof dg);
 	struct mdm_store *s = NULL;
 	int64_t exp = time(NULL) + ttl;
-	if (mdm_store_open(m->state_dir, &s, &err) < 0 ||
+	if (mdm_store_open(mdm_db_where(m), &s, &err) < 0 ||
 	    mdm_store_token_add(s, tok, exp, &err) < 0) {
 		mdm_store_close(s);
 		fprintf(stderr, "cells-mdm: enroll-token: %s\n", err.msg);

@@ -369,10 +369,10 @@ int mdm_cmd_keys_push(struct mdm *m, const struct mdm_cmd *cmd, int argc, char *
 	char p[PATH_MAX];
 	mdm_path(m, "mdm.db", p);
 	struct mdm_store *s = NULL;
-	if (access(p, F_OK) != 0)
+	if (!m->db[0] && access(p, F_OK) != 0)
 		return cells_err_set(&err, ENOENT, "%s is missing (run 'cells-mdm init' first)", p),
 		       keys_fail(cmd, &err);
-	if (mdm_store_open(m->state_dir, &s, &err) < 0)
+	if (mdm_store_open(mdm_db_where(m), &s, &err) < 0)
 		return keys_fail(cmd, &err);
 	char **list = NULL;
 	size_t cnt = 0;

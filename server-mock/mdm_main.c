@@ -57,8 +57,8 @@ static const struct mdm_cmd commands[] = {
     {"ca-cert", "", "print the TLS CA certificate (PEM) that devices pin", mdm_cmd_ca_cert},
     {"enroll-token", "[--ttl SECONDS]", "make a one-time enrollment token", mdm_cmd_enroll_token},
     {"serve",
-     "--listen HOST:PORT [--admin-port PORT | --admin-listen HOST:PORT] [--modem-pty PATH "
-     "[--gateway NUMBER]] [--renew-before S]",
+     "--listen HOST:PORT [--db URL] [--admin-port PORT | --admin-listen HOST:PORT] "
+     "[--modem-pty PATH [--gateway NUMBER]] [--renew-before S]",
      "run the websocket server (mutual TLS); with --admin-port also the admin API and web "
      "console (HTTPS, admin certificates; loopback); with --modem-pty also the modem "
      "simulator; renews the signing key S seconds before it lapses (default 30 days)",
@@ -101,10 +101,12 @@ static const struct cmdtab table = {"cells-mdm", commands, CELLS_ARRAY_SIZE(comm
 
 static void usage(FILE *f)
 {
-	fprintf(f, "Usage: cells-mdm [--state-dir DIR] [--json] COMMAND [ARGS]\n"
+	fprintf(f, "Usage: cells-mdm [--state-dir DIR] [--db URL] [--json] COMMAND [ARGS]\n"
 		   "The Cells reference MDM server and admin tool.\n\n"
 		   "Options:\n"
 		   "  --state-dir DIR   server state (default /var/lib/cells-mdm)\n"
+		   "  --db URL          the database: postgresql://... (also CELLS_MDM_DB);\n"
+		   "                    default: sqlite files in the state dir\n"
 		   "  --json            machine-readable output\n"
 		   "  -h, --help        show this help (also: cells-mdm COMMAND --help)\n\n"
 		   "Commands:\n");
@@ -115,6 +117,7 @@ int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 	    {"state-dir", required_argument, NULL, 's'},
+	    {"db", required_argument, NULL, 'd'},
 	    {"json", no_argument, NULL, 'j'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
@@ -123,11 +126,18 @@ int main(int argc, char **argv)
 	struct mdm m = {0};
 	const char *sd = getenv("CELLS_MDM_STATE_DIR");
 	snprintf(m.state_dir, sizeof m.state_dir, "%s", sd ? sd : "/var/lib/cells-mdm");
+	const char *db = getenv("CELLS_MDM_DB");
+	if (db && *db && mdm_set_db(&m, db) < 0)
+		return 2;
 	int c;
 	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			snprintf(m.state_dir, sizeof m.state_dir, "%s", optarg);
+			break;
+		case 'd':
+			if (mdm_set_db(&m, optarg) < 0)
+				return 2;
 			break;
 		case 'j':
 			m.json = true;

@@ -36,12 +36,12 @@ static struct mdm_store *open_store(struct mdm *m, const char *what)
 	struct mdm_store *s = NULL;
 	char p[PATH_MAX];
 	mdm_path(m, "mdm.db", p);
-	if (access(p, F_OK) != 0) {
+	if (!m->db[0] && access(p, F_OK) != 0) {
 		fprintf(stderr, "cells-mdm: %s: %s is missing (run 'cells-mdm init' first)\n", what,
 			p);
 		return NULL;
 	}
-	if (mdm_store_open(m->state_dir, &s, &err) < 0) {
+	if (mdm_store_open(mdm_db_where(m), &s, &err) < 0) {
 		fprintf(stderr, "cells-mdm: %s: %s\n", what, err.msg);
 		return NULL;
 	}

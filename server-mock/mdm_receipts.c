@@ -132,14 +132,14 @@ int mdm_cmd_receipts(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **
 		return usage(cmd);
 	char p[PATH_MAX];
 	mdm_path(m, "mdm.db", p);
-	if (access(p, F_OK) != 0) {
+	if (!m->db[0] && access(p, F_OK) != 0) {
 		fprintf(stderr, "cells-mdm: receipts: %s is missing (run 'cells-mdm init' first)\n",
 			p);
 		return 1;
 	}
 	struct mdm_store *s = NULL;
 	json_object *arr = NULL;
-	if (mdm_store_open(m->state_dir, &s, &err) < 0 ||
+	if (mdm_store_open(mdm_db_where(m), &s, &err) < 0 ||
 	    mdm_store_receipts_json(s, argc ? argv[0] : NULL, &arr, &err) < 0) {
 		fprintf(stderr, "cells-mdm: receipts: %s\n", err.msg);
 		mdm_store_close(s);

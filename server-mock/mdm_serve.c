@@ -24,6 +24,7 @@
 #include "mdm_admin.h"
 #include "sim_modem.h"
 #include "mdm_audit.h"
+#include "mdm_db.h"
 #include "mdm_store.h"
 #include "pol_sig.h"
 #include "testhook.h"
@@ -1129,6 +1130,77 @@ static void watch_start(struct mdm *m)
 	}
 }
 
+/* ---- several front ends on PostgreSQL: LISTEN/NOTIFY --------------------------------
+ * A queue entry added by any process (an admin command, another front end, a key
+ * renewal) notifies MDM_QUEUE_CHANNEL with its device id at commit (mdm_store.c). Every
+ * front end LISTENs on its store connection, whose socket is in the loop: the one that
+ * holds the device's session sends the entry now. Notifications that arrive while a
+ * query runs are buffered by libpq, so they are also drained after every loop turn. */
+static int pg_lost;
+
+static void wake_device(const char *device, void *arg)
+{
+	(void)arg;
+	struct sess *ss = find_dev(device);
+	if (ss && ss->hello) {
+		ss->want_check = true;
+		lws_callback_on_writable(ss->wsi);
+	}
+}
+
+static void pg_drain(void)
+{
+	cells_err_t err = {0};
+	if (!mdb_pg(mdm_store_db(S.st)) || pg_lost)
+		return;
+	if (mdb_notifications(mdm_store_db(S.st), wake_device, NULL, &err) < 0) {
+		/* the database is gone: stop, the devices reconnect to another front end */
+		log_error("%s: stopping", err.msg);
+		pg_lost = 1;
+		quit = 1;
+	}
+}
+
+static int cb_pg(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+		 size_t len)
+{
+	if (reason != LWS_CALLBACK_RAW_RX_FILE)
+		return reason == LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION ||
+			       reason == LWS_CALLBACK_ESTABLISHED
+			   ? -1
+			   : lws_callback_http_dummy(wsi, reason, user, in, len);
+	pg_drain();
+	return 0;
+}
+
+static int pg_listen_start(cells_err_t *err)
+{
+	static struct lws_protocols pp[] = {
+	    {"cells-mdm-pg", cb_pg, 0, 0, 0, NULL, 0},
+	    {NULL, NULL, 0, 0, 0, NULL, 0},
+	};
+	struct mdb *db = mdm_store_db(S.st);
+	if (!mdb_pg(db))
+		return 0;
+	struct lws_context_creation_info vi;
+	memset(&vi, 0, sizeof vi);
+	vi.port = CONTEXT_PORT_NO_LISTEN;
+	vi.protocols = pp;
+	vi.vhost_name = "pg";
+	if (mdb_listen(db, MDM_QUEUE_CHANNEL, err) < 0)
+		return -1;
+	struct lws_vhost *vh = lws_create_vhost(S.ctx, &vi);
+	/* a dup: lws closes what it adopted, libpq closes its own */
+	lws_sock_file_fd_type fd = {.filefd = dup(mdb_socket(db))};
+	if (!vh || fd.filefd < 0 ||
+	    !lws_adopt_descriptor_vhost(vh, LWS_ADOPT_RAW_FILE_DESC, fd, "cells-mdm-pg", NULL)) {
+		if (fd.filefd >= 0)
+			close(fd.filefd);
+		return cells_err_set(err, EIO, "cannot poll the PostgreSQL connection");
+	}
+	return 0;
+}
+
 static void on_signal(int sig)
 {
 	quit = 1;
@@ -1189,6 +1261,9 @@ int mdm_cmd_serve(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **arg
 				return 2;
 			}
 			i++;
+		} else if (!strcmp(argv[i], "--db") && i + 1 < argc) {
+			if (mdm_set_db(m, argv[++i]) < 0)
+				return 2;
 		} else if (!strcmp(argv[i], "--modem-pty") && i + 1 < argc) {
 			so.pty_link = argv[++i];
 		} else if (!strcmp(argv[i], "--gateway") && i + 1 < argc) {
@@ -1234,10 +1309,12 @@ int mdm_cmd_serve(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **arg
 		return 1;
 	}
 	mdm_path(m, "audit.db", p);
-	if (mdm_store_open(m->state_dir, &S.st, &err) < 0 ||
-	    mdm_audit_store_open(p, &S.audit, &err) < 0 ||
-	    mdm_store_devices_reset_online(S.st, &err) < 0 ||
-	    mdm_store_queue_requeue_all(S.st, &err) < 0) {
+	/* sqlite: the only front end, what was online or in flight was ours. PostgreSQL:
+	 * other front ends hold their devices; a device's HELLO requeues its own entries */
+	if (mdm_store_open(mdm_db_where(m), &S.st, &err) < 0 ||
+	    mdm_audit_store_open(m->db[0] ? m->db : p, &S.audit, &err) < 0 ||
+	    (!m->db[0] && (mdm_store_devices_reset_online(S.st, &err) < 0 ||
+			   mdm_store_queue_requeue_all(S.st, &err) < 0))) {
 		fprintf(stderr, "cells-mdm: serve: %s\n", err.msg);
 		return 1;
 	}
@@ -1308,7 +1385,15 @@ int mdm_cmd_serve(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **arg
 		printf("modem simulator: pty %s, gateway %s, control %s/modem.sock\n", so.pty_link,
 		       so.gateway, simdir);
 	}
-	watch_start(m);
+	if (m->db[0] ? pg_listen_start(&err) < 0 : (watch_start(m), 0)) {
+		fprintf(stderr, "cells-mdm: serve: %s\n", err.msg);
+		if (sim)
+			sim_modem_stop(sim);
+		lws_context_destroy(S.ctx);
+		mdm_store_close(S.st);
+		mdm_audit_store_close(S.audit);
+		return 1;
+	}
 	lws_sul_schedule(S.ctx, 0, &S.sul, on_poll, POLL_US);
 	log_info("serving wss://%s:%d (subprotocol %s)", host, port, CELLS_WS_SUBPROTOCOL);
 	printf("cells-mdm serving wss://%s:%d\n", host, port);
@@ -1316,6 +1401,7 @@ int mdm_cmd_serve(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **arg
 	while (!quit) {
 		int r = lws_service(S.ctx, 0);
 		batch_flush(); /* the turn's writes, then the messages that wait for them */
+		pg_drain();    /* notifications libpq read during the turn's queries */
 		if (r < 0)
 			break;
 	}
@@ -1328,5 +1414,5 @@ int mdm_cmd_serve(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **arg
 	mdm_audit_store_close(S.audit);
 	free(S.delegation);
 	log_info("stopped");
-	return 0;
+	return pg_lost ? 1 : 0;
 }

@@ -1,7 +1,8 @@
-/* mdm_store.c - the sqlite backend of the MDM's storage interface (see mdm_store.h). */
+/* mdm_store.c - the MDM's storage interface (mdm_store.h) on either backend: the queries
+ * are written once, in SQL both engines accept, through mdm_db.h. */
 #include "mdm_store.h"
 #include "cleanup.h"
-#include "cleanup_sqlite.h"
+#include "mdm_db.h"
 #include "sqldb.h"
 #include "util.h"
 
@@ -12,13 +13,15 @@
 
 #include <openssl/rand.h>
 #include <openssl/sha.h>
-#include <sqlite3.h>
 
 struct mdm_store {
-	sqlite3 *db;
+	struct mdb *db;
 };
 
-static const char *const schema =
+/* The migrations of both backends (mdm_db.h translates the words that differ). 1: the
+ * schema as it was when versions were introduced (IF NOT EXISTS: an older file without a
+ * version takes it as it is). A change is a new step at the end. */
+static const char *const migrations[] = {
     "CREATE TABLE IF NOT EXISTS tokens(hash TEXT PRIMARY KEY, created INTEGER NOT NULL,"
     " expires INTEGER NOT NULL, used INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE IF NOT EXISTS devices(id TEXT PRIMARY KEY, cert_serial TEXT NOT NULL,"
@@ -49,22 +52,26 @@ static const char *const schema =
     "CREATE TABLE IF NOT EXISTS device_report(id TEXT PRIMARY KEY,"
     " compliance_reasons TEXT NOT NULL DEFAULT '[]', audit_head INTEGER NOT NULL DEFAULT 0,"
     " audit_uploaded INTEGER NOT NULL DEFAULT 0, audit_max_head INTEGER NOT NULL DEFAULT 0,"
-    " audit_flag TEXT NOT NULL DEFAULT '', audit_flag_at INTEGER NOT NULL DEFAULT 0);";
+    " audit_flag TEXT NOT NULL DEFAULT '', audit_flag_at INTEGER NOT NULL DEFAULT 0);",
+};
 
-int mdm_store_open(const char *state_dir, struct mdm_store **out, cells_err_t *err)
+int mdm_store_open(const char *where, struct mdm_store **out, cells_err_t *err)
 {
 	char path[PATH_MAX];
-	snprintf(path, sizeof path, "%s/mdm.db", state_dir);
+	bool pg = mdb_is_pg(where);
+	if (!pg)
+		snprintf(path, sizeof path, "%s/mdm.db", where);
 	struct mdm_store *s = calloc(1, sizeof *s);
 	if (!s)
 		return cells_err_sys(err, ENOMEM, "store");
-	/* the admin tools and the server share the file */
-	if (sqldb_open(path, SQLDB_SHARED, 10000, &s->db, err) < 0) {
+	/* the admin tools and the server (several servers on PostgreSQL) share it */
+	if (mdb_open(pg ? where : path, SQLDB_SHARED, &s->db, err) < 0) {
 		mdm_store_close(s);
 		return -1;
 	}
-	if (sqldb_exec(s->db, schema, err) < 0) {
-		cells_err_prefix(err, "%s", path);
+	if (mdb_migrate(s->db, "mdm", migrations, CELLS_ARRAY_SIZE(migrations), err) < 0) {
+		if (!pg)
+			cells_err_prefix(err, "%s", path);
 		mdm_store_close(s);
 		return -1;
 	}
@@ -76,18 +83,23 @@ void mdm_store_close(struct mdm_store *s)
 {
 	if (!s)
 		return;
-	sqlite3_close_v2(s->db);
+	mdb_close(s->db);
 	free(s);
 }
 
 int mdm_store_begin(struct mdm_store *s, cells_err_t *err)
 {
-	return sqldb_begin(s->db, err);
+	return mdb_begin(s->db, err);
 }
 
 int mdm_store_commit(struct mdm_store *s, cells_err_t *err)
 {
-	return sqldb_commit(s->db, err);
+	return mdb_commit(s->db, err);
+}
+
+struct mdb *mdm_store_db(struct mdm_store *s)
+{
+	return s->db;
 }
 
 static void token_hash(const char *token, char out[65])
@@ -101,15 +113,15 @@ int mdm_store_token_add(struct mdm_store *s, const char *token, int64_t expires,
 {
 	char h[65];
 	token_hash(token, h);
-	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (sqldb_prepare(s->db, "INSERT INTO tokens(hash, created, expires) VALUES(?,?,?)", &st,
-			  err) < 0)
+	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
+	if (mdb_prepare(s->db, "INSERT INTO tokens(hash, created, expires) VALUES(?,?,?)", &st,
+			err) < 0)
 		return -1;
-	sqlite3_bind_text(st, 1, h, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(st, 2, cells_now_us() / 1000000);
-	sqlite3_bind_int64(st, 3, expires);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		return sqldb_err(s->db, "add token", err);
+	mdb_bind_text(st, 1, h);
+	mdb_bind_int64(st, 2, cells_now_us() / 1000000);
+	mdb_bind_int64(st, 3, expires);
+	if (mdb_step(st) != MDB_DONE)
+		return mdb_err(s->db, "add token", err);
 	return 0;
 }
 
@@ -117,22 +129,22 @@ int mdm_store_token_consume(struct mdm_store *s, const char *token, int64_t now,
 {
 	char h[65];
 	token_hash(token, h);
-	cleanup_stmt sqlite3_stmt *st = NULL;
+	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
 	/* one statement: a token is used at most once even with several front ends */
-	if (sqldb_prepare(s->db, "UPDATE tokens SET used=1 WHERE hash=? AND used=0 AND expires>?",
-			  &st, err) < 0)
+	if (mdb_prepare(s->db, "UPDATE tokens SET used=1 WHERE hash=? AND used=0 AND expires>?",
+			&st, err) < 0)
 		return -1;
-	sqlite3_bind_text(st, 1, h, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(st, 2, now);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		return sqldb_err(s->db, "consume token", err);
-	if (sqlite3_changes(s->db) == 1)
+	mdb_bind_text(st, 1, h);
+	mdb_bind_int64(st, 2, now);
+	if (mdb_step(st) != MDB_DONE)
+		return mdb_err(s->db, "consume token", err);
+	if (mdb_changes(s->db) == 1)
 		return 0;
-	cleanup_stmt sqlite3_stmt *q = NULL;
-	if (sqldb_prepare(s->db, "SELECT used, expires FROM tokens WHERE hash=?", &q, err) < 0)
+	cleanup_mdb_stmt struct mdb_stmt *q = NULL;
+	if (mdb_prepare(s->db, "SELECT used, expires FROM tokens WHERE hash=?", &q, err) < 0)
 		return -1;
-	sqlite3_bind_text(q, 1, h, -1, SQLITE_TRANSIENT);
-	if (sqlite3_step(q) == SQLITE_ROW && !sqlite3_column_int(q, 0))
+	mdb_bind_text(q, 1, h);
+	if (mdb_step(q) == MDB_ROW && !mdb_column_int(q, 0))
 		return cells_err_set(err, ETIME, "enrollment token expired");
 	return cells_err_set(err, EACCES, "enrollment token unknown or already used");
 }
@@ -140,55 +152,56 @@ int mdm_store_token_consume(struct mdm_store *s, const char *token, int64_t now,
 int mdm_store_device_enroll(struct mdm_store *s, const char *id, const char *cert_serial,
 			    int64_t now, cells_err_t *err)
 {
-	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (sqldb_prepare(s->db,
-			  "INSERT INTO devices(id, cert_serial, enrolled_at) VALUES(?,?,?) "
-			  "ON CONFLICT(id) DO UPDATE SET cert_serial=excluded.cert_serial, "
-			  "enrolled_at=excluded.enrolled_at, active=1",
-			  &st, err) < 0)
+	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
+	if (mdb_prepare(s->db,
+			"INSERT INTO devices(id, cert_serial, enrolled_at) VALUES(?,?,?) "
+			"ON CONFLICT(id) DO UPDATE SET cert_serial=excluded.cert_serial, "
+			"enrolled_at=excluded.enrolled_at, active=1",
+			&st, err) < 0)
 		return -1;
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(st, 2, cert_serial, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(st, 3, now);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		return sqldb_err(s->db, "enroll device", err);
+	mdb_bind_text(st, 1, id);
+	mdb_bind_text(st, 2, cert_serial);
+	mdb_bind_int64(st, 3, now);
+	if (mdb_step(st) != MDB_DONE)
+		return mdb_err(s->db, "enroll device", err);
 	return 0;
 }
 
 int mdm_store_device_keys_set(struct mdm_store *s, const char *id, const uint8_t identity[32],
 			      const uint8_t tls[32], cells_err_t *err)
 {
-	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (sqldb_prepare(
+	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
+	if (mdb_prepare(
 		s->db,
-		"INSERT OR REPLACE INTO device_keys(id, identity_key, tls_key) VALUES(?,?,?)", &st,
-		err) < 0)
+		"INSERT INTO device_keys(id, identity_key, tls_key) VALUES(?,?,?) ON CONFLICT(id) "
+		"DO UPDATE SET identity_key=excluded.identity_key, tls_key=excluded.tls_key",
+		&st, err) < 0)
 		return -1;
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_blob(st, 2, identity, 32, SQLITE_TRANSIENT);
-	sqlite3_bind_blob(st, 3, tls, 32, SQLITE_TRANSIENT);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		return sqldb_err(s->db, "device keys", err);
+	mdb_bind_text(st, 1, id);
+	mdb_bind_blob(st, 2, identity, 32);
+	mdb_bind_blob(st, 3, tls, 32);
+	if (mdb_step(st) != MDB_DONE)
+		return mdb_err(s->db, "device keys", err);
 	return 0;
 }
 
 int mdm_store_device_keys(struct mdm_store *s, const char *id, uint8_t identity[32],
 			  uint8_t tls[32], cells_err_t *err)
 {
-	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (sqldb_prepare(s->db, "SELECT identity_key, tls_key FROM device_keys WHERE id=?", &st,
-			  err) < 0)
+	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
+	if (mdb_prepare(s->db, "SELECT identity_key, tls_key FROM device_keys WHERE id=?", &st,
+			err) < 0)
 		return -1;
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-	int r = sqlite3_step(st);
-	if (r == SQLITE_DONE)
+	mdb_bind_text(st, 1, id);
+	int r = mdb_step(st);
+	if (r == MDB_DONE)
 		return 0;
-	if (r != SQLITE_ROW)
-		return sqldb_err(s->db, "device keys", err);
-	if (sqlite3_column_bytes(st, 0) != 32 || sqlite3_column_bytes(st, 1) != 32)
+	if (r != MDB_ROW)
+		return mdb_err(s->db, "device keys", err);
+	if (mdb_column_bytes(st, 0) != 32 || mdb_column_bytes(st, 1) != 32)
 		return cells_err_set(err, EIO, "device keys of %s: corrupt", id);
-	memcpy(identity, sqlite3_column_blob(st, 0), 32);
-	memcpy(tls, sqlite3_column_blob(st, 1), 32);
+	memcpy(identity, mdb_column_blob(st, 0), 32);
+	memcpy(tls, mdb_column_blob(st, 1), 32);
 	return 1;
 }
 
@@ -198,17 +211,17 @@ int mdm_store_device_report(struct mdm_store *s, const char *id, const char *rea
 {
 	flag[0] = 0;
 	uint64_t max_head = 0, prev_up = 0, prev_head = 0;
-	cleanup_stmt sqlite3_stmt *q = NULL;
-	if (sqldb_prepare(
+	cleanup_mdb_stmt struct mdb_stmt *q = NULL;
+	if (mdb_prepare(
 		s->db,
 		"SELECT audit_head, audit_uploaded, audit_max_head FROM device_report WHERE id=?",
 		&q, err) < 0)
 		return -1;
-	sqlite3_bind_text(q, 1, id, -1, SQLITE_TRANSIENT);
-	if (sqlite3_step(q) == SQLITE_ROW) {
-		prev_head = (uint64_t)sqlite3_column_int64(q, 0);
-		prev_up = (uint64_t)sqlite3_column_int64(q, 1);
-		max_head = (uint64_t)sqlite3_column_int64(q, 2);
+	mdb_bind_text(q, 1, id);
+	if (mdb_step(q) == MDB_ROW) {
+		prev_head = (uint64_t)mdb_column_int64(q, 0);
+		prev_up = (uint64_t)mdb_column_int64(q, 1);
+		max_head = (uint64_t)mdb_column_int64(q, 2);
 	}
 	(void)prev_head;
 	/* a head below one reported before, or below what was uploaded: the device's log
@@ -220,26 +233,27 @@ int mdm_store_device_report(struct mdm_store *s, const char *id, const char *rea
 		snprintf(flag, 200, "audit head %llu is below the uploaded %llu",
 			 (unsigned long long)head,
 			 (unsigned long long)(uploaded > prev_up ? uploaded : prev_up));
-	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (sqldb_prepare(
+	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
+	if (mdb_prepare(
 		s->db,
 		"INSERT INTO device_report(id, compliance_reasons, audit_head, audit_uploaded,"
 		" audit_max_head, audit_flag, audit_flag_at) VALUES(?1,?2,?3,?4,?5,?6,?7) "
 		"ON CONFLICT(id) DO UPDATE SET compliance_reasons=?2, audit_head=?3,"
-		" audit_uploaded=?4, audit_max_head=max(audit_max_head, ?5),"
-		" audit_flag=CASE WHEN ?6<>'' THEN ?6 ELSE audit_flag END,"
-		" audit_flag_at=CASE WHEN ?6<>'' THEN ?7 ELSE audit_flag_at END",
+		" audit_uploaded=?4, audit_max_head=CASE WHEN device_report.audit_max_head>?5"
+		" THEN device_report.audit_max_head ELSE ?5 END,"
+		" audit_flag=CASE WHEN ?6<>'' THEN ?6 ELSE device_report.audit_flag END,"
+		" audit_flag_at=CASE WHEN ?6<>'' THEN ?7 ELSE device_report.audit_flag_at END",
 		&st, err) < 0)
 		return -1;
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(st, 2, reasons_json, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(st, 3, (int64_t)head);
-	sqlite3_bind_int64(st, 4, (int64_t)uploaded);
-	sqlite3_bind_int64(st, 5, (int64_t)head);
-	sqlite3_bind_text(st, 6, flag, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(st, 7, now);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		return sqldb_err(s->db, "device report", err);
+	mdb_bind_text(st, 1, id);
+	mdb_bind_text(st, 2, reasons_json);
+	mdb_bind_int64(st, 3, (int64_t)head);
+	mdb_bind_int64(st, 4, (int64_t)uploaded);
+	mdb_bind_int64(st, 5, (int64_t)head);
+	mdb_bind_text(st, 6, flag);
+	mdb_bind_int64(st, 7, now);
+	if (mdb_step(st) != MDB_DONE)
+		return mdb_err(s->db, "device report", err);
 	return 0;
 }
 
@@ -249,77 +263,77 @@ int mdm_store_latest_policy_blob(struct mdm_store *s, const char *id, uint64_t *
 	*blob = NULL;
 	*len = 0;
 	*installed = 0;
-	cleanup_stmt sqlite3_stmt *q = NULL;
-	if (sqldb_prepare(s->db, "SELECT policy_version FROM devices WHERE id=?", &q, err) < 0)
+	cleanup_mdb_stmt struct mdb_stmt *q = NULL;
+	if (mdb_prepare(s->db, "SELECT policy_version FROM devices WHERE id=?", &q, err) < 0)
 		return -1;
-	sqlite3_bind_text(q, 1, id, -1, SQLITE_TRANSIENT);
-	if (sqlite3_step(q) == SQLITE_ROW)
-		*installed = (uint64_t)sqlite3_column_int64(q, 0);
-	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (sqldb_prepare(s->db,
-			  "SELECT blob FROM queue WHERE device=? AND kind=1 AND state IN (0,1,2) "
-			  "ORDER BY seq DESC LIMIT 1",
-			  &st, err) < 0)
+	mdb_bind_text(q, 1, id);
+	if (mdb_step(q) == MDB_ROW)
+		*installed = (uint64_t)mdb_column_int64(q, 0);
+	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
+	if (mdb_prepare(s->db,
+			"SELECT blob FROM queue WHERE device=? AND kind=1 AND state IN (0,1,2) "
+			"ORDER BY seq DESC LIMIT 1",
+			&st, err) < 0)
 		return -1;
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-	if (sqlite3_step(st) != SQLITE_ROW)
+	mdb_bind_text(st, 1, id);
+	if (mdb_step(st) != MDB_ROW)
 		return 0;
-	size_t n = (size_t)sqlite3_column_bytes(st, 0);
+	size_t n = (size_t)mdb_column_bytes(st, 0);
 	*blob = malloc(n ? n : 1);
 	if (!*blob)
 		return cells_err_sys(err, ENOMEM, "policy blob");
-	memcpy(*blob, sqlite3_column_blob(st, 0), n);
+	memcpy(*blob, mdb_column_blob(st, 0), n);
 	*len = n;
 	return 1;
 }
 
 int mdm_store_device_known(struct mdm_store *s, const char *id, cells_err_t *err)
 {
-	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (sqldb_prepare(s->db, "SELECT 1 FROM devices WHERE id=? AND active=1", &st, err) < 0)
+	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
+	if (mdb_prepare(s->db, "SELECT 1 FROM devices WHERE id=? AND active=1", &st, err) < 0)
 		return -1;
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-	int r = sqlite3_step(st);
-	if (r == SQLITE_ROW)
+	mdb_bind_text(st, 1, id);
+	int r = mdb_step(st);
+	if (r == MDB_ROW)
 		return 1;
-	if (r == SQLITE_DONE)
+	if (r == MDB_DONE)
 		return 0;
-	return sqldb_err(s->db, "device lookup", err);
+	return mdb_err(s->db, "device lookup", err);
 }
 
 int mdm_store_device_seen(struct mdm_store *s, const char *id, bool online, int64_t now,
 			  uint64_t policy_version, const char *agent_version, int compliance,
 			  cells_err_t *err)
 {
-	cleanup_stmt sqlite3_stmt *st = NULL;
+	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
 	if (agent_version) {
-		if (sqldb_prepare(s->db,
-				  "UPDATE devices SET online=?, last_seen=?, policy_version=?, "
-				  "agent_version=?, compliance=? WHERE id=?",
-				  &st, err) < 0)
+		if (mdb_prepare(s->db,
+				"UPDATE devices SET online=?, last_seen=?, policy_version=?, "
+				"agent_version=?, compliance=? WHERE id=?",
+				&st, err) < 0)
 			return -1;
-		sqlite3_bind_int(st, 1, online);
-		sqlite3_bind_int64(st, 2, now);
-		sqlite3_bind_int64(st, 3, (int64_t)policy_version);
-		sqlite3_bind_text(st, 4, agent_version, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_int(st, 5, compliance);
-		sqlite3_bind_text(st, 6, id, -1, SQLITE_TRANSIENT);
+		mdb_bind_int64(st, 1, online);
+		mdb_bind_int64(st, 2, now);
+		mdb_bind_int64(st, 3, (int64_t)policy_version);
+		mdb_bind_text(st, 4, agent_version);
+		mdb_bind_int64(st, 5, compliance);
+		mdb_bind_text(st, 6, id);
 	} else {
-		if (sqldb_prepare(s->db, "UPDATE devices SET online=?, last_seen=? WHERE id=?", &st,
-				  err) < 0)
+		if (mdb_prepare(s->db, "UPDATE devices SET online=?, last_seen=? WHERE id=?", &st,
+				err) < 0)
 			return -1;
-		sqlite3_bind_int(st, 1, online);
-		sqlite3_bind_int64(st, 2, now);
-		sqlite3_bind_text(st, 3, id, -1, SQLITE_TRANSIENT);
+		mdb_bind_int64(st, 1, online);
+		mdb_bind_int64(st, 2, now);
+		mdb_bind_text(st, 3, id);
 	}
-	if (sqlite3_step(st) != SQLITE_DONE)
-		return sqldb_err(s->db, "device seen", err);
+	if (mdb_step(st) != MDB_DONE)
+		return mdb_err(s->db, "device seen", err);
 	return 0;
 }
 
 int mdm_store_devices_reset_online(struct mdm_store *s, cells_err_t *err)
 {
-	return sqldb_exec(s->db, "UPDATE devices SET online=0 WHERE online<>0", err);
+	return mdb_exec(s->db, "UPDATE devices SET online=0 WHERE online<>0", err);
 }
 
 static const char *const compliance_names[] = {
@@ -329,52 +343,47 @@ static const char *const compliance_names[] = {
 
 int mdm_store_devices_json(struct mdm_store *s, json_object **out, cells_err_t *err)
 {
-	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (sqldb_prepare(
-		s->db,
-		"SELECT d.id, d.enrolled_at, d.last_seen, d.online, d.policy_version, "
-		"d.agent_version, d.compliance, "
-		"(SELECT count(*) FROM queue q WHERE q.device=d.id AND q.state IN (0,1)), "
-		"(SELECT count(*) FROM queue q WHERE q.device=d.id AND q.state=2), "
-		"(SELECT count(*) FROM queue q WHERE q.device=d.id AND q.state=3), "
-		"r.compliance_reasons, r.audit_head, r.audit_uploaded, r.audit_flag, "
-		"r.audit_flag_at, k.id IS NOT NULL "
-		"FROM devices d LEFT JOIN device_report r ON r.id=d.id "
-		"LEFT JOIN device_keys k ON k.id=d.id "
-		"WHERE d.active=1 ORDER BY d.enrolled_at, d.id",
-		&st, err) < 0)
+	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
+	if (mdb_prepare(s->db,
+			"SELECT d.id, d.enrolled_at, d.last_seen, d.online, d.policy_version, "
+			"d.agent_version, d.compliance, "
+			"(SELECT count(*) FROM queue q WHERE q.device=d.id AND q.state IN (0,1)), "
+			"(SELECT count(*) FROM queue q WHERE q.device=d.id AND q.state=2), "
+			"(SELECT count(*) FROM queue q WHERE q.device=d.id AND q.state=3), "
+			"r.compliance_reasons, r.audit_head, r.audit_uploaded, r.audit_flag, "
+			"r.audit_flag_at, k.id IS NOT NULL "
+			"FROM devices d LEFT JOIN device_report r ON r.id=d.id "
+			"LEFT JOIN device_keys k ON k.id=d.id "
+			"WHERE d.active=1 ORDER BY d.enrolled_at, d.id",
+			&st, err) < 0)
 		return -1;
 	json_object *arr = json_object_new_array();
 	int r;
-	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((r = mdb_step(st)) == MDB_ROW) {
 		json_object *o = json_object_new_object();
-		int c = sqlite3_column_int(st, 6);
-		json_object_object_add(
-		    o, "device_id",
-		    json_object_new_string((const char *)sqlite3_column_text(st, 0)));
+		int c = mdb_column_int(st, 6);
+		json_object_object_add(o, "device_id",
+				       json_object_new_string(mdb_column_text(st, 0)));
 		json_object_object_add(o, "enrolled_at",
-				       json_object_new_int64(sqlite3_column_int64(st, 1)));
+				       json_object_new_int64(mdb_column_int64(st, 1)));
 		json_object_object_add(o, "last_seen",
-				       json_object_new_int64(sqlite3_column_int64(st, 2)));
-		json_object_object_add(o, "online",
-				       json_object_new_boolean(sqlite3_column_int(st, 3)));
+				       json_object_new_int64(mdb_column_int64(st, 2)));
+		json_object_object_add(o, "online", json_object_new_boolean(mdb_column_int(st, 3)));
 		json_object_object_add(o, "policy_version",
-				       json_object_new_int64(sqlite3_column_int64(st, 4)));
-		json_object_object_add(
-		    o, "agent_version",
-		    json_object_new_string((const char *)sqlite3_column_text(st, 5)));
+				       json_object_new_int64(mdb_column_int64(st, 4)));
+		json_object_object_add(o, "agent_version",
+				       json_object_new_string(mdb_column_text(st, 5)));
 		json_object_object_add(
 		    o, "compliance",
 		    json_object_new_string(c >= 0 && c < (int)CELLS_ARRAY_SIZE(compliance_names)
 					       ? compliance_names[c]
 					       : "unknown"));
 		json_object_object_add(o, "pending",
-				       json_object_new_int64(sqlite3_column_int64(st, 7)));
+				       json_object_new_int64(mdb_column_int64(st, 7)));
 		json_object_object_add(o, "acknowledged",
-				       json_object_new_int64(sqlite3_column_int64(st, 8)));
-		json_object_object_add(o, "failed",
-				       json_object_new_int64(sqlite3_column_int64(st, 9)));
-		const char *rj = (const char *)sqlite3_column_text(st, 10);
+				       json_object_new_int64(mdb_column_int64(st, 8)));
+		json_object_object_add(o, "failed", json_object_new_int64(mdb_column_int64(st, 9)));
+		const char *rj = mdb_column_text(st, 10);
 		json_object *reasons = rj ? json_tokener_parse(rj) : NULL;
 		if (!reasons || !json_object_is_type(reasons, json_type_array)) {
 			json_object_put(reasons);
@@ -382,20 +391,20 @@ int mdm_store_devices_json(struct mdm_store *s, json_object **out, cells_err_t *
 		}
 		json_object_object_add(o, "compliance_reasons", reasons);
 		json_object_object_add(o, "audit_head_seq",
-				       json_object_new_int64(sqlite3_column_int64(st, 11)));
+				       json_object_new_int64(mdb_column_int64(st, 11)));
 		json_object_object_add(o, "audit_uploaded_seq",
-				       json_object_new_int64(sqlite3_column_int64(st, 12)));
-		const char *fl = (const char *)sqlite3_column_text(st, 13);
+				       json_object_new_int64(mdb_column_int64(st, 12)));
+		const char *fl = mdb_column_text(st, 13);
 		json_object_object_add(o, "audit_flag", json_object_new_string(fl ? fl : ""));
 		json_object_object_add(o, "audit_flag_at",
-				       json_object_new_int64(sqlite3_column_int64(st, 14)));
+				       json_object_new_int64(mdb_column_int64(st, 14)));
 		json_object_object_add(o, "identity_bound",
-				       json_object_new_boolean(sqlite3_column_int(st, 15)));
+				       json_object_new_boolean(mdb_column_int(st, 15)));
 		json_object_array_add(arr, o);
 	}
-	if (r != SQLITE_DONE) {
+	if (r != MDB_DONE) {
 		json_object_put(arr);
-		return sqldb_err(s->db, "list devices", err);
+		return mdb_err(s->db, "list devices", err);
 	}
 	*out = arr;
 	return 0;
@@ -410,13 +419,13 @@ void mdm_store_free_ids(char **ids, size_t n)
 	free(ids);
 }
 
-static int collect_ids(struct mdm_store *s, sqlite3_stmt *st, char ***ids, size_t *n,
+static int collect_ids(struct mdm_store *s, struct mdb_stmt *st, char ***ids, size_t *n,
 		       cells_err_t *err)
 {
 	char **v = NULL;
 	size_t cnt = 0, cap = 0;
 	int r;
-	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((r = mdb_step(st)) == MDB_ROW) {
 		if (cnt == cap) {
 			size_t nc = cap ? cap * 2 : 64;
 			char **nv = realloc(v, nc * sizeof *nv);
@@ -427,16 +436,16 @@ static int collect_ids(struct mdm_store *s, sqlite3_stmt *st, char ***ids, size_
 			v = nv;
 			cap = nc;
 		}
-		v[cnt] = strdup((const char *)sqlite3_column_text(st, 0));
+		v[cnt] = strdup(mdb_column_text(st, 0));
 		if (!v[cnt]) {
 			mdm_store_free_ids(v, cnt);
 			return cells_err_sys(err, ENOMEM, "ids");
 		}
 		cnt++;
 	}
-	if (r != SQLITE_DONE) {
+	if (r != MDB_DONE) {
 		mdm_store_free_ids(v, cnt);
-		return sqldb_err(s->db, "ids", err);
+		return mdb_err(s->db, "ids", err);
 	}
 	*ids = v;
 	*n = cnt;
@@ -445,8 +454,8 @@ static int collect_ids(struct mdm_store *s, sqlite3_stmt *st, char ***ids, size_
 
 int mdm_store_device_ids(struct mdm_store *s, char ***ids, size_t *n, cells_err_t *err)
 {
-	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (sqldb_prepare(s->db, "SELECT id FROM devices WHERE active=1 ORDER BY id", &st, err) < 0)
+	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
+	if (mdb_prepare(s->db, "SELECT id FROM devices WHERE active=1 ORDER BY id", &st, err) < 0)
 		return -1;
 	return collect_ids(s, st, ids, n, err);
 }
@@ -465,41 +474,41 @@ const char *mdm_qstate_name(int state)
 	return state >= 0 && state < (int)CELLS_ARRAY_SIZE(names) ? names[state] : "unknown";
 }
 
-static void row_to_entry(sqlite3_stmt *st, struct mdm_qentry *e)
+static void row_to_entry(struct mdb_stmt *st, struct mdm_qentry *e)
 {
-	e->seq = sqlite3_column_int64(st, 0);
-	snprintf(e->id, sizeof e->id, "%s", (const char *)sqlite3_column_text(st, 1));
-	snprintf(e->device, sizeof e->device, "%s", (const char *)sqlite3_column_text(st, 2));
-	e->kind = sqlite3_column_int(st, 3);
-	e->priority = sqlite3_column_int(st, 4);
-	e->state = sqlite3_column_int(st, 5);
-	e->created = sqlite3_column_int64(st, 6);
-	e->expires = sqlite3_column_int64(st, 7);
-	snprintf(e->dedup, sizeof e->dedup, "%s", (const char *)sqlite3_column_text(st, 8));
-	snprintf(e->what, sizeof e->what, "%s", (const char *)sqlite3_column_text(st, 9));
+	e->seq = mdb_column_int64(st, 0);
+	snprintf(e->id, sizeof e->id, "%s", mdb_column_text(st, 1));
+	snprintf(e->device, sizeof e->device, "%s", mdb_column_text(st, 2));
+	e->kind = mdb_column_int(st, 3);
+	e->priority = mdb_column_int(st, 4);
+	e->state = mdb_column_int(st, 5);
+	e->created = mdb_column_int64(st, 6);
+	e->expires = mdb_column_int64(st, 7);
+	snprintf(e->dedup, sizeof e->dedup, "%s", mdb_column_text(st, 8));
+	snprintf(e->what, sizeof e->what, "%s", mdb_column_text(st, 9));
 }
 #define ENTRY_COLS "seq, id, device, kind, priority, state, created, expires, dedup, what"
 
 int mdm_store_queue_add(struct mdm_store *s, struct mdm_qentry *e, bool replace, cells_err_t *err)
 {
 	if (e->dedup[0]) {
-		cleanup_stmt sqlite3_stmt *q = NULL;
-		if (sqldb_prepare(s->db,
-				  "SELECT " ENTRY_COLS " FROM queue WHERE device=? AND dedup=? AND "
-				  "state IN (0,1) ORDER BY seq DESC LIMIT 1",
-				  &q, err) < 0)
+		cleanup_mdb_stmt struct mdb_stmt *q = NULL;
+		if (mdb_prepare(s->db,
+				"SELECT " ENTRY_COLS " FROM queue WHERE device=? AND dedup=? AND "
+				"state IN (0,1) ORDER BY seq DESC LIMIT 1",
+				&q, err) < 0)
 			return -1;
-		sqlite3_bind_text(q, 1, e->device, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_text(q, 2, e->dedup, -1, SQLITE_TRANSIENT);
-		if (sqlite3_step(q) == SQLITE_ROW) {
+		mdb_bind_text(q, 1, e->device);
+		mdb_bind_text(q, 2, e->dedup);
+		if (mdb_step(q) == MDB_ROW) {
 			if (!replace) {
 				mdm_qentry_clear(e);
 				row_to_entry(q, e);
 				return 1;
 			}
 			char old[MDM_QID_LEN + 1];
-			snprintf(old, sizeof old, "%s", (const char *)sqlite3_column_text(q, 1));
-			sqlite3_reset(q);
+			snprintf(old, sizeof old, "%s", mdb_column_text(q, 1));
+			mdb_reset(q);
 			if (mdm_store_queue_cancel(s, old, err) < 0)
 				return -1;
 		}
@@ -510,45 +519,48 @@ int mdm_store_queue_add(struct mdm_store *s, struct mdm_qentry *e, bool replace,
 		return cells_err_set(err, EIO, "random");
 	cells_hex(rnd, sizeof rnd, hex);
 	snprintf(e->id, sizeof e->id, "q-%s", hex);
-	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (sqldb_prepare(
+	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
+	if (mdb_prepare(
 		s->db,
 		"INSERT INTO queue(id, device, kind, priority, state, created, expires, dedup, "
-		"what, blob) VALUES(?,?,?,?,0,?,?,?,?,?)",
+		"what, blob) VALUES(?,?,?,?,0,?,?,?,?,?) RETURNING seq",
 		&st, err) < 0)
 		return -1;
-	sqlite3_bind_text(st, 1, e->id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(st, 2, e->device, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int(st, 3, e->kind);
-	sqlite3_bind_int(st, 4, e->priority);
-	sqlite3_bind_int64(st, 5, e->created);
-	sqlite3_bind_int64(st, 6, e->expires);
-	sqlite3_bind_text(st, 7, e->dedup, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(st, 8, e->what, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_blob(st, 9, e->blob, (int)e->blob_len, SQLITE_TRANSIENT);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		return sqldb_err(s->db, "queue add", err);
-	e->seq = sqlite3_last_insert_rowid(s->db);
+	mdb_bind_text(st, 1, e->id);
+	mdb_bind_text(st, 2, e->device);
+	mdb_bind_int64(st, 3, e->kind);
+	mdb_bind_int64(st, 4, e->priority);
+	mdb_bind_int64(st, 5, e->created);
+	mdb_bind_int64(st, 6, e->expires);
+	mdb_bind_text(st, 7, e->dedup);
+	mdb_bind_text(st, 8, e->what);
+	mdb_bind_blob(st, 9, e->blob, e->blob_len);
+	if (mdb_step(st) != MDB_ROW)
+		return mdb_err(s->db, "queue add", err);
+	e->seq = mdb_column_int64(st, 0);
 	e->state = MDM_Q_QUEUED;
+	/* PostgreSQL: wakes the front end holding the device's connection at commit */
+	if (mdb_notify(s->db, MDM_QUEUE_CHANNEL, e->device, err) < 0)
+		return -1;
 	return 0;
 }
 
 /* Step a "SELECT ENTRY_COLS, blob" statement: 1 and *e filled (blob owned), 0 no row. */
-static int step_entry(struct mdm_store *s, sqlite3_stmt *st, struct mdm_qentry *e, const char *what,
-		      cells_err_t *err)
+static int step_entry(struct mdm_store *s, struct mdb_stmt *st, struct mdm_qentry *e,
+		      const char *what, cells_err_t *err)
 {
-	int r = sqlite3_step(st);
-	if (r == SQLITE_DONE)
+	int r = mdb_step(st);
+	if (r == MDB_DONE)
 		return 0;
-	if (r != SQLITE_ROW)
-		return sqldb_err(s->db, what, err);
+	if (r != MDB_ROW)
+		return mdb_err(s->db, what, err);
 	memset(e, 0, sizeof *e);
 	row_to_entry(st, e);
-	int n = sqlite3_column_bytes(st, 10);
+	int n = mdb_column_bytes(st, 10);
 	e->blob = malloc(n ? (size_t)n : 1);
 	if (!e->blob)
 		return cells_err_sys(err, ENOMEM, "%s", what);
-	memcpy(e->blob, sqlite3_column_blob(st, 10), (size_t)n);
+	memcpy(e->blob, mdb_column_blob(st, 10), (size_t)n);
 	e->blob_len = (size_t)n;
 	return 1;
 }
@@ -556,111 +568,108 @@ static int step_entry(struct mdm_store *s, sqlite3_stmt *st, struct mdm_qentry *
 int mdm_store_queue_next(struct mdm_store *s, const char *device, int64_t now, struct mdm_qentry *e,
 			 cells_err_t *err)
 {
-	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (sqldb_prepare(s->db,
-			  "SELECT " ENTRY_COLS ", blob FROM queue WHERE device=?1 AND state=0 AND "
-			  "(expires=0 OR expires>?2) ORDER BY priority DESC, seq LIMIT 1",
-			  &st, err) < 0)
+	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
+	if (mdb_prepare(s->db,
+			"SELECT " ENTRY_COLS ", blob FROM queue WHERE device=?1 AND state=0 AND "
+			"(expires=0 OR expires>?2) ORDER BY priority DESC, seq LIMIT 1",
+			&st, err) < 0)
 		return -1;
-	sqlite3_bind_text(st, 1, device, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(st, 2, now);
+	mdb_bind_text(st, 1, device);
+	mdb_bind_int64(st, 2, now);
 	return step_entry(s, st, e, "queue next", err);
 }
 
 int mdm_store_queue_set_state(struct mdm_store *s, const char *id, const char *device, int state,
 			      const char *reason, int64_t now, cells_err_t *err)
 {
-	cleanup_stmt sqlite3_stmt *st = NULL;
+	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
 	const char *sql =
 	    state == MDM_Q_DELIVERED
 		? "UPDATE queue SET state=1, delivered_at=?3, attempts=attempts+1 WHERE id=?1 "
 		  "AND device=?2 AND state=0"
 		: "UPDATE queue SET state=?4, done_at=?3, reason=?5 WHERE id=?1 AND device=?2 "
 		  "AND state IN (0,1)";
-	if (sqldb_prepare(s->db, sql, &st, err) < 0)
+	if (mdb_prepare(s->db, sql, &st, err) < 0)
 		return -1;
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(st, 2, device, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(st, 3, now);
+	mdb_bind_text(st, 1, id);
+	mdb_bind_text(st, 2, device);
+	mdb_bind_int64(st, 3, now);
 	if (state != MDM_Q_DELIVERED) {
-		sqlite3_bind_int(st, 4, state);
-		sqlite3_bind_text(st, 5, reason ? reason : "", -1, SQLITE_TRANSIENT);
+		mdb_bind_int64(st, 4, state);
+		mdb_bind_text(st, 5, reason ? reason : "");
 	}
-	if (sqlite3_step(st) != SQLITE_DONE)
-		return sqldb_err(s->db, "queue state", err);
-	return sqlite3_changes(s->db);
+	if (mdb_step(st) != MDB_DONE)
+		return mdb_err(s->db, "queue state", err);
+	return mdb_changes(s->db);
 }
 
 int mdm_store_queue_expire(struct mdm_store *s, int64_t now, cells_err_t *err)
 {
-	cleanup_stmt sqlite3_stmt *x = NULL;
-	if (sqldb_prepare(s->db,
-			  "UPDATE queue SET state=4, done_at=?1, reason='expired before delivery' "
-			  "WHERE state=0 AND expires>0 AND expires<=?1",
-			  &x, err) < 0)
+	cleanup_mdb_stmt struct mdb_stmt *x = NULL;
+	if (mdb_prepare(s->db,
+			"UPDATE queue SET state=4, done_at=?1, reason='expired before delivery' "
+			"WHERE state=0 AND expires>0 AND expires<=?1",
+			&x, err) < 0)
 		return -1;
-	sqlite3_bind_int64(x, 1, now);
-	if (sqlite3_step(x) != SQLITE_DONE)
-		return sqldb_err(s->db, "queue expire", err);
+	mdb_bind_int64(x, 1, now);
+	if (mdb_step(x) != MDB_DONE)
+		return mdb_err(s->db, "queue expire", err);
 	return 0;
 }
 
 int mdm_store_queue_requeue(struct mdm_store *s, const char *device, cells_err_t *err)
 {
-	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (sqldb_prepare(s->db, "UPDATE queue SET state=0 WHERE device=? AND state=1", &st, err) <
-	    0)
+	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
+	if (mdb_prepare(s->db, "UPDATE queue SET state=0 WHERE device=? AND state=1", &st, err) < 0)
 		return -1;
-	sqlite3_bind_text(st, 1, device, -1, SQLITE_TRANSIENT);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		return sqldb_err(s->db, "requeue", err);
+	mdb_bind_text(st, 1, device);
+	if (mdb_step(st) != MDB_DONE)
+		return mdb_err(s->db, "requeue", err);
 	return 0;
 }
 
 int mdm_store_queue_requeue_all(struct mdm_store *s, cells_err_t *err)
 {
-	return sqldb_exec(s->db, "UPDATE queue SET state=0 WHERE state=1", err);
+	return mdb_exec(s->db, "UPDATE queue SET state=0 WHERE state=1", err);
 }
 
 int mdm_store_queue_cancel(struct mdm_store *s, const char *id, cells_err_t *err)
 {
-	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (sqldb_prepare(s->db,
-			  "UPDATE queue SET state=5, done_at=?2, reason='cancelled by the admin' "
-			  "WHERE id=?1 AND state IN (0,1)",
-			  &st, err) < 0)
+	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
+	if (mdb_prepare(s->db,
+			"UPDATE queue SET state=5, done_at=?2, reason='cancelled by the admin' "
+			"WHERE id=?1 AND state IN (0,1)",
+			&st, err) < 0)
 		return -1;
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(st, 2, cells_now_us() / 1000000);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		return sqldb_err(s->db, "cancel", err);
-	if (sqlite3_changes(s->db) == 1)
+	mdb_bind_text(st, 1, id);
+	mdb_bind_int64(st, 2, cells_now_us() / 1000000);
+	if (mdb_step(st) != MDB_DONE)
+		return mdb_err(s->db, "cancel", err);
+	if (mdb_changes(s->db) == 1)
 		return 0;
-	cleanup_stmt sqlite3_stmt *q = NULL;
-	if (sqldb_prepare(s->db, "SELECT state FROM queue WHERE id=?", &q, err) < 0)
+	cleanup_mdb_stmt struct mdb_stmt *q = NULL;
+	if (mdb_prepare(s->db, "SELECT state FROM queue WHERE id=?", &q, err) < 0)
 		return -1;
-	sqlite3_bind_text(q, 1, id, -1, SQLITE_TRANSIENT);
-	if (sqlite3_step(q) == SQLITE_ROW)
+	mdb_bind_text(q, 1, id);
+	if (mdb_step(q) == MDB_ROW)
 		return cells_err_set(err, EALREADY, "command %s is already %s", id,
-				     mdm_qstate_name(sqlite3_column_int(q, 0)));
+				     mdm_qstate_name(mdb_column_int(q, 0)));
 	return cells_err_set(err, ENOENT, "no command %s", id);
 }
 
 int mdm_store_queue_json(struct mdm_store *s, const char *device, json_object **out,
 			 cells_err_t *err)
 {
-	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (sqldb_prepare(s->db,
-			  "SELECT " ENTRY_COLS
-			  ", delivered_at, done_at, attempts, reason FROM queue "
-			  "WHERE ?1 IS NULL OR device=?1 ORDER BY seq",
-			  &st, err) < 0)
+	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
+	if (mdb_prepare(s->db,
+			"SELECT " ENTRY_COLS ", delivered_at, done_at, attempts, reason FROM queue "
+			"WHERE ?1 IS NULL OR device=?1 ORDER BY seq",
+			&st, err) < 0)
 		return -1;
-	if (device)
-		sqlite3_bind_text(st, 1, device, -1, SQLITE_TRANSIENT);
+	mdb_bind_text(st, 1, device);
 	json_object *arr = json_object_new_array();
 	int r;
-	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((r = mdb_step(st)) == MDB_ROW) {
 		struct mdm_qentry e = {0};
 		row_to_entry(st, &e);
 		json_object *o = json_object_new_object();
@@ -673,18 +682,17 @@ int mdm_store_queue_json(struct mdm_store *s, const char *device, json_object **
 		json_object_object_add(o, "created", json_object_new_int64(e.created));
 		json_object_object_add(o, "expires", json_object_new_int64(e.expires));
 		json_object_object_add(o, "delivered_at",
-				       json_object_new_int64(sqlite3_column_int64(st, 10)));
+				       json_object_new_int64(mdb_column_int64(st, 10)));
 		json_object_object_add(o, "done_at",
-				       json_object_new_int64(sqlite3_column_int64(st, 11)));
-		json_object_object_add(o, "attempts",
-				       json_object_new_int(sqlite3_column_int(st, 12)));
-		json_object_object_add(
-		    o, "reason", json_object_new_string((const char *)sqlite3_column_text(st, 13)));
+				       json_object_new_int64(mdb_column_int64(st, 11)));
+		json_object_object_add(o, "attempts", json_object_new_int(mdb_column_int(st, 12)));
+		json_object_object_add(o, "reason",
+				       json_object_new_string(mdb_column_text(st, 13)));
 		json_object_array_add(arr, o);
 	}
-	if (r != SQLITE_DONE) {
+	if (r != MDB_DONE) {
 		json_object_put(arr);
-		return sqldb_err(s->db, "list queue", err);
+		return mdb_err(s->db, "list queue", err);
 	}
 	*out = arr;
 	return 0;
@@ -693,23 +701,23 @@ int mdm_store_queue_json(struct mdm_store *s, const char *device, json_object **
 int mdm_store_queue_changed(struct mdm_store *s, int64_t *since, char ***ids, size_t *n,
 			    cells_err_t *err)
 {
-	cleanup_stmt sqlite3_stmt *m = NULL;
-	if (sqldb_prepare(s->db, "SELECT coalesce(max(seq),0) FROM queue", &m, err) < 0)
+	cleanup_mdb_stmt struct mdb_stmt *m = NULL;
+	if (mdb_prepare(s->db, "SELECT coalesce(max(seq),0) FROM queue", &m, err) < 0)
 		return -1;
-	if (sqlite3_step(m) != SQLITE_ROW)
-		return sqldb_err(s->db, "queue max", err);
-	int64_t top = sqlite3_column_int64(m, 0);
+	if (mdb_step(m) != MDB_ROW)
+		return mdb_err(s->db, "queue max", err);
+	int64_t top = mdb_column_int64(m, 0);
 	*ids = NULL;
 	*n = 0;
 	if (top <= *since)
 		return 0;
-	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (sqldb_prepare(s->db,
-			  "SELECT DISTINCT device FROM queue WHERE seq>? AND seq<=? AND state=0",
-			  &st, err) < 0)
+	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
+	if (mdb_prepare(s->db,
+			"SELECT DISTINCT device FROM queue WHERE seq>? AND seq<=? AND state=0", &st,
+			err) < 0)
 		return -1;
-	sqlite3_bind_int64(st, 1, *since);
-	sqlite3_bind_int64(st, 2, top);
+	mdb_bind_int64(st, 1, *since);
+	mdb_bind_int64(st, 2, top);
 	if (collect_ids(s, st, ids, n, err) < 0)
 		return -1;
 	*since = top;
@@ -719,18 +727,18 @@ int mdm_store_queue_changed(struct mdm_store *s, int64_t *since, char ***ids, si
 int mdm_store_queue_get(struct mdm_store *s, const char *id, const char *device,
 			struct mdm_qentry *e, cells_err_t *err)
 {
-	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (sqldb_prepare(s->db, "SELECT " ENTRY_COLS ", blob FROM queue WHERE id=? AND device=?",
-			  &st, err) < 0)
+	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
+	if (mdb_prepare(s->db, "SELECT " ENTRY_COLS ", blob FROM queue WHERE id=? AND device=?",
+			&st, err) < 0)
 		return -1;
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(st, 2, device, -1, SQLITE_TRANSIENT);
+	mdb_bind_text(st, 1, id);
+	mdb_bind_text(st, 2, device);
 	return step_entry(s, st, e, "queue get", err);
 }
 
 int mdm_store_receipt_put(struct mdm_store *s, const struct mdm_receipt *r, cells_err_t *err)
 {
-	cleanup_stmt sqlite3_stmt *st = NULL;
+	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
 	/* a verified receipt replaces only a refused one; a refused one replaces nothing */
 	const char *sql =
 	    r->verified
@@ -740,78 +748,78 @@ int mdm_store_receipt_put(struct mdm_store *s, const struct mdm_receipt *r, cell
 		  "signed=?10, device_key=?11, received_at=?12 WHERE receipts.verified=0"
 		: "INSERT INTO receipts VALUES(?1,?2,?3,?4,?5,?6,?7,?8,0,?9,?10,?11,?12) "
 		  "ON CONFLICT(device, command_id) DO NOTHING";
-	if (sqldb_prepare(s->db, sql, &st, err) < 0)
+	if (mdb_prepare(s->db, sql, &st, err) < 0)
 		return -1;
-	sqlite3_bind_text(st, 1, r->device, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(st, 2, r->command_id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(st, 3, r->vp ? r->vp : "", -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(st, 4, r->queue_id ? r->queue_id : "", -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(st, 5, r->wiped_at);
-	sqlite3_bind_int(st, 6, r->key_status);
-	sqlite3_bind_int(st, 7, r->wrapped_key_destroyed);
-	sqlite3_bind_int(st, 8, r->recreated);
-	sqlite3_bind_text(st, 9, r->reason ? r->reason : "", -1, SQLITE_TRANSIENT);
-	sqlite3_bind_blob(st, 10, r->blob, (int)r->blob_len, SQLITE_TRANSIENT);
-	sqlite3_bind_blob(st, 11, r->device_key, 32, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(st, 12, r->received_at);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		return sqldb_err(s->db, "store receipt", err);
-	return sqlite3_changes(s->db) > 0;
+	mdb_bind_text(st, 1, r->device);
+	mdb_bind_text(st, 2, r->command_id);
+	mdb_bind_text(st, 3, r->vp ? r->vp : "");
+	mdb_bind_text(st, 4, r->queue_id ? r->queue_id : "");
+	mdb_bind_int64(st, 5, r->wiped_at);
+	mdb_bind_int64(st, 6, r->key_status);
+	mdb_bind_int64(st, 7, r->wrapped_key_destroyed);
+	mdb_bind_int64(st, 8, r->recreated);
+	mdb_bind_text(st, 9, r->reason ? r->reason : "");
+	mdb_bind_blob(st, 10, r->blob, r->blob_len);
+	mdb_bind_blob(st, 11, r->device_key, 32);
+	mdb_bind_int64(st, 12, r->received_at);
+	if (mdb_step(st) != MDB_DONE)
+		return mdb_err(s->db, "store receipt", err);
+	return mdb_changes(s->db) > 0;
 }
 
 int mdm_store_receipts_json(struct mdm_store *s, const char *device, json_object **out,
 			    cells_err_t *err)
 {
 	static const char *const ks[] = {"unspecified", "absent", "present", "not-encrypted"};
-	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (sqldb_prepare(s->db,
-			  "SELECT device, vp, command_id, queue_id, wiped_at, key_status, "
-			  "wrapped_key_destroyed, recreated, verified, reason, received_at, signed "
-			  "FROM receipts WHERE ?1 IS NULL OR device=?1 ORDER BY received_at, rowid",
-			  &st, err) < 0)
+	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
+	if (mdb_prepare(s->db,
+			"SELECT device, vp, command_id, queue_id, wiped_at, key_status, "
+			"wrapped_key_destroyed, recreated, verified, reason, received_at, signed "
+			"FROM receipts WHERE ?1 IS NULL OR device=?1 ORDER BY received_at, device, "
+			"command_id",
+			&st, err) < 0)
 		return -1;
-	if (device)
-		sqlite3_bind_text(st, 1, device, -1, SQLITE_TRANSIENT);
+	mdb_bind_text(st, 1, device);
 	json_object *arr = json_object_new_array();
 	int r;
-	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((r = mdb_step(st)) == MDB_ROW) {
 		json_object *o = json_object_new_object();
-		int k = sqlite3_column_int(st, 5);
-		int n = sqlite3_column_bytes(st, 11);
+		int k = mdb_column_int(st, 5);
+		int n = mdb_column_bytes(st, 11);
 		cleanup_free char *hex = malloc((size_t)n * 2 + 1);
 		if (!hex) {
 			json_object_put(o);
 			json_object_put(arr);
 			return cells_err_sys(err, ENOMEM, "receipts");
 		}
-		cells_hex(sqlite3_column_blob(st, 11), (size_t)n, hex);
-#define S(i) json_object_new_string((const char *)sqlite3_column_text(st, i))
+		cells_hex(mdb_column_blob(st, 11), (size_t)n, hex);
+#define S(i) json_object_new_string(mdb_column_text(st, i))
 		json_object_object_add(o, "device_id", S(0));
 		json_object_object_add(o, "vp", S(1));
 		json_object_object_add(o, "command_id", S(2));
 		json_object_object_add(o, "queue_id", S(3));
 		json_object_object_add(o, "wiped_at",
-				       json_object_new_int64(sqlite3_column_int64(st, 4)));
+				       json_object_new_int64(mdb_column_int64(st, 4)));
 		json_object_object_add(
 		    o, "key_status",
 		    json_object_new_string(k >= 0 && k < (int)CELLS_ARRAY_SIZE(ks) ? ks[k]
 										   : "unknown"));
 		json_object_object_add(o, "wrapped_key_destroyed",
-				       json_object_new_boolean(sqlite3_column_int(st, 6)));
+				       json_object_new_boolean(mdb_column_int(st, 6)));
 		json_object_object_add(o, "recreated",
-				       json_object_new_boolean(sqlite3_column_int(st, 7)));
+				       json_object_new_boolean(mdb_column_int(st, 7)));
 		json_object_object_add(o, "verified",
-				       json_object_new_boolean(sqlite3_column_int(st, 8)));
+				       json_object_new_boolean(mdb_column_int(st, 8)));
 		json_object_object_add(o, "reason", S(9));
 		json_object_object_add(o, "received_at",
-				       json_object_new_int64(sqlite3_column_int64(st, 10)));
+				       json_object_new_int64(mdb_column_int64(st, 10)));
 		json_object_object_add(o, "receipt", json_object_new_string(hex));
 #undef S
 		json_object_array_add(arr, o);
 	}
-	if (r != SQLITE_DONE) {
+	if (r != MDB_DONE) {
 		json_object_put(arr);
-		return sqldb_err(s->db, "list receipts", err);
+		return mdb_err(s->db, "list receipts", err);
 	}
 	*out = arr;
 	return 0;
@@ -820,17 +828,17 @@ int mdm_store_receipts_json(struct mdm_store *s, const char *device, json_object
 int mdm_store_queue_receipt_verified(struct mdm_store *s, const char *id, const char *device,
 				     int64_t now, cells_err_t *err)
 {
-	cleanup_stmt sqlite3_stmt *st = NULL;
-	if (sqldb_prepare(
+	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
+	if (mdb_prepare(
 		s->db,
 		"UPDATE queue SET state=2, done_at=?3, reason='' WHERE id=?1 AND device=?2 AND "
 		"(state IN (0,1) OR (state=3 AND reason LIKE 'receipt refused:%'))",
 		&st, err) < 0)
 		return -1;
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(st, 2, device, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(st, 3, now);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		return sqldb_err(s->db, "queue state", err);
-	return sqlite3_changes(s->db);
+	mdb_bind_text(st, 1, id);
+	mdb_bind_text(st, 2, device);
+	mdb_bind_int64(st, 3, now);
+	if (mdb_step(st) != MDB_DONE)
+		return mdb_err(s->db, "queue state", err);
+	return mdb_changes(s->db);
 }

@@ -1,8 +1,10 @@
 /* mdm_store.h - the MDM's state behind a small storage interface: devices, enrollment
  * tokens, the per-device command queue and its states. Everything lives in the
- * database, never only in memory, so several stateless front ends could share one
- * backend later (sqlite is the embedded default: STATE_DIR/mdm.db; PostgreSQL is the
- * planned production backend behind this same interface).
+ * database, never only in memory, so several stateless front ends share one backend:
+ * sqlite is the embedded default (STATE_DIR/mdm.db), PostgreSQL the production one
+ * (cells-mdm --db postgresql://...), both through mdm_db.h with the same migrations.
+ * On PostgreSQL a queue entry added notifies MDM_QUEUE_CHANNEL with its device id at
+ * commit: the front end holding that device's connection LISTENs and sends it.
  *
  * Queue entry states: queued -> delivered (sent on a session) -> acknowledged (the
  * device reported it done) | failed (the device refused or failed it); queued or
@@ -53,8 +55,14 @@ struct mdm_qentry {
 
 struct mdm_store;
 
-int mdm_store_open(const char *state_dir, struct mdm_store **out, cells_err_t *err);
+#define MDM_QUEUE_CHANNEL "cells_mdm_queue"
+
+/* where: a state directory (sqlite STATE_DIR/mdm.db) or a PostgreSQL conninfo
+ * (postgresql://...; mdm_db.h). Migrates the schema. */
+int mdm_store_open(const char *where, struct mdm_store **out, cells_err_t *err);
 void mdm_store_close(struct mdm_store *s);
+/* The connection under the store (serve listens on it for MDM_QUEUE_CHANNEL). */
+struct mdb *mdm_store_db(struct mdm_store *s);
 
 /* Enrollment tokens (stored as SHA-256 hashes). consume: 0 ok; -1 with EACCES for an
  * unknown or used token, ETIME for an expired one. Single use, atomic. */

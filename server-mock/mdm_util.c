@@ -3,6 +3,7 @@
 #include "cleanup.h"
 #include "mdm.h"
 #include "cmdtab.h"
+#include "mdm_db.h"
 #include "mdm_store.h"
 #include "pol_sig.h"
 #include "util.h"
@@ -65,4 +66,17 @@ EVP_PKEY *mdm_load_key(const struct mdm *m, const char *name, cells_err_t *err)
 		return NULL;
 	}
 	return pol_key_from_pem(pem, n, true, err);
+}
+
+int mdm_set_db(struct mdm *m, const char *db)
+{
+	if (!mdb_is_pg(db) || strlen(db) >= sizeof m->db) {
+		fprintf(stderr,
+			"cells-mdm: --db takes a PostgreSQL URL (postgresql://...), "
+			"at most %zu bytes; without it the state dir's sqlite files\n",
+			sizeof m->db - 1);
+		return -1;
+	}
+	snprintf(m->db, sizeof m->db, "%s", db);
+	return 0;
 }

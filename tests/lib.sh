@@ -13,14 +13,20 @@ FAIL=0
 PIDS=()
 
 cleanup() {
+	set +e
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+	pg_stop
 	# mounts a test left under $T (an encrypted VP storage area outlives cellsd by design)
 	awk -v t="$T/" 'index($5, t) == 1 {print $5}' /proc/self/mountinfo 2>/dev/null | sort -r |
 		while read -r m; do umount -l "$m" 2>/dev/null; done
 	[ -n "${KEEP_T:-}" ] || rm -rf "$T"
 }
 trap cleanup EXIT
+# a test stopped by a signal (ctest's timeout, ^C) cleans up too (a PostgreSQL it
+# started would outlive it otherwise)
+trap 'exit 143' TERM
+trap 'exit 130' INT
 
 # skip REASON: exit 77 (ctest: skipped) - a failure when CI=true.
 skip() {
@@ -32,6 +38,41 @@ skip() {
 	exit 77
 }
 need_root() { [ "$(id -u)" = 0 ] || skip "needs root"; }
+
+# pg_start: a private PostgreSQL (Debian's package) for this test: initdb into a
+# temporary directory as its own user (postgres when we are root, else ourselves),
+# listening on a unix socket in that directory only (no TCP), one database "cells".
+# Exports CELLS_MDM_DB (every cells-mdm command then uses it) and PG_DIR; stopped and
+# removed at exit. No PostgreSQL: a skip, a failure when CI=true.
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+PG_DIR=
+pg_as() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+pg_start() {
+	[ -x "$PG_BIN/initdb" ] && [ -x "$PG_BIN/pg_ctl" ] || skip "PostgreSQL not installed ($PG_BIN)"
+	command -v psql >/dev/null || skip "psql not installed"
+	if [ "$(id -u)" = 0 ]; then id -u postgres >/dev/null 2>&1 || skip "no postgres user"; fi
+	PG_DIR=$(mktemp -d /tmp/cells-pg.XXXXXX)
+	[ "$(id -u)" = 0 ] && chown postgres: "$PG_DIR"
+	if ! pg_as "$PG_BIN/initdb" -D "$PG_DIR/data" -U cells --auth=trust -E UTF8 --no-sync \
+		>"$PG_DIR/initdb.log" 2>&1; then
+		echo "initdb failed:"; cat "$PG_DIR/initdb.log"; return 1
+	fi
+	if ! pg_as "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 30 \
+		-o "-k $PG_DIR -c listen_addresses= -c fsync=off -c max_connections=200" start >/dev/null; then
+		echo "PostgreSQL did not start:"; cat "$PG_DIR/server.log"; return 1
+	fi
+	pg_as "$PG_BIN/createdb" -h "$PG_DIR" -U cells cells || return 1
+	export CELLS_MDM_DB="postgresql://cells@/cells?host=$PG_DIR" PG_DIR
+}
+pg_stop() {
+	[ -n "${PG_DIR:-}" ] || return 0
+	pg_as "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1
+	[ -n "${KEEP_T:-}" ] || rm -rf "$PG_DIR"
+	PG_DIR=
+}
+# pg_sql SQL: run SQL in the test's database, rows as a|b lines
+pg_sql() { psql -h "$PG_DIR" -U cells -d cells -XAtq -v ON_ERROR_STOP=1 -c "$1"; }
+export -f pg_sql
 
 ok() { PASS=$((PASS + 1)); echo "ok - $*"; }
 not_ok() { FAIL=$((FAIL + 1)); echo "not ok - $*"; }

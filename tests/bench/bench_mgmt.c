@@ -45,7 +45,7 @@ static size_t ND, connecting, up, helloed;
 static struct lws_context *ctx;
 static struct lws_vhost *vh;
 static const char *host;
-static int port;
+static int ports[8], nports; /* PORT[,PORT...]: device i connects to ports[i % nports] */
 static struct mdm M;
 static int64_t *lat;
 static size_t nlat;
@@ -220,7 +220,7 @@ static void connect_dev(struct dev *d)
 	ci.context = ctx;
 	ci.vhost = vh;
 	ci.address = "127.0.0.1";
-	ci.port = port;
+	ci.port = ports[(size_t)(d - D) % (size_t)nports];
 	ci.path = "/v1";
 	ci.host = host;
 	ci.origin = host;
@@ -320,12 +320,20 @@ static int push(struct mdm_store *st, EVP_PKEY *key, size_t n, uint64_t version,
 int main(int argc, char **argv)
 {
 	if (argc < 5) {
-		fprintf(stderr, "usage: bench_mgmt STATE_DIR HOST PORT N [SERVER_PID]\n");
+		fprintf(stderr, "usage: bench_mgmt STATE_DIR HOST PORT[,PORT...] N [SERVER_PID]\n"
+				"(CELLS_MDM_DB: the PostgreSQL database the servers share)\n");
 		return 2;
 	}
 	snprintf(M.state_dir, sizeof M.state_dir, "%s", argv[1]);
 	host = argv[2];
-	port = atoi(argv[3]);
+	for (char *p = argv[3]; *p && nports < (int)CELLS_ARRAY_SIZE(ports); nports++) {
+		ports[nports] = (int)strtol(p, &p, 10);
+		if (*p == ',')
+			p++;
+	}
+	const char *db = getenv("CELLS_MDM_DB");
+	if (db && *db && mdm_set_db(&M, db) < 0)
+		return 2;
 	ND = (size_t)atol(argv[4]);
 	int spid = argc > 5 ? atoi(argv[5]) : 0;
 	struct rlimit rl;
@@ -334,7 +342,7 @@ int main(int argc, char **argv)
 	setrlimit(RLIMIT_NOFILE, &rl);
 	cells_err_t err = {0};
 	struct mdm_store *st = NULL;
-	if (mdm_store_open(M.state_dir, &st, &err) < 0) {
+	if (mdm_store_open(mdm_db_where(&M), &st, &err) < 0) {
 		fprintf(stderr, "%s\n", err.msg);
 		return 1;
 	}

@@ -5,7 +5,78 @@
 # delivery, last ack). Loopback only. BASELINE_OUTPUT: the saved output of an earlier
 # run (e.g. another build, same machine): the figures are printed side by side with
 # their ratios (new/old).
+#
+# BENCH_PG=1: instead, three runs side by side in one go - one front end on sqlite,
+# one front end on a private PostgreSQL (tests/lib.sh pg_start), three front ends on
+# that PostgreSQL with the N devices spread over them - and their ratios to sqlite.
 set -euo pipefail
+if [ "${BENCH_PG:-}" = 1 ]; then
+	export CELLS_BUILD=$(cd "${1:-build}" && pwd) CELLS_SRC=$(cd "$(dirname "$0")/../.." && pwd)
+	N=${2:-10000}
+	. "$CELLS_SRC/tests/lib.sh"
+	set -e
+	ulimit -n "$(ulimit -Hn)"
+	fp() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+	# run NAME FRONT_ENDS: fresh state (and database), FRONT_ENDS servers, the bench
+	run() {
+		local name=$1 nfe=$2 ports=() pids=()
+		export CELLS_MDM_STATE_DIR="$T/$name"
+		[ -n "${CELLS_MDM_DB:-}" ] && pg_sql "DROP SCHEMA public CASCADE; CREATE SCHEMA public" >/dev/null 2>&1
+		"$CELLS_BUILD/server-mock/cells-mdm" init >/dev/null
+		for i in $(seq 1 "$nfe"); do
+			ports+=("$(fp)")
+			"$CELLS_BUILD/server-mock/cells-mdm" serve --listen "localhost:${ports[-1]}" >"$T/$name.$i.log" 2>&1 &
+			pids+=($!)
+			PIDS+=($!)
+		done
+		sleep 1
+		local pl
+		pl=$(IFS=,; echo "${ports[*]}")
+		echo "== $name: $nfe front end(s) on $([ -n "${CELLS_MDM_DB:-}" ] && echo PostgreSQL || echo sqlite), N=$N, $(nproc) cores"
+		"$CELLS_BUILD/tests/bench/bench_mgmt" "$CELLS_MDM_STATE_DIR" localhost "$pl" "$N" "${pids[0]}" | tee "$T/$name.out"
+		kill "${pids[@]}"
+		wait "${pids[@]}" 2>/dev/null || true
+		# what the database holds per device after one fan-out (and the identities)
+		if [ -n "${CELLS_MDM_DB:-}" ]; then
+			pg_sql "VACUUM ANALYZE" >/dev/null 2>&1 || true
+			pg_sql "select 'database: ' || pg_database_size(current_database()) / 1024 || ' kB, ' ||
+				round(sum(pg_total_relation_size(c.oid))::numeric / $N) || ' bytes per device in the tables (' ||
+				string_agg(c.relname || ' ' || pg_total_relation_size(c.oid) / 1024 || ' kB', ', ') || ')'
+				from pg_class c join pg_namespace n on n.oid = c.relnamespace
+				where n.nspname = 'public' and c.relkind = 'r'"
+			pg_sql "select 'rows written: ' || sum(n_tup_ins) || ' inserts, ' || sum(n_tup_upd) || ' updates, ' ||
+				round((sum(n_tup_ins) + sum(n_tup_upd))::numeric / $N, 1) || ' per device' from pg_stat_user_tables"
+		else
+			echo "database: $(($(du -sk "$CELLS_MDM_STATE_DIR" | cut -f1))) kB state dir (sqlite)"
+		fi
+	}
+	unset CELLS_MDM_DB
+	run sqlite-1 1
+	pg_start
+	run pg-1 1
+	run pg-3 3
+	python3 - "$T/sqlite-1.out" "$T/pg-1.out" "$T/pg-3.out" <<'PY'
+import re, sys
+def figs(path):
+    t = open(path).read()
+    f = {}
+    m = re.search(r"1 device pushed.*?p50=([\d.]+) ms p99=([\d.]+) ms", t)
+    if m: f["push->ack p50 at N=1 (ms)"], f["push->ack p99 at N=1 (ms)"] = map(float, m.groups())
+    m = re.search(r"all delivered after ([\d.]+) s, all acknowledged after ([\d.]+) s", t)
+    if m: f["fan-out: last delivery (s)"], f["fan-out: last ack (s)"] = map(float, m.groups())
+    m = re.search(r"([\d.]+) kB per connection", t)
+    if m: f["memory per connection (kB)"] = float(m.group(1))
+    return f
+a, b, c = (figs(p) for p in sys.argv[1:4])
+print("%-30s %9s %9s %9s %8s %8s" % ("figure", "sqlite-1", "pg-1", "pg-3", "pg1/sq", "pg3/sq"))
+r = lambda x, y: x / y if y else float("nan")
+for k in a:
+    print("%-30s %9.2f %9.2f %9.2f %8.2f %8.2f" % (k, a[k], b.get(k, float("nan")), c.get(k, float("nan")),
+          r(b.get(k, float("nan")), a[k]), r(c.get(k, float("nan")), a[k])))
+PY
+	set +e # tests/lib.sh's cleanup kills what may be gone already
+	exit 0
+fi
 B=$(cd "${1:-build}" && pwd)
 N=${2:-10000}
 BASE=${3:-}

@@ -76,7 +76,7 @@ check_eq "the agent runs policy version 4" 4 "$(mgmt_field policy_version)"
 # the server loses its record of the acknowledgement: it sends the entry again, the
 # agent answers it again and does not apply it again
 stop_mdm
-sqlite3 "$CELLS_MDM_STATE_DIR/mdm.db" "update queue set state=0 where id='$ID4'"
+mdm_sql "update queue set state=0 where id='$ID4'"
 start_mdm
 check "a redelivered policy is acknowledged again" wait_for 20 entry_is "$ID4" acknowledged
 check_eq "...and not installed again" 1 "$(audit_count policy.accepted "details like '%\"version\":4%'")"

@@ -75,7 +75,7 @@ check_eq "the wipe started once" 1 "$(audit_count wipe.requested)"
 # the server loses its acknowledgement and sends the wipe again: answered from the stored
 # receipt, not carried out again
 stop_mdm
-sqlite3 "$CELLS_MDM_STATE_DIR/mdm.db" "update queue set state=0 where id='$WID'"
+mdm_sql "update queue set state=0 where id='$WID'"
 check_eq "the server no longer counts the wipe as acknowledged" queued "$(entry_state "$WID")"
 start_mdm
 check "the redelivered wipe is acknowledged again" wait_for 30 entry_is "$WID" acknowledged

@@ -25,6 +25,7 @@
 
 #include <openssl/sha.h>
 #include <openssl/x509.h>
+#include <sqlite3.h>
 
 static void unhex(const char *h, uint8_t *out, size_t n)
 {

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Several cells-mdm front ends on one PostgreSQL (a private server, tests/lib.sh
+# pg_start): two `serve` processes, a TCP load balancer in front of them (loopback,
+# TLS passes through: a new connection goes to the first front end that accepts it),
+# a real cellsd enrolled through it.
+# A command queued by the CLI reaches the device on whichever front end holds it (the
+# front end is woken by LISTEN/NOTIFY). The front end holding the device is SIGKILLed
+# with one entry in flight (delivered, not acknowledged) and one queued: the device
+# reconnects to the other front end and each is applied exactly once (by its id), as
+# the agent's own audit log and the database rows show.
+. "$CELLS_SRC/tests/lib.sh"
+MDM_DB=pg
+. "$CELLS_SRC/tests/integration/mgmt_lib.sh"
+need_root
+PORT=$(free_port)
+URL="wss://localhost:$PORT"
+
+check "cells-mdm init (keys in the state dir, tables in PostgreSQL)" cells-mdm init
+check_eq "the store's tables are in PostgreSQL" 4 "$(pg_sql "select count(*) from information_schema.tables where table_name in ('queue','devices','tokens','receipts')")"
+check "no sqlite store was made" test ! -e "$CELLS_MDM_STATE_DIR/mdm.db"
+cells-mdm ca-cert >"$T/ca.pem"
+
+P0=$(free_port)
+P1=$(free_port)
+FE=()
+start_fe() {
+	local p=$P0
+	[ "$1" = 1 ] && p=$P1
+	cells-mdm serve --listen "localhost:$p" >>"$T/fe$1.log" 2>&1 &
+	FE[$1]=$!
+	PIDS+=("${FE[$1]}")
+	wait_for 10 port_open "$p" || { cat "$T/fe$1.log"; return 1; }
+}
+start_fe 0 || exit 1
+start_fe 1 || exit 1
+# the balancer: each connection to PORT is spliced to the first front end that answers
+python3 - "$PORT" "$P0" "$P1" <<'PY' >>"$T/lb.log" 2>&1 &
+import asyncio, sys
+port, backs = int(sys.argv[1]), [int(p) for p in sys.argv[2:]]
+async def pipe(r, w):
+    try:
+        while (b := await r.read(65536)):
+            w.write(b)
+            await w.drain()
+    except Exception:
+        pass
+    finally:
+        w.close()
+async def conn(cr, cw):
+    for p in backs:
+        try:
+            br, bw = await asyncio.open_connection("127.0.0.1", p)
+        except OSError:
+            continue
+        await asyncio.gather(pipe(cr, bw), pipe(br, cw))
+        return
+    cw.close()
+async def main():
+    s = await asyncio.start_server(conn, "127.0.0.1", port)
+    async with s:
+        await s.serve_forever()
+asyncio.run(main())
+PY
+PIDS+=($!)
+wait_for 10 port_open "$PORT" || { cat "$T/lb.log"; exit 1; }
+check "two front ends serve" bash -c "kill -0 ${FE[0]} && kill -0 ${FE[1]}"
+
+start_cellsd || exit 1
+DEV=$(cellctl device id)
+check "enroll through one front end" cellctl enroll "$URL" "$(cells-mdm enroll-token | tail -1)" --ca "$T/ca.pem"
+check "the agent connects" wait_for 15 connected
+
+# which front end holds the device's connection (an established socket on its port)
+holds() { [ -n "$(ss -tnH state established "( sport = :$1 )")" ]; }
+export -f holds
+check "front end 0 holds the device" wait_for 5 holds "$P0"
+A=0 B=1
+
+# a policy queued by the CLI (no front end involved) reaches the device
+cells-mdm policy example --device "$DEV" --version 3 >"$T/p3.json"
+t0=$(date +%s%N)
+ID3=$(cells-mdm --json policy push "$DEV" "$T/p3.json" | json_get "d[0]['id']")
+check "the CLI's policy is acknowledged through the front end holding the device" wait_for 15 entry_is "$ID3" acknowledged
+echo "    push -> acknowledged: $((($(date +%s%N) - t0) / 1000000)) ms (CLI, NOTIFY to the holder)"
+check_eq "the agent runs policy version 3" 3 "$(mgmt_field policy_version)"
+
+# an entry in flight: the device's network process is stopped, the front end sends
+# the policy (delivered), then a second entry is queued while that front end is
+# stopped too; then the front end is SIGKILLed
+NETPID=$(mgmt_field net_pid)
+kill -STOP "$NETPID"
+cells-mdm policy example --device "$DEV" --version 4 >"$T/p4.json"
+ID4=$(cells-mdm --json policy push "$DEV" "$T/p4.json" | json_get "d[0]['id']")
+check "the front end sent the policy: delivered, not acknowledged" wait_for 10 entry_is "$ID4" delivered
+kill -STOP "${FE[$A]}"
+IDR=$(cells-mdm --json audit request "$DEV" | json_get "d['id'] if isinstance(d, dict) else d[0]['id']")
+check_eq "a second entry waits queued" queued "$(entry_state "$IDR")"
+kill -9 "${FE[$A]}"
+wait "${FE[$A]}" 2>/dev/null
+kill -CONT "$NETPID"
+check "the device reconnects to the other front end" wait_for 30 bash -c "connected && holds $P1"
+check "the in-flight policy is acknowledged" wait_for 20 entry_is "$ID4" acknowledged
+check "the queued request is acknowledged" wait_for 20 entry_is "$IDR" acknowledged
+check_eq "policy 4 was installed exactly once (the agent's audit log)" 1 "$(audit_count policy.accepted "details like '%\"version\":4%'")"
+check_eq "the agent runs policy version 4" 4 "$(mgmt_field policy_version)"
+# the policy reached the device from the killed front end; its result (the agent's
+# outbox, resent on reconnect) is recorded by the other one, against the same row
+check "the in-flight policy's result was taken by the surviving front end" grep -q "$ID4 acknowledged" "$T/fe$B.log"
+check "...not by the killed one" bash -c "! grep -q '$ID4 acknowledged' '$T/fe$A.log'"
+check_eq "one row for the policy, acknowledged (the DB)" "1|2" "$(pg_sql "select count(*), max(state) from queue where id='$ID4'")"
+check_eq "nothing is left queued or delivered" 0 "$(pg_sql "select count(*) from queue where state in (0,1)")"
+
+# the surviving front end still gets what the CLI queues
+cells-mdm policy example --device "$DEV" --version 5 >"$T/p5.json"
+ID5=$(cells-mdm --json policy push "$DEV" "$T/p5.json" | json_get "d[0]['id']")
+check "a later policy reaches the device on the surviving front end" wait_for 15 entry_is "$ID5" acknowledged
+check "the device is listed online" bash -c "cells-mdm --json devices | python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)[0][\"online\"] else 1)'"
+check "clean shutdown" stop_cellsd
+finish
