@@ -154,6 +154,13 @@ int mdm_cmd_ca_cert(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **a
 int mdm_cmd_enroll_token(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 
 /* mdm_queue.c: admin commands on the device registry and the command queue. */
+/* A queue entry for command c to c->device_id: c is stamped (command id "c-" + 24 random
+ * hex digits in cid, issued now, MDM_COMMAND_LIFETIME_S, priority prio) and signed with
+ * the command key. e is filled (clear it with mdm_qentry_clear); the caller queues it.
+ * Shared by the CLI and the admin API. */
+#define MDM_COMMAND_LIFETIME_S (7 * 24 * 3600)
+int mdm_command_entry(const struct mdm *m, Cells__V1__Command *c, int prio, const char *dedup,
+		      const char *what, char cid[32], struct mdm_qentry *e, cells_err_t *err);
 int mdm_cmd_devices(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 int mdm_cmd_policy_push(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 int mdm_cmd_command_list(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);

@@ -39,7 +39,6 @@
 #define PRIO_WIPE 100 /* as mdm_queue.c */
 #define PRIO_POLICY 50
 #define PRIO_COMMAND 10
-#define COMMAND_LIFETIME_S (7 * 24 * 3600)
 #define CHUNK 16384
 
 struct resp {
@@ -226,35 +225,10 @@ static void finish_change(struct req *q, int status, json_object *o, const char 
 static int queue_signed(struct req *q, Cells__V1__Command *c, int prio, const char *dedup,
 			const char *what, bool replace, json_object **out, cells_err_t *err)
 {
-	uint8_t rnd[12];
-	char cid[32], hex[25];
-	if (RAND_bytes(rnd, sizeof rnd) != 1)
-		return cells_err_set(err, EIO, "no randomness");
-	cells_hex(rnd, sizeof rnd, hex);
-	snprintf(cid, sizeof cid, "c-%s", hex);
+	char cid[32];
 	c->device_id = q->dev;
-	c->command_id = cid;
-	c->issued_at = time(NULL);
-	c->expires_at = c->issued_at + COMMAND_LIFETIME_S;
-	c->priority = (uint32_t)prio;
-	cleanup_pkey EVP_PKEY *key = mdm_load_key(A.m, "signing.key", err);
-	if (!key)
-		return -1;
-	size_t n = cells__v1__command__get_packed_size(c);
-	uint8_t buf[CELLS_MAX_COMMAND];
-	if (n > sizeof buf)
-		return cells_err_set(err, EFBIG, "command too large");
-	cells__v1__command__pack(c, buf);
 	struct mdm_qentry e = {0};
-	snprintf(e.device, sizeof e.device, "%s", q->dev);
-	e.kind = MDM_QK_COMMAND;
-	e.priority = prio;
-	e.created = c->issued_at;
-	e.expires = c->expires_at;
-	snprintf(e.dedup, sizeof e.dedup, "%s", dedup);
-	snprintf(e.what, sizeof e.what, "%s", what);
-	int r = pol_sign_packed(CELLS__V1__SIGNED_KIND__SIGNED_COMMAND, buf, n, key, &e.blob,
-				&e.blob_len, err);
+	int r = mdm_command_entry(A.m, c, prio, dedup, what, cid, &e, err);
 	if (r == 0)
 		r = mdm_store_queue_add(A.st, &e, replace, err);
 	if (r >= 0) {

@@ -28,7 +28,6 @@
 #define PRIO_WIPE 100
 #define PRIO_POLICY 50
 #define PRIO_COMMAND 10
-#define COMMAND_LIFETIME_S (7 * 24 * 3600)
 
 static struct mdm_store *open_store(struct mdm *m, const char *what)
 {
@@ -324,36 +323,48 @@ int mdm_cmd_command_cancel(struct mdm *m, const struct mdm_cmd *cmd, int argc, c
 }
 
 /* Sign a Command for device and queue it. */
+int mdm_command_entry(const struct mdm *m, Cells__V1__Command *c, int prio, const char *dedup,
+		      const char *what, char cid[32], struct mdm_qentry *e, cells_err_t *err)
+{
+	uint8_t rnd[12];
+	char hex[25];
+	if (RAND_bytes(rnd, sizeof rnd) != 1)
+		return cells_err_set(err, EIO, "no randomness for a command id");
+	cells_hex(rnd, sizeof rnd, hex);
+	snprintf(cid, 32, "c-%s", hex);
+	c->command_id = cid;
+	c->issued_at = time(NULL);
+	c->expires_at = c->issued_at + MDM_COMMAND_LIFETIME_S;
+	c->priority = (uint32_t)prio;
+	cleanup_pkey EVP_PKEY *key = mdm_load_key(m, "signing.key", err);
+	if (!key)
+		return -1;
+	size_t n = cells__v1__command__get_packed_size(c);
+	uint8_t buf[CELLS_MAX_COMMAND];
+	if (n > sizeof buf)
+		return cells_err_set(err, EFBIG, "command too large");
+	cells__v1__command__pack(c, buf);
+	memset(e, 0, sizeof *e);
+	snprintf(e->device, sizeof e->device, "%s", c->device_id);
+	e->kind = MDM_QK_COMMAND;
+	e->priority = prio;
+	e->created = c->issued_at;
+	e->expires = c->expires_at;
+	snprintf(e->dedup, sizeof e->dedup, "%s", dedup);
+	snprintf(e->what, sizeof e->what, "%s", what);
+	return pol_sign_packed(CELLS__V1__SIGNED_KIND__SIGNED_COMMAND, buf, n, key, &e->blob,
+			       &e->blob_len, err);
+}
+
 static int queue_command(struct mdm *m, const char *words, Cells__V1__Command *c, int prio,
 			 const char *dedup, const char *what, bool replace)
 {
 	cells_err_t err = {0};
-	uint8_t rnd[12];
-	char cid[32], hex[25];
+	char cid[32];
 	if (cells_valid_name(c->device_id, &err) < 0 || strlen(c->device_id) != 32) {
 		fprintf(stderr, "cells-mdm: %s: '%s' is not a device id\n", words, c->device_id);
 		return 2;
 	}
-	if (RAND_bytes(rnd, sizeof rnd) != 1)
-		return 1;
-	cells_hex(rnd, sizeof rnd, hex);
-	snprintf(cid, sizeof cid, "c-%s", hex);
-	c->command_id = cid;
-	c->issued_at = time(NULL);
-	c->expires_at = c->issued_at + COMMAND_LIFETIME_S;
-	c->priority = (uint32_t)prio;
-	cleanup_pkey EVP_PKEY *key = mdm_load_key(m, "signing.key", &err);
-	if (!key) {
-		fprintf(stderr, "cells-mdm: %s: %s\n", words, err.msg);
-		return 1;
-	}
-	size_t n = cells__v1__command__get_packed_size(c);
-	uint8_t buf[CELLS_MAX_COMMAND];
-	if (n > sizeof buf) {
-		fprintf(stderr, "cells-mdm: %s: command too large\n", words);
-		return 1;
-	}
-	cells__v1__command__pack(c, buf);
 	struct mdm_store *s = open_store(m, words);
 	if (!s)
 		return 1;
@@ -365,17 +376,9 @@ static int queue_command(struct mdm *m, const char *words, Cells__V1__Command *c
 		return 1;
 	}
 	struct mdm_qentry e = {0};
-	snprintf(e.device, sizeof e.device, "%s", c->device_id);
-	e.kind = MDM_QK_COMMAND;
-	e.priority = prio;
-	e.created = c->issued_at;
-	e.expires = c->expires_at;
-	snprintf(e.dedup, sizeof e.dedup, "%s", dedup);
-	snprintf(e.what, sizeof e.what, "%s", what);
 	json_object *out = json_object_new_array();
 	int rc = 1;
-	if (pol_sign_packed(CELLS__V1__SIGNED_KIND__SIGNED_COMMAND, buf, n, key, &e.blob,
-			    &e.blob_len, &err) < 0)
+	if (mdm_command_entry(m, c, prio, dedup, what, cid, &e, &err) < 0)
 		fprintf(stderr, "cells-mdm: %s: %s\n", words, err.msg);
 	else if (enqueue(m, s, &e, replace, out) == 0)
 		rc = 0;
