@@ -56,8 +56,15 @@ static int64_t now_ns(void)
 	return cells_mono_ns();
 }
 
+static size_t next_dev; /* devices [0, next_dev) have been asked to connect */
+
+/* The device whose handshake this is: one of the last ones asked to connect (at most 64
+ * are connecting at once), so look there first; the whole list only as a fallback. */
 static struct dev *dev_of_ssl(SSL *ssl)
 {
+	for (size_t i = next_dev; i-- > 0 && next_dev - i <= 256;)
+		if (D[i].wsi && lws_get_ssl(D[i].wsi) == ssl)
+			return &D[i];
 	for (size_t i = 0; i < ND; i++)
 		if (D[i].wsi && lws_get_ssl(D[i].wsi) == ssl)
 			return &D[i];
@@ -373,12 +380,11 @@ int main(int argc, char **argv)
 	}
 	long rss0 = spid ? rss_kb(spid) : -1;
 	t0 = now_ns();
-	size_t next = 0;
 	int64_t last_progress = now_ns();
 	size_t last_up = 0;
 	while (helloed < ND && now_ns() - last_progress < 20 * (int64_t)1000000000) {
-		while (next < ND && connecting < 64)
-			connect_dev(&D[next++]);
+		while (next_dev < ND && connecting < 64)
+			connect_dev(&D[next_dev++]);
 		lws_service(ctx, 0);
 		if (helloed != last_up) {
 			last_up = helloed;
