@@ -55,25 +55,8 @@ if [ "${BENCH_PG:-}" = 1 ]; then
 	pg_start
 	run pg-1 1
 	run pg-3 3
-	python3 - "$T/sqlite-1.out" "$T/pg-1.out" "$T/pg-3.out" <<'PY'
-import re, sys
-def figs(path):
-    t = open(path).read()
-    f = {}
-    m = re.search(r"1 device pushed.*?p50=([\d.]+) ms p99=([\d.]+) ms", t)
-    if m: f["push->ack p50 at N=1 (ms)"], f["push->ack p99 at N=1 (ms)"] = map(float, m.groups())
-    m = re.search(r"all delivered after ([\d.]+) s, all acknowledged after ([\d.]+) s", t)
-    if m: f["fan-out: last delivery (s)"], f["fan-out: last ack (s)"] = map(float, m.groups())
-    m = re.search(r"([\d.]+) kB per connection", t)
-    if m: f["memory per connection (kB)"] = float(m.group(1))
-    return f
-a, b, c = (figs(p) for p in sys.argv[1:4])
-print("%-30s %9s %9s %9s %8s %8s" % ("figure", "sqlite-1", "pg-1", "pg-3", "pg1/sq", "pg3/sq"))
-r = lambda x, y: x / y if y else float("nan")
-for k in a:
-    print("%-30s %9.2f %9.2f %9.2f %8.2f %8.2f" % (k, a[k], b.get(k, float("nan")), c.get(k, float("nan")),
-          r(b.get(k, float("nan")), a[k]), r(c.get(k, float("nan")), a[k])))
-PY
+	python3 "$CELLS_SRC/tests/bench/mgmt_compare.py" sqlite-1="$T/sqlite-1.out" \
+		pg-1="$T/pg-1.out" pg-3="$T/pg-3.out"
 	set +e # tests/lib.sh's cleanup kills what may be gone already
 	exit 0
 fi
@@ -94,21 +77,4 @@ echo "load before: $(uptime)"
 "$B/tests/bench/bench_mgmt" "$W/mdm" localhost "$PORT" "$N" "$SP" | tee "$W/out"
 echo "load after: $(uptime)"
 [ -n "$BASE" ] || exit 0
-python3 - "$BASE" "$W/out" <<'PY'
-import re, sys
-def figs(path):
-    t = open(path).read()
-    f = {}
-    m = re.search(r"1 device pushed.*?p50=([\d.]+) ms p99=([\d.]+) ms", t)
-    if m: f["push->ack p50 at N=1 (ms)"], f["push->ack p99 at N=1 (ms)"] = map(float, m.groups())
-    m = re.search(r"all delivered after ([\d.]+) s, all acknowledged after ([\d.]+) s", t)
-    if m: f["fan-out: last delivery (s)"], f["fan-out: last ack (s)"] = map(float, m.groups())
-    m = re.search(r"([\d.]+) kB per connection", t)
-    if m: f["memory per connection (kB)"] = float(m.group(1))
-    return f
-old, new = figs(sys.argv[1]), figs(sys.argv[2])
-print("%-30s %10s %10s %7s" % ("figure", "before", "after", "ratio"))
-for k in old:
-    if k in new:
-        print("%-30s %10.2f %10.2f %7.2f" % (k, old[k], new[k], new[k] / old[k] if old[k] else float("nan")))
-PY
+python3 "$(dirname "$0")/mgmt_compare.py" before="$BASE" after="$W/out"
