@@ -386,6 +386,7 @@ static const char *role_name(Cells__V1__KeyRole r)
 {
 	return r == CELLS__V1__KEY_ROLE__KEY_ROLE_POLICY    ? "policy"
 	       : r == CELLS__V1__KEY_ROLE__KEY_ROLE_COMMAND ? "command"
+	       : r == CELLS__V1__KEY_ROLE__KEY_ROLE_IMAGES  ? "images"
 							    : "unknown";
 }
 

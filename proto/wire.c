@@ -24,6 +24,8 @@ static const struct {
     {CELLS__V1__SIGNED_KIND__SIGNED_ENROLL_BINDING, "cells.v1.enroll-binding",
      CELLS_MAX_ENROLL_BINDING},
     {CELLS__V1__SIGNED_KIND__SIGNED_AUDIT_ACK, "cells.v1.audit-ack", CELLS_MAX_AUDIT_ACK},
+    {CELLS__V1__SIGNED_KIND__SIGNED_IMAGE_MANIFEST, "cells.v1.image-manifest",
+     CELLS_MAX_IMAGE_MANIFEST},
 };
 
 const char *cells_signed_domain(Cells__V1__SignedKind kind)
@@ -110,6 +112,10 @@ int cells_envelope_check_signed(const Cells__V1__Envelope *env, cells_err_t *err
 	case CELLS__V1__ENVELOPE__BODY_COMMAND:
 		return check_body_signed(env->command, true, CELLS__V1__SIGNED_KIND__SIGNED_COMMAND,
 					 "Envelope.command", err);
+	case CELLS__V1__ENVELOPE__BODY_IMAGE:
+		return check_body_signed(env->image, true,
+					 CELLS__V1__SIGNED_KIND__SIGNED_IMAGE_MANIFEST,
+					 "Envelope.image", err);
 	case CELLS__V1__ENVELOPE__BODY_RESULT:
 		return env->result ? check_body_signed(env->result->receipt, false,
 						       CELLS__V1__SIGNED_KIND__SIGNED_WIPE_RECEIPT,

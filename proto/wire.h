@@ -28,6 +28,7 @@
 #define CELLS_MAX_COMMAND_RESULT (8 * 1024)
 #define CELLS_MAX_ENROLL_BINDING (512)
 #define CELLS_MAX_AUDIT_ACK (1024)
+#define CELLS_MAX_IMAGE_MANIFEST (1024)
 #define CELLS_MAX_SIGNED_BLOB (CELLS_MAX_POLICY + 16 * 1024) /* Signed wrapper of a policy */
 #define CELLS_MAX_SIGNATURES 8
 #define CELLS_MAX_SIGNED_LIST 16 /* Signed objects in one repeated field of an envelope */

@@ -8,7 +8,7 @@ PKGS=(
 	libsqlite3-dev sqlite3 postgresql libpq-dev libcmocka-dev libseccomp-dev libcap-dev libargon2-dev
 	libselinux1-dev libjson-c-dev libpng-dev libmnl-dev libnftables-dev
 	busybox-static iproute2 nftables crun util-linux e2fsprogs python3 procps file
-	python3-cryptography curl
+	python3-cryptography curl erofs-utils squashfs-tools debootstrap
 	chromium chromium-driver libnss3-tools python3-selenium
 )
 missing=()
