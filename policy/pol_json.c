@@ -95,6 +95,7 @@ static int parse_vp(struct arena *a, json_object *o, const char *path, Cells__V1
 					   "wifi_status_allowed",
 					   "lock_after_offline_s",
 					   "wipe_after_offline_s",
+					   "image",
 					   NULL};
 	if (!json_object_is_type(o, json_type_object))
 		return cells_err_set(err, EINVAL, "%s: not an object", path);
@@ -236,6 +237,15 @@ static int parse_vp(struct arena *a, json_object *o, const char *path, Cells__V1
 		    path, (long long)wipe_s, (long long)lock_s);
 	r->lock_after_offline_s = (uint32_t)lock_s;
 	r->wipe_after_offline_s = (uint32_t)wipe_s;
+	const char *img = NULL;
+	if (cj_str(o, path, "image", 0, &img, err) < 0)
+		return -1;
+	if (img) {
+		cells_err_t e2;
+		if (pol_image_ref_parse(img, NULL, NULL, &e2) < 0)
+			return cells_err_set(err, EINVAL, "%s.image: %s", path, e2.msg);
+		r->image = arena_strdup(a, img);
+	}
 	json_object *w = cj_get(o, "wifi_status_allowed");
 	if (w) {
 		if (!json_object_is_type(w, json_type_array) || json_object_array_length(w) > 16)
@@ -439,6 +449,8 @@ json_object *pol_model_to_json(const struct pol_model *p)
 		for (size_t k = 0; k < r->nwifi; k++)
 			json_object_array_add(w, json_object_new_string(r->wifi[k]));
 		json_object_object_add(v, "wifi_status_allowed", w);
+		if (r->image[0])
+			json_object_object_add(v, "image", json_object_new_string(r->image));
 		json_object_array_add(vps, v);
 	}
 	json_object_object_add(o, "vps", vps);

@@ -50,6 +50,9 @@ int pol_model_from(const Cells__V1__Policy *p, struct pol_model *m, cells_err_t 
 		v->lock_on_expiry = r->lock_on_expiry;
 		v->lock_after_offline_s = r->lock_after_offline_s;
 		v->wipe_after_offline_s = r->wipe_after_offline_s;
+		if (r->image && r->image[0] &&
+		    copy_name(v->image, sizeof v->image, r->image, "an image reference", err) < 0)
+			return -1;
 		if (r->n_devices > POL_MAX_DEVICE_RULES ||
 		    r->n_wifi_status_allowed > POL_MODEL_WIFI)
 			return cells_err_set(err, EINVAL, "VP %s has too many device or wifi rules",

@@ -35,6 +35,7 @@ struct pol_vp_rule {
 	Cells__V1__AuditUpload audit_upload; /* UNSPECIFIED when the rule has no audit part */
 	bool encrypted, lock_on_expiry;
 	uint32_t lock_after_offline_s, wipe_after_offline_s;
+	char image[POL_IMAGE_REF_MAX + 1]; /* "NAME@VERSION"; empty: the VP's local image */
 	size_t ndevices;
 	struct pol_dev_rule devices[POL_MAX_DEVICE_RULES];
 	size_t nwifi;

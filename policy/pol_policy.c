@@ -21,6 +21,52 @@ bool pol_device_class_foreground_bound(const char *name)
 	return !strcmp(name, "display") || !strcmp(name, "input");
 }
 
+bool pol_image_name_valid(const char *name)
+{
+	size_t n = name ? strlen(name) : 0;
+	if (n == 0 || n > POL_IMAGE_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+		bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+		if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
+			return false;
+	}
+	return true;
+}
+
+int pol_image_ref_parse(const char *ref, char name[POL_IMAGE_NAME_MAX + 1], uint64_t *version,
+			cells_err_t *err)
+{
+	const char *at = ref ? strchr(ref, '@') : NULL;
+	char nm[POL_IMAGE_NAME_MAX + 1];
+	if (!at || (size_t)(at - ref) > POL_IMAGE_NAME_MAX)
+		return cells_err_set(err, EINVAL, "image '%.64s' is not NAME@VERSION",
+				     ref ? ref : "");
+	memcpy(nm, ref, (size_t)(at - ref));
+	nm[at - ref] = 0;
+	if (!pol_image_name_valid(nm))
+		return cells_err_set(err, EINVAL,
+				     "image name '%s' is not [a-z0-9][a-z0-9._-]{0,31}", nm);
+	const char *v = at + 1;
+	uint64_t ver = 0;
+	size_t nd = strlen(v);
+	if (nd == 0 || nd > 20 || v[0] == '0')
+		return cells_err_set(err, EINVAL, "image '%.64s': the version is not 1 or more",
+				     ref);
+	for (size_t i = 0; i < nd; i++) {
+		if (v[i] < '0' || v[i] > '9' || ver > (UINT64_MAX - (uint64_t)(v[i] - '0')) / 10)
+			return cells_err_set(err, EINVAL,
+					     "image '%.64s': the version is not a number", ref);
+		ver = ver * 10 + (uint64_t)(v[i] - '0');
+	}
+	if (name)
+		memcpy(name, nm, strlen(nm) + 1);
+	if (version)
+		*version = ver;
+	return 0;
+}
+
 bool pol_device_class_valid(const char *name)
 {
 	for (size_t i = 0; pol_device_classes[i]; i++)
@@ -219,6 +265,8 @@ static int validate(const Cells__V1__Policy *p, bool need_device, cells_err_t *e
 					     r->vp, POL_MAX_PASSWORD_LEN, POL_MAX_FAILED_ATTEMPTS);
 		if (r->n_devices > POL_MAX_DEVICE_RULES)
 			return cells_err_set(err, EINVAL, "VP %s has too many device rules", r->vp);
+		if (r->image && r->image[0] && pol_image_ref_parse(r->image, NULL, NULL, &e2) < 0)
+			return cells_err_set(err, EINVAL, "VP %s: %s", r->vp, e2.msg);
 		if (r->n_wifi_status_allowed > 16)
 			return cells_err_set(err, EINVAL, "VP %s: too many wifi_status_allowed",
 					     r->vp);

@@ -402,6 +402,63 @@ static void test_json_roundtrip(void **state)
 	cells__v1__policy__free_unpacked(pol2, NULL);
 }
 
+/* A VP rule's image "NAME@VERSION": parsed, refused when malformed, kept through JSON. */
+static void test_image_ref(void **state)
+{
+	(void)state;
+	char name[POL_IMAGE_NAME_MAX + 1];
+	uint64_t v = 0;
+	cells_err_t err;
+	assert_int_equal(
+	    pol_image_ref_parse("debian-min.v2_x@18446744073709551615", name, &v, &err), 0);
+	assert_string_equal(name, "debian-min.v2_x");
+	assert_true(v == UINT64_MAX);
+	static const char *const bad[] = {"busybox",
+					  "busybox@",
+					  "busybox@0",
+					  "busybox@01",
+					  "busybox@1x",
+					  "Busybox@1",
+					  "-busybox@1",
+					  "busy box@1",
+					  "@1",
+					  "busybox@18446744073709551616",
+					  "a23456789012345678901234567890123@1"};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		assert_int_equal(pol_image_ref_parse(bad[i], name, &v, &err), -1);
+		assert_int_equal(err.code, EINVAL);
+	}
+	const char *j = "{\"version\":3,\"device\":\"" DEV "\",\"vps\":[{\"name\":\"work\","
+			"\"image\":\"debian@4\"}]}";
+	cleanup_free uint8_t *p = NULL;
+	size_t n;
+	assert_int_equal(pol_json_to_policy(j, strlen(j), &p, &n, &err), 0);
+	Cells__V1__Policy *pol = NULL;
+	assert_int_equal(pol_policy_decode(p, n, &pol, &err), 0);
+	assert_string_equal(pol->vps[0]->image, "debian@4");
+	struct pol_model m;
+	assert_int_equal(pol_model_from(pol, &m, &err), 0);
+	assert_string_equal(m.vps[0].image, "debian@4");
+	json_object *o = pol_policy_to_json(pol);
+	assert_string_equal(
+	    json_object_get_string(json_object_object_get(
+		json_object_array_get_idx(json_object_object_get(o, "vps"), 0), "image")),
+	    "debian@4");
+	json_object_put(o);
+	/* a malformed reference in JSON and in a decoded policy */
+	const char *jb = "{\"version\":3,\"device\":\"" DEV "\",\"vps\":[{\"name\":\"work\","
+			 "\"image\":\"debian\"}]}";
+	cleanup_free uint8_t *pb = NULL;
+	assert_int_equal(pol_json_to_policy(jb, strlen(jb), &pb, &n, &err), -1);
+	assert_non_null(strstr(err.msg, "vps[0].image"));
+	char *keep = pol->vps[0]->image;
+	pol->vps[0]->image = "debian@0";
+	assert_int_equal(pol_policy_validate(pol, &err), -1);
+	assert_non_null(strstr(err.msg, "VP work: image"));
+	pol->vps[0]->image = keep;
+	cells__v1__policy__free_unpacked(pol, NULL);
+}
+
 static void test_delegation_rules(void **state)
 {
 	cells_err_t err = {0};
@@ -818,6 +875,7 @@ int main(void)
 	    cmocka_unit_test(test_conflicting_exclusive),
 	    cmocka_unit_test(test_validation_rules),
 	    cmocka_unit_test(test_json_roundtrip),
+	    cmocka_unit_test(test_image_ref),
 	    cmocka_unit_test(test_delegation_rules),
 	    cmocka_unit_test(test_threshold_and_rotation),
 	    cmocka_unit_test(test_command_verify),
