@@ -65,12 +65,12 @@ int loopdev_make_ext4_image(const char *path, uint64_t size_bytes, cells_err_t *
 
 /* Returns the open loop device fd (owned): autoclear would detach on its last close
  * before a mount holds the device. */
-static int attach(const char *image, char dev[64], cells_err_t *err)
+static int attach(const char *image, bool ro, char dev[64], cells_err_t *err)
 {
 	cleanup_close int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
 	if (ctl < 0)
 		return cells_err_sys(err, errno, "open /dev/loop-control");
-	cleanup_close int bfd = open(image, O_RDWR | O_CLOEXEC);
+	cleanup_close int bfd = open(image, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC);
 	if (bfd < 0)
 		return cells_err_sys(err, errno, "open %s", image);
 	/* another process may take the free device between GET_FREE and CONFIGURE */
@@ -88,7 +88,7 @@ static int attach(const char *image, char dev[64], cells_err_t *err)
 		struct loop_config cfg;
 		memset(&cfg, 0, sizeof cfg);
 		cfg.fd = (unsigned)bfd;
-		cfg.info.lo_flags = LO_FLAGS_AUTOCLEAR;
+		cfg.info.lo_flags = LO_FLAGS_AUTOCLEAR | (ro ? LO_FLAGS_READ_ONLY : 0);
 		snprintf((char *)cfg.info.lo_file_name, sizeof cfg.info.lo_file_name, "%s", image);
 		if (ioctl(lfd, LOOP_CONFIGURE, &cfg) == 0)
 			return take_fd(&lfd);
@@ -101,7 +101,7 @@ static int attach(const char *image, char dev[64], cells_err_t *err)
 int loopdev_mount_image(const char *image, const char *mountpoint, cells_err_t *err)
 {
 	char dev[64];
-	cleanup_close int lfd = attach(image, dev, err);
+	cleanup_close int lfd = attach(image, false, dev, err);
 	if (lfd < 0)
 		return -1;
 	if (mount(dev, mountpoint, "ext4", MS_NOSUID | MS_NODEV | MS_NOEXEC, "") < 0) {
@@ -110,6 +110,25 @@ int loopdev_mount_image(const char *image, const char *mountpoint, cells_err_t *
 		return cells_err_sys(err, e, "mount %s (%s) on %s", image, dev, mountpoint);
 	}
 	return 0; /* closing lfd now leaves the mount as the device's only user */
+}
+
+int loopdev_mount_image_ro(const char *image, const char *fstype, const char *mountpoint,
+			   cells_err_t *err)
+{
+	if (strcmp(fstype, "erofs") && strcmp(fstype, "squashfs"))
+		return cells_err_set(err, EINVAL, "read-only image type '%s' is not supported",
+				     fstype);
+	char dev[64];
+	cleanup_close int lfd = attach(image, true, dev, err);
+	if (lfd < 0)
+		return -1;
+	if (mount(dev, mountpoint, fstype, MS_RDONLY | MS_NOSUID | MS_NODEV, "") < 0) {
+		int e = errno;
+		ioctl(lfd, LOOP_CLR_FD, 0);
+		return cells_err_sys(err, e, "mount %s (%s, %s) on %s", image, dev, fstype,
+				     mountpoint);
+	}
+	return 0;
 }
 
 bool loopdev_is_mountpoint(const char *path)

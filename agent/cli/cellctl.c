@@ -117,6 +117,10 @@ static const struct cellctl_cmd commands[] = {
      cellctl_wipe_prepare},
     {"device list", "", "device classes, their nodes and each VP's access mode",
      cellctl_cmd_device_list},
+    {"image import", "FILE.img BUNDLE", "verify a signed VP image and store and mount it",
+     cellctl_cmd_image_import},
+    {"image list", "", "signed VP images: version, state, size, SHA-256", cellctl_cmd_image_list},
+    {"image status", "NAME", "one image's versions and states", cellctl_cmd_image_status},
 };
 
 CMDTAB_ENTRY_CHECK(struct cellctl_cmd);

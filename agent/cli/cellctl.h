@@ -61,6 +61,13 @@ int cellctl_cmd_policy_show(struct cellctl *cc, const struct cellctl_cmd *cmd, i
 int cellctl_cmd_vp_password(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,
 			    char **argv);
 int cellctl_cmd_vp_config(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv);
+/* cellctl_image.c */
+int cellctl_cmd_image_import(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,
+			     char **argv);
+int cellctl_cmd_image_list(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,
+			   char **argv);
+int cellctl_cmd_image_status(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,
+			     char **argv);
 /* cellctl_mgmt.c */
 int cellctl_cmd_enroll(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc, char **argv);
 int cellctl_cmd_mgmt_status(struct cellctl *cc, const struct cellctl_cmd *cmd, int argc,

@@ -29,6 +29,7 @@ struct disp;
 struct wipe;
 struct devns;
 struct audit_mgmt;
+struct images;
 
 struct cellsd {
 	char state_dir[PATH_MAX];
@@ -49,6 +50,7 @@ struct cellsd {
 	struct wipe *wipe;	     /* wipe and encrypted VP storage (wipe.h, owned) */
 	struct devns *devns;	     /* device modes, power, wifi, memory (devns.h) */
 	struct audit_mgmt *audit_up; /* audit uploads to the MDM (audit_mgmt.h, owned) */
+	struct images *images;	     /* signed VP images (images.h, owned) */
 };
 
 #endif

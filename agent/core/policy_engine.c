@@ -695,6 +695,19 @@ int policy_trust_pin_enrolled(struct cellsd *d, const Cells__V1__TrustRoot *root
 	return 0;
 }
 
+int policy_trust_get(struct cellsd *d, struct pol_trust *out, cells_err_t *err)
+{
+	struct policy_engine *pe = d->pe;
+	memset(out, 0, sizeof *out);
+	if (!pe || !pe->have_root)
+		return cells_err_set(err, EKEYREJECTED,
+				     "no trust root is pinned (cellctl trust pin ROOT.pub)");
+	out->root = pe->root;
+	memcpy(out->dels, pe->dels, pe->ndels * sizeof *pe->dels);
+	out->ndels = pe->ndels;
+	return 0;
+}
+
 uint64_t policy_installed_version(struct cellsd *d)
 {
 	return policy_version(d);

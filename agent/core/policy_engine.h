@@ -27,6 +27,7 @@
 
 #include "cellsd.h"
 #include "pol_model.h"
+#include "pol_trust.h"
 #include "wire.h"
 
 /* Load the state (d->pe, owned). Run after the state DB and audit log are open. */
@@ -55,6 +56,9 @@ int policy_trust_update(struct cellsd *d, Cells__V1__Signed *const *rotations, s
  * already) and take its delegations (policy_trust_update). */
 int policy_trust_pin_enrolled(struct cellsd *d, const Cells__V1__TrustRoot *root,
 			      Cells__V1__Signed *const *dels, size_t ndels, cells_err_t *err);
+/* The trust the device holds now (its pinned root and verified delegations), for
+ * verifiers of other signed objects (images). -1 (EKEYREJECTED) when no root is pinned. */
+int policy_trust_get(struct cellsd *d, struct pol_trust *out, cells_err_t *err);
 /* The version of the policy in force, for DeviceHello (0: none). */
 uint64_t policy_installed_version(struct cellsd *d);
 

@@ -8,6 +8,7 @@
 #include "devns.h"
 #include "display.h"
 #include "fg.h"
+#include "images.h"
 #include "kcheck.h"
 #include "mgmt.h"
 #include "offline.h"
@@ -40,6 +41,7 @@
 #define OPT_WIPE 1002
 #define OPT_NET 1003
 #define OPT_AUDIT 1004
+#define OPT_IMAGES 1005
 #ifdef CELLS_TEST_HOOKS
 #include "testhook.h"
 /* getopt code of the test-only options (testhook.h; CELLS_TEST_HOOKS builds only) */
@@ -77,6 +79,8 @@ static void usage(FILE *f)
 		"                       auto: the state dir's ext4 if it has `encrypt`, else\n"
 		"                       a loop-mounted image STATE_DIR/wipe/vpdata.img)\n"
 		"  --wipe-image-mb N    size of that image when it is created (default 4096)\n"
+		"  --max-image-size N   refuse signed VP images over N bytes (suffix K/M/G;\n"
+		"                       default 4G)\n"
 		"  --net-user U         cellsd-net's user: NAME or UID:GID (default the\n"
 		"                       cellsd-net user, else 65500:65500)\n"
 		"  --net-retry-max-ms N cap of cellsd-net's reconnect backoff (default its own)\n"
@@ -160,6 +164,7 @@ struct module {
 static const struct module modules[] = {
     {"policy engine", policy_engine_init, NULL, policy_engine_free},
     {"password", password_init, NULL, NULL},
+    {"images", images_init, NULL, images_fini}, /* before vpm: VPs acquire images */
     {"VP manager", vpm_init, vpm_shutdown, NULL},
     {"foreground", fg_init, NULL, fg_shutdown},
     {"display", disp_module_init, NULL, disp_shutdown},
@@ -201,6 +206,7 @@ int main(int argc, char **argv)
 	    {"encrypted-vps", required_argument, NULL, OPT_WIPE},
 	    {"wipe-storage", required_argument, NULL, OPT_WIPE},
 	    {"wipe-image-mb", required_argument, NULL, OPT_WIPE},
+	    {"max-image-size", required_argument, NULL, OPT_IMAGES},
 	    {"net-user", required_argument, NULL, OPT_NET},
 	    {"net-retry-max-ms", required_argument, NULL, OPT_NET},
 	    {"audit-near-full-mb", required_argument, NULL, OPT_AUDIT},
@@ -271,6 +277,14 @@ int main(int argc, char **argv)
 		case OPT_DEVNS: {
 			cells_err_t oe;
 			if (devns_option(opts[oi].name, optarg, &oe) < 0) {
+				fprintf(stderr, "cellsd: %s\n", oe.msg);
+				return 2;
+			}
+			break;
+		}
+		case OPT_IMAGES: {
+			cells_err_t oe;
+			if (images_option(opts[oi].name, optarg, &oe) < 0) {
 				fprintf(stderr, "cellsd: %s\n", oe.msg);
 				return 2;
 			}

@@ -6,6 +6,7 @@
 #include "handlers_audit.h"
 #include "handlers_core.h"
 #include "handlers_devices.h"
+#include "handlers_images.h"
 #include "handlers_mgmt.h"
 #include "handlers_tel.h"
 #include "handlers_vp.h"
@@ -48,6 +49,9 @@ const struct ctl_route ctl_routes[] = {
     /* locking only removes access: permitted also while the audit log fails closed */
     {R(VP_LOCK), "vp lock", CELLSD_ST_ANY, h_vp_lock},
     {R(VP_UNLOCK), "vp unlock", CELLSD_ST_READY, h_vp_unlock},
+    {R(IMAGE_IMPORT), "image import", CELLSD_ST_READY, h_image_import},
+    {R(IMAGE_LIST), "image list", CELLSD_ST_ANY, h_image_list},
+    {R(IMAGE_STATUS), "image status", CELLSD_ST_ANY, h_image_status},
 };
 
 const size_t ctl_nroutes = CELLS_ARRAY_SIZE(ctl_routes);

@@ -41,4 +41,52 @@ int images_acquire(struct cellsd *d, const char *name, uint64_t version, char pa
  * removed. */
 void images_release(struct cellsd *d, const char *name, uint64_t version);
 
+/* --- the store's module and requests (agent/images/images.c) --- */
+
+#define IMAGES_MAX_SIZE_DEFAULT (4ull << 30)
+
+/* cellsd --max-image-size BYTES[K|M|G] (default 4G): a manifest over it is refused. */
+int images_option(const char *name, const char *value, cells_err_t *err);
+/* Module hooks: the table in the state DB (module "images"), STATE/images/{,partial/};
+ * a complete image whose file is gone or of another size is marked failed (audited)
+ * and its file removed. images_fini unmounts what is mounted. */
+int images_init(struct cellsd *d, cells_err_t *err);
+void images_fini(struct cellsd *d);
+
+/* The offline path (`cellctl image import`): verify the bundle (ImageBundle or bare
+ * Signed manifest) with the trust the device holds (pol_image_bundle_verify), record the
+ * manifest, copy the image from fd (read at most size + 1 bytes) into the partial file
+ * hashing it, fsync, and rename it to STATE/images/<sha>.img only when size and SHA-256
+ * match; then mount it. Every acceptance and refusal is audited (image.accepted,
+ * image.rejected, image.verified, image.corrupt, image.mounted). actor: for the audit.
+ * On success *desc (owned) describes the image. */
+struct json_object;
+int images_import(struct cellsd *d, int fd, const uint8_t *bundle, size_t n, const char *actor,
+		  struct json_object **desc, cells_err_t *err);
+
+/* The network path (Envelope.image): verify the bare Signed manifest with the held
+ * trust and record it (image.accepted / image.rejected). 0: new, to be downloaded;
+ * 1: known already (*complete says whether its file is on the device). *m filled. */
+struct pol_image_manifest;
+int images_offer(struct cellsd *d, const uint8_t *signed_blob, size_t n, const char *actor,
+		 struct pol_image_manifest *m, bool *complete, cells_err_t *err);
+
+/* Download support for a recorded, incomplete image (sha256 hex): open its partial file
+ * for appending (fd owned by the caller) and its current length. */
+int images_partial_open(struct cellsd *d, const char *hex, uint64_t *have, uint64_t *size,
+			cells_err_t *err);
+/* The partial file of hex grew to have bytes (for status). */
+void images_partial_progress(struct cellsd *d, const char *hex, uint64_t have);
+/* Check the partial file of hex: size and SHA-256 (hashed from the file) against the
+ * manifest; rename, mount, audit. A mismatch removes the partial file, marks the image
+ * failed (audited) and returns -1 (EBADMSG). */
+int images_partial_finish(struct cellsd *d, const char *hex, cells_err_t *err);
+/* Give up on hex: remove the partial file, mark it failed with reason (audited). */
+void images_partial_fail(struct cellsd *d, const char *hex, const char *reason);
+
+/* JSON (owned): every image ({"images": [...]}) or the one named (newest version first;
+ * NULL with ENOENT when unknown). */
+struct json_object *images_list(struct cellsd *d);
+struct json_object *images_status(struct cellsd *d, const char *name, cells_err_t *err);
+
 #endif

@@ -77,4 +77,6 @@ unhex() { xxd -r -p; }
 { printf '\x03'; printf '\x00\x00'; } >$C/half_header
 { printf '\x00'; printf '\x7f\xff\xff\xff\x08\x01'; } >$C/oversize
 { printf '\x05'; printf '\x00\x00\x00\x00'; frame "$ping" | unhex; } >$C/empty_then_ping
+# signed seeds (fixed keys of fuzz_policy_keys.h): policy_forge --fuzz-seeds corpus and
+# image_forge --fuzz-seeds corpus/fuzz_image_bundle (build/tests/integration/)
 echo "seeds written"
