@@ -108,9 +108,16 @@ int mdm_cmd_call(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv
 int mdm_cmd_modem_ctl(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 int mdm_cmd_gateway_assign(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 /* mdm_policy.c */
+#include "wire.h"
 #include <stddef.h>
 #include <stdint.h>
-/* Sign a serialized Policy with signing.key into a PolicyBundle with delegation.bin. */
+/* Sign payload, of kind SIGNED_POLICY or SIGNED_IMAGE_MANIFEST, with signing.key into a
+ * PolicyBundle or ImageBundle (*out owned) carrying the current delegation and the root
+ * rotations of the trust update (mdm_keys_update_blob). EKEYREJECTED: the signing key's
+ * delegation does not hold the kind's role (policy, images). */
+int mdm_sign_bundle(const struct mdm *m, Cells__V1__SignedKind kind, const uint8_t *payload,
+		    size_t n, uint8_t **out, size_t *len, cells_err_t *err);
+/* mdm_sign_bundle of a serialized Policy. */
 int mdm_policy_bundle(const struct mdm *m, const uint8_t *payload, size_t n, uint8_t **out,
 		      size_t *len, cells_err_t *err);
 int mdm_cmd_policy_sign(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);

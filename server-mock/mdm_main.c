@@ -24,7 +24,7 @@ static const struct mdm_cmd commands[] = {
     {"keys rotate-root", "",
      "make a new root (version + 1) signed by the old and the new root key; re-delegate",
      mdm_cmd_keys_rotate_root},
-    {"keys delegate", "[--lifetime S|Nd] [--roles policy,command] [--keep-key]",
+    {"keys delegate", "[--lifetime S|Nd] [--roles policy,command,images] [--keep-key]",
      "delegate a new signing key (the next serial supersedes every earlier one)",
      mdm_cmd_keys_delegate},
     {"keys revoke", "SERIAL", "revoke a delegation by serial (a later delegation supersedes it)",
