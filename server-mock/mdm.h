@@ -179,6 +179,23 @@ int mdm_cmd_voip_assign(struct mdm *m, const struct mdm_cmd *cmd, int argc, char
 int mdm_cmd_voip_revoke(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 int mdm_cmd_audit_request(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 
+/* mdm_image.c: signed VP images (docs/IMAGES.md). */
+int mdm_cmd_image_build(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_image_sign(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_image_push(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_image_list(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+/* GET /v1/images/<sha256> on the serve listener. From LWS_CALLBACK_HTTP: uri the path,
+ * device the enrolled device of the verified client certificate or NULL (why: the
+ * reason). The answer (the image, a Range of it, or an error) is written from
+ * mdm_image_http_writeable; *dl is the connection's state (owned; freed when the
+ * answer is complete, or by mdm_image_http_free when the connection closes). <0: close. */
+struct lws;
+struct mdm_image_dl;
+int mdm_image_http(struct lws *wsi, struct mdm_store *st, const char *uri, const char *device,
+		   const char *why, struct mdm_image_dl **dl);
+int mdm_image_http_writeable(struct lws *wsi, struct mdm_image_dl **dl);
+void mdm_image_http_free(struct mdm_image_dl **dl);
+
 /* mdm_serve.c: the websocket server. */
 int mdm_cmd_serve(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 
