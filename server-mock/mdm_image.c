@@ -996,11 +996,13 @@ int mdm_image_http(struct lws *wsi, struct mdm_store *st, const char *uri, const
 	struct mdb *db = mdm_store_db(st);
 	cleanup_mdb_stmt struct mdb_stmt *q = NULL;
 	/* the image, and whether it was offered to this device (a queue entry not cancelled) */
-	if (mdb_prepare(db,
-			"SELECT i.path, i.size, i.ref, CASE WHEN EXISTS(SELECT 1 FROM queue q WHERE "
-			"q.device=?2 AND q.kind=?3 AND q.dedup='image:' || i.ref AND q.state<>5) "
-			"THEN 1 ELSE 0 END FROM images i WHERE i.sha256=?1 ORDER BY 4 DESC, i.version DESC LIMIT 1",
-			&q, &err) < 0)
+	if (mdb_prepare(
+		db,
+		"SELECT i.path, i.size, i.ref, CASE WHEN EXISTS(SELECT 1 FROM queue q WHERE "
+		"q.device=?2 AND q.kind=?3 AND q.dedup='image:' || i.ref AND q.state<>5) "
+		"THEN 1 ELSE 0 END FROM images i WHERE i.sha256=?1 ORDER BY 4 DESC, i.version DESC "
+		"LIMIT 1",
+		&q, &err) < 0)
 		return dl_error(wsi, d, 500, "database");
 	mdb_bind_text(q, 1, hex);
 	mdb_bind_text(q, 2, device);
