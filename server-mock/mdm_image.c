@@ -914,6 +914,7 @@ struct mdm_image_dl {
 	uint64_t off;  /* next byte to send */
 	uint64_t end;  /* one past the last byte to send */
 	bool hdr_sent;
+	bool close;    /* after the answer (a request whose body we do not read) */
 	char msg[160]; /* the body of an error answer */
 };
 
@@ -986,8 +987,12 @@ int mdm_image_http(struct lws *wsi, struct mdm_store *st, const char *uri, const
 	uint8_t sha[32];
 	if (!hex || hex_decode32(hex, sha) < 0)
 		return dl_error(wsi, d, 404, "not found");
-	if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0)
+	if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0) {
+		/* HTTP/1.1: its body, if any, must not be read as the next request (HTTP/2
+		 * frames it; a connection header is illegal there) */
+		d->close = lws_get_network_wsi(wsi) == wsi;
 		return dl_error(wsi, d, 405, "only GET");
+	}
 	if (!device) {
 		log_warn("image download refused: %s", why ? why : "no device");
 		return dl_error(wsi, d, 403,
@@ -1079,6 +1084,9 @@ static int dl_headers(struct lws *wsi, struct mdm_image_dl *d)
 	if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
 					 (const unsigned char *)"no-store", 8, &p, end))
 		return -1;
+	if (d->close && lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION,
+						     (const unsigned char *)"close", 5, &p, end))
+		return -1;
 	return lws_finalize_write_http_header(wsi, start, &p, end) ? -1 : 0;
 }
 
@@ -1130,7 +1138,10 @@ int mdm_image_http_writeable(struct lws *wsi, struct mdm_image_dl **dlp)
 			return 0;
 		}
 	}
+	bool close = d->close;
 	mdm_image_http_free(dlp);
 	lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+	if (close)
+		return -1;
 	return lws_http_transaction_completed(wsi) ? -1 : 0;
 }

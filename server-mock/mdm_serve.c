@@ -1020,6 +1020,11 @@ static int cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 			cells_err_set(&err, EPERM, "device %s is not enrolled", dev);
 		return mdm_image_http(wsi, S.st, in ? (const char *)in : "", d, err.msg, &ss->dl);
 	}
+	case LWS_CALLBACK_HTTP_BODY: /* a request body (POST ...): dropped, answered 405 */
+		return 0;
+	case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+		lws_callback_on_writable(wsi);
+		return 0;
 	case LWS_CALLBACK_HTTP_WRITEABLE:
 		return mdm_image_http_writeable(wsi, &ss->dl);
 	case LWS_CALLBACK_CLOSED_HTTP:

@@ -180,6 +180,8 @@ check_eq "B: the image offered to B too (queued) is 200" 200 "$(code b "$U/$H1")
 H3=$(sha "$T/v3.img")
 check_eq "B: an image not offered to B is 403" 403 "$(code b "$U/$H3")"
 check_eq "A: an unknown image is 404" 404 "$(code a "$U/$(printf '0%.0s' $(seq 64))")"
+check_eq "A: a POST is 405" 405 "$(code a -X POST --data x "$U/$H1")"
+check_eq "A: a POST is 405 (HTTP/1.1)" 405 "$(code a --http1.1 -X POST --data x "$U/$H1")"
 check_eq "A: a malformed path is 404" 404 "$(code a "$U/xyz")"
 check_eq "no client certificate is 403" 403 "$(curl -sS --cacert "$CA" -o /dev/null -w '%{http_code}' "$U/$H1")"
 check_eq "an unenrolled device's certificate is 403" 403 "$(code c "$U/$H1")"
