@@ -59,7 +59,8 @@ static const struct mdm_cmd commands[] = {
     {"serve",
      "--listen HOST:PORT [--db URL] [--admin-port PORT | --admin-listen HOST:PORT] "
      "[--modem-pty PATH [--gateway NUMBER]] [--renew-before S]",
-     "run the websocket server (mutual TLS); with --admin-port also the admin API and web "
+     "run the websocket server (mutual TLS; also the devices' image downloads, GET "
+     "/v1/images/SHA256); with --admin-port also the admin API and web "
      "console (HTTPS, admin certificates; loopback); with --modem-pty also the modem "
      "simulator; renews the signing key S seconds before it lapses (default 30 days)",
      mdm_cmd_serve},
