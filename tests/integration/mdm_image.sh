@@ -36,12 +36,17 @@ touch -d '2001-01-01' "$R/etc/hostname" # times do not count either
 check "image build (erofs) a third time" cells-mdm image build "$R" -o "$T/c.img" --name base --version 1
 check_eq "the same tree gives the same SHA-256 (erofs)" "$(sha "$T/a.img")" "$(sha "$T/b.img")"
 check_eq "file times do not change it" "$(sha "$T/a.img")" "$(sha "$T/c.img")"
+cp -a "$R" "$T/rootfs-copy"
+check "image build of a copy of the tree (other inodes, other directory order)" cells-mdm image build "$T/rootfs-copy" -o "$T/cp.img" --name base --version 1
+check_eq "a copy of the tree gives the same SHA-256" "$(sha "$T/a.img")" "$(sha "$T/cp.img")"
 check_eq "the manifest names the file's SHA-256" "$(sha "$T/a.img")" "$(jf "$T/a.img.manifest.json" sha256)"
 check_eq "the manifest names the file's size" "$(stat -c %s "$T/a.img")" "$(jf "$T/a.img.manifest.json" size)"
 check_eq "the manifest's fs_type" erofs "$(jf "$T/a.img.manifest.json" fs_type)"
 check "image build (squashfs)" cells-mdm image build "$R" -o "$T/s1.img" --name base-sq --version 1 --fs squashfs --expires-days 30
 check "image build (squashfs) again" cells-mdm image build "$R" -o "$T/s2.img" --name base-sq --version 1 --fs squashfs --expires-days 30
 check_eq "the same tree gives the same SHA-256 (squashfs)" "$(sha "$T/s1.img")" "$(sha "$T/s2.img")"
+cells-mdm image build "$T/rootfs-copy" -o "$T/s3.img" --name base-sq --version 1 --fs squashfs --expires-days 30 >/dev/null
+check_eq "a copy of the tree gives the same SHA-256 (squashfs)" "$(sha "$T/s1.img")" "$(sha "$T/s3.img")"
 check_eq "squashfs manifest's fs_type" squashfs "$(jf "$T/s1.img.manifest.json" fs_type)"
 check "--expires-days sets expires_at" "$PY" -c "import json; d=json.load(open('$T/s1.img.manifest.json')); assert d['expires_at']-d['created']==30*86400"
 mnt_check() { # IMG DIR: mounts read-only and holds the tree's files and owners
