@@ -10,7 +10,7 @@
  * for each device an Envelope.image offer in the durable queue (MDM_QK_IMAGE, dedup key
  * "image:NAME@VERSION"); the device answers with a CommandResult whose command_id is
  * "image:NAME@VERSION". A version at or below one pushed for the name is refused (the
- * same image again, same version and SHA-256, may go to more devices).
+ * newest image again, same version and SHA-256, may go to more devices).
  * The endpoint streams the file in chunks from the WRITEABLE callback, with Range. */
 #include "cleanup.h"
 #include "log.h"
@@ -682,7 +682,7 @@ int mdm_cmd_image_push(struct mdm *m, const struct mdm_cmd *cmd, int argc, char 
 			ref, prev, (unsigned long long)max);
 		goto done;
 	}
-	if (!known && mf.version <= max) {
+	if (mf.version < max || (!known && mf.version == max)) {
 		fprintf(stderr,
 			"cells-mdm: image push: %s: version %llu is not above version %llu already "
 			"pushed for %s\n",
@@ -960,7 +960,7 @@ static int range_parse(const char *h, uint64_t size, uint64_t *from, uint64_t *t
 	if (x >= size)
 		return 1;
 	*from = x;
-	*to = bl && y + 1 < size ? y + 1 : size;
+	*to = bl && y < size - 1 ? y + 1 : size; /* size > x >= 0 */
 	return 0;
 }
 

@@ -111,6 +111,7 @@ check "image push of version 3 to A" cells-mdm image push "$A" "$T/v3.img"
 check_fails "image push of a lower version (2 after 3) is refused" "version 2 is not above version 3" cells-mdm image push "$A" "$T/v2.img"
 cells-mdm image build "$R" -o "$T/v3b.img" --name base --version 3 >/dev/null
 check_fails "another image as the same version is refused" "pushed already as another image" cells-mdm image push "$B" "$T/v3b.img"
+check_fails "the older base@1 again (same image) after base@3 is refused" "version 1 is not above version 3" cells-mdm image push "$B" "$T/a.img"
 check_fails "image push to an unknown device" "no such enrolled device" cells-mdm image push 0123456789abcdef0123456789abcdef "$T/s1.img"
 check "image list --json: base@1 queued for A and B" bash -c "cells-mdm --json image list | '$PY' -c \"
 import json,sys; d=json.load(sys.stdin); i=[x for x in d if x['name']=='base' and x['version']==1][0]
@@ -180,6 +181,8 @@ check "A: Range bytes=N- is 206" grep -q "^HTTP/[0-9.]* 206" "$T/hdr"
 check "A: Range gives exactly the tail" bash -c "tail -c 12345 '$T/a.img' | cmp - '$T/tail.bin'"
 check "A: Content-Range names the bytes and the size" grep -qi "^content-range: bytes $OFF-$((SZ - 1))/$SZ" "$T/hdr"
 check "A: curl -C - resumes a partial download" bash -c "head -c 5000 '$T/a.img' >'$T/part.img' && get a -f -C - -o '$T/part.img' '$U/$H1' && cmp '$T/part.img' '$T/a.img'"
+check "A: Range bytes=N-M gives exactly those bytes" bash -c "get a -f -H 'Range: bytes=10-19' '$U/$H1' | cmp - <(head -c 20 '$T/a.img' | tail -c 10)"
+check "A: Range bytes=N-(huge) gives the tail" bash -c "get a -f -H 'Range: bytes=100-18446744073709551615' '$U/$H1' | cmp - <(tail -c +101 '$T/a.img')"
 check_eq "A: Range beyond the end is 416" 416 "$(code a -H "Range: bytes=$SZ-" "$U/$H1")"
 check_eq "B: the image offered to B too (queued) is 200" 200 "$(code b "$U/$H1")"
 H3=$(sha "$T/v3.img")
