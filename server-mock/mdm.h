@@ -108,9 +108,16 @@ int mdm_cmd_call(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv
 int mdm_cmd_modem_ctl(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 int mdm_cmd_gateway_assign(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 /* mdm_policy.c */
+#include "wire.h"
 #include <stddef.h>
 #include <stdint.h>
-/* Sign a serialized Policy with signing.key into a PolicyBundle with delegation.bin. */
+/* Sign payload, of kind SIGNED_POLICY or SIGNED_IMAGE_MANIFEST, with signing.key into a
+ * PolicyBundle or ImageBundle (*out owned) carrying the current delegation and the root
+ * rotations of the trust update (mdm_keys_update_blob). EKEYREJECTED: the signing key's
+ * delegation does not hold the kind's role (policy, images). */
+int mdm_sign_bundle(const struct mdm *m, Cells__V1__SignedKind kind, const uint8_t *payload,
+		    size_t n, uint8_t **out, size_t *len, cells_err_t *err);
+/* mdm_sign_bundle of a serialized Policy. */
 int mdm_policy_bundle(const struct mdm *m, const uint8_t *payload, size_t n, uint8_t **out,
 		      size_t *len, cells_err_t *err);
 int mdm_cmd_policy_sign(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
@@ -171,6 +178,23 @@ int mdm_cmd_unlock(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **ar
 int mdm_cmd_voip_assign(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 int mdm_cmd_voip_revoke(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 int mdm_cmd_audit_request(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+
+/* mdm_image.c: signed VP images (docs/IMAGES.md). */
+int mdm_cmd_image_build(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_image_sign(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_image_push(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+int mdm_cmd_image_list(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+/* GET /v1/images/<sha256> on the serve listener. From LWS_CALLBACK_HTTP: uri the path,
+ * device the enrolled device of the verified client certificate or NULL (why: the
+ * reason). The answer (the image, a Range of it, or an error) is written from
+ * mdm_image_http_writeable; *dl is the connection's state (owned; freed when the
+ * answer is complete, or by mdm_image_http_free when the connection closes). <0: close. */
+struct lws;
+struct mdm_image_dl;
+int mdm_image_http(struct lws *wsi, struct mdm_store *st, const char *uri, const char *device,
+		   const char *why, struct mdm_image_dl **dl);
+int mdm_image_http_writeable(struct lws *wsi, struct mdm_image_dl **dl);
+void mdm_image_http_free(struct mdm_image_dl **dl);
 
 /* mdm_serve.c: the websocket server. */
 int mdm_cmd_serve(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);

@@ -123,12 +123,14 @@ static int write_delegation(const struct mdm *m, const char *name, EVP_PKEY *roo
 	if (pol_key_raw_public(key, pub, err) < 0)
 		return -1;
 	Cells__V1__KeyDelegation del = CELLS__V1__KEY_DELEGATION__INIT;
-	Cells__V1__KeyRole rl[2];
+	static const Cells__V1__KeyRole all[] = {CELLS__V1__KEY_ROLE__KEY_ROLE_POLICY,
+						 CELLS__V1__KEY_ROLE__KEY_ROLE_COMMAND,
+						 CELLS__V1__KEY_ROLE__KEY_ROLE_IMAGES};
+	Cells__V1__KeyRole rl[CELLS_ARRAY_SIZE(all)];
 	size_t nr = 0;
-	if (roles & (1u << CELLS__V1__KEY_ROLE__KEY_ROLE_POLICY))
-		rl[nr++] = CELLS__V1__KEY_ROLE__KEY_ROLE_POLICY;
-	if (roles & (1u << CELLS__V1__KEY_ROLE__KEY_ROLE_COMMAND))
-		rl[nr++] = CELLS__V1__KEY_ROLE__KEY_ROLE_COMMAND;
+	for (size_t i = 0; i < CELLS_ARRAY_SIZE(all); i++)
+		if (roles & (1u << all[i]))
+			rl[nr++] = all[i];
 	int64_t now = time(NULL);
 	del.public_key.data = pub;
 	del.public_key.len = sizeof pub;

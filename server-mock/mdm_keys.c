@@ -53,18 +53,20 @@ int mdm_cmd_init(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv
 	if (!signing)
 		goto fail;
 
-	/* the delegation: root signs the signing key for the policy and command roles */
+	/* the delegation: root signs the signing key for the policy, command and images
+	 * roles */
 	uint8_t pub[POL_PUBKEY_LEN], rootpub[POL_PUBKEY_LEN];
 	if (pol_key_raw_public(signing, pub, &err) < 0 ||
 	    pol_key_raw_public(root, rootpub, &err) < 0)
 		goto fail;
 	Cells__V1__KeyDelegation del = CELLS__V1__KEY_DELEGATION__INIT;
 	Cells__V1__KeyRole roles[] = {CELLS__V1__KEY_ROLE__KEY_ROLE_POLICY,
-				      CELLS__V1__KEY_ROLE__KEY_ROLE_COMMAND};
+				      CELLS__V1__KEY_ROLE__KEY_ROLE_COMMAND,
+				      CELLS__V1__KEY_ROLE__KEY_ROLE_IMAGES};
 	del.public_key.data = pub;
 	del.public_key.len = sizeof pub;
 	del.roles = roles;
-	del.n_roles = 2;
+	del.n_roles = CELLS_ARRAY_SIZE(roles);
 	del.not_before = time(NULL) - 60;
 	del.expires_at = time(NULL) + DELEGATION_LIFETIME_S;
 	del.serial = 1;
@@ -131,15 +133,24 @@ int mdm_cmd_export_root(struct mdm *m, const struct mdm_cmd *cmd, int argc, char
 
 /* ---- cells-mdm keys ... (the lifecycle itself is in mdm_keyring.c) ---- */
 
+/* The role names of a delegation, comma-joined ("policy,command,images"). */
+static const struct {
+	Cells__V1__KeyRole role;
+	const char *name;
+} role_names[] = {
+    {CELLS__V1__KEY_ROLE__KEY_ROLE_POLICY, "policy"},
+    {CELLS__V1__KEY_ROLE__KEY_ROLE_COMMAND, "command"},
+    {CELLS__V1__KEY_ROLE__KEY_ROLE_IMAGES, "images"},
+};
+
 static const char *roles_text(uint32_t roles, char buf[32])
 {
-	snprintf(buf, 32, "%s%s%s",
-		 roles & (1u << CELLS__V1__KEY_ROLE__KEY_ROLE_POLICY) ? "policy" : "",
-		 (roles & (1u << CELLS__V1__KEY_ROLE__KEY_ROLE_POLICY)) &&
-			 (roles & (1u << CELLS__V1__KEY_ROLE__KEY_ROLE_COMMAND))
-		     ? ","
-		     : "",
-		 roles & (1u << CELLS__V1__KEY_ROLE__KEY_ROLE_COMMAND) ? "command" : "");
+	size_t l = 0;
+	buf[0] = 0;
+	for (size_t i = 0; i < CELLS_ARRAY_SIZE(role_names); i++)
+		if (roles & (1u << role_names[i].role))
+			l += (size_t)snprintf(buf + l, 32 - l, "%s%s", l ? "," : "",
+					      role_names[i].name);
 	return buf;
 }
 
@@ -243,12 +254,12 @@ static int roles_parse(const char *s, uint32_t *out)
 	*out = 0;
 	char *save = NULL;
 	for (char *w = strtok_r(buf, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
-		if (!strcmp(w, "policy"))
-			*out |= 1u << CELLS__V1__KEY_ROLE__KEY_ROLE_POLICY;
-		else if (!strcmp(w, "command"))
-			*out |= 1u << CELLS__V1__KEY_ROLE__KEY_ROLE_COMMAND;
-		else
+		size_t i = 0;
+		while (i < CELLS_ARRAY_SIZE(role_names) && strcmp(w, role_names[i].name))
+			i++;
+		if (i == CELLS_ARRAY_SIZE(role_names))
 			return -1;
+		*out |= 1u << role_names[i].role;
 	}
 	return *out ? 0 : -1;
 }
@@ -269,7 +280,8 @@ static int delegate_cmd(struct mdm *m, const struct mdm_cmd *cmd, int argc, char
 			}
 		} else if (!renew && !strcmp(argv[i], "--roles") && i + 1 < argc) {
 			if (roles_parse(argv[++i], &o.roles) < 0) {
-				fprintf(stderr, "cells-mdm: %s: --roles takes policy,command\n",
+				fprintf(stderr,
+					"cells-mdm: %s: --roles takes policy,command,images\n",
 					cmd->words);
 				return 2;
 			}

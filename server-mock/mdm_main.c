@@ -24,7 +24,7 @@ static const struct mdm_cmd commands[] = {
     {"keys rotate-root", "",
      "make a new root (version + 1) signed by the old and the new root key; re-delegate",
      mdm_cmd_keys_rotate_root},
-    {"keys delegate", "[--lifetime S|Nd] [--roles policy,command] [--keep-key]",
+    {"keys delegate", "[--lifetime S|Nd] [--roles policy,command,images] [--keep-key]",
      "delegate a new signing key (the next serial supersedes every earlier one)",
      mdm_cmd_keys_delegate},
     {"keys revoke", "SERIAL", "revoke a delegation by serial (a later delegation supersedes it)",
@@ -59,7 +59,8 @@ static const struct mdm_cmd commands[] = {
     {"serve",
      "--listen HOST:PORT [--db URL] [--admin-port PORT | --admin-listen HOST:PORT] "
      "[--modem-pty PATH [--gateway NUMBER]] [--renew-before S]",
-     "run the websocket server (mutual TLS); with --admin-port also the admin API and web "
+     "run the websocket server (mutual TLS; also the devices' image downloads, GET "
+     "/v1/images/SHA256); with --admin-port also the admin API and web "
      "console (HTTPS, admin certificates; loopback); with --modem-pty also the modem "
      "simulator; renews the signing key S seconds before it lapses (default 30 days)",
      mdm_cmd_serve},
@@ -91,6 +92,18 @@ static const struct mdm_cmd commands[] = {
      mdm_cmd_admin_audit},
     {"admin audit-verify", "", "verify the admin audit log's hash chain",
      mdm_cmd_admin_audit_verify},
+    {"image", "", "signed VP images (image build|sign|push|list)", mdm_cmd_image_list},
+    {"image build",
+     "ROOTFS_DIR -o OUT.img --name NAME --version N [--fs erofs|squashfs] [--expires-days D]",
+     "build a reproducible read-only image of a tree and its manifest (OUT.img.manifest.json)",
+     mdm_cmd_image_build},
+    {"image sign", "OUT.img",
+     "sign the image's manifest with the images key -> OUT.img.bundle (offline delivery)",
+     mdm_cmd_image_sign},
+    {"image push", "DEVICE|--all OUT.img",
+     "record the image (a copy in the state dir) and queue its signed manifest for devices",
+     mdm_cmd_image_push},
+    {"image list", "", "list pushed images and their state per device", mdm_cmd_image_list},
     {"lock", "DEVICE VP", "queue a signed lock of a VP (frozen until unlocked)", mdm_cmd_lock},
     {"unlock", "DEVICE VP", "queue a signed unlock of a VP", mdm_cmd_unlock},
 };

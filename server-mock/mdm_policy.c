@@ -3,7 +3,9 @@
  * sign: the admin's policy JSON (policy/pol_json.h, strict) becomes the protobuf
  * Policy, signed as SIGNED_POLICY with STATE_DIR/signing.key, and written as a
  * PolicyBundle together with STATE_DIR/delegation.bin (the root's delegation of the
- * signing key), so that `cellctl policy apply` works offline. Nothing else is added:
+ * signing key) and the root rotations of the trust update (mdm_keys_update_blob), so
+ * that `cellctl policy apply` works offline. `cells-mdm image sign` makes its
+ * ImageBundle with the same helper (mdm_sign_bundle). Nothing else is added:
  * the signed bytes are exactly the JSON's content. */
 #include "cleanup.h"
 #include "cleanup_ssl.h"
@@ -11,6 +13,7 @@
 #include "pol_json.h"
 #include "pol_policy.h"
 #include "pol_sig.h"
+#include "pol_trust.h"
 #include "util.h"
 
 #include <errno.h>
@@ -18,42 +21,78 @@
 #include <stdlib.h>
 #include <string.h>
 
-int mdm_policy_bundle(const struct mdm *m, const uint8_t *payload, size_t n, uint8_t **out,
-		      size_t *len, cells_err_t *err)
+int mdm_sign_bundle(const struct mdm *m, Cells__V1__SignedKind kind, const uint8_t *payload,
+		    size_t n, uint8_t **out, size_t *len, cells_err_t *err)
 {
+	Cells__V1__KeyRole role;
+	const char *rname;
+	if (kind == CELLS__V1__SIGNED_KIND__SIGNED_POLICY)
+		role = CELLS__V1__KEY_ROLE__KEY_ROLE_POLICY, rname = "policy";
+	else if (kind == CELLS__V1__SIGNED_KIND__SIGNED_IMAGE_MANIFEST)
+		role = CELLS__V1__KEY_ROLE__KEY_ROLE_IMAGES, rname = "images";
+	else
+		return cells_err_set(err, EINVAL, "no bundle for signed kind %d", (int)kind);
+	/* the delegation and rotations a device needs: those of the trust update */
+	cleanup_free uint8_t *tb = NULL;
+	size_t tn;
+	struct pol_delegation del;
+	if (mdm_keys_update_blob(m, &tb, &tn, NULL, &del, err) < 0)
+		return -1;
+	if (!(del.roles & (1u << role)))
+		return cells_err_set(err, EKEYREJECTED,
+				     "the signing key (delegation serial %llu) does not hold the "
+				     "%s role (cells-mdm keys delegate --roles ...,%s)",
+				     (unsigned long long)del.serial, rname, rname);
 	cleanup_pkey EVP_PKEY *key = mdm_load_key(m, "signing.key", err);
 	if (!key)
 		return -1;
-	char p[PATH_MAX];
-	mdm_path(m, "delegation.bin", p);
-	cleanup_free uint8_t *db = NULL;
-	size_t dn;
-	if (cells_read_file(p, CELLS_MAX_SIGNED_BLOB, &db, &dn, err) < 0)
-		return -1;
-	cleanup_signed Cells__V1__Signed *del = NULL;
-	if (cells_signed_decode(db, dn, &del, err) < 0)
-		return cells_err_prefix(err, "%s", p);
+	Cells__V1__TrustUpdate *tu = cells__v1__trust_update__unpack(NULL, tn, tb);
+	if (!tu)
+		return cells_err_set(err, EBADMSG, "trust update: malformed");
 	Cells__V1__Signed s = CELLS__V1__SIGNED__INIT;
-	if (pol_sign(&s, CELLS__V1__SIGNED_KIND__SIGNED_POLICY, payload, n, key, err) < 0) {
-		pol_signed_clear(&s);
-		return -1;
+	int rc = -1;
+	if (pol_sign(&s, kind, payload, n, key, err) < 0)
+		goto out;
+	Cells__V1__PolicyBundle pb = CELLS__V1__POLICY_BUNDLE__INIT;
+	Cells__V1__ImageBundle ib = CELLS__V1__IMAGE_BUNDLE__INIT;
+	size_t bn;
+	if (role == CELLS__V1__KEY_ROLE__KEY_ROLE_POLICY) {
+		pb.policy = &s;
+		pb.delegations = tu->delegations;
+		pb.n_delegations = tu->n_delegations;
+		pb.root_rotations = tu->root_rotations;
+		pb.n_root_rotations = tu->n_root_rotations;
+		bn = cells__v1__policy_bundle__get_packed_size(&pb);
+	} else {
+		ib.manifest = &s;
+		ib.delegations = tu->delegations;
+		ib.n_delegations = tu->n_delegations;
+		ib.root_rotations = tu->root_rotations;
+		ib.n_root_rotations = tu->n_root_rotations;
+		bn = cells__v1__image_bundle__get_packed_size(&ib);
 	}
-	Cells__V1__PolicyBundle b = CELLS__V1__POLICY_BUNDLE__INIT;
-	Cells__V1__Signed *dels[1] = {del};
-	b.policy = &s;
-	b.delegations = dels;
-	b.n_delegations = 1;
-	size_t bn = cells__v1__policy_bundle__get_packed_size(&b);
 	uint8_t *buf = malloc(bn ? bn : 1);
 	if (!buf) {
-		pol_signed_clear(&s);
-		return cells_err_sys(err, ENOMEM, "policy bundle");
+		cells_err_sys(err, ENOMEM, "%s bundle", rname);
+		goto out;
 	}
-	cells__v1__policy_bundle__pack(&b, buf);
-	pol_signed_clear(&s);
+	if (role == CELLS__V1__KEY_ROLE__KEY_ROLE_POLICY)
+		cells__v1__policy_bundle__pack(&pb, buf);
+	else
+		cells__v1__image_bundle__pack(&ib, buf);
 	*out = buf;
 	*len = bn;
-	return 0;
+	rc = 0;
+out:
+	pol_signed_clear(&s);
+	cells__v1__trust_update__free_unpacked(tu, NULL);
+	return rc;
+}
+
+int mdm_policy_bundle(const struct mdm *m, const uint8_t *payload, size_t n, uint8_t **out,
+		      size_t *len, cells_err_t *err)
+{
+	return mdm_sign_bundle(m, CELLS__V1__SIGNED_KIND__SIGNED_POLICY, payload, n, out, len, err);
 }
 
 int mdm_cmd_policy_sign(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv)

@@ -85,6 +85,7 @@ struct sess {
 	bool bheld;
 	uint8_t *rx;
 	size_t rx_len;
+	struct mdm_image_dl *dl; /* a plain HTTP request: GET /v1/images/... (mdm_image.c) */
 };
 
 struct srv {
@@ -299,7 +300,7 @@ static void send_error(struct sess *ss, const char *corr, unsigned code, const c
  * certificate key is its identity (CN = hash of it). */
 static int peer_device(struct lws *wsi, char out[33], uint8_t *pub_out, cells_err_t *err)
 {
-	SSL *ssl = lws_get_ssl(wsi);
+	SSL *ssl = lws_get_ssl(lws_get_network_wsi(wsi));
 	if (!ssl)
 		return cells_err_set(err, EPERM, "not TLS");
 	cleanup_x509 X509 *c = SSL_get1_peer_certificate(ssl);
@@ -630,6 +631,17 @@ static void handle_result(struct sess *ss, const Cells__V1__Envelope *env)
 		struct mdm_qentry e = {0};
 		int k = mdm_store_queue_get(S.st, corr, ss->device, &e, &err);
 		mdm_qentry_clear(&e);
+		/* the result of an image offer names it: command_id "image:NAME@VERSION" */
+		if (k == 1 && e.kind == MDM_QK_IMAGE &&
+		    (!r->command_id || strcmp(r->command_id, e.dedup))) {
+			char why[200];
+			snprintf(why, sizeof why, "queue entry %.64s is %s, not %.64s", corr,
+				 e.dedup, r->command_id ? r->command_id : "");
+			log_warn("device %s: result %s refused: %s", ss->device, env->message_id,
+				 why);
+			send_error(ss, env->message_id, 8, why);
+			return;
+		}
 		if (k < 0) { /* our storage failed: no answer, the device sends it again */
 			log_warn("device %s: %s", ss->device, err.msg);
 			return;
@@ -777,6 +789,9 @@ static int send_next(struct sess *ss)
 	} else if (e.kind == MDM_QK_POLICY) {
 		out.body_case = CELLS__V1__ENVELOPE__BODY_POLICY;
 		out.policy = sg;
+	} else if (e.kind == MDM_QK_IMAGE) {
+		out.body_case = CELLS__V1__ENVELOPE__BODY_IMAGE;
+		out.image = sg;
 	} else {
 		out.body_case = CELLS__V1__ENVELOPE__BODY_COMMAND;
 		out.command = sg;
@@ -993,6 +1008,30 @@ static int cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 		if (ss->head || ss->close_after_write || ss->want_check)
 			lws_callback_on_writable(wsi);
 		return 0;
+	case LWS_CALLBACK_HTTP: {
+		/* a plain HTTPS request on the websocket listener: only image downloads, by
+		 * an enrolled device's certificate (the check of the /v1 upgrade) */
+		char dev[33];
+		const char *d = peer_device(wsi, dev, NULL, &err) == 0 &&
+					mdm_store_device_known(S.st, dev, &err) == 1
+				    ? dev
+				    : NULL;
+		if (!d && !err.msg[0])
+			cells_err_set(&err, EPERM, "device %s is not enrolled", dev);
+		return mdm_image_http(wsi, S.st, in ? (const char *)in : "", d, err.msg, &ss->dl);
+	}
+	case LWS_CALLBACK_HTTP_BODY: /* a request body (POST ...): dropped, answered 405 */
+		return 0;
+	case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+		lws_callback_on_writable(wsi);
+		return 0;
+	case LWS_CALLBACK_HTTP_WRITEABLE:
+		return mdm_image_http_writeable(wsi, &ss->dl);
+	case LWS_CALLBACK_CLOSED_HTTP:
+	case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+		if (ss)
+			mdm_image_http_free(&ss->dl);
+		break;
 	case LWS_CALLBACK_CLOSED:
 		if (ss->hashed) {
 			hash_del(ss);

@@ -53,6 +53,13 @@ static const char *const migrations[] = {
     " compliance_reasons TEXT NOT NULL DEFAULT '[]', audit_head INTEGER NOT NULL DEFAULT 0,"
     " audit_uploaded INTEGER NOT NULL DEFAULT 0, audit_max_head INTEGER NOT NULL DEFAULT 0,"
     " audit_flag TEXT NOT NULL DEFAULT '', audit_flag_at INTEGER NOT NULL DEFAULT 0);",
+    /* 2: signed VP images (mdm_image.c): one row per NAME@VERSION (ref), the Signed
+     * manifest as pushed, and our copy of the file (STATE_DIR/images/<sha256>.img) */
+    "CREATE TABLE IF NOT EXISTS images(name TEXT NOT NULL, version INTEGER NOT NULL,"
+    " ref TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL, fs_type TEXT NOT NULL,"
+    " created INTEGER NOT NULL, expires_at INTEGER NOT NULL, manifest BLOB NOT NULL,"
+    " path TEXT NOT NULL, pushed_at INTEGER NOT NULL, PRIMARY KEY(name, version));"
+    "CREATE INDEX IF NOT EXISTS images_sha ON images(sha256);",
 };
 
 int mdm_store_open(const char *where, struct mdm_store **out, cells_err_t *err)

@@ -35,6 +35,8 @@ enum mdm_qkind {
 	MDM_QK_POLICY = 1,  /* blob: a Signed SIGNED_POLICY */
 	MDM_QK_COMMAND = 2, /* blob: a Signed SIGNED_COMMAND */
 	MDM_QK_TRUST = 3,   /* blob: a TrustUpdate (mdm_keyring.c), dedup key "trust" */
+	MDM_QK_IMAGE = 4,   /* blob: a Signed SIGNED_IMAGE_MANIFEST (mdm_image.c), sent as
+			     * Envelope.image; dedup key "image:NAME@VERSION" */
 };
 
 #define MDM_QID_LEN 40
