@@ -1,5 +1,6 @@
 /* pol_policy.c - the acceptance rules of a signed policy (docs/PROTOCOL.md "Policies"). */
 #include "pol_policy.h"
+#include "pol_image.h"
 #include "cleanup.h"
 #include "util.h"
 
@@ -21,20 +22,6 @@ bool pol_device_class_foreground_bound(const char *name)
 	return !strcmp(name, "display") || !strcmp(name, "input");
 }
 
-bool pol_image_name_valid(const char *name)
-{
-	size_t n = name ? strlen(name) : 0;
-	if (n == 0 || n > POL_IMAGE_NAME_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = name[i];
-		bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-		if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
-			return false;
-	}
-	return true;
-}
-
 int pol_image_ref_parse(const char *ref, char name[POL_IMAGE_NAME_MAX + 1], uint64_t *version,
 			cells_err_t *err)
 {
@@ -45,9 +32,8 @@ int pol_image_ref_parse(const char *ref, char name[POL_IMAGE_NAME_MAX + 1], uint
 				     ref ? ref : "");
 	memcpy(nm, ref, (size_t)(at - ref));
 	nm[at - ref] = 0;
-	if (!pol_image_name_valid(nm))
-		return cells_err_set(err, EINVAL,
-				     "image name '%s' is not [a-z0-9][a-z0-9._-]{0,31}", nm);
+	if (pol_image_name_valid(nm, err) < 0)
+		return cells_err_prefix(err, "image '%.64s'", ref);
 	const char *v = at + 1;
 	uint64_t ver = 0;
 	size_t nd = strlen(v);
@@ -55,7 +41,7 @@ int pol_image_ref_parse(const char *ref, char name[POL_IMAGE_NAME_MAX + 1], uint
 		return cells_err_set(err, EINVAL, "image '%.64s': the version is not 1 or more",
 				     ref);
 	for (size_t i = 0; i < nd; i++) {
-		if (v[i] < '0' || v[i] > '9' || ver > (UINT64_MAX - (uint64_t)(v[i] - '0')) / 10)
+		if (v[i] < '0' || v[i] > '9' || ver > (INT64_MAX - (uint64_t)(v[i] - '0')) / 10)
 			return cells_err_set(err, EINVAL,
 					     "image '%.64s': the version is not a number", ref);
 		ver = ver * 10 + (uint64_t)(v[i] - '0');

@@ -38,13 +38,11 @@ bool pol_device_class_valid(const char *name);
 /* display and input: held by the foreground VP only, whatever the mode says. */
 bool pol_device_class_foreground_bound(const char *name);
 /* "no-access" / "shared" / "exclusive" <-> AccessMode (UNSPECIFIED reads as no-access). */
-/* An image reference "NAME@VERSION" (docs/IMAGES.md): NAME of [a-z0-9][a-z0-9._-]{0,31},
- * VERSION a decimal 1..2^64-1 without leading zeros. name/version may be NULL. -1 (EINVAL,
- * one line) when malformed. */
+/* An image reference "NAME@VERSION" (docs/IMAGES.md): NAME as pol_image_name_valid
+ * (pol_image.h), VERSION a decimal 1..2^63-1 without leading zeros (a manifest's range).
+ * name/version may be NULL. -1 (EINVAL, one line) when malformed. */
 int pol_image_ref_parse(const char *ref, char name[POL_IMAGE_NAME_MAX + 1], uint64_t *version,
 			cells_err_t *err);
-/* Whether name is a valid image name. */
-bool pol_image_name_valid(const char *name);
 const char *pol_access_name(Cells__V1__AccessMode m);
 int pol_access_parse(const char *s, Cells__V1__AccessMode *out);
 const char *pol_net_name(Cells__V1__NetMode m);

@@ -5,12 +5,14 @@
 #include "cleanup.h"
 #include "cleanup_sqlite.h"
 #include "fg.h"
+#include "images.h"
 #include "kcgroup.h"
 #include "kidmap.h"
 #include "knet.h"
 #include "ksec.h"
 #include "kspawn.h"
 #include "log.h"
+#include "policy_engine.h"
 #include "sqldb.h"
 #include "util.h"
 #include "wipe.h"
@@ -53,6 +55,11 @@ static const char *const vp_schema[] = {
     /* the VP's id range (kidmap.h): host uid/gid of its root, 0 until allocated; kept
      * while the row (and so the VP's data) exists */
     "ALTER TABLE vp ADD COLUMN uid_base INTEGER NOT NULL DEFAULT 0",
+    /* signed images (images.h): image_good is the last "NAME@VERSION" the VP started on
+     * (the A of A/B: used again when a newer one fails to start); image_run the one the
+     * running instance uses ('' for the local image dir) */
+    "ALTER TABLE vp ADD COLUMN image_good TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE vp ADD COLUMN image_run TEXT NOT NULL DEFAULT ''",
 };
 
 /* --uid-base: where VP id ranges start on the host */
@@ -76,9 +83,10 @@ struct vp_rt {
 	struct knet_addr addr;
 	struct vp_waiter *waiters;
 	bool transient;
-	uint64_t kill_timer; /* SIGKILL after the stop grace period, 0: none */
-	unsigned slot;	     /* veth number, SELinux category */
-	uint32_t uid_base;   /* the VP's id range */
+	uint64_t kill_timer;		   /* SIGKILL after the stop grace period, 0: none */
+	unsigned slot;			   /* veth number, SELinux category */
+	uint32_t uid_base;		   /* the VP's id range */
+	char image[POL_IMAGE_REF_MAX + 1]; /* the signed image it holds (images_acquire), or "" */
 };
 
 struct vpm {
@@ -163,6 +171,22 @@ static int db_set_state(struct cellsd *d, const char *vp, const char *state, pid
 	return 0;
 }
 
+/* column is "image_good" or "image_run" (constants of this file) */
+static int db_set_image(struct cellsd *d, const char *vp, const char *column, const char *ref,
+			cells_err_t *err)
+{
+	char sql[64];
+	snprintf(sql, sizeof sql, "UPDATE vp SET %s=? WHERE name=?", column);
+	cleanup_stmt sqlite3_stmt *st = NULL;
+	if (sqldb_prepare(d->db, sql, &st, err) < 0)
+		return -1;
+	sqlite3_bind_text(st, 1, ref, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, vp, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		return sqldb_err(d->db, "update vp image", err);
+	return 0;
+}
+
 struct vp_row {
 	struct vpm_def def;
 	long long slot;
@@ -173,6 +197,7 @@ struct vp_row {
 	int net_block;
 	long long created_us;
 	uint32_t uid_base; /* 0: not allocated yet */
+	char image_good[POL_IMAGE_REF_MAX + 1], image_run[POL_IMAGE_REF_MAX + 1];
 };
 
 static void row_free(struct vp_row *r)
@@ -213,11 +238,13 @@ static void row_from_stmt(sqlite3_stmt *st, struct vp_row *r)
 	r->init_start = (unsigned long long)sqlite3_column_int64(st, 12);
 	r->net_block = sqlite3_column_int(st, 13);
 	r->uid_base = (uint32_t)sqlite3_column_int64(st, 14);
+	snprintf(r->image_good, sizeof r->image_good, "%s", sqlite3_column_text(st, 15));
+	snprintf(r->image_run, sizeof r->image_run, "%s", sqlite3_column_text(st, 16));
 }
 
 #define ROW_COLS                                                                                   \
 	"name,image,net,memory,pids,init,hostname,slot,transient,created_us,state,init_pid,"       \
-	"init_start,net_block,uid_base"
+	"init_start,net_block,uid_base,image_good,image_run"
 
 /* 1 found, 0 not found, -1 error */
 static int db_get(struct cellsd *d, const char *vp, struct vp_row *r, cells_err_t *err)
@@ -460,7 +487,36 @@ static void rt_unlink(struct vpm *m, struct vp_rt *rt)
 		}
 }
 
+/* References on signed images (images.h): a running VP holds the one it runs on (taken
+ * at its start or adoption, given back when it stops), and every VP holds its image_good,
+ * the one it falls back on, from cellsd's start (vpm_init) until it moves or the VP is
+ * destroyed; so the store keeps an older version while a VP may need it again. */
+static int image_hold(struct cellsd *d, const char *ref, char lower[PATH_MAX], cells_err_t *err)
+{
+	char name[POL_IMAGE_NAME_MAX + 1];
+	uint64_t version;
+	if (images_ref_parse(ref, name, &version, err) < 0 ||
+	    images_acquire(d, name, version, lower, err) < 0)
+		return -1;
+	return 0;
+}
+
+static void image_unhold(struct cellsd *d, const char *ref)
+{
+	char name[POL_IMAGE_NAME_MAX + 1];
+	uint64_t version;
+	if (ref[0] && images_ref_parse(ref, name, &version, NULL) == 0)
+		images_release(d, name, version);
+}
+
+static void image_drop(struct cellsd *d, struct vp_rt *rt)
+{
+	image_unhold(d, rt->image);
+	rt->image[0] = 0;
+}
+
 /* The init of rt has exited (status) or is gone: tear down and notify. */
+
 static void vp_stopped(struct cellsd *d, struct vp_rt *rt, int status)
 {
 	struct vpm *m = d->vpm;
@@ -480,6 +536,7 @@ static void vp_stopped(struct cellsd *d, struct vp_rt *rt, int status)
 		if (m->listeners[i].on_stop)
 			m->listeners[i].on_stop(d, rt->name, m->listeners[i].data);
 	release_host(d, rt->name, &rt->cg, rt->nat ? rt->veth : NULL, &err);
+	image_drop(d, rt);
 	log_debug("VP %s stop: released at %.2f ms", rt->name, (cells_mono_ns() - t0) / 1e6);
 	/* a stopped encrypted VP's files are ciphertext until it starts again (Android's
 	 * credential-encrypted storage): its fscrypt key leaves the kernel */
@@ -493,7 +550,8 @@ static void vp_stopped(struct cellsd *d, struct vp_rt *rt, int status)
 			log_warn("VP %s: %s", rt->name, err.msg);
 	}
 	/* a transient VP's row goes away right after (and is removed on restart) */
-	if (!rt->transient && db_set_state(d, rt->name, "stopped", 0, 0, -1, &err) < 0)
+	if (!rt->transient && (db_set_state(d, rt->name, "stopped", 0, 0, -1, &err) < 0 ||
+			       db_set_image(d, rt->name, "image_run", "", &err) < 0))
 		log_warn("VP %s: %s", rt->name, err.msg);
 	json_object *det = json_object_new_object();
 	json_object_object_add(det, "status", json_object_new_int(status));
@@ -580,49 +638,31 @@ static int wait_exec_stop(pid_t pid, cells_err_t *err)
 	return cells_err_set(err, EIO, "the VP's init never stopped at its exec");
 }
 
-int vpm_start(struct cellsd *d, const char *vp, char *const *init, const int stdio[3],
-	      cells_err_t *err)
+/* Start the VP of row on the lower layer `lower` (a local image dir or a mounted signed
+ * image, image_ref "NAME@VERSION" then, else NULL). */
+static int start_on(struct cellsd *d, const char *vp, const struct vp_row *row, const char *lower,
+		    const char *image_ref, char *const *init, const int stdio[3], cells_err_t *err)
 {
 	struct vpm *m = d->vpm;
-	struct vp_row row;
-	int g = db_get(d, vp, &row, err);
-	if (g < 0)
-		return -1;
-	if (g == 0)
-		return cells_err_set(err, ENOENT, "no VP named '%s'", vp);
-	if (rt_find(m, vp)) {
-		row_free(&row);
-		return cells_err_set(err, EBUSY, "VP '%s' is already running", vp);
-	}
-	struct stat st;
-	if (stat(row.def.image, &st) < 0 || !S_ISDIR(st.st_mode)) {
-		row_free(&row);
-		return cells_err_sys(err, errno ? errno : ENOTDIR, "VP %s: image %s", vp,
-				     row.def.image);
-	}
 	struct vp_rt *rt = calloc(1, sizeof *rt);
-	if (!rt) {
-		row_free(&row);
+	if (!rt)
 		return cells_err_set(err, ENOMEM, "out of memory");
-	}
 	snprintf(rt->name, sizeof rt->name, "%s", vp);
 	rt->pidfd = -1;
 	rt->cg.v2_fd = -1;
-	rt->nat = !strcmp(row.def.net, "nat");
-	rt->transient = row.transient;
-	rt->slot = (unsigned)row.slot;
-	veth_name(m, row.slot, rt->veth, sizeof rt->veth);
+	rt->nat = !strcmp(row->def.net, "nat");
+	rt->transient = row->transient;
+	rt->slot = (unsigned)row->slot;
+	veth_name(m, row->slot, rt->veth, sizeof rt->veth);
 	char upper[PATH_MAX], work[PATH_MAX], root[PATH_MAX], devcells[PATH_MAX];
 	char opts[3 * PATH_MAX + 64], cgn[64];
 	if (vp_data_dirs(d, vp, upper, work, err) < 0) {
-		row_free(&row);
 		free(rt);
 		return -1;
 	}
 	vp_paths(d, vp, "root", root, sizeof root);
 	vp_paths(d, vp, "devcells", devcells, sizeof devcells);
-	snprintf(opts, sizeof opts, "lowerdir=%s,upperdir=%s,workdir=%s", row.def.image, upper,
-		 work);
+	snprintf(opts, sizeof opts, "lowerdir=%s,upperdir=%s,workdir=%s", lower, upper, work);
 	cg_name(m, vp, cgn, sizeof cgn);
 	int rc = -1, go = -1, efd = -1;
 	int64_t t0 = cells_mono_ns();
@@ -645,12 +685,12 @@ int vpm_start(struct cellsd *d, const char *vp, char *const *init, const int std
 	T("devcells");
 	if (kcg_init(&rt->cg, cgn, err) < 0)
 		goto fail;
-	struct kcg_limits lim = {.memory = row.def.memory,
-				 .pids = row.def.pids ? row.def.pids : 1024};
+	struct kcg_limits lim = {.memory = row->def.memory,
+				 .pids = row->def.pids ? row->def.pids : 1024};
 	if (kcg_create(&rt->cg, &lim, err) < 0)
 		goto fail;
 	T("cgroups");
-	se = ksec_selinux_context((unsigned)row.slot, selinux, sizeof selinux, err);
+	se = ksec_selinux_context((unsigned)row->slot, selinux, sizeof selinux, err);
 	if (se < 0)
 		goto fail;
 	if (se == 0 && !m->selinux_logged) {
@@ -661,23 +701,23 @@ int vpm_start(struct cellsd *d, const char *vp, char *const *init, const int std
 	struct ksp_init s = {
 	    .root = root,
 	    .overlay_opts = opts,
-	    .image = row.def.image,
+	    .image = lower,
 	    .upper = upper,
 	    .work = work,
 	    .devcells = devcells,
-	    .hostname = row.def.hostname,
+	    .hostname = row->def.hostname,
 	    .cgroup_fd = rt->cg.v2_fd,
 	    .c = {.seccomp = &m->seccomp,
 		  .caps_keep = m->caps,
 		  .cap_last = m->cap_last,
 		  .selinux_exec = se > 0 ? selinux : NULL,
 		  .stdio = {stdio ? stdio[0] : -1, stdio ? stdio[1] : -1, stdio ? stdio[2] : -1},
-		  .argv = init		 ? init
-			  : row.def.init ? row.def.init
-					 : def_init,
+		  .argv = init		  ? init
+			  : row->def.init ? row->def.init
+					  : def_init,
 		  .envp = default_env,
 		  .cwd = "/",
-		  .fallback = init || row.def.init ? NULL : "/bin/sh",
+		  .fallback = init || row->def.init ? NULL : "/bin/sh",
 		  .id_base = rt->uid_base},
 	};
 	if (ksp_spawn_init(&s, &rt->pid, &rt->pidfd, &go, &efd, err) < 0)
@@ -734,7 +774,9 @@ int vpm_start(struct cellsd *d, const char *vp, char *const *init, const int std
 		goto fail;
 	if (loop_add_fd(d->loop, rt->pidfd, EPOLLIN, on_init_exit, d, err) < 0)
 		goto fail;
-	row_free(&row);
+	snprintf(rt->image, sizeof rt->image, "%s", image_ref ? image_ref : "");
+	if (db_set_image(d, vp, "image_run", rt->image, err) < 0)
+		goto fail;
 	T("recorded");
 #undef T
 	log_info("VP %s started: init pid %d", vp, (int)rt->pid);
@@ -762,8 +804,82 @@ fail:
 		knet_nat_del(t, &e2);
 	}
 	free(rt);
-	row_free(&row);
 	return -1;
+}
+
+/* Start on the signed image ref (images_acquire), holding it while the VP runs. */
+static int start_image(struct cellsd *d, const char *vp, const struct vp_row *row, const char *ref,
+		       char *const *init, const int stdio[3], cells_err_t *err)
+{
+	char lower[PATH_MAX];
+	if (image_hold(d, ref, lower, err) < 0)
+		return cells_err_prefix(err, "start VP %s: image %s", vp, ref);
+	if (start_on(d, vp, row, lower, ref, init, stdio, err) < 0) {
+		image_unhold(d, ref);
+		return -1;
+	}
+	return 0;
+}
+
+/* The image a VP starts on: the policy's "NAME@VERSION" when its rule names one, else the
+ * local image dir of its definition. A/B: a signed image that fails to start (not on the
+ * device, or its init cannot be started) gives way to the last one the VP started on
+ * (image_good), with an audit record; image_good moves only once a new one has started. */
+int vpm_start(struct cellsd *d, const char *vp, char *const *init, const int stdio[3],
+	      cells_err_t *err)
+{
+	struct vpm *m = d->vpm;
+	struct vp_row row;
+	int g = db_get(d, vp, &row, err);
+	if (g < 0)
+		return -1;
+	if (g == 0)
+		return cells_err_set(err, ENOENT, "no VP named '%s'", vp);
+	if (rt_find(m, vp)) {
+		row_free(&row);
+		return cells_err_set(err, EBUSY, "VP '%s' is already running", vp);
+	}
+	const struct pol_vp_rule *r = policy_vp_rule(d, vp);
+	char want[POL_IMAGE_REF_MAX + 1];
+	snprintf(want, sizeof want, "%s", r ? r->image : "");
+	int rc;
+	if (!want[0]) {
+		struct stat st;
+		if (stat(row.def.image, &st) < 0 || !S_ISDIR(st.st_mode))
+			rc = cells_err_sys(err, errno ? errno : ENOTDIR, "VP %s: image %s", vp,
+					   row.def.image);
+		else
+			rc = start_on(d, vp, &row, row.def.image, NULL, init, stdio, err);
+		row_free(&row);
+		return rc;
+	}
+	rc = start_image(d, vp, &row, want, init, stdio, err);
+	if (rc == 0 && strcmp(row.image_good, want)) {
+		/* the new one started: it becomes the one to fall back on, the old one goes */
+		cells_err_t e2;
+		char lower[PATH_MAX];
+		if (image_hold(d, want, lower, &e2) < 0)
+			log_warn("VP %s: %s", vp, e2.msg);
+		image_unhold(d, row.image_good);
+		json_object *det = json_object_new_object();
+		json_object_object_add(det, "image", json_object_new_string(want));
+		json_object_object_add(det, "previous", json_object_new_string(row.image_good));
+		cellsd_audit(d, vp, "cellsd", "vp.image", "ok", det, NULL);
+		json_object_put(det);
+		if (db_set_image(d, vp, "image_good", want, &e2) < 0)
+			log_warn("VP %s: %s", vp, e2.msg);
+	} else if (rc < 0 && row.image_good[0] && strcmp(row.image_good, want)) {
+		json_object *det = json_object_new_object();
+		json_object_object_add(det, "image", json_object_new_string(want));
+		json_object_object_add(det, "fallback", json_object_new_string(row.image_good));
+		json_object_object_add(det, "reason", json_object_new_string(err->msg));
+		cellsd_audit(d, vp, "cellsd", "vp.image", "fallback", det, NULL);
+		json_object_put(det);
+		log_warn("VP %s: %s: starting on %s again", vp, err->msg, row.image_good);
+		rc = start_image(d, vp, &row, row.image_good, init, stdio, err);
+	}
+	row_free(&row);
+	return rc;
 }
 
 /* ---- stop ---- */
@@ -940,6 +1056,8 @@ int vpm_destroy(struct cellsd *d, const char *vp, cells_err_t *err)
 		return -1;
 	if (g == 0)
 		return cells_err_set(err, ENOENT, "no VP named '%s'", vp);
+	char good[POL_IMAGE_REF_MAX + 1];
+	snprintf(good, sizeof good, "%s", r.image_good);
 	row_free(&r);
 	/* encrypted data goes by crypto-erase: the wipe stops the VP, destroys its key and
 	 * data (crash-safe, with a receipt) and then removes the VP through this function
@@ -954,6 +1072,7 @@ int vpm_destroy(struct cellsd *d, const char *vp, cells_err_t *err)
 	sqlite3_bind_text(st, 1, vp, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) != SQLITE_DONE)
 		return sqldb_err(d->db, "delete vp", err);
+	image_unhold(d, good);
 	if (remove_files(d, vp, err) < 0)
 		return cells_err_prefix(err, "destroy VP %s", vp);
 	return 0;
@@ -973,6 +1092,12 @@ static json_object *row_json(struct cellsd *d, const struct vp_row *r)
 	json_object_object_add(o, "name", json_object_new_string(r->def.name));
 	json_object_object_add(o, "state", json_object_new_string(rt ? "running" : "stopped"));
 	json_object_object_add(o, "image", json_object_new_string(r->def.image));
+	/* the signed image: the one the running VP uses ("" on its local image), the last
+	 * one it started on (its fallback), the one the policy asks for */
+	const struct pol_vp_rule *pr = policy_vp_rule(d, r->def.name);
+	json_object_object_add(o, "image_running", json_object_new_string(rt ? rt->image : ""));
+	json_object_object_add(o, "image_good", json_object_new_string(r->image_good));
+	json_object_object_add(o, "image_policy", json_object_new_string(pr ? pr->image : ""));
 	json_object_object_add(o, "net", json_object_new_string(r->def.net));
 	json_object_object_add(o, "hostname", json_object_new_string(r->def.hostname));
 	json_object_object_add(o, "memory_limit", json_object_new_int64((int64_t)r->def.memory));
@@ -1121,6 +1246,14 @@ static int adopt(struct cellsd *d, const struct vp_row *r)
 	if (r->net_block >= 0)
 		knet_block_addr((unsigned)r->net_block, &rt->addr);
 	kcg_adopt(&rt->cg);
+	/* the VP's mount namespace keeps its image mounted; hold it again for the store */
+	char lower[PATH_MAX];
+	if (r->image_run[0]) {
+		if (image_hold(d, r->image_run, lower, &e) == 0)
+			snprintf(rt->image, sizeof rt->image, "%s", r->image_run);
+		else
+			log_warn("VP %s: %s", r->def.name, e.msg);
+	}
 	rt->next = m->running;
 	m->running = rt;
 	log_info("VP %s: found running again (init pid %d)", r->def.name, (int)r->init_pid);
@@ -1145,6 +1278,10 @@ static int recover(struct cellsd *d, cells_err_t *err)
 	bool nat_seen = false;
 	for (size_t i = 0; i < n; i++) {
 		struct vp_row *r = &rows[i];
+		char lower[PATH_MAX];
+		cells_err_t ie;
+		if (r->image_good[0] && image_hold(d, r->image_good, lower, &ie) < 0)
+			log_warn("VP %s: its fallback image: %s", r->def.name, ie.msg);
 		bool adopted = !strcmp(r->state, "running") && adopt(d, r) == 0;
 		if (!adopted) {
 			/* clean up whatever the VP may still hold on the host */
