@@ -122,7 +122,14 @@ check "image list (text)" bash -c "cells-mdm image list | grep -q '^base@3'"
 
 # --- the device gets the offer over the websocket and answers
 PORT=$(free_port)
+APORT=$(free_port)
+MDM_ARGS=(--admin-port "$APORT")
 start_mdm || exit 1
+wait_for 10 port_open "$APORT" || { echo "admin listener did not start"; cat "$T/mdm.log"; exit 1; }
+# (admins live in the state dir's sqlite file: on PostgreSQL `admin add` wants mdm.db)
+[ -n "${CELLS_MDM_DB:-}" ] || { cells-mdm admin add viewer --role auditor --out "$T/admins" >/dev/null || exit 1; }
+[ -n "${CELLS_MDM_DB:-}" ] || check "admin API: GET /api/v1/images lists base@1 and base@3 (an auditor may read it)" bash -c "curl -sSf --cacert '$CA' --cert '$T/admins/viewer.pem' --key '$T/admins/viewer.key' https://localhost:$APORT/api/v1/images | '$PY' -c \"
+import json,sys; d=json.load(sys.stdin); assert [(x['name'],x['version']) for x in d if x['name']=='base']==[('base',1),('base',3)], d\""
 check "device A: Envelope.image offers base@1 signed by the images key; DONE is acknowledged" \
 	"$PY" - "$PORT" "$CA" "$T/a" "$(sha "$T/a.img")" <<'PY'
 import sys, os
