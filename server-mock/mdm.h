@@ -184,6 +184,11 @@ int mdm_cmd_image_build(struct mdm *m, const struct mdm_cmd *cmd, int argc, char
 int mdm_cmd_image_sign(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 int mdm_cmd_image_push(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
 int mdm_cmd_image_list(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv);
+/* The pushed images and the state of their offer per device (`image list --json`, GET
+ * /api/v1/images): [{name, version, sha256, size, fs_type, created, expires_at, path,
+ * pushed_at, devices: [{device_id, state, reason, queue_id, done_at}]}]; *out owned. */
+#include <json-c/json.h>
+int mdm_images_json(struct mdm_store *s, json_object **out, cells_err_t *err);
 /* GET /v1/images/<sha256> on the serve listener. From LWS_CALLBACK_HTTP: uri the path,
  * device the enrolled device of the verified client certificate or NULL (why: the
  * reason). The answer (the image, a Range of it, or an error) is written from

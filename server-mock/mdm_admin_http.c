@@ -257,6 +257,15 @@ static void h_devices(struct req *q)
 	respond_json(q, 200, arr);
 }
 
+static void h_images(struct req *q)
+{
+	cells_err_t err = {0};
+	json_object *arr = NULL;
+	if (mdm_images_json(A.st, &arr, &err) < 0)
+		return respond_error(q, 500, err.msg);
+	respond_json(q, 200, arr);
+}
+
 static json_object *find_device(json_object *arr, const char *id)
 {
 	for (size_t i = 0; i < json_object_array_length(arr); i++) {
@@ -650,6 +659,7 @@ static const struct route routes[] = {
     {"GET", "/api/v1/devices", R_ALL, NULL, -1, h_devices},
     {"GET", "/api/v1/devices/*", R_ALL, NULL, -1, h_device},
     {"GET", "/api/v1/devices/*/audit", R_ALL, NULL, -1, h_device_audit},
+    {"GET", "/api/v1/images", R_ALL, NULL, -1, h_images},
     {"GET", "/api/v1/admin-audit", R_AUDIT, NULL, -1, h_admin_audit},
     {"GET", "/api/v1/admin-audit/verify", R_AUDIT, NULL, -1, h_admin_audit_verify},
     {"POST", "/api/v1/devices/*/policy", R_ADMIN, "device.policy", MDM_BODY_POLICY, h_policy},

@@ -792,8 +792,9 @@ done:
 
 /* ---- image list ---- */
 
-static int images_json(struct mdb *db, json_object **out, cells_err_t *err)
+int mdm_images_json(struct mdm_store *s, json_object **out, cells_err_t *err)
 {
+	struct mdb *db = mdm_store_db(s);
 	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
 	cleanup_mdb_stmt struct mdb_stmt *q = NULL;
 	if (mdb_prepare(db,
@@ -870,7 +871,7 @@ int mdm_cmd_image_list(struct mdm *m, const struct mdm_cmd *cmd, int argc, char 
 	if (!s)
 		return 1;
 	json_object *arr = NULL;
-	int r = images_json(mdm_store_db(s), &arr, &err);
+	int r = mdm_images_json(s, &arr, &err);
 	mdm_store_close(s);
 	if (r < 0)
 		return fail(cmd, &err);

@@ -6,7 +6,8 @@
 # (Envelope.image) for the device; the device's result "image:NAME@VERSION" is recorded
 # (`image list`); and GET /v1/images/<sha256> on the serve listener (mutual TLS) gives
 # exactly the file, a Range its tail, and refuses no certificate, an unenrolled one, an
-# unknown image (404) and an image not offered to this device (403).
+# unknown image (404) and an image not offered to this device (403). An offer not
+# answered is sent again after a reconnect with the same id; GET /api/v1/images lists it.
 # Devices are test-made identities (ws_client.py mkdev: a client certificate of the
 # MDM's CA and a registry row), as in mdm_conform.sh. MDM_DB=pg: on PostgreSQL.
 . "$CELLS_SRC/tests/lib.sh"
@@ -122,7 +123,14 @@ check "image list (text)" bash -c "cells-mdm image list | grep -q '^base@3'"
 
 # --- the device gets the offer over the websocket and answers
 PORT=$(free_port)
+APORT=$(free_port)
+MDM_ARGS=(--admin-port "$APORT")
 start_mdm || exit 1
+wait_for 10 port_open "$APORT" || { echo "admin listener did not start"; cat "$T/mdm.log"; exit 1; }
+# (admins live in the state dir's sqlite file: on PostgreSQL `admin add` wants mdm.db)
+[ -n "${CELLS_MDM_DB:-}" ] || { cells-mdm admin add viewer --role auditor --out "$T/admins" >/dev/null || exit 1; }
+[ -n "${CELLS_MDM_DB:-}" ] || check "admin API: GET /api/v1/images lists base@1 and base@3 (an auditor may read it)" bash -c "curl -sSf --cacert '$CA' --cert '$T/admins/viewer.pem' --key '$T/admins/viewer.key' https://localhost:$APORT/api/v1/images | '$PY' -c \"
+import json,sys; d=json.load(sys.stdin); assert [(x['name'],x['version']) for x in d if x['name']=='base']==[('base',1),('base',3)], d\""
 check "device A: Envelope.image offers base@1 signed by the images key; DONE is acknowledged" \
 	"$PY" - "$PORT" "$CA" "$T/a" "$(sha "$T/a.img")" <<'PY'
 import sys, os
@@ -156,11 +164,34 @@ if ACK not in expect_answer(ws, "r-img-3"):
     fail("FAILED not acknowledged")
 print("offers of base@1 and base@3 received; results recorded")
 PY
+check "device B: the offer not answered is sent again after a reconnect, with the same id" \
+	"$PY" - "$PORT" "$CA" "$T/b" <<'PY'
+import sys, os
+sys.path.insert(0, os.environ["CELLS_SRC"] + "/tests/integration")
+from ws_client import parse, one, dev_ws, dev_id, hello, envelope, result, expect_answer, RESULT, ACK, fail
+port, ca, pre = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+def offer():
+    ws = dev_ws(port, ca, pre)
+    hello(ws, dev_id(pre))
+    while True:
+        env = ws.recv()
+        if 22 in env:
+            return ws, one(env, 2).decode()
+ws, first = offer()
+ws.close()  # gone without an answer
+ws, again = offer()
+if again != first:
+    fail("offered again as %s, first as %s" % (again, first))
+ws.send(envelope(RESULT, result("image:base@1", 2), corr=again, mid="r-img-b"))
+if ACK not in expect_answer(ws, "r-img-b"):
+    fail("DONE not acknowledged")
+print("offer %s sent again after the reconnect, then acknowledged" % first)
+PY
 state_of() { cells-mdm --json image list | "$PY" -c "import json,sys; d=json.load(sys.stdin); print([x for i in d if i['name']=='$1' and i['version']==$2 for x in i['devices'] if x['device_id']=='$3'][0]['$4'])"; }
 check_eq "image list: base@1 done on A" done "$(state_of base 1 "$A" state)"
 check_eq "image list: base@3 failed on A" failed "$(state_of base 3 "$A" state)"
 check_eq "image list: the failure's reason" "sha256 mismatch" "$(state_of base 3 "$A" reason)"
-check_eq "image list: base@1 still queued on B (not connected)" queued "$(state_of base 1 "$B" state)"
+check_eq "image list: base@1 done on B" done "$(state_of base 1 "$B" state)"
 
 # --- the download endpoint
 U="https://localhost:$PORT/v1/images"
@@ -184,7 +215,7 @@ check "A: curl -C - resumes a partial download" bash -c "head -c 5000 '$T/a.img'
 check "A: Range bytes=N-M gives exactly those bytes" bash -c "get a -f -H 'Range: bytes=10-19' '$U/$H1' | cmp - <(head -c 20 '$T/a.img' | tail -c 10)"
 check "A: Range bytes=N-(huge) gives the tail" bash -c "get a -f -H 'Range: bytes=100-18446744073709551615' '$U/$H1' | cmp - <(tail -c +101 '$T/a.img')"
 check_eq "A: Range beyond the end is 416" 416 "$(code a -H "Range: bytes=$SZ-" "$U/$H1")"
-check_eq "B: the image offered to B too (queued) is 200" 200 "$(code b "$U/$H1")"
+check_eq "B: the image offered to B too is 200" 200 "$(code b "$U/$H1")"
 H3=$(sha "$T/v3.img")
 check_eq "B: an image not offered to B is 403" 403 "$(code b "$U/$H3")"
 check_eq "A: an unknown image is 404" 404 "$(code a "$U/$(printf '0%.0s' $(seq 64))")"
