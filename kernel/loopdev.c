@@ -90,8 +90,14 @@ static int attach(const char *image, bool ro, char dev[64], cells_err_t *err)
 		cfg.fd = (unsigned)bfd;
 		cfg.info.lo_flags = LO_FLAGS_AUTOCLEAR | (ro ? LO_FLAGS_READ_ONLY : 0);
 		snprintf((char *)cfg.info.lo_file_name, sizeof cfg.info.lo_file_name, "%s", image);
-		if (ioctl(lfd, LOOP_CONFIGURE, &cfg) == 0)
+		if (ioctl(lfd, LOOP_CONFIGURE, &cfg) == 0) {
+			/* a read-only image is cached once, by the file system on it: direct I/O
+			 * to the image file keeps a second copy out of the page cache (best
+			 * effort: the file's file system may not do O_DIRECT) */
+			if (ro)
+				(void)ioctl(lfd, LOOP_SET_DIRECT_IO, 1UL);
 			return take_fd(&lfd);
+		}
 		if (errno != EBUSY)
 			return cells_err_sys(err, errno, "LOOP_CONFIGURE %s", dev);
 	}

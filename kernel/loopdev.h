@@ -20,7 +20,8 @@ int loopdev_make_ext4_image(const char *path, uint64_t size_bytes, cells_err_t *
 int loopdev_mount_image(const char *image, const char *mountpoint, cells_err_t *err);
 /* Attach image read-only (O_RDONLY backing file, LO_FLAGS_READ_ONLY, autoclear) and
  * mount it read-only as fstype ("erofs" or "squashfs") on mountpoint (ro, nodev,
- * nosuid; exec allowed: it is a VP's root file system). */
+ * nosuid; exec allowed: it is a VP's root file system), with direct I/O to the image
+ * file where its file system allows (the image is then cached once, not twice). */
 int loopdev_mount_image_ro(const char *image, const char *fstype, const char *mountpoint,
 			   cells_err_t *err);
 /* Whether something is mounted exactly at path (from /proc/self/mountinfo). */
