@@ -35,13 +35,14 @@
 #define IMG_RETRY_MIN_MS 500   /* backoff after a short transfer */
 #define IMG_RETRY_MAX_MS 10000 /* its cap */
 #define IMG_READ_BUDGET (8u << 20)
+#define IMG_WRITEBACK (8u << 20) /* start writeback every 8 MiB: the final fsync is short */
 
 struct mgmt_img {
 	bool active; /* a transfer is running (the pipe is open) */
 	char hex[65], ref[IMAGES_NAME_MAX + 24];
 	char corr[CELLS_MAX_ID_LEN + 1]; /* the offering envelope ("" after a restart) */
 	int rd, part;
-	uint64_t have, size, at_start;
+	uint64_t have, size, at_start, flushed;
 	EVP_MD_CTX *md;
 	unsigned attempts;
 	uint64_t retry_timer;
@@ -202,6 +203,11 @@ static void on_pipe(struct loop *l, int fd, uint32_t events, void *data)
 		}
 		EVP_DigestUpdate(I->md, rbuf, (size_t)k);
 		I->have += (uint64_t)k;
+		if (I->have - I->flushed >= IMG_WRITEBACK) {
+			sync_file_range(I->part, (off64_t)I->flushed,
+					(off64_t)(I->have - I->flushed), SYNC_FILE_RANGE_WRITE);
+			I->flushed = I->have;
+		}
 		images_partial_progress(g->d, I->hex, I->have);
 		budget = (size_t)k < budget ? budget - (size_t)k : 0;
 	}
@@ -248,7 +254,7 @@ static void kick(struct mgmt *g)
 		give_up(g, err.msg);
 		return;
 	}
-	I->at_start = I->have;
+	I->at_start = I->flushed = I->have;
 	I->md = EVP_MD_CTX_new();
 	if (!I->md || !EVP_DigestInit_ex(I->md, EVP_sha256(), NULL) ||
 	    hash_prefix(I->part, I->have, I->md) < 0) {

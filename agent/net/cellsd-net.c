@@ -828,6 +828,8 @@ int main(int argc, char **argv)
 	struct lws_context_creation_info info;
 	memset(&info, 0, sizeof info);
 	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+	/* image bodies are read through this buffer: 64 KiB reads, not 4 KiB ones */
+	info.pt_serv_buf_size = 64 * 1024;
 	info.port = CONTEXT_PORT_NO_LISTEN;
 	N.ctx = lws_create_context(&info);
 	if (!N.ctx) {

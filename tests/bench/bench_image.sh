@@ -52,7 +52,7 @@ for i in 1 2 3; do
 	python3 "$CELLS_SRC/tests/integration/image_mdm.py" "$PORT" "$M/server.pem" "$M/server.key" "$M/ca.pem" "$T/img$i" ok "$T/srv$i.log" "$T/e$i" &
 	SRV=$!
 	PIDS+=("$SRV")
-	sleep 0.5
+	wait_for 60 port_open "$PORT"
 	t=$(curl -s -o /dev/null -w '%{time_total}' --cacert "$M/ca.pem" --cert "$T/cli.pem" --key "$T/cli.key" "https://localhost:$PORT/v1/images/$S")
 	t0=$(date +%s.%N)
 	wait_for 300 grep -q "^result image:bench@$i 2" "$T/srv$i.log" || { echo "device download $i failed"; tail "$T/cellsd.log"; exit 1; }
