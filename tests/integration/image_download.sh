@@ -83,6 +83,7 @@ check "STATE/images/<sha>.img holds it" cmp "$T/v2.erofs" "$CELLS_STATE/images/$
 serve "$T/v3.erofs" "slow:150" "$T/e3"
 P3="$CELLS_STATE/images/partial/$(sha "$T/v3.erofs").part"
 check "v3 download started" wait_for 30 bash -c "[ \$(stat -c %s '$P3' 2>/dev/null || echo 0) -gt 0 ]"
+check "status shows the progress" bash -c "cellctl image status base | grep -qE '@3 .*downloading [0-9]+/$SIZE bytes'"
 kill -9 "$CELLSD_PID"; wait "$CELLSD_PID" 2>/dev/null
 sleep 0.5
 kept=$(stat -c %s "$P3" 2>/dev/null || echo 0)
@@ -111,23 +112,33 @@ check_eq "still v3 mounted" mounted "$(istate base 3)"
 
 # --- a manifest by a key without the images role is rejected ---
 forge wrong-role "$T/v5.erofs" base 9 erofs "$T/role.bin"
-python3 - "$T/role.bin" "$T/role-m.bin" <<'PY'
+python3 - "$T/role.bin" "$T/role-m.bin" "$T/role-t.bin" <<'PY'
 import sys
 b = open(sys.argv[1], "rb").read()
-# the ImageBundle's field 1 is the Signed manifest
-i = 0
 def vi(b, i):
     v = s = 0
     while True:
         c = b[i]; i += 1; v |= (c & 0x7F) << s; s += 7
         if not c & 0x80: return v, i
-k, i = vi(b, i); n, i = vi(b, i)
-open(sys.argv[2], "wb").write(b[i:i + n])
+# the ImageBundle: field 1 the Signed manifest, field 2 the key's delegation (policy role)
+i, parts = 0, {}
+while i < len(b):
+    k, i = vi(b, i); n, i = vi(b, i)
+    parts.setdefault(k >> 3, b[i:i + n]); i += n
+open(sys.argv[2], "wb").write(parts[1])
+d = parts[2]
+with open(sys.argv[3], "wb") as f:
+    n, enc = len(d), b""
+    while True:
+        c = n & 0x7F; n >>= 7; enc += bytes([c | (0x80 if n else 0)])
+        if not n: break
+    f.write(b"\x12" + enc + d)  # TrustUpdate.delegations
 PY
-mkdir -p "$T/e9" && mkenv "$T/e9/1-image" 22 "$T/role-m.bin"
+mkdir -p "$T/e9" && mkenv "$T/e9/0-trust" 20 "$T/role-t.bin" && mkenv "$T/e9/1-image" 22 "$T/role-m.bin"
 r0=$(icount image.rejected refused)
 serve "$T/v5.erofs" ok "$T/e9"
-check "wrong role: REJECTED" wait_for 30 logged "^result image:\\? 4 .*not delegated for the images role|^result image:\\? 4 .*unknown key"
+check "the key's policy-role delegation is taken (a TrustUpdate)" wait_for 30 logged "^result trust:img-e9-0-trust 2"
+check "a manifest by a key without the images role: REJECTED" wait_for 30 logged "^result image:\\? 4 .*not delegated for the images role"
 check_eq "wrong role: audited" $((r0 + 1)) "$(icount image.rejected refused)"
 check "audit chain verifies" cellctl audit verify
 kill "$SRV" 2>/dev/null
