@@ -35,6 +35,7 @@
 #define IMG_RETRY_MIN_MS 500   /* backoff after a short transfer */
 #define IMG_RETRY_MAX_MS 10000 /* its cap */
 #define IMG_READ_BUDGET (8u << 20)
+#define IMG_STALL_MS 30000	 /* a transfer without a byte for this long is cut */
 #define IMG_WRITEBACK (8u << 20) /* start writeback every 8 MiB: the final fsync is short */
 
 struct mgmt_img {
@@ -45,8 +46,9 @@ struct mgmt_img {
 	uint64_t have, size, at_start, flushed;
 	EVP_MD_CTX *md;
 	unsigned attempts;
-	uint64_t retry_timer;
-	char reason[256]; /* the network process's last word (a hint) */
+	uint64_t retry_timer, stall_timer;
+	uint64_t stall_mark; /* have at the last stall check */
+	char reason[256];    /* the network process's last word (a hint) */
 };
 
 static uint8_t rbuf[1 << 20];
@@ -103,6 +105,9 @@ static void transfer_close(struct mgmt *g)
 	if (I->part >= 0)
 		close(I->part);
 	I->rd = I->part = -1;
+	if (I->stall_timer)
+		loop_cancel_timer(g->d->loop, I->stall_timer);
+	I->stall_timer = 0;
 	EVP_MD_CTX_free(I->md);
 	I->md = NULL;
 	I->active = false;
@@ -168,6 +173,24 @@ static void transfer_end(struct mgmt *g)
 		 (unsigned long long)I->have, (unsigned long long)I->size,
 		 I->reason[0] ? I->reason : "transfer ended", (unsigned long long)ms);
 	I->retry_timer = loop_add_timer(g->d->loop, ms, on_retry, g);
+}
+
+/* A server (or network process) that holds the transfer open without sending: cut it
+ * and resume later, like a connection loss. */
+static void on_stall(struct loop *l, void *data)
+{
+	struct mgmt *g = data;
+	struct mgmt_img *I = g->img;
+	I->stall_timer = 0;
+	if (!I->active)
+		return;
+	if (I->have == I->stall_mark) {
+		snprintf(I->reason, sizeof I->reason, "no byte for %d s", IMG_STALL_MS / 1000);
+		transfer_end(g);
+		return;
+	}
+	I->stall_mark = I->have;
+	I->stall_timer = loop_add_timer(l, IMG_STALL_MS, on_stall, g);
 }
 
 static void on_pipe(struct loop *l, int fd, uint32_t events, void *data)
@@ -296,6 +319,8 @@ static void kick(struct mgmt *g)
 		transfer_end(g);
 		return;
 	}
+	I->stall_mark = I->have;
+	I->stall_timer = loop_add_timer(g->d->loop, IMG_STALL_MS, on_stall, g);
 	log_info("mgmt: image:%s: downloading from byte %llu of %llu", ref,
 		 (unsigned long long)I->have, (unsigned long long)I->size);
 }

@@ -474,15 +474,21 @@ static const struct lws_protocols cli_protocols[] = {
 /* Start the download NETIPC_IMAGE_GET asked for, into fd (owned). */
 static void img_start(const Cells__Net__V1__NetImageGet *g, int fd)
 {
-	if (N.img_active || N.mode != M_SESSION || !N.cli_vh) {
-		int busy = N.img_active;
+	if (N.img_active) {
+		/* cellsd gave up on the transfer running (it sends one GET at a time): end it */
+		struct lws *old = N.img_wsi;
+		img_end(ECANCELED, "replaced by a new request");
+		if (old)
+			lws_set_timeout(old, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+	}
+	if (N.mode != M_SESSION || !N.cli_vh) {
 		char sha[65];
 		snprintf(sha, sizeof sha, "%s", g->sha256);
 		close(fd);
 		Cells__Net__V1__NetImageDone d = CELLS__NET__V1__NET_IMAGE_DONE__INIT;
 		d.sha256 = sha;
-		d.status = busy ? EBUSY : ENOTCONN;
-		d.reason = busy ? "another download is running" : "not configured";
+		d.status = ENOTCONN;
+		d.reason = "not configured";
 		ipc_send(NETIPC_IMAGE_DONE, &d.base, NULL, 0);
 		return;
 	}

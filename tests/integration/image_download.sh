@@ -6,7 +6,8 @@
 # a transfer cut at half is resumed (the second request's Range offset > 0) and
 # completed; cellsd SIGKILLed during a download resumes it after its restart (the
 # partial file is kept) and completes it; wrong bytes and more bytes than signed are
-# discarded with an audit record and a FAILED result; a manifest by a key without the
+# discarded with an audit record and a FAILED result; a server that goes silent is cut
+# when a 30 s check saw no byte and the transfer resumed; a manifest by a key without the
 # images role is REJECTED. Each outcome is a CommandResult "image:NAME@VERSION".
 . "$CELLS_SRC/tests/lib.sh"
 . "$CELLS_SRC/tests/integration/mgmt_lib.sh"
@@ -57,9 +58,9 @@ mkdir -p "$T/root/etc"
 echo "downloaded image" >"$T/root/etc/hello.txt"
 head -c 3000000 /dev/urandom >"$T/root/blob"
 mkfs.erofs --quiet "$T/v2.erofs" "$T/root" >/dev/null || exit 1
-for v in 3 4 5; do echo "v$v" >"$T/root/etc/hello.txt"; mkfs.erofs --quiet "$T/v$v.erofs" "$T/root" >/dev/null; done
+for v in 3 4 5 6; do echo "v$v" >"$T/root/etc/hello.txt"; mkfs.erofs --quiet "$T/v$v.erofs" "$T/root" >/dev/null; done
 forge trust "$T/v2.erofs" base 1 erofs "$T/trust.bin"
-for v in 2 3 4 5; do
+for v in 2 3 4 5 6; do
 	forge manifest "$T/v$v.erofs" base $v erofs "$T/m$v.bin"
 	mkdir -p "$T/e$v"
 	mkenv "$T/e$v/0-trust" 20 "$T/trust.bin"
@@ -109,6 +110,14 @@ check "oversized: FAILED with the reason" wait_for 60 logged "^result image:base
 check_eq "oversized: audited" $((c0 + 2)) "$(icount image.corrupt refused)"
 check "oversized: nothing stored" test ! -e "$CELLS_STATE/images/$(sha "$T/v5.erofs").img"
 check_eq "still v3 mounted" mounted "$(istate base 3)"
+
+# --- a server that stops sending and holds the connection: cut after 30 s, resumed ---
+serve "$T/v6.erofs" "stall:$((SIZE / 3))" "$T/e6"
+check "stalled transfer: DONE after the stall" wait_for 90 logged "^result image:base@6 2"
+check "the server stalled" logged "^stall $((SIZE / 3))"
+check "the transfer was resumed from where it stalled" logged "^get $((SIZE / 3)) 206"
+check "cellsd cut it for lack of progress (a 30 s check without a byte)" grep -q "no byte for 30 s" "$T/cellsd.log"
+check_eq "image v6 is mounted" mounted "$(istate base 6)"
 
 # --- a manifest by a key without the images role is rejected ---
 forge wrong-role "$T/v5.erofs" base 9 erofs "$T/role.bin"

@@ -5,7 +5,8 @@ certificate required) on 127.0.0.1:PORT; a websocket session on /v1 gets every f
 ENVDIR (sorted; each the bytes of one Envelope) as binary frames, and the device's
 CommandResults are logged ("result ID STATUS REASON"); GET /v1/images/<sha256> serves
 IMAGE with Range ("get OFFSET STATUS" logged). MODE: ok | cut:N (the first GET stops
-after N body bytes and drops the connection) | slow:N (N ms between 64 KiB chunks) |
+after N body bytes and drops the connection) | stall:N (the first GET stops after N
+body bytes and holds the connection open, silent, for 120 s) | slow:N (N ms between 64 KiB chunks) |
 wrong (one byte of the body flipped) | oversize (16 KiB more than IMAGE). Runs until
 killed."""
 import hashlib, base64, os, socket, ssl, sys, threading, time
@@ -103,15 +104,18 @@ def get(t, req):
     note("get %d %s" % (off, "206" if off else "200"))
     t.sendall(hdr.encode())
     limit = len(body)
-    if mode.startswith("cut:") and nget == 1:
-        limit = min(limit, int(mode[4:]))
+    if (mode.startswith("cut:") or mode.startswith("stall:")) and nget == 1:
+        limit = min(limit, int(mode.split(":")[1]))
     delay = int(mode[5:]) / 1000 if mode.startswith("slow:") else 0
     i = 0
     while i < limit:
         j = min(limit, i + 65536)
         t.sendall(body[i:j]); i = j
         if delay: time.sleep(delay)
-    if limit < len(body):
+    if limit < len(body) and mode.startswith("stall:"):
+        note("stall %d" % (off + limit))
+        time.sleep(120)
+    elif limit < len(body):
         note("cut %d" % (off + limit))
         t.shutdown(socket.SHUT_RDWR)
 
