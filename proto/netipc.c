@@ -20,6 +20,8 @@ static const struct netipc_rule rules[] = {
     {NETIPC_STATUS, "status", NETIPC_TO_CELLSD, 1024},
     {NETIPC_RECV, "recv", NETIPC_TO_CELLSD, CELLS_MAX_ENVELOPE},
     {NETIPC_ENROLL_RESULT, "enroll-result", NETIPC_TO_CELLSD, 64 * 1024 + 1024},
+    {NETIPC_IMAGE_GET, "image-get", NETIPC_TO_NET, 256},
+    {NETIPC_IMAGE_DONE, "image-done", NETIPC_TO_CELLSD, 1024},
 };
 
 static const struct netipc_rule *rule_of(unsigned type)
@@ -46,6 +48,10 @@ void netipc_msg_free(struct netipc_msg *m)
 		cells__net__v1__net_status__free_unpacked(m->status, NULL);
 	if (m->enroll_result)
 		cells__net__v1__net_enroll_result__free_unpacked(m->enroll_result, NULL);
+	if (m->image_get)
+		cells__net__v1__net_image_get__free_unpacked(m->image_get, NULL);
+	if (m->image_done)
+		cells__net__v1__net_image_done__free_unpacked(m->image_done, NULL);
 	free(m->buf);
 	memset(m, 0, sizeof *m);
 }
@@ -59,6 +65,15 @@ static int url_ok(const char *u, cells_err_t *err)
 		if ((unsigned char)u[i] <= 0x20 || (unsigned char)u[i] >= 0x7f)
 			return cells_err_set(err, EBADMSG, "ipc: bad url");
 	return 0;
+}
+
+bool netipc_sha_hex_ok(const char *s)
+{
+	size_t i;
+	for (i = 0; s && i < 64; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return s && i == 64 && s[64] == 0;
 }
 
 static int line_ok(const char *s, size_t max, cells_err_t *err)
@@ -150,6 +165,23 @@ int netipc_decode(const uint8_t *p, size_t n, enum netipc_dir dir, struct netipc
 		else if (out->enroll_result->envelope.len > 64 * 1024)
 			rc = cells_err_set(err, EMSGSIZE, "ipc: enroll-result: envelope too big");
 		break;
+	case NETIPC_IMAGE_GET:
+		out->image_get = cells__net__v1__net_image_get__unpack(NULL, len, b);
+		if (!out->image_get)
+			rc = cells_err_set(err, EBADMSG, "ipc: image-get: malformed");
+		else if (!netipc_sha_hex_ok(out->image_get->sha256) ||
+			 out->image_get->offset >= out->image_get->size)
+			rc = cells_err_set(err, EBADMSG, "ipc: image-get: bad fields");
+		break;
+	case NETIPC_IMAGE_DONE:
+		out->image_done = cells__net__v1__net_image_done__unpack(NULL, len, b);
+		if (!out->image_done)
+			rc = cells_err_set(err, EBADMSG, "ipc: image-done: malformed");
+		else if (!netipc_sha_hex_ok(out->image_done->sha256))
+			rc = cells_err_set(err, EBADMSG, "ipc: image-done: bad sha256");
+		else
+			rc = line_ok(out->image_done->reason, 512, err);
+		break;
 	}
 	if (rc < 0)
 		netipc_msg_free(out);
@@ -223,4 +255,36 @@ int netipc_send_pb(int fd, enum netipc_type type, const ProtobufCMessage *m, cel
 	if (netipc_encode_pb(type, m, &b, &n, err) < 0)
 		return -1;
 	return send_dgram(fd, b, n, err);
+}
+
+int netipc_send_pb_fd(int fd, enum netipc_type type, const ProtobufCMessage *m, int pass_fd,
+		      cells_err_t *err)
+{
+	cleanup_free uint8_t *b = NULL;
+	size_t n;
+	if (netipc_encode_pb(type, m, &b, &n, err) < 0)
+		return -1;
+	struct iovec iov = {.iov_base = b, .iov_len = n};
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} u;
+	memset(&u, 0, sizeof u);
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	mh.msg_control = u.buf;
+	mh.msg_controllen = sizeof u.buf;
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+	ssize_t w;
+	do
+		w = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (w < 0 && errno == EINTR);
+	if (w < 0)
+		return cells_err_sys(err, errno, "ipc send");
+	if ((size_t)w != n)
+		return cells_err_set(err, EIO, "ipc send: short write");
+	return 0;
 }

@@ -26,13 +26,15 @@
 
 enum netipc_type {
 	/* cellsd -> net */
-	NETIPC_CONFIG = 1, /* NetConfig */
-	NETIPC_SEND = 2,   /* Envelope bytes to send to the MDM */
-	NETIPC_ENROLL = 3, /* NetEnroll */
+	NETIPC_CONFIG = 1,    /* NetConfig */
+	NETIPC_SEND = 2,      /* Envelope bytes to send to the MDM */
+	NETIPC_ENROLL = 3,    /* NetEnroll */
+	NETIPC_IMAGE_GET = 4, /* NetImageGet + the pipe's write end (SCM_RIGHTS) */
 	/* net -> cellsd */
 	NETIPC_STATUS = 16,	   /* NetStatus */
 	NETIPC_RECV = 17,	   /* Envelope bytes received from the MDM */
 	NETIPC_ENROLL_RESULT = 18, /* NetEnrollResult */
+	NETIPC_IMAGE_DONE = 19,	   /* NetImageDone */
 };
 
 enum netipc_dir {
@@ -50,6 +52,8 @@ struct netipc_msg {
 	Cells__Net__V1__NetEnroll *enroll;
 	Cells__Net__V1__NetStatus *status;
 	Cells__Net__V1__NetEnrollResult *enroll_result;
+	Cells__Net__V1__NetImageGet *image_get;
+	Cells__Net__V1__NetImageDone *image_done;
 	uint8_t *buf; /* owned copy of the payload */
 };
 
@@ -72,5 +76,11 @@ int netipc_encode_pb(enum netipc_type type, const ProtobufCMessage *m, uint8_t *
 int netipc_send(int fd, enum netipc_type type, const uint8_t *payload, size_t len,
 		cells_err_t *err);
 int netipc_send_pb(int fd, enum netipc_type type, const ProtobufCMessage *m, cells_err_t *err);
+/* The same with one fd passed along (SCM_RIGHTS), without blocking (EAGAIN is an
+ * error the caller retries). */
+int netipc_send_pb_fd(int fd, enum netipc_type type, const ProtobufCMessage *m, int pass_fd,
+		      cells_err_t *err);
+/* 64 lowercase hex digits (an image's SHA-256 on the wire). */
+bool netipc_sha_hex_ok(const char *s);
 
 #endif

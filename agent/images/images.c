@@ -482,7 +482,8 @@ static int hash_file(int fd, uint64_t *size, uint8_t out[32], cells_err_t *err)
 
 /* The partial file of i is complete as far as the writer knows: check size and hash
  * (from the file itself, never from what the writer says), rename, mount. */
-static int finish(struct cellsd *d, struct image *i, const char *actor, cells_err_t *err)
+static int finish(struct cellsd *d, struct image *i, const uint8_t *given, const char *actor,
+		  cells_err_t *err)
 {
 	struct images *im = d->images;
 	char pp[PATH_MAX], ip[PATH_MAX];
@@ -492,9 +493,16 @@ static int finish(struct cellsd *d, struct image *i, const char *actor, cells_er
 	uint64_t size = 0;
 	{
 		cleanup_close int fd = open(pp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-		if (fd < 0 || fsync(fd) < 0 || hash_file(fd, &size, h, err) < 0) {
-			if (fd < 0)
-				cells_err_sys(err, errno, "open %s", pp);
+		struct stat sb;
+		if (fd < 0 || fsync(fd) < 0 || fstat(fd, &sb) < 0) {
+			cells_err_sys(err, errno, "sync %s", pp);
+			fail_image(d, i, actor, err->msg);
+			return -1;
+		}
+		if (given) {
+			memcpy(h, given, 32);
+			size = (uint64_t)sb.st_size;
+		} else if (hash_file(fd, &size, h, err) < 0) {
 			fail_image(d, i, actor, err->msg);
 			return -1;
 		}
@@ -630,7 +638,7 @@ int images_import(struct cellsd *d, int fd, const uint8_t *bundle, size_t n, con
 			i->have = total;
 		}
 	}
-	if (finish(d, i, actor, err) < 0)
+	if (finish(d, i, NULL, actor, err) < 0)
 		return -1;
 	*desc = describe(im, i);
 	return 0;
@@ -657,7 +665,7 @@ int images_partial_open(struct cellsd *d, const char *hex, uint64_t *have, uint6
 		return cells_err_set(err, ENOENT, "no download pending for image %s", hex);
 	char pp[PATH_MAX];
 	part_path(im, i, pp);
-	int fd = open(pp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+	int fd = open(pp, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return cells_err_sys(err, errno, "open %s", pp);
 	struct stat sb;
@@ -678,12 +686,26 @@ void images_partial_progress(struct cellsd *d, const char *hex, uint64_t have)
 		i->have = have;
 }
 
-int images_partial_finish(struct cellsd *d, const char *hex, cells_err_t *err)
+int images_partial_finish(struct cellsd *d, const char *hex, const uint8_t *sha256,
+			  cells_err_t *err)
 {
 	struct image *i = find_hex(d->images, hex);
 	if (!i || i->st != IMG_PENDING)
 		return cells_err_set(err, ENOENT, "no download pending for image %s", hex);
-	return finish(d, i, "mgmt", err);
+	return finish(d, i, sha256, "mgmt", err);
+}
+
+int images_next_pending(struct cellsd *d, char hex[65], char ref[IMAGES_NAME_MAX + 24])
+{
+	struct images *im = d->images;
+	for (size_t k = 0; im && k < im->n; k++)
+		if (im->v[k].st == IMG_PENDING) {
+			memcpy(hex, im->v[k].hex, 65);
+			snprintf(ref, IMAGES_NAME_MAX + 24, "%s@%llu", im->v[k].m.name,
+				 (unsigned long long)im->v[k].m.version);
+			return 0;
+		}
+	return -1;
 }
 
 void images_partial_fail(struct cellsd *d, const char *hex, const char *reason)

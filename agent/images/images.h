@@ -72,15 +72,21 @@ int images_offer(struct cellsd *d, const uint8_t *signed_blob, size_t n, const c
 		 struct pol_image_manifest *m, bool *complete, cells_err_t *err);
 
 /* Download support for a recorded, incomplete image (sha256 hex): open its partial file
- * for appending (fd owned by the caller) and its current length. */
+ * for appending and reading (O_RDWR | O_APPEND; the fd is returned, owned by the caller),
+ * its current length and the signed size. */
 int images_partial_open(struct cellsd *d, const char *hex, uint64_t *have, uint64_t *size,
 			cells_err_t *err);
+/* The first recorded image whose file is not complete yet: its SHA-256 (hex) and
+ * "NAME@VERSION". -1 (ENOENT) when none. */
+int images_next_pending(struct cellsd *d, char hex[65], char ref[IMAGES_NAME_MAX + 24]);
 /* The partial file of hex grew to have bytes (for status). */
 void images_partial_progress(struct cellsd *d, const char *hex, uint64_t have);
-/* Check the partial file of hex: size and SHA-256 (hashed from the file) against the
- * manifest; rename, mount, audit. A mismatch removes the partial file, marks the image
- * failed (audited) and returns -1 (EBADMSG). */
-int images_partial_finish(struct cellsd *d, const char *hex, cells_err_t *err);
+/* Check the partial file of hex: fsync, size and SHA-256 (sha256: what the writer hashed
+ * as it wrote the file; NULL: hashed from the file) against the manifest; rename, mount,
+ * audit. A mismatch removes the partial file, marks the image failed (audited) and
+ * returns -1 (EBADMSG). */
+int images_partial_finish(struct cellsd *d, const char *hex, const uint8_t *sha256,
+			  cells_err_t *err);
 /* Give up on hex: remove the partial file, mark it failed with reason (audited). */
 void images_partial_fail(struct cellsd *d, const char *hex, const char *reason);
 

@@ -392,6 +392,7 @@ void mgmt_stop(struct cellsd *d)
 		loop_cancel_timer(d->loop, g->enroll_timer);
 	if (g->compliance_timer)
 		loop_cancel_timer(d->loop, g->compliance_timer);
+	mgmt_img_stop(g);
 	mgmt_link_stop(g);
 	EVP_PKEY_free(g->enroll_tls);
 	free(g->ca_pem);

@@ -614,6 +614,7 @@ static int on_recv(struct mgmt *g, struct netipc_msg *m)
 	case CELLS__V1__ENVELOPE__BODY_POLICY:
 	case CELLS__V1__ENVELOPE__BODY_COMMAND:
 	case CELLS__V1__ENVELOPE__BODY_TRUST_UPDATE:
+	case CELLS__V1__ENVELOPE__BODY_IMAGE:
 		/* bounded before anything is written: a flood is refused, the process
 		 * restarted (the server sends a genuine message again) */
 		if (!bucket_take(&g->link->in_cmd, IN_CMD_RATE, IN_CMD_BURST))
@@ -623,6 +624,8 @@ static int on_recv(struct mgmt *g, struct netipc_msg *m)
 			return 0;
 		if (env->body_case == CELLS__V1__ENVELOPE__BODY_POLICY)
 			g->ops->policy(g, env);
+		else if (env->body_case == CELLS__V1__ENVELOPE__BODY_IMAGE)
+			mgmt_img_offer(g, env);
 		else if (env->body_case == CELLS__V1__ENVELOPE__BODY_TRUST_UPDATE)
 			g->ops->trust(g, env);
 		else
@@ -652,6 +655,7 @@ static int on_status(struct mgmt *g, struct netipc_msg *m)
 			g->ops->hello(g, false);
 			flush_outbox(g);
 			audit_mgmt_on_connect(g->d);
+			mgmt_img_kick(g); /* pending image downloads resume */
 		}
 	} else {
 		g->state = (g->state & ~MGMT_ST_ONLINE) | MGMT_ST_IDLE;
@@ -675,6 +679,7 @@ static const struct ipc_route {
     {NETIPC_STATUS, MGMT_ST_ANY, on_status},
     {NETIPC_RECV, MGMT_ST_ONLINE, on_recv},
     {NETIPC_ENROLL_RESULT, MGMT_ST_ENROLLING, on_enroll_result},
+    {NETIPC_IMAGE_DONE, MGMT_ST_ONLINE | MGMT_ST_IDLE, mgmt_img_on_done},
 };
 
 /* Send what is queued until the socket is full; then the outbox resend goes on. */

@@ -22,6 +22,7 @@
 
 struct ctl_call;
 struct mgmt;
+struct mgmt_img;
 
 /* Channel states an IPC message may be permitted in (bitmask). */
 enum {
@@ -77,6 +78,7 @@ struct mgmt {
 	uint64_t reported_version;
 	bool reported_valid;
 	uint64_t compliance_timer;
+	struct mgmt_img *img; /* image downloads (owned, mgmt_images.c) */
 };
 
 /* Set up the link's part of g (before the state DB is migrated). */
@@ -110,5 +112,13 @@ void kill_net(struct mgmt *g, const char *why);
 void finish_inbound(struct mgmt *g, const char *msg_id, const char *command_id,
 		    Cells__V1__ResultStatus status, const char *reason, const char *done_command,
 		    Cells__V1__Signed *receipt);
+
+/* mgmt_images.c: Envelope.image (verified, recorded, acknowledged, downloaded); the
+ * network process's NETIPC_IMAGE_DONE; start pending downloads (at each connect);
+ * release everything (mgmt_stop). */
+void mgmt_img_offer(struct mgmt *g, const Cells__V1__Envelope *env);
+int mgmt_img_on_done(struct mgmt *g, struct netipc_msg *m);
+void mgmt_img_kick(struct mgmt *g);
+void mgmt_img_stop(struct mgmt *g);
 
 #endif

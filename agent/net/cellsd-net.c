@@ -62,7 +62,14 @@ static struct net {
 	size_t rx_len;
 	char reason[256];
 	unsigned vh_gen;
-} N = {.ipc_fd = -1};
+	/* one image download at a time (NETIPC_IMAGE_GET) */
+	struct lws *img_wsi;
+	int img_fd; /* the pipe's write end (owned) */
+	char img_sha[65], img_path[96];
+	uint64_t img_offset, img_size, img_got;
+	unsigned img_http;
+	bool img_active, img_ok;
+} N = {.ipc_fd = -1, .img_fd = -1};
 
 static const uint32_t backoff_ms[] = {500, 1000, 2000, 4000, 8000, 15000, 30000};
 static const lws_retry_bo_t retry = {
@@ -337,10 +344,201 @@ static int cli_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	return 0;
 }
 
+/* The download ended (the pipe is closed first, so cellsd sees the end of the bytes):
+ * report it. cellsd checks the bytes itself; this is a hint and the reason. */
+static void img_end(int status, const char *reason)
+{
+	if (!N.img_active)
+		return;
+	N.img_active = false;
+	N.img_wsi = NULL;
+	if (N.img_fd >= 0)
+		close(N.img_fd);
+	N.img_fd = -1;
+	Cells__Net__V1__NetImageDone d = CELLS__NET__V1__NET_IMAGE_DONE__INIT;
+	char clean[256];
+	size_t i;
+	for (i = 0; reason && reason[i] && i < sizeof clean - 1; i++)
+		clean[i] = (reason[i] < 0x20 || reason[i] == 0x7f) ? ' ' : reason[i];
+	clean[i] = 0;
+	d.sha256 = N.img_sha;
+	d.status = status;
+	d.http_status = N.img_http;
+	d.reason = clean;
+	log_info("image %.16s: download ended (%s, %llu bytes)", N.img_sha, status ? clean : "ok",
+		 (unsigned long long)N.img_got);
+	ipc_send(NETIPC_IMAGE_DONE, &d.base, NULL, 0);
+}
+
+/* Write the body into the pipe (blocking: cellsd drains it from its event loop). */
+static int img_write(const void *in, size_t len)
+{
+	bool over = N.img_offset + N.img_got + len > N.img_size;
+	if (over) /* pass one byte past the signed size: cellsd judges, and discards */
+		len = (size_t)(N.img_size - N.img_offset - N.img_got) + 1;
+	const uint8_t *p = in;
+	while (len) {
+		ssize_t w = write(N.img_fd, p, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0) {
+			img_end(EPIPE, "cellsd closed the download pipe");
+			return -1;
+		}
+		p += w;
+		len -= (size_t)w;
+		N.img_got += (uint64_t)w;
+	}
+	if (over) {
+		img_end(EMSGSIZE, "the server sent more bytes than the signed size");
+		return -1;
+	}
+	return 0;
+}
+
+static int img_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+		  size_t len)
+{
+	switch (reason) {
+	case LWS_CALLBACK_OPENSSL_PERFORM_SERVER_CERT_VERIFICATION:
+		return check_peer(user, (int)len);
+	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+		if (wsi == N.img_wsi)
+			img_end(ECONNREFUSED, in ? (const char *)in : "connection failed");
+		return 0;
+	case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER: {
+		if (wsi != N.img_wsi || !N.img_offset)
+			return 0;
+		unsigned char **p = (unsigned char **)in, *end = (*p) + len;
+		char v[48];
+		int n = snprintf(v, sizeof v, "bytes=%llu-", (unsigned long long)N.img_offset);
+		if (lws_add_http_header_by_name(
+			wsi, (const unsigned char *)"range:", (const unsigned char *)v, n, p, end))
+			return -1;
+		return 0;
+	}
+	case LWS_CALLBACK_ESTABLISHED_CLIENT_HTTP: {
+		if (wsi != N.img_wsi)
+			return -1;
+		N.img_http = lws_http_client_http_response(wsi);
+		bool ok =
+		    N.img_offset ? N.img_http == 206 : (N.img_http == 200 || N.img_http == 206);
+		if (ok && N.img_http == 206) {
+			/* the range must start where we asked */
+			char cr[96];
+			unsigned long long a = 0;
+			if (lws_hdr_copy(wsi, cr, sizeof cr, WSI_TOKEN_HTTP_CONTENT_RANGE) <= 0 ||
+			    sscanf(cr, "bytes %llu-", &a) != 1 || a != N.img_offset)
+				ok = false;
+		}
+		if (!ok) {
+			char why[96];
+			snprintf(why, sizeof why, "the server answered HTTP %u", N.img_http);
+			img_end(EPROTO, why);
+			return -1;
+		}
+		return 0;
+	}
+	case LWS_CALLBACK_RECEIVE_CLIENT_HTTP_READ:
+		if (wsi != N.img_wsi)
+			return -1;
+		return img_write(in, len);
+	case LWS_CALLBACK_RECEIVE_CLIENT_HTTP: {
+		static char buf[LWS_PRE + 65536];
+		char *px = buf + LWS_PRE;
+		int lenx = (int)sizeof buf - LWS_PRE;
+		if (lws_http_client_read(wsi, &px, &lenx) < 0)
+			return -1;
+		return 0;
+	}
+	case LWS_CALLBACK_COMPLETED_CLIENT_HTTP:
+		if (wsi == N.img_wsi)
+			img_end(0, "");
+		return 0;
+	case LWS_CALLBACK_CLOSED_CLIENT_HTTP:
+		if (wsi == N.img_wsi)
+			img_end(ECONNRESET, "connection closed before the end of the image");
+		return 0;
+	default:
+		break;
+	}
+	return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
 static const struct lws_protocols cli_protocols[] = {
     {CELLS_WS_SUBPROTOCOL, cli_cb, 0, 65536, 0, NULL, 0},
+    {"cells-img", img_cb, 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
+
+/* Start the download NETIPC_IMAGE_GET asked for, into fd (owned). */
+static void img_start(const Cells__Net__V1__NetImageGet *g, int fd)
+{
+	if (N.img_active) {
+		/* cellsd gave up on the transfer running (it sends one GET at a time): end it */
+		struct lws *old = N.img_wsi;
+		img_end(ECANCELED, "replaced by a new request");
+		if (old)
+			lws_set_timeout(old, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+	}
+	if (N.mode != M_SESSION || !N.cli_vh) {
+		char sha[65];
+		snprintf(sha, sizeof sha, "%s", g->sha256);
+		close(fd);
+		Cells__Net__V1__NetImageDone d = CELLS__NET__V1__NET_IMAGE_DONE__INIT;
+		d.sha256 = sha;
+		d.status = ENOTCONN;
+		d.reason = "not configured";
+		ipc_send(NETIPC_IMAGE_DONE, &d.base, NULL, 0);
+		return;
+	}
+	N.img_active = true;
+	N.img_ok = false;
+	N.img_fd = fd;
+	N.img_http = 0;
+	N.img_got = 0;
+	N.img_offset = g->offset;
+	N.img_size = g->size;
+	snprintf(N.img_sha, sizeof N.img_sha, "%s", g->sha256);
+	snprintf(N.img_path, sizeof N.img_path, "/v1/images/%s", N.img_sha);
+	char addr[64];
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_family = AF_INET}, *ai = NULL;
+	if (getaddrinfo(N.host, NULL, &hints, &ai) != 0 || !ai) {
+		hints.ai_family = AF_INET6;
+		if (getaddrinfo(N.host, NULL, &hints, &ai) != 0 || !ai) {
+			img_end(EHOSTUNREACH, "cannot resolve the server's name");
+			return;
+		}
+	}
+	if (ai->ai_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)ai->ai_addr)->sin_addr, addr,
+			  sizeof addr);
+	else
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr, addr,
+			  sizeof addr);
+	freeaddrinfo(ai);
+	struct lws_client_connect_info ci;
+	memset(&ci, 0, sizeof ci);
+	ci.context = N.ctx;
+	ci.vhost = N.cli_vh;
+	ci.address = addr;
+	ci.port = N.port;
+	ci.path = N.img_path;
+	ci.host = N.host;
+	ci.origin = N.host;
+	ci.method = "GET";
+	ci.alpn = "http/1.1";
+	ci.ssl_connection = LCCSCF_USE_SSL; /* same verification as the session */
+	ci.protocol = NULL;
+	ci.local_protocol_name = "cells-img";
+	ci.pwsi = &N.img_wsi;
+	log_info("image %.16s: GET %s from offset %llu", N.img_sha, N.img_path,
+		 (unsigned long long)N.img_offset);
+	if (!lws_client_connect_via_info(&ci)) {
+		N.img_wsi = NULL;
+		img_end(ECONNREFUSED, "connect failed");
+	}
+}
 
 static void do_connect(lws_sorted_usec_list_t *sul)
 {
@@ -437,9 +635,17 @@ static int set_pem(uint8_t **dst, size_t *dl, const ProtobufCBinaryData *src)
 	return 0;
 }
 
-static void on_ipc_msg(struct netipc_msg *m)
+static void on_ipc_msg(struct netipc_msg *m, int *fd)
 {
 	switch (m->type) {
+	case NETIPC_IMAGE_GET:
+		if (*fd < 0) {
+			log_warn("image-get without its pipe: ignored");
+			return;
+		}
+		img_start(m->image_get, *fd);
+		*fd = -1;
+		return;
 	case NETIPC_CONFIG:
 		if (N.mode != M_IDLE) {
 			log_warn("config refused: already %s",
@@ -501,9 +707,26 @@ static int ipc_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	case LWS_CALLBACK_RAW_RX_FILE: {
 		static uint8_t buf[NETIPC_MAX_DGRAM + 1];
 		for (;;) {
-			ssize_t n = recv(N.ipc_fd, buf, sizeof buf, MSG_DONTWAIT | MSG_TRUNC);
+			struct iovec iov = {.iov_base = buf, .iov_len = sizeof buf};
+			union {
+				struct cmsghdr h;
+				char b[CMSG_SPACE(sizeof(int))];
+			} u;
+			struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+			mh.msg_control = u.b;
+			mh.msg_controllen = sizeof u.b;
+			ssize_t n =
+			    recvmsg(N.ipc_fd, &mh, MSG_DONTWAIT | MSG_TRUNC | MSG_CMSG_CLOEXEC);
 			if (n < 0 && errno == EINTR)
 				continue;
+			int pfd = -1;
+			if (n > 0 && !(mh.msg_flags & MSG_CTRUNC))
+				for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c;
+				     c = CMSG_NXTHDR(&mh, c))
+					if (c->cmsg_level == SOL_SOCKET &&
+					    c->cmsg_type == SCM_RIGHTS &&
+					    c->cmsg_len == CMSG_LEN(sizeof(int)))
+						memcpy(&pfd, CMSG_DATA(c), sizeof(int));
 			if (n < 0 && errno == EAGAIN)
 				return 0;
 			if (n <= 0) {
@@ -517,8 +740,10 @@ static int ipc_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 				log_error("bad message from cellsd (%s): exiting", err.msg);
 				exit(1);
 			}
-			on_ipc_msg(&m);
+			on_ipc_msg(&m, &pfd);
 			netipc_msg_free(&m);
+			if (pfd >= 0)
+				close(pfd); /* an fd with any other message is not kept */
 		}
 	}
 	case LWS_CALLBACK_RAW_CLOSE_FILE:
@@ -609,6 +834,8 @@ int main(int argc, char **argv)
 	struct lws_context_creation_info info;
 	memset(&info, 0, sizeof info);
 	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+	/* image bodies are read through this buffer: 64 KiB reads, not 4 KiB ones */
+	info.pt_serv_buf_size = 64 * 1024;
 	info.port = CONTEXT_PORT_NO_LISTEN;
 	N.ctx = lws_create_context(&info);
 	if (!N.ctx) {

@@ -11,6 +11,8 @@
 #   deliver a SIZE_MB image pushed by `cells-mdm image push` to an enrolled cellsd over
 #           loopback (offer -> HTTPS download by cellsd-net -> verified), vs `curl` of the
 #           same file from the same endpoint with the device's certificate (throughput ratio)
+#           (the device's time runs from the push's return to the image verified in
+#           `cellctl image status`, offer and polling included)
 # Usage: tests/bench/bench_image.sh [BUILD_DIR] [SIZE_MB] [DATA_MB]   (root; default build/ 200 64)
 # Not part of ctest (a benchmark): run it by hand.
 set -eu
@@ -141,3 +143,41 @@ printf '  %-34s %7s MB %11s MB\n' "two private copies (deb@1, debcopy@1)" "$(mb 
 echo "  ratio private / shared: VPs' cache $(ratio "$pc" "$sc"), host Cached $(ratio "$ph" "$sh")"
 cellctl vp stop work >/dev/null 2>&1 || true
 cellctl vp stop personal >/dev/null 2>&1 || true
+
+# --- deliver: cells-mdm image push -> cellsd (offer, HTTPS GET by cellsd-net, verified)
+# vs curl of the same file from the same endpoint with a device certificate ---
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cells-mdm ca-cert >"$T/ca.pem"
+cells-mdm serve --listen "localhost:$PORT" >"$T/mdm.log" 2>&1 &
+PIDS+=("$!")
+for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
+cellctl enroll "wss://localhost:$PORT" "$(cells-mdm enroll-token | tail -1)" --ca "$T/ca.pem" >/dev/null
+for _ in $(seq 1 100); do cellctl --json mgmt status | jget 'd["connected"]' | grep -q True && break; sleep 0.1; done
+# curl's identity: a device certificate of the MDM's CA, enrolled in the MDM's registry
+CID=$(PYTHONPATH="$SRC/tests/integration" python3 "$SRC/tests/integration/ws_client.py" mkdev "$CELLS_MDM_STATE_DIR" "$T/curl")
+sqlite3 "$CELLS_MDM_STATE_DIR/mdm.db" "insert into devices(id, cert_serial, enrolled_at) values('$CID', 'bench', 0)"
+mkdir -p "$T/bigd"
+head -c $((SIZE_MB * 1048576)) /dev/urandom >"$T/bigd/data"
+img bigd 1 "$T/bigd"
+S=$(sha256sum "$T/bigd-1.img" | cut -d' ' -f1)
+BYTES=$(stat -c %s "$T/bigd-1.img")
+cells-mdm image push --all "$T/bigd-1.img" >/dev/null
+t0=$(now)
+for _ in $(seq 1 30000); do
+	st=$(cellctl --json image status bigd 2>/dev/null | jget 'd["images"][0]["state"]' 2>/dev/null || true)
+	case $st in verified | mounted) break ;; failed) echo "bench_image: the device's download failed" >&2; exit 1 ;; esac
+	sleep 0.02
+done
+t1=$(now)
+dev=$(dt "$t0" "$t1")
+best=
+for _ in 1 2 3; do
+	c=$(curl -s -o "$T/curl.out" -w '%{time_total}' --cacert "$T/ca.pem" --cert "$T/curl.pem" --key "$T/curl.key" "https://localhost:$PORT/v1/images/$S")
+	cmp -s "$T/curl.out" "$T/bigd-1.img" || { echo "bench_image: curl got other bytes" >&2; exit 1; }
+	[ -z "$best" ] || [ "$(python3 -c "print(int($c < $best))")" = 1 ] && best=$c
+done
+rm -f "$T/curl.out"
+echo "deliver: image of $BYTES bytes over loopback from cells-mdm serve"
+printf '  %-44s %8s s  %7.0f MB/s\n' "curl (best of 3, to a file)" "$best" "$(python3 -c "print($BYTES / 1e6 / $best)")"
+printf '  %-44s %8s s  %7.0f MB/s\n' "device: offer -> download -> verified" "$dev" "$(python3 -c "print($BYTES / 1e6 / $dev)")"
+echo "  ratio device / curl throughput: $(ratio "$best" "$dev")"

@@ -5,7 +5,8 @@
  * KEY_ROLE_IMAGES; the bundle carries that delegation. MODE: good; wrong-role (a fresh
  * key delegated for the policy role only); expired (expired an hour ago); size+N (the
  * manifest claims N bytes more than IMAGE has); sha-flip (the manifest's SHA-256 with
- * one bit flipped); manifest (OUT gets the bare Signed manifest, as Envelope.image).
+ * one bit flipped); manifest (OUT gets the bare Signed manifest, as Envelope.image);
+ * trust (OUT gets a TrustUpdate carrying the images key's delegation).
  *   image_forge --fuzz-seeds DIR    seed corpus of fuzz_image_bundle (fixed keys) */
 #include "../fuzz/fuzz_policy_keys.h"
 #include "cleanup.h"
@@ -185,13 +186,20 @@ int main(int argc, char **argv)
 		size += strtoull(mode + 5, NULL, 10);
 	} else if (!strcmp(mode, "sha-flip")) {
 		sha[0] ^= 1;
-	} else if (strcmp(mode, "good") && strcmp(mode, "manifest")) {
+	} else if (strcmp(mode, "good") && strcmp(mode, "manifest") && strcmp(mode, "trust")) {
 		fprintf(stderr, "image_forge: unknown mode %s\n", mode);
 		return 2;
 	}
 	Cells__V1__Signed *del = delegation(root, signer, role, now - 60, now + 30 * 86400);
 	Cells__V1__Signed *m =
 	    manifest(signer, name, version, size, sha, created, expires, argv[6]);
+	if (!strcmp(mode, "trust")) {
+		Cells__V1__TrustUpdate u = CELLS__V1__TRUST_UPDATE__INIT;
+		u.delegations = &del;
+		u.n_delegations = 1;
+		n = cells__v1__trust_update__pack(&u, buf);
+		return cells_write_file_atomic(argv[7], buf, n, 0644, NULL) < 0;
+	}
 	if (!strcmp(mode, "manifest")) {
 		n = cells__v1__signed__pack(m, buf);
 		return cells_write_file_atomic(argv[7], buf, n, 0644, NULL) < 0;
