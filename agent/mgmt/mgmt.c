@@ -18,6 +18,9 @@
 #include "pol_sig.h"
 #include "sqldb.h"
 #include "util.h"
+#include "fg.h"
+#include "vplock.h"
+#include "vpm.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -90,6 +93,25 @@ static void send_hello(struct mgmt *g, bool status)
 	if (audit_head(g->d->audit, &head, NULL, NULL) == 0)
 		h.audit_head_seq = head;
 	h.audit_uploaded_seq = audit_mgmt_acked_seq(g->d);
+	/* the VPs and the signed image each runs: the admin sees which image the work VP
+	 * runs (cells-mdm devices) */
+	Cells__V1__VpStatus vs[POL_MAX_VPS], *vsp[POL_MAX_VPS];
+	json_object *names = vpm_names(g->d);
+	const char *fvp = fg_current(g->d);
+	size_t nv = json_object_array_length(names);
+	for (size_t i = 0; i < nv && i < POL_MAX_VPS; i++) {
+		const char *vp = json_object_get_string(json_object_array_get_idx(names, i));
+		const char *img = vpm_image_running(g->d, vp);
+		cells__v1__vp_status__init(&vs[i]);
+		vs[i].name = (char *)vp;
+		vs[i].running = img != NULL;
+		vs[i].foreground = fvp && !strcmp(fvp, vp);
+		vs[i].locked = vplock_is_locked(g->d, vp);
+		vs[i].image = (char *)(img ? img : "");
+		vsp[i] = &vs[i];
+		h.n_vps = i + 1;
+	}
+	h.vps = vsp;
 	if (status) {
 		env.body_case = CELLS__V1__ENVELOPE__BODY_STATUS;
 		env.status = &h;
@@ -99,7 +121,9 @@ static void send_hello(struct mgmt *g, bool status)
 	}
 	cleanup_free uint8_t *b = NULL;
 	size_t n;
-	if (cells_envelope_encode(&env, &b, &n, &err) == 0) {
+	int enc = cells_envelope_encode(&env, &b, &n, &err);
+	json_object_put(names);
+	if (enc == 0) {
 		net_send_raw(g, b, n);
 		if (g->state & MGMT_ST_ONLINE) {
 			g->reported = c;
@@ -358,6 +382,24 @@ static const struct mgmt_ops mgmt_ops = {
     .enroll_result = on_enroll_result,
 };
 
+static void on_vps_timer(struct loop *l, void *data)
+{
+	struct mgmt *g = data;
+	(void)l;
+	g->vps_timer = 0;
+	if (g->state & MGMT_ST_ONLINE)
+		send_hello(g, true);
+}
+
+/* A VP started or stopped: report the VPs (and their images) once things settle. */
+static void on_vp_change(struct cellsd *d, const char *vp, void *data)
+{
+	struct mgmt *g = data;
+	(void)vp;
+	if (!g->vps_timer)
+		g->vps_timer = loop_add_timer(d->loop, 200, on_vps_timer, g);
+}
+
 int mgmt_init(struct cellsd *d, cells_err_t *err)
 {
 	struct mgmt *g = calloc(1, sizeof *g);
@@ -379,6 +421,9 @@ int mgmt_init(struct cellsd *d, cells_err_t *err)
 	if (compliance_source_add("mgmt", compliance_source) < 0)
 		return cells_err_set(err, ENOSPC, "mgmt: compliance sources full");
 	g->compliance_timer = loop_add_timer(d->loop, COMPLIANCE_CHECK_MS, on_compliance_timer, g);
+	struct vpm_listener vl = {.on_start = on_vp_change, .on_stop = on_vp_change, .data = g};
+	if (vpm_add_listener(d, &vl) < 0)
+		return cells_err_set(err, ENOSPC, "mgmt: VP listeners full");
 	mgmt_link_start(g);
 	return 0;
 }
@@ -392,6 +437,8 @@ void mgmt_stop(struct cellsd *d)
 		loop_cancel_timer(d->loop, g->enroll_timer);
 	if (g->compliance_timer)
 		loop_cancel_timer(d->loop, g->compliance_timer);
+	if (g->vps_timer)
+		loop_cancel_timer(d->loop, g->vps_timer);
 	mgmt_img_stop(g);
 	mgmt_link_stop(g);
 	EVP_PKEY_free(g->enroll_tls);

@@ -78,6 +78,7 @@ struct mgmt {
 	uint64_t reported_version;
 	bool reported_valid;
 	uint64_t compliance_timer;
+	uint64_t vps_timer;   /* a status after VPs started or stopped (their images), 0: none */
 	struct mgmt_img *img; /* image downloads (owned, mgmt_images.c) */
 };
 

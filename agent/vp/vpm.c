@@ -427,6 +427,12 @@ int vpm_add_ready_listener(struct cellsd *d, vpm_ready_fn fn, void *data)
 	return 0;
 }
 
+const char *vpm_image_running(struct cellsd *d, const char *vp)
+{
+	struct vp_rt *rt = rt_find(d->vpm, vp);
+	return rt ? rt->image : NULL;
+}
+
 int vpm_count_running(struct cellsd *d)
 {
 	int n = 0;
@@ -648,6 +654,7 @@ static int start_on(struct cellsd *d, const char *vp, const struct vp_row *row, 
 	if (!rt)
 		return cells_err_set(err, ENOMEM, "out of memory");
 	snprintf(rt->name, sizeof rt->name, "%s", vp);
+	snprintf(rt->image, sizeof rt->image, "%s", image_ref ? image_ref : "");
 	rt->pidfd = -1;
 	rt->cg.v2_fd = -1;
 	rt->nat = !strcmp(row->def.net, "nat");
@@ -774,7 +781,6 @@ static int start_on(struct cellsd *d, const char *vp, const struct vp_row *row, 
 		goto fail;
 	if (loop_add_fd(d->loop, rt->pidfd, EPOLLIN, on_init_exit, d, err) < 0)
 		goto fail;
-	snprintf(rt->image, sizeof rt->image, "%s", image_ref ? image_ref : "");
 	if (db_set_image(d, vp, "image_run", rt->image, err) < 0)
 		goto fail;
 	T("recorded");

@@ -100,6 +100,9 @@ int vpm_on_exit(struct cellsd *d, const char *vp,
 		cells_err_t *err);
 /* Mark a VP made by `vp run` so that it is removed if found after a crash. */
 int vpm_mark_transient(struct cellsd *d, const char *vp, cells_err_t *err);
+/* The signed image "NAME@VERSION" a running VP runs on ("" on its local image dir; set
+ * from before its ready listeners run), NULL when it does not run. Borrowed. */
+const char *vpm_image_running(struct cellsd *d, const char *vp);
 /* Number of running VPs (for status). */
 int vpm_count_running(struct cellsd *d);
 

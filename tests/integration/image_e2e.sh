@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# A signed VP image end to end through the real parts: `cells-mdm image build/sign/push`
+# on a real cells-mdm serve, an enrolled cellsd that takes the offer over the management
+# channel, downloads the image through cellsd-net from the MDM's HTTPS endpoint, verifies
+# and stores it (bytes on disk = the pushed file), answers DONE (the MDM's `image list`);
+# a policy pushed by the MDM names it for the work VP, which then runs it (a file read
+# inside the VP).
+. "$CELLS_SRC/tests/lib.sh"
+. "$CELLS_SRC/tests/integration/mgmt_lib.sh"
+need_root
+command -v mkfs.erofs >/dev/null || skip "erofs-utils not installed"
+command -v busybox >/dev/null || skip "busybox-static not installed"
+grep -qw erofs /proc/filesystems || modprobe erofs 2>/dev/null || skip "no erofs in this kernel"
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+image_state() { cells-mdm --json image list | json_get "[x['state'] for i in d if i['name']=='$1' for x in i['devices'] if x['device_id']=='$DEV'][0]"; }
+image_is() { [ "$(image_state "$1")" = "$2" ]; }
+export -f image_state image_is
+
+bash "$CELLS_SRC/scripts/mkimage.sh" "$T/tree" >/dev/null || exit 1
+echo "signed and delivered" >"$T/tree/etc/cells-image"
+head -c 8388608 /dev/urandom >"$T/tree/blob"
+setup_enrolled || { cat "$T/cellsd.log"; exit 1; }
+check "cells-mdm image build" cells-mdm image build "$T/tree" -o "$T/base.img" --name base --version 1
+check "cells-mdm image push to the device" cells-mdm image push "$DEV" "$T/base.img"
+S=$(sha "$T/base.img")
+check "the device answers DONE (cells-mdm image list)" wait_for 60 image_is base done
+check "the stored image is the pushed file, byte for byte" cmp "$T/base.img" "$CELLS_STATE/images/$S.img"
+check "no partial download is left" bash -c "[ -z \"\$(ls -A '$CELLS_STATE/images/partial')\" ]"
+check "it is mounted read-only at RUN_DIR/images/<sha>" bash -c "awk -v p='$CELLS_RUN_DIR/images/$S' '\$5 == p {print \$6}' /proc/self/mountinfo | grep -q '^ro,'"
+check_eq "audit: image.verified" 1 "$(audit_count image.verified)"
+check "the download went through cellsd-net (the MDM logged the device's GET)" grep -q "device $DEV: image base@1: sending bytes 0\.\." "$T/mdm.log"
+
+# the work VP on it, by a policy the MDM pushes
+cellctl vp create work --image "$T/tree" >/dev/null || exit 1
+cells-mdm policy example --version 2 --device "$DEV" >"$T/p.json"
+python3 - "$T/p.json" <<'PY'
+import json, sys
+p = json.load(open(sys.argv[1]))
+for r in p["vps"]:
+    if r["name"] == "work":
+        r["image"] = "base@1"
+json.dump(p, open(sys.argv[1], "w"))
+PY
+ID=$(cells-mdm --json policy push "$DEV" "$T/p.json" | json_get "d[0]['id']")
+check "the policy naming base@1 is acknowledged" wait_for 20 entry_is "$ID" acknowledged
+check "work starts" cellctl vp start work
+check_eq "work reads the delivered image's file" "signed and delivered" "$(cellctl vp exec work -- cat /etc/cells-image 2>&1)"
+cellctl vp stop work >/dev/null 2>&1
+stop_mdm
+finish
