@@ -96,6 +96,37 @@ int pol_image_name_valid(const char *name, cells_err_t *err)
 	return 0;
 }
 
+int pol_image_ref_parse(const char *ref, char name[POL_IMAGE_NAME_MAX + 1], uint64_t *version,
+			cells_err_t *err)
+{
+	const char *at = ref ? strchr(ref, '@') : NULL;
+	char nm[POL_IMAGE_NAME_MAX + 1];
+	if (!at || (size_t)(at - ref) > POL_IMAGE_NAME_MAX)
+		return cells_err_set(err, EINVAL, "image '%.64s' is not NAME@VERSION",
+				     ref ? ref : "");
+	memcpy(nm, ref, (size_t)(at - ref));
+	nm[at - ref] = 0;
+	if (pol_image_name_valid(nm, err) < 0)
+		return cells_err_prefix(err, "image '%.64s'", ref);
+	const char *v = at + 1;
+	uint64_t ver = 0;
+	size_t nd = strlen(v);
+	if (nd == 0 || nd > 20 || v[0] == '0')
+		return cells_err_set(err, EINVAL, "image '%.64s': the version is not 1 or more",
+				     ref);
+	for (size_t i = 0; i < nd; i++) {
+		if (v[i] < '0' || v[i] > '9' || ver > (INT64_MAX - (uint64_t)(v[i] - '0')) / 10)
+			return cells_err_set(err, EINVAL,
+					     "image '%.64s': the version is not a number", ref);
+		ver = ver * 10 + (uint64_t)(v[i] - '0');
+	}
+	if (name)
+		memcpy(name, nm, strlen(nm) + 1);
+	if (version)
+		*version = ver;
+	return 0;
+}
+
 bool pol_image_fs_valid(const char *fs)
 {
 	return fs && (!strcmp(fs, "erofs") || !strcmp(fs, "squashfs"));

@@ -28,6 +28,7 @@
 
 #define POL_IMAGE_NAME_MAX 32
 #define POL_IMAGE_FS_MAX 15
+#define POL_IMAGE_REF_MAX 52 /* "NAME@VERSION": 32 + 1 + 19 digits */
 #define POL_MAX_IMAGE_BUNDLE (64 * 1024)
 #define POL_MAX_IMAGE_BUNDLE_DELEGATIONS 4
 #define POL_MAX_IMAGE_BUNDLE_ROTATIONS 4
@@ -59,6 +60,11 @@ void pol_image_bundle_free(struct pol_image_bundle *b);
 
 /* [a-z0-9][a-z0-9._-]{0,31}; -1 (EINVAL) otherwise. */
 int pol_image_name_valid(const char *name, cells_err_t *err);
+/* An image reference "NAME@VERSION" (docs/IMAGES.md): NAME as pol_image_name_valid
+ * (pol_image.h), VERSION a decimal 1..2^63-1 without leading zeros (a manifest's range).
+ * name/version may be NULL. -1 (EINVAL, one line) when malformed. */
+int pol_image_ref_parse(const char *ref, char name[POL_IMAGE_NAME_MAX + 1], uint64_t *version,
+			cells_err_t *err);
 /* "erofs" | "squashfs" */
 bool pol_image_fs_valid(const char *fs);
 

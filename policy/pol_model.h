@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "pol_image.h"
 #include "pol_policy.h"
 #include "wire.h"
 

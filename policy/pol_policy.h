@@ -29,8 +29,6 @@
 #define POL_MAX_DEVICE_RULES 32
 #define POL_MAX_PASSWORD_LEN 1024
 #define POL_MAX_FAILED_ATTEMPTS 1000
-#define POL_IMAGE_NAME_MAX 32 /* an image name: [a-z0-9][a-z0-9._-]{0,31} */
-#define POL_IMAGE_REF_MAX 53  /* "NAME@VERSION": 32 + 1 + 20 digits */
 
 /* Device classes a DeviceRule may name (NULL-terminated). */
 extern const char *const pol_device_classes[];
@@ -38,11 +36,6 @@ bool pol_device_class_valid(const char *name);
 /* display and input: held by the foreground VP only, whatever the mode says. */
 bool pol_device_class_foreground_bound(const char *name);
 /* "no-access" / "shared" / "exclusive" <-> AccessMode (UNSPECIFIED reads as no-access). */
-/* An image reference "NAME@VERSION" (docs/IMAGES.md): NAME as pol_image_name_valid
- * (pol_image.h), VERSION a decimal 1..2^63-1 without leading zeros (a manifest's range).
- * name/version may be NULL. -1 (EINVAL, one line) when malformed. */
-int pol_image_ref_parse(const char *ref, char name[POL_IMAGE_NAME_MAX + 1], uint64_t *version,
-			cells_err_t *err);
 const char *pol_access_name(Cells__V1__AccessMode m);
 int pol_access_parse(const char *s, Cells__V1__AccessMode *out);
 const char *pol_net_name(Cells__V1__NetMode m);

@@ -747,32 +747,6 @@ json_object *images_status(struct cellsd *d, const char *name, cells_err_t *err)
 
 /* --- the VP manager's contract --- */
 
-int images_ref_parse(const char *ref, char name[IMAGES_NAME_MAX + 1], uint64_t *version,
-		     cells_err_t *err)
-{
-	const char *at = ref ? strchr(ref, '@') : NULL;
-	if (!at || (size_t)(at - ref) > IMAGES_NAME_MAX)
-		return cells_err_set(err, EINVAL, "image reference '%s' is not NAME@VERSION",
-				     ref ? ref : "");
-	char nm[IMAGES_NAME_MAX + 1];
-	memcpy(nm, ref, (size_t)(at - ref));
-	nm[at - ref] = 0;
-	if (pol_image_name_valid(nm, err) < 0)
-		return cells_err_prefix(err, "image reference '%s'", ref);
-	const char *v = at + 1;
-	char *end;
-	if (*v < '1' || *v > '9')
-		return cells_err_set(err, EINVAL, "image reference '%s': version must be >= 1",
-				     ref);
-	errno = 0;
-	unsigned long long x = strtoull(v, &end, 10);
-	if (errno || *end || x > INT64_MAX)
-		return cells_err_set(err, EINVAL, "image reference '%s': bad version", ref);
-	memcpy(name, nm, sizeof nm);
-	*version = x;
-	return 0;
-}
-
 int images_acquire(struct cellsd *d, const char *name, uint64_t version, char path[PATH_MAX],
 		   cells_err_t *err)
 {

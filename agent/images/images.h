@@ -22,23 +22,21 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "pol_image.h"
 
 struct cellsd;
 
-#define IMAGES_NAME_MAX 32
-
-/* "NAME@VERSION" -> name, version (version >= 1). -1 (EINVAL) when malformed. */
-int images_ref_parse(const char *ref, char name[IMAGES_NAME_MAX + 1], uint64_t *version,
-		     cells_err_t *err);
+#define IMAGES_NAME_MAX POL_IMAGE_NAME_MAX
 
 /* The mount point of the complete, verified image NAME@VERSION into path, mounting it
  * (read-only, once) if it is not mounted yet, and taking one reference on it for a VP.
  * -1 with ENOENT when the image is not complete and verified on the device. */
 int images_acquire(struct cellsd *d, const char *name, uint64_t version, char path[PATH_MAX],
 		   cells_err_t *err);
-/* Drop a reference taken by images_acquire (a VP stopped or moved to another version).
- * An image with no reference that is not the newest of its name may be unmounted and
- * removed. */
+/* Drop a reference taken by images_acquire. An image with no reference that is not the
+ * newest of its name is unmounted and removed (image.removed). The VP manager holds a
+ * reference per running VP and one per VP's fallback image (vpm.c image_hold), so an
+ * image a VP may fall back on stays. */
 void images_release(struct cellsd *d, const char *name, uint64_t version);
 
 /* --- the store's module and requests (agent/images/images.c) --- */

@@ -501,7 +501,7 @@ static int image_hold(struct cellsd *d, const char *ref, char lower[PATH_MAX], c
 {
 	char name[POL_IMAGE_NAME_MAX + 1];
 	uint64_t version;
-	if (images_ref_parse(ref, name, &version, err) < 0 ||
+	if (pol_image_ref_parse(ref, name, &version, err) < 0 ||
 	    images_acquire(d, name, version, lower, err) < 0)
 		return -1;
 	return 0;
@@ -511,7 +511,7 @@ static void image_unhold(struct cellsd *d, const char *ref)
 {
 	char name[POL_IMAGE_NAME_MAX + 1];
 	uint64_t version;
-	if (ref[0] && images_ref_parse(ref, name, &version, NULL) == 0)
+	if (ref[0] && pol_image_ref_parse(ref, name, &version, NULL) == 0)
 		images_release(d, name, version);
 }
 

@@ -18,6 +18,7 @@
 
 #include "cleanup.h"
 #include "cleanup_ssl.h"
+#include "pol_image.h"
 #include "pol_json.h"
 #include "pol_password.h"
 #include "pol_model.h"
@@ -413,7 +414,11 @@ static void test_image_ref(void **state)
 			 0);
 	assert_string_equal(name, "debian-min.v2_x");
 	assert_true(v == INT64_MAX);
-	static const char *const bad[] = {"busybox",
+	assert_int_equal(pol_image_ref_parse(NULL, name, &v, &err), -1);
+	static const char *const bad[] = {"",
+					  "work@-1",
+					  "a/b@1",
+					  "busybox",
 					  "busybox@",
 					  "busybox@0",
 					  "busybox@01",
