@@ -394,9 +394,10 @@ static void on_vps_timer(struct loop *l, void *data)
 /* A VP started or stopped: report the VPs (and their images) once things settle. */
 static void on_vp_change(struct cellsd *d, const char *vp, void *data)
 {
-	struct mgmt *g = data;
+	struct mgmt *g = d->mgmt; /* NULL once mgmt stopped (the VPs stop after it) */
 	(void)vp;
-	if (!g->vps_timer)
+	(void)data;
+	if (g && !g->vps_timer)
 		g->vps_timer = loop_add_timer(d->loop, 200, on_vps_timer, g);
 }
 
@@ -421,7 +422,7 @@ int mgmt_init(struct cellsd *d, cells_err_t *err)
 	if (compliance_source_add("mgmt", compliance_source) < 0)
 		return cells_err_set(err, ENOSPC, "mgmt: compliance sources full");
 	g->compliance_timer = loop_add_timer(d->loop, COMPLIANCE_CHECK_MS, on_compliance_timer, g);
-	struct vpm_listener vl = {.on_start = on_vp_change, .on_stop = on_vp_change, .data = g};
+	struct vpm_listener vl = {.on_start = on_vp_change, .on_stop = on_vp_change};
 	if (vpm_add_listener(d, &vl) < 0)
 		return cells_err_set(err, ENOSPC, "mgmt: VP listeners full");
 	mgmt_link_start(g);
