@@ -1,6 +1,7 @@
 /* pol_image.c - the acceptance rules of a signed image manifest (docs/PROTOCOL.md
  * "Images"). */
 #include "pol_image.h"
+#include "pol_policy.h"
 #include "cleanup.h"
 #include "util.h"
 
@@ -33,26 +34,10 @@ int pol_image_bundle_decode(const uint8_t *p, size_t n, struct pol_image_bundle 
 	if (ib && ib->manifest) {
 		out->pb = ib;
 		out->manifest = ib->manifest;
-		if (ib->n_delegations > POL_MAX_IMAGE_BUNDLE_DELEGATIONS ||
-		    ib->n_root_rotations > POL_MAX_IMAGE_BUNDLE_ROTATIONS) {
-			pol_image_bundle_free(out);
-			return cells_err_set(err, EBADMSG,
-					     "image bundle carries too many delegations or "
-					     "rotations (at most %d each)",
-					     POL_MAX_IMAGE_BUNDLE_DELEGATIONS);
-		}
-		for (size_t i = 0; i < ib->n_delegations; i++)
-			out->delegations[out->ndelegations++] = ib->delegations[i];
-		for (size_t i = 0; i < ib->n_root_rotations; i++)
-			out->rotations[out->nrotations++] = ib->root_rotations[i];
-		int r = cells_signed_check(out->manifest,
-					   CELLS__V1__SIGNED_KIND__SIGNED_IMAGE_MANIFEST, err);
-		for (size_t i = 0; r == 0 && i < out->ndelegations; i++)
-			r = cells_signed_check(out->delegations[i],
-					       CELLS__V1__SIGNED_KIND__SIGNED_KEY_DELEGATION, err);
-		for (size_t i = 0; r == 0 && i < out->nrotations; i++)
-			r = cells_signed_check(out->rotations[i],
-					       CELLS__V1__SIGNED_KIND__SIGNED_ROOT_ROTATION, err);
+		int r = pol_bundle_parts(
+		    out->manifest, CELLS__V1__SIGNED_KIND__SIGNED_IMAGE_MANIFEST, ib->delegations,
+		    ib->n_delegations, ib->root_rotations, ib->n_root_rotations, out->delegations,
+		    &out->ndelegations, out->rotations, &out->nrotations, err);
 		if (r < 0) {
 			pol_image_bundle_free(out);
 			return cells_err_prefix(err, "image bundle");

@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "pol_policy.h"
 #include "pol_trust.h"
 #include "wire.h"
 
@@ -30,8 +31,8 @@
 #define POL_IMAGE_FS_MAX 15
 #define POL_IMAGE_REF_MAX 52 /* "NAME@VERSION": 32 + 1 + 19 digits */
 #define POL_MAX_IMAGE_BUNDLE (64 * 1024)
-#define POL_MAX_IMAGE_BUNDLE_DELEGATIONS 4
-#define POL_MAX_IMAGE_BUNDLE_ROTATIONS 4
+#define POL_MAX_IMAGE_BUNDLE_DELEGATIONS POL_MAX_BUNDLE_DELEGATIONS
+#define POL_MAX_IMAGE_BUNDLE_ROTATIONS POL_MAX_BUNDLE_ROTATIONS
 
 /* A verified manifest: every field validated. */
 struct pol_image_manifest {

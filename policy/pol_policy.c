@@ -97,6 +97,29 @@ void pol_bundle_free(struct pol_bundle *b)
 	memset(b, 0, sizeof *b);
 }
 
+int pol_bundle_parts(const Cells__V1__Signed *main, Cells__V1__SignedKind kind,
+		     Cells__V1__Signed *const *dels, size_t ndels, Cells__V1__Signed *const *rots,
+		     size_t nrots, Cells__V1__Signed *out_dels[POL_MAX_BUNDLE_DELEGATIONS],
+		     size_t *out_ndels, Cells__V1__Signed *out_rots[POL_MAX_BUNDLE_ROTATIONS],
+		     size_t *out_nrots, cells_err_t *err)
+{
+	*out_ndels = *out_nrots = 0;
+	if (ndels > POL_MAX_BUNDLE_DELEGATIONS || nrots > POL_MAX_BUNDLE_ROTATIONS)
+		return cells_err_set(err, EBADMSG,
+				     "carries too many delegations or rotations (at most %d each)",
+				     POL_MAX_BUNDLE_DELEGATIONS);
+	for (size_t i = 0; i < ndels; i++)
+		out_dels[(*out_ndels)++] = dels[i];
+	for (size_t i = 0; i < nrots; i++)
+		out_rots[(*out_nrots)++] = rots[i];
+	int r = cells_signed_check(main, kind, err);
+	for (size_t i = 0; r == 0 && i < ndels; i++)
+		r = cells_signed_check(dels[i], CELLS__V1__SIGNED_KIND__SIGNED_KEY_DELEGATION, err);
+	for (size_t i = 0; r == 0 && i < nrots; i++)
+		r = cells_signed_check(rots[i], CELLS__V1__SIGNED_KIND__SIGNED_ROOT_ROTATION, err);
+	return r;
+}
+
 int pol_bundle_decode(const uint8_t *p, size_t n, struct pol_bundle *out, cells_err_t *err)
 {
 	memset(out, 0, sizeof *out);
@@ -109,27 +132,10 @@ int pol_bundle_decode(const uint8_t *p, size_t n, struct pol_bundle *out, cells_
 	if (pb && pb->policy) {
 		out->pb = pb;
 		out->policy = pb->policy;
-		if (pb->n_delegations > POL_MAX_BUNDLE_DELEGATIONS ||
-		    pb->n_root_rotations > POL_MAX_BUNDLE_ROTATIONS) {
-			cells__v1__policy_bundle__free_unpacked(pb, NULL);
-			memset(out, 0, sizeof *out);
-			return cells_err_set(err, EBADMSG,
-					     "policy bundle carries too many delegations or "
-					     "rotations (at most %d each)",
-					     POL_MAX_BUNDLE_DELEGATIONS);
-		}
-		for (size_t i = 0; i < pb->n_delegations; i++)
-			out->delegations[out->ndelegations++] = pb->delegations[i];
-		for (size_t i = 0; i < pb->n_root_rotations; i++)
-			out->rotations[out->nrotations++] = pb->root_rotations[i];
-		int r = cells_signed_check(out->policy, CELLS__V1__SIGNED_KIND__SIGNED_POLICY, err);
-		for (size_t i = 0; r == 0 && i < out->ndelegations; i++)
-			r = cells_signed_check(out->delegations[i],
-					       CELLS__V1__SIGNED_KIND__SIGNED_KEY_DELEGATION, err);
-		for (size_t i = 0; r == 0 && i < out->nrotations; i++)
-			r = cells_signed_check(out->rotations[i],
-					       CELLS__V1__SIGNED_KIND__SIGNED_ROOT_ROTATION, err);
-		if (r < 0) {
+		if (pol_bundle_parts(out->policy, CELLS__V1__SIGNED_KIND__SIGNED_POLICY,
+				     pb->delegations, pb->n_delegations, pb->root_rotations,
+				     pb->n_root_rotations, out->delegations, &out->ndelegations,
+				     out->rotations, &out->nrotations, err) < 0) {
 			/* policy != pb here, so pol_bundle_free takes the bundle path */
 			pol_bundle_free(out);
 			return cells_err_prefix(err, "policy bundle");

@@ -56,6 +56,15 @@ struct pol_bundle {
 	void *pb; /* the unpacked PolicyBundle or Signed */
 };
 int pol_bundle_decode(const uint8_t *p, size_t n, struct pol_bundle *out, cells_err_t *err);
+/* The part every bundle (PolicyBundle, ImageBundle) shares: at most
+ * POL_MAX_BUNDLE_DELEGATIONS delegations and POL_MAX_BUNDLE_ROTATIONS rotations (EBADMSG),
+ * copied (borrowed pointers) into out_*, and main of kind, each delegation and rotation
+ * of theirs, well formed (cells_signed_check). Nothing is verified. */
+int pol_bundle_parts(const Cells__V1__Signed *main, Cells__V1__SignedKind kind,
+		     Cells__V1__Signed *const *dels, size_t ndels, Cells__V1__Signed *const *rots,
+		     size_t nrots, Cells__V1__Signed *out_dels[POL_MAX_BUNDLE_DELEGATIONS],
+		     size_t *out_ndels, Cells__V1__Signed *out_rots[POL_MAX_BUNDLE_ROTATIONS],
+		     size_t *out_nrots, cells_err_t *err);
 void pol_bundle_free(struct pol_bundle *b);
 
 /* Unpack a policy payload (size first) and validate it. *out is owned. */
