@@ -1158,6 +1158,11 @@ static void on_poll(lws_sorted_usec_list_t *sul)
 	if (ticks % 5 == 0 && mdm_store_queue_expire(S.st, now_s(), &err) < 0)
 		log_warn("expire: %s", err.msg); /* every 5 s: a write, kept rare */
 	check_queue();
+	/* commit now: lws runs the ripe timers before it waits in poll(), so a transaction
+	 * left open here stayed open for up to POLL_US - PostgreSQL holds notifications
+	 * for a session in a transaction until it ends (the ~1 s outlier of a single
+	 * push with several front ends), and sqlite's write lock blocked the CLI */
+	batch_flush();
 	lws_sul_schedule(S.ctx, 0, &S.sul, on_poll, POLL_US);
 }
 
