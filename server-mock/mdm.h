@@ -165,6 +165,15 @@ int mdm_cmd_enroll_token(struct mdm *m, const struct mdm_cmd *cmd, int argc, cha
  * hex digits in cid, issued now, MDM_COMMAND_LIFETIME_S, priority prio) and signed with
  * the command key. e is filled (clear it with mdm_qentry_clear); the caller queues it.
  * Shared by the CLI and the admin API. */
+/* Sign payload (a packed Policy) once per device ids[0..n): its device_id set to each
+ * (a policy naming another device is refused), its issued_at to now when 0; on up to
+ * MDM_SIGN_THREADS_MAX threads (as many as there are CPUs), each with its own copy of
+ * key (borrowed) and its own signing context. e[i] (zeroed by the caller) gets the
+ * entry to queue for ids[i]: blob owned, kind, priority, dedup "policy:VERSION". On
+ * error every e[i] is cleared. Shared by `policy push` and tests/bench/bench_mgmt. */
+#define MDM_SIGN_THREADS_MAX 16
+int mdm_policy_sign_each(const uint8_t *payload, size_t plen, char *const *ids, size_t n,
+			 EVP_PKEY *key, struct mdm_qentry *e, cells_err_t *err);
 #define MDM_COMMAND_LIFETIME_S (7 * 24 * 3600)
 int mdm_command_entry(const struct mdm *m, Cells__V1__Command *c, int prio, const char *dedup,
 		      const char *what, char cid[32], struct mdm_qentry *e, cells_err_t *err);

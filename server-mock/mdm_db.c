@@ -22,6 +22,10 @@
 #define OID_TEXT 25
 /* pg_advisory_xact_lock key serialising migrations of several front ends ("cell") */
 #define MIGRATE_LOCK 0x63656c6c
+/* Finished statements kept for their next use (by their SQL text): a prepare is most of
+ * a simple query's cost on sqlite (the parser and its allocations), and a fan-out runs
+ * the same few queries 10,000 times. */
+#define MDB_CACHE 48
 
 struct mdb {
 	sqlite3 *lite;
@@ -29,10 +33,13 @@ struct mdb {
 	int64_t changes;
 	int code; /* errno of the last PostgreSQL error */
 	char msg[CELLS_ERR_MSG_MAX];
+	struct mdb_stmt *cache[MDB_CACHE]; /* reset, unbound, ready for mdb_prepare */
+	size_t ncache;
 };
 
 struct mdb_stmt {
 	struct mdb *db;
+	char *text; /* the SQL as given to mdb_prepare (the cache's key) */
 	sqlite3_stmt *lite;
 	/* PostgreSQL: the translated text, parameters, and the result being stepped */
 	char *sql;
@@ -204,10 +211,15 @@ int mdb_open(const char *where, const char *sqlite_pragmas, struct mdb **out, ce
 	return 0;
 }
 
+static void stmt_free(struct mdb_stmt *st);
+
 void mdb_close(struct mdb *db)
 {
 	if (!db)
 		return;
+	for (size_t i = 0; i < db->ncache; i++)
+		stmt_free(db->cache[i]);
+	db->ncache = 0;
 	if (db->lite)
 		sqlite3_close_v2(db->lite);
 	if (db->pg)
@@ -272,23 +284,33 @@ void mdb_rollback(struct mdb *db)
 
 int mdb_prepare(struct mdb *db, const char *sql, struct mdb_stmt **out, cells_err_t *err)
 {
+	for (size_t i = db->ncache; i-- > 0;)
+		if (!strcmp(db->cache[i]->text, sql)) {
+			*out = db->cache[i];
+			db->cache[i] = db->cache[--db->ncache];
+			return 0;
+		}
 	struct mdb_stmt *st = calloc(1, sizeof *st);
-	if (!st)
+	if (!st || !(st->text = strdup(sql))) {
+		free(st);
 		return cells_err_sys(err, ENOMEM, "prepare");
+	}
 	st->db = db;
 	if (db->lite) {
 		if (sqldb_prepare(db->lite, sql, &st->lite, err) < 0) {
+			free(st->text);
 			free(st);
 			return -1;
 		}
 	} else {
 		st->sql = pg_sql(sql, &st->nparams);
 		if (!st->sql) {
+			free(st->text);
 			free(st);
 			return cells_err_sys(err, ENOMEM, "prepare");
 		}
 		if (st->nparams > MDB_MAXP) {
-			mdb_finalize(st);
+			stmt_free(st);
 			return cells_err_set(err, EINVAL, "prepare: more than %d parameters",
 					     MDB_MAXP);
 		}
@@ -317,10 +339,8 @@ void mdb_reset(struct mdb_stmt *st)
 	st->res = NULL;
 }
 
-void mdb_finalize(struct mdb_stmt *st)
+static void stmt_free(struct mdb_stmt *st)
 {
-	if (!st)
-		return;
 	if (st->lite)
 		sqlite3_finalize(st->lite); /* no reset after: it is gone */
 	else
@@ -328,7 +348,39 @@ void mdb_finalize(struct mdb_stmt *st)
 	for (int i = 0; i < MDB_MAXP; i++)
 		free(st->val[i]);
 	free(st->sql);
+	free(st->text);
 	free(st);
+}
+
+/* Back to the cache, reset (a sqlite SELECT not reset would keep its read transaction
+ * open, and with it an old snapshot) and without its bindings; freed when the cache is
+ * full or holds the same SQL already. */
+void mdb_finalize(struct mdb_stmt *st)
+{
+	if (!st)
+		return;
+	struct mdb *db = st->db;
+	bool keep = db->ncache < MDB_CACHE;
+	for (size_t i = 0; keep && i < db->ncache; i++)
+		if (!strcmp(db->cache[i]->text, st->text))
+			keep = false;
+	if (!keep) {
+		stmt_free(st);
+		return;
+	}
+	if (st->lite) {
+		sqlite3_reset(st->lite);
+		sqlite3_clear_bindings(st->lite);
+	} else {
+		mdb_reset(st);
+		for (int i = 0; i < MDB_MAXP; i++) {
+			free(st->val[i]);
+			st->val[i] = NULL;
+			st->len[i] = st->fmt[i] = 0;
+			st->oid[i] = 0;
+		}
+	}
+	db->cache[db->ncache++] = st;
 }
 
 /* A PostgreSQL parameter: a copy of v (NULL: SQL NULL). */
@@ -598,6 +650,13 @@ int mdb_notify(struct mdb *db, const char *channel, const char *payload, cells_e
 	if (mdb_step(st) == MDB_ERROR)
 		return mdb_err(db, "notify", err);
 	return 0;
+}
+
+bool mdb_in_transaction(struct mdb *db)
+{
+	if (db->lite)
+		return !sqlite3_get_autocommit(db->lite);
+	return PQtransactionStatus(db->pg) != PQTRANS_IDLE;
 }
 
 int mdb_listen(struct mdb *db, const char *channel, cells_err_t *err)

@@ -73,6 +73,8 @@ int mdb_err(struct mdb *db, const char *what, cells_err_t *err);
  * PQconsumeInput): fn is called for each, 0 or -1 (connection lost). */
 int mdb_notify(struct mdb *db, const char *channel, const char *payload, cells_err_t *err);
 int mdb_listen(struct mdb *db, const char *channel, cells_err_t *err);
+/* true inside a transaction (mdb_begin ... mdb_commit/mdb_rollback) */
+bool mdb_in_transaction(struct mdb *db);
 int mdb_socket(struct mdb *db);
 int mdb_notifications(struct mdb *db, void (*fn)(const char *payload, void *arg), void *arg,
 		      cells_err_t *err);

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include <openssl/rand.h>
+#include <pthread.h>
 
 #include "pol_json.h"
 
@@ -159,6 +160,94 @@ static int policy_for(const uint8_t *payload, size_t n, const char *device, EVP_
 	return r;
 }
 
+/* A slice of mdm_policy_sign_each's work: one thread, its own copy of the key. */
+struct sign_job {
+	pthread_t th;
+	const uint8_t *payload;
+	size_t plen;
+	char *const *ids;
+	struct mdm_qentry *e;
+	size_t from, to;
+	EVP_PKEY *key; /* owned (a copy) */
+	cells_err_t err;
+	int rc;
+};
+
+static void *sign_slice(void *arg)
+{
+	struct sign_job *j = arg;
+	for (size_t i = j->from; i < j->to; i++) {
+		uint64_t ver = 0;
+		struct mdm_qentry *e = &j->e[i];
+		if (policy_for(j->payload, j->plen, j->ids[i], j->key, &e->blob, &e->blob_len, &ver,
+			       &j->err) < 0) {
+			j->rc = -1;
+			break;
+		}
+		snprintf(e->device, sizeof e->device, "%s", j->ids[i]);
+		e->kind = MDM_QK_POLICY;
+		e->priority = PRIO_POLICY;
+		e->created = time(NULL);
+		snprintf(e->dedup, sizeof e->dedup, "policy:%llu", (unsigned long long)ver);
+		snprintf(e->what, sizeof e->what, "policy v%llu", (unsigned long long)ver);
+	}
+	return NULL;
+}
+
+int mdm_policy_sign_each(const uint8_t *payload, size_t plen, char *const *ids, size_t n,
+			 EVP_PKEY *key, struct mdm_qentry *e, cells_err_t *err)
+{
+	struct sign_job jobs[MDM_SIGN_THREADS_MAX];
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t nt = cpus > 0 ? (size_t)cpus : 1;
+	if (nt > MDM_SIGN_THREADS_MAX)
+		nt = MDM_SIGN_THREADS_MAX;
+	if (nt > n / 64 + 1) /* a few devices: not worth a thread */
+		nt = n / 64 + 1;
+	size_t started = 0;
+	int rc = 0;
+	memset(jobs, 0, sizeof jobs);
+	for (size_t t = 0; t < nt; t++) {
+		struct sign_job *j = &jobs[t];
+		j->payload = payload;
+		j->plen = plen;
+		j->ids = ids;
+		j->e = e;
+		j->from = n * t / nt;
+		j->to = n * (t + 1) / nt;
+		j->key = EVP_PKEY_dup(key);
+		if (!j->key) {
+			rc = cells_err_ssl(err, "signing key copy");
+			break;
+		}
+		if (t == 0)
+			continue; /* slice 0: this thread, below */
+		int pe = pthread_create(&j->th, NULL, sign_slice, j);
+		if (pe != 0) {
+			rc = cells_err_sys(err, pe, "signing thread");
+			EVP_PKEY_free(j->key);
+			j->key = NULL;
+			break;
+		}
+		started = t;
+	}
+	if (rc == 0)
+		sign_slice(&jobs[0]);
+	for (size_t t = 1; t <= started; t++)
+		pthread_join(jobs[t].th, NULL);
+	for (size_t t = 0; t < nt; t++) {
+		EVP_PKEY_free(jobs[t].key);
+		if (rc == 0 && jobs[t].rc < 0) {
+			*err = jobs[t].err;
+			rc = -1;
+		}
+	}
+	if (rc < 0)
+		for (size_t i = 0; i < n; i++)
+			mdm_qentry_clear(&e[i]);
+	return rc;
+}
+
 int mdm_cmd_policy_push(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **argv)
 {
 	cells_err_t err = {0};
@@ -218,14 +307,22 @@ int mdm_cmd_policy_push(struct mdm *m, const struct mdm_cmd *cmd, int argc, char
 	json_object *out = json_object_new_array();
 	int rc = 0;
 	int64_t t0 = cells_mono_ns();
-	if (mdm_store_begin(s, &err) < 0)
+	/* JSON: one policy per device (each names its device), signed on several threads
+	 * first; then every entry is queued in one transaction */
+	struct mdm_qentry *es = calloc(cnt ? cnt : 1, sizeof *es);
+	if (!es) {
+		cells_err_sys(&err, ENOMEM, "policy push");
+		rc = 1;
+	} else if (!pre && mdm_policy_sign_each(payload, plen, list, cnt, key, es, &err) < 0)
+		rc = 1;
+	if (!rc && mdm_store_begin(s, &err) < 0)
 		rc = 1;
 	for (size_t i = 0; !rc && i < cnt; i++) {
-		struct mdm_qentry e = {0};
-		uint64_t ver = 0;
-		snprintf(e.device, sizeof e.device, "%s", list[i]);
+		struct mdm_qentry *e = &es[i];
 		if (pre) {
-			if (pol_signed_pack(pre, &e.blob, &e.blob_len, &err) < 0) {
+			uint64_t ver = 0;
+			snprintf(e->device, sizeof e->device, "%s", list[i]);
+			if (pol_signed_pack(pre, &e->blob, &e->blob_len, &err) < 0) {
 				rc = 1;
 				break;
 			}
@@ -234,22 +331,20 @@ int mdm_cmd_policy_push(struct mdm *m, const struct mdm_cmd *cmd, int argc, char
 			ver = pp ? pp->version : 0;
 			if (pp)
 				cells__v1__policy__free_unpacked(pp, NULL);
-		} else if (policy_for(payload, plen, list[i], key, &e.blob, &e.blob_len, &ver,
-				      &err) < 0) {
-			rc = 1;
-			break;
+			e->kind = MDM_QK_POLICY;
+			e->priority = PRIO_POLICY;
+			e->created = time(NULL);
+			snprintf(e->dedup, sizeof e->dedup, "policy:%llu", (unsigned long long)ver);
+			snprintf(e->what, sizeof e->what, "policy v%llu", (unsigned long long)ver);
 		}
-		e.kind = MDM_QK_POLICY;
-		e.priority = PRIO_POLICY;
-		e.created = time(NULL);
-		snprintf(e.dedup, sizeof e.dedup, "policy:%llu", (unsigned long long)ver);
-		snprintf(e.what, sizeof e.what, "policy v%llu", (unsigned long long)ver);
-		if (enqueue(m, s, &e, false, out) < 0)
+		if (enqueue(m, s, e, false, out) < 0)
 			rc = 1;
-		mdm_qentry_clear(&e);
 	}
 	if (!rc && mdm_store_commit(s, &err) < 0)
 		rc = 1;
+	for (size_t i = 0; es && i < cnt; i++)
+		mdm_qentry_clear(&es[i]);
+	free(es);
 	if (rc && err.msg[0])
 		fprintf(stderr, "cells-mdm: policy push: %s\n", err.msg);
 	if (!rc && m->json)

@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include <libwebsockets.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -58,6 +59,13 @@
 #define WINDOW 16				    /* queue entries in flight per device */
 #define MDM_RENEW_BEFORE_DEFAULT (30LL * 24 * 3600) /* serve --renew-before */
 #define HASH_SIZE 16384
+/* Keepalive (docs/PROTOCOL.md): a ping after 30 s without a frame from the device, hang
+ * up after 90 s. Our own, checked once every KEEPALIVE_LOOK_S over the sessions, not lws'
+ * per-connection validity timer: lws re-inserts that timer into one sorted list (O(n))
+ * at every frame, which cost a third of a core in a 10,000-device fan-out. */
+#define KEEPALIVE_PING_S 30
+#define KEEPALIVE_HANGUP_S 90
+#define KEEPALIVE_LOOK_S 5
 #define TLS12_CIPHERS                                                                              \
 	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-"      \
 	"SHA256:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-CHACHA20-POLY1305:ECDHE-RSA-AES128-GCM-"     \
@@ -73,8 +81,10 @@ struct sess {
 	struct lws *wsi;
 	struct sess *hnext;
 	bool enroll, authed, hello, want_check, hashed, close_after_write;
-	bool refusing;	/* an over-limit message: input is dropped until we close */
-	int close_code; /* the close code sent after the last queued message (0: 1000) */
+	bool refusing;	 /* an over-limit message: input is dropped until we close */
+	bool want_ping;	 /* idle for KEEPALIVE_PING_S: a ping is written (idle_check) */
+	int64_t last_rx; /* monotonic seconds of the last frame received (ping or pong too) */
+	int close_code;	 /* the close code sent after the last queued message (0: 1000) */
 	int inflight;
 	char device[33];
 	uint8_t pub[POL_PUBKEY_LEN]; /* the certificate's Ed25519 key (device id = its hash) */
@@ -109,6 +119,8 @@ struct srv {
 };
 
 static struct srv S;
+/* the keepalive's periods (seconds); CELLS_MDM_KEEPALIVE=PING,HANGUP for tests */
+static int ka_ping = KEEPALIVE_PING_S, ka_hangup = KEEPALIVE_HANGUP_S, ka_look = KEEPALIVE_LOOK_S;
 static volatile sig_atomic_t quit;
 
 /* The loop turn's write batch: one transaction, and the sessions whose messages wait
@@ -229,6 +241,11 @@ static void hash_add(struct sess *ss)
 static int64_t now_s(void)
 {
 	return time(NULL);
+}
+
+static int64_t mono_s(void)
+{
+	return cells_mono_ns() / 1000000000;
 }
 
 /* Queue an envelope for writing on this session (sent from WRITEABLE). */
@@ -979,9 +996,16 @@ static int cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 			lws_callback_on_writable(old->wsi);
 		}
 		ss->authed = true;
+		ss->last_rx = mono_s();
 		hash_add(ss);
 		return 0;
+	case LWS_CALLBACK_RECEIVE_PONG:
+		ss->last_rx = mono_s();
+		ss->want_ping = false;
+		return 0;
 	case LWS_CALLBACK_RECEIVE:
+		ss->last_rx = mono_s();
+		ss->want_ping = false;
 		batch_open();
 		return on_rx(ss, wsi, in, len);
 	case LWS_CALLBACK_SERVER_WRITEABLE:
@@ -1004,6 +1028,13 @@ static int cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 		} else if (ss->want_check) {
 			batch_open();
 			send_next(ss);
+		} else if (ss->want_ping) {
+			/* with a payload: lws hands an empty pong to no callback */
+			uint8_t pb[LWS_PRE + 4];
+			memcpy(pb + LWS_PRE, "kalv", 4);
+			ss->want_ping = false;
+			if (lws_write(wsi, pb + LWS_PRE, 4, LWS_WRITE_PING) < 0)
+				return -1;
 		}
 		if (ss->head || ss->close_after_write || ss->want_check)
 			lws_callback_on_writable(wsi);
@@ -1090,16 +1121,48 @@ static void renew_check(void)
 	}
 }
 
+/* Ping the device sessions idle for KEEPALIVE_PING_S, close those silent for
+ * KEEPALIVE_HANGUP_S (a peer gone without a FIN). */
+static void idle_check(void)
+{
+	int64_t now = mono_s();
+	for (size_t h = 0; h < HASH_SIZE; h++)
+		for (struct sess *ss = S.hash[h]; ss; ss = ss->hnext) {
+			int64_t idle = now - ss->last_rx;
+			if (idle >= ka_hangup) {
+				log_info("device %s: silent for %lld s: closing", ss->device,
+					 (long long)idle);
+				lws_set_timeout(ss->wsi, PENDING_TIMEOUT_USER_OK,
+						LWS_TO_KILL_ASYNC);
+			} else if (idle >= ka_ping && !ss->want_ping) {
+				ss->want_ping = true;
+				lws_callback_on_writable(ss->wsi);
+			}
+		}
+}
+
 static void on_poll(lws_sorted_usec_list_t *sul)
 {
 	cells_err_t err = {0};
 	static unsigned ticks;
 	renew_check();
+	if ((ticks + 1) % (unsigned)ka_look == 0)
+		idle_check();
+	if (ticks % MDM_FRONTEND_REFRESH_S == 0) {
+		batch_open(); /* our lease: our devices count as online while it is fresh */
+		if (mdm_store_frontend_refresh(S.st, now_s(), &err) < 0)
+			log_warn("front end lease: %s", err.msg);
+	}
 	if (++ticks % 5 == 0)
 		batch_open();
 	if (ticks % 5 == 0 && mdm_store_queue_expire(S.st, now_s(), &err) < 0)
 		log_warn("expire: %s", err.msg); /* every 5 s: a write, kept rare */
 	check_queue();
+	/* commit now: lws runs the ripe timers before it waits in poll(), so a transaction
+	 * left open here stayed open for up to POLL_US - PostgreSQL holds notifications
+	 * for a session in a transaction until it ends (the ~1 s outlier of a single
+	 * push with several front ends), and sqlite's write lock blocked the CLI */
+	batch_flush();
 	lws_sul_schedule(S.ctx, 0, &S.sul, on_poll, POLL_US);
 }
 
@@ -1180,6 +1243,10 @@ static int pg_lost;
 static void wake_device(const char *device, void *arg)
 {
 	(void)arg;
+	if (!strcmp(device, MDM_QUEUE_ALL)) { /* a fan-out: the new entries' devices */
+		check_queue();
+		return;
+	}
 	struct sess *ss = find_dev(device);
 	if (ss && ss->hello) {
 		ss->want_check = true;
@@ -1245,10 +1312,8 @@ static void on_signal(int sig)
 	quit = 1;
 }
 
-static const lws_retry_bo_t keepalive = {
-    .secs_since_valid_ping = 30,
-    .secs_since_valid_hangup = 90,
-};
+/* no lws validity timer (hangup 0): idle_check does the keepalive */
+static const lws_retry_bo_t no_validity = {.secs_since_valid_hangup = 0};
 
 static int parse_listen(const char *s, char host[256], int *port)
 {
@@ -1357,6 +1422,29 @@ int mdm_cmd_serve(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **arg
 		fprintf(stderr, "cells-mdm: serve: %s\n", err.msg);
 		return 1;
 	}
+	const char *ka = getenv("CELLS_MDM_KEEPALIVE");
+	if (ka && sscanf(ka, "%d,%d", &ka_ping, &ka_hangup) == 2 && ka_ping > 0 &&
+	    ka_hangup > ka_ping) {
+		ka_look = ka_ping < 2 * KEEPALIVE_LOOK_S ? 1 : KEEPALIVE_LOOK_S;
+	} else {
+		ka_ping = KEEPALIVE_PING_S;
+		ka_hangup = KEEPALIVE_HANGUP_S;
+	}
+	/* this front end's lease (mdm_store.h): its id is unique per process */
+	uint8_t rnd[8];
+	char hex[17], feid[MDM_FRONTEND_ID_LEN + 1];
+	if (RAND_bytes(rnd, sizeof rnd) != 1) {
+		fprintf(stderr, "cells-mdm: serve: no randomness\n");
+		return 1;
+	}
+	cells_hex(rnd, sizeof rnd, hex);
+	snprintf(feid, sizeof feid, "fe-%d-%s", (int)getpid(), hex);
+	if (mdm_store_frontend_start(S.st, feid, now_s(), &err) < 0) {
+		fprintf(stderr, "cells-mdm: serve: %s\n", err.msg);
+		mdm_store_close(S.st);
+		mdm_audit_store_close(S.audit);
+		return 1;
+	}
 	mdm_path(m, "server.pem", cert);
 	mdm_path(m, "server.key", key);
 	mdm_path(m, "ca.pem", ca);
@@ -1385,7 +1473,7 @@ int mdm_cmd_serve(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **arg
 	info.ssl_cipher_list = TLS12_CIPHERS;
 	info.ssl_options_set = SSL_OP_NO_SSLv3 | SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1 |
 			       SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION;
-	info.retry_and_idle_policy = &keepalive;
+	info.retry_and_idle_policy = &no_validity;
 	info.timeout_secs = 20;
 	info.max_http_header_data = HDR_MAX; /* pre-upgrade bytes a connection may hold */
 	info.fd_limit_per_thread = (unsigned)(rl.rlim_cur > 100 ? rl.rlim_cur : 1024);
@@ -1449,6 +1537,8 @@ int mdm_cmd_serve(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **arg
 	lws_context_destroy(S.ctx);
 	mdm_admin_stop();
 	batch_flush(); /* the closed sessions' requeues */
+	if (mdm_store_frontend_stop(S.st, &err) < 0)
+		log_warn("front end stop: %s", err.msg);
 	mdm_store_close(S.st);
 	mdm_audit_store_close(S.audit);
 	free(S.delegation);

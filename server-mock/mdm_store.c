@@ -10,12 +10,20 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
 struct mdm_store {
 	struct mdb *db;
+	char frontend[MDM_FRONTEND_ID_LEN + 1]; /* this front end's id ("": not a front end) */
+	/* PostgreSQL: the devices of the entries queued in the open transaction, notified
+	 * just before its commit (mdm_store_commit); past MDM_NOTIFY_EACH of them one
+	 * notification MDM_QUEUE_ALL instead */
+	char (*notify)[64];
+	size_t nnotify;
+	bool notify_all;
 };
 
 /* The migrations of both backends (mdm_db.h translates the words that differ). 1: the
@@ -60,6 +68,11 @@ static const char *const migrations[] = {
     " created INTEGER NOT NULL, expires_at INTEGER NOT NULL, manifest BLOB NOT NULL,"
     " path TEXT NOT NULL, pushed_at INTEGER NOT NULL, PRIMARY KEY(name, version));"
     "CREATE INDEX IF NOT EXISTS images_sha ON images(sha256);",
+    /* 3: front ends' leases: a device is online only while the front end holding its
+     * session (devices.frontend) refreshes its lease (mdm_store_frontend_*) */
+    "CREATE TABLE IF NOT EXISTS frontends(id TEXT PRIMARY KEY, started INTEGER NOT NULL,"
+    " lease_until INTEGER NOT NULL);"
+    "ALTER TABLE devices ADD COLUMN frontend TEXT NOT NULL DEFAULT '';",
 };
 
 int mdm_store_open(const char *where, struct mdm_store **out, cells_err_t *err)
@@ -91,16 +104,37 @@ void mdm_store_close(struct mdm_store *s)
 	if (!s)
 		return;
 	mdb_close(s->db);
+	free(s->notify);
 	free(s);
 }
 
 int mdm_store_begin(struct mdm_store *s, cells_err_t *err)
 {
+	s->nnotify = 0;
+	s->notify_all = false;
 	return mdb_begin(s->db, err);
+}
+
+/* The wake-ups of the transaction's queue entries (PostgreSQL delivers them at commit):
+ * one per device, or a single "look at your devices" for a fan-out. */
+static int notify_flush(struct mdm_store *s, cells_err_t *err)
+{
+	int rc = 0;
+	if (s->notify_all)
+		rc = mdb_notify(s->db, MDM_QUEUE_CHANNEL, MDM_QUEUE_ALL, err);
+	for (size_t i = 0; rc == 0 && !s->notify_all && i < s->nnotify; i++)
+		rc = mdb_notify(s->db, MDM_QUEUE_CHANNEL, s->notify[i], err);
+	s->nnotify = 0;
+	s->notify_all = false;
+	return rc;
 }
 
 int mdm_store_commit(struct mdm_store *s, cells_err_t *err)
 {
+	if (notify_flush(s, err) < 0) {
+		mdb_rollback(s->db);
+		return -1;
+	}
 	return mdb_commit(s->db, err);
 }
 
@@ -313,28 +347,88 @@ int mdm_store_device_seen(struct mdm_store *s, const char *id, bool online, int6
 			  cells_err_t *err)
 {
 	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
+	/* online: the session is ours (frontend); offline only while it is still ours (a
+	 * session that moved to another front end stays online there) */
 	if (agent_version) {
 		if (mdb_prepare(s->db,
-				"UPDATE devices SET online=?, last_seen=?, policy_version=?, "
-				"agent_version=?, compliance=? WHERE id=?",
+				"UPDATE devices SET online=?1, last_seen=?2, policy_version=?3, "
+				"agent_version=?4, compliance=?5, frontend=?7 WHERE id=?6",
 				&st, err) < 0)
 			return -1;
-		mdb_bind_int64(st, 1, online);
-		mdb_bind_int64(st, 2, now);
 		mdb_bind_int64(st, 3, (int64_t)policy_version);
 		mdb_bind_text(st, 4, agent_version);
 		mdb_bind_int64(st, 5, compliance);
 		mdb_bind_text(st, 6, id);
+		mdb_bind_text(st, 7, s->frontend);
 	} else {
-		if (mdb_prepare(s->db, "UPDATE devices SET online=?, last_seen=? WHERE id=?", &st,
-				err) < 0)
+		if (mdb_prepare(s->db,
+				online
+				    ? "UPDATE devices SET online=?1, last_seen=?2, frontend=?4 "
+				      "WHERE id=?3"
+				    : "UPDATE devices SET online=?1, last_seen=?2 WHERE id=?3 AND "
+				      "frontend=?4",
+				&st, err) < 0)
 			return -1;
-		mdb_bind_int64(st, 1, online);
-		mdb_bind_int64(st, 2, now);
 		mdb_bind_text(st, 3, id);
+		mdb_bind_text(st, 4, s->frontend);
 	}
+	mdb_bind_int64(st, 1, online);
+	mdb_bind_int64(st, 2, now);
 	if (mdb_step(st) != MDB_DONE)
 		return mdb_err(s->db, "device seen", err);
+	return 0;
+}
+
+int mdm_store_frontend_start(struct mdm_store *s, const char *id, int64_t now, cells_err_t *err)
+{
+	snprintf(s->frontend, sizeof s->frontend, "%s", id);
+	cleanup_mdb_stmt struct mdb_stmt *d = NULL;
+	if (mdb_begin(s->db, err) < 0)
+		return -1;
+	/* dead front ends (lease run out) and the online flag of the devices they held */
+	if (mdb_prepare(s->db, "DELETE FROM frontends WHERE lease_until<?", &d, err) < 0)
+		goto fail;
+	mdb_bind_int64(d, 1, now);
+	if (mdb_step_done(d, "front ends", err) < 0 ||
+	    mdb_exec(s->db,
+		     "UPDATE devices SET online=0 WHERE online<>0 AND frontend<>'' AND frontend "
+		     "NOT IN (SELECT id FROM frontends)",
+		     err) < 0 ||
+	    mdm_store_frontend_refresh(s, now, err) < 0)
+		goto fail;
+	return mdb_commit(s->db, err);
+fail:
+	mdb_rollback(s->db);
+	return -1;
+}
+
+int mdm_store_frontend_refresh(struct mdm_store *s, int64_t now, cells_err_t *err)
+{
+	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
+	if (mdb_prepare(s->db,
+			"INSERT INTO frontends(id, started, lease_until) VALUES(?1,?2,?3) "
+			"ON CONFLICT(id) DO UPDATE SET lease_until=excluded.lease_until",
+			&st, err) < 0)
+		return -1;
+	mdb_bind_text(st, 1, s->frontend);
+	mdb_bind_int64(st, 2, now);
+	mdb_bind_int64(st, 3, now + MDM_FRONTEND_LEASE_S);
+	return mdb_step_done(st, "front end lease", err);
+}
+
+int mdm_store_frontend_stop(struct mdm_store *s, cells_err_t *err)
+{
+	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
+	cleanup_mdb_stmt struct mdb_stmt *u = NULL;
+	if (mdb_prepare(s->db, "UPDATE devices SET online=0 WHERE online<>0 AND frontend=?", &u,
+			err) < 0 ||
+	    mdb_prepare(s->db, "DELETE FROM frontends WHERE id=?", &st, err) < 0)
+		return -1;
+	mdb_bind_text(u, 1, s->frontend);
+	mdb_bind_text(st, 1, s->frontend);
+	if (mdb_step_done(u, "front end stop", err) < 0 ||
+	    mdb_step_done(st, "front end stop", err) < 0)
+		return -1;
 	return 0;
 }
 
@@ -352,7 +446,9 @@ int mdm_store_devices_json(struct mdm_store *s, json_object **out, cells_err_t *
 {
 	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
 	if (mdb_prepare(s->db,
-			"SELECT d.id, d.enrolled_at, d.last_seen, d.online, d.policy_version, "
+			"SELECT d.id, d.enrolled_at, d.last_seen, "
+			"d.online<>0 AND (d.frontend='' OR EXISTS(SELECT 1 FROM frontends f WHERE "
+			"f.id=d.frontend AND f.lease_until>=?1)), d.policy_version, "
 			"d.agent_version, d.compliance, "
 			"(SELECT count(*) FROM queue q WHERE q.device=d.id AND q.state IN (0,1)), "
 			"(SELECT count(*) FROM queue q WHERE q.device=d.id AND q.state=2), "
@@ -364,6 +460,7 @@ int mdm_store_devices_json(struct mdm_store *s, json_object **out, cells_err_t *
 			"WHERE d.active=1 ORDER BY d.enrolled_at, d.id",
 			&st, err) < 0)
 		return -1;
+	mdb_bind_int64(st, 1, time(NULL));
 	json_object *arr = json_object_new_array();
 	int r;
 	while ((r = mdb_step(st)) == MDB_ROW) {
@@ -546,9 +643,19 @@ int mdm_store_queue_add(struct mdm_store *s, struct mdm_qentry *e, bool replace,
 		return mdb_err(s->db, "queue add", err);
 	e->seq = mdb_column_int64(st, 0);
 	e->state = MDM_Q_QUEUED;
-	/* PostgreSQL: wakes the front end holding the device's connection at commit */
-	if (mdb_notify(s->db, MDM_QUEUE_CHANNEL, e->device, err) < 0)
-		return -1;
+	/* PostgreSQL: wakes the front end holding the device's connection at commit; in a
+	 * transaction, the notifications are sent just before its commit */
+	if (!mdb_pg(s->db) || !mdb_in_transaction(s->db))
+		return mdb_notify(s->db, MDM_QUEUE_CHANNEL, e->device, err);
+	if (s->notify_all)
+		return 0;
+	if (s->nnotify == MDM_NOTIFY_EACH) {
+		s->notify_all = true;
+		return 0;
+	}
+	if (!s->notify && !(s->notify = calloc(MDM_NOTIFY_EACH, sizeof *s->notify)))
+		return cells_err_sys(err, ENOMEM, "notify");
+	snprintf(s->notify[s->nnotify++], sizeof *s->notify, "%s", e->device);
 	return 0;
 }
 

@@ -58,6 +58,10 @@ struct mdm_qentry {
 struct mdm_store;
 
 #define MDM_QUEUE_CHANNEL "cells_mdm_queue"
+/* The payload of a fan-out's one notification (more than MDM_NOTIFY_EACH entries queued
+ * in one transaction): every front end looks for new entries of the devices it holds. */
+#define MDM_QUEUE_ALL "*"
+#define MDM_NOTIFY_EACH 64
 
 /* where: a state directory (sqlite STATE_DIR/mdm.db) or a PostgreSQL conninfo
  * (postgresql://...; mdm_db.h). Migrates the schema. */
@@ -96,6 +100,19 @@ int mdm_store_device_known(struct mdm_store *s, const char *id, cells_err_t *err
 int mdm_store_device_seen(struct mdm_store *s, const char *id, bool online, int64_t now,
 			  uint64_t policy_version, const char *agent_version, int compliance,
 			  cells_err_t *err);
+/* Front ends' leases. A serving front end has an id (unique per process) and a row in
+ * table frontends whose lease it refreshes every MDM_FRONTEND_REFRESH_S; the devices it
+ * holds carry its id (mdm_store_device_seen). A device counts as online only while that
+ * lease is fresh, so the devices of a front end killed with SIGKILL show offline within
+ * MDM_FRONTEND_LEASE_S, before they reconnect elsewhere. start: takes the id for this
+ * store, removes the rows of front ends whose lease ran out and clears the online flag
+ * of their devices, and writes ours. stop: our devices offline, our row removed. */
+#define MDM_FRONTEND_ID_LEN 40
+#define MDM_FRONTEND_LEASE_S 6
+#define MDM_FRONTEND_REFRESH_S 2
+int mdm_store_frontend_start(struct mdm_store *s, const char *id, int64_t now, cells_err_t *err);
+int mdm_store_frontend_refresh(struct mdm_store *s, int64_t now, cells_err_t *err);
+int mdm_store_frontend_stop(struct mdm_store *s, cells_err_t *err);
 /* Mark every device offline (server start). */
 int mdm_store_devices_reset_online(struct mdm_store *s, cells_err_t *err);
 /* Array of {device_id, enrolled_at, last_seen, online, policy_version, compliance,
@@ -152,7 +169,9 @@ int mdm_store_receipt_put(struct mdm_store *s, const struct mdm_receipt *r, cell
 int mdm_store_receipts_json(struct mdm_store *s, const char *device, json_object **out,
 			    cells_err_t *err);
 
-/* Batch several writes in one transaction (fan-out). */
+/* Batch several writes in one transaction (fan-out). On PostgreSQL the commit sends
+ * the queue notifications of the entries added (one per device; MDM_QUEUE_ALL past
+ * MDM_NOTIFY_EACH). */
 int mdm_store_begin(struct mdm_store *s, cells_err_t *err);
 int mdm_store_commit(struct mdm_store *s, cells_err_t *err);
 

@@ -15,6 +15,8 @@
 #include "util.h"
 
 #include <errno.h>
+#include <signal.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,8 +36,15 @@ struct dev {
 	bool up, hello_done, want_hello;
 	char pending_result[48]; /* correlation id of a result to send */
 	char result_id[48];
-	int64_t push_ns; /* when the current entry was queued */
+	int64_t push_ns; /* when the current entry was queued (0: acknowledged) */
 	int64_t got_ns, ack_ns;
+	/* BENCH_KILL: the policy entry's id as first received, how many times a policy
+	 * was applied (a new id: applied; the same id again: answered, not applied), and
+	 * a result sent and not acknowledged yet (sent again after a reconnect, as the
+	 * agent's outbox does) */
+	char pol_id[48];
+	unsigned applied;
+	bool result_unacked;
 	uint8_t *rx;
 	size_t rx_len;
 };
@@ -57,6 +66,12 @@ static int64_t now_ns(void)
 }
 
 static size_t next_dev; /* devices [0, next_dev) have been asked to connect */
+/* BENCH_KILL=1: the front end of SERVER_PID (port index 0) is SIGKILLed when half of the
+ * fan-out is delivered; its devices reconnect to the other front ends */
+static bool killed;
+static int dead_port = -1;
+static struct dev **redo; /* devices to reconnect */
+static size_t nredo;
 
 /* The device whose handshake this is: one of the last ones asked to connect (at most 64
  * are connecting at once), so look there first; the whole list only as a fallback. */
@@ -108,9 +123,13 @@ static int cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 		return 0;
 	}
 	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
-		fprintf(stderr, "connect error: %s\n", in ? (const char *)in : "?");
-		if (d)
+		if (!killed)
+			fprintf(stderr, "connect error: %s\n", in ? (const char *)in : "?");
+		if (d) {
 			d->wsi = NULL;
+			if (killed && nredo < ND * 4 + 64)
+				redo[nredo++] = d;
+		}
 		connecting--;
 		return 0;
 	case LWS_CALLBACK_CLIENT_ESTABLISHED:
@@ -143,6 +162,7 @@ static int cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 			env.result = &r;
 			send_env(d, &env);
 			d->pending_result[0] = 0;
+			d->result_unacked = true;
 		}
 		return 0;
 	case LWS_CALLBACK_CLIENT_RECEIVE: {
@@ -163,17 +183,30 @@ static int cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 		if (env->body_case == CELLS__V1__ENVELOPE__BODY_SERVER_HELLO && !d->hello_done) {
 			d->hello_done = true;
 			helloed++;
+		} else if (env->body_case == CELLS__V1__ENVELOPE__BODY_SERVER_HELLO &&
+			   d->result_unacked && d->pol_id[0]) {
+			/* a new session: the unacknowledged result again (the outbox) */
+			snprintf(d->pending_result, sizeof d->pending_result, "%s", d->pol_id);
+			lws_callback_on_writable(wsi);
 		} else if (env->body_case == CELLS__V1__ENVELOPE__BODY_POLICY) {
-			d->got_ns = now_ns();
+			if (!d->got_ns)
+				d->got_ns = now_ns();
+			if (strcmp(d->pol_id, env->message_id)) { /* de-duplicated by id */
+				snprintf(d->pol_id, sizeof d->pol_id, "%s", env->message_id);
+				d->applied++;
+			}
 			snprintf(d->pending_result, sizeof d->pending_result, "%s",
 				 env->message_id);
 			lws_callback_on_writable(wsi);
 		} else if (env->body_case == CELLS__V1__ENVELOPE__BODY_ACK) {
-			d->ack_ns = now_ns();
-			if (lat && d->push_ns)
-				lat[nlat++] = d->ack_ns - d->push_ns;
+			d->result_unacked = false;
+			if (d->push_ns) { /* the first Ack of the entry's result */
+				d->ack_ns = now_ns();
+				if (lat)
+					lat[nlat++] = d->ack_ns - d->push_ns;
+				acked_total++;
+			}
 			d->push_ns = 0;
-			acked_total++;
 		}
 		cells__v1__envelope__free_unpacked(env, NULL);
 		return 0;
@@ -183,6 +216,8 @@ static int cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 			up--;
 		d->up = false;
 		d->wsi = NULL;
+		if (killed && nredo < ND * 4 + 64)
+			redo[nredo++] = d;
 		return 0;
 	default:
 		return 0;
@@ -227,7 +262,10 @@ static void connect_dev(struct dev *d)
 	ci.context = ctx;
 	ci.vhost = vh;
 	ci.address = "127.0.0.1";
-	ci.port = ports[(size_t)(d - D) % (size_t)nports];
+	int pi = (int)((size_t)(d - D) % (size_t)nports);
+	if (pi == dead_port) /* its front end was killed: the next one */
+		pi = (pi + 1) % nports;
+	ci.port = ports[pi];
 	ci.path = "/v1";
 	ci.host = host;
 	ci.origin = host;
@@ -287,41 +325,42 @@ static bool all_acked(void)
 	return acked_total >= want_acks;
 }
 
-/* queue one signed policy per device in devs[0..n) (one transaction, like --all) */
+/* queue one signed policy per device in devs[0..n) as `cells-mdm policy push --all` does:
+ * signed on several threads (mdm_policy_sign_each), then queued in one transaction */
 static int push(struct mdm_store *st, EVP_PKEY *key, size_t n, uint64_t version, cells_err_t *err)
 {
-	if (mdm_store_begin(st, err) < 0)
-		return -1;
-	for (size_t i = 0; i < n; i++) {
-		Cells__V1__Policy p = CELLS__V1__POLICY__INIT;
-		p.version = version;
-		p.device_id = D[i].id;
-		p.issued_at = time(NULL);
-		uint8_t buf[256];
-		size_t pl = cells__v1__policy__get_packed_size(&p);
-		cells__v1__policy__pack(&p, buf);
-		Cells__V1__Signed sg = CELLS__V1__SIGNED__INIT;
-		struct mdm_qentry e = {0};
-		if (pol_sign(&sg, CELLS__V1__SIGNED_KIND__SIGNED_POLICY, buf, pl, key, err) < 0 ||
-		    pol_signed_pack(&sg, &e.blob, &e.blob_len, err) < 0)
-			return -1;
-		pol_signed_clear(&sg);
-		snprintf(e.device, sizeof e.device, "%s", D[i].id);
-		e.kind = MDM_QK_POLICY;
-		e.priority = 50;
-		e.created = time(NULL);
-		snprintf(e.dedup, sizeof e.dedup, "policy:%llu", (unsigned long long)version);
-		snprintf(e.what, sizeof e.what, "policy v%llu", (unsigned long long)version);
-		if (mdm_store_queue_add(st, &e, false, err) < 0)
-			return -1;
-		mdm_qentry_clear(&e);
+	Cells__V1__Policy p = CELLS__V1__POLICY__INIT;
+	p.version = version;
+	p.issued_at = time(NULL);
+	uint8_t buf[256];
+	size_t pl = cells__v1__policy__get_packed_size(&p);
+	cells__v1__policy__pack(&p, buf);
+	char **ids = calloc(n, sizeof *ids);
+	struct mdm_qentry *es = calloc(n, sizeof *es);
+	int rc = -1;
+	if (!ids || !es) {
+		cells_err_sys(err, ENOMEM, "push");
+		goto out;
 	}
+	for (size_t i = 0; i < n; i++)
+		ids[i] = D[i].id;
+	if (mdm_policy_sign_each(buf, pl, ids, n, key, es, err) < 0 || mdm_store_begin(st, err) < 0)
+		goto out;
+	for (size_t i = 0; i < n; i++)
+		if (mdm_store_queue_add(st, &es[i], false, err) < 0)
+			goto out;
 	if (mdm_store_commit(st, err) < 0)
-		return -1;
+		goto out;
 	int64_t t = now_ns(); /* visible to the server from now on */
 	for (size_t i = 0; i < n; i++)
 		D[i].push_ns = t;
-	return 0;
+	rc = 0;
+out:
+	for (size_t i = 0; es && i < n; i++)
+		mdm_qentry_clear(&es[i]);
+	free(es);
+	free(ids);
+	return rc;
 }
 
 int main(int argc, char **argv)
@@ -331,6 +370,11 @@ int main(int argc, char **argv)
 				"(CELLS_MDM_DB: the PostgreSQL database the servers share)\n");
 		return 2;
 	}
+	setvbuf(stdout, NULL, _IOLBF, 0); /* each figure as it comes (through tee) */
+	/* 10,000 sessions' buffers come and go: no heap trim (each brk shrink flushes the
+	 * TLB of every core) */
+	mallopt(M_TRIM_THRESHOLD, 512 << 20);
+	mallopt(M_MMAP_THRESHOLD, 1 << 20);
 	snprintf(M.state_dir, sizeof M.state_dir, "%s", argv[1]);
 	host = argv[2];
 	for (char *p = argv[3]; *p && nports < (int)CELLS_ARRAY_SIZE(ports); nports++) {
@@ -419,6 +463,10 @@ int main(int argc, char **argv)
 	/* fan-out of one policy to every held session */
 	nlat = 0;
 	size_t n = helloed;
+	for (size_t i = 0; i < n; i++) { /* count the fan-out's policy only */
+		D[i].pol_id[0] = 0;
+		D[i].applied = 0;
+	}
 	want_acks = acked_total + n;
 	t0 = now_ns();
 	if (push(st, key, n, 5000, &err) < 0) {
@@ -426,8 +474,52 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	double tq = (now_ns() - t0) / 1e9;
-	service_until(all_acked, 120);
+	const char *kill_env = getenv("BENCH_KILL");
+	bool kill_one = kill_env && !strcmp(kill_env, "1") && spid && nports > 1;
+	size_t delivered = 0, at_kill = 0, reconnects = 0;
+	int64_t kill_ns = 0, end = now_ns() + 120 * (int64_t)1000000000;
+	redo = calloc(ND * 4 + 64, sizeof *redo);
+	while (!all_acked() && now_ns() < end) {
+		lws_service(ctx, 0);
+		if (kill_one && !killed) {
+			delivered = 0;
+			for (size_t i = 0; i < n; i++)
+				delivered += D[i].got_ns != 0;
+			if (delivered >= n / 2) {
+				/* mid-fan-out: the first front end dies without a word */
+				kill(spid, SIGKILL);
+				killed = true;
+				dead_port = 0;
+				at_kill = delivered;
+				kill_ns = now_ns();
+			}
+		}
+		while (nredo && connecting < 64) {
+			struct dev *d = redo[--nredo];
+			if (d->wsi || d->up)
+				continue;
+			reconnects++;
+			connect_dev(d);
+		}
+	}
 	double tf = (now_ns() - t0) / 1e9;
+	if (kill_one) {
+		size_t once = 0, never = 0, twice = 0;
+		for (size_t i = 0; i < n; i++) {
+			once += D[i].applied == 1;
+			never += D[i].applied == 0;
+			twice += D[i].applied > 1;
+		}
+		printf(
+		    "front end %d SIGKILLed at %.2f s with %zu of %zu delivered; %zu reconnects; "
+		    "acknowledged: %zu of %zu after %.2f s\n",
+		    spid, (kill_ns - t0) / 1e9, at_kill, n, reconnects,
+		    acked_total - (want_acks - n), n, tf);
+		printf(
+		    "killed front end: policy applied exactly once (by id) on %zu of %zu devices, "
+		    "never on %zu, more than once on %zu\n",
+		    once, n, never, twice);
+	}
 	int64_t last_got = 0, last_ack = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (D[i].got_ns > last_got)

@@ -8,7 +8,10 @@
 #
 # BENCH_PG=1: instead, three runs side by side in one go - one front end on sqlite,
 # one front end on a private PostgreSQL (tests/lib.sh pg_start), three front ends on
-# that PostgreSQL with the N devices spread over them - and their ratios to sqlite.
+# that PostgreSQL with the N devices spread over them - and their ratios to sqlite;
+# then the three front ends again with the first one SIGKILLed when half of the fan-out
+# is delivered (BENCH_KILL=1 of bench_mgmt): its devices reconnect to the other two, and
+# the database must show one acknowledged entry per device (counted by id).
 set -euo pipefail
 if [ "${BENCH_PG:-}" = 1 ]; then
 	export CELLS_BUILD=$(cd "${1:-build}" && pwd) CELLS_SRC=$(cd "$(dirname "$0")/../.." && pwd)
@@ -34,7 +37,7 @@ if [ "${BENCH_PG:-}" = 1 ]; then
 		pl=$(IFS=,; echo "${ports[*]}")
 		echo "== $name: $nfe front end(s) on $([ -n "${CELLS_MDM_DB:-}" ] && echo PostgreSQL || echo sqlite), N=$N, $(nproc) cores"
 		"$CELLS_BUILD/tests/bench/bench_mgmt" "$CELLS_MDM_STATE_DIR" localhost "$pl" "$N" "${pids[0]}" | tee "$T/$name.out"
-		kill "${pids[@]}"
+		kill "${pids[@]}" 2>/dev/null || true # (BENCH_KILL: the first is gone already)
 		wait "${pids[@]}" 2>/dev/null || true
 		# what the database holds per device after one fan-out (and the identities)
 		if [ -n "${CELLS_MDM_DB:-}" ]; then
@@ -46,6 +49,12 @@ if [ "${BENCH_PG:-}" = 1 ]; then
 				where n.nspname = 'public' and c.relkind = 'r'"
 			pg_sql "select 'rows written: ' || sum(n_tup_ins) || ' inserts, ' || sum(n_tup_upd) || ' updates, ' ||
 				round((sum(n_tup_ins) + sum(n_tup_upd))::numeric / $N, 1) || ' per device' from pg_stat_user_tables"
+			# the fan-out's entries: one per device, each acknowledged once (by its id)
+			pg_sql "select 'fan-out entries: ' || count(*) || ' rows for ' || count(distinct device) ||
+				' devices, ' || count(*) filter (where state = 2) || ' acknowledged, ' ||
+				count(*) filter (where state in (0, 1)) || ' left queued or delivered, ' ||
+				count(*) filter (where attempts > 1) || ' delivered more than once'
+				from queue where dedup = 'policy:5000'"
 		else
 			echo "database: $(($(du -sk "$CELLS_MDM_STATE_DIR" | cut -f1))) kB state dir (sqlite)"
 		fi
@@ -55,8 +64,9 @@ if [ "${BENCH_PG:-}" = 1 ]; then
 	pg_start
 	run pg-1 1
 	run pg-3 3
+	BENCH_KILL=1 run pg-3-kill 3
 	python3 "$CELLS_SRC/tests/bench/mgmt_compare.py" sqlite-1="$T/sqlite-1.out" \
-		pg-1="$T/pg-1.out" pg-3="$T/pg-3.out"
+		pg-1="$T/pg-1.out" pg-3="$T/pg-3.out" pg-3-kill="$T/pg-3-kill.out"
 	set +e # tests/lib.sh's cleanup kills what may be gone already
 	exit 0
 fi

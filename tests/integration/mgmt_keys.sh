@@ -15,7 +15,7 @@
 need_root
 command -v sqlite3 >/dev/null || skip "sqlite3 not installed"
 sdb() { sqlite3 "$CELLS_STATE/state.db" "$1"; }
-mdb() { sqlite3 "$CELLS_MDM_STATE_DIR/mdm.db" "$1"; }
+mdb() { mdm_sql "$1"; }
 export -f sdb
 
 check "enrolled, the channel is up" setup_enrolled
@@ -70,7 +70,7 @@ check "...a 12-character one is taken" cellctl vp password work --new-password-f
 # --- a token made before the rotation: refused before it is consumed ---
 check_fails "a token naming the old root is refused by the server" "another trust root" \
 	cellctl enroll "$URL" "$OLD_TOKEN" --ca "$T/ca.pem"
-check_eq "...and it is not consumed" 1 "$(mdb "select count(*) from tokens where used=0 and expires > strftime('%s','now')")"
+check_eq "...and it is not consumed" 1 "$(mdb "select count(*) from tokens where used=0 and expires > $(date +%s)")"
 check "the channel comes back" wait_for 20 connected
 
 # --- revocation ---

@@ -4,7 +4,9 @@ export CELLS_NET_RETRY_MAX_MS=${CELLS_NET_RETRY_MAX_MS:-1000}
 # MDM_DB=pg: the same test with cells-mdm on a private PostgreSQL (tests/lib.sh pg_start)
 if [ "${MDM_DB:-sqlite}" = pg ]; then pg_start || exit 1; fi
 # mdm_sql SQL: a statement on the MDM's database, whichever backend
-mdm_sql() { if [ -n "${CELLS_MDM_DB:-}" ]; then pg_sql "$1"; else sqlite3 "$CELLS_MDM_STATE_DIR/mdm.db" "$1"; fi; }
+mdm_sql() { if [ -n "${CELLS_MDM_DB:-}" ]; then pg_sql "$1"; else sqlite3 -cmd ".timeout 5000" "$CELLS_MDM_STATE_DIR/mdm.db" "$1"; fi; }
+# mdm_hex COLUMN: SQL for a blob column as lowercase hex, whichever backend
+mdm_hex() { if [ -n "${CELLS_MDM_DB:-}" ]; then echo "encode($1,'hex')"; else echo "lower(hex($1))"; fi; }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

@@ -10,12 +10,12 @@
 # - a cancelled entry is never delivered;
 # each proven by a later entry that IS delivered on the same reconnection;
 # - a server killed with SIGKILL right after acknowledgements loses none of them and
-#   has nothing applied twice (each entry id delivered and applied once).
+#   has nothing applied twice (each entry id delivered and applied once);
+# - the server's keepalive: pings keep an idle session, a silent device is hung up on.
 . "$CELLS_SRC/tests/lib.sh"
 . "$CELLS_SRC/tests/integration/mgmt_lib.sh"
 need_root
 command -v sqlite3 >/dev/null || skip "sqlite3 not installed"
-MDB="$CELLS_MDM_STATE_DIR/mdm.db"
 
 # setup_enrolled, keeping the token
 PORT=$(free_port)
@@ -67,7 +67,7 @@ check "stop the device (its connection goes)" stop_cellsd
 check "the MDM sees it offline" wait_for 10 bash -c "[ \"\$(cells-mdm --json devices | python3 -c 'import json,sys; print([x[\"online\"] for x in json.load(sys.stdin) if x[\"device_id\"]==\"$DEV\"][0])')\" = False ]"
 ID5=$(push 5)
 check_eq "v5 is queued" queued "$(entry_state "$ID5")"
-sqlite3 -cmd ".timeout 5000" "$MDB" "update queue set expires=strftime('%s','now')-60 where id='$ID5'"
+mdm_sql "update queue set expires=$(($(date +%s) - 60)) where id='$ID5'"
 check "the server's sweep marks v5 expired" wait_for 15 entry_is "$ID5" expired
 check "...with a reason" bash -c "cells-mdm --json command list | python3 -c 'import json,sys; sys.exit(0 if [x for x in json.load(sys.stdin) if x[\"id\"]==\"$ID5\"][0][\"reason\"]==\"expired before delivery\" else 1)'"
 
@@ -79,7 +79,7 @@ check_eq "it is cancelled" cancelled "$(entry_state "$ID6")"
 # --- expiry already past when the server starts (before its first sweep) ---
 stop_mdm
 ID7=$(push 7)
-sqlite3 "$MDB" "update queue set expires=strftime('%s','now')-60 where id='$ID7'"
+mdm_sql "update queue set expires=$(($(date +%s) - 60)) where id='$ID7'"
 # ...and one the device should get, queued last: it proves the reconnection delivers
 ID8=$(push 8)
 start_mdm || exit 1
@@ -111,5 +111,21 @@ check_eq "each id reached the agent's inbox once" "1 1 1 1" \
 	"$(delivered "${IDS[0]}") $(delivered "${IDS[1]}") $(delivered "${IDS[2]}") $(delivered "${IDS[3]}")"
 check_eq "...and was applied once (audit)" "1 1 1 1" "$(accepted 9) $(accepted 10) $(accepted 11) $(accepted 12)"
 check_eq "the agent runs policy v12" 12 "$(mgmt_field policy_version)"
+
+# --- the server's keepalive (here a ping after 2 s idle, hang-up after 6 s): an idle
+# device that answers the pings keeps its session; one that stops answering (its network
+# process stopped) is hung up on ---
+stop_mdm
+CELLS_MDM_KEEPALIVE=2,6 start_mdm || exit 1
+check "the channel is up again" wait_for 20 connected
+sessions() { grep -c "device $DEV: silent for" "$T/mdm.log"; }
+sleep 9
+check_eq "an idle device answering pings is not hung up on" 0 "$(sessions)"
+check "...and stays connected" connected
+NETPID=$(mgmt_field net_pid)
+kill -STOP "$NETPID"
+check "a device silent past the hang-up time is closed" wait_for 15 bash -c "grep -q 'device $DEV: silent for' '$T/mdm.log'"
+kill -CONT "$NETPID"
+check "...and it reconnects" wait_for 30 connected
 check "clean shutdown" stop_cellsd
 finish

@@ -24,7 +24,7 @@ chmod 755 "$R/relay_net.py"
 install -m 644 "$CELLS_SRC/tests/integration/pbwire.py" "$R/pbwire.py"
 mode() { echo "$1" >"$R/mode"; }
 sdb() { sqlite3 "$CELLS_STATE/state.db" "$1"; }
-mdb() { sqlite3 "$CELLS_MDM_STATE_DIR/mdm.db" "$1"; }
+mdb() { mdm_sql "$1"; }
 raw_pub() { openssl pkey -in "$1" -pubout -outform DER 2>/dev/null | tail -c 32 | od -An -tx1 | tr -d ' \n'; }
 acked() { sdb "select acked_seq from audit_upload"; }
 export -f sdb acked
@@ -76,8 +76,8 @@ check "the certificate's CN is the device id (hash of the identity key)" \
 check_eq "the certificate carries the TLS key" "$TLS_PUB" \
 	"$(openssl x509 -in "$T/dev.pem" -noout -pubkey | openssl pkey -pubin -outform DER | tail -c 32 | od -An -tx1 | tr -d ' \n')"
 check_eq "the MDM stored the identity key in its registry" "$ID_PUB" \
-	"$(mdb "select lower(hex(identity_key)) from device_keys where id='$DEV'")"
-check_eq "...and the TLS key" "$TLS_PUB" "$(mdb "select lower(hex(tls_key)) from device_keys where id='$DEV'")"
+	"$(mdb "select $(mdm_hex identity_key) from device_keys where id='$DEV'")"
+check_eq "...and the TLS key" "$TLS_PUB" "$(mdb "select $(mdm_hex tls_key) from device_keys where id='$DEV'")"
 
 # --- 13.3: audit acknowledgements are signed by the MDM
 check "the first upload is acknowledged with a signed ack: the cursor moves" \
