@@ -98,6 +98,23 @@ int mdm_cmd_devices(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **a
 			       (long long)json_object_get_int64(F("pending")),
 			       (long long)json_object_get_int64(F("acknowledged")),
 			       (long long)json_object_get_int64(F("failed")), why[0] ? why : "-");
+			/* its VPs as it last reported them, one line each */
+			json_object *vps = F("vps");
+			for (size_t k = 0; vps && k < json_object_array_length(vps); k++) {
+				json_object *v = json_object_array_get_idx(vps, k);
+#define V(key) json_object_object_get(v, key)
+				const char *img = json_object_get_string(V("image"));
+				const char *num = json_object_get_string(V("number"));
+				printf(
+				    "  vp %-16s %-8s %-10s %-8s %-24s %s\n",
+				    json_object_get_string(V("name")),
+				    json_object_get_boolean(V("running")) ? "running" : "stopped",
+				    json_object_get_boolean(V("foreground")) ? "foreground"
+									     : "background",
+				    json_object_get_boolean(V("locked")) ? "locked" : "unlocked",
+				    img && *img ? img : "(local image)", num && *num ? num : "-");
+#undef V
+			}
 #undef F
 		}
 	}

@@ -587,24 +587,41 @@ static void handle_audit(struct sess *ss, const Cells__V1__Envelope *env)
 	audit_ack(ss, env, &res);
 }
 
-/* Compliance reasons and audit seqs of a DeviceHello; a head that went backwards is
+/* A device's string, bounded, as JSON (the device is authenticated, not trusted). */
+static json_object *dev_string(const char *v, size_t max)
+{
+	return json_object_new_string_len(v ? v : "", (int)strnlen(v ? v : "", max));
+}
+
+/* Compliance reasons, VPs and audit seqs of a DeviceHello; a head that went backwards is
  * logged and flagged for `cells-mdm devices`. */
 static void device_report(struct sess *ss, const Cells__V1__DeviceHello *h)
 {
 	cells_err_t err = {0};
-	json_object *arr = json_object_new_array();
+	json_object *arr = json_object_new_array(), *vps = json_object_new_array();
 	for (size_t i = 0; i < h->n_compliance_reasons && i < 64; i++)
-		json_object_array_add(
-		    arr, json_object_new_string_len(h->compliance_reasons[i],
-						    (int)strnlen(h->compliance_reasons[i], 128)));
+		json_object_array_add(arr, dev_string(h->compliance_reasons[i], 128));
+	for (size_t i = 0; i < h->n_vps && i < 32; i++) {
+		const Cells__V1__VpStatus *v = h->vps[i];
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "name", dev_string(v->name, 64));
+		json_object_object_add(o, "running", json_object_new_boolean(v->running));
+		json_object_object_add(o, "foreground", json_object_new_boolean(v->foreground));
+		json_object_object_add(o, "locked", json_object_new_boolean(v->locked));
+		json_object_object_add(o, "number", dev_string(v->number, 32));
+		json_object_object_add(o, "image", dev_string(v->image, 160));
+		json_object_array_add(vps, o);
+	}
 	char flag[200];
 	if (mdm_store_device_report(
 		S.st, ss->device, json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN),
-		h->audit_head_seq, h->audit_uploaded_seq, now_s(), flag, &err) < 0)
+		json_object_to_json_string_ext(vps, JSON_C_TO_STRING_PLAIN), h->audit_head_seq,
+		h->audit_uploaded_seq, now_s(), flag, &err) < 0)
 		log_warn("device %s: %s", ss->device, err.msg);
 	else if (flag[0])
 		log_warn("device %s: AUDIT ALERT: %s", ss->device, flag);
 	json_object_put(arr);
+	json_object_put(vps);
 	if (h->compliance != CELLS__V1__COMPLIANCE__COMPLIANT)
 		log_info("device %s: non-compliant (%zu reasons)", ss->device,
 			 h->n_compliance_reasons);

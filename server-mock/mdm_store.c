@@ -73,6 +73,9 @@ static const char *const migrations[] = {
     "CREATE TABLE IF NOT EXISTS frontends(id TEXT PRIMARY KEY, started INTEGER NOT NULL,"
     " lease_until INTEGER NOT NULL);"
     "ALTER TABLE devices ADD COLUMN frontend TEXT NOT NULL DEFAULT '';",
+    /* 4: the VPs a device reports (DeviceHello.vps: name, running, foreground, locked,
+     * number, the signed image each runs), a JSON array as `cells-mdm devices` shows it */
+    "ALTER TABLE device_report ADD COLUMN vps TEXT NOT NULL DEFAULT '[]';",
 };
 
 int mdm_store_open(const char *where, struct mdm_store **out, cells_err_t *err)
@@ -247,8 +250,8 @@ int mdm_store_device_keys(struct mdm_store *s, const char *id, uint8_t identity[
 }
 
 int mdm_store_device_report(struct mdm_store *s, const char *id, const char *reasons_json,
-			    uint64_t head, uint64_t uploaded, int64_t now, char flag[200],
-			    cells_err_t *err)
+			    const char *vps_json, uint64_t head, uint64_t uploaded, int64_t now,
+			    char flag[200], cells_err_t *err)
 {
 	flag[0] = 0;
 	uint64_t max_head = 0, prev_up = 0, prev_head = 0;
@@ -278,8 +281,8 @@ int mdm_store_device_report(struct mdm_store *s, const char *id, const char *rea
 	if (mdb_prepare(
 		s->db,
 		"INSERT INTO device_report(id, compliance_reasons, audit_head, audit_uploaded,"
-		" audit_max_head, audit_flag, audit_flag_at) VALUES(?1,?2,?3,?4,?5,?6,?7) "
-		"ON CONFLICT(id) DO UPDATE SET compliance_reasons=?2, audit_head=?3,"
+		" audit_max_head, audit_flag, audit_flag_at, vps) VALUES(?1,?2,?3,?4,?5,?6,?7,?8) "
+		"ON CONFLICT(id) DO UPDATE SET compliance_reasons=?2, audit_head=?3, vps=?8,"
 		" audit_uploaded=?4, audit_max_head=CASE WHEN device_report.audit_max_head>?5"
 		" THEN device_report.audit_max_head ELSE ?5 END,"
 		" audit_flag=CASE WHEN ?6<>'' THEN ?6 ELSE device_report.audit_flag END,"
@@ -293,6 +296,7 @@ int mdm_store_device_report(struct mdm_store *s, const char *id, const char *rea
 	mdb_bind_int64(st, 5, (int64_t)head);
 	mdb_bind_text(st, 6, flag);
 	mdb_bind_int64(st, 7, now);
+	mdb_bind_text(st, 8, vps_json);
 	if (mdb_step(st) != MDB_DONE)
 		return mdb_err(s->db, "device report", err);
 	return 0;
@@ -442,6 +446,18 @@ static const char *const compliance_names[] = {
     "apply-failed", "audit-full", "non-compliant",
 };
 
+/* A JSON array stored by us in column c (an empty array when NULL or not an array). */
+static json_object *json_array_column(struct mdb_stmt *st, int c)
+{
+	const char *t = mdb_column_text(st, c);
+	json_object *a = t ? json_tokener_parse(t) : NULL;
+	if (!a || !json_object_is_type(a, json_type_array)) {
+		json_object_put(a);
+		a = json_object_new_array();
+	}
+	return a;
+}
+
 int mdm_store_devices_json(struct mdm_store *s, json_object **out, cells_err_t *err)
 {
 	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
@@ -454,7 +470,7 @@ int mdm_store_devices_json(struct mdm_store *s, json_object **out, cells_err_t *
 			"(SELECT count(*) FROM queue q WHERE q.device=d.id AND q.state=2), "
 			"(SELECT count(*) FROM queue q WHERE q.device=d.id AND q.state=3), "
 			"r.compliance_reasons, r.audit_head, r.audit_uploaded, r.audit_flag, "
-			"r.audit_flag_at, k.id IS NOT NULL "
+			"r.audit_flag_at, k.id IS NOT NULL, r.vps "
 			"FROM devices d LEFT JOIN device_report r ON r.id=d.id "
 			"LEFT JOIN device_keys k ON k.id=d.id "
 			"WHERE d.active=1 ORDER BY d.enrolled_at, d.id",
@@ -487,13 +503,7 @@ int mdm_store_devices_json(struct mdm_store *s, json_object **out, cells_err_t *
 		json_object_object_add(o, "acknowledged",
 				       json_object_new_int64(mdb_column_int64(st, 8)));
 		json_object_object_add(o, "failed", json_object_new_int64(mdb_column_int64(st, 9)));
-		const char *rj = mdb_column_text(st, 10);
-		json_object *reasons = rj ? json_tokener_parse(rj) : NULL;
-		if (!reasons || !json_object_is_type(reasons, json_type_array)) {
-			json_object_put(reasons);
-			reasons = json_object_new_array();
-		}
-		json_object_object_add(o, "compliance_reasons", reasons);
+		json_object_object_add(o, "compliance_reasons", json_array_column(st, 10));
 		json_object_object_add(o, "audit_head_seq",
 				       json_object_new_int64(mdb_column_int64(st, 11)));
 		json_object_object_add(o, "audit_uploaded_seq",
@@ -504,6 +514,7 @@ int mdm_store_devices_json(struct mdm_store *s, json_object **out, cells_err_t *
 				       json_object_new_int64(mdb_column_int64(st, 14)));
 		json_object_object_add(o, "identity_bound",
 				       json_object_new_boolean(mdb_column_int(st, 15)));
+		json_object_object_add(o, "vps", json_array_column(st, 16));
 		json_object_array_add(arr, o);
 	}
 	if (r != MDB_DONE) {

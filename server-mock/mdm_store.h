@@ -85,12 +85,12 @@ int mdm_store_device_keys_set(struct mdm_store *s, const char *id, const uint8_t
 			      const uint8_t tls[32], cells_err_t *err);
 int mdm_store_device_keys(struct mdm_store *s, const char *id, uint8_t identity[32],
 			  uint8_t tls[32], cells_err_t *err);
-/* Record a DeviceHello's compliance reasons (JSON array text) and audit seqs. flag gets a
+/* Record a DeviceHello's compliance reasons and VPs (JSON array texts) and audit seqs. flag gets a
  * one-line description when the audit head went backwards (below a head reported before
  * or below what was uploaded; "" otherwise); the flag is kept for `cells-mdm devices`. */
 int mdm_store_device_report(struct mdm_store *s, const char *id, const char *reasons_json,
-			    uint64_t head, uint64_t uploaded, int64_t now, char flag[200],
-			    cells_err_t *err);
+			    const char *vps_json, uint64_t head, uint64_t uploaded, int64_t now,
+			    char flag[200], cells_err_t *err);
 /* The policy version the device reported installed, and the blob of the newest policy
  * entry queued, delivered or acknowledged for it: 1 with *blob (owned), 0 none, -1. */
 int mdm_store_latest_policy_blob(struct mdm_store *s, const char *id, uint64_t *installed,
@@ -116,7 +116,8 @@ int mdm_store_frontend_stop(struct mdm_store *s, cells_err_t *err);
 /* Mark every device offline (server start). */
 int mdm_store_devices_reset_online(struct mdm_store *s, cells_err_t *err);
 /* Array of {device_id, enrolled_at, last_seen, online, policy_version, compliance,
- * compliance_reasons, audit_head_seq, audit_uploaded_seq, audit_flag, pending, ...}. */
+ * compliance_reasons, audit_head_seq, audit_uploaded_seq, audit_flag, pending, ...,
+ * vps: [{name, running, foreground, locked, number, image}]}. */
 int mdm_store_devices_json(struct mdm_store *s, json_object **out, cells_err_t *err);
 /* Ids of every active device (NULL-terminated array of owned strings). */
 int mdm_store_device_ids(struct mdm_store *s, char ***ids, size_t *n, cells_err_t *err);

@@ -4,7 +4,7 @@
 # channel, downloads the image through cellsd-net from the MDM's HTTPS endpoint, verifies
 # and stores it (bytes on disk = the pushed file), answers DONE (the MDM's `image list`);
 # a policy pushed by the MDM names it for the work VP, which then runs it (a file read
-# inside the VP).
+# inside the VP) and the MDM learns which image the VP runs (DeviceHello.vps).
 . "$CELLS_SRC/tests/lib.sh"
 . "$CELLS_SRC/tests/integration/mgmt_lib.sh"
 need_root
@@ -45,6 +45,15 @@ ID=$(cells-mdm --json policy push "$DEV" "$T/p.json" | json_get "d[0]['id']")
 check "the policy naming base@1 is acknowledged" wait_for 20 entry_is "$ID" acknowledged
 check "work starts" cellctl vp start work
 check_eq "work reads the delivered image's file" "signed and delivered" "$(cellctl vp exec work -- cat /etc/cells-image 2>&1)"
-cellctl vp stop work >/dev/null 2>&1
+# what the MDM stores from the device's DeviceHello/status: VP NAME runs IMAGE, or "stopped"
+vp_is() { cells-mdm --json devices | python3 -c 'import json,sys
+d = json.load(sys.stdin)
+v = [x["vps"] for x in d if x["device_id"] == sys.argv[1]][0]
+sys.exit(not any(e["name"] == sys.argv[2] and (e["image"] if e["running"] else "stopped") == sys.argv[3] for e in v))' "$DEV" "$@"; }
+export -f vp_is
+check "the MDM learns that work runs base@1" wait_for 10 vp_is work base@1
+check "cells-mdm devices lists it" bash -c "cells-mdm devices | grep -qE '^  vp work +running +[a-z]+ +[a-z]+ +base@1'"
+check "work stops" cellctl vp stop work
+check "the MDM learns that work stopped" wait_for 10 vp_is work stopped
 stop_mdm
 finish
