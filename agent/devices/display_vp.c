@@ -34,7 +34,7 @@ static void on_stop(struct cellsd *d, const char *vp, void *data)
  * restarted cellsd). */
 static void follow(struct cellsd *d)
 {
-	static const struct vpm_listener l = {on_start, on_stop, NULL};
+	static const struct vpm_listener l = {.on_start = on_start, .on_stop = on_stop};
 	if (vpm_add_listener(d, &l) < 0) {
 		log_error("display: cannot follow the VP runtime; VPs get no display");
 		return;

@@ -391,7 +391,8 @@ static void on_vps_timer(struct loop *l, void *data)
 		send_hello(g, true);
 }
 
-/* A VP started or stopped: report the VPs (and their images) once things settle. */
+/* A VP started, stopped, was created or destroyed: report the VPs (and their images)
+ * once things settle. */
 static void on_vp_change(struct cellsd *d, const char *vp, void *data)
 {
 	struct mgmt *g = d->mgmt; /* NULL once mgmt stopped (the VPs stop after it) */
@@ -422,7 +423,8 @@ int mgmt_init(struct cellsd *d, cells_err_t *err)
 	if (compliance_source_add("mgmt", compliance_source) < 0)
 		return cells_err_set(err, ENOSPC, "mgmt: compliance sources full");
 	g->compliance_timer = loop_add_timer(d->loop, COMPLIANCE_CHECK_MS, on_compliance_timer, g);
-	struct vpm_listener vl = {.on_start = on_vp_change, .on_stop = on_vp_change};
+	struct vpm_listener vl = {
+	    .on_start = on_vp_change, .on_stop = on_vp_change, .on_change = on_vp_change};
 	if (vpm_add_listener(d, &vl) < 0)
 		return cells_err_set(err, ENOSPC, "mgmt: VP listeners full");
 	mgmt_link_start(g);

@@ -957,7 +957,7 @@ int tel_start(struct cellsd *d, const char *modem_path, cells_err_t *err)
 		goto fail;
 	}
 	/* listeners look d->tel up when called: tel_stop() may run before vpm_shutdown() */
-	static const struct vpm_listener lis = {on_vp_start, on_vp_stop, NULL};
+	static const struct vpm_listener lis = {.on_start = on_vp_start, .on_stop = on_vp_stop};
 	static bool registered;
 	if (d->vpm && !registered) {
 		if (vpm_add_listener(d, &lis) < 0) {

@@ -963,6 +963,15 @@ int vpm_on_exit(struct cellsd *d, const char *vp,
 
 /* ---- create / destroy ---- */
 
+/* A VP was made or removed: the on_change listeners. */
+static void notify_change(struct cellsd *d, const char *vp)
+{
+	struct vpm *m = d->vpm;
+	for (size_t i = 0; i < m->nlisteners; i++)
+		if (m->listeners[i].on_change)
+			m->listeners[i].on_change(d, vp, m->listeners[i].data);
+}
+
 int vpm_create(struct cellsd *d, const struct vpm_def *def, cells_err_t *err)
 {
 	if (cells_valid_name(def->name, err) < 0)
@@ -1032,7 +1041,10 @@ int vpm_create(struct cellsd *d, const struct vpm_def *def, cells_err_t *err)
 	if (sqlite3_step(ins) != SQLITE_DONE)
 		return sqldb_err(d->db, "insert vp", err);
 	uint32_t base;
-	return vp_uid_base(d, def->name, &base, err);
+	if (vp_uid_base(d, def->name, &base, err) < 0)
+		return -1;
+	notify_change(d, def->name);
+	return 0;
 }
 
 static int set_transient(struct cellsd *d, const char *vp, cells_err_t *err)
@@ -1079,6 +1091,7 @@ int vpm_destroy(struct cellsd *d, const char *vp, cells_err_t *err)
 	if (sqlite3_step(st) != SQLITE_DONE)
 		return sqldb_err(d->db, "delete vp", err);
 	image_unhold(d, good);
+	notify_change(d, vp);
 	if (remove_files(d, vp, err) < 0)
 		return cells_err_prefix(err, "destroy VP %s", vp);
 	return 0;

@@ -25,10 +25,11 @@ struct vpm;
 
 /* Lifecycle listeners. on_start runs after the VP's devcells exists and before its
  * init is released (its root is not mounted yet); on_stop after the init is gone and
- * before devcells is unmounted. */
+ * before devcells is unmounted; on_change after a VP was created or destroyed. */
 struct vpm_listener {
 	void (*on_start)(struct cellsd *d, const char *vp, void *data);
 	void (*on_stop)(struct cellsd *d, const char *vp, void *data);
+	void (*on_change)(struct cellsd *d, const char *vp, void *data);
 	void *data;
 };
 /* A ready listener runs once the VP's init has exec'd and before it runs its first

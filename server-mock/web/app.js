@@ -196,6 +196,15 @@ async function refreshDevice(id) {
     h('p', {}, 'VPs: ', d.vps.length ? d.vps.join(', ') : h('span', { class: 'muted' }, 'none known yet'),
       ' · VoIP: ', Object.keys(d.voip).length
         ? Object.entries(d.voip).map(([vp, n]) => vp + ' ' + n).join(', ') : h('span', { class: 'muted' }, 'none')));
+  document.getElementById('vps-reported').replaceChildren((dev.vps || []).length
+    ? table(['VP', 'state', 'screen', 'lock', 'image', 'number'], dev.vps.map((v) => h('tr', { 'data-vp': v.name },
+      h('td', {}, v.name),
+      h('td', { class: 'vp-state' }, v.running ? pill('running', 'ok') : pill('stopped', '')),
+      h('td', {}, v.foreground ? 'foreground' : 'background'),
+      h('td', {}, v.locked ? pill('locked', 'warn') : 'unlocked'),
+      h('td', { class: 'vp-image mono' }, v.running ? (v.image || 'local image') : ''),
+      h('td', {}, v.number || ''))), 'vps-table')
+    : h('span', { class: 'muted' }, 'the device has reported no VP'));
   document.getElementById('queue').replaceChildren(table(['id', 'what', 'state', 'created', 'done', 'reason'],
     d.queue.slice().reverse().map((e) => h('tr', { 'data-id': e.id },
       h('td', { class: 'mono' }, e.id), h('td', {}, e.what),
@@ -225,7 +234,8 @@ async function pageDevice(id) {
   const main = document.getElementById('main');
   if (may('device.lock') || may('device.wipe')) main.append(actionsCard(id, d.vps, msgA));
   if (may('device.policy')) main.append(policyCard(id, msgP));
-  main.append(h('section', { class: 'card' }, h('h3', {}, 'Wipe receipts'), h('div', { id: 'receipts' })),
+  main.append(h('section', { class: 'card' }, h('h3', {}, 'VPs (as the device reports them)'), h('div', { id: 'vps-reported' })),
+    h('section', { class: 'card' }, h('h3', {}, 'Wipe receipts'), h('div', { id: 'receipts' })),
     h('section', { class: 'card' }, h('h3', {}, 'Command queue'), h('div', { id: 'queue' })),
     h('section', { class: 'card' }, h('h3', {}, 'Audit log'), h('div', { id: 'audit-verify' })));
   await refreshDevice(id);

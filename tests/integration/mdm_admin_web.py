@@ -137,6 +137,8 @@ def run_admin():
         device_page(d)
         v0 = text(d, "#policy-version")
         c0 = text(d, "#compliance")
+        row = wait(d, lambda: text(d, 'tr[data-vp="personal"] .vp-state') or None)
+        ok("admin: the device page lists the VP the device reports (personal, stopped)", row == "stopped", repr(row))
         ok("admin: the device page offers policy push, lock and wipe",
            all(exists(d, c) for c in ("#policy-json", "#btn-lock", "#btn-wipe")))
         # a policy that does not validate: the server's reason, nothing queued

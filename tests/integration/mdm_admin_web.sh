@@ -34,6 +34,9 @@ for r in admin helpdesk auditor; do
 	check "$r: certificate imported into the browser's NSS database" bash -c \
 		"certutil -N -d '$db' --empty-password && certutil -A -d '$db' -n cells-mdm-ca -t C,, -i '$CELLS_MDM_STATE_DIR/ca.pem' && pk12util -i '$T/admins/the-$r.p12' -d '$db' -W ''"
 done
+# a VP the device reports (DeviceHello.vps): the device page lists it, stopped
+bash "$CELLS_SRC/scripts/mkimage.sh" "$T/img" >/dev/null || exit 1
+check "VP personal created" cellctl vp create personal --image "$T/img"
 W=$(cellctl wipe prepare work)
 check "work storage prepared" test -d "$W"
 cells-mdm policy example --device "$DEV" --version 9 >"$T/p.json"
