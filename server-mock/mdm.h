@@ -37,6 +37,9 @@ static inline const char *mdm_db_where(const struct mdm *m)
 {
 	return m->db[0] ? m->db : m->state_dir;
 }
+/* The store of a command (what: its name in the one-line error on stderr); NULL when
+ * it cannot be opened (or `cells-mdm init` was not run). */
+struct mdm_store *mdm_open_store(const struct mdm *m, const char *what);
 /* The devices a command addresses: every enrolled device for "--all" (none at all is
  * fine: *n is 0), else target when it is enrolled (ENOENT otherwise). *ids holds copies
  * (mdm_store_free_ids). */

@@ -516,24 +516,6 @@ int mdm_cmd_image_sign(struct mdm *m, const struct mdm_cmd *cmd, int argc, char 
 
 /* ---- the images table ---- */
 
-static struct mdm_store *open_store(struct mdm *m, const char *what)
-{
-	cells_err_t err = {0};
-	struct mdm_store *s = NULL;
-	char p[PATH_MAX];
-	mdm_path(m, "mdm.db", p);
-	if (!m->db[0] && access(p, F_OK) != 0) {
-		fprintf(stderr, "cells-mdm: %s: %s is missing (run 'cells-mdm init' first)\n", what,
-			p);
-		return NULL;
-	}
-	if (mdm_store_open(mdm_db_where(m), &s, &err) < 0) {
-		fprintf(stderr, "cells-mdm: %s: %s\n", what, err.msg);
-		return NULL;
-	}
-	return s;
-}
-
 /* The image rows of name: the highest version (0: none), and the sha256 of version v. */
 static int image_versions(struct mdb *db, const char *name, uint64_t v, uint64_t *max,
 			  char sha_of_v[65], cells_err_t *err)
@@ -659,7 +641,7 @@ int mdm_cmd_image_push(struct mdm *m, const struct mdm_cmd *cmd, int argc, char 
 	char hex[65], ref[IMAGE_NAME_MAX + 24];
 	cells_hex(mf.sha256, 32, hex);
 	snprintf(ref, sizeof ref, "%s@%llu", mf.name, (unsigned long long)mf.version);
-	struct mdm_store *s = open_store(m, "image push");
+	struct mdm_store *s = mdm_open_store(m, "image push");
 	if (!s)
 		return 1;
 	struct mdb *db = mdm_store_db(s);
@@ -867,7 +849,7 @@ int mdm_cmd_image_list(struct mdm *m, const struct mdm_cmd *cmd, int argc, char 
 	(void)argv;
 	if (argc)
 		return mdm_usage(cmd);
-	struct mdm_store *s = open_store(m, "image list");
+	struct mdm_store *s = mdm_open_store(m, "image list");
 	if (!s)
 		return 1;
 	json_object *arr = NULL;

@@ -30,24 +30,6 @@
 #define PRIO_POLICY 50
 #define PRIO_COMMAND 10
 
-static struct mdm_store *open_store(struct mdm *m, const char *what)
-{
-	cells_err_t err = {0};
-	struct mdm_store *s = NULL;
-	char p[PATH_MAX];
-	mdm_path(m, "mdm.db", p);
-	if (!m->db[0] && access(p, F_OK) != 0) {
-		fprintf(stderr, "cells-mdm: %s: %s is missing (run 'cells-mdm init' first)\n", what,
-			p);
-		return NULL;
-	}
-	if (mdm_store_open(mdm_db_where(m), &s, &err) < 0) {
-		fprintf(stderr, "cells-mdm: %s: %s\n", what, err.msg);
-		return NULL;
-	}
-	return s;
-}
-
 static void print_json(json_object *o)
 {
 	printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
@@ -58,7 +40,7 @@ int mdm_cmd_devices(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **a
 	cells_err_t err = {0};
 	if (argc)
 		return mdm_usage(cmd);
-	struct mdm_store *s = open_store(m, "devices");
+	struct mdm_store *s = mdm_open_store(m, "devices");
 	json_object *arr = NULL;
 	if (!s)
 		return 1;
@@ -311,7 +293,7 @@ int mdm_cmd_policy_push(struct mdm *m, const struct mdm_cmd *cmd, int argc, char
 		fprintf(stderr, "cells-mdm: policy push: %s\n", err.msg);
 		return 1;
 	}
-	struct mdm_store *s = open_store(m, "policy push");
+	struct mdm_store *s = mdm_open_store(m, "policy push");
 	if (!s)
 		return 1;
 	char **list = NULL;
@@ -382,7 +364,7 @@ int mdm_cmd_command_list(struct mdm *m, const struct mdm_cmd *cmd, int argc, cha
 	cells_err_t err = {0};
 	if (argc > 1)
 		return mdm_usage(cmd);
-	struct mdm_store *s = open_store(m, "command list");
+	struct mdm_store *s = mdm_open_store(m, "command list");
 	json_object *arr = NULL;
 	if (!s)
 		return 1;
@@ -418,7 +400,7 @@ int mdm_cmd_command_cancel(struct mdm *m, const struct mdm_cmd *cmd, int argc, c
 	cells_err_t err = {0};
 	if (argc != 1)
 		return mdm_usage(cmd);
-	struct mdm_store *s = open_store(m, "command cancel");
+	struct mdm_store *s = mdm_open_store(m, "command cancel");
 	if (!s)
 		return 1;
 	int r = mdm_store_queue_cancel(s, argv[0], &err);
@@ -477,7 +459,7 @@ static int queue_command(struct mdm *m, const char *words, Cells__V1__Command *c
 		fprintf(stderr, "cells-mdm: %s: '%s' is not a device id\n", words, c->device_id);
 		return 2;
 	}
-	struct mdm_store *s = open_store(m, words);
+	struct mdm_store *s = mdm_open_store(m, words);
 	if (!s)
 		return 1;
 	int k = mdm_store_device_known(s, c->device_id, &err);

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 int mdm_usage(const struct mdm_cmd *cmd)
@@ -52,6 +53,24 @@ int mdm_write_key(const struct mdm *m, const char *name, EVP_PKEY *k, cells_err_
 void mdm_path(const struct mdm *m, const char *name, char out[PATH_MAX])
 {
 	snprintf(out, PATH_MAX, "%s/%s", m->state_dir, name);
+}
+
+struct mdm_store *mdm_open_store(const struct mdm *m, const char *what)
+{
+	cells_err_t err = {0};
+	struct mdm_store *s = NULL;
+	char p[PATH_MAX];
+	mdm_path(m, "mdm.db", p);
+	if (!m->db[0] && access(p, F_OK) != 0) {
+		fprintf(stderr, "cells-mdm: %s: %s is missing (run 'cells-mdm init' first)\n", what,
+			p);
+		return NULL;
+	}
+	if (mdm_store_open(mdm_db_where(m), &s, &err) < 0) {
+		fprintf(stderr, "cells-mdm: %s: %s\n", what, err.msg);
+		return NULL;
+	}
+	return s;
 }
 
 EVP_PKEY *mdm_load_key(const struct mdm *m, const char *name, cells_err_t *err)

@@ -472,6 +472,38 @@ static const struct lws_protocols cli_protocols[] = {
 };
 
 /* Start the download NETIPC_IMAGE_GET asked for, into fd (owned). */
+/* The server's address (we resolve, IPv4 first, and dial the address; the TLS name
+ * stays N.host), -1 when the name does not resolve. */
+static int resolve(char addr[64])
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_family = AF_INET}, *ai = NULL;
+	if (getaddrinfo(N.host, NULL, &hints, &ai) != 0 || !ai) {
+		hints.ai_family = AF_INET6;
+		if (getaddrinfo(N.host, NULL, &hints, &ai) != 0 || !ai)
+			return -1;
+	}
+	if (ai->ai_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)ai->ai_addr)->sin_addr, addr, 64);
+	else
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr, addr, 64);
+	freeaddrinfo(ai);
+	return 0;
+}
+
+/* A TLS client connection to the server at addr for path, verified as the session is. */
+static void client_info(struct lws_client_connect_info *ci, const char *addr, const char *path)
+{
+	memset(ci, 0, sizeof *ci);
+	ci->context = N.ctx;
+	ci->vhost = N.cli_vh;
+	ci->address = addr;
+	ci->port = N.port;
+	ci->path = path;
+	ci->host = N.host;
+	ci->origin = N.host;
+	ci->ssl_connection = LCCSCF_USE_SSL; /* and nothing that weakens verification */
+}
+
 static void img_start(const Cells__Net__V1__NetImageGet *g, int fd)
 {
 	if (N.img_active) {
@@ -502,34 +534,14 @@ static void img_start(const Cells__Net__V1__NetImageGet *g, int fd)
 	snprintf(N.img_sha, sizeof N.img_sha, "%s", g->sha256);
 	snprintf(N.img_path, sizeof N.img_path, "/v1/images/%s", N.img_sha);
 	char addr[64];
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_family = AF_INET}, *ai = NULL;
-	if (getaddrinfo(N.host, NULL, &hints, &ai) != 0 || !ai) {
-		hints.ai_family = AF_INET6;
-		if (getaddrinfo(N.host, NULL, &hints, &ai) != 0 || !ai) {
-			img_end(EHOSTUNREACH, "cannot resolve the server's name");
-			return;
-		}
+	if (resolve(addr) < 0) {
+		img_end(EHOSTUNREACH, "cannot resolve the server's name");
+		return;
 	}
-	if (ai->ai_family == AF_INET)
-		inet_ntop(AF_INET, &((struct sockaddr_in *)ai->ai_addr)->sin_addr, addr,
-			  sizeof addr);
-	else
-		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr, addr,
-			  sizeof addr);
-	freeaddrinfo(ai);
 	struct lws_client_connect_info ci;
-	memset(&ci, 0, sizeof ci);
-	ci.context = N.ctx;
-	ci.vhost = N.cli_vh;
-	ci.address = addr;
-	ci.port = N.port;
-	ci.path = N.img_path;
-	ci.host = N.host;
-	ci.origin = N.host;
+	client_info(&ci, addr, N.img_path);
 	ci.method = "GET";
 	ci.alpn = "http/1.1";
-	ci.ssl_connection = LCCSCF_USE_SSL; /* same verification as the session */
-	ci.protocol = NULL;
 	ci.local_protocol_name = "cells-img";
 	ci.pwsi = &N.img_wsi;
 	log_info("image %.16s: GET %s from offset %llu", N.img_sha, N.img_path,
@@ -543,36 +555,15 @@ static void img_start(const Cells__Net__V1__NetImageGet *g, int fd)
 static void do_connect(lws_sorted_usec_list_t *sul)
 {
 	char addr[64];
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
 	if (N.wsi)
 		return;
 	N.closing = false;
-	/* resolve ourselves (IPv4 first) and dial the address; the TLS name is N.host */
-	hints.ai_family = AF_INET;
-	if (getaddrinfo(N.host, NULL, &hints, &ai) != 0 || !ai) {
-		hints.ai_family = AF_INET6;
-		if (getaddrinfo(N.host, NULL, &hints, &ai) != 0 || !ai) {
-			lost("cannot resolve the server's name");
-			return;
-		}
+	if (resolve(addr) < 0) {
+		lost("cannot resolve the server's name");
+		return;
 	}
-	if (ai->ai_family == AF_INET)
-		inet_ntop(AF_INET, &((struct sockaddr_in *)ai->ai_addr)->sin_addr, addr,
-			  sizeof addr);
-	else
-		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr, addr,
-			  sizeof addr);
-	freeaddrinfo(ai);
 	struct lws_client_connect_info ci;
-	memset(&ci, 0, sizeof ci);
-	ci.context = N.ctx;
-	ci.vhost = N.cli_vh;
-	ci.address = addr;
-	ci.port = N.port;
-	ci.path = N.path;
-	ci.host = N.host;
-	ci.origin = N.host;
-	ci.ssl_connection = LCCSCF_USE_SSL; /* and nothing that weakens verification */
+	client_info(&ci, addr, N.path);
 	ci.protocol = CELLS_WS_SUBPROTOCOL;
 	ci.local_protocol_name = CELLS_WS_SUBPROTOCOL;
 	ci.retry_and_idle_policy = &retry;

@@ -45,27 +45,6 @@ static EVP_PKEY *load(const char *dir, const char *name, bool create)
 	return k;
 }
 
-static Cells__V1__Signed *delegation(EVP_PKEY *root, EVP_PKEY *k, Cells__V1__KeyRole role,
-				     int64_t nb, int64_t exp)
-{
-	uint8_t pub[32], buf[1024];
-	pol_key_raw_public(k, pub, NULL);
-	Cells__V1__KeyDelegation d = CELLS__V1__KEY_DELEGATION__INIT;
-	d.public_key.data = pub;
-	d.public_key.len = 32;
-	d.roles = &role;
-	d.n_roles = 1;
-	d.not_before = nb;
-	d.expires_at = exp;
-	d.serial = 1;
-	size_t n = cells__v1__key_delegation__pack(&d, buf);
-	Cells__V1__Signed *s = calloc(1, sizeof *s);
-	cells__v1__signed__init(s);
-	if (pol_sign(s, CELLS__V1__SIGNED_KIND__SIGNED_KEY_DELEGATION, buf, n, root, NULL) < 0)
-		exit(1);
-	return s;
-}
-
 static Cells__V1__Signed *manifest(EVP_PKEY *k, const char *name, uint64_t version, uint64_t size,
 				   const uint8_t sha[32], int64_t created, int64_t expires,
 				   const char *fs)
@@ -107,9 +86,11 @@ static int fuzz_seeds(const char *dir)
 	memset(sha, 0x5a, sizeof sha);
 	char p[4096];
 	Cells__V1__Signed *del =
-	    delegation(root, sk, CELLS__V1__KEY_ROLE__KEY_ROLE_IMAGES, 0, FUZZ_NOW + 3600);
+	    fuzz_delegation(root, sk, CELLS__V1__KEY_ROLE__KEY_ROLE_IMAGES, 0, FUZZ_NOW + 3600);
 	Cells__V1__Signed *pdel =
-	    delegation(root, sk, CELLS__V1__KEY_ROLE__KEY_ROLE_POLICY, 0, FUZZ_NOW + 3600);
+	    fuzz_delegation(root, sk, CELLS__V1__KEY_ROLE__KEY_ROLE_POLICY, 0, FUZZ_NOW + 3600);
+	if (!del || !pdel)
+		exit(1);
 	Cells__V1__Signed *m =
 	    manifest(sk, "work-base", 3, 1 << 20, sha, FUZZ_NOW - 60, FUZZ_NOW + 3600, "erofs");
 	snprintf(p, sizeof p, "%s/bundle.bin", dir);
@@ -190,7 +171,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "image_forge: unknown mode %s\n", mode);
 		return 2;
 	}
-	Cells__V1__Signed *del = delegation(root, signer, role, now - 60, now + 30 * 86400);
+	Cells__V1__Signed *del = fuzz_delegation(root, signer, role, now - 60, now + 30 * 86400);
+	if (!del)
+		return 1;
 	Cells__V1__Signed *m =
 	    manifest(signer, name, version, size, sha, created, expires, argv[6]);
 	if (!strcmp(mode, "trust")) {

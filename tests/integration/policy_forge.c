@@ -30,27 +30,6 @@ static EVP_PKEY *load(const char *dir, const char *name)
 	return k;
 }
 
-static Cells__V1__Signed *delegation(EVP_PKEY *root, EVP_PKEY *k, Cells__V1__KeyRole role,
-				     int64_t nb, int64_t exp)
-{
-	uint8_t pub[32], buf[1024];
-	pol_key_raw_public(k, pub, NULL);
-	Cells__V1__KeyDelegation d = CELLS__V1__KEY_DELEGATION__INIT;
-	d.public_key.data = pub;
-	d.public_key.len = 32;
-	d.roles = &role;
-	d.n_roles = 1;
-	d.not_before = nb;
-	d.expires_at = exp;
-	d.serial = 1;
-	size_t n = cells__v1__key_delegation__pack(&d, buf);
-	Cells__V1__Signed *s = calloc(1, sizeof *s);
-	cells__v1__signed__init(s);
-	if (pol_sign(s, CELLS__V1__SIGNED_KIND__SIGNED_KEY_DELEGATION, buf, n, root, NULL) < 0)
-		return NULL;
-	return s;
-}
-
 static void put(const char *dir, const char *name, const void *p, size_t n)
 {
 	char path[4096];
@@ -98,9 +77,9 @@ static int fuzz_seeds(const char *base)
 	put(dir, "empty.pb", "", 0);
 	EVP_PKEY *root = fuzz_key(0x11), *sk = fuzz_key(0x22), *nroot = fuzz_key(0x33);
 	Cells__V1__Signed *del =
-	    delegation(root, sk, CELLS__V1__KEY_ROLE__KEY_ROLE_POLICY, 0, FUZZ_NOW + 3600);
+	    fuzz_delegation(root, sk, CELLS__V1__KEY_ROLE__KEY_ROLE_POLICY, 0, FUZZ_NOW + 3600);
 	Cells__V1__Signed *cdel =
-	    delegation(root, sk, CELLS__V1__KEY_ROLE__KEY_ROLE_COMMAND, 0, FUZZ_NOW + 3600);
+	    fuzz_delegation(root, sk, CELLS__V1__KEY_ROLE__KEY_ROLE_COMMAND, 0, FUZZ_NOW + 3600);
 	Cells__V1__Signed s = CELLS__V1__SIGNED__INIT;
 	pol_sign(&s, CELLS__V1__SIGNED_KIND__SIGNED_POLICY, payload, pn, sk, NULL);
 	static uint8_t out[200000];
@@ -124,7 +103,7 @@ static int fuzz_seeds(const char *base)
 	pol_sign(&rot, rot.kind, tb, tn, nroot, NULL);
 	Cells__V1__Signed *rp = &rot;
 	Cells__V1__Signed *ndel =
-	    delegation(nroot, sk, CELLS__V1__KEY_ROLE__KEY_ROLE_POLICY, 0, FUZZ_NOW + 3600);
+	    fuzz_delegation(nroot, sk, CELLS__V1__KEY_ROLE__KEY_ROLE_POLICY, 0, FUZZ_NOW + 3600);
 	put(dir, "rotation.bin", out, pack_bundle(&s, &ndel, 1, &rp, 1, out));
 	/* a signed command with its delegation */
 	Cells__V1__Command c = CELLS__V1__COMMAND__INIT;
@@ -196,12 +175,12 @@ int main(int argc, char **argv)
 		signer = fresh;
 	} else if (!strcmp(mode, "expired-delegation")) {
 		signer = fresh;
-		del = delegation(root, fresh, CELLS__V1__KEY_ROLE__KEY_ROLE_POLICY, now - 7200,
-				 now - 3600);
+		del = fuzz_delegation(root, fresh, CELLS__V1__KEY_ROLE__KEY_ROLE_POLICY, now - 7200,
+				      now - 3600);
 	} else if (!strcmp(mode, "wrong-role")) {
 		signer = fresh;
-		del = delegation(root, fresh, CELLS__V1__KEY_ROLE__KEY_ROLE_COMMAND, now - 60,
-				 now + 3600);
+		del = fuzz_delegation(root, fresh, CELLS__V1__KEY_ROLE__KEY_ROLE_COMMAND, now - 60,
+				      now + 3600);
 	} else if (!strncmp(mode, "conflict", 8) && (!mode[8] || mode[8] == ':')) {
 		const char *cls = mode[8] ? mode + 9 : "camera";
 		Cells__V1__Policy *pol = cells__v1__policy__unpack(NULL, pn, payload);
