@@ -277,7 +277,8 @@ static json_object *find_device(json_object *arr, const char *id)
 	return NULL;
 }
 
-/* VoIP numbers and VPs as the server knows them: from the acknowledged commands */
+/* VoIP numbers and VPs as the server knows them: from the acknowledged commands (and,
+ * in h_device, the VPs the device reports) */
 static void derive_vps(json_object *queue, json_object *receipts, json_object *vps,
 		       json_object *voip)
 {
@@ -332,6 +333,13 @@ static void h_device(struct req *q)
 	}
 	json_object *vpo = json_object_new_object(), *voip = json_object_new_object();
 	derive_vps(queue, rec, vpo, voip);
+	json_object *rv = json_object_object_get(d, "vps"); /* as the device reports them */
+	for (size_t i = 0; rv && i < json_object_array_length(rv); i++) {
+		const char *n = json_object_get_string(
+		    json_object_object_get(json_object_array_get_idx(rv, i), "name"));
+		if (n && *n && !json_object_object_get_ex(vpo, n, NULL))
+			json_object_object_add(vpo, n, json_object_new_boolean(true));
+	}
 	json_object *vps = json_object_new_array();
 	json_object_object_foreach(vpo, k, v)
 	{

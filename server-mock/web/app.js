@@ -297,6 +297,36 @@ function pageToken() {
     }, 'Make a token')), out));
 }
 
+/* ---- signed VP images ---- */
+
+async function pageImages() {
+  const [list, devices] = await Promise.all([api('GET', '/api/v1/images'), api('GET', '/api/v1/devices')]);
+  /* which VPs run each image, as the devices report them */
+  const runs = {};
+  for (const d of devices) {
+    for (const v of d.vps || []) {
+      if (v.running && v.image) (runs[v.image] = runs[v.image] || []).push(d.device_id.slice(0, 8) + '/' + v.name);
+    }
+  }
+  const cards = list.map((im) => {
+    const ref = im.name + '@' + im.version;
+    return h('section', { class: 'card', 'data-image': ref },
+      h('h3', {}, ref, ' ', h('span', { class: 'muted' }, im.fs_type + ', ' + (im.size / 1048576).toFixed(1) + ' MB')),
+      h('p', { class: 'muted' }, h('span', { class: 'mono' }, 'sha256 ' + im.sha256), h('br'),
+        'built ' + when(im.created) + ' · pushed ' + when(im.pushed_at) + ' · signature expires ' + when(im.expires_at)),
+      h('p', {}, 'running in: ', h('span', { class: 'runs' }, (runs[ref] || []).join(', ') || 'no VP')),
+      im.devices.length
+        ? table(['device', 'delivery', 'done', 'reason'], im.devices.map((d) => h('tr', { 'data-device': d.device_id },
+          h('td', { class: 'mono' }, h('a', { href: '#/device/' + d.device_id }, d.device_id)),
+          h('td', { class: 'state' }, pill(d.state, d.state === 'done' ? 'ok' : d.state === 'failed' ? 'bad' : '')),
+          h('td', {}, when(d.done_at)), h('td', {}, d.reason || ''))))
+        : h('p', { class: 'muted' }, 'not pushed to any device'));
+  });
+  setMain(h('h2', {}, 'VP images'),
+    h('p', { class: 'muted' }, 'Signed images (cells-mdm image build / sign / push); a policy names the image each VP runs.'),
+    ...(cards.length ? cards : [h('p', { class: 'muted', id: 'no-images' }, 'no image pushed yet')]));
+}
+
 /* ---- the admin audit log ---- */
 
 async function pageAdminAudit() {
@@ -325,6 +355,7 @@ async function route() {
   try {
     if (parts[0] === 'device' && /^[0-9a-f]{32}$/.test(parts[1])) await pageDevice(parts[1]);
     else if (parts[0] === 'audit' && /^[0-9a-f]{32}$/.test(parts[1])) await pageAudit(parts[1]);
+    else if (parts[0] === 'images') await pageImages();
     else if (parts[0] === 'token' && may('enroll-token.create')) pageToken();
     else if (parts[0] === 'admin-audit' && (reads('admin') || reads('auditor'))) await pageAdminAudit();
     else await pageDevices();

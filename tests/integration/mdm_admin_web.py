@@ -137,8 +137,8 @@ def run_admin():
         device_page(d)
         v0 = text(d, "#policy-version")
         c0 = text(d, "#compliance")
-        row = wait(d, lambda: text(d, 'tr[data-vp="personal"] .vp-state') or None)
-        ok("admin: the device page lists the VP the device reports (personal, stopped)", row == "stopped", repr(row))
+        row = wait(d, lambda: text(d, '#vps-reported tr[data-vp="work"] .vp-state') or None)
+        ok("admin: the device page lists the VP the device reports (work, stopped)", row == "stopped", repr(row))
         ok("admin: the device page offers policy push, lock and wipe",
            all(exists(d, c) for c in ("#policy-json", "#btn-lock", "#btn-wipe")))
         # a policy that does not validate: the server's reason, nothing queued
@@ -222,6 +222,12 @@ def run_auditor():
         ok("auditor: sees the verified receipt", "verified" in text(d, 'tr[data-vp="work"] .verified'))
         st, why = api_wipe_in_page(d)
         ok("auditor: a wipe is refused 403 with a reason", st == 403 and bool(why), "%s %s" % (st, why))
+        # the signed image pushed before the browser started: its delivery to the device
+        d.get(URL + "/#/images")
+        sel = 'section[data-image="base@1"] tr[data-device="%s"] .state' % DEV
+        st = wait(d, lambda: text(d, sel) if text(d, sel) == "done" else None, 60)
+        ok("auditor: the images page shows base@1 delivered to the device (done)", st == "done", repr(text(d, sel)))
+        shot(d, "console-images.png")
         d.get(URL + "/#/audit/" + DEV)
         n = wait(d, lambda: text(d, "#audit-count") if text(d, "#audit-count") not in ("", "0 records") else None, 30)
         ok("auditor: the uploaded audit log is listed", bool(n), repr(n))

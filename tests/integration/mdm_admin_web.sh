@@ -34,9 +34,17 @@ for r in admin helpdesk auditor; do
 	check "$r: certificate imported into the browser's NSS database" bash -c \
 		"certutil -N -d '$db' --empty-password && certutil -A -d '$db' -n cells-mdm-ca -t C,, -i '$CELLS_MDM_STATE_DIR/ca.pem' && pk12util -i '$T/admins/the-$r.p12' -d '$db' -W ''"
 done
-# a VP the device reports (DeviceHello.vps): the device page lists it, stopped
+# a VP the device reports (DeviceHello.vps): the device page lists it, stopped (its storage
+# is prepared below and wiped from the console)
 bash "$CELLS_SRC/scripts/mkimage.sh" "$T/img" >/dev/null || exit 1
-check "VP personal created" cellctl vp create personal --image "$T/img"
+check "VP work created" cellctl vp create work --image "$T/img"
+# a signed image pushed to the device (the images page shows its delivery)
+if command -v mkfs.erofs >/dev/null; then
+	check "cells-mdm image build" cells-mdm image build "$T/img" -o "$T/base.img" --name base --version 1
+	check "cells-mdm image push" cells-mdm image push "$DEV" "$T/base.img"
+else
+	not_ok "erofs-utils installed (mkfs.erofs)"
+fi
 W=$(cellctl wipe prepare work)
 check "work storage prepared" test -d "$W"
 cells-mdm policy example --device "$DEV" --version 9 >"$T/p.json"
