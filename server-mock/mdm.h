@@ -207,6 +207,12 @@ int mdm_images_json(struct mdm_store *s, json_object **out, cells_err_t *err);
  * mdm_image_http_writeable; *dl is the connection's state (owned; freed when the
  * answer is complete, or by mdm_image_http_free when the connection closes). <0: close. */
 struct lws;
+/* The parsers of a download request (untrusted; tests/fuzz/fuzz_image_request.c): the
+ * SHA-256 of "/v1/images/<64 lowercase hex>" (its hex part, NULL: not such a path), and
+ * a Range header "bytes=N-", "bytes=N-M" or "bytes=-N" of a file of size -> [*from, *to)
+ * (0 ok, 1 not satisfiable, -1 not understood: the whole file, RFC 9110). */
+const char *mdm_image_uri_sha(const char *uri, uint8_t sha[32]);
+int mdm_image_range(const char *h, uint64_t size, uint64_t *from, uint64_t *to);
 struct mdm_image_dl;
 int mdm_image_http(struct lws *wsi, struct mdm_store *st, const char *uri, const char *device,
 		   const char *why, struct mdm_image_dl **dl);

@@ -890,6 +890,13 @@ int mdm_cmd_image_list(struct mdm *m, const struct mdm_cmd *cmd, int argc, char 
 
 /* ---- GET /v1/images/<sha256> on the serve listener ---- */
 
+const char *mdm_image_uri_sha(const char *uri, uint8_t sha[32])
+{
+	static const char pre[] = "/v1/images/";
+	const char *hex = !strncmp(uri, pre, sizeof pre - 1) ? uri + sizeof pre - 1 : NULL;
+	return hex && hex_decode32(hex, sha) == 0 ? hex : NULL;
+}
+
 struct mdm_image_dl {
 	int fd;	       /* the image file (-1: an error answer) */
 	int status;    /* HTTP status */
@@ -911,9 +918,8 @@ void mdm_image_http_free(struct mdm_image_dl **dl)
 	*dl = NULL;
 }
 
-/* "bytes=N-", "bytes=N-M" or "bytes=-N" (one range) -> [*from, *to) of size; 0 ok, 1 not
- * satisfiable, -1 not understood (the header is ignored: the whole file, RFC 9110). */
-static int range_parse(const char *h, uint64_t size, uint64_t *from, uint64_t *to)
+/* One range only (a list is not understood: the whole file). */
+int mdm_image_range(const char *h, uint64_t size, uint64_t *from, uint64_t *to)
 {
 	if (strncmp(h, "bytes=", 6) || strchr(h, ','))
 		return -1;
@@ -965,10 +971,9 @@ int mdm_image_http(struct lws *wsi, struct mdm_store *st, const char *uri, const
 		return -1;
 	d->fd = -1;
 	*dlp = d;
-	static const char pre[] = "/v1/images/";
-	const char *hex = !strncmp(uri, pre, sizeof pre - 1) ? uri + sizeof pre - 1 : NULL;
 	uint8_t sha[32];
-	if (!hex || hex_decode32(hex, sha) < 0)
+	const char *hex = mdm_image_uri_sha(uri, sha);
+	if (!hex)
 		return dl_error(wsi, d, 404, "not found");
 	if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0) {
 		/* HTTP/1.1: its body, if any, must not be read as the next request (HTTP/2
@@ -1025,7 +1030,7 @@ int mdm_image_http(struct lws *wsi, struct mdm_store *st, const char *uri, const
 	d->status = 200;
 	int n = lws_hdr_copy(wsi, range, sizeof range, WSI_TOKEN_HTTP_RANGE);
 	if (n > 0) {
-		int k = range_parse(range, d->size, &d->off, &d->end);
+		int k = mdm_image_range(range, d->size, &d->off, &d->end);
 		if (k == 1) {
 			close(d->fd);
 			d->fd = -1;

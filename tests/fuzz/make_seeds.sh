@@ -77,6 +77,19 @@ unhex() { xxd -r -p; }
 { printf '\x03'; printf '\x00\x00'; } >$C/half_header
 { printf '\x00'; printf '\x7f\xff\xff\xff\x08\x01'; } >$C/oversize
 { printf '\x05'; printf '\x00\x00\x00\x00'; frame "$ping" | unhex; } >$C/empty_then_ping
+# image download requests: 8 bytes of file size (little endian), "URI\0RANGE"
+C=corpus/fuzz_image_request
+mkdir -p $C
+sz() { printf "$(printf '%016x' "$1" | sed 's/../&\n/g' | tac | tr -d '\n' | sed 's/../\\x&/g')"; }
+H=624a52bcf74a86b5fc74a9d49ae4068376ce3d0769d57840289f86772e9c891a
+{ sz 209715200; printf '/v1/images/%s\0bytes=1048576-' $H; } >$C/resume
+{ sz 209715200; printf '/v1/images/%s\0bytes=0-99' $H; } >$C/first_100
+{ sz 209715200; printf '/v1/images/%s\0bytes=-500' $H; } >$C/suffix
+{ sz 1000; printf '/v1/images/%s\0bytes=2000-' $H; } >$C/past_end
+{ sz 1000; printf '/v1/images/%s\0bytes=0-1,5-9' $H; } >$C/list
+{ sz 0; printf '/v1/images/%s\0bytes=-0' $H; } >$C/empty_file
+{ sz 1000; printf '/v1/images/%sX\0bytes=18446744073709551615-' $H; } >$C/long_sha_huge
+{ sz 1000; printf '/v1/images/../../etc/passwd\0' ; } >$C/traversal
 # signed seeds (fixed keys of fuzz_policy_keys.h): policy_forge --fuzz-seeds corpus and
 # image_forge --fuzz-seeds corpus/fuzz_image_bundle (build/tests/integration/)
 echo "seeds written"
