@@ -12,7 +12,8 @@
  *   cellsd --test-crash-at POINT, cells-mdm serve --test-crash-at POINT
  *       the process SIGKILLs itself when it reaches the crash point POINT (logged first
  *       as "test crash point POINT: killing PROGRAM"); points: policy-before-persist,
- *       policy-after-persist, wipe-step-N (cellsd), mdm-audit-before-ack (cells-mdm)
+ *       policy-after-persist, wipe-step-N, image-import-copying (cellsd, in the
+ *       import's copy thread past its first MiB), mdm-audit-before-ack (cells-mdm)
  *
  * Each option may be given once. */
 #ifndef CELLS_TESTHOOK_H

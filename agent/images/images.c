@@ -12,21 +12,29 @@
 #include "pol_image.h"
 #include "policy_engine.h"
 #include "sqldb.h"
+#include "testhook.h"
 #include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <openssl/evp.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 enum img_state { IMG_PENDING, IMG_VERIFIED, IMG_FAILED, IMG_REMOVED };
+/* The one writer of an image's partial file (per SHA-256: versions of the same bytes
+ * share it); not persisted: after a restart a download resumes, an import starts again. */
+enum img_writer { W_NONE, W_IMPORT, W_DOWNLOAD };
 static const char *const state_names[] = {"pending", "verified", "failed", "removed"};
 
 struct image {
@@ -37,11 +45,16 @@ struct image {
 	uint64_t have; /* bytes in the partial file */
 	unsigned refs;
 	bool mounted;
+	enum img_writer writer; /* who writes the partial file now */
 };
+
+struct import_job;
+static void imports_stop(struct cellsd *d);
 
 struct images {
 	struct image *v;
 	size_t n;
+	struct import_job *jobs; /* imports copying in their threads */
 	char dir[PATH_MAX], partial[PATH_MAX], mnt[PATH_MAX];
 };
 
@@ -114,6 +127,22 @@ static struct image *find_hex(struct images *im, const char *hex)
 		if (!strcmp(im->v[i].hex, hex))
 			return &im->v[i];
 	return NULL;
+}
+
+/* Who writes the partial file of these bytes now (any version with that SHA-256). */
+static enum img_writer hex_writer(struct images *im, const char *hex)
+{
+	for (size_t i = 0; i < im->n; i++)
+		if (!strcmp(im->v[i].hex, hex) && im->v[i].writer != W_NONE)
+			return im->v[i].writer;
+	return W_NONE;
+}
+
+static void set_writer(struct images *im, const char *hex, enum img_writer w)
+{
+	for (size_t i = 0; i < im->n; i++)
+		if (!strcmp(im->v[i].hex, hex))
+			im->v[i].writer = w;
 }
 
 static struct image *newest(struct images *im, const char *name)
@@ -378,6 +407,7 @@ void images_fini(struct cellsd *d)
 	struct images *im = d->images;
 	if (!im)
 		return;
+	imports_stop(d);
 	for (size_t k = 0; k < im->n; k++)
 		if (im->v[k].mounted)
 			unmount_image(im, &im->v[k]);
@@ -450,38 +480,9 @@ static int accept_manifest(struct cellsd *d, const uint8_t *blob, size_t n, bool
 	return 0;
 }
 
-static int hash_file(int fd, uint64_t *size, uint8_t out[32], cells_err_t *err)
-{
-	EVP_MD_CTX *c = EVP_MD_CTX_new();
-	if (!c || !EVP_DigestInit_ex(c, EVP_sha256(), NULL)) {
-		EVP_MD_CTX_free(c);
-		return cells_err_set(err, ENOMEM, "sha256");
-	}
-	static uint8_t buf[1 << 20];
-	uint64_t total = 0;
-	off_t off = 0;
-	for (;;) {
-		ssize_t r = pread(fd, buf, sizeof buf, off);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			EVP_MD_CTX_free(c);
-			return cells_err_sys(err, errno, "read image");
-		}
-		if (r == 0)
-			break;
-		EVP_DigestUpdate(c, buf, (size_t)r);
-		off += r;
-		total += (uint64_t)r;
-	}
-	EVP_DigestFinal_ex(c, out, NULL);
-	EVP_MD_CTX_free(c);
-	*size = total;
-	return 0;
-}
-
-/* The partial file of i is complete as far as the writer knows: check size and hash
- * (from the file itself, never from what the writer says), rename, mount. */
+/* The partial file of i is complete as far as the writer knows: check its size (from the
+ * file) and given, the SHA-256 cellsd computed of the bytes as it wrote them (never what
+ * a peer says), against the signed manifest; rename, mount. */
 static int finish(struct cellsd *d, struct image *i, const uint8_t *given, const char *actor,
 		  cells_err_t *err)
 {
@@ -499,13 +500,8 @@ static int finish(struct cellsd *d, struct image *i, const uint8_t *given, const
 			fail_image(d, i, actor, err->msg);
 			return -1;
 		}
-		if (given) {
-			memcpy(h, given, 32);
-			size = (uint64_t)sb.st_size;
-		} else if (hash_file(fd, &size, h, err) < 0) {
-			fail_image(d, i, actor, err->msg);
-			return -1;
-		}
+		memcpy(h, given, 32);
+		size = (uint64_t)sb.st_size;
 	}
 	if (size != i->m.size) {
 		cells_err_set(err, EBADMSG,
@@ -556,7 +552,8 @@ static json_object *describe(struct images *im, const struct image *i)
 	json_object_object_add(o, "size", json_object_new_int64((int64_t)i->m.size));
 	json_object_object_add(o, "fs_type", json_object_new_string(i->m.fs_type));
 	json_object_object_add(o, "expires_at", json_object_new_int64(i->m.expires_at));
-	const char *st = i->st == IMG_PENDING	 ? "downloading"
+	const char *st = i->st == IMG_PENDING
+			     ? (i->writer == W_IMPORT ? "importing" : "downloading")
 			 : i->st == IMG_VERIFIED ? (i->mounted ? "mounted" : "verified")
 						 : state_names[i->st];
 	json_object_object_add(o, "state", json_object_new_string(st));
@@ -565,7 +562,9 @@ static json_object *describe(struct images *im, const struct image *i)
 	    json_object_new_int64((int64_t)(i->st == IMG_VERIFIED ? i->m.size : i->have)));
 	json_object_object_add(o, "refs", json_object_new_int64(i->refs));
 	char line[CELLS_ERR_MSG_MAX + 64];
-	if (i->st == IMG_PENDING)
+	if (i->st == IMG_PENDING && i->writer == W_IMPORT)
+		snprintf(line, sizeof line, "importing %llu bytes", (unsigned long long)i->m.size);
+	else if (i->st == IMG_PENDING)
 		snprintf(line, sizeof line, "downloading %llu/%llu bytes",
 			 (unsigned long long)i->have, (unsigned long long)i->m.size);
 	else if (i->st == IMG_VERIFIED && i->mounted)
@@ -585,8 +584,152 @@ static json_object *describe(struct images *im, const struct image *i)
 	return o;
 }
 
+/* An import copies in a thread of its own (a 4 GB image is a minute of I/O; the loop
+ * keeps serving calls, calls and VPs meanwhile): the image's bytes from the client's fd
+ * into the partial file, hashing as it goes, then fsync. The loop, woken by the eventfd,
+ * checks size and hash against the signed manifest and renames and mounts (finish). */
+struct import_job {
+	struct import_job *next;
+	struct cellsd *d;
+	char hex[65], name[IMAGES_NAME_MAX + 1], actor[64];
+	uint64_t version, limit; /* at most the signed size + 1 bytes */
+	int in, out, efd;
+	pthread_t th;
+	atomic_bool stop;	 /* cellsd is stopping */
+	_Atomic uint64_t copied; /* bytes so far (status) */
+	int err_no;		 /* the thread's outcome: 0 or errno */
+	char err_what[32];	 /* what failed */
+	uint8_t sha[32];	 /* of the bytes copied */
+	images_import_done done;
+	void *data;
+};
+
+static void *import_copy(void *arg)
+{
+	struct import_job *j = arg;
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	uint8_t *buf = malloc(1 << 20);
+	uint64_t total = 0;
+	if (!c || !buf || !EVP_DigestInit_ex(c, EVP_sha256(), NULL)) {
+		j->err_no = ENOMEM;
+		snprintf(j->err_what, sizeof j->err_what, "sha256");
+		goto out;
+	}
+	for (;;) {
+		size_t want = 1 << 20;
+		if (j->limit - total < want)
+			want = (size_t)(j->limit - total);
+		if (want == 0)
+			break; /* one byte over the signed size: enough to refuse */
+		if (atomic_load(&j->stop)) {
+			j->err_no = ECANCELED;
+			snprintf(j->err_what, sizeof j->err_what, "cellsd stopping");
+			goto out;
+		}
+		ssize_t k = read(j->in, buf, want);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0) {
+			j->err_no = errno;
+			snprintf(j->err_what, sizeof j->err_what, "read the image file");
+			goto out;
+		}
+		if (k == 0)
+			break;
+		if (cells_write_all(j->out, buf, (size_t)k) < 0) {
+			j->err_no = errno;
+			snprintf(j->err_what, sizeof j->err_what, "write the partial file");
+			goto out;
+		}
+		EVP_DigestUpdate(c, buf, (size_t)k);
+		total += (uint64_t)k;
+		atomic_store(&j->copied, total);
+		if (total > (1 << 20))
+			testhook_crash_point("image-import-copying");
+	}
+	if (fsync(j->out) < 0) {
+		j->err_no = errno;
+		snprintf(j->err_what, sizeof j->err_what, "sync the partial file");
+		goto out;
+	}
+	EVP_DigestFinal_ex(c, j->sha, NULL);
+out:
+	EVP_MD_CTX_free(c);
+	free(buf);
+	uint64_t one = 1;
+	if (write(j->efd, &one, sizeof one) < 0) {
+		/* an eventfd write fails only on overflow: the loop is woken anyway */
+	}
+	return NULL;
+}
+
+static void job_unlink(struct images *im, struct import_job *j)
+{
+	for (struct import_job **p = &im->jobs; *p; p = &(*p)->next)
+		if (*p == j) {
+			*p = j->next;
+			return;
+		}
+}
+
+static void job_free(struct import_job *j)
+{
+	if (j->in >= 0)
+		close(j->in);
+	if (j->out >= 0)
+		close(j->out);
+	if (j->efd >= 0)
+		close(j->efd);
+	free(j);
+}
+
+/* The copy ended (the loop): check and use it, or fail the image; tell the caller. */
+static void import_ended(struct loop *l, int fd, uint32_t events, void *data)
+{
+	struct import_job *j = data;
+	struct cellsd *d = j->d;
+	struct images *im = d->images;
+	(void)events;
+	loop_del_fd(l, fd);
+	pthread_join(j->th, NULL);
+	job_unlink(im, j);
+	set_writer(im, j->hex, W_NONE);
+	cells_err_t err = {0};
+	json_object *desc = NULL;
+	struct image *i = find(im, j->name, j->version);
+	if (!i || i->st != IMG_PENDING) {
+		cells_err_set(&err, ECANCELED, "image %s@%llu: no longer pending", j->name,
+			      (unsigned long long)j->version);
+	} else if (j->err_no) {
+		cells_err_sys(&err, j->err_no, "%s", j->err_what);
+		fail_image(d, i, j->actor, err.msg);
+	} else if (finish(d, i, j->sha, j->actor, &err) == 0) {
+		desc = describe(im, i);
+	}
+	j->done(d, desc, desc ? NULL : &err, j->data);
+	job_free(j);
+}
+
+/* An import still copying stops at its next chunk; its partial file is left, and the
+ * image stays pending (imported again, or downloaded, later). */
+static void imports_stop(struct cellsd *d)
+{
+	struct images *im = d->images;
+	while (im->jobs) {
+		struct import_job *j = im->jobs;
+		im->jobs = j->next;
+		atomic_store(&j->stop, true);
+		pthread_join(j->th, NULL);
+		loop_del_fd(d->loop, j->efd);
+		cells_err_t err = {0};
+		cells_err_set(&err, ECANCELED, "cellsd is stopping");
+		j->done(d, NULL, &err, j->data);
+		job_free(j);
+	}
+}
+
 int images_import(struct cellsd *d, int fd, const uint8_t *bundle, size_t n, const char *actor,
-		  json_object **desc, cells_err_t *err)
+		  images_import_done done, void *data, json_object **desc, cells_err_t *err)
 {
 	struct images *im = d->images;
 	struct image *i;
@@ -599,49 +742,52 @@ int images_import(struct cellsd *d, int fd, const uint8_t *bundle, size_t n, con
 		*desc = describe(im, i);
 		return 0;
 	}
-	/* copy the image into the partial file, at most size + 1 bytes, hashing as it goes */
+	enum img_writer w = hex_writer(im, i->hex);
+	if (w != W_NONE)
+		return cells_err_set(err, EBUSY, "image %s@%llu: %s", i->m.name,
+				     (unsigned long long)i->m.version,
+				     w == W_IMPORT ? "an import of these bytes is in progress"
+						   : "it is being downloaded from the MDM");
+	struct import_job *j = calloc(1, sizeof *j);
+	if (!j)
+		return cells_err_sys(err, ENOMEM, "image import");
+	j->d = d;
+	j->in = j->out = -1;
+	j->done = done;
+	j->data = data;
+	memcpy(j->hex, i->hex, sizeof j->hex);
+	snprintf(j->name, sizeof j->name, "%s", i->m.name);
+	snprintf(j->actor, sizeof j->actor, "%s", actor);
+	j->version = i->m.version;
+	j->limit = i->m.size + 1;
 	char pp[PATH_MAX];
 	part_path(im, i, pp);
 	unlink(pp);
-	{
-		cleanup_close int out =
-		    open(pp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-		if (out < 0) {
-			cells_err_sys(err, errno, "create %s", pp);
-			fail_image(d, i, actor, err->msg);
-			return -1;
-		}
-		static uint8_t buf[1 << 20];
-		uint64_t total = 0;
-		for (;;) {
-			size_t want = sizeof buf;
-			if (i->m.size + 1 - total < want)
-				want = (size_t)(i->m.size + 1 - total);
-			if (want == 0)
-				break; /* one byte over the signed size: enough to refuse */
-			ssize_t k = read(fd, buf, want);
-			if (k < 0 && errno == EINTR)
-				continue;
-			if (k < 0) {
-				cells_err_sys(err, errno, "read the image file");
-				fail_image(d, i, actor, err->msg);
-				return -1;
-			}
-			if (k == 0)
-				break;
-			if (cells_write_all(out, buf, (size_t)k) < 0) {
-				cells_err_sys(err, errno, "write %s", pp);
-				fail_image(d, i, actor, err->msg);
-				return -1;
-			}
-			total += (uint64_t)k;
-			i->have = total;
-		}
-	}
-	if (finish(d, i, NULL, actor, err) < 0)
+	j->out = open(pp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	j->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	j->in = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (j->out < 0 || j->efd < 0 || j->in < 0) {
+		cells_err_sys(err, errno, "image import: %s", j->out < 0 ? pp : "fds");
+		fail_image(d, i, actor, err->msg);
+		job_free(j);
 		return -1;
-	*desc = describe(im, i);
-	return 0;
+	}
+	if (loop_add_fd(d->loop, j->efd, EPOLLIN, import_ended, j, err) < 0) {
+		job_free(j);
+		return -1;
+	}
+	int e = pthread_create(&j->th, NULL, import_copy, j);
+	if (e) {
+		loop_del_fd(d->loop, j->efd);
+		job_free(j);
+		return cells_err_sys(err, e, "image import: thread");
+	}
+	set_writer(im, i->hex, W_IMPORT);
+	j->next = im->jobs;
+	im->jobs = j;
+	log_info("image %s@%llu: import started (%llu bytes)", i->m.name,
+		 (unsigned long long)i->m.version, (unsigned long long)i->m.size);
+	return 1;
 }
 
 int images_offer(struct cellsd *d, const uint8_t *signed_blob, size_t n, const char *actor,
@@ -663,6 +809,9 @@ int images_partial_open(struct cellsd *d, const char *hex, uint64_t *have, uint6
 	struct image *i = find_hex(im, hex);
 	if (!i || i->st != IMG_PENDING)
 		return cells_err_set(err, ENOENT, "no download pending for image %s", hex);
+	if (hex_writer(im, hex) == W_IMPORT)
+		return cells_err_set(err, EBUSY,
+				     "image %s: an import of these bytes is in progress", hex);
 	char pp[PATH_MAX];
 	part_path(im, i, pp);
 	int fd = open(pp, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -676,6 +825,7 @@ int images_partial_open(struct cellsd *d, const char *hex, uint64_t *have, uint6
 	i->have = (uint64_t)sb.st_size;
 	*have = i->have;
 	*size = i->m.size;
+	set_writer(im, hex, W_DOWNLOAD);
 	return fd;
 }
 
@@ -690,8 +840,9 @@ int images_partial_finish(struct cellsd *d, const char *hex, const uint8_t *sha2
 			  cells_err_t *err)
 {
 	struct image *i = find_hex(d->images, hex);
-	if (!i || i->st != IMG_PENDING)
+	if (!i || i->st != IMG_PENDING || i->writer != W_DOWNLOAD)
 		return cells_err_set(err, ENOENT, "no download pending for image %s", hex);
+	set_writer(d->images, hex, W_NONE);
 	return finish(d, i, sha256, "mgmt", err);
 }
 
@@ -699,7 +850,7 @@ int images_next_pending(struct cellsd *d, char hex[65], char ref[IMAGES_NAME_MAX
 {
 	struct images *im = d->images;
 	for (size_t k = 0; im && k < im->n; k++)
-		if (im->v[k].st == IMG_PENDING) {
+		if (im->v[k].st == IMG_PENDING && im->v[k].writer != W_IMPORT) {
 			memcpy(hex, im->v[k].hex, 65);
 			snprintf(ref, IMAGES_NAME_MAX + 24, "%s@%llu", im->v[k].m.name,
 				 (unsigned long long)im->v[k].m.version);
@@ -711,8 +862,10 @@ int images_next_pending(struct cellsd *d, char hex[65], char ref[IMAGES_NAME_MAX
 void images_partial_fail(struct cellsd *d, const char *hex, const char *reason)
 {
 	struct image *i = find_hex(d->images, hex);
-	if (i && i->st == IMG_PENDING)
+	if (i && i->st == IMG_PENDING && i->writer != W_IMPORT) {
+		set_writer(d->images, hex, W_NONE);
 		fail_image(d, i, "mgmt", reason);
+	}
 }
 
 json_object *images_list(struct cellsd *d)

@@ -52,15 +52,21 @@ int images_init(struct cellsd *d, cells_err_t *err);
 void images_fini(struct cellsd *d);
 
 /* The offline path (`cellctl image import`): verify the bundle (ImageBundle or bare
- * Signed manifest) with the trust the device holds (pol_image_bundle_verify), record the
- * manifest, copy the image from fd (read at most size + 1 bytes) into the partial file
- * hashing it, fsync, and rename it to STATE/images/<sha>.img only when size and SHA-256
- * match; then mount it. Every acceptance and refusal is audited (image.accepted,
+ * Signed manifest) with the trust the device holds (pol_image_bundle_verify) and record
+ * the manifest; then a thread copies the image from fd (a dup is kept; at most size + 1
+ * bytes) into the partial file, hashing it, and fsyncs, while the loop goes on; back in
+ * the loop the file is renamed to STATE/images/<sha>.img only when size and SHA-256 match,
+ * then mounted, and done(d, desc, NULL, data) is called (desc owned by done), or
+ * done(d, NULL, err, data). Every acceptance and refusal is audited (image.accepted,
  * image.rejected, image.verified, image.corrupt, image.mounted). actor: for the audit.
- * On success *desc (owned) describes the image. */
+ * Returns 1 when the copy started (done will be called), 0 when the image was on the
+ * device already (*desc set now, done not called), -1 refused (err; EBUSY while an
+ * import or a download writes the same bytes). */
 struct json_object;
+typedef void (*images_import_done)(struct cellsd *d, struct json_object *desc,
+				   const cells_err_t *err, void *data);
 int images_import(struct cellsd *d, int fd, const uint8_t *bundle, size_t n, const char *actor,
-		  struct json_object **desc, cells_err_t *err);
+		  images_import_done done, void *data, struct json_object **desc, cells_err_t *err);
 
 /* The network path (Envelope.image): verify the bare Signed manifest with the held
  * trust and record it (image.accepted / image.rejected). 0: new, to be downloaded;

@@ -6,7 +6,8 @@
 # version (ESTALE), a bundle signed by a key without the images role, an expired
 # manifest and one over --max-image-size are refused with their reason and an audit
 # record, leaving nothing in STATE/images/*.img and nothing mounted; a complete image
-# whose file is damaged while cellsd is down is removed at start-up (audited).
+# whose file is damaged while cellsd is down is removed at start-up (audited); cellsd
+# SIGKILLed while an import copies (in its own thread) leaves nothing used or mounted.
 . "$CELLS_SRC/tests/lib.sh"
 need_root
 command -v mkfs.erofs >/dev/null || skip "erofs-utils not installed"
@@ -107,6 +108,25 @@ check_eq "the erofs image is still verified" mounted "$(cellctl --json image sta
 check_eq "the damaged squashfs image is failed" failed "$(cellctl --json image status tools | jget 'd["images"][0]["state"]')"
 check "its file is removed" test ! -e "$CELLS_STATE/images/$SQ.img"
 check_eq "audit: the damaged file" $((before_corrupt + 4)) "$(audit_count image.corrupt refused)"
+# --- SIGKILL while the import's thread copies: nothing half-written is used or mounted;
+# imported again it is whole ---
+mkdir -p "$T/big"
+head -c 6000000 /dev/urandom >"$T/big/blob"
+mkfs.erofs --quiet "$T/big.erofs" "$T/big" >/dev/null || exit 1
+B=$(sha "$T/big.erofs")
+forge good "$T/big.erofs" big 1 erofs "$T/big1.bin"
+stop_cellsd
+start_cellsd --max-image-size 16M --test-crash-at image-import-copying || exit 1
+cellctl image import "$T/big.erofs" "$T/big1.bin" >/dev/null 2>&1
+wait "$CELLSD_PID" 2>/dev/null
+check "cellsd was killed while the import copied" grep -q "test crash point image-import-copying: killing cellsd" "$T/cellsd.log"
+check "no image file for the cut import" test ! -e "$CELLS_STATE/images/$B.img"
+check "its partial file holds less than the image" test "$(stat -c %s "$CELLS_STATE/images/partial/$B.part")" -lt "$(stat -c %s "$T/big.erofs")"
+start_cellsd --max-image-size 16M || exit 1
+check "after the restart the cut image is not mounted" bash -c "! mounted '$CELLS_RUN_DIR/images/$B'"
+check "imported again" cellctl image import "$T/big.erofs" "$T/big1.bin"
+check "the stored image is the file, byte for byte" cmp "$T/big.erofs" "$CELLS_STATE/images/$B.img"
+check "it is mounted" mounted "$CELLS_RUN_DIR/images/$B"
 check_fails "unknown image status fails" "not on the device" cellctl image status nosuch
 check "audit chain verifies" cellctl audit verify
 stop_cellsd
