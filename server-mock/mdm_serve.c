@@ -732,10 +732,16 @@ static void handle_result(struct sess *ss, const Cells__V1__Envelope *env)
 	else if (r->status == CELLS__V1__RESULT_STATUS__RESULT_FAILED ||
 		 r->status == CELLS__V1__RESULT_STATUS__RESULT_REJECTED)
 		st = MDM_Q_FAILED;
+	/* a look for more entries: unless this was one of ours and the window had room
+	 * (then the last look found the queue empty, and a new entry wakes the session) */
+	if (!mine || ss->inflight >= WINDOW)
+		ss->want_check = true;
 	if (st >= 0 && corr[0]) {
 		int n =
-		    mine ? mdm_store_queue_set_state_later(S.st, corr, ss->device, st, reason,
-							   now_s(), &err) == 0
+		    mine ? (mdm_store_queue_set_state_later(S.st, corr, ss->device, st, reason,
+							    now_s(), &err) < 0
+				? -1
+				: 1)
 		    : st == MDM_Q_ACKNOWLEDGED && r->receipt
 			? mdm_store_queue_receipt_verified(S.st, corr, ss->device, now_s(), &err)
 			: mdm_store_queue_set_state(S.st, corr, ss->device, st, reason, now_s(),
@@ -755,7 +761,6 @@ static void handle_result(struct sess *ss, const Cells__V1__Envelope *env)
 		send_error(ss, env->message_id, 4, rerr.msg);
 	else
 		ack(ss, env->message_id); /* stored: the device may forget it */
-	ss->want_check = true;
 }
 
 static void handle_device(struct sess *ss, const Cells__V1__Envelope *env)
@@ -856,8 +861,12 @@ static int send_next(struct sess *ss)
 	cells_err_t err = {0};
 	struct mdm_qentry e[WINDOW];
 	size_t n = 0;
-	if (!ss->hello || ss->inflight >= WINDOW)
+	if (!ss->hello)
 		return 0;
+	if (ss->inflight >= WINDOW) { /* a result with the window full asks again */
+		ss->want_check = false;
+		return 0;
+	}
 	size_t max = (size_t)(WINDOW - ss->inflight);
 	if (mdm_store_queue_take(S.st, ss->device, now_s(), max, e, &n, &err) < 0)
 		log_warn("device %s: %s", ss->device, err.msg);
