@@ -1133,21 +1133,67 @@ static int cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 	return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
-/* New queue entries (of any process): wake the sessions of their devices. */
+struct take_ctx {
+	struct sess **v;
+	size_t *got;
+};
+
+static void take_one(size_t i, struct mdm_qentry *e, void *arg)
+{
+	struct take_ctx *c = arg;
+	send_entry(c->v[i], e);
+	c->got[i]++;
+}
+
+/* New queue entries (of any process): the sessions of their devices that have room in
+ * their window get them now, taken for all of them at once (a fan-out: one query per
+ * few hundred devices on PostgreSQL, not one per device); the others look when they
+ * can (want_check). */
 static void check_queue(void)
 {
 	cells_err_t err = {0};
 	char **ids = NULL;
-	size_t n = 0;
+	size_t n = 0, k = 0;
 	if (mdm_store_queue_changed(S.st, &S.since, &ids, &n, &err) < 0)
 		log_warn("queue check: %s", err.msg);
+	struct sess **v = n ? calloc(n, sizeof *v) : NULL;
+	char **dev = n ? calloc(n, sizeof *dev) : NULL;
+	size_t *max = n ? calloc(n, sizeof *max) : NULL;
+	size_t *got = n ? calloc(n, sizeof *got) : NULL;
+	bool each = v && dev && max && got;
 	for (size_t i = 0; i < n; i++) {
 		struct sess *ss = find_dev(ids[i]);
-		if (ss && ss->hello) {
-			ss->want_check = true;
-			lws_callback_on_writable(ss->wsi);
+		if (!ss || !ss->hello)
+			continue;
+		if (each && ss->inflight < WINDOW && !ss->want_check) {
+			v[k] = ss;
+			dev[k] = ss->device;
+			max[k++] = (size_t)(WINDOW - ss->inflight);
+			continue;
 		}
+		ss->want_check = true;
+		lws_callback_on_writable(ss->wsi);
 	}
+	if (k) {
+		bool was_open = B.open;
+		struct take_ctx c = {v, got};
+		batch_open();
+		int r = mdm_store_queue_take_each(S.st, dev, max, k, now_s(), take_one, &c, &err);
+		if (r < 0)
+			log_warn("queue take: %s", err.msg);
+		for (size_t j = 0; j < k; j++) {
+			/* a full window (or a failure): look again when there is room */
+			v[j]->want_check = r < 0 || got[j] >= max[j];
+			if (v[j]->want_check || got[j])
+				lws_callback_on_writable(v[j]->wsi);
+		}
+		if (!was_open) /* not left open while the loop waits (see on_poll) */
+			batch_flush();
+	}
+	free(v);
+	free(dev);
+	free(max);
+	free(got);
 	mdm_store_free_ids(ids, n);
 }
 

@@ -754,15 +754,17 @@ int mdm_store_queue_next(struct mdm_store *s, const char *device, int64_t now, s
 	return step_entry(s, st, e, "queue next", err);
 }
 
+/* up to ?3 entries to send to device ?1 at time ?2 (mdm_store_queue_next's order) */
+#define TAKE_SQL                                                                                   \
+	"SELECT " ENTRY_COLS ", blob FROM queue WHERE device=?1 AND state=0 AND "                  \
+	"(expires=0 OR expires>?2) ORDER BY priority DESC, seq LIMIT ?3"
+
 int mdm_store_queue_take(struct mdm_store *s, const char *device, int64_t now, size_t max,
 			 struct mdm_qentry *e, size_t *n, cells_err_t *err)
 {
 	*n = 0;
 	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
-	if (mdb_prepare(s->db,
-			"SELECT " ENTRY_COLS ", blob FROM queue WHERE device=?1 AND state=0 AND "
-			"(expires=0 OR expires>?2) ORDER BY priority DESC, seq LIMIT ?3",
-			&st, err) < 0)
+	if (mdb_prepare(s->db, TAKE_SQL, &st, err) < 0)
 		return -1;
 	mdb_bind_text(st, 1, device);
 	mdb_bind_int64(st, 2, now);
@@ -781,6 +783,66 @@ int mdm_store_queue_take(struct mdm_store *s, const char *device, int64_t now, s
 		return -1;
 	}
 	return 0;
+}
+
+struct take_each {
+	char *const *dev;
+	const size_t *max;
+	int64_t now;
+	void (*fn)(size_t i, struct mdm_qentry *e, void *arg);
+	void *arg;
+	struct taken {
+		char id[MDM_QID_LEN + 1];
+		size_t i;
+	} * t; /* the entries taken, marked delivered after */
+	size_t nt, cap;
+};
+
+static void take_bind(struct mdb_stmt *st, size_t i, void *arg)
+{
+	struct take_each *a = arg;
+	mdb_bind_text(st, 1, a->dev[i]);
+	mdb_bind_int64(st, 2, a->now);
+	mdb_bind_int64(st, 3, (int64_t)a->max[i]);
+}
+
+static int take_row(struct mdb_stmt *st, size_t i, void *arg)
+{
+	struct take_each *a = arg;
+	if (a->nt == a->cap) {
+		size_t nc = a->cap ? a->cap * 2 : 256;
+		struct taken *nt = realloc(a->t, nc * sizeof *nt);
+		if (!nt)
+			return -1;
+		a->t = nt;
+		a->cap = nc;
+	}
+	struct mdm_qentry e = {0};
+	row_to_entry(st, &e);
+	e.blob = (uint8_t *)mdb_column_blob(st, 10); /* borrowed for the call */
+	e.blob_len = mdb_column_bytes(st, 10);
+	snprintf(a->t[a->nt].id, sizeof a->t[a->nt].id, "%s", e.id);
+	a->t[a->nt++].i = i;
+	a->fn(i, &e, a->arg);
+	return 0;
+}
+
+int mdm_store_queue_take_each(struct mdm_store *s, char *const *devices, const size_t *max,
+			      size_t n, int64_t now,
+			      void (*fn)(size_t i, struct mdm_qentry *e, void *arg), void *arg,
+			      cells_err_t *err)
+{
+	struct take_each a = {devices, max, now, fn, arg, NULL, 0, 0};
+	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
+	int r = mdb_prepare(s->db, TAKE_SQL, &st, err);
+	if (r == 0)
+		r = mdb_step_each(st, n, take_bind, take_row, &a, "queue take", err);
+	/* after the reads (sqlite: not while its SELECT steps over these rows) */
+	for (size_t k = 0; k < a.nt && r == 0; k++)
+		r = mdm_store_queue_set_state_later(s, a.t[k].id, devices[a.t[k].i],
+						    MDM_Q_DELIVERED, NULL, now, err);
+	free(a.t);
+	return r;
 }
 
 static int set_state_stmt(struct mdm_store *s, const char *id, const char *device, int state,

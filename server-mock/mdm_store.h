@@ -146,6 +146,15 @@ int mdm_store_queue_set_state_later(struct mdm_store *s, const char *id, const c
  * *n < max: nothing else is queued for the device now. 0 or -1. */
 int mdm_store_queue_take(struct mdm_store *s, const char *device, int64_t now, size_t max,
 			 struct mdm_qentry *e, size_t *n, cells_err_t *err);
+/* The same for n devices at once (a fan-out's wake-up): up to max[i] entries of
+ * devices[i], each handed to fn(i, e, arg) (e and its blob borrowed for the call) and
+ * marked delivered after all were read. PostgreSQL: the look-ups pipelined, a few
+ * hundred devices per round trip. 0 or -1 (entries may have been handed out: the
+ * transaction is then to be rolled back, or they are sent again by id). */
+int mdm_store_queue_take_each(struct mdm_store *s, char *const *devices, const size_t *max,
+			      size_t n, int64_t now,
+			      void (*fn)(size_t i, struct mdm_qentry *e, void *arg), void *arg,
+			      cells_err_t *err);
 /* Mark queued entries past their expiry as expired. */
 int mdm_store_queue_expire(struct mdm_store *s, int64_t now, cells_err_t *err);
 /* Delivered entries of a device go back to queued (its session ended). */
