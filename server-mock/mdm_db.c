@@ -26,6 +26,11 @@
  * a simple query's cost on sqlite (the parser and its allocations), and a fan-out runs
  * the same few queries 10,000 times. */
 #define MDB_CACHE 48
+/* PostgreSQL pipeline mode: statements sent without waiting for their results, read at
+ * the next statement that needs its own (it travels in the same flight) or at a commit.
+ * At most this many in flight: their results (a few bytes each) must fit in the socket
+ * buffers while we are still writing, or both ends would wait for the other. */
+#define MDB_PIPELINE_MAX 256
 
 struct mdb {
 	sqlite3 *lite;
@@ -35,6 +40,7 @@ struct mdb {
 	char msg[CELLS_ERR_MSG_MAX];
 	struct mdb_stmt *cache[MDB_CACHE]; /* reset, unbound, ready for mdb_prepare */
 	size_t ncache;
+	int pending; /* PostgreSQL: statements sent in pipeline mode, results not read yet */
 };
 
 struct mdb_stmt {
@@ -227,9 +233,15 @@ void mdb_close(struct mdb *db)
 	free(db);
 }
 
-/* Run a command (no parameters, no rows) on PostgreSQL. */
+static int pg_sync(struct mdb *db, PGresult **own, int nown);
+
+/* Run a command (no parameters, no rows) on PostgreSQL. The statements still in the
+ * pipeline are read first: one that failed fails this command too (the transaction is
+ * aborted), except a ROLLBACK, which runs anyway. */
 static int pg_exec(struct mdb *db, const char *sql, const char *want_tag, cells_err_t *err)
 {
+	if (db->pending && pg_sync(db, NULL, 0) < 0 && strcmp(sql, "ROLLBACK"))
+		return cells_err_set(err, db->code, "sql: %s", db->msg);
 	PGresult *r = PQexec(db->pg, sql);
 	ExecStatusType s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
 	if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
@@ -444,6 +456,108 @@ void mdb_bind_null(struct mdb_stmt *st, int i)
 	pg_bind(st, i, NULL, 0, 0, 0);
 }
 
+/* ---- PostgreSQL pipeline mode ----------------------------------------------------- */
+
+/* Send st with its bindings in pipeline mode (entered when nothing is in flight). */
+static int pg_send(struct mdb_stmt *st)
+{
+	struct mdb *db = st->db;
+	const char *vals[MDB_MAXP];
+	Oid oids[MDB_MAXP];
+	for (int i = 0; i < st->nparams; i++) {
+		vals[i] = st->val[i];
+		oids[i] = st->oid[i];
+	}
+	if (!db->pending && PQpipelineStatus(db->pg) == PQ_PIPELINE_OFF &&
+	    PQenterPipelineMode(db->pg) != 1) {
+		pg_msg(db, PQerrorMessage(db->pg), NULL);
+		return -1;
+	}
+	if (!PQsendQueryParams(db->pg, st->sql, st->nparams, oids, vals, st->len, st->fmt, 0)) {
+		pg_msg(db, PQerrorMessage(db->pg), NULL);
+		return -1;
+	}
+	db->pending++;
+	return 0;
+}
+
+/* A sync point after what is in flight, then read it all: the pending statements'
+ * results (the first failure is kept in db->msg), then the last nown results into own[]
+ * (the caller's statements, sent last; NULL where none came), and leave pipeline mode.
+ * 0, or -1 when a statement failed (the transaction is then aborted) or the connection
+ * broke; own[] is filled either way. */
+static int pg_sync(struct mdb *db, PGresult **own, int nown)
+{
+	int total = db->pending, idx = 0, bad = 0, nulls = 0;
+	for (int i = 0; i < nown; i++)
+		own[i] = NULL;
+	if (PQpipelineStatus(db->pg) == PQ_PIPELINE_OFF) {
+		db->pending = 0;
+		return 0;
+	}
+	if (!PQpipelineSync(db->pg)) {
+		pg_msg(db, PQerrorMessage(db->pg), NULL);
+		bad = -1;
+	}
+	while (PQstatus(db->pg) == CONNECTION_OK) {
+		PGresult *r = PQgetResult(db->pg);
+		if (!r) { /* the end of one statement's results (two in a row: nothing left) */
+			if (++nulls > 1) {
+				if (!bad)
+					pg_msg(db, "pipeline: results out of step", NULL);
+				bad = -1;
+				break;
+			}
+			idx++;
+			continue;
+		}
+		nulls = 0;
+		ExecStatusType s = PQresultStatus(r);
+		if (s == PGRES_PIPELINE_SYNC) {
+			PQclear(r);
+			break;
+		}
+		int mine = idx - (total - nown);
+		if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK && !bad) {
+			pg_res_msg(db, r);
+			bad = -1;
+		}
+		if (mine >= 0 && mine < nown && !own[mine])
+			own[mine] = r;
+		else
+			PQclear(r);
+	}
+	if (PQstatus(db->pg) != CONNECTION_OK && !bad) {
+		pg_msg(db, PQerrorMessage(db->pg), NULL);
+		bad = -1;
+	}
+	db->pending = 0;
+	if (PQexitPipelineMode(db->pg) != 1 && !bad) {
+		pg_msg(db, PQerrorMessage(db->pg), NULL);
+		bad = -1;
+	}
+	return bad;
+}
+
+/* st's result (PGresult owned by st): its rows to step, or MDB_ERROR. */
+static int pg_result(struct mdb_stmt *st)
+{
+	struct mdb *db = st->db;
+	ExecStatusType s = st->res ? PQresultStatus(st->res) : PGRES_FATAL_ERROR;
+	if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
+		if (s != PGRES_PIPELINE_ABORTED) /* else: db->msg names the failure before */
+			pg_res_msg(db, st->res);
+		PQclear(st->res);
+		st->res = NULL;
+		return MDB_ERROR;
+	}
+	const char *t = PQcmdTuples(st->res);
+	db->changes = t && *t ? strtoll(t, NULL, 10) : 0;
+	st->nrows = PQntuples(st->res);
+	st->row = -1;
+	return MDB_DONE;
+}
+
 int mdb_step(struct mdb_stmt *st)
 {
 	struct mdb *db = st->db;
@@ -459,30 +573,100 @@ int mdb_step(struct mdb_stmt *st)
 	}
 	clear_row(st);
 	if (!st->res) {
-		const char *vals[MDB_MAXP];
-		Oid oids[MDB_MAXP];
-		for (int i = 0; i < st->nparams; i++) {
-			vals[i] = st->val[i];
-			oids[i] = st->oid[i];
+		if (db->pending) {
+			/* behind the statements in flight, in the same round trip */
+			int bad = pg_send(st);
+			if (pg_sync(db, &st->res, 1) < 0 || bad < 0) {
+				PQclear(st->res);
+				st->res = NULL;
+				return MDB_ERROR;
+			}
+		} else {
+			const char *vals[MDB_MAXP];
+			Oid oids[MDB_MAXP];
+			for (int i = 0; i < st->nparams; i++) {
+				vals[i] = st->val[i];
+				oids[i] = st->oid[i];
+			}
+			st->res = PQexecParams(db->pg, st->sql, st->nparams, oids, vals, st->len,
+					       st->fmt, 0);
 		}
-		st->res =
-		    PQexecParams(db->pg, st->sql, st->nparams, oids, vals, st->len, st->fmt, 0);
-		ExecStatusType s = st->res ? PQresultStatus(st->res) : PGRES_FATAL_ERROR;
-		if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
-			pg_res_msg(db, st->res);
-			PQclear(st->res);
-			st->res = NULL;
+		if (pg_result(st) == MDB_ERROR)
 			return MDB_ERROR;
-		}
-		const char *t = PQcmdTuples(st->res);
-		db->changes = t && *t ? strtoll(t, NULL, 10) : 0;
-		st->nrows = PQntuples(st->res);
-		st->row = -1;
 	}
 	if (++st->row < st->nrows)
 		return MDB_ROW;
 	st->row = st->nrows;
 	return MDB_DONE;
+}
+
+int mdb_step_later(struct mdb_stmt *st, const char *what, cells_err_t *err)
+{
+	struct mdb *db = st->db;
+	if (db->lite || (!db->pending && PQtransactionStatus(db->pg) != PQTRANS_INTRANS))
+		return mdb_step_done(st, what, err);
+	clear_row(st);
+	PQclear(st->res);
+	st->res = NULL;
+	if (pg_send(st) < 0 || (db->pending >= MDB_PIPELINE_MAX && pg_sync(db, NULL, 0) < 0)) {
+		if (db->pending)
+			pg_sync(db, NULL, 0);
+		return mdb_err(db, what, err);
+	}
+	db->changes = 0;
+	return 0;
+}
+
+int mdb_step_each(struct mdb_stmt *st, size_t n, void (*bind)(struct mdb_stmt *, size_t, void *),
+		  int (*row)(struct mdb_stmt *, size_t, void *), void *arg, const char *what,
+		  cells_err_t *err)
+{
+	struct mdb *db = st->db;
+	if (db->lite) {
+		for (size_t i = 0; i < n; i++) {
+			int r;
+			mdb_reset(st);
+			bind(st, i, arg);
+			while ((r = mdb_step(st)) == MDB_ROW)
+				if (row && row(st, i, arg) < 0)
+					return cells_err_set(err, ENOMEM, "%s", what);
+			if (r != MDB_DONE)
+				return mdb_err(db, what, err);
+		}
+		mdb_reset(st);
+		return 0;
+	}
+	PGresult *res[MDB_PIPELINE_MAX];
+	for (size_t from = 0; from < n; from += MDB_PIPELINE_MAX) {
+		int k = (int)(n - from < MDB_PIPELINE_MAX ? n - from : MDB_PIPELINE_MAX), sent = 0;
+		int bad = 0;
+		bool oom = false;
+		mdb_reset(st);
+		for (; sent < k && !bad; sent++) {
+			bind(st, from + (size_t)sent, arg);
+			bad = pg_send(st);
+		}
+		if (bad)
+			sent--;
+		if (pg_sync(db, res, sent) < 0)
+			bad = -1;
+		for (int j = 0; j < sent; j++) {
+			st->res = res[j];
+			res[j] = NULL;
+			if (!bad && pg_result(st) == MDB_ERROR)
+				bad = -1;
+			while (!bad && ++st->row < st->nrows)
+				if (row && row(st, from + (size_t)j, arg) < 0)
+					oom = true, bad = -1;
+			clear_row(st);
+			PQclear(st->res);
+			st->res = NULL;
+		}
+		if (bad)
+			return oom ? cells_err_set(err, ENOMEM, "%s", what)
+				   : mdb_err(db, what, err);
+	}
+	return 0;
 }
 
 int mdb_step_done(struct mdb_stmt *st, const char *what, cells_err_t *err)

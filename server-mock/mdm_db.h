@@ -56,6 +56,20 @@ void mdb_bind_null(struct mdb_stmt *st, int i);
 int mdb_step(struct mdb_stmt *st);
 /* Step a statement that returns no row: 0, or -1 with err ("what: ..."). */
 int mdb_step_done(struct mdb_stmt *st, const char *what, cells_err_t *err);
+/* Step a statement that returns no row and whose outcome is not needed now: inside a
+ * transaction on PostgreSQL it is sent in pipeline mode, behind the transaction's other
+ * statements, and its result is read with the next statement that needs its own (in the
+ * same round trip) or at the commit; a failure then fails that statement or the commit
+ * (the transaction is aborted: nothing of it is kept). Elsewhere (sqlite, or no
+ * transaction) it is mdm_step_done. mdb_changes is not known after it. */
+int mdb_step_later(struct mdb_stmt *st, const char *what, cells_err_t *err);
+/* Run st n times: bind(st, i, arg) sets the bindings of run i, row(st, i, arg) is called
+ * for each row of run i (NULL: rows ignored; it returns 0, or -1 for out of memory).
+ * PostgreSQL: the runs go in pipeline mode, a few hundred per round trip; sqlite: one
+ * after the other. 0, or -1 with err (the first failure; the runs after it are void). */
+int mdb_step_each(struct mdb_stmt *st, size_t n, void (*bind)(struct mdb_stmt *, size_t, void *),
+		  int (*row)(struct mdb_stmt *, size_t, void *), void *arg, const char *what,
+		  cells_err_t *err);
 int64_t mdb_column_int64(struct mdb_stmt *st, int c);
 int mdb_column_int(struct mdb_stmt *st, int c);
 /* NULL for SQL NULL. */

@@ -104,26 +104,19 @@ int mdm_cmd_devices(struct mdm *m, const struct mdm_cmd *cmd, int argc, char **a
 	return 0;
 }
 
-static int enqueue(struct mdm *m, struct mdm_store *s, struct mdm_qentry *e, bool replace,
-		   json_object *out)
+/* The outcome of queueing e (dup: it was a duplicate of a live entry) in out. */
+static void enqueued(struct mdm *m, const struct mdm_qentry *e, int dup, json_object *out)
 {
-	cells_err_t err = {0};
-	int r = mdm_store_queue_add(s, e, replace, &err);
-	if (r < 0) {
-		fprintf(stderr, "cells-mdm: queue: %s\n", err.msg);
-		return -1;
-	}
 	json_object *o = json_object_new_object();
 	json_object_object_add(o, "id", json_object_new_string(e->id));
 	json_object_object_add(o, "device_id", json_object_new_string(e->device));
 	json_object_object_add(o, "what", json_object_new_string(e->what));
 	json_object_object_add(o, "state", json_object_new_string(mdm_qstate_name(e->state)));
-	json_object_object_add(o, "duplicate", json_object_new_boolean(r == 1));
+	json_object_object_add(o, "duplicate", json_object_new_boolean(dup == 1));
 	json_object_array_add(out, o);
 	if (!m->json)
-		printf("%s %s for %s: %s\n", r == 1 ? "already queued:" : "queued", e->what,
+		printf("%s %s for %s: %s\n", dup == 1 ? "already queued:" : "queued", e->what,
 		       e->device, e->id);
-	return 0;
 }
 
 /* Build the signed policy for one device from the JSON's payload. */
@@ -314,31 +307,37 @@ int mdm_cmd_policy_push(struct mdm *m, const struct mdm_cmd *cmd, int argc, char
 		rc = 1;
 	} else if (!pre && mdm_policy_sign_each(payload, plen, list, cnt, key, es, &err) < 0)
 		rc = 1;
-	if (!rc && mdm_store_begin(s, &err) < 0)
-		rc = 1;
-	for (size_t i = 0; !rc && i < cnt; i++) {
+	for (size_t i = 0; !rc && pre && i < cnt; i++) {
 		struct mdm_qentry *e = &es[i];
-		if (pre) {
-			uint64_t ver = 0;
-			snprintf(e->device, sizeof e->device, "%s", list[i]);
-			if (pol_signed_pack(pre, &e->blob, &e->blob_len, &err) < 0) {
-				rc = 1;
-				break;
-			}
-			Cells__V1__Policy *pp =
-			    cells__v1__policy__unpack(NULL, pre->payload.len, pre->payload.data);
-			ver = pp ? pp->version : 0;
-			if (pp)
-				cells__v1__policy__free_unpacked(pp, NULL);
-			e->kind = MDM_QK_POLICY;
-			e->priority = PRIO_POLICY;
-			e->created = time(NULL);
-			snprintf(e->dedup, sizeof e->dedup, "policy:%llu", (unsigned long long)ver);
-			snprintf(e->what, sizeof e->what, "policy v%llu", (unsigned long long)ver);
-		}
-		if (enqueue(m, s, e, false, out) < 0)
+		uint64_t ver = 0;
+		snprintf(e->device, sizeof e->device, "%s", list[i]);
+		if (pol_signed_pack(pre, &e->blob, &e->blob_len, &err) < 0) {
 			rc = 1;
+			break;
+		}
+		Cells__V1__Policy *pp =
+		    cells__v1__policy__unpack(NULL, pre->payload.len, pre->payload.data);
+		ver = pp ? pp->version : 0;
+		if (pp)
+			cells__v1__policy__free_unpacked(pp, NULL);
+		e->kind = MDM_QK_POLICY;
+		e->priority = PRIO_POLICY;
+		e->created = time(NULL);
+		snprintf(e->dedup, sizeof e->dedup, "policy:%llu", (unsigned long long)ver);
+		snprintf(e->what, sizeof e->what, "policy v%llu", (unsigned long long)ver);
 	}
+	/* every entry in one transaction, the inserts pipelined on PostgreSQL */
+	cleanup_free int *dup = calloc(cnt ? cnt : 1, sizeof *dup);
+	if (!rc && !dup) {
+		cells_err_sys(&err, ENOMEM, "policy push");
+		rc = 1;
+	}
+	if (!rc &&
+	    (mdm_store_begin(s, &err) < 0 || mdm_store_queue_add_many(s, es, cnt, dup, &err) < 0)) {
+		rc = 1;
+	}
+	for (size_t i = 0; !rc && i < cnt; i++)
+		enqueued(m, &es[i], dup[i], out);
 	if (!rc && mdm_store_commit(s, &err) < 0)
 		rc = 1;
 	for (size_t i = 0; es && i < cnt; i++)
@@ -474,8 +473,12 @@ static int queue_command(struct mdm *m, const char *words, Cells__V1__Command *c
 	int rc = 1;
 	if (mdm_command_entry(m, c, prio, dedup, what, cid, &e, &err) < 0)
 		fprintf(stderr, "cells-mdm: %s: %s\n", words, err.msg);
-	else if (enqueue(m, s, &e, replace, out) == 0)
-		rc = 0;
+	else if ((rc = mdm_store_queue_add(s, &e, replace, &err)) < 0)
+		fprintf(stderr, "cells-mdm: queue: %s\n", err.msg);
+	else
+		enqueued(m, &e, rc, out), rc = 0;
+	if (rc < 0)
+		rc = 1;
 	if (!rc && m->json)
 		print_json(json_object_array_get_idx(out, 0));
 	json_object_put(out);

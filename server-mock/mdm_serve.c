@@ -86,6 +86,13 @@ struct sess {
 	int64_t last_rx; /* monotonic seconds of the last frame received (ping or pong too) */
 	int close_code;	 /* the close code sent after the last queued message (0: 1000) */
 	int inflight;
+	/* policies and trust updates delivered on this session and not answered yet: their
+	 * results need no look-up of the entry (a miss takes the database's word) */
+	struct {
+		char id[MDM_QID_LEN + 1];
+		uint8_t kind;
+	} sent[WINDOW];
+	unsigned sent_at;
 	char device[33];
 	uint8_t pub[POL_PUBKEY_LEN]; /* the certificate's Ed25519 key (device id = its hash) */
 	struct outmsg *head, *tail;
@@ -656,12 +663,42 @@ static uint64_t latest_policy_version(const char *device)
  * receipt is verified and stored before the entry counts as done (§14); a refused
  * receipt marks the entry failed ("receipt refused: ...") and is answered Error{4}; the
  * genuine receipt that follows is verified, stored, and makes the entry acknowledged. */
+static void sent_add(struct sess *ss, const struct mdm_qentry *e)
+{
+	if (e->kind != MDM_QK_POLICY && e->kind != MDM_QK_TRUST)
+		return;
+	unsigned slot = ss->sent_at++ % WINDOW;
+	for (unsigned i = 0; i < WINDOW; i++)
+		if (!ss->sent[i].id[0]) {
+			slot = i;
+			break;
+		}
+	snprintf(ss->sent[slot].id, sizeof ss->sent[slot].id, "%s", e->id);
+	ss->sent[slot].kind = (uint8_t)e->kind;
+}
+
+/* The kind of entry id when it was delivered on this session (then forgotten), else 0. */
+static int sent_take(struct sess *ss, const char *id)
+{
+	for (unsigned i = 0; id[0] && i < WINDOW; i++)
+		if (!strcmp(ss->sent[i].id, id)) {
+			ss->sent[i].id[0] = 0;
+			return ss->sent[i].kind;
+		}
+	return 0;
+}
+
 static void handle_result(struct sess *ss, const Cells__V1__Envelope *env)
 {
 	cells_err_t err = {0};
 	const Cells__V1__CommandResult *r = env->result;
 	const char *corr = env->correlation_id;
-	if (corr[0]) {
+	/* the answer to a policy or trust update sent on this session (a fan-out's case):
+	 * the entry is known to be this device's, no receipt to check, and its state is
+	 * written without waiting (it travels with the next query; the Ack waits for the
+	 * commit as every other) */
+	bool mine = !r->receipt && sent_take(ss, corr) != 0;
+	if (corr[0] && !mine) {
 		struct mdm_qentry e = {0};
 		int k = mdm_store_queue_get(S.st, corr, ss->device, &e, &err);
 		mdm_qentry_clear(&e);
@@ -694,7 +731,7 @@ static void handle_result(struct sess *ss, const Cells__V1__Envelope *env)
 	char refused[CELLS_ERR_MSG_MAX + 32];
 	int st = -1;
 	cells_err_t rerr = {0};
-	int rc = mdm_receipt_check(S.st, ss->device, ss->pub, corr, r, &rerr);
+	int rc = mine ? 0 : mdm_receipt_check(S.st, ss->device, ss->pub, corr, r, &rerr);
 	if (rc == -1) { /* our storage failed: no ack, the device sends it again */
 		log_warn("device %s: %s", ss->device, rerr.msg);
 		return;
@@ -712,9 +749,17 @@ static void handle_result(struct sess *ss, const Cells__V1__Envelope *env)
 	else if (r->status == CELLS__V1__RESULT_STATUS__RESULT_FAILED ||
 		 r->status == CELLS__V1__RESULT_STATUS__RESULT_REJECTED)
 		st = MDM_Q_FAILED;
+	/* a look for more entries: unless this was one of ours and the window had room
+	 * (then the last look found the queue empty, and a new entry wakes the session) */
+	if (!mine || ss->inflight >= WINDOW)
+		ss->want_check = true;
 	if (st >= 0 && corr[0]) {
 		int n =
-		    st == MDM_Q_ACKNOWLEDGED && r->receipt
+		    mine ? (mdm_store_queue_set_state_later(S.st, corr, ss->device, st, reason,
+							    now_s(), &err) < 0
+				? -1
+				: 1)
+		    : st == MDM_Q_ACKNOWLEDGED && r->receipt
 			? mdm_store_queue_receipt_verified(S.st, corr, ss->device, now_s(), &err)
 			: mdm_store_queue_set_state(S.st, corr, ss->device, st, reason, now_s(),
 						    &err);
@@ -733,7 +778,6 @@ static void handle_result(struct sess *ss, const Cells__V1__Envelope *env)
 		send_error(ss, env->message_id, 4, rerr.msg);
 	else
 		ack(ss, env->message_id); /* stored: the device may forget it */
-	ss->want_check = true;
 }
 
 static void handle_device(struct sess *ss, const Cells__V1__Envelope *env)
@@ -789,58 +833,67 @@ static void handle_device(struct sess *ss, const Cells__V1__Envelope *env)
 	}
 }
 
-/* Send the next queue entry, if any and the window allows. 1 when one was sent. */
-static int send_next(struct sess *ss)
+/* Send entry e (marked delivered) on the session. */
+static void send_entry(struct sess *ss, struct mdm_qentry *e)
 {
-	cells_err_t err = {0};
-	struct mdm_qentry e = {0};
-	if (!ss->hello || ss->inflight >= WINDOW)
-		return 0;
-	int r = mdm_store_queue_next(S.st, ss->device, now_s(), &e, &err);
-	if (r <= 0) {
-		if (r < 0)
-			log_warn("device %s: %s", ss->device, err.msg);
-		ss->want_check = false;
-		return 0;
-	}
 	Cells__V1__Signed *sg = NULL;
 	Cells__V1__TrustUpdate *tu = NULL;
-	if (e.kind == MDM_QK_TRUST)
-		tu = cells__v1__trust_update__unpack(NULL, e.blob_len, e.blob);
+	if (e->kind == MDM_QK_TRUST)
+		tu = cells__v1__trust_update__unpack(NULL, e->blob_len, e->blob);
 	else
-		sg = cells__v1__signed__unpack(NULL, e.blob_len, e.blob);
+		sg = cells__v1__signed__unpack(NULL, e->blob_len, e->blob);
 	if (!sg && !tu) {
-		mdm_store_queue_set_state(S.st, e.id, ss->device, MDM_Q_FAILED, "corrupt entry",
+		mdm_store_queue_set_state(S.st, e->id, ss->device, MDM_Q_FAILED, "corrupt entry",
 					  now_s(), NULL);
-		mdm_qentry_clear(&e);
-		return 1;
+		return;
 	}
 	Cells__V1__Envelope out = CELLS__V1__ENVELOPE__INIT;
-	out.message_id = e.id;
-	if (e.kind == MDM_QK_TRUST) {
+	out.message_id = e->id;
+	if (e->kind == MDM_QK_TRUST) {
 		out.body_case = CELLS__V1__ENVELOPE__BODY_TRUST_UPDATE;
 		out.trust_update = tu;
-	} else if (e.kind == MDM_QK_POLICY) {
+	} else if (e->kind == MDM_QK_POLICY) {
 		out.body_case = CELLS__V1__ENVELOPE__BODY_POLICY;
 		out.policy = sg;
-	} else if (e.kind == MDM_QK_IMAGE) {
+	} else if (e->kind == MDM_QK_IMAGE) {
 		out.body_case = CELLS__V1__ENVELOPE__BODY_IMAGE;
 		out.image = sg;
 	} else {
 		out.body_case = CELLS__V1__ENVELOPE__BODY_COMMAND;
 		out.command = sg;
 	}
-	if (mdm_store_queue_set_state(S.st, e.id, ss->device, MDM_Q_DELIVERED, NULL, now_s(),
-				      &err) < 0)
-		log_warn("device %s: %s", ss->device, err.msg);
 	sess_send(ss, &out);
+	sent_add(ss, e);
 	ss->inflight++;
 	if (sg)
 		cells__v1__signed__free_unpacked(sg, NULL);
 	if (tu)
 		cells__v1__trust_update__free_unpacked(tu, NULL);
-	mdm_qentry_clear(&e);
-	return 1;
+}
+
+/* Send the next queue entries, as many as the window allows, taken in one query. 1 when
+ * one was sent. Fewer than asked for: nothing else is queued (a new entry wakes us). */
+static int send_next(struct sess *ss)
+{
+	cells_err_t err = {0};
+	struct mdm_qentry e[WINDOW];
+	size_t n = 0;
+	if (!ss->hello)
+		return 0;
+	if (ss->inflight >= WINDOW) { /* a result with the window full asks again */
+		ss->want_check = false;
+		return 0;
+	}
+	size_t max = (size_t)(WINDOW - ss->inflight);
+	if (mdm_store_queue_take(S.st, ss->device, now_s(), max, e, &n, &err) < 0)
+		log_warn("device %s: %s", ss->device, err.msg);
+	if (n < max)
+		ss->want_check = false;
+	for (size_t i = 0; i < n; i++) {
+		send_entry(ss, &e[i]);
+		mdm_qentry_clear(&e[i]);
+	}
+	return n > 0;
 }
 
 static void sess_free(struct sess *ss)
@@ -1097,21 +1150,67 @@ static int cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 	return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
-/* New queue entries (of any process): wake the sessions of their devices. */
+struct take_ctx {
+	struct sess **v;
+	size_t *got;
+};
+
+static void take_one(size_t i, struct mdm_qentry *e, void *arg)
+{
+	struct take_ctx *c = arg;
+	send_entry(c->v[i], e);
+	c->got[i]++;
+}
+
+/* New queue entries (of any process): the sessions of their devices that have room in
+ * their window get them now, taken for all of them at once (a fan-out: one query per
+ * few hundred devices on PostgreSQL, not one per device); the others look when they
+ * can (want_check). */
 static void check_queue(void)
 {
 	cells_err_t err = {0};
 	char **ids = NULL;
-	size_t n = 0;
+	size_t n = 0, k = 0;
 	if (mdm_store_queue_changed(S.st, &S.since, &ids, &n, &err) < 0)
 		log_warn("queue check: %s", err.msg);
+	struct sess **v = n ? calloc(n, sizeof *v) : NULL;
+	char **dev = n ? calloc(n, sizeof *dev) : NULL;
+	size_t *max = n ? calloc(n, sizeof *max) : NULL;
+	size_t *got = n ? calloc(n, sizeof *got) : NULL;
+	bool each = v && dev && max && got;
 	for (size_t i = 0; i < n; i++) {
 		struct sess *ss = find_dev(ids[i]);
-		if (ss && ss->hello) {
-			ss->want_check = true;
-			lws_callback_on_writable(ss->wsi);
+		if (!ss || !ss->hello)
+			continue;
+		if (each && ss->inflight < WINDOW && !ss->want_check) {
+			v[k] = ss;
+			dev[k] = ss->device;
+			max[k++] = (size_t)(WINDOW - ss->inflight);
+			continue;
 		}
+		ss->want_check = true;
+		lws_callback_on_writable(ss->wsi);
 	}
+	if (k) {
+		bool was_open = B.open;
+		struct take_ctx c = {v, got};
+		batch_open();
+		int r = mdm_store_queue_take_each(S.st, dev, max, k, now_s(), take_one, &c, &err);
+		if (r < 0)
+			log_warn("queue take: %s", err.msg);
+		for (size_t j = 0; j < k; j++) {
+			/* a full window (or a failure): look again when there is room */
+			v[j]->want_check = r < 0 || got[j] >= max[j];
+			if (v[j]->want_check || got[j])
+				lws_callback_on_writable(v[j]->wsi);
+		}
+		if (!was_open) /* not left open while the loop waits (see on_poll) */
+			batch_flush();
+	}
+	free(v);
+	free(dev);
+	free(max);
+	free(got);
 	mdm_store_free_ids(ids, n);
 }
 

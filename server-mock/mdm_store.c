@@ -604,43 +604,54 @@ static void row_to_entry(struct mdb_stmt *st, struct mdm_qentry *e)
 }
 #define ENTRY_COLS "seq, id, device, kind, priority, state, created, expires, dedup, what"
 
-int mdm_store_queue_add(struct mdm_store *s, struct mdm_qentry *e, bool replace, cells_err_t *err)
+/* PostgreSQL: the wake-up of device's front end for an entry just queued - now, or in a
+ * transaction just before its commit (one per device, MDM_QUEUE_ALL past
+ * MDM_NOTIFY_EACH of them). */
+static int notify_queued(struct mdm_store *s, const char *device, cells_err_t *err)
 {
-	if (e->dedup[0]) {
-		cleanup_mdb_stmt struct mdb_stmt *q = NULL;
-		if (mdb_prepare(s->db,
-				"SELECT " ENTRY_COLS " FROM queue WHERE device=? AND dedup=? AND "
-				"state IN (0,1) ORDER BY seq DESC LIMIT 1",
-				&q, err) < 0)
-			return -1;
-		mdb_bind_text(q, 1, e->device);
-		mdb_bind_text(q, 2, e->dedup);
-		if (mdb_step(q) == MDB_ROW) {
-			if (!replace) {
-				mdm_qentry_clear(e);
-				row_to_entry(q, e);
-				return 1;
-			}
-			char old[MDM_QID_LEN + 1];
-			snprintf(old, sizeof old, "%s", mdb_column_text(q, 1));
-			mdb_reset(q);
-			if (mdm_store_queue_cancel(s, old, err) < 0)
-				return -1;
-		}
+	if (!mdb_pg(s->db) || !mdb_in_transaction(s->db))
+		return mdb_notify(s->db, MDM_QUEUE_CHANNEL, device, err);
+	if (s->notify_all)
+		return 0;
+	if (s->nnotify == MDM_NOTIFY_EACH) {
+		s->notify_all = true;
+		return 0;
 	}
-	uint8_t rnd[8];
-	char hex[17];
-	if (RAND_bytes(rnd, sizeof rnd) != 1)
-		return cells_err_set(err, EIO, "random");
-	cells_hex(rnd, sizeof rnd, hex);
-	snprintf(e->id, sizeof e->id, "q-%s", hex);
-	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
-	if (mdb_prepare(
-		s->db,
-		"INSERT INTO queue(id, device, kind, priority, state, created, expires, dedup, "
-		"what, blob) VALUES(?,?,?,?,0,?,?,?,?,?) RETURNING seq",
-		&st, err) < 0)
+	if (!s->notify && !(s->notify = calloc(MDM_NOTIFY_EACH, sizeof *s->notify)))
+		return cells_err_sys(err, ENOMEM, "notify");
+	snprintf(s->notify[s->nnotify++], sizeof *s->notify, "%s", device);
+	return 0;
+}
+
+/* The existing live entry with e's dedup key, into e (blob freed): 1, or 0 none. */
+static int queue_dup(struct mdm_store *s, struct mdm_qentry *e, cells_err_t *err)
+{
+	cleanup_mdb_stmt struct mdb_stmt *q = NULL;
+	if (mdb_prepare(s->db,
+			"SELECT " ENTRY_COLS " FROM queue WHERE device=? AND dedup=? AND "
+			"state IN (0,1) ORDER BY seq DESC LIMIT 1",
+			&q, err) < 0)
 		return -1;
+	mdb_bind_text(q, 1, e->device);
+	mdb_bind_text(q, 2, e->dedup);
+	int r = mdb_step(q);
+	if (r == MDB_DONE)
+		return 0;
+	if (r != MDB_ROW)
+		return mdb_err(s->db, "queue add", err);
+	mdm_qentry_clear(e);
+	row_to_entry(q, e);
+	return 1;
+}
+
+struct add_many {
+	struct mdm_qentry *e;
+	bool *added;
+};
+
+static void add_bind(struct mdb_stmt *st, size_t i, void *arg)
+{
+	const struct mdm_qentry *e = &((struct add_many *)arg)->e[i];
 	mdb_bind_text(st, 1, e->id);
 	mdb_bind_text(st, 2, e->device);
 	mdb_bind_int64(st, 3, e->kind);
@@ -650,24 +661,74 @@ int mdm_store_queue_add(struct mdm_store *s, struct mdm_qentry *e, bool replace,
 	mdb_bind_text(st, 7, e->dedup);
 	mdb_bind_text(st, 8, e->what);
 	mdb_bind_blob(st, 9, e->blob, e->blob_len);
-	if (mdb_step(st) != MDB_ROW)
-		return mdb_err(s->db, "queue add", err);
-	e->seq = mdb_column_int64(st, 0);
-	e->state = MDM_Q_QUEUED;
-	/* PostgreSQL: wakes the front end holding the device's connection at commit; in a
-	 * transaction, the notifications are sent just before its commit */
-	if (!mdb_pg(s->db) || !mdb_in_transaction(s->db))
-		return mdb_notify(s->db, MDM_QUEUE_CHANNEL, e->device, err);
-	if (s->notify_all)
-		return 0;
-	if (s->nnotify == MDM_NOTIFY_EACH) {
-		s->notify_all = true;
-		return 0;
-	}
-	if (!s->notify && !(s->notify = calloc(MDM_NOTIFY_EACH, sizeof *s->notify)))
-		return cells_err_sys(err, ENOMEM, "notify");
-	snprintf(s->notify[s->nnotify++], sizeof *s->notify, "%s", e->device);
+}
+
+static int add_row(struct mdb_stmt *st, size_t i, void *arg)
+{
+	struct add_many *a = arg;
+	a->e[i].seq = mdb_column_int64(st, 0);
+	a->e[i].state = MDM_Q_QUEUED;
+	a->added[i] = true;
 	return 0;
+}
+
+int mdm_store_queue_add_many(struct mdm_store *s, struct mdm_qentry *e, size_t n, int *dup,
+			     cells_err_t *err)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint8_t rnd[8];
+		char hex[17];
+		if (RAND_bytes(rnd, sizeof rnd) != 1)
+			return cells_err_set(err, EIO, "random");
+		cells_hex(rnd, sizeof rnd, hex);
+		snprintf(e[i].id, sizeof e[i].id, "q-%s", hex);
+	}
+	cleanup_free bool *added = calloc(n ? n : 1, sizeof *added);
+	if (!added)
+		return cells_err_sys(err, ENOMEM, "queue add");
+	struct add_many a = {e, added};
+	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
+	/* the de-duplication in the same statement: no row back when a live entry with the
+	 * key exists (then looked up, below: rare) */
+	if (mdb_prepare(
+		s->db,
+		"INSERT INTO queue(id, device, kind, priority, state, created, expires, "
+		"dedup, what, blob) SELECT ?1,?2,?3,?4,0,?5,?6,?7,?8,?9 WHERE ?7='' OR NOT "
+		"EXISTS(SELECT 1 FROM queue WHERE device=?2 AND dedup=?7 AND state IN (0,1)) "
+		"RETURNING seq",
+		&st, err) < 0 ||
+	    mdb_step_each(st, n, add_bind, add_row, &a, "queue add", err) < 0)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		int r = added[i] ? 0 : queue_dup(s, &e[i], err);
+		if (r < 0)
+			return -1;
+		if (!added[i] && r == 0) /* gone in between (another front end's expiry) */
+			return cells_err_set(err, EAGAIN, "queue add: entry %s lost its duplicate",
+					     e[i].id);
+		if (dup)
+			dup[i] = !added[i];
+		if (added[i] && notify_queued(s, e[i].device, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int mdm_store_queue_add(struct mdm_store *s, struct mdm_qentry *e, bool replace, cells_err_t *err)
+{
+	int dup = 0;
+	if (replace && e->dedup[0]) {
+		struct mdm_qentry old = *e;
+		old.blob = NULL;
+		int r = queue_dup(s, &old, err);
+		if (r < 0)
+			return -1;
+		if (r == 1 && mdm_store_queue_cancel(s, old.id, err) < 0)
+			return -1;
+	}
+	if (mdm_store_queue_add_many(s, e, 1, &dup, err) < 0)
+		return -1;
+	return dup;
 }
 
 /* Step a "SELECT ENTRY_COLS, blob" statement: 1 and *e filled (blob owned), 0 no row. */
@@ -704,28 +765,136 @@ int mdm_store_queue_next(struct mdm_store *s, const char *device, int64_t now, s
 	return step_entry(s, st, e, "queue next", err);
 }
 
-int mdm_store_queue_set_state(struct mdm_store *s, const char *id, const char *device, int state,
-			      const char *reason, int64_t now, cells_err_t *err)
+/* up to ?3 entries to send to device ?1 at time ?2 (mdm_store_queue_next's order) */
+#define TAKE_SQL                                                                                   \
+	"SELECT " ENTRY_COLS ", blob FROM queue WHERE device=?1 AND state=0 AND "                  \
+	"(expires=0 OR expires>?2) ORDER BY priority DESC, seq LIMIT ?3"
+
+int mdm_store_queue_take(struct mdm_store *s, const char *device, int64_t now, size_t max,
+			 struct mdm_qentry *e, size_t *n, cells_err_t *err)
 {
+	*n = 0;
 	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
+	if (mdb_prepare(s->db, TAKE_SQL, &st, err) < 0)
+		return -1;
+	mdb_bind_text(st, 1, device);
+	mdb_bind_int64(st, 2, now);
+	mdb_bind_int64(st, 3, (int64_t)max);
+	int r = 0;
+	while (*n < max && (r = step_entry(s, st, &e[*n], "queue next", err)) == 1)
+		(*n)++;
+	mdb_reset(st);
+	for (size_t i = 0; r >= 0 && i < *n; i++)
+		r = mdm_store_queue_set_state_later(s, e[i].id, device, MDM_Q_DELIVERED, NULL, now,
+						    err);
+	if (r < 0) {
+		for (size_t i = 0; i < *n; i++)
+			mdm_qentry_clear(&e[i]);
+		*n = 0;
+		return -1;
+	}
+	return 0;
+}
+
+struct take_each {
+	char *const *dev;
+	const size_t *max;
+	int64_t now;
+	void (*fn)(size_t i, struct mdm_qentry *e, void *arg);
+	void *arg;
+	struct taken {
+		char id[MDM_QID_LEN + 1];
+		size_t i;
+	} * t; /* the entries taken, marked delivered after */
+	size_t nt, cap;
+};
+
+static void take_bind(struct mdb_stmt *st, size_t i, void *arg)
+{
+	struct take_each *a = arg;
+	mdb_bind_text(st, 1, a->dev[i]);
+	mdb_bind_int64(st, 2, a->now);
+	mdb_bind_int64(st, 3, (int64_t)a->max[i]);
+}
+
+static int take_row(struct mdb_stmt *st, size_t i, void *arg)
+{
+	struct take_each *a = arg;
+	if (a->nt == a->cap) {
+		size_t nc = a->cap ? a->cap * 2 : 256;
+		struct taken *nt = realloc(a->t, nc * sizeof *nt);
+		if (!nt)
+			return -1;
+		a->t = nt;
+		a->cap = nc;
+	}
+	struct mdm_qentry e = {0};
+	row_to_entry(st, &e);
+	e.blob = (uint8_t *)mdb_column_blob(st, 10); /* borrowed for the call */
+	e.blob_len = mdb_column_bytes(st, 10);
+	snprintf(a->t[a->nt].id, sizeof a->t[a->nt].id, "%s", e.id);
+	a->t[a->nt++].i = i;
+	a->fn(i, &e, a->arg);
+	return 0;
+}
+
+int mdm_store_queue_take_each(struct mdm_store *s, char *const *devices, const size_t *max,
+			      size_t n, int64_t now,
+			      void (*fn)(size_t i, struct mdm_qentry *e, void *arg), void *arg,
+			      cells_err_t *err)
+{
+	struct take_each a = {devices, max, now, fn, arg, NULL, 0, 0};
+	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
+	int r = mdb_prepare(s->db, TAKE_SQL, &st, err);
+	if (r == 0)
+		r = mdb_step_each(st, n, take_bind, take_row, &a, "queue take", err);
+	/* after the reads (sqlite: not while its SELECT steps over these rows) */
+	for (size_t k = 0; k < a.nt && r == 0; k++)
+		r = mdm_store_queue_set_state_later(s, a.t[k].id, devices[a.t[k].i],
+						    MDM_Q_DELIVERED, NULL, now, err);
+	free(a.t);
+	return r;
+}
+
+static int set_state_stmt(struct mdm_store *s, const char *id, const char *device, int state,
+			  const char *reason, int64_t now, struct mdb_stmt **st, cells_err_t *err)
+{
 	const char *sql =
 	    state == MDM_Q_DELIVERED
 		? "UPDATE queue SET state=1, delivered_at=?3, attempts=attempts+1 WHERE id=?1 "
 		  "AND device=?2 AND state=0"
 		: "UPDATE queue SET state=?4, done_at=?3, reason=?5 WHERE id=?1 AND device=?2 "
 		  "AND state IN (0,1)";
-	if (mdb_prepare(s->db, sql, &st, err) < 0)
+	if (mdb_prepare(s->db, sql, st, err) < 0)
 		return -1;
-	mdb_bind_text(st, 1, id);
-	mdb_bind_text(st, 2, device);
-	mdb_bind_int64(st, 3, now);
+	mdb_bind_text(*st, 1, id);
+	mdb_bind_text(*st, 2, device);
+	mdb_bind_int64(*st, 3, now);
 	if (state != MDM_Q_DELIVERED) {
-		mdb_bind_int64(st, 4, state);
-		mdb_bind_text(st, 5, reason ? reason : "");
+		mdb_bind_int64(*st, 4, state);
+		mdb_bind_text(*st, 5, reason ? reason : "");
 	}
+	return 0;
+}
+
+int mdm_store_queue_set_state(struct mdm_store *s, const char *id, const char *device, int state,
+			      const char *reason, int64_t now, cells_err_t *err)
+{
+	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
+	if (set_state_stmt(s, id, device, state, reason, now, &st, err) < 0)
+		return -1;
 	if (mdb_step(st) != MDB_DONE)
 		return mdb_err(s->db, "queue state", err);
 	return mdb_changes(s->db);
+}
+
+int mdm_store_queue_set_state_later(struct mdm_store *s, const char *id, const char *device,
+				    int state, const char *reason, int64_t now, cells_err_t *err)
+{
+	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
+	if (set_state_stmt(s, id, device, state, reason, now, &st, err) < 0)
+		return -1;
+	return mdb_step_later(st, "queue state", err);
 }
 
 int mdm_store_queue_expire(struct mdm_store *s, int64_t now, cells_err_t *err)

@@ -126,12 +126,36 @@ void mdm_store_free_ids(char **ids, size_t n);
 /* Queue. add: fills e->seq and e->id; when a live entry with the same dedup key exists
  * it is returned in e (1) instead of adding (0). replace=true cancels that entry first. */
 int mdm_store_queue_add(struct mdm_store *s, struct mdm_qentry *e, bool replace, cells_err_t *err);
+/* Queue n entries (a fan-out): as mdm_store_queue_add(replace=false) each; dup[i] (when
+ * dup is not NULL) 1 for an entry de-duplicated (e[i] then the live one), else 0. On
+ * PostgreSQL the inserts go in pipeline mode (a few hundred per round trip). */
+int mdm_store_queue_add_many(struct mdm_store *s, struct mdm_qentry *e, size_t n, int *dup,
+			     cells_err_t *err);
 /* The next entry to send to device: highest priority, then oldest, state queued and not
  * expired. 1 found, 0 none. e->blob owned. */
 int mdm_store_queue_next(struct mdm_store *s, const char *device, int64_t now, struct mdm_qentry *e,
 			 cells_err_t *err);
 int mdm_store_queue_set_state(struct mdm_store *s, const char *id, const char *device, int state,
 			      const char *reason, int64_t now, cells_err_t *err);
+/* The same in the open transaction without waiting for it (mdb_step_later: on
+ * PostgreSQL it travels with the next query; a failure fails the commit). Rows changed
+ * are not reported. */
+int mdm_store_queue_set_state_later(struct mdm_store *s, const char *id, const char *device,
+				    int state, const char *reason, int64_t now, cells_err_t *err);
+/* Deliver: up to max entries to send to device (mdm_store_queue_next's order) into
+ * e[0..*n-1] (blobs owned), each marked delivered with mdm_store_queue_set_state_later.
+ * *n < max: nothing else is queued for the device now. 0 or -1. */
+int mdm_store_queue_take(struct mdm_store *s, const char *device, int64_t now, size_t max,
+			 struct mdm_qentry *e, size_t *n, cells_err_t *err);
+/* The same for n devices at once (a fan-out's wake-up): up to max[i] entries of
+ * devices[i], each handed to fn(i, e, arg) (e and its blob borrowed for the call) and
+ * marked delivered after all were read. PostgreSQL: the look-ups pipelined, a few
+ * hundred devices per round trip. 0 or -1 (entries may have been handed out: the
+ * transaction is then to be rolled back, or they are sent again by id). */
+int mdm_store_queue_take_each(struct mdm_store *s, char *const *devices, const size_t *max,
+			      size_t n, int64_t now,
+			      void (*fn)(size_t i, struct mdm_qentry *e, void *arg), void *arg,
+			      cells_err_t *err);
 /* Mark queued entries past their expiry as expired. */
 int mdm_store_queue_expire(struct mdm_store *s, int64_t now, cells_err_t *err);
 /* Delivered entries of a device go back to queued (its session ended). */

@@ -346,9 +346,8 @@ static int push(struct mdm_store *st, EVP_PKEY *key, size_t n, uint64_t version,
 		ids[i] = D[i].id;
 	if (mdm_policy_sign_each(buf, pl, ids, n, key, es, err) < 0 || mdm_store_begin(st, err) < 0)
 		goto out;
-	for (size_t i = 0; i < n; i++)
-		if (mdm_store_queue_add(st, &es[i], false, err) < 0)
-			goto out;
+	if (mdm_store_queue_add_many(st, es, n, NULL, err) < 0)
+		goto out;
 	if (mdm_store_commit(st, err) < 0)
 		goto out;
 	int64_t t = now_ns(); /* visible to the server from now on */

@@ -24,7 +24,7 @@ if [ "${BENCH_PG:-}" = 1 ]; then
 	run() {
 		local name=$1 nfe=$2 ports=() pids=()
 		export CELLS_MDM_STATE_DIR="$T/$name"
-		[ -n "${CELLS_MDM_DB:-}" ] && pg_sql "DROP SCHEMA public CASCADE; CREATE SCHEMA public" >/dev/null 2>&1
+		[ -n "${CELLS_MDM_DB:-}" ] && pg_sql "DROP SCHEMA public CASCADE; CREATE SCHEMA public" >/dev/null 2>&1 && { pg_sql "SELECT pg_stat_reset()" >/dev/null 2>&1 || true; }
 		"$CELLS_BUILD/server-mock/cells-mdm" init >/dev/null
 		for i in $(seq 1 "$nfe"); do
 			ports+=("$(fp)")
@@ -49,6 +49,11 @@ if [ "${BENCH_PG:-}" = 1 ]; then
 				where n.nspname = 'public' and c.relkind = 'r'"
 			pg_sql "select 'rows written: ' || sum(n_tup_ins) || ' inserts, ' || sum(n_tup_upd) || ' updates, ' ||
 				round((sum(n_tup_ins) + sum(n_tup_upd))::numeric / $N, 1) || ' per device' from pg_stat_user_tables"
+			# statements on the queue (each an index scan), and transactions committed
+			pg_sql "select 'queue index scans: ' || coalesce(idx_scan, 0) || ', ' ||
+				round(coalesce(idx_scan, 0)::numeric / $N, 1) || ' per device; transactions committed: ' ||
+				(select xact_commit from pg_stat_database where datname = current_database())
+				from pg_stat_user_tables where relname = 'queue'"
 			# the fan-out's entries: one per device, each acknowledged once (by its id)
 			pg_sql "select 'fan-out entries: ' || count(*) || ' rows for ' || count(distinct device) ||
 				' devices, ' || count(*) filter (where state = 2) || ' acknowledged, ' ||
