@@ -595,11 +595,10 @@ struct import_job {
 	uint64_t version, limit; /* at most the signed size + 1 bytes */
 	int in, out, efd;
 	pthread_t th;
-	atomic_bool stop;	 /* cellsd is stopping */
-	_Atomic uint64_t copied; /* bytes so far (status) */
-	int err_no;		 /* the thread's outcome: 0 or errno */
-	char err_what[32];	 /* what failed */
-	uint8_t sha[32];	 /* of the bytes copied */
+	atomic_bool stop;  /* cellsd is stopping */
+	int err_no;	   /* the thread's outcome: 0 or errno */
+	char err_what[32]; /* what failed */
+	uint8_t sha[32];   /* of the bytes copied */
 	images_import_done done;
 	void *data;
 };
@@ -643,7 +642,6 @@ static void *import_copy(void *arg)
 		}
 		EVP_DigestUpdate(c, buf, (size_t)k);
 		total += (uint64_t)k;
-		atomic_store(&j->copied, total);
 		if (total > (1 << 20))
 			testhook_crash_point("image-import-copying");
 	}
