@@ -25,7 +25,9 @@ fifo_pending() {
 fd=os.open(sys.argv[1], os.O_RDONLY|os.O_NONBLOCK)
 print(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0])' "$CELLS_RUN_DIR/vp/$1/devcells/input"
 }
-counter() { cat "/proc/$WPID/root/tmp/count" 2>/dev/null; }
+# the counter lives in the VP's /dev/shm (tmpfs): a file in its encrypted upper dir may
+# no longer be found once the lock has removed the key and the kernel evicted its inode
+counter() { cat "/proc/$WPID/root/dev/shm/count" 2>/dev/null; }
 advancing() { local a b; a=$(counter); sleep 0.6; b=$(counter); [ -n "$a" ] && [ "$a" != "$b" ]; }
 stalled() { local a b; a=$(counter); sleep 1; b=$(counter); [ -n "$a" ] && [ "$a" = "$b" ]; }
 # every task of the VP's cgroup is stopped by the freezer (its wchan in /proc)
@@ -63,7 +65,7 @@ check_eq "the refusal is audited" 1 "$(audit_n vp.exec refused)"
 X() { cellctl vp exec work --password-file "$T/pw" -- "$@"; }
 WPID=$(jf work pid)
 X sh -c 'echo ff0000 >/tmp/colour; cells-draw --file /tmp/colour >/dev/null 2>&1 &
-i=0; while :; do i=$((i+1)); echo $i >/tmp/count; usleep 50000; done >/dev/null 2>&1 &' >/dev/null
+i=0; while :; do i=$((i+1)); echo $i >/dev/shm/count; usleep 50000; done >/dev/null 2>&1 &' >/dev/null
 check "work's counter advances" advancing
 check "work's frame (red) is on the screen" wait_screen "ff0000 5400"
 X sh -c 'echo locked-secret >/secret.txt' >/dev/null

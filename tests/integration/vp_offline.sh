@@ -11,7 +11,7 @@ IMG="$T/img"
 bash "$CELLS_SRC/scripts/mkimage.sh" "$IMG" >/dev/null || exit 1
 export CELLS_MDM_STATE_DIR="$T/mdm"
 jf() { cellctl --json vp status "$1" | python3 -c "import json,sys; v=json.load(sys.stdin).get('$2'); print('' if v is None else v)"; }
-counter() { cat "/proc/$WPID/root/tmp/count" 2>/dev/null; }
+counter() { cat "/proc/$WPID/root/dev/shm/count" 2>/dev/null; }
 stalled() { local a b; a=$(counter); sleep 1; b=$(counter); [ -n "$a" ] && [ "$a" = "$b" ]; }
 # policy LOCK WIPE > FILE: the example policy with work's offline limits
 policy() {
@@ -40,7 +40,7 @@ T0=$(date +%s)
 check "create and start work" bash -c "cellctl vp create work --image '$IMG' >/dev/null && cellctl vp start work >/dev/null"
 WPID=$(jf work pid)
 cellctl vp exec work -- sh -c 'echo offline-canary-7c1e >/root/canary-7c1e
-i=0; while :; do i=$((i+1)); echo $i >/tmp/count; usleep 50000; done >/dev/null 2>&1 &' >/dev/null
+i=0; while :; do i=$((i+1)); echo $i >/dev/shm/count; usleep 50000; done >/dev/null 2>&1 &' >/dev/null
 check "work is running, not locked yet" test "$(jf work lock)" = ""
 check "work's data is on the disk" bash -c "find '$CELLS_STATE' '$CELLS_RUN_DIR' -name canary-7c1e | grep -q ."
 
@@ -83,7 +83,7 @@ check "a policy expiring in 12 s with on_expiry lock-vp (no offline limits) is i
 check "create and start a new work" bash -c "cellctl vp create work --image '$IMG' >/dev/null && cellctl vp start work >/dev/null"
 check_eq "a new work does not inherit the old lock" "" "$(jf work lock)"
 WPID=$(jf work pid)
-cellctl vp exec work -- sh -c 'i=0; while :; do i=$((i+1)); echo $i >/tmp/count; usleep 50000; done >/dev/null 2>&1 &' >/dev/null
+cellctl vp exec work -- sh -c 'i=0; while :; do i=$((i+1)); echo $i >/dev/shm/count; usleep 50000; done >/dev/null 2>&1 &' >/dev/null
 for _ in $(seq 100); do [ "$(jf work lock)" = locked ] && break; sleep 0.2; done
 check_eq "after the expiry work is locked (policy-expired)" "locked policy-expired" "$(jf work lock) $(jf work lock_reason)"
 check "the counter inside it stopped (/proc/PID/root)" stalled
