@@ -1162,16 +1162,18 @@ static void take_one(size_t i, struct mdm_qentry *e, void *arg)
 	c->got[i]++;
 }
 
-/* New queue entries (of any process): the sessions of their devices that have room in
- * their window get them now, taken for all of them at once (a fan-out: one query per
- * few hundred devices on PostgreSQL, not one per device); the others look when they
- * can (want_check). */
-static void check_queue(void)
+/* New queue entries (of any process) - those past our cursor S.since, or (lo > 0) a
+ * fan-out's seqs lo..hi: the sessions of their devices that have room in their window
+ * get them now, taken for all of them at once (a fan-out: one query per few hundred
+ * devices on PostgreSQL, not one per device); the others look when they can
+ * (want_check). */
+static void check_queue_in(int64_t lo, int64_t hi)
 {
 	cells_err_t err = {0};
 	char **ids = NULL;
 	size_t n = 0, k = 0;
-	if (mdm_store_queue_changed(S.st, &S.since, &ids, &n, &err) < 0)
+	if ((lo ? mdm_store_queue_in(S.st, lo, hi, &ids, &n, &err)
+		: mdm_store_queue_changed(S.st, &S.since, &ids, &n, &err)) < 0)
 		log_warn("queue check: %s", err.msg);
 	struct sess **v = n ? calloc(n, sizeof *v) : NULL;
 	char **dev = n ? calloc(n, sizeof *dev) : NULL;
@@ -1212,6 +1214,11 @@ static void check_queue(void)
 	free(max);
 	free(got);
 	mdm_store_free_ids(ids, n);
+}
+
+static void check_queue(void)
+{
+	check_queue_in(0, 0);
 }
 
 /* Renew the signing key when it is within --renew-before of its expiry, and push it
@@ -1359,8 +1366,9 @@ static int pg_lost;
 static void wake_device(const char *device, void *arg)
 {
 	(void)arg;
-	if (!strcmp(device, MDM_QUEUE_ALL)) { /* a fan-out: the new entries' devices */
-		check_queue();
+	int64_t lo, hi;
+	if (!mdm_queue_all_parse(device, &lo, &hi)) { /* a fan-out: its entries' devices */
+		check_queue_in(lo, hi);
 		return;
 	}
 	struct sess *ss = find_dev(device);

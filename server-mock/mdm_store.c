@@ -24,6 +24,7 @@ struct mdm_store {
 	char (*notify)[64];
 	size_t nnotify;
 	bool notify_all;
+	int64_t seq_lo, seq_hi; /* the seqs of the entries queued in the open transaction */
 };
 
 /* The migrations of both backends (mdm_db.h translates the words that differ). 1: the
@@ -111,10 +112,16 @@ void mdm_store_close(struct mdm_store *s)
 	free(s);
 }
 
-int mdm_store_begin(struct mdm_store *s, cells_err_t *err)
+static void notify_reset(struct mdm_store *s)
 {
 	s->nnotify = 0;
 	s->notify_all = false;
+	s->seq_lo = s->seq_hi = 0;
+}
+
+int mdm_store_begin(struct mdm_store *s, cells_err_t *err)
+{
+	notify_reset(s);
 	return mdb_begin(s->db, err);
 }
 
@@ -123,12 +130,15 @@ int mdm_store_begin(struct mdm_store *s, cells_err_t *err)
 static int notify_flush(struct mdm_store *s, cells_err_t *err)
 {
 	int rc = 0;
-	if (s->notify_all)
-		rc = mdb_notify(s->db, MDM_QUEUE_CHANNEL, MDM_QUEUE_ALL, err);
+	if (s->notify_all) {
+		char all[64];
+		snprintf(all, sizeof all, MDM_QUEUE_ALL " %lld %lld", (long long)s->seq_lo,
+			 (long long)s->seq_hi);
+		rc = mdb_notify(s->db, MDM_QUEUE_CHANNEL, all, err);
+	}
 	for (size_t i = 0; rc == 0 && !s->notify_all && i < s->nnotify; i++)
 		rc = mdb_notify(s->db, MDM_QUEUE_CHANNEL, s->notify[i], err);
-	s->nnotify = 0;
-	s->notify_all = false;
+	notify_reset(s);
 	return rc;
 }
 
@@ -607,10 +617,14 @@ static void row_to_entry(struct mdb_stmt *st, struct mdm_qentry *e)
 /* PostgreSQL: the wake-up of device's front end for an entry just queued - now, or in a
  * transaction just before its commit (one per device, MDM_QUEUE_ALL past
  * MDM_NOTIFY_EACH of them). */
-static int notify_queued(struct mdm_store *s, const char *device, cells_err_t *err)
+static int notify_queued(struct mdm_store *s, const char *device, int64_t seq, cells_err_t *err)
 {
 	if (!mdb_pg(s->db) || !mdb_in_transaction(s->db))
 		return mdb_notify(s->db, MDM_QUEUE_CHANNEL, device, err);
+	if (!s->seq_lo || seq < s->seq_lo)
+		s->seq_lo = seq;
+	if (seq > s->seq_hi)
+		s->seq_hi = seq;
 	if (s->notify_all)
 		return 0;
 	if (s->nnotify == MDM_NOTIFY_EACH) {
@@ -708,7 +722,7 @@ int mdm_store_queue_add_many(struct mdm_store *s, struct mdm_qentry *e, size_t n
 					     e[i].id);
 		if (dup)
 			dup[i] = !added[i];
-		if (added[i] && notify_queued(s, e[i].device, err) < 0)
+		if (added[i] && notify_queued(s, e[i].device, e[i].seq, err) < 0)
 			return -1;
 	}
 	return 0;
@@ -1005,16 +1019,36 @@ int mdm_store_queue_changed(struct mdm_store *s, int64_t *since, char ***ids, si
 	*n = 0;
 	if (top <= *since)
 		return 0;
-	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
-	if (mdb_prepare(s->db,
-			"SELECT DISTINCT device FROM queue WHERE seq>? AND seq<=? AND state=0", &st,
-			err) < 0)
-		return -1;
-	mdb_bind_int64(st, 1, *since);
-	mdb_bind_int64(st, 2, top);
-	if (collect_ids(s, st, ids, n, err) < 0)
+	if (mdm_store_queue_in(s, *since + 1, top, ids, n, err) < 0)
 		return -1;
 	*since = top;
+	return 0;
+}
+
+int mdm_store_queue_in(struct mdm_store *s, int64_t lo, int64_t hi, char ***ids, size_t *n,
+		       cells_err_t *err)
+{
+	*ids = NULL;
+	*n = 0;
+	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
+	if (mdb_prepare(s->db,
+			"SELECT DISTINCT device FROM queue WHERE seq>=? AND seq<=? AND state=0",
+			&st, err) < 0)
+		return -1;
+	mdb_bind_int64(st, 1, lo);
+	mdb_bind_int64(st, 2, hi);
+	return collect_ids(s, st, ids, n, err);
+}
+
+int mdm_queue_all_parse(const char *payload, int64_t *lo, int64_t *hi)
+{
+	long long a, b;
+	int end = 0;
+	if (sscanf(payload, MDM_QUEUE_ALL " %lld %lld%n", &a, &b, &end) != 2 || payload[end] ||
+	    a < 1 || b < a)
+		return -1;
+	*lo = a;
+	*hi = b;
 	return 0;
 }
 

@@ -59,7 +59,10 @@ struct mdm_store;
 
 #define MDM_QUEUE_CHANNEL "cells_mdm_queue"
 /* The payload of a fan-out's one notification (more than MDM_NOTIFY_EACH entries queued
- * in one transaction): every front end looks for new entries of the devices it holds. */
+ * in one transaction): "* LO HI", the first and last seq the transaction's entries got;
+ * every front end looks for queued entries in that range of the devices it holds. The
+ * range, not a cursor: PostgreSQL's sequence hands out seqs in the order of the inserts,
+ * not of the commits, so a cursor moved past a later commit would skip this one. */
 #define MDM_QUEUE_ALL "*"
 #define MDM_NOTIFY_EACH 64
 
@@ -165,9 +168,16 @@ int mdm_store_queue_requeue_all(struct mdm_store *s, cells_err_t *err);
 int mdm_store_queue_cancel(struct mdm_store *s, const char *id, cells_err_t *err);
 int mdm_store_queue_json(struct mdm_store *s, const char *device, json_object **out,
 			 cells_err_t *err);
-/* Devices with queued entries added after *since (a cursor); *since advances. */
+/* Devices with queued entries added after *since (a cursor); *since advances. Exact on
+ * sqlite (one writer at a time: seqs commit in order); on PostgreSQL a fan-out's entries
+ * are found by their notification's range (mdm_store_queue_in). */
 int mdm_store_queue_changed(struct mdm_store *s, int64_t *since, char ***ids, size_t *n,
 			    cells_err_t *err);
+/* Devices with queued entries whose seq is in [lo, hi]. */
+int mdm_store_queue_in(struct mdm_store *s, int64_t lo, int64_t hi, char ***ids, size_t *n,
+		       cells_err_t *err);
+/* The range of a fan-out's notification payload ("* LO HI"): 0, or -1 not one. */
+int mdm_queue_all_parse(const char *payload, int64_t *lo, int64_t *hi);
 void mdm_qentry_clear(struct mdm_qentry *e);
 const char *mdm_qstate_name(int state);
 

@@ -7,7 +7,8 @@
 # front end is woken by LISTEN/NOTIFY). The front end holding the device is SIGKILLed
 # with one entry in flight (delivered, not acknowledged) and one queued: the device
 # reconnects to the other front end and each is applied exactly once (by its id), as
-# the agent's own audit log and the database rows show.
+# the agent's own audit log and the database rows show. A fan-out that commits after a
+# later push (PostgreSQL numbers inserts, not commits) still wakes its devices.
 . "$CELLS_SRC/tests/lib.sh"
 MDM_DB=pg
 . "$CELLS_SRC/tests/integration/mgmt_lib.sh"
@@ -155,6 +156,45 @@ for v in $(seq 100 109); do
 done
 # (a figure only: with the sanitizers the agent's apply alone takes up to seconds)
 echo "    10 single pushes: the slowest push -> acknowledged took $worst ms"
+
+# A fan-out is one notification "* LO HI" at its commit. PostgreSQL's sequence numbers
+# inserts, not commits: a fan-out still open while a later single push commits has seqs
+# below those the front ends have already seen (their 1 s look moves a cursor past the
+# later push). Made to happen: 64 more (never connected) devices, so `push --all` is a
+# fan-out of 65; a psql session holds the seq its last insert will take (an uncommitted
+# row with that seq: the insert waits on it, the 64 before it, the real device's
+# included, are in), a push to another device commits meanwhile, the front ends look
+# (2.5 s), then the psql session rolls back and the fan-out commits. The real device
+# must get its entry without reconnecting.
+FX=ffffffffffffffffffffffffffffff # the 64 devices: FX00..FX3f
+pg_sql "insert into devices(id, cert_serial, enrolled_at) select '$FX' || lpad(to_hex(i), 2, '0'), 'x', 1 from generate_series(0, 63) i" >/dev/null
+SEQ=$(pg_sql "select nextval(pg_get_serial_sequence('queue', 'seq'))")
+LAST=$((SEQ + 65))
+{
+	# (seq, id, device, kind, priority, state, created, expires, dedup, what, blob)
+	echo "begin; insert into queue values ($LAST, 'q-blocker', '${FX}3f', 0, 0, 9, 0, 0, '', 'blocker', ''::bytea);"
+	while [ ! -e "$T/release" ]; do sleep 0.1; done
+	echo "rollback;"
+} | PGAPPNAME=cells-blocker psql -h "$PG_DIR" -U cells -d cells -XAtq -v ON_ERROR_STOP=1 >"$T/psql.out" 2>&1 &
+PSQL=$!
+held() { [ "$(pg_sql "select state from pg_stat_activity where application_name='cells-blocker'")" = "idle in transaction" ]; }
+check "a psql session holds seq $LAST (uncommitted)" wait_for 10 held
+cells-mdm policy example --version 200 | python3 -c 'import json,sys; p=json.load(sys.stdin); del p["device"]; print(json.dumps(p))' >"$T/pall.json"
+cells-mdm --json policy push --all "$T/pall.json" >"$T/pall.out" 2>&1 &
+ALL=$!
+waiting() { [ "$(pg_sql "select count(*) from pg_locks where not granted")" -gt 0 ]; }
+check "the fan-out's last insert waits on it (its 64 others are in)" wait_for 10 waiting
+cells-mdm policy example --device "${FX}01" --version 201 >"$T/p1.json"
+check "meanwhile a push to another device commits" cells-mdm policy push "${FX}01" "$T/p1.json"
+check "...with a seq above the fan-out's" test "$(pg_sql "select max(seq) from queue")" -gt "$LAST"
+sleep 2.5 # the front ends' 1 s look has moved past it
+touch "$T/release"
+check "the psql session rolled back" wait "$PSQL"
+check "the fan-out commits" wait "$ALL"
+IDALL=$(json_get "[e['id'] for e in d if e['device_id']=='$DEV'][0]" <"$T/pall.out")
+check "a fan-out that commits after a later push still wakes its devices (the real one applies it)" wait_for 15 entry_is "$IDALL" acknowledged
+check_eq "the agent runs the fan-out's policy" 200 "$(mgmt_field policy_version)"
+pg_sql "delete from queue where device like '$FX%'; delete from devices where id like '$FX%'" >/dev/null
 
 check "clean shutdown" stop_cellsd
 finish
