@@ -9,10 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #ifdef CELLS_TEST_HOOKS
 static struct {
-	char fail_op[32], fail_when[128], crash_at[64];
+	char fail_op[32], fail_when[128], crash_at[64], pause_at[64], pause_file[256];
 	int fail_errno;
 	unsigned long calls;
 } th;
@@ -34,6 +35,15 @@ static int errno_parse(const char *s)
 
 int testhook_option(const char *name, const char *value, cells_err_t *err)
 {
+	if (!strcmp(name, "test-pause-at")) {
+		const char *c = strchr(value, ':');
+		if (!c || c == value || (size_t)(c - value) >= sizeof th.pause_at || c[1] != '/' ||
+		    strlen(c + 1) >= sizeof th.pause_file)
+			return cells_err_set(err, EINVAL, "--test-pause-at: POINT:/ABSOLUTE/FILE");
+		snprintf(th.pause_at, sizeof th.pause_at, "%.*s", (int)(c - value), value);
+		snprintf(th.pause_file, sizeof th.pause_file, "%s", c + 1);
+		return 0;
+	}
 	if (!strcmp(name, "test-crash-at")) {
 		if (!*value || strlen(value) >= sizeof th.crash_at)
 			return cells_err_set(err, EINVAL, "--test-crash-at: a crash point name");
@@ -76,6 +86,16 @@ void testhook_crash_point(const char *where)
 		log_warn("test crash point %s: killing %s", where, program_invocation_short_name);
 		raise(SIGKILL);
 	}
+}
+void testhook_pause_point(const char *where)
+{
+	if (!th.pause_at[0] || strcmp(th.pause_at, where))
+		return;
+	th.pause_at[0] = 0; /* once */
+	log_warn("test pause point %s: waiting for %s", where, th.pause_file);
+	for (int i = 0; i < 6000 && access(th.pause_file, F_OK) < 0; i++)
+		usleep(10000);
+	log_warn("test pause point %s: going on", where);
 }
 #else
 /* ISO C wants a translation unit to declare something */

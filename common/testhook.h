@@ -14,6 +14,11 @@
  *       as "test crash point POINT: killing PROGRAM"); points: policy-before-persist,
  *       policy-after-persist, wipe-step-N, image-import-copying (cellsd, in the
  *       import's copy thread past its first MiB), mdm-audit-before-ack (cells-mdm)
+ *   cellsd --test-pause-at POINT:FILE
+ *       the thread that reaches the pause point POINT the first time waits there until
+ *       FILE exists (at most 60 s; logged "test pause point POINT: waiting for FILE");
+ *       points: image-import-copying (the import's copy thread past its first MiB: the
+ *       import stays in progress while the loop goes on)
  *
  * Each option may be given once. */
 #ifndef CELLS_TESTHOOK_H
@@ -27,6 +32,7 @@ int testhook_option(const char *name, const char *value, cells_err_t *err);
 /* -1 with err filled when this call of op (described by what) is to fail, else 0. */
 int testhook_fail(const char *op, const char *what, cells_err_t *err);
 void testhook_crash_point(const char *where);
+void testhook_pause_point(const char *where);
 #else
 static inline int testhook_fail(const char *op, const char *what, cells_err_t *err)
 {
@@ -36,6 +42,10 @@ static inline int testhook_fail(const char *op, const char *what, cells_err_t *e
 	return 0;
 }
 static inline void testhook_crash_point(const char *where)
+{
+	(void)where;
+}
+static inline void testhook_pause_point(const char *where)
 {
 	(void)where;
 }

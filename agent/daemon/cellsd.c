@@ -213,6 +213,7 @@ int main(int argc, char **argv)
 #ifdef CELLS_TEST_HOOKS
 	    {"test-fail", required_argument, NULL, OPT_TEST},
 	    {"test-crash-at", required_argument, NULL, OPT_TEST},
+	    {"test-pause-at", required_argument, NULL, OPT_TEST},
 #endif
 	    {0},
 	};

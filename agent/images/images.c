@@ -55,6 +55,7 @@ struct images {
 	struct image *v;
 	size_t n;
 	struct import_job *jobs; /* imports copying in their threads */
+	images_imported_fn on_imported;
 	char dir[PATH_MAX], partial[PATH_MAX], mnt[PATH_MAX];
 };
 
@@ -642,8 +643,10 @@ static void *import_copy(void *arg)
 		}
 		EVP_DigestUpdate(c, buf, (size_t)k);
 		total += (uint64_t)k;
-		if (total > (1 << 20))
+		if (total > (1 << 20)) {
 			testhook_crash_point("image-import-copying");
+			testhook_pause_point("image-import-copying");
+		}
 	}
 	if (fsync(j->out) < 0) {
 		j->err_no = errno;
@@ -705,7 +708,14 @@ static void import_ended(struct loop *l, int fd, uint32_t events, void *data)
 		desc = describe(im, i);
 	}
 	j->done(d, desc, desc ? NULL : &err, j->data);
+	if (im->on_imported)
+		im->on_imported(d, j->hex, desc ? NULL : &err);
 	job_free(j);
+}
+
+void images_on_imported(struct cellsd *d, images_imported_fn fn)
+{
+	d->images->on_imported = fn;
 }
 
 /* An import still copying stops at its next chunk; its partial file is left, and the

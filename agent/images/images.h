@@ -67,6 +67,12 @@ typedef void (*images_import_done)(struct cellsd *d, struct json_object *desc,
 				   const cells_err_t *err, void *data);
 int images_import(struct cellsd *d, int fd, const uint8_t *bundle, size_t n, const char *actor,
 		  images_import_done done, void *data, struct json_object **desc, cells_err_t *err);
+/* The one watcher of imports (management: an MDM offer of bytes being imported is
+ * answered when the import ends): called after each import's done, with the image's
+ * SHA-256 (hex) and err NULL when it is verified and mounted. Not called for the imports
+ * cut by cellsd stopping. */
+typedef void (*images_imported_fn)(struct cellsd *d, const char *hex, const cells_err_t *err);
+void images_on_imported(struct cellsd *d, images_imported_fn fn);
 
 /* The network path (Envelope.image): verify the bare Signed manifest with the held
  * trust and record it (image.accepted / image.rejected). 0: new, to be downloaded;

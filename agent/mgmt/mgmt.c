@@ -19,6 +19,7 @@
 #include "sqldb.h"
 #include "util.h"
 #include "fg.h"
+#include "images.h"
 #include "vplock.h"
 #include "vpm.h"
 
@@ -427,6 +428,7 @@ int mgmt_init(struct cellsd *d, cells_err_t *err)
 	    .on_start = on_vp_change, .on_stop = on_vp_change, .on_change = on_vp_change};
 	if (vpm_add_listener(d, &vl) < 0)
 		return cells_err_set(err, ENOSPC, "mgmt: VP listeners full");
+	images_on_imported(d, mgmt_img_imported);
 	mgmt_link_start(g);
 	return 0;
 }

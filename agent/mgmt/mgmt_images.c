@@ -12,7 +12,9 @@
  * it. A transfer that ends short is resumed (Range) with backoff; one past the signed
  * size or with another hash is discarded (audited by the store). The outcome is a
  * CommandResult "image:NAME@VERSION" (DONE, or FAILED / REJECTED with the one-line
- * reason). Pending downloads (also after a restart of cellsd) start at each connect. */
+ * reason). Pending downloads (also after a restart of cellsd) start at each connect.
+ * An offer of bytes that `cellctl image import` is writing is acknowledged and answered
+ * when the import ends (mgmt_img_imported). */
 #include "images.h"
 #include "log.h"
 #include "mgmt.h"
@@ -328,6 +330,27 @@ static void kick(struct mgmt *g)
 void mgmt_img_kick(struct mgmt *g)
 {
 	kick(g);
+}
+
+void mgmt_img_imported(struct cellsd *d, const char *hex, const cells_err_t *err)
+{
+	struct mgmt *g = d->mgmt; /* NULL once mgmt stopped */
+	struct mgmt_img *I = g ? g->img : NULL;
+	if (!I)
+		return;
+	/* an offer that came while the import wrote these bytes was acknowledged and left
+	 * waiting (one writer per image: no download): it is answered now */
+	if (!I->active && I->corr[0] && !strcmp(I->hex, hex)) {
+		result(g, I->corr, I->ref,
+		       err ? CELLS__V1__RESULT_STATUS__RESULT_FAILED
+			   : CELLS__V1__RESULT_STATUS__RESULT_DONE,
+		       err ? err->msg : "imported on the device");
+		I->corr[0] = 0;
+		I->attempts = 0;
+		if (!err)
+			mgmt_report_status(d);
+	}
+	kick(g); /* still pending (an import cut short): downloaded now */
 }
 
 void mgmt_img_offer(struct mgmt *g, const Cells__V1__Envelope *env)

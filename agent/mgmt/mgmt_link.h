@@ -120,6 +120,8 @@ void finish_inbound(struct mgmt *g, const char *msg_id, const char *command_id,
 void mgmt_img_offer(struct mgmt *g, const Cells__V1__Envelope *env);
 int mgmt_img_on_done(struct mgmt *g, struct netipc_msg *m);
 void mgmt_img_kick(struct mgmt *g);
+/* An import ended (images_on_imported): an offer of those bytes gets its result. */
+void mgmt_img_imported(struct cellsd *d, const char *hex, const cells_err_t *err);
 void mgmt_img_stop(struct mgmt *g);
 
 #endif

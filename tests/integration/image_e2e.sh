@@ -4,7 +4,9 @@
 # channel, downloads the image through cellsd-net from the MDM's HTTPS endpoint, verifies
 # and stores it (bytes on disk = the pushed file), answers DONE (the MDM's `image list`);
 # a policy pushed by the MDM names it for the work VP, which then runs it (a file read
-# inside the VP) and the MDM learns which image the VP runs (DeviceHello.vps).
+# inside the VP) and the MDM learns which image the VP runs (DeviceHello.vps). An offer
+# that arrives while `cellctl image import` writes the same bytes is acknowledged and
+# answered DONE when the import ends (one writer: nothing is downloaded).
 . "$CELLS_SRC/tests/lib.sh"
 . "$CELLS_SRC/tests/integration/mgmt_lib.sh"
 need_root
@@ -12,14 +14,16 @@ command -v mkfs.erofs >/dev/null || skip "erofs-utils not installed"
 command -v busybox >/dev/null || skip "busybox-static not installed"
 grep -qw erofs /proc/filesystems || modprobe erofs 2>/dev/null || skip "no erofs in this kernel"
 sha() { sha256sum "$1" | cut -d' ' -f1; }
-image_state() { cells-mdm --json image list | json_get "[x['state'] for i in d if i['name']=='$1' for x in i['devices'] if x['device_id']=='$DEV'][0]"; }
-image_is() { [ "$(image_state "$1")" = "$2" ]; }
+# the MDM's state of image NAME (version VERSION, default 1) on the device
+image_state() { cells-mdm --json image list | json_get "[x['state'] for i in d if i['name']=='$1' and i['version']==${2:-1} for x in i['devices'] if x['device_id']=='$DEV'][0]"; }
+image_is() { [ "$(image_state "$1" "${3:-1}")" = "$2" ]; }
 export -f image_state image_is
 
 bash "$CELLS_SRC/scripts/mkimage.sh" "$T/tree" >/dev/null || exit 1
 echo "signed and delivered" >"$T/tree/etc/cells-image"
 head -c 8388608 /dev/urandom >"$T/tree/blob"
-setup_enrolled || { cat "$T/cellsd.log"; exit 1; }
+# (a test build's pause point holds the import below in its copy thread after 1 MiB)
+setup_enrolled --test-pause-at "image-import-copying:$T/go-on" || { cat "$T/cellsd.log"; exit 1; }
 check "cells-mdm image build" cells-mdm image build "$T/tree" -o "$T/base.img" --name base --version 1
 check "cells-mdm image push to the device" cells-mdm image push "$DEV" "$T/base.img"
 S=$(sha "$T/base.img")
@@ -55,5 +59,25 @@ check "the MDM learns that work runs base@1" wait_for 10 vp_is work base@1
 check "cells-mdm devices lists it" bash -c "cells-mdm devices | grep -qE '^  vp work +running +[a-z]+ +[a-z]+ +base@1'"
 check "work stops" cellctl vp stop work
 check "the MDM learns that work stopped" wait_for 10 vp_is work stopped
+
+# base@2 imported locally, held by the pause point after its first MiB while the MDM
+# offers the same image, then let go
+echo "version 2" >"$T/tree/etc/cells-image"
+check "cells-mdm image build base@2" cells-mdm image build "$T/tree" -o "$T/base2.img" --name base --version 2
+check "cells-mdm image sign base@2 (the bundle for the offline path)" cells-mdm image sign "$T/base2.img"
+S2=$(sha "$T/base2.img")
+cellctl image import "$T/base2.img" "$T/base2.img.bundle" >"$T/imp.out" 2>&1 &
+IMP=$!
+importing() { cellctl --json image list | json_get "[i['state'] for i in d['images'] if i['name']=='base' and i['version']==2][0]" | grep -qx importing; }
+check "the import of base@2 is copying (held after 1 MiB)" wait_for 10 importing
+check "the MDM pushes base@2 meanwhile" cells-mdm image push "$DEV" "$T/base2.img"
+check "the device acknowledges the offer" wait_for 20 image_is base delivered 2
+sleep 1
+check_eq "...and answers nothing while the import runs" delivered "$(image_state base 2)"
+touch "$T/go-on"
+check "the import ends" wait "$IMP"
+check "the MDM's offer is answered DONE when the import ends" wait_for 20 image_is base done 2
+check "nothing of base@2 was downloaded (the MDM logged no GET of it)" bash -c "! grep -q 'image base@2: sending' '$T/mdm.log'"
+check "the stored base@2 is the imported file" cmp "$T/base2.img" "$CELLS_STATE/images/$S2.img"
 stop_mdm
 finish
