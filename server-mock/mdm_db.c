@@ -102,7 +102,7 @@ static void pg_quiet(void *arg, const char *message)
 
 /* sqlite's SQL in PostgreSQL's words: ?N and ? parameters become $N (*np: the highest),
  * INTEGER BIGINT (an INTEGER PRIMARY KEY a BIGSERIAL one), BLOB BYTEA, AUTOINCREMENT and
- * WITHOUT ROWID nothing. Quoted text is copied as it is. */
+ * WITHOUT ROWID nothing, each only in capitals. Quoted text is copied as it is. */
 static char *pg_sql(const char *in, int *np)
 {
 	size_t cap = strlen(in) * 2 + 64, o = 0;
@@ -152,7 +152,8 @@ static char *pg_sql(const char *in, int *np)
 			const char *rest = p;
 			while (*rest == ' ')
 				rest++;
-#define IS(word) (l == strlen(word) && !strncasecmp(w, word, l))
+/* a type is written in capitals (a column may be named blob: the same name on both) */
+#define IS(word) (l == strlen(word) && !strncmp(w, word, l))
 			const char *rep = NULL;
 			if (IS("INTEGER"))
 				rep =
@@ -788,6 +789,14 @@ static int migrate_step(struct mdb *db, const char *module, const char *const *s
 	return mdb_step_done(u, "schema_version", err) < 0 ? -1 : 1;
 }
 
+/* A translation that took the column name blob for the type (before types had to be
+ * in capitals) named queue's column bytea; it is renamed to the name it has on sqlite. */
+#define PG_RENAME_BYTEA                                                                            \
+	"DO $$DECLARE t text; BEGIN FOR t IN SELECT table_name FROM "                              \
+	"information_schema.columns WHERE table_schema=current_schema() AND "                      \
+	"column_name='bytea' LOOP EXECUTE format('ALTER TABLE %I RENAME COLUMN bytea TO "          \
+	"blob', t); END LOOP; END$$"
+
 int mdb_migrate(struct mdb *db, const char *module, const char *const *steps, size_t nsteps,
 		cells_err_t *err)
 {
@@ -805,18 +814,22 @@ int mdb_migrate(struct mdb *db, const char *module, const char *const *steps, si
 				    "KEY, version BIGINT NOT NULL);"
 				    "CREATE OR REPLACE FUNCTION instr(text, text) RETURNS integer "
 				    "LANGUAGE sql IMMUTABLE AS 'SELECT strpos($1, $2)'",
-				    NULL, err) < 0) {
+				    NULL, err) < 0 ||
+			    pg_exec(db, PG_RENAME_BYTEA, NULL, err) < 0) {
 				mdb_rollback(db);
 				return cells_err_prefix(err, "migrate %s", module);
 			}
 		}
 		int r = migrate_step(db, module, steps, nsteps, err);
-		if (r <= 0) {
+		if (r < 0) {
 			mdb_rollback(db);
 			return r;
 		}
+		/* (up to date: committed too, for PostgreSQL's helpers and renames above) */
 		if (mdb_commit(db, err) < 0)
 			return cells_err_prefix(err, "migrate %s", module);
+		if (r == 0)
+			return 0;
 	}
 }
 

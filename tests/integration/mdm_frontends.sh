@@ -19,6 +19,20 @@ URL="wss://localhost:$PORT"
 check "cells-mdm init (keys in the state dir, tables in PostgreSQL)" cells-mdm init
 check_eq "the store's tables are in PostgreSQL" 4 "$(pg_sql "select count(*) from information_schema.tables where table_name in ('queue','devices','tokens','receipts')")"
 check "no sqlite store was made" test ! -e "$CELLS_MDM_STATE_DIR/mdm.db"
+# the same schema on both backends: every table's columns, in order, as a sqlite store
+# (cells-mdm init without --db) has them. A store made when the translation to
+# PostgreSQL's words took the column name blob for the type had queue.bytea: the next
+# open renames it.
+pg_sql "alter table queue rename column blob to bytea"
+check "a store opened again (cells-mdm devices)" cells-mdm devices
+CELLS_MDM_DB= CELLS_MDM_STATE_DIR="$T/lite" cells-mdm init >/dev/null
+lite_cols() {
+	for f in mdm.db audit.db; do
+		sqlite3 "$T/lite/$f" "select m.name || ':' || (select group_concat(name, ',') from (select name from pragma_table_info(m.name) order by cid)) from sqlite_master m where m.type='table' and m.name not like 'sqlite_%'"
+	done | sort -u
+}
+pg_cols() { pg_sql "select table_name || ':' || string_agg(column_name, ',' order by ordinal_position) from information_schema.columns where table_schema=current_schema() group by table_name" | sort; }
+check_eq "PostgreSQL's tables and columns are sqlite's (queue.blob included)" "$(lite_cols)" "$(pg_cols)"
 cells-mdm ca-cert >"$T/ca.pem"
 
 P0=$(free_port)
