@@ -319,6 +319,48 @@ static void unmount_image(struct images *im, struct image *i)
 	i->mounted = false;
 }
 
+/* Remove the verified versions of name that are neither the newest nor the one before it
+ * (A/B: the previous one stays for a policy that names it again) and that no VP holds
+ * (runs on or falls back on). Their file and mount go unless another version that stays
+ * has the same bytes (same SHA-256: the same file and mount). */
+static void retire_old(struct cellsd *d, const char *name)
+{
+	struct images *im = d->images;
+	struct image *top = newest_verified(im, name), *prev = NULL;
+	for (size_t k = 0; top && k < im->n; k++) {
+		struct image *i = &im->v[k];
+		if (i->st == IMG_VERIFIED && !strcmp(i->m.name, name) && i != top &&
+		    (!prev || i->m.version > prev->m.version))
+			prev = i;
+	}
+	for (size_t k = 0; top && k < im->n; k++) {
+		struct image *i = &im->v[k];
+		if (i->st != IMG_VERIFIED || strcmp(i->m.name, name) || i == top || i == prev ||
+		    i->refs > 0)
+			continue;
+		i->st = IMG_REMOVED;
+		bool shared = false;
+		for (size_t o = 0; o < im->n; o++)
+			shared |=
+			    o != k && im->v[o].st == IMG_VERIFIED && !strcmp(im->v[o].hex, i->hex);
+		if (shared) {
+			i->mounted = false; /* the mount is the other version's too */
+		} else {
+			if (i->mounted)
+				unmount_image(im, i);
+			char ip[PATH_MAX];
+			img_path(im, i, ip);
+			unlink(ip);
+		}
+		cells_err_t e;
+		if (db_set_state(d, i, &e) < 0)
+			log_error("images: %s", e.msg);
+		audit_image(d, "cellsd", "image.removed", "ok", i, NULL, NULL);
+		log_info("image %s@%llu removed (an older version no VP holds)", i->m.name,
+			 (unsigned long long)i->m.version);
+	}
+}
+
 /* --- module --- */
 
 static int load(struct cellsd *d, cells_err_t *err)
@@ -537,6 +579,7 @@ static int finish(struct cellsd *d, struct image *i, const uint8_t *given, const
 	audit_image(d, actor, "image.verified", "ok", i, NULL, NULL);
 	log_info("image %s@%llu verified (%s)", i->m.name, (unsigned long long)i->m.version,
 		 i->hex);
+	retire_old(d, i->m.name);
 	if (mount_image(d, i, err) < 0) {
 		audit_image(d, actor, "image.mount_failed", "failed", i, err->msg, NULL);
 		return -1;
@@ -867,6 +910,12 @@ int images_next_pending(struct cellsd *d, char hex[65], char ref[IMAGES_NAME_MAX
 	return -1;
 }
 
+void images_partial_release(struct cellsd *d, const char *hex)
+{
+	if (hex_writer(d->images, hex) == W_DOWNLOAD)
+		set_writer(d->images, hex, W_NONE);
+}
+
 void images_partial_fail(struct cellsd *d, const char *hex, const char *reason)
 {
 	struct image *i = find_hex(d->images, hex);
@@ -930,17 +979,6 @@ void images_release(struct cellsd *d, const char *name, uint64_t version)
 	struct image *i = im ? find(im, name, version) : NULL;
 	if (!i || i->refs == 0)
 		return;
-	if (--i->refs > 0 || newest_verified(im, name) == i)
-		return;
-	/* an older version no VP uses any more: unmount and remove it */
-	if (i->mounted)
-		unmount_image(im, i);
-	char ip[PATH_MAX];
-	img_path(im, i, ip);
-	unlink(ip);
-	i->st = IMG_REMOVED;
-	cells_err_t e;
-	if (db_set_state(d, i, &e) < 0)
-		log_error("images: %s", e.msg);
-	audit_image(d, "cellsd", "image.removed", "ok", i, NULL, NULL);
+	if (--i->refs == 0)
+		retire_old(d, name);
 }

@@ -99,6 +99,10 @@ int images_partial_finish(struct cellsd *d, const char *hex, const uint8_t *sha2
 			  cells_err_t *err);
 /* Give up on hex: remove the partial file, mark it failed with reason (audited). */
 void images_partial_fail(struct cellsd *d, const char *hex, const char *reason);
+/* A transfer of hex ended short (a retry follows, maybe much later when offline): its
+ * partial file has no writer until images_partial_open again, so `cellctl image import`
+ * of the same bytes may take over meanwhile. */
+void images_partial_release(struct cellsd *d, const char *hex);
 
 /* JSON (owned): every image ({"images": [...]}) or the one named (newest version first;
  * NULL with ENOENT when unknown). */

@@ -39,11 +39,20 @@
 #define IMG_READ_BUDGET (8u << 20)
 #define IMG_STALL_MS 30000	 /* a transfer without a byte for this long is cut */
 #define IMG_WRITEBACK (8u << 20) /* start writeback every 8 MiB: the final fsync is short */
+#define IMG_OFFERS_MAX 32	 /* offers waiting for their result (more: the oldest goes) */
+
+/* An offer acknowledged and not answered yet: its result carries the offer's message id
+ * (the MDM matches it with its queue entry). One per image (a re-offer replaces it). */
+struct img_offer {
+	char hex[65], ref[IMAGES_NAME_MAX + 24];
+	char corr[CELLS_MAX_ID_LEN + 1];
+};
 
 struct mgmt_img {
-	bool active; /* a transfer is running (the pipe is open) */
-	char hex[65], ref[IMAGES_NAME_MAX + 24];
-	char corr[CELLS_MAX_ID_LEN + 1]; /* the offering envelope ("" after a restart) */
+	bool active;				 /* a transfer is running (the pipe is open) */
+	char hex[65], ref[IMAGES_NAME_MAX + 24]; /* the image downloaded (or last) */
+	struct img_offer offers[IMG_OFFERS_MAX]; /* (none after a restart of cellsd) */
+	size_t noffers;
 	int rd, part;
 	uint64_t have, size, at_start, flushed;
 	EVP_MD_CTX *md;
@@ -85,12 +94,44 @@ static void send_ack(struct mgmt *g, const char *msg_id)
 		net_send_raw(g, b, n);
 }
 
-static void result(struct mgmt *g, const char *corr, const char *ref, Cells__V1__ResultStatus st,
+static void offer_put(struct mgmt_img *I, const char *hex, const char *ref, const char *corr)
+{
+	size_t k = 0;
+	while (k < I->noffers && strcmp(I->offers[k].hex, hex))
+		k++;
+	if (k == IMG_OFFERS_MAX) { /* full: the oldest goes (a re-offer answers it) */
+		memmove(&I->offers[0], &I->offers[1], (IMG_OFFERS_MAX - 1) * sizeof I->offers[0]);
+		k = IMG_OFFERS_MAX - 1;
+	} else if (k == I->noffers) {
+		I->noffers++;
+	}
+	snprintf(I->offers[k].hex, sizeof I->offers[k].hex, "%s", hex);
+	snprintf(I->offers[k].ref, sizeof I->offers[k].ref, "%s", ref);
+	snprintf(I->offers[k].corr, sizeof I->offers[k].corr, "%s", corr);
+}
+
+/* The offer of hex waiting for its result, taken (its message id into corr): true, or
+ * false (none: the result names the image only). */
+static bool offer_take(struct mgmt_img *I, const char *hex, char corr[CELLS_MAX_ID_LEN + 1])
+{
+	corr[0] = 0;
+	for (size_t k = 0; k < I->noffers; k++)
+		if (!strcmp(I->offers[k].hex, hex)) {
+			memcpy(corr, I->offers[k].corr, CELLS_MAX_ID_LEN + 1);
+			I->offers[k] = I->offers[--I->noffers];
+			return true;
+		}
+	return false;
+}
+
+/* The result of image ref (hex): to its offer when one waits. */
+static void result(struct mgmt *g, const char *hex, const char *ref, Cells__V1__ResultStatus st,
 		   const char *reason)
 {
-	char cid[IMAGES_NAME_MAX + 32];
+	char cid[IMAGES_NAME_MAX + 32], corr[CELLS_MAX_ID_LEN + 1];
 	snprintf(cid, sizeof cid, "image:%s", ref);
-	finish_inbound(g, corr && *corr ? corr : cid, cid, st, reason, NULL, NULL);
+	bool offered = hex && g->img && offer_take(g->img, hex, corr);
+	finish_inbound(g, offered ? corr : cid, cid, st, reason, NULL, NULL);
 	log_info("mgmt: %s: %s%s%s", cid,
 		 st == CELLS__V1__RESULT_STATUS__RESULT_DONE ? "done" : "failed",
 		 reason && *reason ? ": " : "", reason ? reason : "");
@@ -129,8 +170,7 @@ static void give_up(struct mgmt *g, const char *reason)
 {
 	struct mgmt_img *I = g->img;
 	images_partial_fail(g->d, I->hex, reason);
-	result(g, I->corr, I->ref, CELLS__V1__RESULT_STATUS__RESULT_FAILED, reason);
-	I->corr[0] = 0;
+	result(g, I->hex, I->ref, CELLS__V1__RESULT_STATUS__RESULT_FAILED, reason);
 	I->attempts = 0;
 }
 
@@ -147,19 +187,18 @@ static void transfer_end(struct mgmt *g)
 	if (complete) {
 		cells_err_t err = {0};
 		if (images_partial_finish(g->d, I->hex, h, &err) < 0) {
-			result(g, I->corr, I->ref, CELLS__V1__RESULT_STATUS__RESULT_FAILED,
-			       err.msg);
+			result(g, I->hex, I->ref, CELLS__V1__RESULT_STATUS__RESULT_FAILED, err.msg);
 		} else {
-			result(g, I->corr, I->ref, CELLS__V1__RESULT_STATUS__RESULT_DONE, "");
+			result(g, I->hex, I->ref, CELLS__V1__RESULT_STATUS__RESULT_DONE, "");
 			mgmt_report_status(g->d);
 		}
-		I->corr[0] = 0;
 		I->attempts = 0;
 		kick(g); /* the next pending image */
 		return;
 	}
 	if (progress)
 		I->attempts = 0;
+	images_partial_release(g->d, I->hex); /* an import may take over meanwhile */
 	if (++I->attempts >= IMG_MAX_ATTEMPTS) {
 		char why[400];
 		snprintf(why, sizeof why, "download failed %u times: %s", I->attempts,
@@ -224,6 +263,7 @@ static void on_pipe(struct loop *l, int fd, uint32_t events, void *data)
 			snprintf(why, sizeof why, "write the partial image: %s", strerror(errno));
 			transfer_close(g);
 			give_up(g, why);
+			kick(g); /* the next pending image */
 			return;
 		}
 		EVP_DigestUpdate(I->md, rbuf, (size_t)k);
@@ -264,10 +304,8 @@ static void kick(struct mgmt *g)
 	char hex[65], ref[IMAGES_NAME_MAX + 24];
 	if (images_next_pending(g->d, hex, ref) < 0)
 		return;
-	if (strcmp(hex, I->hex)) {
+	if (strcmp(hex, I->hex))
 		I->attempts = 0;
-		I->corr[0] = 0;
-	}
 	memcpy(I->hex, hex, sizeof hex);
 	memcpy(I->ref, ref, sizeof ref);
 	I->reason[0] = 0;
@@ -340,13 +378,17 @@ void mgmt_img_imported(struct cellsd *d, const char *hex, const cells_err_t *err
 		return;
 	/* an offer that came while the import wrote these bytes was acknowledged and left
 	 * waiting (one writer per image: no download): it is answered now */
-	if (!I->active && I->corr[0] && !strcmp(I->hex, hex)) {
-		result(g, I->corr, I->ref,
+	const struct img_offer *o = NULL;
+	for (size_t k = 0; k < I->noffers && !o; k++)
+		if (!strcmp(I->offers[k].hex, hex))
+			o = &I->offers[k];
+	if (o) {
+		char ref[sizeof o->ref];
+		memcpy(ref, o->ref, sizeof ref);
+		result(g, hex, ref,
 		       err ? CELLS__V1__RESULT_STATUS__RESULT_FAILED
 			   : CELLS__V1__RESULT_STATUS__RESULT_DONE,
 		       err ? err->msg : "imported on the device");
-		I->corr[0] = 0;
-		I->attempts = 0;
 		if (!err)
 			mgmt_report_status(d);
 	}
@@ -371,26 +413,19 @@ void mgmt_img_offer(struct mgmt *g, const Cells__V1__Envelope *env)
 	}
 	char ref[IMAGES_NAME_MAX + 24];
 	snprintf(ref, sizeof ref, "%s@%llu", m.name, (unsigned long long)m.version);
+	struct mgmt_img *I = img_of(g);
+	char hex[65];
+	pol_image_hex(m.sha256, hex);
+	if (I) /* the result answers this envelope */
+		offer_put(I, hex, ref, env->message_id);
 	if (complete) {
-		result(g, env->message_id, ref, CELLS__V1__RESULT_STATUS__RESULT_DONE,
+		result(g, I ? hex : NULL, ref, CELLS__V1__RESULT_STATUS__RESULT_DONE,
 		       r == 1 ? "already on the device" : "");
 		return;
 	}
 	send_ack(g, env->message_id);
-	struct mgmt_img *I = img_of(g);
-	if (!I)
-		return;
-	char hex[65];
-	pol_image_hex(m.sha256, hex);
-	if (!I->active) {
-		if (strcmp(I->hex, hex))
-			I->attempts = 0;
-		memcpy(I->hex, hex, sizeof hex);
-		memcpy(I->ref, ref, sizeof ref);
-	}
-	if (!strcmp(I->hex, hex)) /* the result answers this envelope */
-		snprintf(I->corr, sizeof I->corr, "%s", env->message_id);
-	kick(g);
+	if (I)
+		kick(g);
 }
 
 int mgmt_img_on_done(struct mgmt *g, struct netipc_msg *msg)

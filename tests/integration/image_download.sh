@@ -8,7 +8,8 @@
 # partial file is kept) and completes it; wrong bytes and more bytes than signed are
 # discarded with an audit record and a FAILED result; a server that goes silent is cut
 # when a 30 s check saw no byte and the transfer resumed; a manifest by a key without the
-# images role is REJECTED. Each outcome is a CommandResult "image:NAME@VERSION".
+# images role is REJECTED; a download cut by the link's loss leaves the image to an
+# offline `cellctl image import`. Each outcome is a CommandResult "image:NAME@VERSION".
 . "$CELLS_SRC/tests/lib.sh"
 . "$CELLS_SRC/tests/integration/mgmt_lib.sh"
 need_root
@@ -118,6 +119,23 @@ check "the server stalled" logged "^stall $((SIZE / 3))"
 check "the transfer was resumed from where it stalled" logged "^get $((SIZE / 3)) 206"
 check "cellsd cut it for lack of progress (a 30 s check without a byte)" grep -q "no byte for 30 s" "$T/cellsd.log"
 check_eq "image v6 is mounted" mounted "$(istate base 6)"
+
+# --- the link lost mid-download: an offline `cellctl image import` of the same image
+# takes over (the cut download no longer holds its partial file) ---
+echo "v7" >"$T/root/etc/hello.txt"
+mkfs.erofs --quiet "$T/v7.erofs" "$T/root" >/dev/null || exit 1
+forge manifest "$T/v7.erofs" base 7 erofs "$T/m7.bin"
+forge good "$T/v7.erofs" base 7 erofs "$T/b7.bin"
+mkdir -p "$T/e7"
+mkenv "$T/e7/0-trust" 20 "$T/trust.bin"
+mkenv "$T/e7/1-image" 22 "$T/m7.bin"
+serve "$T/v7.erofs" "stall:$((SIZE / 3))" "$T/e7"
+check "v7 download stalled at a third" wait_for 60 logged "^stall $((SIZE / 3))"
+kill "$SRV"; wait "$SRV" 2>/dev/null; SRV=
+check "the device is offline" wait_for 30 bash -c "! connected"
+check "an offline import of v7 takes over the cut download" cellctl image import "$T/v7.erofs" "$T/b7.bin"
+check_eq "image v7 is mounted" mounted "$(istate base 7)"
+check "the v7 file matches" cmp "$T/v7.erofs" "$CELLS_STATE/images/$(sha "$T/v7.erofs").img"
 
 # --- a manifest by a key without the images role is rejected ---
 forge wrong-role "$T/v5.erofs" base 9 erofs "$T/role.bin"

@@ -6,7 +6,8 @@
 # a policy pushed by the MDM names it for the work VP, which then runs it (a file read
 # inside the VP) and the MDM learns which image the VP runs (DeviceHello.vps). An offer
 # that arrives while `cellctl image import` writes the same bytes is acknowledged and
-# answered DONE when the import ends (one writer: nothing is downloaded).
+# answered DONE when the import ends (one writer: nothing is downloaded); an offer made
+# while another image downloads is answered too.
 . "$CELLS_SRC/tests/lib.sh"
 . "$CELLS_SRC/tests/integration/mgmt_lib.sh"
 need_root
@@ -79,5 +80,16 @@ check "the import ends" wait "$IMP"
 check "the MDM's offer is answered DONE when the import ends" wait_for 20 image_is base done 2
 check "nothing of base@2 was downloaded (the MDM logged no GET of it)" bash -c "! grep -q 'image base@2: sending' '$T/mdm.log'"
 check "the stored base@2 is the imported file" cmp "$T/base2.img" "$CELLS_STATE/images/$S2.img"
+
+# two offers back to back, the second while the first downloads: each is answered (the
+# device keeps every offer's message id for its result, not only the one downloading)
+mkdir -p "$T/ta" "$T/tb"
+head -c 30000000 /dev/urandom >"$T/ta/blob"
+head -c 100000 /dev/urandom >"$T/tb/blob"
+check "build a@1 (30 MB) and b@1 (small)" bash -c "cells-mdm image build '$T/ta' -o '$T/a.img' --name a --version 1 >/dev/null && cells-mdm image build '$T/tb' -o '$T/b.img' --name b --version 1 >/dev/null"
+check "push a@1, then b@1" bash -c "cells-mdm image push '$DEV' '$T/a.img' >/dev/null && cells-mdm image push '$DEV' '$T/b.img' >/dev/null"
+check "a@1 is answered DONE" wait_for 60 image_is a done
+check "b@1 is answered DONE" wait_for 30 image_is b done
+check "the MDM refused no result" bash -c "! grep -q 'result .* refused' '$T/mdm.log'"
 stop_mdm
 finish

@@ -10,7 +10,9 @@
 # - A/B: a version whose init cannot start (no /sbin/init, no /bin/sh in it) or that is
 #   not on the device leaves the VP on the last version it started on (audited), and
 #   that version stays on the device while it is the VP's fallback, across a restart;
-# - a Debian root file system (scripts/mkrootfs.sh) works as an image.
+# - a Debian root file system (scripts/mkrootfs.sh) works as an image;
+# - versions no VP holds other than the newest two are removed; a removed version that
+#   has the same bytes as one that stays takes neither its file nor its mount along.
 . "$CELLS_SRC/tests/lib.sh"
 need_root
 command -v mkfs.erofs >/dev/null || skip "erofs-utils not installed"
@@ -138,6 +140,40 @@ check "policy v6 names debian@1 for personal" pol 6 base@2 debian@1
 check "personal restarts on debian@1" restart personal
 check "Debian's bash and coreutils run in the VP" bash -c "cellctl vp exec personal -- /bin/bash -c 'cat /etc/debian_version; ls --version' | grep -q 'GNU coreutils'"
 check_eq "the VP's root is uid 0 in the VP" 0 "$(in_vp personal /usr/bin/id -u)"
+
+# --- versions no VP holds: the newest and the one before it stay, older ones go ---
+mkdir -p "$T/o"
+for v in 1 2 3; do
+	echo "$v" >"$T/o/v"
+	check "other@$v imports (no VP on it)" img other "$v" "$T/o"
+done
+O1=$(sha "$T/other-1.img") O2=$(sha "$T/other-2.img") O3=$(sha "$T/other-3.img")
+check "other@1 is removed once other@3 is there" bash -c "! test -e '$CELLS_STATE/images/$O1.img'"
+check_eq "...and unmounted" 0 "$(erofs_mounts "$O1")"
+check_eq "...and listed removed" removed "$(cellctl --json image status other | jget '[i["state"] for i in d["images"] if i["version"] == 1][0]')"
+check "other@2 and other@3 stay" test -f "$CELLS_STATE/images/$O2.img" -a -f "$CELLS_STATE/images/$O3.img"
+
+# --- versions with the same bytes (one file, one mount): the retired one takes neither
+# with it ---
+FORGE="$CELLS_BUILD/tests/integration/image_forge"
+forge() { ASAN_OPTIONS=detect_leaks=0 "$FORGE" "$CELLS_MDM_STATE_DIR" "$@"; }
+mkfs.erofs --quiet "$T/same.img" "$T/t1" >/dev/null || exit 1
+SS=$(sha "$T/same.img")
+for v in 1 2 3; do forge good "$T/same.img" same "$v" erofs "$T/same$v.bin"; done
+check "same@1 imports" cellctl image import "$T/same.img" "$T/same1.bin"
+check "policy v7 names same@1 for work" pol 7 same@1 debian@1
+check "work restarts on same@1" restart work
+check "same@2 and same@3 (the same bytes) import" bash -c "cellctl image import '$T/same.img' '$T/same2.bin' && cellctl image import '$T/same.img' '$T/same3.bin'"
+check "policy v8 names same@3 for work" pol 8 same@3 debian@1
+check "work restarts on same@3 (same@1 is no VP's any more: retired)" restart work
+check_eq "same@1 is listed removed" removed "$(cellctl --json image status same | jget '[i["state"] for i in d["images"] if i["version"] == 1][0]')"
+check "the file same@3 shares with it stays" test -f "$CELLS_STATE/images/$SS.img"
+check_eq "...and its mount" 1 "$(erofs_mounts "$SS")"
+check "work restarts on same@3 again" restart work
+check_eq "...and reads it" 1 "$(in_vp work cat /etc/cells-image)"
+stop_cellsd
+start_cellsd || exit 1
+check_eq "after a cellsd restart same@3 is still mounted" mounted "$(cellctl --json image status same | jget '[i["state"] for i in d["images"] if i["version"] == 3][0]')"
 cellctl vp stop work >/dev/null 2>&1
 cellctl vp stop personal >/dev/null 2>&1
 check "audit chain verifies" cellctl audit verify
