@@ -85,9 +85,10 @@ struct sess {
 	bool want_ping;	 /* idle for KEEPALIVE_PING_S: a ping is written (idle_check) */
 	int64_t last_rx; /* monotonic seconds of the last frame received (ping or pong too) */
 	int close_code;	 /* the close code sent after the last queued message (0: 1000) */
-	int inflight;
-	/* policies and trust updates delivered on this session and not answered yet: their
-	 * results need no look-up of the entry (a miss takes the database's word) */
+	int inflight;	 /* entries in sent[] */
+	/* the entries delivered on this session and not answered yet: the window. The
+	 * results of policies and trust updates among them need no look-up of the entry (a
+	 * miss takes the database's word) */
 	struct {
 		char id[MDM_QID_LEN + 1];
 		uint8_t kind;
@@ -139,6 +140,8 @@ static struct {
 
 /* Open the turn's transaction before a write (no-op when open). If it cannot be opened
  * the writes go one by one, as before, and nothing is held. */
+static void turn_end(void);
+
 static void batch_open(void)
 {
 	cells_err_t err = {0};
@@ -665,8 +668,6 @@ static uint64_t latest_policy_version(const char *device)
  * genuine receipt that follows is verified, stored, and makes the entry acknowledged. */
 static void sent_add(struct sess *ss, const struct mdm_qentry *e)
 {
-	if (e->kind != MDM_QK_POLICY && e->kind != MDM_QK_TRUST)
-		return;
 	unsigned slot = ss->sent_at++ % WINDOW;
 	for (unsigned i = 0; i < WINDOW; i++)
 		if (!ss->sent[i].id[0]) {
@@ -677,15 +678,25 @@ static void sent_add(struct sess *ss, const struct mdm_qentry *e)
 	ss->sent[slot].kind = (uint8_t)e->kind;
 }
 
-/* The kind of entry id when it was delivered on this session (then forgotten), else 0. */
+/* The kind of entry id when it was delivered on this session (then forgotten: its slot
+ * of the window is free again), else -1. */
 static int sent_take(struct sess *ss, const char *id)
 {
 	for (unsigned i = 0; id[0] && i < WINDOW; i++)
 		if (!strcmp(ss->sent[i].id, id)) {
 			ss->sent[i].id[0] = 0;
+			if (ss->inflight > 0)
+				ss->inflight--;
 			return ss->sent[i].kind;
 		}
-	return 0;
+	return -1;
+}
+
+static void sent_clear(struct sess *ss)
+{
+	for (unsigned i = 0; i < WINDOW; i++)
+		ss->sent[i].id[0] = 0;
+	ss->inflight = 0;
 }
 
 static void handle_result(struct sess *ss, const Cells__V1__Envelope *env)
@@ -697,7 +708,10 @@ static void handle_result(struct sess *ss, const Cells__V1__Envelope *env)
 	 * the entry is known to be this device's, no receipt to check, and its state is
 	 * written without waiting (it travels with the next query; the Ack waits for the
 	 * commit as every other) */
-	bool mine = !r->receipt && sent_take(ss, corr) != 0;
+	/* any answer to an entry of the window frees its slot, whatever the database then
+	 * says (an entry cancelled or replaced meanwhile is answered too) */
+	int kind = sent_take(ss, corr);
+	bool mine = !r->receipt && (kind == MDM_QK_POLICY || kind == MDM_QK_TRUST);
 	if (corr[0] && !mine) {
 		struct mdm_qentry e = {0};
 		int k = mdm_store_queue_get(S.st, corr, ss->device, &e, &err);
@@ -765,8 +779,6 @@ static void handle_result(struct sess *ss, const Cells__V1__Envelope *env)
 						    &err);
 		if (n < 0)
 			log_warn("device %s: %s", ss->device, err.msg);
-		if (n > 0 && ss->inflight > 0)
-			ss->inflight--;
 		if (n > 0)
 			log_info("device %s: %s %s%s%s", ss->device, corr, mdm_qstate_name(st),
 				 reason[0] ? ": " : "", reason);
@@ -813,7 +825,8 @@ static void handle_device(struct sess *ss, const Cells__V1__Envelope *env)
 			out.server_hello = &sh;
 			sess_send(ss, &out);
 			ss->hello = true;
-			ss->inflight = 0;
+			sent_clear(ss);
+			log_info("device %s: hello", ss->device);
 			ss->want_check = true;
 		}
 		return;
@@ -1136,11 +1149,16 @@ static int cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 	case LWS_CALLBACK_CLOSED:
 		if (ss->hashed) {
 			hash_del(ss);
+			bool was_open = B.open;
 			batch_open();
 			if (mdm_store_queue_requeue(S.st, ss->device, &err) < 0 ||
 			    mdm_store_device_seen(S.st, ss->device, false, now_s(), 0, NULL, 0,
 						  &err) < 0)
 				log_warn("device %s: %s", ss->device, err.msg);
+			/* a close from lws's timers (a keepalive hang-up, a timeout) runs before
+			 * the loop waits: not left open across the wait (see on_poll) */
+			if (!was_open)
+				turn_end();
 		}
 		sess_free(ss);
 		return 0;
@@ -1285,7 +1303,7 @@ static void on_poll(lws_sorted_usec_list_t *sul)
 	 * left open here stayed open for up to POLL_US - PostgreSQL holds notifications
 	 * for a session in a transaction until it ends (the ~1 s outlier of a single
 	 * push with several front ends), and sqlite's write lock blocked the CLI */
-	batch_flush();
+	turn_end();
 	lws_sul_schedule(S.ctx, 0, &S.sul, on_poll, POLL_US);
 }
 
@@ -1293,6 +1311,7 @@ static void on_wake(lws_sorted_usec_list_t *sul)
 {
 	static const unsigned next_us[] = {4 * 1000, 45 * 1000, 200 * 1000};
 	check_queue();
+	turn_end();
 	if (S.wake_step < CELLS_ARRAY_SIZE(next_us))
 		lws_sul_schedule(S.ctx, 0, &S.sul_wake, on_wake, next_us[S.wake_step++]);
 }
@@ -1376,6 +1395,17 @@ static void wake_device(const char *device, void *arg)
 		ss->want_check = true;
 		lws_callback_on_writable(ss->wsi);
 	}
+}
+
+static void pg_drain(void);
+
+/* The end of a turn: commit its writes (then send what waited for them) and act on the
+ * notifications libpq read meanwhile - before the loop waits, which a read buffered by
+ * libpq would not end. */
+static void turn_end(void)
+{
+	batch_flush();
+	pg_drain();
 }
 
 static void pg_drain(void)

@@ -779,10 +779,14 @@ int mdm_store_queue_next(struct mdm_store *s, const char *device, int64_t now, s
 	return step_entry(s, st, e, "queue next", err);
 }
 
-/* up to ?3 entries to send to device ?1 at time ?2 (mdm_store_queue_next's order) */
+/* up to ?3 entries to send to device ?1 at time ?2 (mdm_store_queue_next's order), taken
+ * only by the front end ?4 that holds the device's newest session (devices.frontend): a
+ * session another front end still has (a connection gone half-open, not noticed yet)
+ * takes nothing once the device said HELLO elsewhere */
 #define TAKE_SQL                                                                                   \
 	"SELECT " ENTRY_COLS ", blob FROM queue WHERE device=?1 AND state=0 AND "                  \
-	"(expires=0 OR expires>?2) ORDER BY priority DESC, seq LIMIT ?3"
+	"(expires=0 OR expires>?2) AND EXISTS(SELECT 1 FROM devices WHERE id=?1 AND "              \
+	"frontend=?4) ORDER BY priority DESC, seq LIMIT ?3"
 
 int mdm_store_queue_take(struct mdm_store *s, const char *device, int64_t now, size_t max,
 			 struct mdm_qentry *e, size_t *n, cells_err_t *err)
@@ -794,6 +798,7 @@ int mdm_store_queue_take(struct mdm_store *s, const char *device, int64_t now, s
 	mdb_bind_text(st, 1, device);
 	mdb_bind_int64(st, 2, now);
 	mdb_bind_int64(st, 3, (int64_t)max);
+	mdb_bind_text(st, 4, s->frontend);
 	int r = 0;
 	while (*n < max && (r = step_entry(s, st, &e[*n], "queue next", err)) == 1)
 		(*n)++;
@@ -811,6 +816,7 @@ int mdm_store_queue_take(struct mdm_store *s, const char *device, int64_t now, s
 }
 
 struct take_each {
+	const char *frontend;
 	char *const *dev;
 	const size_t *max;
 	int64_t now;
@@ -829,6 +835,7 @@ static void take_bind(struct mdb_stmt *st, size_t i, void *arg)
 	mdb_bind_text(st, 1, a->dev[i]);
 	mdb_bind_int64(st, 2, a->now);
 	mdb_bind_int64(st, 3, (int64_t)a->max[i]);
+	mdb_bind_text(st, 4, a->frontend);
 }
 
 static int take_row(struct mdb_stmt *st, size_t i, void *arg)
@@ -857,7 +864,7 @@ int mdm_store_queue_take_each(struct mdm_store *s, char *const *devices, const s
 			      void (*fn)(size_t i, struct mdm_qentry *e, void *arg), void *arg,
 			      cells_err_t *err)
 {
-	struct take_each a = {devices, max, now, fn, arg, NULL, 0, 0};
+	struct take_each a = {s->frontend, devices, max, now, fn, arg, NULL, 0, 0};
 	cleanup_mdb_stmt struct mdb_stmt *st = NULL;
 	int r = mdb_prepare(s->db, TAKE_SQL, &st, err);
 	if (r == 0)
@@ -933,7 +940,9 @@ int mdm_store_queue_requeue(struct mdm_store *s, const char *device, cells_err_t
 	mdb_bind_text(st, 1, device);
 	if (mdb_step(st) != MDB_DONE)
 		return mdb_err(s->db, "requeue", err);
-	return 0;
+	/* queued again: the front end holding the device's session (maybe another one)
+	 * sends them (the agent applies an id once) */
+	return mdb_changes(s->db) > 0 ? mdb_notify(s->db, MDM_QUEUE_CHANNEL, device, err) : 0;
 }
 
 int mdm_store_queue_requeue_all(struct mdm_store *s, cells_err_t *err)

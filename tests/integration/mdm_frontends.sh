@@ -8,7 +8,8 @@
 # with one entry in flight (delivered, not acknowledged) and one queued: the device
 # reconnects to the other front end and each is applied exactly once (by its id), as
 # the agent's own audit log and the database rows show. A fan-out that commits after a
-# later push (PostgreSQL numbers inserts, not commits) still wakes its devices.
+# later push (PostgreSQL numbers inserts, not commits) still wakes its devices. A session
+# a front end still holds after the device moved (half-open) takes nothing.
 . "$CELLS_SRC/tests/lib.sh"
 MDM_DB=pg
 . "$CELLS_SRC/tests/integration/mgmt_lib.sh"
@@ -49,25 +50,51 @@ start_fe() {
 start_fe 0 || exit 1
 start_fe 1 || exit 1
 # the balancer: each connection to PORT is spliced to the first front end that answers
-python3 - "$PORT" "$P0" "$P1" <<'PY' >>"$T/lb.log" 2>&1 &
-import asyncio, sys
-port, backs = int(sys.argv[1]), [int(p) for p in sys.argv[2:]]
-async def pipe(r, w):
+# ($T/lb/prefer: a port tried first); $T/lb/halfopen-PORT makes the connections to that
+# front end half-open: the device's side is closed, the front end's kept (it sees nothing,
+# as when a phone changes networks)
+mkdir -p "$T/lb"
+python3 - "$PORT" "$T/lb" "$P0" "$P1" <<'PY' >>"$T/lb.log" 2>&1 &
+import asyncio, os, sys
+port, flags, backs = int(sys.argv[1]), sys.argv[2], [int(p) for p in sys.argv[3:]]
+def flag(n): return os.path.exists(os.path.join(flags, n))
+async def pipe(r, w, st):
     try:
         while (b := await r.read(65536)):
+            if st["half"]:
+                continue
             w.write(b)
             await w.drain()
     except Exception:
         pass
     finally:
-        w.close()
+        if not st["half"]:
+            w.close()
+async def watch(p, cw, st):
+    while not st["half"]:
+        await asyncio.sleep(0.05)
+        if flag("halfopen-%d" % p):
+            st["half"] = True
+            print("half-open: a connection to %d" % p, flush=True)
+            cw.close()
 async def conn(cr, cw):
-    for p in backs:
+    order = list(backs)
+    try:
+        pref = int(open(os.path.join(flags, "prefer")).read())
+        order.sort(key=lambda p: p != pref)
+    except (OSError, ValueError):
+        pass
+    for p in order:
         try:
             br, bw = await asyncio.open_connection("127.0.0.1", p)
         except OSError:
             continue
-        await asyncio.gather(pipe(cr, bw), pipe(br, cw))
+        st = {"half": False}
+        w = asyncio.ensure_future(watch(p, cw, st))
+        await asyncio.gather(pipe(cr, bw, st), pipe(br, cw, st))
+        if st["half"]:
+            await asyncio.sleep(3600) # the front end's side stays open
+        w.cancel()
         return
     cw.close()
 async def main():
@@ -209,6 +236,26 @@ IDALL=$(json_get "[e['id'] for e in d if e['device_id']=='$DEV'][0]" <"$T/pall.o
 check "a fan-out that commits after a later push still wakes its devices (the real one applies it)" wait_for 15 entry_is "$IDALL" acknowledged
 check_eq "the agent runs the fan-out's policy" 200 "$(mgmt_field policy_version)"
 pg_sql "delete from queue where device like '$FX%'; delete from devices where id like '$FX%'" >/dev/null
+
+# A session another front end still holds (its connection half-open, not noticed yet)
+# takes nothing once the device said HELLO elsewhere: the device's connection to the
+# front end holding it goes half-open, the device reconnects to the other; a push while
+# that one is held up (SIGSTOP 1.5 s) waits queued - the dead session does not take it
+# into nowhere - and reaches the device when it goes on.
+if holds "$P1"; then OLD=1 NEW=0 OP=$P1 NP=$P0; else OLD=0 NEW=1 OP=$P0 NP=$P1; fi
+echo "$NP" >"$T/lb/prefer"
+touch "$T/lb/halfopen-$OP"
+check "the device's connection to front end $OLD goes half-open; it reconnects to $NEW" wait_for 40 bash -c "connected && holds $NP"
+check "front end $OLD still holds its (dead) session" holds "$OP"
+cells-mdm policy example --device "$DEV" --version 300 >"$T/p300.json"
+kill -STOP "${FE[$NEW]}"
+ID300=$(cells-mdm --json policy push "$DEV" "$T/p300.json" | json_get "d[0]['id']")
+sleep 1.5
+check_eq "front end $OLD's dead session took nothing (the entry waits queued)" queued "$(entry_state "$ID300")"
+kill -CONT "${FE[$NEW]}"
+check "the push reaches the device through front end $NEW" wait_for 15 entry_is "$ID300" acknowledged
+check_eq "the agent runs it" 300 "$(mgmt_field policy_version)"
+rm -f "$T/lb/halfopen-$OP" "$T/lb/prefer"
 
 check "clean shutdown" stop_cellsd
 finish

@@ -11,7 +11,8 @@
 # each proven by a later entry that IS delivered on the same reconnection;
 # - a server killed with SIGKILL right after acknowledgements loses none of them and
 #   has nothing applied twice (each entry id delivered and applied once);
-# - the server's keepalive: pings keep an idle session, a silent device is hung up on.
+# - the server's keepalive: pings keep an idle session, a silent device is hung up on;
+# - the window: answers to entries cancelled while delivered free their slots.
 . "$CELLS_SRC/tests/lib.sh"
 . "$CELLS_SRC/tests/integration/mgmt_lib.sh"
 need_root
@@ -123,9 +124,45 @@ sleep 9
 check_eq "an idle device answering pings is not hung up on" 0 "$(sessions)"
 check "...and stays connected" connected
 NETPID=$(mgmt_field net_pid)
+# PostgreSQL: the hang-up (from lws's timers, before the loop waits) must not leave its
+# requeue's transaction open across the wait (it would hold the front end's notifications
+# and the rows' locks): sampled every 50 ms, none idle in a transaction for over 100 ms
+if [ -n "${CELLS_MDM_DB:-}" ]; then
+	for _ in $(seq 1 300); do
+		pg_sql "select count(*) from pg_stat_activity where state like 'idle in transaction%' and now() - state_change > interval '100 ms'"
+		sleep 0.05
+	done >"$T/idle_tx" 2>/dev/null &
+	SAMPLER=$!
+fi
 kill -STOP "$NETPID"
 check "a device silent past the hang-up time is closed" wait_for 15 bash -c "grep -q 'device $DEV: silent for' '$T/mdm.log'"
+if [ -n "${CELLS_MDM_DB:-}" ]; then
+	sleep 1.5
+	kill "$SAMPLER" 2>/dev/null
+	wait "$SAMPLER" 2>/dev/null
+	check_eq "no transaction left open across the wait by the hang-up ($(wc -l <"$T/idle_tx") looks)" 0 "$(awk '{n += $1} END {print n + 0}' "$T/idle_tx")"
+fi
 kill -CONT "$NETPID"
 check "...and it reconnects" wait_for 30 connected
+
+# --- the window: an answer to an entry cancelled while it was delivered still frees its
+# slot. 17 `audit request`s while the device cannot answer: each replaces (cancels) the
+# one before, 16 fill the window; the answers to the cancelled ones come back once it
+# can; a later policy must still go out on the same session ---
+hellos() { grep -c "device $DEV: hello" "$T/mdm.log"; }
+H0=$(hellos)
+NETPID=$(mgmt_field net_pid)
+kill -STOP "$NETPID"
+for i in $(seq 1 17); do
+	RID=$(cells-mdm --json audit request "$DEV" | json_get "d['id'] if isinstance(d, dict) else d[0]['id']")
+	[ "$i" -le 16 ] && wait_for 10 entry_is "$RID" delivered
+done
+check_eq "the 17th waits queued (the window of 16 is full)" queued "$(entry_state "$RID")"
+kill -CONT "$NETPID"
+check "the 17th is acknowledged once the 16 are answered" wait_for 30 entry_is "$RID" acknowledged
+cells-mdm policy example --device "$DEV" --version 77 >"$T/p77.json"
+ID77=$(cells-mdm --json policy push "$DEV" "$T/p77.json" | json_get "d[0]['id']")
+check "a later policy is acknowledged on the same session" wait_for 20 entry_is "$ID77" acknowledged
+check_eq "...without a reconnection (no new HELLO)" "$H0" "$(hellos)"
 check "clean shutdown" stop_cellsd
 finish
