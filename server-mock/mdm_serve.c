@@ -777,8 +777,10 @@ static void handle_result(struct sess *ss, const Cells__V1__Envelope *env)
 			? mdm_store_queue_receipt_verified(S.st, corr, ss->device, now_s(), &err)
 			: mdm_store_queue_set_state(S.st, corr, ss->device, st, reason, now_s(),
 						    &err);
-		if (n < 0)
+		if (n < 0) { /* our storage failed: no answer, the device sends it again */
 			log_warn("device %s: %s", ss->device, err.msg);
+			return;
+		}
 		if (n > 0)
 			log_info("device %s: %s %s%s%s", ss->device, corr, mdm_qstate_name(st),
 				 reason[0] ? ": " : "", reason);
@@ -1151,9 +1153,11 @@ static int cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 			hash_del(ss);
 			bool was_open = B.open;
 			batch_open();
-			if (mdm_store_queue_requeue(S.st, ss->device, &err) < 0 ||
-			    mdm_store_device_seen(S.st, ss->device, false, now_s(), 0, NULL, 0,
-						  &err) < 0)
+			/* the device's row, then its queue rows: the order of a HELLO on
+			 * another front end (no deadlock between the two) */
+			if (mdm_store_device_seen(S.st, ss->device, false, now_s(), 0, NULL, 0,
+						  &err) < 0 ||
+			    mdm_store_queue_requeue(S.st, ss->device, &err) < 0)
 				log_warn("device %s: %s", ss->device, err.msg);
 			/* a close from lws's timers (a keepalive hang-up, a timeout) runs before
 			 * the loop waits: not left open across the wait (see on_poll) */
