@@ -85,6 +85,12 @@ check_fails() {
 	if grep -qE -- "$pat" "$T/last.out"; then ok "$d"; else not_ok "$d (output lacks /$pat/)"; sed 's/^/    /' "$T/last.out"; fi
 }
 # check_eq DESC EXPECTED ACTUAL
+# wait_for SECONDS CMD...: CMD succeeds within SECONDS (looked at every 0.2 s)
+wait_for() {
+	local n=$(($1 * 5)); shift
+	for _ in $(seq 1 "$n"); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
+	return 1
+}
 check_eq() { if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1 (expected '$2', got '$3')"; fi; }
 
 # start_cellsd [ARGS...]: start the agent on $CELLS_STATE/$CELLS_RUN_DIR, wait for it.

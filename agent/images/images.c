@@ -762,7 +762,10 @@ void images_on_imported(struct cellsd *d, images_imported_fn fn)
 }
 
 /* An import still copying stops at its next chunk; its partial file is left, and the
- * image stays pending (imported again, or downloaded, later). */
+ * image stays pending (imported again, or downloaded, later). A copy stuck in a read
+ * (a hung network or FUSE file system) is not waited for past IMPORT_STOP_WAIT_S: its
+ * thread and job are left to the process's exit (the thread touches nothing else). */
+#define IMPORT_STOP_WAIT_S 2
 static void imports_stop(struct cellsd *d)
 {
 	struct images *im = d->images;
@@ -770,12 +773,22 @@ static void imports_stop(struct cellsd *d)
 		struct import_job *j = im->jobs;
 		im->jobs = j->next;
 		atomic_store(&j->stop, true);
-		pthread_join(j->th, NULL);
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += IMPORT_STOP_WAIT_S;
+		bool joined = pthread_timedjoin_np(j->th, NULL, &until) == 0;
 		loop_del_fd(d->loop, j->efd);
 		cells_err_t err = {0};
 		cells_err_set(&err, ECANCELED, "cellsd is stopping");
 		j->done(d, NULL, &err, j->data);
-		job_free(j);
+		if (joined) {
+			job_free(j);
+		} else {
+			log_warn("image import %s: its copy is stuck in a read after %d s: left "
+				 "behind",
+				 j->hex, IMPORT_STOP_WAIT_S);
+			pthread_detach(j->th);
+		}
 	}
 }
 

@@ -7,7 +7,8 @@
 # manifest and one over --max-image-size are refused with their reason and an audit
 # record, leaving nothing in STATE/images/*.img and nothing mounted; a complete image
 # whose file is damaged while cellsd is down is removed at start-up (audited); cellsd
-# SIGKILLed while an import copies (in its own thread) leaves nothing used or mounted.
+# SIGKILLed while an import copies (in its own thread) leaves nothing used or mounted; a
+# copy stuck in a read does not keep cellsd from stopping.
 . "$CELLS_SRC/tests/lib.sh"
 need_root
 command -v mkfs.erofs >/dev/null || skip "erofs-utils not installed"
@@ -130,4 +131,24 @@ check "it is mounted" mounted "$CELLS_RUN_DIR/images/$B"
 check_fails "unknown image status fails" "not on the device" cellctl image status nosuch
 check "audit chain verifies" cellctl audit verify
 stop_cellsd
+
+# --- a copy stuck in a read (a hung network or FUSE file system; here the test build's
+# pause point holds the copy thread): cellsd still stops on SIGTERM, within seconds, and
+# the import's call ends ---
+head -c 6000000 /dev/urandom >"$T/big/blob"
+mkfs.erofs --quiet "$T/stuck.erofs" "$T/big" >/dev/null || exit 1
+forge good "$T/stuck.erofs" stuck 1 erofs "$T/stuck1.bin"
+start_cellsd --max-image-size 16M --test-pause-at "image-import-copying:$T/never" || exit 1
+cellctl image import "$T/stuck.erofs" "$T/stuck1.bin" >"$T/stuck.out" 2>&1 &
+IMP=$!
+check "the import's copy is held in its thread" wait_for 10 grep -q "test pause point image-import-copying" "$T/cellsd.log"
+t0=$(date +%s%N)
+kill -TERM "$CELLSD_PID"
+check "cellsd stops on SIGTERM within 10 s" wait_for 10 bash -c "! kill -0 $CELLSD_PID"
+echo "    stopped $((($(date +%s%N) - t0) / 1000000)) ms after the SIGTERM"
+wait "$CELLSD_PID" 2>/dev/null
+check "it says the copy was left behind" grep -q "its copy is stuck in a read after 2 s: left behind" "$T/cellsd.log"
+wait "$IMP"
+irc=$?
+check "the import's call ends with one line (the control connection closed)" bash -c "[ $irc -ne 0 ] && grep -qx 'cellctl: image import: cellsd: connection closed' '$T/stuck.out'"
 finish

@@ -10,13 +10,6 @@ mdm_hex() { if [ -n "${CELLS_MDM_DB:-}" ]; then echo "encode($1,'hex')"; else ec
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# wait_for SECONDS CMD...: poll CMD every 0.2 s until it succeeds.
-wait_for() {
-	local n=$(($1 * 5)); shift
-	for _ in $(seq 1 "$n"); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
-	return 1
-}
-
 port_open() { python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1",int(sys.argv[1])),1)' "$1"; }
 
 start_mdm() {
