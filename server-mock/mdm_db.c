@@ -790,17 +790,31 @@ static int migrate_step(struct mdb *db, const char *module, const char *const *s
 }
 
 /* A translation that took the column name blob for the type (before types had to be
- * in capitals) named queue's column bytea; it is renamed to the name it has on sqlite. */
-#define PG_RENAME_BYTEA                                                                            \
-	"DO $$DECLARE t text; BEGIN FOR t IN SELECT table_name FROM "                              \
-	"information_schema.columns WHERE table_schema=current_schema() AND "                      \
-	"column_name='bytea' LOOP EXECUTE format('ALTER TABLE %I RENAME COLUMN bytea TO "          \
-	"blob', t); END LOOP; END$$"
+ * in capitals) named queue's column bytea: renamed to the name it has on sqlite. 1 when
+ * a column was renamed, 0 none (a look at the catalog, nothing written), -1. */
+static int pg_rename_bytea(struct mdb *db, cells_err_t *err)
+{
+	PGresult *r = PQexec(db->pg, "SELECT 1 FROM information_schema.columns WHERE "
+				     "table_schema=current_schema() AND column_name='bytea'");
+	bool found = r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0;
+	PQclear(r);
+	if (!found)
+		return 0;
+	return pg_exec(db,
+		       "DO $$DECLARE t text; BEGIN FOR t IN SELECT table_name FROM "
+		       "information_schema.columns WHERE table_schema=current_schema() AND "
+		       "column_name='bytea' LOOP EXECUTE format('ALTER TABLE %I RENAME COLUMN "
+		       "bytea TO blob', t); END LOOP; END$$",
+		       NULL, err) < 0
+		   ? -1
+		   : 1;
+}
 
 int mdb_migrate(struct mdb *db, const char *module, const char *const *steps, size_t nsteps,
 		cells_err_t *err)
 {
 	for (;;) {
+		int renamed = 0;
 		if (mdb_begin(db, err) < 0)
 			return -1;
 		/* PostgreSQL: front ends starting together migrate one after the other; the
@@ -815,17 +829,16 @@ int mdb_migrate(struct mdb *db, const char *module, const char *const *steps, si
 				    "CREATE OR REPLACE FUNCTION instr(text, text) RETURNS integer "
 				    "LANGUAGE sql IMMUTABLE AS 'SELECT strpos($1, $2)'",
 				    NULL, err) < 0 ||
-			    pg_exec(db, PG_RENAME_BYTEA, NULL, err) < 0) {
+			    (renamed = pg_rename_bytea(db, err)) < 0) {
 				mdb_rollback(db);
 				return cells_err_prefix(err, "migrate %s", module);
 			}
 		}
 		int r = migrate_step(db, module, steps, nsteps, err);
-		if (r < 0) {
+		if (r < 0 || (r == 0 && !renamed)) { /* up to date: nothing to keep */
 			mdb_rollback(db);
 			return r;
 		}
-		/* (up to date: committed too, for PostgreSQL's helpers and renames above) */
 		if (mdb_commit(db, err) < 0)
 			return cells_err_prefix(err, "migrate %s", module);
 		if (r == 0)

@@ -614,9 +614,9 @@ static void row_to_entry(struct mdb_stmt *st, struct mdm_qentry *e)
 }
 #define ENTRY_COLS "seq, id, device, kind, priority, state, created, expires, dedup, what"
 
-/* PostgreSQL: the wake-up of device's front end for an entry just queued - now, or in a
- * transaction just before its commit (one per device, MDM_QUEUE_ALL past
- * MDM_NOTIFY_EACH of them). */
+/* PostgreSQL: the wake-up of device's front end for entry seq just queued - now, or in a
+ * transaction just before its commit (one per device; past MDM_NOTIFY_EACH of them one
+ * MDM_QUEUE_ALL with the range of the transaction's seqs). */
 static int notify_queued(struct mdm_store *s, const char *device, int64_t seq, cells_err_t *err)
 {
 	if (!mdb_pg(s->db) || !mdb_in_transaction(s->db))
