@@ -80,22 +80,19 @@ int testhook_fail(const char *op, const char *what, cells_err_t *err)
 	return cells_err_sys(err, th.fail_errno, "%s %s (injected by --test-fail)", op, what);
 }
 
-void testhook_crash_point(const char *where)
+void testhook_point(const char *where)
 {
 	if (th.crash_at[0] && !strcmp(th.crash_at, where)) {
 		log_warn("test crash point %s: killing %s", where, program_invocation_short_name);
 		raise(SIGKILL);
 	}
-}
-void testhook_pause_point(const char *where)
-{
-	if (!th.pause_at[0] || strcmp(th.pause_at, where))
-		return;
-	th.pause_at[0] = 0; /* once */
-	log_warn("test pause point %s: waiting for %s", where, th.pause_file);
-	for (int i = 0; i < 6000 && access(th.pause_file, F_OK) < 0; i++)
-		usleep(10000);
-	log_warn("test pause point %s: going on", where);
+	if (th.pause_at[0] && !strcmp(th.pause_at, where)) {
+		th.pause_at[0] = 0; /* once */
+		log_warn("test pause point %s: waiting for %s", where, th.pause_file);
+		for (int i = 0; i < 6000 && access(th.pause_file, F_OK) < 0; i++)
+			usleep(10000);
+		log_warn("test pause point %s: going on", where);
+	}
 }
 #else
 /* ISO C wants a translation unit to declare something */

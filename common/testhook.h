@@ -10,15 +10,14 @@
  *       "allow:c10:229" / "deny:c10:229"; node_set: "add:/dev/fuse" / "del:/dev/fuse"),
  *       every time it matches
  *   cellsd --test-crash-at POINT, cells-mdm serve --test-crash-at POINT
- *       the process SIGKILLs itself when it reaches the crash point POINT (logged first
- *       as "test crash point POINT: killing PROGRAM"); points: policy-before-persist,
- *       policy-after-persist, wipe-step-N, image-import-copying (cellsd, in the
- *       import's copy thread past its first MiB), mdm-audit-before-ack (cells-mdm)
+ *       the process SIGKILLs itself when it reaches the point POINT (logged first as
+ *       "test crash point POINT: killing PROGRAM")
  *   cellsd --test-pause-at POINT:FILE
- *       the thread that reaches the pause point POINT the first time waits there until
- *       FILE exists (at most 60 s; logged "test pause point POINT: waiting for FILE");
- *       points: image-import-copying (the import's copy thread past its first MiB: the
- *       import stays in progress while the loop goes on)
+ *       the thread that reaches the point POINT the first time waits there until FILE
+ *       exists (at most 60 s; logged "test pause point POINT: waiting for FILE")
+ *   The points (testhook_point): policy-before-persist, policy-after-persist,
+ *   wipe-step-N, image-import-copying (cellsd, in the import's copy thread past its
+ *   first MiB), mdm-audit-before-ack (cells-mdm)
  *
  * Each option may be given once. */
 #ifndef CELLS_TESTHOOK_H
@@ -31,8 +30,8 @@
 int testhook_option(const char *name, const char *value, cells_err_t *err);
 /* -1 with err filled when this call of op (described by what) is to fail, else 0. */
 int testhook_fail(const char *op, const char *what, cells_err_t *err);
-void testhook_crash_point(const char *where);
-void testhook_pause_point(const char *where);
+/* A crash or pause point (the options above). */
+void testhook_point(const char *where);
 #else
 static inline int testhook_fail(const char *op, const char *what, cells_err_t *err)
 {
@@ -41,11 +40,7 @@ static inline int testhook_fail(const char *op, const char *what, cells_err_t *e
 	(void)err;
 	return 0;
 }
-static inline void testhook_crash_point(const char *where)
-{
-	(void)where;
-}
-static inline void testhook_pause_point(const char *where)
+static inline void testhook_point(const char *where)
 {
 	(void)where;
 }

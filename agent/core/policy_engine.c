@@ -578,7 +578,7 @@ int policy_install(struct cellsd *d, const uint8_t *signed_blob, size_t n, const
 		verified_free(&v);
 		return cells_err_prefix(err, "policy refused: audit log");
 	}
-	testhook_crash_point("policy-before-persist");
+	testhook_point("policy-before-persist");
 	if (persist(d, &v, signed_blob, n, source, err) < 0) {
 		json_object_put(det);
 		verified_free(&v);
@@ -593,7 +593,7 @@ int policy_install(struct cellsd *d, const uint8_t *signed_blob, size_t n, const
 		pe->root = v.root;
 	memcpy(pe->dels, v.dels, v.ndels * sizeof *v.dels);
 	pe->ndels = v.ndels;
-	testhook_crash_point("policy-after-persist");
+	testhook_point("policy-after-persist");
 	int rc = make_in_force(d, &v.pol, err);
 	verified_free(&v);
 	if (rc < 0) {

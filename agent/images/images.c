@@ -257,23 +257,27 @@ static int db_insert(struct cellsd *d, const struct image *i, const Cells__V1__S
 	return sqldb_step_done(d->db, st, "store image manifest", err);
 }
 
+/* Another version than i with the same bytes (SHA-256: the same files and mount) in
+ * state st. */
+static bool same_bytes(struct images *im, const struct image *i, enum img_state st)
+{
+	for (size_t k = 0; k < im->n; k++)
+		if (&im->v[k] != i && im->v[k].st == st && !strcmp(im->v[k].hex, i->hex))
+			return true;
+	return false;
+}
+
 /* Mark i failed with a one-line reason, remove its files, audit image.corrupt. */
 static void fail_image(struct cellsd *d, struct image *i, const char *actor, const char *reason)
 {
 	struct images *im = d->images;
 	char p[PATH_MAX];
 	/* another version may be the same file (same SHA-256): its files stay */
-	bool part_shared = false, shared = false;
-	for (size_t k = 0; k < im->n; k++)
-		if (&im->v[k] != i && !strcmp(im->v[k].hex, i->hex)) {
-			part_shared |= im->v[k].st == IMG_PENDING;
-			shared |= im->v[k].st == IMG_VERIFIED;
-		}
-	if (!part_shared) {
+	if (!same_bytes(im, i, IMG_PENDING)) {
 		part_path(im, i, p);
 		unlink(p);
 	}
-	if (!i->mounted && !shared) {
+	if (!i->mounted && !same_bytes(im, i, IMG_VERIFIED)) {
 		img_path(im, i, p);
 		unlink(p);
 	}
@@ -339,11 +343,7 @@ static void retire_old(struct cellsd *d, const char *name)
 		    i->refs > 0)
 			continue;
 		i->st = IMG_REMOVED;
-		bool shared = false;
-		for (size_t o = 0; o < im->n; o++)
-			shared |=
-			    o != k && im->v[o].st == IMG_VERIFIED && !strcmp(im->v[o].hex, i->hex);
-		if (shared) {
+		if (same_bytes(im, i, IMG_VERIFIED)) {
 			i->mounted = false; /* the mount is the other version's too */
 		} else {
 			if (i->mounted)
@@ -687,8 +687,7 @@ static void *import_copy(void *arg)
 		EVP_DigestUpdate(c, buf, (size_t)k);
 		total += (uint64_t)k;
 		if (total > (1 << 20)) {
-			testhook_crash_point("image-import-copying");
-			testhook_pause_point("image-import-copying");
+			testhook_point("image-import-copying");
 		}
 	}
 	if (fsync(j->out) < 0) {

@@ -91,10 +91,9 @@ int images_partial_open(struct cellsd *d, const char *hex, uint64_t *have, uint6
 int images_next_pending(struct cellsd *d, char hex[65], char ref[IMAGES_NAME_MAX + 24]);
 /* The partial file of hex grew to have bytes (for status). */
 void images_partial_progress(struct cellsd *d, const char *hex, uint64_t have);
-/* Check the partial file of hex: fsync, size and SHA-256 (sha256: what the writer hashed
- * as it wrote the file; NULL: hashed from the file) against the manifest; rename, mount,
- * audit. A mismatch removes the partial file, marks the image failed (audited) and
- * returns -1 (EBADMSG). */
+/* Check the partial file of hex: fsync, size and SHA-256 (sha256: what cellsd hashed as
+ * it wrote the file) against the manifest; rename, mount, audit. A mismatch removes the partial
+ * file, marks the image failed (audited) and returns -1 (EBADMSG). */
 int images_partial_finish(struct cellsd *d, const char *hex, const uint8_t *sha256,
 			  cells_err_t *err);
 /* Give up on hex: remove the partial file, mark it failed with reason (audited). */

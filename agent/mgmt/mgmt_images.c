@@ -94,11 +94,19 @@ static void send_ack(struct mgmt *g, const char *msg_id)
 		net_send_raw(g, b, n);
 }
 
+/* The offer of hex waiting for its result, or NULL. */
+static struct img_offer *offer_find(struct mgmt_img *I, const char *hex)
+{
+	for (size_t k = 0; k < I->noffers; k++)
+		if (!strcmp(I->offers[k].hex, hex))
+			return &I->offers[k];
+	return NULL;
+}
+
 static void offer_put(struct mgmt_img *I, const char *hex, const char *ref, const char *corr)
 {
-	size_t k = 0;
-	while (k < I->noffers && strcmp(I->offers[k].hex, hex))
-		k++;
+	struct img_offer *o = offer_find(I, hex);
+	size_t k = o ? (size_t)(o - I->offers) : I->noffers;
 	if (k == IMG_OFFERS_MAX) { /* full: the oldest goes (a re-offer answers it) */
 		memmove(&I->offers[0], &I->offers[1], (IMG_OFFERS_MAX - 1) * sizeof I->offers[0]);
 		k = IMG_OFFERS_MAX - 1;
@@ -114,14 +122,13 @@ static void offer_put(struct mgmt_img *I, const char *hex, const char *ref, cons
  * false (none: the result names the image only). */
 static bool offer_take(struct mgmt_img *I, const char *hex, char corr[CELLS_MAX_ID_LEN + 1])
 {
+	struct img_offer *o = offer_find(I, hex);
 	corr[0] = 0;
-	for (size_t k = 0; k < I->noffers; k++)
-		if (!strcmp(I->offers[k].hex, hex)) {
-			memcpy(corr, I->offers[k].corr, CELLS_MAX_ID_LEN + 1);
-			I->offers[k] = I->offers[--I->noffers];
-			return true;
-		}
-	return false;
+	if (!o)
+		return false;
+	memcpy(corr, o->corr, CELLS_MAX_ID_LEN + 1);
+	*o = I->offers[--I->noffers];
+	return true;
 }
 
 /* The result of image ref (hex): to its offer when one waits. */
@@ -378,10 +385,7 @@ void mgmt_img_imported(struct cellsd *d, const char *hex, const cells_err_t *err
 		return;
 	/* an offer that came while the import wrote these bytes was acknowledged and left
 	 * waiting (one writer per image: no download): it is answered now */
-	const struct img_offer *o = NULL;
-	for (size_t k = 0; k < I->noffers && !o; k++)
-		if (!strcmp(I->offers[k].hex, hex))
-			o = &I->offers[k];
+	const struct img_offer *o = offer_find(I, hex);
 	if (o) {
 		char ref[sizeof o->ref];
 		memcpy(ref, o->ref, sizeof ref);

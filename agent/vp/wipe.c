@@ -128,7 +128,7 @@ static void crash_point(int step)
 {
 	char where[32];
 	snprintf(where, sizeof where, "wipe-step-%d", step);
-	testhook_crash_point(where);
+	testhook_point(where);
 }
 
 static int config_get(struct cellsd *d, const char *key, char *out, size_t cap)
