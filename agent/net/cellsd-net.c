@@ -471,7 +471,6 @@ static const struct lws_protocols cli_protocols[] = {
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
-/* Start the download NETIPC_IMAGE_GET asked for, into fd (owned). */
 /* The server's address (we resolve, IPv4 first, and dial the address; the TLS name
  * stays N.host), -1 when the name does not resolve. */
 static int resolve(char addr[64])
@@ -504,6 +503,7 @@ static void client_info(struct lws_client_connect_info *ci, const char *addr, co
 	ci->ssl_connection = LCCSCF_USE_SSL; /* and nothing that weakens verification */
 }
 
+/* Start the download NETIPC_IMAGE_GET asked for, into fd (owned). */
 static void img_start(const Cells__Net__V1__NetImageGet *g, int fd)
 {
 	if (N.img_active) {

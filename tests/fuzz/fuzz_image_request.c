@@ -22,8 +22,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	s[size - 8] = 0;
 	s[size - 7] = 0;
 	const char *range = s + strlen(s) + 1; /* "" when there is no NUL in the input */
-	if (range > s + size - 8)
-		range = s + size - 8;
 	uint8_t sha[32];
 	const char *hex = mdm_image_uri_sha(s, sha);
 	if (hex && strlen(hex) != 64)
